@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   create .venv, install, fetch MNIST + Fashion-MNIST + Animal-MNIST, run the demo
+#   make test   create .venv, install, fetch MNIST, run the test suite
+# A torch already present in .venv (for example your CUDA build) is kept; otherwise torch 2.13.0 (CPU) is installed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GFLOWOUT := $(VENV)/bin/gflowout
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= gflowout-demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test data clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(GFLOWOUT) data fetch mnist fashion-mnist animal-mnist
+
+demo: data
+	$(GFLOWOUT) demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(GFLOWOUT) data fetch mnist
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

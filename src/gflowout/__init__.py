@@ -1,0 +1,49 @@
+"""gflowout: dropout as a GFlowNet posterior over masks (GFlowOut, ICML 2023), with fair baselines.
+
+The public API is re-exported here lazily, so `import gflowout` stays cheap:
+
+    net = gflowout.MLP()                       # or gflowout.CifarResNet18(), or gflowout.wrap(your_module)
+    method = gflowout.GFlowOut(net, dataset_size=42000)
+    ...train...
+    logits = method.predict(x, samples=20)     # [samples, batch, classes]; never takes a label
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # backbones and the mask-site seam
+    "MaskedNet": "gflowout.nets.base",
+    "MLP": "gflowout.nets.mlp",
+    "CifarResNet18": "gflowout.nets.resnet",
+    "wrap": "gflowout.nets.wrap",
+    "Site": "gflowout.nets.sites",
+    "MaskSite": "gflowout.nets.sites",
+    # methods
+    "DropoutMethod": "gflowout.methods.base",
+    "GFlowOut": "gflowout.methods.gflowout",
+    "IDGFlowOut": "gflowout.methods.id_gflowout",
+    "MCDropout": "gflowout.methods.mc",
+    "ConcreteDropout": "gflowout.methods.concrete",
+    "ContextualDropout": "gflowout.methods.contextual",
+    "NoDropout": "gflowout.methods.none",
+    "method_class": "gflowout.methods",
+    # errors
+    "GFlowOutError": "gflowout.errors",
+    "DataError": "gflowout.errors",
+    "ConfigError": "gflowout.errors",
+    "CheckpointError": "gflowout.errors",
+    "NonFiniteLossError": "gflowout.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gflowout' has no attribute {name!r}")

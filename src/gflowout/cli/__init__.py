@@ -1,0 +1,1 @@
+"""The `gflowout` command line."""

@@ -1,0 +1,1 @@
+"""Data: sources (fetch and verify), format readers, datasets, data modules, shifts."""

@@ -1,0 +1,1 @@
+"""Evaluation: predictive summaries, metrics, OOD detection, plots and reports."""

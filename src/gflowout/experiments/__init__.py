@@ -1,0 +1,1 @@
+"""Experiment protocols of the paper (robustness, OOD, ...)."""

@@ -1,0 +1,195 @@
+"""`DropoutMethod`: what every method (GFlowOut, ID-GFlowOut, MC, Concrete, Contextual, none) provides.
+
+A method owns a `MaskedNet` and supplies (a) the sampler that fills its mask sites, (b) one loss per
+parameter group, (c) label-free prediction. Training code (the Lightning harness, a user's own loop,
+`train_step` below) only ever sees this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from gflowout.errors import NonFiniteLossError
+from gflowout.nets.base import MaskedNet
+from gflowout.nets.sites import MaskSampler
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """Optimiser defaults of one parameter group (the published method's, where it has them)."""
+
+    lr: float
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # "adam" or "sgd"
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    clip_norm: float | None = None  # gradient-norm clipping, None for none
+
+
+@dataclass
+class StepResult:
+    """What one training step computed.
+
+    losses: one scalar per parameter group name; each must reach only its own group's parameters.
+    logs: detached scalars for progress bars and logs (accuracy, log Z, TB loss, ...).
+    """
+
+    losses: dict[str, Tensor]
+    logs: dict[str, Tensor] = field(default_factory=dict)
+
+
+class DropoutMethod(nn.Module):
+    """Base class of every dropout method; see the module docstring."""
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, net: MaskedNet) -> None:
+        super().__init__()
+        if not isinstance(net, MaskedNet):
+            raise TypeError(
+                f"{type(self).__name__} needs a gflowout MaskedNet (MLP, CifarResNet18 or gflowout.wrap(module)), "
+                f"got {type(net).__name__}"
+            )
+        self.net = net
+
+    # --- to implement ------------------------------------------------------------------------
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Disjoint parameter groups, each trained by its own loss and optimiser."""
+        raise NotImplementedError
+
+    def group_defaults(self) -> dict[str, GroupSpec]:
+        """Optimiser defaults per group name (same keys as `param_groups`)."""
+        raise NotImplementedError
+
+    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
+        """Sample masks for a labelled batch and return one loss per parameter group."""
+        raise NotImplementedError
+
+    def prediction_sampler(self) -> MaskSampler | None:
+        """The sampler used at test time. It never sees a label."""
+        raise NotImplementedError
+
+    def deterministic_sampler(self) -> MaskSampler | None:
+        """A deterministic sampler (for example weight scaling), or None when the method has none."""
+        return None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Advance epoch-based schedules (for example GFlowOut's beta). Keep schedule state in buffers."""
+
+    # --- shared --------------------------------------------------------------------------------
+    def validate(self, x: Tensor, y: Tensor | None = None) -> None:
+        """Raise a ValueError on a malformed batch before anything trains or predicts on it."""
+        self.net.validate_input(x)
+        if y is not None:
+            self.net.validate_labels(y, x.shape[0])
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
+        """Per-sample logits [samples, batch, classes] from the prediction sampler, in eval mode.
+
+        The S samples run as one batched pass (x repeated S times along the batch), not a loop.
+        `samples=1` is the single-pass mode of the official protocol.
+        """
+        if int(samples) != samples or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        self.validate(x)
+        batch = x.shape[0]
+        expanded = x.repeat(samples, *([1] * (x.dim() - 1)))  # sample-major: rows s*B .. (s+1)*B-1
+        with _eval_mode(self):
+            logits = self.net(expanded, self.prediction_sampler())
+        return logits.reshape(samples, batch, -1)
+
+    @torch.no_grad()
+    def predict_deterministic(self, x: Tensor) -> Tensor:
+        """Logits [1, batch, classes] from the deterministic sampler (weight scaling, mean masks)."""
+        sampler = self.deterministic_sampler()
+        if sampler is None:
+            raise NotImplementedError(f"method {self.name!r} has no deterministic prediction; use predict(x, samples=S)")
+        self.validate(x)
+        with _eval_mode(self):
+            return self.net(x, sampler).unsqueeze(0)
+
+    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser per parameter group from `group_defaults`, with optional per-group overrides."""
+        specs = resolve_group_specs(self.group_defaults(), overrides)
+        groups = self.param_groups()
+        return {name: build_optimizer(groups[name], specs[name]) for name in groups if groups[name]}
+
+    def train_step(self, x: Tensor, y: Tensor, optimizers: Mapping[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """One plain-PyTorch training step: losses, one backward, clipping, every optimiser steps."""
+        self.train()
+        result = self.training_losses(x, y)
+        raise_if_nonfinite(result, self.name)
+        for optimizer in optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        sum(result.losses.values()).backward()
+        clip_group_gradients(self.param_groups(), self.group_defaults())
+        for optimizer in optimizers.values():
+            optimizer.step()
+        return {k: float(v) for k, v in {**result.losses, **result.logs}.items()}
+
+
+class _eval_mode:
+    """Context manager: module in eval mode inside, previous mode restored after."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.was_training = module.training
+
+    def __enter__(self) -> None:
+        self.module.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.train(self.was_training)
+
+
+def resolve_group_specs(
+    defaults: Mapping[str, GroupSpec], overrides: Mapping[str, Mapping[str, object]] | None
+) -> dict[str, GroupSpec]:
+    """Apply per-group overrides (for example {"backbone": {"lr": 0.01}}) to the defaults."""
+    specs = dict(defaults)
+    for group, changes in (overrides or {}).items():
+        if group not in specs:
+            raise KeyError(f"unknown parameter group {group!r}; this method has {sorted(specs)}")
+        valid = set(GroupSpec.__dataclass_fields__)
+        unknown = set(changes) - valid
+        if unknown:
+            raise KeyError(f"unknown optimiser option(s) {sorted(unknown)} for group {group!r}; valid: {sorted(valid)}")
+        specs[group] = GroupSpec(**{**specs[group].__dict__, **changes})
+    return specs
+
+
+def build_optimizer(params: list[nn.Parameter], spec: GroupSpec) -> torch.optim.Optimizer:
+    """Adam (fused where the device allows: ~30 % faster steps on CPU here) or SGD for one group."""
+    if spec.optimizer == "adam":
+        fused = all(p.device.type in ("cpu", "cuda") for p in params)
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=fused)
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov, weight_decay=spec.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}; use 'adam' or 'sgd'")
+
+
+def clip_group_gradients(groups: Mapping[str, list[nn.Parameter]], specs: Mapping[str, GroupSpec]) -> None:
+    """Clip each group's gradient norm where its spec asks for it."""
+    for name, params in groups.items():
+        clip = specs[name].clip_norm
+        if clip is not None and params:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+
+
+def raise_if_nonfinite(result: StepResult, method: str) -> None:
+    """Stop training on a NaN or infinite loss, with every loss and log value as the diagnostic."""
+    bad = [name for name, value in result.losses.items() if not torch.isfinite(value).all()]
+    if bad:
+        values = {k: float(v) for k, v in {**result.losses, **result.logs}.items()}
+        raise NonFiniteLossError(
+            f"{method}: non-finite loss in group(s) {bad}; all values this step: {values}. "
+            "Lower the learning rate of that group, enable gradient clipping, or check the input data."
+        )

@@ -1,0 +1,111 @@
+"""`MaskedNet`: a classifier whose mask sites a dropout method can drive."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from gflowout.nets.sites import MaskSampler, MaskSite, Site
+
+
+class MaskedNet(nn.Module):
+    """Base class of every backbone: it finds its `MaskSite` modules and routes a sampler to them.
+
+    Subclasses build their layers (with `MaskSite` modules where masks go), then call
+    `self.register_sites()`, and implement `body(x) -> logits`. `forward(x, sampler)` runs `body`
+    with `sampler` active at every site; with `sampler=None` no mask is applied.
+
+    input_shape: the shape of one example (for example (1, 28, 28)); `validate_input` checks it.
+    num_classes: the number of classes of the softmax head.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.num_classes = int(num_classes)
+        self._site_modules: list[MaskSite] = []
+        self._sites: tuple[Site, ...] = ()
+
+    # --- sites ---------------------------------------------------------------------------------
+    def register_sites(self) -> None:
+        """Find the `MaskSite` modules (in registration order, which must be forward order)."""
+        modules = [(name, m) for name, m in self.named_modules() if isinstance(m, MaskSite)]
+        if not modules:
+            raise ValueError(f"{type(self).__name__} has no MaskSite modules: nothing for a method to mask")
+        sites = []
+        for index, (name, module) in enumerate(modules):
+            module.site = Site(index=index, name=name, width=module.width, kind=module.kind, rescale=module.rescale)
+            sites.append(module.site)
+        # A plain list, not nn.ModuleList: the modules are already children of this net.
+        object.__setattr__(self, "_site_modules", [m for _, m in modules])
+        self._sites = tuple(sites)
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        """The mask sites in forward order."""
+        return self._sites
+
+    @contextmanager
+    def using(self, sampler: MaskSampler | None) -> Iterator[None]:
+        """Make `sampler` active at every site for the duration of the block."""
+        for module in self._site_modules:
+            module.sampler = sampler
+        try:
+            yield
+        finally:
+            for module in self._site_modules:
+                module.sampler = None
+
+    # --- forward -------------------------------------------------------------------------------
+    def body(self, x: Tensor) -> Tensor:
+        """The network itself: [batch, *input_shape] -> logits [batch, num_classes]."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, sampler: MaskSampler | None = None) -> Tensor:
+        with self.using(sampler):
+            return self.body(x)
+
+    # --- validation ----------------------------------------------------------------------------
+    def validate_input(self, x: Tensor, name: str = "x") -> None:
+        """Raise a ValueError naming `name` when x is not a finite float batch of `input_shape`."""
+        validate_batch(x, self.input_shape, name=name)
+
+    def validate_labels(self, y: Tensor, batch: int, name: str = "y") -> None:
+        """Raise a ValueError when y is not an integer vector of `batch` labels in [0, num_classes)."""
+        validate_labels(y, batch, self.num_classes, name=name)
+
+
+def validate_batch(x: Tensor, input_shape: tuple[int, ...], name: str = "x") -> None:
+    """Check dtype (floating), shape ([batch, *input_shape]) and finiteness of an input batch."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert with x.float()")
+    expected = ("batch",) + tuple(input_shape)
+    if x.dim() != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {expected}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean the input before training or prediction")
+
+
+def validate_labels(y: Tensor, batch: int, num_classes: int, name: str = "y") -> None:
+    """Check that y is an integer vector [batch] with every label in [0, num_classes)."""
+    if not isinstance(y, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}; convert with y.long()")
+    if y.dim() != 1 or y.shape[0] != batch:
+        raise ValueError(f"{name} has shape {tuple(y.shape)}, expected ({batch},)")
+    if batch and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"{name} has a label out of range: found min {int(y.min())}, max {int(y.max())}; "
+            f"expected labels in [0, {num_classes - 1}]"
+        )
