@@ -1,0 +1,313 @@
+"""Reports: aggregate result files over seeds and write Markdown tables, PNG figures and one HTML page.
+
+`write_report(results_dir, out_dir)` reads every result file under `results_dir` (schema in
+`gflowout.eval.evaluate`), groups the runs by (data set, method), and reports each metric as
+mean +- standard error over seeds (standard error = sample standard deviation / sqrt(n); a single
+seed has none and shows the mean alone). It writes `report.md`, `figures/*.png` and `report.html`
+(the same tables, figures inline as base64, so the page is one self-contained file).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gflowout.eval import plots
+from gflowout.experiments.results import load_results
+
+CLEAN_METRICS = ("accuracy", "nll", "brier", "ece15", "ece10")
+CURVE_METRICS = ("accuracy", "nll", "ece15")
+OOD_METRICS = ("auroc", "aupr", "fpr95")
+# Sections of a result file whose numeric leaves are aggregated over seeds.
+SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "rotation_sweep", "ood", "uncertainty")
+METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none")
+
+
+def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (sample std with ddof=1 over sqrt(n)); NaN error for one value."""
+    array = np.asarray([v for v in values if v is not None], dtype=float)
+    if array.size == 0:
+        return math.nan, math.nan
+    if array.size == 1:
+        return float(array[0]), math.nan
+    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(array.size))
+
+
+def _leaves(tree: Any, prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], float | None]]:
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            yield from _leaves(value, prefix + (str(key),))
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool) or tree is None:
+        yield prefix, tree
+
+
+@dataclass
+class Group:
+    """The runs of one (data set, method): seeds and the mean +- standard error of every metric."""
+
+    dataset: str
+    method: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[tuple[str, ...], tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(r["seed"]) for r in self.runs)
+
+    def get(self, *path: str) -> tuple[float, float]:
+        return self.stats.get(tuple(str(p) for p in path), (math.nan, math.nan))
+
+
+def _method_key(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Group]]:
+    """Group runs by data set then method (in a fixed method order), with mean +- SE per metric path."""
+    grouped: dict[tuple[str, str], Group] = {}
+    for run in runs:
+        key = (run["dataset"], run["method"])
+        grouped.setdefault(key, Group(*key)).runs.append(dict(run))
+    by_dataset: dict[str, list[Group]] = defaultdict(list)
+    for (dataset, _), group in sorted(grouped.items(), key=lambda item: (item[0][0], _method_key(item[0][1]))):
+        values: dict[tuple[str, ...], list[float | None]] = defaultdict(list)
+        for run in group.runs:
+            for section in SCALAR_SECTIONS:
+                for path, value in _leaves(run.get(section, {}), (section,)):
+                    values[path].append(value)
+            for timing in ("train_time_s", "eval_time_s"):
+                if run.get(timing) is not None:
+                    values[(timing,)].append(run[timing])
+        group.stats = {path: mean_and_standard_error(v) for path, v in values.items()}
+        by_dataset[dataset].append(group)
+    return dict(by_dataset)
+
+
+# --- tables ------------------------------------------------------------------------------------
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+def format_stat(stat: tuple[float, float], digits: int = 4) -> str:
+    mean, se = stat
+    if mean is None or math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def _sorted_keys(keys: Iterable[str]) -> list[str]:
+    def key(k: str) -> tuple[int, float | str]:
+        try:
+            return (0, float(k))
+        except ValueError:
+            return (1, k)
+    return sorted(set(keys), key=key)
+
+
+def _subkeys(groups: Sequence[Group], *prefix: str) -> list[str]:
+    depth = len(prefix)
+    return _sorted_keys(p[depth] for g in groups for p in g.stats if p[:depth] == prefix and len(p) > depth)
+
+
+def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
+    """The report's tables for one data set: clean, shifts, rotation, OOD, uncertainty, cost."""
+    methods = [g.method for g in groups]
+    tables = [Table(
+        f"{dataset}: clean test set",
+        ["method", "seeds", *CLEAN_METRICS],
+        [[g.method, str(len(g.runs)), *(format_stat(g.get("clean", m)) for m in CLEAN_METRICS)] for g in groups],
+    )]
+    if any(("random_rotation", "accuracy") in g.stats for g in groups):
+        tables.append(Table(
+            f"{dataset}: random rotation (uniform 0-360 degrees)",
+            ["method", *CLEAN_METRICS],
+            [[g.method, *(format_stat(g.get("random_rotation", m)) for m in CLEAN_METRICS)] for g in groups],
+        ))
+    for metric in CURVE_METRICS:
+        rows = [
+            [shift, severity, *(format_stat(g.get("shifts", shift, severity, metric)) for g in groups)]
+            for shift in _subkeys(groups, "shifts")
+            for severity in _subkeys(groups, "shifts", shift)
+        ]
+        if rows:
+            tables.append(Table(f"{dataset}: shifted test sets, {plots.METRIC_LABELS[metric]}",
+                                ["shift", "severity", *methods], rows))
+    angles = _subkeys(groups, "rotation_sweep")
+    if angles:
+        tables.append(Table(
+            f"{dataset}: accuracy vs fixed rotation angle (degrees)",
+            ["angle", *methods],
+            [[angle, *(format_stat(g.get("rotation_sweep", angle, "accuracy")) for g in groups)] for angle in angles],
+        ))
+    for pair in _subkeys(groups, "ood"):
+        scores = _subkeys(groups, "ood", pair)
+        tables.append(Table(
+            f"OOD detection: {dataset} (in) vs {pair} (out)",
+            ["method", *(f"{score} {metric}" for score in scores for metric in OOD_METRICS)],
+            [[g.method, *(format_stat(g.get("ood", pair, score, metric)) for score in scores for metric in OOD_METRICS)]
+             for g in groups],
+            note="Higher AUROC / AUPR and lower FPR at 95% TPR are better; OOD is the positive class.",
+        ))
+    for condition in _subkeys(groups, "uncertainty"):
+        keys = _subkeys(groups, "uncertainty", condition)
+        tables.append(Table(
+            f"{dataset}: paired t-test uncertainty metrics ({condition})",
+            ["method", *keys],
+            [[g.method, *(format_stat(g.get("uncertainty", condition, k)) for k in keys)] for g in groups],
+        ))
+    tables.append(Table(
+        f"{dataset}: cost (seconds per run)",
+        ["method", "train", "evaluate"],
+        [[g.method, format_stat(g.get("train_time_s"), 1), format_stat(g.get("eval_time_s"), 1)] for g in groups],
+    ))
+    return tables
+
+
+def table_markdown(table: Table) -> str:
+    lines = [f"### {table.title}", "", "| " + " | ".join(table.header) + " |",
+             "|" + "|".join("---" for _ in table.header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    if table.note:
+        lines += ["", table.note]
+    return "\n".join(lines) + "\n"
+
+
+def table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
+    return f"<h3>{html.escape(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+
+
+# --- figures -----------------------------------------------------------------------------------
+def _pool_reliability(runs: Sequence[Mapping[str, Any]], condition: str) -> dict[str, list[float]] | None:
+    """Pool reliability bins over seeds: counts add, per-bin means are count-weighted."""
+    items = [r["figures"]["reliability"][condition] for r in runs
+             if condition in r.get("figures", {}).get("reliability", {})]
+    if not items:
+        return None
+    counts = np.sum([np.asarray(i["count"], dtype=float) for i in items], axis=0)
+    pooled = {"edges": items[0]["edges"], "count": counts.tolist()}
+    for key in ("confidence", "accuracy"):
+        weighted = np.sum([np.asarray(i[key], dtype=float) * np.asarray(i["count"], dtype=float) for i in items], axis=0)
+        pooled[key] = np.divide(weighted, counts, out=np.zeros_like(weighted), where=counts > 0).tolist()
+    return pooled
+
+
+def _pool_ood(runs: Sequence[Mapping[str, Any]], kind: str, pair: str) -> dict[str, dict[str, list[float]]]:
+    """Pool OOD figure material over seeds: histogram counts add, ROC true-positive rates average."""
+    pooled: dict[str, dict[str, list[float]]] = {}
+    items = [r["figures"][kind][pair] for r in runs if pair in r.get("figures", {}).get(kind, {})]
+    for score in sorted({s for item in items for s in item}):
+        parts = [item[score] for item in items if score in item]
+        if kind == "ood_histograms":
+            pooled[score] = {"edges": parts[0]["edges"],
+                             "in": np.sum([p["in"] for p in parts], axis=0).tolist(),
+                             "out": np.sum([p["out"] for p in parts], axis=0).tolist()}
+        else:
+            pooled[score] = {"fpr": parts[0]["fpr"], "tpr": np.mean([p["tpr"] for p in parts], axis=0).tolist()}
+    return pooled
+
+
+def _series(group: Group, prefix: tuple[str, ...], keys: Sequence[str], metric: str) -> plots.Series:
+    stats = [group.get(*prefix, k, metric) for k in keys]
+    return [float(k) for k in keys], [s[0] for s in stats], [s[1] for s in stats]
+
+
+def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> list[tuple[str, Path]]:
+    """Draw every figure of one data set; returns (caption, path) pairs."""
+    figures: list[tuple[str, Path]] = []
+    name = dataset.replace("/", "_")
+    conditions = sorted({c for g in groups for r in g.runs for c in r.get("figures", {}).get("reliability", {})})
+    for condition in conditions:
+        pooled = {g.method: p for g in groups if (p := _pool_reliability(g.runs, condition)) is not None}
+        if pooled:
+            path = plots.plot_reliability(pooled, f"{dataset}: reliability ({condition})",
+                                          figure_dir / f"{name}_reliability_{condition}.png")
+            figures.append((f"Reliability diagrams, {dataset}, {condition}", path))
+    shifts = _subkeys(groups, "shifts")
+    if shifts:
+        severities = _subkeys(groups, "shifts", shifts[0])
+        per_metric: dict[str, dict[str, plots.Series]] = {}
+        for metric in CURVE_METRICS:
+            per_metric[metric] = {}
+            for g in groups:
+                means = [np.nanmean([g.get("shifts", s, sev, metric)[0] for s in shifts]) for sev in severities]
+                per_metric[metric][g.method] = ([float(s) for s in severities], means, [math.nan] * len(means))
+        path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: mean over {len(shifts)} shifts",
+                                        figure_dir / f"{name}_severity.png")
+        figures.append((f"Accuracy, NLL and ECE vs severity (mean over shifts), {dataset}", path))
+        per_shift = {s: {g.method: _series(g, ("shifts", s), _subkeys(groups, "shifts", s), "accuracy") for g in groups}
+                     for s in shifts}
+        path = plots.plot_shift_grid(per_shift, "accuracy", dataset, figure_dir / f"{name}_shift_accuracy.png")
+        figures.append((f"Accuracy vs severity per shift, {dataset}", path))
+    angles = _subkeys(groups, "rotation_sweep")
+    if angles:
+        per_metric = {m: {g.method: _series(g, ("rotation_sweep",), angles, m) for g in groups} for m in CURVE_METRICS}
+        path = plots.plot_metric_curves(per_metric, "rotation angle (degrees)", f"{dataset}: fixed rotations",
+                                        figure_dir / f"{name}_rotation.png")
+        figures.append((f"Accuracy, NLL and ECE vs rotation angle, {dataset}", path))
+    pairs = sorted({p for g in groups for r in g.runs for p in r.get("figures", {}).get("ood_histograms", {})})
+    for pair in pairs:
+        hists = {g.method: h for g in groups if (h := _pool_ood(g.runs, "ood_histograms", pair))}
+        path = plots.plot_ood_histograms(hists, f"OOD scores: {dataset} vs {pair}", figure_dir / f"{name}_ood_hist_{pair}.png")
+        figures.append((f"OOD score histograms, {dataset} (in) vs {pair} (out)", path))
+        rocs = {g.method: r for g in groups if (r := _pool_ood(g.runs, "roc", pair))}
+        if rocs:
+            path = plots.plot_roc(rocs, f"OOD ROC: {dataset} vs {pair}", figure_dir / f"{name}_ood_roc_{pair}.png")
+            figures.append((f"OOD ROC curves, {dataset} (in) vs {pair} (out)", path))
+    return figures
+
+
+# --- the report --------------------------------------------------------------------------------
+_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+        "table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em}"
+        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+        "img{max-width:100%;border:1px solid #ddd}")
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gflowout report") -> Path:
+    """Aggregate the result files under `results_dir`; write report.md, figures/ and report.html to `out_dir`.
+
+    Returns the path of the HTML page.
+    """
+    out_dir = Path(out_dir)
+    figure_dir = out_dir / "figures"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    runs = load_results(results_dir)
+    by_dataset = aggregate(runs)
+    intro = (f"{len(runs)} run(s) from `{results_dir}`. Each cell is the mean ± standard error over seeds "
+             "(one seed: the mean alone). Predictive: the mean softmax of S mask samples.")
+    markdown = [f"# {title}", "", intro, ""]
+    page = [f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
+    for dataset, groups in by_dataset.items():
+        markdown += [f"## {dataset}", ""]
+        page.append(f"<h2>{html.escape(dataset)}</h2>")
+        for table in build_tables(dataset, groups):
+            markdown.append(table_markdown(table))
+            page.append(table_html(table))
+        for caption, path in build_figures(dataset, groups, figure_dir):
+            relative = path.relative_to(out_dir).as_posix()
+            markdown += [f"![{caption}]({relative})", ""]
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            page.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    (out_dir / "report.md").write_text("\n".join(markdown))
+    html_path = out_dir / "report.html"
+    html_path.write_text(
+        f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>"
+    )
+    return html_path

@@ -1,0 +1,101 @@
+"""Result files: one JSON per run, written atomically, read back for reports.
+
+The schema of a result file is documented in `gflowout.eval.evaluate`. This module only moves
+those dictionaries to and from disk, so that a run killed halfway never leaves a half-written file:
+a result file either exists complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gflowout.errors import DataError
+
+SCHEMA_VERSION = 1
+
+
+def _clean_json(value: Any) -> Any:
+    """Plain JSON types only: numpy / torch scalars become floats, NaN and inf become null."""
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "tolist"):  # numpy array / scalar, torch tensor
+        return _clean_json(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return number if math.isfinite(number) else None
+
+
+def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write `data` as JSON to `path` via a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(_clean_json(data), stream, indent=1, allow_nan=False)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """Read one result file; a DataError names the file when it is not a gflowout result."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read result file {path}: {error}; delete it and rerun the benchmark") from error
+    if not isinstance(data, dict) or "schema_version" not in data or "run_id" not in data:
+        raise DataError(f"{path} is not a gflowout result file (no 'schema_version' / 'run_id' keys)")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise DataError(
+            f"{path} has result schema version {data['schema_version']}, this gflowout reads {SCHEMA_VERSION}; "
+            "re-evaluate the run with this version"
+        )
+    return data
+
+
+def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every result file (`*.json` with a gflowout schema) under `results_dir`, sorted by run id."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise DataError(f"results folder {results_dir} does not exist; run `gflowout benchmark` first")
+    runs = []
+    for path in sorted(results_dir.rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and "schema_version" in data and "run_id" in data:
+            runs.append(read_result(path))
+    if not runs:
+        raise DataError(f"no result files (*.json with a 'schema_version') under {results_dir}")
+    return sorted(runs, key=lambda r: r["run_id"])
+
+
+def run_id(dataset: str, method: str, seed: int) -> str:
+    """The id of one benchmark run, also its file name: e.g. 'mnist__gflowout__seed1'."""
+    return f"{dataset}__{method}__seed{int(seed)}"
