@@ -30,10 +30,10 @@ def fake_result(method: str, seed: int, accuracy: float, dataset: str = "mnist")
         "rotation_sweep": {"0": metrics, "90": {**metrics, "accuracy": 0.3}},
         "ood": {"fashion-mnist": {"max_probability": {"auroc": 0.9, "aupr": 0.8, "fpr95": 0.3},
                                   "mutual_information": {"auroc": 0.7, "aupr": 0.6, "fpr95": 0.5}}},
-        "uncertainty": {"clean": {"uncertain_p0.05": 0.1, "pavpu_p0.05": 0.9}},
+        "uncertainty": {"clean": {"0.05": {"uncertain_fraction": 0.1, "pavpu": 0.9}}},
         "figures": {
             "reliability": {"clean": {"edges": edges, "count": [0] * 14 + [100],
-                                      "confidence": [0.0] * 14 + [0.99], "accuracy": [0.0] * 14 + [accuracy]}},
+                                      "confidence": [None] * 14 + [0.99], "accuracy": [None] * 14 + [accuracy]}},
             "ood_histograms": {"fashion-mnist": {"max_probability": {"edges": [0, 0.5, 1], "in": [90, 10], "out": [20, 80]}}},
             "roc": {"fashion-mnist": {"max_probability": {"fpr": [0, 0.5, 1], "tpr": [0, 0.9, 1]}}},
         },
@@ -77,6 +77,8 @@ def test_write_report_tables_figures_and_html(tmp_path: Path):
     assert "| mc_dropout | 1 | 0.9300 |" in markdown
     assert "OOD detection: mnist (in) vs fashion-mnist (out)" in markdown
     assert "shot_noise" in markdown and "accuracy vs fixed rotation angle" in markdown
+    assert "| method | alpha | pavpu | uncertain_fraction |" in markdown  # t-test table, rows per alpha
+    assert "| gflowout | 0.05 | 0.9000 ± 0.0000 | 0.1000 ± 0.0000 |" in markdown
 
     pngs = sorted((tmp_path / "report" / "figures").glob("*.png"))
     names = {p.name for p in pngs}

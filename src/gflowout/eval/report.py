@@ -161,11 +161,13 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
             note="Higher AUROC / AUPR and lower FPR at 95% TPR are better; OOD is the positive class.",
         ))
     for condition in _subkeys(groups, "uncertainty"):
-        keys = _subkeys(groups, "uncertainty", condition)
+        alphas = _subkeys(groups, "uncertainty", condition)
+        keys = _subkeys(groups, "uncertainty", condition, alphas[0]) if alphas else []
         tables.append(Table(
-            f"{dataset}: paired t-test uncertainty metrics ({condition})",
-            ["method", *keys],
-            [[g.method, *(format_stat(g.get("uncertainty", condition, k)) for k in keys)] for g in groups],
+            f"{dataset}: paired t-test uncertainty metrics ({condition}; uncertain when p > alpha)",
+            ["method", "alpha", *keys],
+            [[g.method, alpha, *(format_stat(g.get("uncertainty", condition, alpha, k)) for k in keys)]
+             for g in groups for alpha in alphas],
         ))
     tables.append(Table(
         f"{dataset}: cost (seconds per run)",
@@ -200,8 +202,9 @@ def _pool_reliability(runs: Sequence[Mapping[str, Any]], condition: str) -> dict
         return None
     counts = np.sum([np.asarray(i["count"], dtype=float) for i in items], axis=0)
     pooled = {"edges": items[0]["edges"], "count": counts.tolist()}
-    for key in ("confidence", "accuracy"):
-        weighted = np.sum([np.asarray(i[key], dtype=float) * np.asarray(i["count"], dtype=float) for i in items], axis=0)
+    for key in ("confidence", "accuracy"):  # empty bins may hold NaN / null: they carry zero weight
+        weighted = np.sum([np.nan_to_num(np.asarray(i[key], dtype=float)) * np.asarray(i["count"], dtype=float)
+                           for i in items], axis=0)
         pooled[key] = np.divide(weighted, counts, out=np.zeros_like(weighted), where=counts > 0).tolist()
     return pooled
 
