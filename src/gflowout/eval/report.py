@@ -314,3 +314,27 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
         f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>"
     )
     return html_path
+
+
+def summary_table(results_dir: str | Path) -> str:
+    """A compact plain-text comparison (one row per data set and method) for the terminal.
+
+    Columns: clean accuracy / NLL / ECE, accuracy under random rotation, mean accuracy over the shifted
+    sets, and AUROC of predictive entropy for each OOD set (mean over seeds).
+    """
+    groups = [g for gs in aggregate(load_results(results_dir)).values() for g in gs]
+    pairs = _subkeys(groups, "ood")
+    header = ["data set", "method", "seeds", "accuracy", "NLL", "ECE", "rotated acc", "shifted acc",
+              *(f"AUROC {p}" for p in pairs)]
+    rows = []
+    for g in groups:
+        shifted = [v[0] for path, v in g.stats.items() if path[0] == "shifts" and path[-1] == "accuracy"]
+        rows.append([g.dataset, g.method, str(len(g.runs)), *(format_stat((g.get("clean", m)[0], math.nan))
+                     for m in ("accuracy", "nll", "ece15")),
+                     format_stat((g.get("random_rotation", "accuracy")[0], math.nan)),
+                     format_stat((float(np.mean(shifted)) if shifted else math.nan, math.nan)),
+                     *(format_stat((g.get("ood", p, "predictive_entropy", "auroc")[0], math.nan)) for p in pairs)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,31 @@
+"""`gflowout benchmark --config configs/bench_mnist.yaml [--out DIR]`: the methods x seeds grid, resumable."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="train and evaluate a grid of methods x seeds, then write the report",
+        description="Train (via the harness), evaluate (clean, shifts, rotations, OOD) and record one JSON per run, "
+        "then aggregate mean ± standard error over seeds into a report. Runs with a result file are skipped, "
+        "interrupted trainings resume: rerun the same command after a kill to finish the rest.",
+    )
+    parser.add_argument("--config", required=True, help="benchmark YAML (e.g. configs/bench_mnist.yaml)")
+    parser.add_argument("--out", default=None, help="output folder (default: benchmark-<config name>)")
+    parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
+    parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gflowout.experiments.benchmark import load_benchmark_config, run_benchmark
+
+    bench = load_benchmark_config(args.config)
+    out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
+    paths = run_benchmark(bench, out, root=args.root, report=not args.no_report)
+    print(f"{len(paths)} result file(s) in {out / 'results'}")
+    return 0

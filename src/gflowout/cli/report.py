@@ -1,0 +1,29 @@
+"""`gflowout report RESULTS_DIR [--out DIR]`: tables, figures and an HTML page from result files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="aggregate result files into Markdown tables, PNG figures and one HTML page",
+        description="Read every result JSON under RESULTS_DIR, aggregate mean ± standard error over seeds, "
+        "and write report.md, figures/*.png and a self-contained report.html.",
+    )
+    parser.add_argument("results_dir", help="folder with result files (e.g. <benchmark out>/results)")
+    parser.add_argument("--out", default=None, help="report folder (default: RESULTS_DIR/../report)")
+    parser.add_argument("--title", default="gflowout report")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gflowout.eval.report import write_report
+
+    results = Path(args.results_dir)
+    out = Path(args.out) if args.out else results.resolve().parent / "report"
+    html = write_report(results, out, title=args.title)
+    print(f"report written: {out / 'report.md'} and {html}")
+    return 0

@@ -1,0 +1,255 @@
+"""Evaluate a trained method on the clean test set, shifted test sets and OOD pairs; the result schema.
+
+`evaluate_method(method, data_name)` predicts with S mask samples (in batches, under no_grad, so
+memory stays bounded by one batch of S x batch rows plus the [S, N, C] logits of one condition) and
+returns one dictionary in the RESULT SCHEMA below. `gflowout benchmark` adds the run's identity and
+writes it with `gflowout.experiments.results.write_json_atomic` (one file per run); `gflowout report`
+aggregates the files.
+
+Shifted images are made from the test images in [0, 1] by `gflowout.data.shifts` (deterministic
+given the seed, so every method of a seed sees the same images) and then normalised with the
+TRAINING statistics of the in-distribution set, as are the OOD sets (the official code did not).
+
+RESULT SCHEMA (version 1; JSON; NaN is written as null)
+------------------------------------------------------
+  schema_version  1
+  run_id          str, "<dataset>__<method>__seed<seed>" for benchmark runs
+  method, seed, dataset     str, int, str
+  config          the run's training configuration as plain YAML data (null when unknown)
+  train_time_s, eval_time_s float seconds (train null when unknown)
+  samples         S, the number of mask samples of the predictive (mean softmax of S passes)
+  test_size       number of in-distribution test images evaluated
+  evaluation      the settings used: shifts, severities, angles, ood sets, limit, batch size, seed
+  clean           METRICS of the clean test set
+  random_rotation METRICS under the paper's test-time rotation (uniform 0-360 degrees)
+  shifts          {shift name: {"<severity>": METRICS}}  (MNIST-C-style / CIFAR-10-C-style)
+  rotation_sweep  {"<angle in degrees>": METRICS}        (fixed rotations)
+  ood             {ood set: {score: {"auroc", "aupr", "fpr95"}}}; scores "max_probability" (negated),
+                  "predictive_entropy", "mutual_information"; OOD is the positive class
+  ood_skipped     {ood set: reason} for default OOD sets that are not on this machine
+  uncertainty     {condition: {"<alpha>": {"uncertain_fraction", "pavpu", "accurate_given_certain",
+                  "uncertain_given_inaccurate"}}}: the paper's paired t-test metrics, conditions
+                  "clean" and "random_rotation"
+  figures         raw material for figures, kept small:
+      reliability     {condition: {"edges" [16], "confidence" [15], "accuracy" [15], "count" [15]}}
+                      (15 equal-width bins; empty bins have null confidence/accuracy)
+      ood_histograms  {ood set: {score: {"edges" [31], "in" [30], "out" [30]}}} counts on fixed edges
+      roc             {ood set: {score: {"fpr" [51], "tpr" [51]}}}: best TPR at FPR <= each grid point
+  METRICS = {"accuracy", "nll", "brier", "ece15", "ece10"} of the S-sample predictive.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gflowout.eval.metrics import classification_metrics, ece, reliability_bins
+from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores, roc_curve
+from gflowout.eval.predictive import Predictive
+from gflowout.eval.uncertainty import ttest_uncertainty
+from gflowout.errors import DataError
+from gflowout.experiments.results import SCHEMA_VERSION, run_id
+from gflowout.methods.base import DropoutMethod
+
+DEFAULT_OOD: dict[str, tuple[str, ...]] = {
+    "mnist": ("fashion-mnist", "animal-mnist"),
+    "fashion-mnist": ("mnist",),
+    "cifar10": ("svhn", "cifar100"),
+}
+DEFAULT_ANGLES: tuple[int, ...] = tuple(range(0, 181, 15))
+DEFAULT_SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+HISTOGRAM_BINS = 30
+ROC_GRID = np.linspace(0.0, 1.0, 51)
+
+Progress = Callable[[str], None]
+
+
+# --- data ----------------------------------------------------------------------------------------
+def _data():
+    """The data modules, imported on use (they belong to the data engineer)."""
+    from gflowout.data import datasets, shifts
+
+    return datasets, shifts
+
+
+def normalise(images: np.ndarray, name: str) -> Tensor:
+    """Float images in [0, 1], [N, H, W] or [N, H, W, 3], to a tensor [N, C, H, W] normalised with the
+    training statistics of data set `name` (mean / std of `DATASET_INFO[name]`)."""
+    datasets, _ = _data()
+    info = datasets.DATASET_INFO[name]
+    mean = np.asarray(info.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(info.std, dtype=np.float32).reshape(-1, 1, 1)
+    array = np.asarray(images, dtype=np.float32)
+    array = array[:, None] if array.ndim == 3 else array.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray((array - mean) / std))
+
+
+def load_test_images(name: str, root: Any = None, limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Test images as float32 in [0, 1] ([N, H, W] or [N, H, W, 3]) and int64 labels [N].
+
+    limit: keep a fixed random subset of that many images (the same for every method and seed), sorted.
+    """
+    datasets, _ = _data()
+    images, labels = datasets.load_split(name, "test", root)
+    if limit is not None and limit < len(labels):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:limit])
+        images, labels = images[keep], labels[keep]
+    return images.astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
+
+
+# --- prediction and per-condition summaries -----------------------------------------------------
+@torch.no_grad()
+def predict_logits(method: DropoutMethod, images: Tensor, samples: int, batch_size: int = 256) -> Tensor:
+    """Per-sample logits [S, N, C] (float32, CPU) of normalised images [N, C, H, W], batch by batch."""
+    device = next(method.parameters()).device
+    parts = [method.predict(images[i:i + batch_size].to(device), samples=samples).float().cpu()
+             for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(parts, dim=1)
+
+
+def condition_metrics(logits: Tensor, labels: np.ndarray) -> tuple[dict[str, float], Predictive]:
+    """METRICS of one condition (accuracy, NLL from the exact log predictive, Brier, ECE 15 and 10 bins)."""
+    summary = Predictive.from_logits(logits)
+    labels_t = torch.as_tensor(labels)
+    base = classification_metrics(summary.probs, labels_t, bins=15, log_probs=summary.log_probs)
+    metrics = {"accuracy": base["accuracy"], "nll": base["nll"], "brier": base["brier"], "ece15": base["ece"],
+               "ece10": ece(summary.probs, labels_t, bins=10)}
+    return metrics, summary
+
+
+def reliability_material(summary: Predictive, labels: np.ndarray) -> dict[str, list[float]]:
+    bins = reliability_bins(summary.probs, torch.as_tensor(labels), bins=15)
+    return {"edges": bins.edges.tolist(), "confidence": bins.confidence.tolist(),
+            "accuracy": bins.accuracy.tolist(), "count": bins.count.tolist()}
+
+
+def ood_material(scores_in: Tensor, scores_out: Tensor, score: str, classes: int) -> tuple[dict, dict]:
+    """A histogram on fixed edges (so seeds pool) and the ROC curve on a fixed FPR grid, for one score."""
+    top = -1.0 / classes if score == "max_probability" else math.log(classes)
+    low = -1.0 if score == "max_probability" else 0.0
+    edges = np.linspace(low, top, HISTOGRAM_BINS + 1)
+    hist_in = np.histogram(np.clip(scores_in.numpy(), low, top), edges)[0]
+    hist_out = np.histogram(np.clip(scores_out.numpy(), low, top), edges)[0]
+    roc = roc_curve(scores_in, scores_out)
+    fpr, tpr = roc.fpr.numpy(), roc.tpr.numpy()
+    last = np.searchsorted(fpr, ROC_GRID, side="right") - 1  # last ROC point with fpr <= grid value
+    return ({"edges": edges.tolist(), "in": hist_in.tolist(), "out": hist_out.tolist()},
+            {"fpr": ROC_GRID.tolist(), "tpr": tpr[last].tolist()})
+
+
+def _shift_plan(shifts: Sequence[str] | Mapping[str, Sequence[int]] | None, kind: str,
+                severities: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    if shifts is None:
+        _, shift_module = _data()
+        shifts = shift_module.available_shifts(kind)
+    if isinstance(shifts, Mapping):
+        return {str(k): tuple(int(s) for s in v) for k, v in shifts.items()}
+    return {str(name): tuple(int(s) for s in severities) for name in shifts}
+
+
+# --- the evaluation ------------------------------------------------------------------------------
+def evaluate_method(
+    method: DropoutMethod,
+    data_name: str,
+    root: Any = None,
+    samples: int = 20,
+    shifts: Sequence[str] | Mapping[str, Sequence[int]] | None = None,
+    ood_sets: Sequence[str] | None = None,
+    seed: int = 0,
+    *,
+    severities: Sequence[int] = DEFAULT_SEVERITIES,
+    rotation_angles: Sequence[float] = DEFAULT_ANGLES,
+    random_rotation: bool = True,
+    limit: int | None = None,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate `method` on `data_name`'s test set, its shifts and OOD pairs; a dict in the RESULT SCHEMA.
+
+    shifts: shift names (each at `severities`), {name: severities}, or None for every available
+        shift of the data set's kind ("mnist" for 28x28 grey sets, "cifar" otherwise); () for none.
+    ood_sets: OOD data set names; None for the defaults of `DEFAULT_OOD` that are present (missing ones
+        are listed under "ood_skipped"); a named set that is missing raises DataError.
+    seed: seeds the mask sampling (torch) and the random shifts, so reruns give the same numbers.
+    limit: evaluate a fixed random subset of this many test (and OOD) images; None for all.
+    progress: called with a short message before each condition (for progress bars).
+    """
+    started = time.perf_counter()
+    datasets, shift_module = _data()
+    torch.manual_seed(seed)
+    note = progress or (lambda message: None)
+    images, labels = load_test_images(data_name, root, limit)
+    kind = "mnist" if images.ndim == 3 and images.shape[1:] == (28, 28) else "cifar"
+    plan = _shift_plan(shifts, kind, severities)
+    classes = int(datasets.DATASET_INFO[data_name].num_classes)
+
+    def run(images01: np.ndarray) -> Tensor:
+        return predict_logits(method, normalise(images01, data_name), samples, batch_size)
+
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "run_id": run_id(data_name, method.name, seed), "method": method.name,
+        "seed": seed, "dataset": data_name, "config": None, "train_time_s": None, "samples": samples,
+        "test_size": int(len(labels)),
+        "evaluation": {"shifts": {k: list(v) for k, v in plan.items()}, "rotation_angles": list(rotation_angles),
+                       "random_rotation": random_rotation, "limit": limit, "batch_size": batch_size, "seed": seed},
+        "shifts": {}, "rotation_sweep": {}, "ood": {}, "ood_skipped": {}, "uncertainty": {},
+        "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}},
+    }
+
+    note("clean")
+    clean_logits = run(images)
+    results["clean"], clean_summary = condition_metrics(clean_logits, labels)
+    results["uncertainty"]["clean"] = ttest_uncertainty(clean_logits, labels)
+    results["figures"]["reliability"]["clean"] = reliability_material(clean_summary, labels)
+
+    if random_rotation:
+        note("random rotation")
+        rotated_logits = run(shift_module.random_rotation(images, seed))
+        results["random_rotation"], rotated_summary = condition_metrics(rotated_logits, labels)
+        results["uncertainty"]["random_rotation"] = ttest_uncertainty(rotated_logits, labels)
+        results["figures"]["reliability"]["random_rotation"] = reliability_material(rotated_summary, labels)
+        del rotated_logits
+
+    for angle in rotation_angles:
+        note(f"rotation {angle:g} deg")
+        logits = run(shift_module.rotate(images, float(angle)))
+        results["rotation_sweep"][f"{angle:g}"] = condition_metrics(logits, labels)[0]
+
+    for shift, levels in plan.items():
+        results["shifts"][shift] = {}
+        for severity in levels:
+            note(f"{shift} severity {severity}")
+            shifted = shift_module.apply_shift(images, shift, severity, seed)
+            results["shifts"][shift][str(severity)] = condition_metrics(run(shifted), labels)[0]
+
+    explicit = ood_sets is not None
+    scores_in = ood_scores(clean_logits)
+    for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):
+        try:
+            ood_images, _ = load_test_images(ood_name, root, limit)
+        except DataError as error:
+            if explicit:
+                raise
+            results["ood_skipped"][ood_name] = str(error)
+            continue
+        if ood_images.shape[1:] != images.shape[1:]:
+            raise DataError(f"OOD set {ood_name!r} has images {ood_images.shape[1:]}, "
+                            f"but {data_name!r} has {images.shape[1:]}: an OOD pair needs one image shape")
+        note(f"OOD {ood_name}")
+        scores_out = ood_scores(run(ood_images))
+        results["ood"][ood_name] = {}
+        results["figures"]["ood_histograms"][ood_name] = {}
+        results["figures"]["roc"][ood_name] = {}
+        for score in SCORE_NAMES:
+            results["ood"][ood_name][score] = ood_metrics(scores_in[score], scores_out[score])
+            hist, roc = ood_material(scores_in[score].cpu(), scores_out[score].cpu(), score, classes)
+            results["figures"]["ood_histograms"][ood_name][score] = hist
+            results["figures"]["roc"][ood_name][score] = roc
+    results["eval_time_s"] = time.perf_counter() - started
+    return results

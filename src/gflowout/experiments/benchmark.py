@@ -1,0 +1,211 @@
+"""The benchmark runner: a grid of data sets x methods x seeds, trained, evaluated, reported.
+
+A benchmark config (YAML, see configs/bench_mnist.yaml):
+
+    config: configs/mnist_mlp.yaml      # the harness config every run starts from (relative to the cwd or this file)
+    overrides: [trainer.max_epochs=200] # `key.path=value` overrides for every run (as `gflowout train --set`)
+    datasets: [mnist]                   # sets data.name per run; omit to keep the config's
+    methods: [gflowout, mc_dropout]     # method names (gflowout.methods.MethodName)
+    seeds: [1, 2, 3, 4, 5]
+    evaluation: {samples: 20, shifts: null, severities: [1, 2, 3, 4, 5], rotation_angles: [0, 90, 180],
+                 random_rotation: true, ood_sets: null, limit: null, batch_size: 256}
+
+Layout of the output folder: runs/<run id>/ (the harness's run folder: config, checkpoints),
+results/<run id>.json (one result file per run, written atomically) and report/ (tables, figures,
+HTML). Each run is a pure function of its files: a run with a result file is skipped, a run whose
+training finished (marker `runs/<run id>/trained.json`) is only evaluated, and an interrupted
+training resumes from its last checkpoint. So a killed benchmark rerun with the same command
+finishes the remaining runs only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gflowout.errors import ConfigError
+from gflowout.experiments.results import read_result, run_id, write_json_atomic
+
+TRAINED_MARKER = "trained.json"
+
+
+@dataclass
+class EvaluationSettings:
+    """Keyword arguments of `gflowout.eval.evaluate.evaluate_method` (None = its default)."""
+
+    samples: int = 20
+    shifts: list[str] | dict[str, list[int]] | None = None
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    rotation_angles: list[float] = field(default_factory=lambda: list(range(0, 181, 15)))
+    random_rotation: bool = True
+    ood_sets: list[str] | None = None
+    limit: int | None = None
+    batch_size: int = 256
+
+
+@dataclass
+class BenchmarkConfig:
+    """A grid of runs: one harness config, per-run overrides, and how to evaluate each run."""
+
+    config: str
+    methods: list[str]
+    seeds: list[int]
+    datasets: list[str] | None = None
+    overrides: list[str] = field(default_factory=list)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    source: Path | None = None  # the YAML file it came from
+
+    def runs(self) -> list["RunSpec"]:
+        datasets = self.datasets or [None]
+        return [RunSpec(d, m, s) for d in datasets for m in self.methods for s in self.seeds]
+
+    def config_path(self) -> Path:
+        path = Path(self.config)
+        if not path.is_absolute() and not path.exists() and self.source is not None:
+            path = self.source.parent / path
+        if not path.is_file():
+            raise ConfigError(f"benchmark key 'config': harness config {self.config!r} not found "
+                              f"(looked in the current folder and next to {self.source})")
+        return path
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid (dataset None = the harness config's data set)."""
+
+    dataset: str | None
+    method: str
+    seed: int
+
+
+def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
+    """Read and validate a benchmark YAML file; unknown keys and bad types raise ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"benchmark config {str(path)!r} does not exist; see configs/bench_mnist.yaml")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"benchmark config {str(path)!r} must hold a mapping at the top")
+    valid = {f.name for f in dataclasses.fields(BenchmarkConfig)} - {"source"}
+    unknown = set(raw) - valid
+    if unknown:
+        raise ConfigError(f"{path}: unknown benchmark key(s) {sorted(unknown)}; valid keys: {sorted(valid)}")
+    for key in ("config", "methods", "seeds"):
+        if key not in raw:
+            raise ConfigError(f"{path}: benchmark key {key!r} is required")
+    evaluation = raw.pop("evaluation", None) or {}
+    valid_eval = {f.name for f in dataclasses.fields(EvaluationSettings)}
+    if not isinstance(evaluation, dict) or set(evaluation) - valid_eval:
+        raise ConfigError(f"{path}: 'evaluation' must be a mapping with keys among {sorted(valid_eval)}, "
+                          f"found {evaluation!r}")
+    for key, kind in (("methods", str), ("seeds", int)):
+        if not isinstance(raw[key], list) or not raw[key] or not all(isinstance(v, kind) for v in raw[key]):
+            raise ConfigError(f"{path}: benchmark key {key!r} must be a non-empty list of {kind.__name__}, "
+                              f"found {raw[key]!r}")
+    if not isinstance(raw.get("overrides", []), list):
+        raise ConfigError(f"{path}: 'overrides' must be a list of key.path=value strings")
+    return BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def run_benchmark(
+    bench: BenchmarkConfig,
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    report: bool = True,
+    trainer_overrides: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Train, evaluate and record every run of the grid that has no result file yet; then write the report.
+
+    Returns the result files of all runs of the grid. `trainer_overrides` go to `gflowout.train.fit`.
+    """
+    from gflowout.config import load_config
+
+    out_dir = Path(out_dir)
+    config_path = bench.config_path()
+    specs = bench.runs()
+    done_paths: list[Path] = []
+    session_times: list[float] = []
+    for index, spec in enumerate(specs):
+        overrides = list(bench.overrides) + ([f"data.name={spec.dataset}"] if spec.dataset else [])
+        if root is not None:
+            overrides.append(f"data.root={root}")
+        config = load_config(config_path, overrides, method=spec.method, seed=spec.seed)
+        identity = run_id(config.data.name, spec.method, spec.seed)
+        result_path = out_dir / "results" / f"{identity}.json"
+        remaining = len(specs) - index
+        if result_path.is_file():
+            read_result(result_path)  # a corrupt file stops here with its name, not later in the report
+            done_paths.append(result_path)
+            log(f"[{index + 1}/{len(specs)}] {identity}: done earlier, skipped")
+            continue
+        eta = f", ETA {_format_seconds(seconds_left(session_times, remaining))}" if session_times else ""
+        log(f"[{index + 1}/{len(specs)}] {identity}: {index} done, {remaining} left{eta}")
+        started = time.perf_counter()
+        result = train_and_evaluate(config, out_dir / "runs" / identity, bench.evaluation, log=log,
+                                    trainer_overrides=trainer_overrides)
+        write_json_atomic(result_path, result)
+        session_times.append(time.perf_counter() - started)
+        done_paths.append(result_path)
+        log(f"[{index + 1}/{len(specs)}] {identity}: clean accuracy {result['clean']['accuracy']:.4f}, "
+            f"NLL {result['clean']['nll']:.4f}, ECE {result['clean']['ece15']:.4f} "
+            f"({_format_seconds(session_times[-1])})")
+    if report:
+        from gflowout.eval.report import write_report
+
+        html = write_report(out_dir / "results", out_dir / "report")
+        log(f"report: {html}")
+    return done_paths
+
+
+def train_and_evaluate(
+    config: Any,
+    run_dir: Path,
+    evaluation: EvaluationSettings,
+    log: Callable[[str], None] = print,
+    trainer_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one run with the harness (resuming, or reusing a finished training), then evaluate it."""
+    from gflowout.checkpoint import load_method
+    from gflowout.eval.evaluate import evaluate_method
+
+    marker = run_dir / TRAINED_MARKER
+    if marker.is_file():
+        train_time = float(yaml.safe_load(marker.read_text())["train_time_s"])
+        log(f"  training finished earlier ({run_dir}); evaluating")
+    else:
+        train_time = train_run(config, run_dir, trainer_overrides)
+        write_json_atomic(marker, {"train_time_s": train_time})
+    method, config = load_method(run_dir)
+    settings = dataclasses.asdict(evaluation)
+    samples = settings.pop("samples")
+    result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
+                             **settings)
+    result.update(config=config.to_dict(), train_time_s=train_time)
+    return result
+
+
+def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> float:
+    """Train with `gflowout.train.fit` (resuming from last.ckpt when the folder has one); seconds spent."""
+    from gflowout.train import fit
+
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    started = time.perf_counter()
+    fit(config, run_dir, resume=resume, **(trainer_overrides or {}))
+    return time.perf_counter() - started
+
+
+def seconds_left(per_run: Sequence[float], remaining: int) -> float:
+    """The ETA estimate: mean seconds per run finished in this session, times the runs left."""
+    return remaining * sum(per_run) / len(per_run) if per_run else float("nan")
