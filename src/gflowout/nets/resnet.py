@@ -96,6 +96,24 @@ class CifarResNet18(MaskedNet):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def site_consumers(self) -> list[list[nn.Parameter]]:
+        """Per site, the weights that read its block's output: the next block's conv1 and shortcut
+        conv, or the head after the last block (Concrete dropout's weight regulariser uses them)."""
+        blocks = list(self.blocks)
+        consumers = []
+        for i, block in enumerate(blocks):
+            if not isinstance(block.mask, MaskSite):
+                continue
+            if i + 1 == len(blocks):
+                consumers.append([self.head.weight])
+                continue
+            following = blocks[i + 1]
+            weights = [following.conv1.weight]
+            if isinstance(following.shortcut, nn.Sequential):
+                weights.append(following.shortcut[0].weight)
+            consumers.append(weights)
+        return consumers
+
     def body(self, x: Tensor) -> Tensor:
         features = self.blocks(self.stem(x))
         return self.head(features.mean(dim=(2, 3)))

@@ -1,0 +1,236 @@
+"""`ContextualDropout` (method "contextual"): sample-dependent keep probabilities, Fan, Zhang,
+Tanwisuth, Qian & Zhou (ICLR 2021), method.md 6.3.
+
+At each site a small bottleneck network reads the site's detached activation summary
+(`site_features`: the units for a unit site, global average pooling per channel for a conv site)
+and gives keep logits phi = k * alpha, alpha = W2 LeakyReLU_0.1(W1 h + b1) + b2, hidden width
+width / bottleneck_factor. The prior is Bernoulli(sigmoid(k * eta_l)) with one learned scalar eta_l
+per site, and the loss is cross-entropy + kl_weight * KL(q(z | x) || p_eta(z)) per example.
+
+Two variants:
+- "bernoulli": z ~ Bernoulli(sigmoid(phi)), applied with the site's own rule (MLP: width / number
+  kept; ResNet: none), trained by the ARM estimator (Yin & Zhou 2019): with the same uniforms u, a
+  pseudo pass uses z' = 1[u > 1 - pi], and phi gets the gradient (f(z') - f(z)) (u - 1/2), f the
+  per-example cross-entropy. The KL is analytic (lower variance than putting it into f).
+- "gaussian": z = 1 + sigma * eps, sigma^2 = (1 - pi) / pi, reparameterised; Gaussian prior of the
+  same form with pi_prior = sigmoid(k * eta).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
+from gflowout.methods.none import accuracy_of, backbone_spec, classification_step, dropout_spec
+from gflowout.nets.base import MaskedNet
+from gflowout.nets.sites import MaskSampler, Site, apply_mask, site_features
+
+Variant = Literal["bernoulli", "gaussian"]
+
+
+class SiteBottleneck(nn.Module):
+    """alpha = W2 LeakyReLU_0.1(W1 h + b1) + b2: [batch, width] -> [batch, width] keep logits / k.
+
+    The output bias starts at (log(1 - r) - log r) / k, so the initial keep probability is 1 - r.
+    """
+
+    def __init__(self, width: int, hidden: int, init_drop: float, k: float) -> None:
+        super().__init__()
+        self.inner = nn.Linear(width, hidden)
+        self.outer = nn.Linear(hidden, width)
+        with torch.no_grad():
+            self.outer.bias.fill_((math.log1p(-init_drop) - math.log(init_drop)) / k)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.outer(F.leaky_relu(self.inner(features), 0.1))
+
+
+def bernoulli_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
+    """KL(Bern(sigmoid(logits_q)) || Bern(sigmoid(logits_p))) elementwise, in log space."""
+    log_q1, log_q0 = F.logsigmoid(logits_q), F.logsigmoid(-logits_q)
+    log_p1, log_p0 = F.logsigmoid(logits_p), F.logsigmoid(-logits_p)
+    return log_q1.exp() * (log_q1 - log_p1) + log_q0.exp() * (log_q0 - log_p0)
+
+
+def gaussian_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
+    """KL(N(1, s_q^2) || N(1, s_p^2)) elementwise with s^2 = (1 - pi) / pi = exp(-logit)."""
+    return 0.5 * (logits_q - logits_p) + 0.5 * torch.exp(logits_p - logits_q) - 0.5
+
+
+@contextmanager
+def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
+    """Batch norms normalise with batch statistics but leave their running statistics unchanged
+    (the ARM pseudo pass must not update them a second time per step)."""
+    saved = []
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            tracked = module.num_batches_tracked.clone() if module.num_batches_tracked is not None else None
+            saved.append((module, module.momentum, tracked))
+            module.momentum = 0.0
+    try:
+        yield
+    finally:
+        for module, momentum, tracked in saved:
+            module.momentum = momentum
+            if tracked is not None:
+                module.num_batches_tracked.copy_(tracked)
+
+
+class ContextualDropout(DropoutMethod):
+    """Contextual dropout on every mask site of `net`.
+
+    variant: "bernoulli" (ARM gradients; the version GFNDropout compared against, `ctype` =
+        "Bernoulli") or "gaussian" (reparameterised; the official Contextual code's default).
+    init_drop: initial drop rate r of every site, 0.5 (`mlp_dr` = `wrn_dr` = 0.5 in GFNDropout's
+        copy; the official Contextual code used 0.2).
+    prior_keep: initial prior keep probability sigmoid(k * eta), 0.8 (eta = 138.6, k = 0.01 in both
+        codes' config.py).
+    k: logit scale, 0.01 (config.py `k`). bottleneck_factor: width / hidden, 10 (`cha_factor`).
+    kl_weight: weight of the per-example KL, 1.0 (`lambda_kl`; no 1/N, as the masks are
+        per-example latent variables). learn_prior: learn eta (True, `learn_prior_scalar`).
+    Parameter groups: "backbone" (the net; `backbone_spec`) and "dropout" (bottlenecks and eta;
+    `dropout_spec`). In the Gaussian variant the cross-entropy's reparameterised gradient also reaches
+    the bottlenecks: train on the sum of the losses (as `train_step` does).
+    ARM with several sites: the pseudo pass propagates its own masks (as the official code), which is
+    exact when the keep probabilities of a site do not depend on earlier masks.
+    """
+
+    name = "contextual"
+
+    def __init__(
+        self,
+        net: MaskedNet,
+        variant: Variant = "bernoulli",
+        init_drop: float = 0.5,
+        prior_keep: float = 0.8,
+        k: float = 0.01,
+        bottleneck_factor: int = 10,
+        kl_weight: float = 1.0,
+        learn_prior: bool = True,
+    ) -> None:
+        super().__init__(net)
+        if variant not in ("bernoulli", "gaussian"):
+            raise ValueError(f"variant must be 'bernoulli' or 'gaussian', got {variant!r}")
+        for label, value in (("init_drop", init_drop), ("prior_keep", prior_keep)):
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{label} must be in (0, 1), got {value}")
+        if not k > 0 or bottleneck_factor < 1 or kl_weight < 0:
+            raise ValueError(
+                f"need k > 0, bottleneck_factor >= 1, kl_weight >= 0; got {k}, {bottleneck_factor}, {kl_weight}"
+            )
+        self.variant: Variant = variant
+        self.k = float(k)
+        self.kl_weight = float(kl_weight)
+        self.bottlenecks = nn.ModuleList(
+            SiteBottleneck(s.width, max(1, s.width // bottleneck_factor), init_drop, self.k) for s in net.sites
+        )
+        eta = (math.log(prior_keep) - math.log1p(-prior_keep)) / self.k
+        self.prior_eta = nn.Parameter(torch.full((len(net.sites),), eta), requires_grad=learn_prior)
+
+    # --- parameters --------------------------------------------------------------------------
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        dropout = list(self.bottlenecks.parameters()) + ([self.prior_eta] if self.prior_eta.requires_grad else [])
+        return {"backbone": list(self.net.parameters()), "dropout": dropout}
+
+    def group_defaults(self) -> dict[str, GroupSpec]:
+        return {"backbone": backbone_spec(self.net), "dropout": dropout_spec(self.net)}
+
+    def keep_logits(self, site: Site, activation: Tensor) -> Tensor:
+        """phi = k * alpha [batch, width] from the site's detached activation summary."""
+        return self.k * self.bottlenecks[site.index](site_features(site, activation.detach()))
+
+    # --- samplers ----------------------------------------------------------------------------
+    def _masked(self, site: Site, activation: Tensor, logits: Tensor, uniforms: Tensor | None = None) -> Tensor:
+        if self.variant == "gaussian":
+            noise = torch.randn_like(logits)
+            return apply_mask(site, activation, 1.0 + torch.exp(-0.5 * logits) * noise, 1.0)
+        if uniforms is None:
+            uniforms = torch.rand_like(logits)
+        mask = (uniforms < torch.sigmoid(logits.detach())).to(activation.dtype)
+        return apply_mask(site, activation, mask)
+
+    def sample_masked(self, site: Site, activation: Tensor) -> Tensor:
+        """Prediction sampler: z ~ q(z | x) at the site (Bernoulli or Gaussian)."""
+        return self._masked(site, activation, self.keep_logits(site, activation))
+
+    def expected_masked(self, site: Site, activation: Tensor) -> Tensor:
+        """Deterministic pass: the expected mask (pi for Bernoulli, i.e. weight scaling; 1 for Gaussian)."""
+        if self.variant == "gaussian":
+            return activation
+        return apply_mask(site, activation, torch.sigmoid(self.keep_logits(site, activation)))
+
+    def prediction_sampler(self) -> MaskSampler | None:
+        return self.sample_masked
+
+    def deterministic_sampler(self) -> MaskSampler | None:
+        return self.expected_masked
+
+    # --- training ----------------------------------------------------------------------------
+    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
+        self.validate(x, y)
+        logits_by_site: dict[int, Tensor] = {}
+        uniforms_by_site: dict[int, Tensor] = {}
+
+        def training_sampler(site: Site, activation: Tensor) -> Tensor:
+            logits = self.keep_logits(site, activation)
+            logits_by_site[site.index] = logits
+            uniforms = torch.rand_like(logits) if self.variant == "bernoulli" else None
+            if uniforms is not None:
+                uniforms_by_site[site.index] = uniforms
+            return self._masked(site, activation, logits, uniforms)
+
+        cross_entropy, output = classification_step(self.net, x, y, training_sampler)
+        ce = cross_entropy.mean()
+        kl = self._kl(logits_by_site)
+        logs = {"cross_entropy": ce.detach(), "accuracy": accuracy_of(output, y), "kl": kl.detach()}
+        dropout_loss = self.kl_weight * kl
+        if self.variant == "bernoulli":
+            arm = self._arm_surrogate(x, y, cross_entropy.detach(), logits_by_site, uniforms_by_site)
+            dropout_loss = dropout_loss + arm
+        keep = torch.cat([torch.sigmoid(v.detach()).mean(0) for v in logits_by_site.values()]).mean()
+        logs["keep_rate_mean"] = keep
+        return StepResult(losses={"backbone": ce, "dropout": dropout_loss}, logs=logs)
+
+    def _kl(self, logits_by_site: dict[int, Tensor]) -> Tensor:
+        """Per-example KL summed over units and sites, averaged over the batch."""
+        kl_fn = bernoulli_kl if self.variant == "bernoulli" else gaussian_kl
+        total = 0.0
+        for index, logits in logits_by_site.items():
+            prior_logit = self.k * self.prior_eta[index]
+            total = total + kl_fn(logits, prior_logit.expand_as(logits)).sum(dim=1).mean()
+        return total  # type: ignore[return-value]
+
+    def _arm_surrogate(
+        self,
+        x: Tensor,
+        y: Tensor,
+        cross_entropy: Tensor,
+        logits_by_site: dict[int, Tensor],
+        uniforms_by_site: dict[int, Tensor],
+    ) -> Tensor:
+        """A scalar whose gradient w.r.t. the keep logits is the ARM estimate of d E[CE] / d phi."""
+
+        def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
+            logits = self.keep_logits(site, activation)
+            # z' = 1[u > 1 - pi] = 1[u > sigmoid(-phi)]: the antithetic pseudo action.
+            mask = (uniforms_by_site[site.index] > torch.sigmoid(-logits)).to(activation.dtype)
+            return apply_mask(site, activation, mask)
+
+        with torch.no_grad(), frozen_batchnorm_stats(self.net):
+            pseudo_cross_entropy = F.cross_entropy(self.net(x, pseudo_sampler), y, reduction="none")
+        difference = (pseudo_cross_entropy - cross_entropy).unsqueeze(1)  # [batch, 1]
+        surrogate = 0.0
+        for index, logits in logits_by_site.items():
+            weight = difference * (uniforms_by_site[index] - 0.5)
+            surrogate = surrogate + (logits * weight).sum() / x.shape[0]
+        return surrogate  # type: ignore[return-value]
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant}, k={self.k}, kl_weight={self.kl_weight}"
