@@ -1,0 +1,239 @@
+"""Checkpoints and result files: atomic writes, safe loading, and loading a trained method back.
+
+Atomic: every file is written to a temporary name in the same folder, flushed and fsync'ed, then
+renamed over the target with `os.replace` (atomic on POSIX), and the folder is fsync'ed. A process
+killed during the write leaves the previous file intact (plus, at worst, a stray `.tmp-*` file).
+Lightning's own checkpoint saving goes through `AtomicCheckpointIO`, so last.ckpt and best.ckpt are
+atomic too.
+
+Safe: checkpoints load with `torch.load(weights_only=True)`, which only rebuilds tensors and plain
+containers; a file whose pickle would import or call anything else is refused with a CheckpointError.
+
+Every checkpoint of the harness carries a "gflowout" entry: method, backbone, dataset, num_classes,
+input_shape, dataset_size and the full config, so `load_method` can rebuild the model and refuse a
+checkpoint of another model.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
+
+from gflowout.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from gflowout.config import ExperimentConfig
+    from gflowout.methods.base import DropoutMethod
+
+METADATA_KEY = "gflowout"
+FORMAT_VERSION = 1
+
+
+# --- atomic writes ---------------------------------------------------------------------------------
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Write a file atomically: `write(handle)` fills a temporary file that then replaces `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make the rename itself durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda stream: stream.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, payload: Any) -> Path:
+    """Write JSON (indented, sorted keys, trailing newline) atomically."""
+    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """`torch.save` to a temporary file, then rename over `path`."""
+    return atomic_write(path, lambda stream: torch.save(obj, stream))
+
+
+# --- safe loading ----------------------------------------------------------------------------------
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`; missing, corrupt or code-running files raise CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; train first or check the path")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was refused: it holds objects other than tensors and plain containers, "
+            f"which could run code when loaded ({_first_line(error)}). Only load checkpoints you trust; "
+            "gflowout writes none of this kind"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is unreadable (truncated or corrupt: {_first_line(error)}); "
+            "resume from another checkpoint or retrain"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(checkpoint).__name__}, expected a dict")
+    return checkpoint
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+class AtomicCheckpointIO(CheckpointIO):
+    """Lightning CheckpointIO plugin: atomic saves, `weights_only=True` loads with clear errors."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        Path(path).unlink(missing_ok=True)
+
+
+# --- metadata and loading a method -----------------------------------------------------------------
+
+
+def checkpoint_metadata(config: "ExperimentConfig", num_classes: int, input_shape: tuple[int, ...], dataset_size: int) -> dict[str, Any]:
+    """What a checkpoint says about the model it holds (plain types only, so weights_only loading works)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "method": config.method.name,
+        "backbone": config.model.backbone,
+        "dataset": config.data.name,
+        "num_classes": int(num_classes),
+        "input_shape": [int(d) for d in input_shape],
+        "dataset_size": int(dataset_size),
+        "config": config.to_dict(),
+    }
+
+
+def describe(metadata: Mapping[str, Any]) -> str:
+    return f"method={metadata.get('method')!r}, backbone={metadata.get('backbone')!r}, dataset={metadata.get('dataset')!r}"
+
+
+def check_expected(metadata: Mapping[str, Any], expect: Mapping[str, Any] | "ExperimentConfig" | None, source: str) -> None:
+    """Raise a CheckpointError when the checkpoint's method, backbone or dataset differs from `expect`."""
+    if expect is None:
+        return
+    if not isinstance(expect, Mapping):
+        expect = {"method": expect.method.name, "backbone": expect.model.backbone, "dataset": expect.data.name}
+    unknown = set(expect) - {"method", "backbone", "dataset"}
+    if unknown:
+        raise ValueError(f"expect may name 'method', 'backbone' and 'dataset', got {sorted(unknown)}")
+    differing = {k: v for k, v in expect.items() if v is not None and metadata.get(k) != v}
+    if differing:
+        asked = ", ".join(f"{k}={v!r}" for k, v in differing.items())
+        raise CheckpointError(
+            f"checkpoint {source!r} holds {describe(metadata)}, but {asked} was asked; "
+            "pick the checkpoint of that model or change the request"
+        )
+
+
+def metadata_of(checkpoint: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The gflowout metadata of a loaded checkpoint, or a CheckpointError when it has none."""
+    metadata = checkpoint.get(METADATA_KEY)
+    if not isinstance(metadata, dict) or "config" not in metadata:
+        raise CheckpointError(
+            f"checkpoint {source!r} has no gflowout metadata: it was not written by `gflowout train` "
+            f"(keys found: {sorted(checkpoint)[:10]})"
+        )
+    return metadata
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (-> its checkpoints/best.ckpt, else last.ckpt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            candidate = path / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"run folder {str(path)!r} has no checkpoints/best.ckpt or checkpoints/last.ckpt")
+    return path
+
+
+def load_method(
+    path: str | Path, expect: Mapping[str, Any] | "ExperimentConfig" | None = None, map_location: Any = "cpu"
+) -> tuple["DropoutMethod", "ExperimentConfig"]:
+    """Rebuild the trained method of a checkpoint (or run folder) and its config, in eval mode.
+
+    expect: optional {"method": ..., "backbone": ..., "dataset": ...} (or a config); a checkpoint of
+    another model raises a CheckpointError that says what it holds and what was asked.
+    """
+    from gflowout.config import config_from_dict
+    from gflowout.training.build import build_method_for
+
+    path = resolve_checkpoint(path)
+    checkpoint = read_checkpoint(path, map_location=map_location)
+    metadata = metadata_of(checkpoint, str(path))
+    check_expected(metadata, expect, str(path))
+    config = config_from_dict(metadata["config"])
+    method = build_method_for(
+        config, num_classes=metadata["num_classes"], input_shape=tuple(metadata["input_shape"]),
+        dataset_size=metadata["dataset_size"],
+    )
+    state = {k[len("method."):]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("method.")}
+    try:
+        method.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit {describe(metadata)}: {_first_line(error)}") from None
+    method.eval()
+    return method, config

@@ -1,0 +1,401 @@
+"""Typed experiment configuration: YAML file + `--set key.path=value` overrides -> `ExperimentConfig`.
+
+Every key is checked: an unknown key raises a `ConfigError` listing the valid keys and the closest
+match, a value of the wrong type names the key and the expected type. A config file holds the
+shared settings plus one block per method under `methods:`; selecting a method (`method.name`, or
+`--method` on the command line) merges that block's `options` and `optim` over the shared ones.
+
+Layout (see configs/mnist_mlp.yaml):
+
+    seed: 1
+    data:    {name: mnist, batch_size: 128, val_fraction: 0.3, ...}
+    model:   {backbone: mlp, options: {hidden: [1024, 1024, 1024]}}
+    method:  {name: gflowout, options: {}}
+    optim:   {backbone: {lr: 0.001, schedule: {kind: multistep, milestones: [25, 40], gamma: 0.1}}}
+    trainer: {max_epochs: 200, val_samples: 20, ...}
+    methods: {gflowout: {options: {...}, optim: {...}}, mc_dropout: {...}}
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from gflowout.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """The data set and its splits (passed to `gflowout.data.datamodule.ImageDataModule`).
+
+    module: optional "package.module:Class" of a user's own LightningDataModule, built with the same
+    keyword arguments; None uses ImageDataModule.
+    """
+
+    name: str = "mnist"
+    root: str | None = None
+    batch_size: int = 128
+    val_fraction: float = 0.3
+    split_seed: int = 0
+    limit_train: int | None = None
+    num_workers: int = 0
+    augment: bool | None = None
+    module: str | None = None
+
+
+@dataclass
+class ModelConfig:
+    """The backbone: "mlp" (gflowout.MLP) or "resnet18" (gflowout.CifarResNet18); options are its keyword arguments."""
+
+    backbone: str = "mlp"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    """The dropout method by name (see `gflowout.methods.MethodName`) or "package.module:Class"; options are its keyword arguments."""
+
+    name: str = "gflowout"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScheduleConfig:
+    """A learning-rate schedule, stepped once per epoch.
+
+    kind: "none"; "multistep" (lr x gamma at each epoch in `milestones`); "cosine" (cosine decay from
+    lr to `eta_min` over `t_max` epochs, default trainer.max_epochs).
+    """
+
+    kind: Literal["none", "multistep", "cosine"] = "none"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    t_max: int | None = None
+    eta_min: float = 0.0
+
+
+@dataclass
+class GroupOptimConfig:
+    """Overrides of one parameter group's optimiser (None keeps the method's published default)."""
+
+    lr: float | None = None
+    weight_decay: float | None = None
+    optimizer: Literal["adam", "sgd"] | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    clip_norm: float | None = None
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def spec_overrides(self) -> dict[str, Any]:
+        """The GroupSpec fields this block sets (for `DropoutMethod.make_optimizers`)."""
+        names = ("lr", "weight_decay", "optimizer", "momentum", "nesterov", "clip_norm")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+@dataclass
+class MethodBlock:
+    """Per-method settings in a config file, merged over `method.options` / `optim` when that method is selected."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    optim: dict[str, GroupOptimConfig] = field(default_factory=dict)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings and the harness's own.
+
+    val_samples: S, the number of mask samples of the validation and test predictive (batched).
+    checkpoint_every_n_steps: also write last.ckpt every N training steps (mid-epoch resume); 0 = only per epoch.
+    """
+
+    max_epochs: int = 200
+    max_steps: int = -1
+    val_samples: int = 20
+    precision: str = "32-true"
+    devices: Union[int, str, list[int]] = 1
+    accelerator: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    log_every_n_steps: int = 50
+    deterministic: bool = False
+    checkpoint_every_n_steps: int = 200
+    enable_progress_bar: bool = True
+    limit_val_batches: Union[int, float] = 1.0
+
+
+@dataclass
+class ExperimentConfig:
+    """One experiment: data, backbone, method, optimisers, trainer and seed."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: dict[str, GroupOptimConfig] = field(default_factory=dict)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    methods: dict[str, MethodBlock] = field(default_factory=dict)
+
+    # --- derived ---------------------------------------------------------------------------------
+    def method_options(self) -> dict[str, Any]:
+        """Keyword arguments of the selected method: its `methods:` block, then `method.options` over it."""
+        block = self.methods.get(self.method.name, MethodBlock())
+        return {**copy.deepcopy(block.options), **copy.deepcopy(self.method.options)}
+
+    def group_optim(self) -> dict[str, GroupOptimConfig]:
+        """Per-group optimiser overrides of the selected method: shared `optim`, then its block's `optim`."""
+        block = self.methods.get(self.method.name, MethodBlock())
+        merged = {name: copy.deepcopy(group) for name, group in self.optim.items()}
+        for name, group in block.optim.items():
+            if name not in merged:
+                merged[name] = copy.deepcopy(group)
+                continue
+            base = merged[name]
+            for f in dataclasses.fields(GroupOptimConfig):
+                value = getattr(group, f.name)
+                if f.name == "schedule":
+                    if value != ScheduleConfig():
+                        base.schedule = copy.deepcopy(value)
+                elif value is not None:
+                    setattr(base, f.name, value)
+        return merged
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML / checkpoint safe)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), method: str | None = None,
+    seed: int | None = None,
+) -> ExperimentConfig:
+    """Read a YAML config (or start from defaults), apply `key.path=value` overrides, select a method, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist; the shipped configs are in configs/")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top, found {type(loaded).__name__}")
+        raw = loaded or {}
+    for item in overrides:
+        apply_override(raw, item)
+    if method is not None:
+        raw.setdefault("method", {})
+        if not isinstance(raw["method"], dict):
+            raise ConfigError(f"key 'method' must be a mapping (name, options), found {raw['method']!r}")
+        raw["method"]["name"] = method
+    if seed is not None:
+        raw["seed"] = seed
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a nested dict into an `ExperimentConfig` (unknown keys and wrong types raise ConfigError)."""
+    config = _build(ExperimentConfig, raw, "")
+    _check_values(config)
+    return config
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` override to a nested dict; the value is parsed as a YAML scalar or list."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value, for example optim.backbone.lr=0.01")
+    key, text = item.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"override {item!r} has an empty key part; write key.path=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {item!r}: value {text!r} is not valid YAML ({error})") from None
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {item!r}: key {where!r} holds {child!r}, not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+# --- typed conversion ------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, dict):
+        return repr(tp).replace("typing.", "")
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    return getattr(tp, "__name__", repr(tp))
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def unknown_key_error(key: str, where: str, valid: list[str]) -> ConfigError:
+    """A ConfigError naming the unknown key, the valid keys and the closest match."""
+    location = f"{where}.{key}" if where else key
+    return ConfigError(f"unknown config key {location!r}; valid keys here: {sorted(valid)}{_closest(key, valid)}")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key {where or '<top>'!r} must be a mapping ({cls.__name__}), found {raw!r}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise unknown_key_error(str(key), where, valid)
+        location = f"{where}.{key}" if where else key
+        values[key] = _convert(hints[key], value, location)
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Check (and where lossless, convert: int -> float) `value` against annotation `tp`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:  # exact matches first (so 1 stays int in int | float)
+            if option is not type(None) and _matches_exactly(option, value):
+                return _convert(option, value, where)
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, where)
+            except ConfigError:
+                continue
+        raise _type_error(where, tp, value)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise _type_error(where, tp, value)
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(where, tp, value)
+        (item_type,) = typing.get_args(tp)
+        return [_convert(item_type, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise _type_error(where, tp, value)
+        _, value_type = typing.get_args(tp)
+        return {str(k): _convert(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _type_error(where, tp, value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(where, tp, value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(where, tp, value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _type_error(where, tp, value)
+        return value
+    raise ConfigError(f"config key {where!r}: unsupported annotation {tp!r} (a bug in gflowout.config)")
+
+
+def _matches_exactly(tp: Any, value: Any) -> bool:
+    if tp in (int, str) and not isinstance(value, bool):
+        return isinstance(value, tp)
+    if tp is float:
+        return isinstance(value, float)
+    if tp is bool:
+        return isinstance(value, bool)
+    return False
+
+
+def _type_error(where: str, tp: Any, value: Any) -> ConfigError:
+    return ConfigError(
+        f"config key {where!r} expects {_type_name(tp)}, found {value!r} ({type(value).__name__}); "
+        f"fix the value in the YAML file or the --set override"
+    )
+
+
+def _check_values(config: ExperimentConfig) -> None:
+    """Range checks that types alone cannot express."""
+    positive = {
+        "data.batch_size": config.data.batch_size,
+        "trainer.val_samples": config.trainer.val_samples,
+        "trainer.num_nodes": config.trainer.num_nodes,
+        "trainer.log_every_n_steps": config.trainer.log_every_n_steps,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"config key {key!r} must be >= 1, found {value}")
+    if not 0.0 < config.data.val_fraction < 1.0:
+        raise ConfigError(f"config key 'data.val_fraction' must be in (0, 1), found {config.data.val_fraction}")
+    if config.trainer.checkpoint_every_n_steps < 0:
+        raise ConfigError("config key 'trainer.checkpoint_every_n_steps' must be >= 0 (0 = only at epoch ends)")
+    if config.trainer.max_epochs < 1 and config.trainer.max_steps < 1:
+        raise ConfigError("set trainer.max_epochs >= 1 or trainer.max_steps >= 1")
+
+
+def check_options(target: Any, options: dict[str, Any], where: str) -> None:
+    """Raise a ConfigError when `options` holds a keyword that `target`'s constructor does not take."""
+    signature = inspect.signature(target)
+    parameters = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [
+        name for name, p in parameters.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) and name not in ("self", "net")
+    ]
+    for key in options:
+        if key not in valid:
+            name = getattr(target, "__name__", str(target))
+            raise ConfigError(
+                f"unknown option {where}.{key!r} for {name}; valid options: {sorted(valid)}{_closest(key, valid)}"
+            )
+
+
+def accepts_keyword(target: Any, name: str) -> bool:
+    """Whether `target`'s constructor takes keyword `name` (used to fill dataset_size automatically)."""
+    parameters = inspect.signature(target).parameters
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())

@@ -1,0 +1,173 @@
+"""`fit(config, out_dir)`: train one method with Lightning, then evaluate the best checkpoint on the test split.
+
+A run folder holds:
+
+    config.yaml              the resolved configuration (rewritten atomically)
+    checkpoints/last.ckpt    written every `trainer.checkpoint_every_n_steps` steps and at every epoch end
+    checkpoints/best.ckpt    lowest validation NLL of the S-sample predictive (`val/nll`)
+    logs/version_N/          CSV metrics (one version per start or resume)
+    tb/version_N/            TensorBoard events
+    results.json             test metrics of best.ckpt (and the per-rank weight digests of the last weights)
+
+Multi-GPU / multi-node: `devices`, `accelerator`, `strategy="ddp"` and `num_nodes` go to Lightning's
+Trainer; start the command once per node under torchrun or SLURM as Lightning documents (on one
+machine Lightning starts the other processes itself). Each rank trains on its shard of every batch
+(batch_size is per process: the global batch is batch_size x world size); validation and test
+metrics are exact sums over all ranks' shards, and the test split is evaluated once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from gflowout.checkpoint import AtomicCheckpointIO, atomic_write_json, atomic_write_text, checkpoint_metadata, read_checkpoint, check_expected, metadata_of
+from gflowout.config import ExperimentConfig
+from gflowout.errors import CheckpointError, ConfigError
+from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
+from gflowout.training.module import MethodModule
+
+BEST_MONITOR = "val/nll"
+
+
+class LastCheckpoint(Checkpoint):
+    """Write checkpoints/last.ckpt every `every_n_steps` training steps and at the end of every epoch.
+
+    A `Checkpoint` subclass, so Lightning runs its epoch-end hook after the module's (the epoch's
+    validation and bookkeeping are in the file).
+    """
+
+    def __init__(self, path: Path, every_n_steps: int) -> None:
+        self.path = Path(path)
+        self.every_n_steps = int(every_n_steps)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0 and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+def weight_digest(module: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer (name, dtype, bytes): equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.dtype != torch.bfloat16
+                      else tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _strategy(name: str) -> Any:
+    if name == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # find_unused_parameters: a method's groups need not all get gradients at every step.
+        return DDPStrategy(find_unused_parameters=True)
+    return name
+
+
+def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> pl.Trainer:
+    """The Lightning Trainer of a run: atomic checkpoints, best + last, CSV and TensorBoard loggers."""
+    t = config.trainer
+    checkpoints = out_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=BEST_MONITOR, mode="min", save_top_k=1,
+                           save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
+    callbacks = [best, LastCheckpoint(checkpoints / "last.ckpt", t.checkpoint_every_n_steps)]
+    if t.enable_progress_bar:
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(t.log_every_n_steps, 20))))
+    loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb", default_hp_metric=False)]
+    kwargs: dict[str, Any] = dict(
+        max_epochs=t.max_epochs, max_steps=t.max_steps, precision=t.precision, devices=t.devices,
+        accelerator=t.accelerator, strategy=_strategy(t.strategy), num_nodes=t.num_nodes,
+        log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, callbacks=callbacks, logger=loggers,
+        plugins=[AtomicCheckpointIO()], enable_progress_bar=t.enable_progress_bar, num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # our samplers shard by rank themselves (and resume mid-epoch)
+        limit_val_batches=t.limit_val_batches, enable_model_summary=False, default_root_dir=out_dir,
+    )
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, datamodule: Any = None,
+        **trainer_overrides: Any) -> Path:
+    """Train `config`'s method into run folder `out_dir`, test best.ckpt, and return the folder.
+
+    resume: continue from checkpoints/last.ckpt (mid-epoch included); with no last.ckpt yet it starts
+    afresh, so the same command can be requeued. Without `resume`, a folder that already holds
+    checkpoints is refused (a ConfigError) rather than overwritten.
+    datamodule: an already built LightningDataModule (default: built from `config.data`).
+    trainer_overrides: extra keyword arguments of `lightning.pytorch.Trainer`.
+    """
+    out_dir = Path(out_dir)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if last.exists() and not resume:
+        raise ConfigError(f"run folder {str(out_dir)!r} already holds {last.name}; pass --resume to continue it "
+                          "or choose another --out")
+    ckpt_path = None
+    if resume and last.exists():
+        check_expected(metadata_of(read_checkpoint(last), str(last)), config, str(last))
+        ckpt_path = str(last)
+    validate_model_options(config)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+
+    datamodule = build_datamodule(config.data) if datamodule is None else datamodule
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    train_size = len(datamodule.train_dataloader().dataset)
+    num_classes, input_shape = dataset_shape(datamodule, config.data)
+    method = build_method_for(config, num_classes, input_shape, dataset_size=train_size)
+    metadata = checkpoint_metadata(config, num_classes, input_shape, train_size)
+    module = MethodModule(method, config, datamodule, metadata)
+
+    if rank_zero_only.rank == 0:
+        atomic_write_text(out_dir / "config.yaml", config.to_yaml())
+    trainer = build_trainer(config, out_dir, **trainer_overrides)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+        trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
+        digests = trainer.strategy.all_gather(_digest_tensor(module.method))
+        datamodule.setup("test")
+        best_path = out_dir / "checkpoints" / "best.ckpt"
+        trainer.test(module, ckpt_path=str(best_path) if best_path.exists() else None, verbose=False, weights_only=True)
+    if trainer.is_global_zero:
+        digest_rows = digests.reshape(-1, digests.shape[-1]) if digests.dim() > 1 else digests.reshape(1, -1)
+        results = {
+            "method": config.method.name, "backbone": config.model.backbone, "dataset": config.data.name,
+            "seed": config.seed, "test": module.last_metrics["test"],
+            "best_checkpoint": str(best_path), "best_val_nll": _score(trainer),
+            "epochs": trainer.current_epoch, "global_step": trainer.global_step, "world_size": trainer.world_size,
+            "val_samples": config.trainer.val_samples,
+            "rank_weight_digests": [_hex(row) for row in digest_rows],
+        }
+        atomic_write_json(out_dir / "results.json", results)
+    return out_dir
+
+
+def _digest_tensor(module: torch.nn.Module) -> torch.Tensor:
+    """The weight digest as 32 uint8 values (all_gather works on tensors), on the module's device."""
+    device = next(module.parameters()).device
+    return torch.tensor(list(bytes.fromhex(weight_digest(module))), dtype=torch.int64, device=device)
+
+
+def _hex(row: torch.Tensor) -> str:
+    return bytes(int(v) for v in row.tolist()).hex()
+
+
+def _score(trainer: pl.Trainer) -> float | None:
+    callback = trainer.checkpoint_callback
+    score = getattr(callback, "best_model_score", None)
+    return float(score) if score is not None else None

@@ -1,0 +1,1 @@
+"""The training harness's parts: builders (config -> data, net, method), resumable loaders, the LightningModule."""

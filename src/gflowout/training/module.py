@@ -1,0 +1,284 @@
+"""`MethodModule`: one LightningModule that trains any `DropoutMethod` with manual optimisation.
+
+Per training step: `method.training_losses(x, y)` gives one loss per parameter group; a non-finite
+loss stops training (NonFiniteLossError); one backward of their sum (each loss reaches only its own
+group), gradient clipping per group (GroupSpec.clip_norm), then every group's optimiser steps.
+Per epoch: `method.set_epoch` (beta schedule) and each group's learning rate = base lr x its
+schedule factor at that epoch (a pure function of the epoch, so a resume needs no scheduler state).
+
+Validation and test: under `torch.no_grad`, `method.predict(x, samples=S)` (the S samples batched),
+the predictive p(y|x) = mean_s softmax(logits_s); accuracy, NLL = mean -log p(y|x) (from logsumexp,
+no clamp), ECE (15 equal-width right-closed bins, the conventions of gflowout.eval.metrics) and the
+Brier score. Each rank sums sufficient statistics over its shard; the sums are all-reduced, so the
+metrics are exact over the whole split under DDP. `val/nll` (the S-sample NLL) selects best.ckpt.
+Validation and test draw their masks from a generator seeded by (seed, stage, epoch, rank), so they
+never disturb the training RNG stream (which is what makes a resumed run bit-identical).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
+from gflowout.errors import ConfigError
+from gflowout.methods.base import DropoutMethod, GroupSpec, raise_if_nonfinite, resolve_group_specs
+from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
+
+ECE_BINS = 15
+
+
+def schedule_factor(schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
+    """Multiplier of the base learning rate at `epoch` (0-based)."""
+    if schedule.kind == "none":
+        return 1.0
+    if schedule.kind == "multistep":
+        return schedule.gamma ** sum(1 for m in schedule.milestones if epoch >= m)
+    if schedule.kind == "cosine":
+        t_max = schedule.t_max or max_epochs
+        progress = min(epoch, t_max) / t_max
+        return float("nan") if t_max < 1 else 0.5 * (1 + math.cos(math.pi * progress))
+    raise ConfigError(f"unknown schedule kind {schedule.kind!r}")
+
+
+def scheduled_lr(spec: GroupSpec, schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
+    """Learning rate of a group at `epoch`: cosine decays from lr to eta_min, the others scale lr."""
+    factor = schedule_factor(schedule, epoch, max_epochs)
+    if schedule.kind == "cosine":
+        return schedule.eta_min + (spec.lr - schedule.eta_min) * factor
+    return spec.lr * factor
+
+
+class ClassificationSums:
+    """Sufficient statistics of accuracy, NLL, Brier and ECE, summed over batches (and ranks)."""
+
+    def __init__(self, bins: int = ECE_BINS) -> None:
+        self.bins = bins
+        self.reset()
+
+    def reset(self) -> None:
+        # [count, correct, nll_sum, brier_sum, bin_count x bins, bin_conf x bins, bin_correct x bins]
+        self.sums = torch.zeros(4 + 3 * self.bins, dtype=torch.float64)
+
+    def update(self, logits: Tensor, labels: Tensor) -> None:
+        """Add a batch: per-sample logits [S, B, C], labels [B]."""
+        samples = logits.shape[0]
+        log_probs = torch.logsumexp(torch.log_softmax(logits.double(), dim=-1), dim=0) - math.log(samples)
+        probs = log_probs.exp()
+        labels = labels.long()
+        confidence, prediction = probs.max(dim=1)
+        correct = (prediction == labels).double()
+        onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).double()
+        edges = torch.linspace(0.0, 1.0, self.bins + 1, dtype=torch.float64, device=probs.device)
+        index = torch.bucketize(confidence, edges[1:-1], right=False)
+        batch = torch.zeros_like(self.sums, device=probs.device)
+        batch[0] = labels.numel()
+        batch[1] = correct.sum()
+        batch[2] = -log_probs.gather(1, labels[:, None]).sum()
+        batch[3] = ((probs - onehot) ** 2).sum()
+        b = self.bins
+        batch[4 : 4 + b].index_add_(0, index, torch.ones_like(confidence))
+        batch[4 + b : 4 + 2 * b].index_add_(0, index, confidence)
+        batch[4 + 2 * b :].index_add_(0, index, correct)
+        self.sums = self.sums.to(probs.device) + batch
+
+    def compute(self, sums: Tensor | None = None) -> dict[str, float]:
+        """{"accuracy", "nll", "brier", "ece", "count"} from (possibly all-reduced) sums."""
+        s = (self.sums if sums is None else sums).double().cpu()
+        count = float(s[0])
+        if count == 0:
+            return {"accuracy": float("nan"), "nll": float("nan"), "brier": float("nan"), "ece": float("nan"), "count": 0.0}
+        b = self.bins
+        bin_count, bin_conf, bin_correct = s[4 : 4 + b], s[4 + b : 4 + 2 * b], s[4 + 2 * b :]
+        ece = float((bin_conf - bin_correct).abs().sum() / count)  # sum_b n_b/N |acc_b - conf_b|
+        return {"accuracy": float(s[1]) / count, "nll": float(s[2]) / count, "brier": float(s[3]) / count, "ece": ece,
+                "count": count}
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and python RNG states, as plain types (weights_only-loadable)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": _python_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    random.setstate(_python_state_from_plain(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_plain(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_state_from_plain(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+class MethodModule(pl.LightningModule):
+    """Trains `method` with one optimiser per parameter group; see the module docstring."""
+
+    def __init__(self, method: DropoutMethod, config: ExperimentConfig, datamodule: Any, metadata: dict[str, Any]) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.method = method
+        self.config = config
+        self.datamodule = datamodule  # plain attribute: not a submodule, never saved
+        self.metadata = metadata
+        self.group_names = [name for name, params in method.param_groups().items() if params]
+        self.optim_blocks: dict[str, GroupOptimConfig] = config.group_optim()
+        unknown = sorted(set(self.optim_blocks) - set(method.group_defaults()))
+        if unknown:
+            raise ConfigError(
+                f"config 'optim' names parameter group(s) {unknown} that method {config.method.name!r} does not have; "
+                f"its groups: {sorted(method.group_defaults())}"
+            )
+        overrides = {name: block.spec_overrides() for name, block in self.optim_blocks.items()}
+        try:
+            self.specs = resolve_group_specs(method.group_defaults(), overrides)
+        except (KeyError, TypeError) as error:
+            raise ConfigError(f"config 'optim': {error}") from None
+        self.metrics = {"val": ClassificationSums(), "test": ClassificationSums()}
+        self.last_metrics: dict[str, dict[str, float]] = {}
+        self._pending_rng: dict[str, Any] | None = None
+        self._saved_rng: Any = None
+
+    # --- optimisers and schedules ------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        overrides = {name: block.spec_overrides() for name, block in self.optim_blocks.items()}
+        optimizers = self.method.make_optimizers(overrides)
+        self.group_names = list(optimizers)
+        return [optimizers[name] for name in self.group_names]
+
+    def on_train_epoch_start(self) -> None:
+        epoch = self.current_epoch
+        self.method.set_epoch(epoch)
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for name, optimizer in zip(self.group_names, optimizers):
+            schedule = self.optim_blocks.get(name, GroupOptimConfig()).schedule
+            lr = scheduled_lr(self.specs[name], schedule, epoch, self.config.trainer.max_epochs)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            self.log(f"lr/{name}", lr, on_step=False, on_epoch=True, sync_dist=True)
+
+    # --- training ----------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        result = self.method.training_losses(x, y)
+        raise_if_nonfinite(result, self.config.method.name)
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(sum(result.losses.values()))
+        groups = self.method.param_groups()
+        for name in self.group_names:
+            clip = self.specs[name].clip_norm
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(groups[name], clip)
+        for optimizer in optimizers:
+            optimizer.step()
+        batch_size = x.shape[0]
+        for name, loss in result.losses.items():
+            # rank-local values (no per-step all-reduce); rank 0's are what the loggers write
+            self.log(f"loss/{name}", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        for name, value in result.logs.items():
+            self.log(f"train/{name}", value.detach().float(), on_step=True, on_epoch=True, batch_size=batch_size)
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def _begin_eval(self, stage: str) -> None:
+        self.metrics[stage].reset()
+        # Private, reproducible masks for evaluation; the training stream resumes untouched afterwards.
+        self._saved_rng = capture_rng_state()
+        offset = {"val": 1, "test": 2}[stage]
+        torch.manual_seed(hash((self.config.seed, offset, self.current_epoch, self.global_rank)) % (2**62))
+
+    def _end_eval(self, stage: str) -> None:
+        sums = self.metrics[stage].sums.to(self.device)
+        sums = self.trainer.strategy.reduce(sums.clone(), reduce_op="sum") if self.trainer.world_size > 1 else sums
+        values = self.metrics[stage].compute(sums)
+        self.last_metrics[stage] = values  # exact (float64) values, for results.json
+        for name in ("accuracy", "nll", "ece", "brier"):
+            self.log(f"{stage}/{name}", values[name], prog_bar=name in ("accuracy", "nll"), sync_dist=True)
+        self.log(f"{stage}/count", values["count"], sync_dist=True)
+        restore_rng_state(self._saved_rng)
+        self._saved_rng = None
+
+    def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
+        x, y = batch
+        logits = self.method.predict(x, samples=self.config.trainer.val_samples)
+        self.metrics[stage].update(logits, y)
+
+    def on_validation_epoch_start(self) -> None:
+        self._begin_eval("val")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._begin_eval("test")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")
+
+    # --- data ----------------------------------------------------------------------------------
+    def train_dataloader(self) -> ResumableLoader:
+        template = self.datamodule.train_dataloader()
+        sampler = EpochSampler(len(template.dataset), seed=self.config.seed, shuffle=True,
+                               rank=self.global_rank, world_size=self.trainer.world_size)
+        loader = rebuild_loader(template, sampler, seed=self.config.seed)
+        return ResumableLoader(loader)
+
+    def val_dataloader(self) -> Any:
+        return self._shard(self.datamodule.val_dataloader())
+
+    def test_dataloader(self) -> Any:
+        return self._shard(self.datamodule.test_dataloader())
+
+    def _shard(self, template: Any) -> Any:
+        sampler = ShardSampler(len(template.dataset), rank=self.global_rank, world_size=self.trainer.world_size)
+        return rebuild_loader(template, sampler, seed=self.config.seed)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gflowout"] = self.metadata
+        checkpoint["rng_state"] = self._saved_rng if self._saved_rng is not None else capture_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_rng = checkpoint.get("rng_state")
+
+    def on_train_start(self) -> None:
+        # Restore the training RNG stream last, after everything that might draw from it during set-up.
+        if self._pending_rng is not None:
+            restore_rng_state(self._pending_rng)
+            self._pending_rng = None
+        if self.trainer.world_size > 1:
+            # Each rank its own mask stream (seeded by seed, rank and step: a DDP resume is reproducible,
+            # though not bit-identical to the uninterrupted DDP run; one process resumes bit-identically).
+            torch.manual_seed(hash((self.config.seed, 3, self.global_step, self.global_rank)) % (2**62))
