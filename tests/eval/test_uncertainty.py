@@ -119,3 +119,8 @@ def test_bad_inputs_raise_clear_errors() -> None:
         ttest_uncertainty(np.zeros((4, 3, 2)), np.zeros(2, dtype=np.int64))
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         ttest_uncertainty(np.zeros((4, 3, 2)), np.array([0, 1, 2]))
+
+
+def test_accepts_logits_that_require_grad() -> None:
+    logits = torch.tensor(varied_logits(batch=20, seed=4), requires_grad=True)
+    np.testing.assert_allclose(top2_pvalues(logits).numpy(), loop_pvalues(varied_logits(batch=20, seed=4))[0], rtol=1e-9)

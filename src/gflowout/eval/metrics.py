@@ -50,7 +50,7 @@ def check_probs(probs: Any, name: str = "probs") -> Tensor:
         raise ValueError(f"{name} must be floating-point probabilities, got dtype {probs.dtype}")
     if probs.shape[0] < 1 or probs.shape[1] < 2:
         raise ValueError(f"{name} needs at least 1 example and 2 classes, got shape {tuple(probs.shape)}")
-    probs = probs.to(torch.float64)
+    probs = probs.detach().to(torch.float64)
     if not bool(torch.isfinite(probs).all()):
         raise ValueError(f"{name} has NaN or inf entries; check the model's outputs")
     if bool((probs < 0).any()) or bool((probs > 1).any()):

@@ -49,7 +49,7 @@ def _check_scores(scores_in: Any, scores_out: Any) -> tuple[Tensor, Tensor]:
             raise ValueError(
                 f"{name} is empty: OOD metrics need both in-distribution and OOD examples (one class only given)"
             )
-        scores = scores.to(torch.float64)
+        scores = scores.detach().to(torch.float64)
         if not bool(torch.isfinite(scores).all()):
             raise ValueError(f"{name} has NaN or inf scores; check the model's outputs")
         checked.append(scores)

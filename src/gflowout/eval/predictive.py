@@ -70,7 +70,7 @@ def check_logits(logits: Any, name: str = "logits") -> Tensor:
             f"{name} has {bad} non-finite value(s) (NaN or inf) out of {logits.numel()}; "
             "check the model's outputs (a diverged run?) before evaluating"
         )
-    return logits.to(torch.float64)
+    return logits.detach().to(torch.float64)  # metrics never need gradients
 
 
 def _entropy_from_log_probs(log_probs: Tensor) -> Tensor:
