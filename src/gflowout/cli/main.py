@@ -13,6 +13,8 @@ from gflowout.errors import GFlowOutError
 # Each module defines register(subparsers) that adds its sub-command(s) with set_defaults(func=...).
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "gflowout.cli.data",
+    "gflowout.cli.train",
+    "gflowout.cli.evaluate",
 )
 
 

@@ -47,12 +47,15 @@ def schedule_factor(schedule: ScheduleConfig, epoch: int, max_epochs: int) -> fl
     raise ConfigError(f"unknown schedule kind {schedule.kind!r}")
 
 
-def scheduled_lr(spec: GroupSpec, schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
-    """Learning rate of a group at `epoch`: cosine decays from lr to eta_min, the others scale lr."""
+def scheduled_lr(base_lr: float, schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
+    """Learning rate at `epoch` of a parameter group whose epoch-0 rate is `base_lr`.
+
+    Cosine decays from base_lr to eta_min; the other kinds scale base_lr.
+    """
     factor = schedule_factor(schedule, epoch, max_epochs)
     if schedule.kind == "cosine":
-        return schedule.eta_min + (spec.lr - schedule.eta_min) * factor
-    return spec.lr * factor
+        return schedule.eta_min + (base_lr - schedule.eta_min) * factor
+    return base_lr * factor
 
 
 class ClassificationSums:
@@ -167,6 +170,9 @@ class MethodModule(pl.LightningModule):
         overrides = {name: block.spec_overrides() for name, block in self.optim_blocks.items()}
         optimizers = self.method.make_optimizers(overrides)
         self.group_names = list(optimizers)
+        for optimizer in optimizers.values():  # the base of every schedule (a method may use several lrs per group)
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
         return [optimizers[name] for name in self.group_names]
 
     def on_train_epoch_start(self) -> None:
@@ -176,10 +182,9 @@ class MethodModule(pl.LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for name, optimizer in zip(self.group_names, optimizers):
             schedule = self.optim_blocks.get(name, GroupOptimConfig()).schedule
-            lr = scheduled_lr(self.specs[name], schedule, epoch, self.config.trainer.max_epochs)
             for group in optimizer.param_groups:
-                group["lr"] = lr
-            self.log(f"lr/{name}", lr, on_step=False, on_epoch=True, sync_dist=True)
+                group["lr"] = scheduled_lr(group["initial_lr"], schedule, epoch, self.config.trainer.max_epochs)
+            self.log(f"lr/{name}", optimizer.param_groups[0]["lr"], on_step=False, on_epoch=True, sync_dist=True)
 
     # --- training ----------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -1,0 +1,36 @@
+"""Clean test metrics of a checkpoint, outside Lightning (one process, the device of your choice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gflowout.checkpoint import load_method
+from gflowout.training.build import build_datamodule
+from gflowout.training.module import ClassificationSums
+
+
+@torch.no_grad()
+def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | None = None, root: str | None = None,
+                        device: str | torch.device | None = None) -> dict[str, Any]:
+    """{"accuracy", "nll", "brier", "ece", "count", ...} on the test split of the checkpoint's data set."""
+    method, config = load_method(path)
+    if batch_size is not None:
+        config.data.batch_size = batch_size
+    if root is not None:
+        config.data.root = root
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    method.to(device)
+    datamodule = build_datamodule(config.data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    sums = ClassificationSums()
+    torch.manual_seed(config.seed)
+    for x, y in datamodule.test_dataloader():
+        logits = method.predict(x.to(device), samples=samples)
+        sums.update(logits, y.to(device))
+    metrics: dict[str, Any] = sums.compute()
+    metrics.update(checkpoint=str(path), method=config.method.name, dataset=config.data.name, samples=samples)
+    return metrics
