@@ -349,4 +349,7 @@ def fetch(name: str, root: str | Path | None = None, from_path: str | Path | Non
         log("!" * 100 + "\n" + banner + "\n" + "!" * 100)
         warnings.warn(banner, stacklevel=2)
         return fetch(spec.fallback, root, log=log)
-    raise DataError(f"could not fetch {name!r}; every source failed:\n  " + "\n  ".join(failures))
+    hint = ""
+    if spec.archive and from_path is None:
+        hint = f"\nIf you have {spec.archive[0]} already, run `{spec.fetch_command} --from /path/to/{spec.archive[0]}`."
+    raise DataError(f"could not fetch {name!r}; every source failed:\n  " + "\n  ".join(failures) + hint)
