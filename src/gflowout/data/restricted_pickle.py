@@ -28,6 +28,9 @@ _ALLOWED: dict[tuple[str, str], tuple[str, str]] = {
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
     for _name in _NUMPY_CORE_NAMES:
         _ALLOWED[(_module, _name)] = ("numpy._core.multiarray", _name)
+# Protocol 5 pickles rebuild arrays from an out-of-band buffer through numeric._frombuffer.
+for _module in ("numpy.core.numeric", "numpy._core.numeric"):
+    _ALLOWED[(_module, "_frombuffer")] = ("numpy._core.numeric", "_frombuffer")
 for _builtin_module in ("builtins", "__builtin__"):
     for _name in ("set", "frozenset", "bytearray", "complex", "slice", "range"):
         _ALLOWED[(_builtin_module, _name)] = ("builtins", _name)
@@ -37,10 +40,8 @@ def _resolve(module: str, name: str) -> Any:
     """The live object for an allowed global (numpy._core falls back to numpy.core on numpy 1)."""
     try:
         return getattr(importlib.import_module(module), name)
-    except ImportError:
-        if module == "numpy._core.multiarray":
-            return getattr(importlib.import_module("numpy.core.multiarray"), name)
-        raise
+    except ImportError:  # numpy 1 has numpy.core, not numpy._core
+        return getattr(importlib.import_module(module.replace("numpy._core", "numpy.core")), name)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
