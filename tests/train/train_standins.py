@@ -6,6 +6,10 @@ subprocesses can use them with PYTHONPATH=tests/train.
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -73,6 +77,11 @@ class TinyMC(DropoutMethod):
         return {"backbone": GroupSpec(lr=self.lr)}
 
     def training_losses(self, x, y) -> StepResult:
+        self._calls = getattr(self, "_calls", 0) + 1
+        stall_at = os.environ.get("GFLOWOUT_TEST_STALL_AT")
+        if stall_at and self._calls == int(stall_at):  # the SIGKILL test: wait here to be killed mid-epoch
+            Path(os.environ["GFLOWOUT_TEST_STALL_MARKER"]).write_text(str(self._calls))
+            time.sleep(600)
         logits = self.net(x, self._sampler)
         loss = torch.nn.functional.cross_entropy(logits, y)
         return StepResult(losses={"backbone": loss}, logs={"accuracy": (logits.argmax(1) == y).float().mean()})

@@ -1,0 +1,66 @@
+"""A run killed with SIGKILL in the middle of an epoch and resumed ends exactly like an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from conftest import REPO, fit_command, run_fit, subprocess_env
+
+STALL_AT = 14  # training_losses call 14: 13 steps done; last.ckpt is the step-12 one (epoch 1 has steps 10..18)
+
+
+def _kill_mid_epoch(config: Path, out: Path, marker: Path) -> None:
+    env = subprocess_env(GFLOWOUT_TEST_STALL_AT=str(STALL_AT), GFLOWOUT_TEST_STALL_MARKER=str(marker))
+    process = subprocess.Popen(fit_command(config, out), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert process.poll() is None, f"the run ended before it could be killed:\n{process.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "the run never reached the stall point"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, tiny_config: Path) -> None:
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    run_fit(tiny_config, reference)
+
+    _kill_mid_epoch(tiny_config, interrupted, tmp_path / "stalled")
+    assert not (interrupted / "results.json").exists()
+    at_kill = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert at_kill["global_step"] == 12 and at_kill["epoch"] == 1, "the kill must come after a mid-epoch step checkpoint"
+    assert at_kill["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] < 9  # mid-epoch
+
+    run_fit(tiny_config, interrupted, resume=True)
+
+    final_ref = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    final_res = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final_ref["global_step"] == final_res["global_step"] == 27
+    assert final_ref["state_dict"].keys() == final_res["state_dict"].keys()
+    for name, tensor in final_ref["state_dict"].items():
+        assert torch.equal(tensor, final_res["state_dict"][name]), f"weights {name} differ after resume"
+    for state_ref, state_res in zip(final_ref["optimizer_states"], final_res["optimizer_states"]):
+        for key, moments in state_ref["state"].items():
+            for moment, value in moments.items():
+                assert torch.equal(value, state_res["state"][key][moment]), f"optimiser {moment} differs"
+
+    results_ref = json.loads((reference / "results.json").read_text())
+    results_res = json.loads((interrupted / "results.json").read_text())
+    assert results_ref["test"] == results_res["test"]
+    assert results_ref["best_val_nll"] == results_res["best_val_nll"]
+    assert results_ref["rank_weight_digests"] == results_res["rank_weight_digests"]
+    best_ref = torch.load(reference / "checkpoints" / "best.ckpt", weights_only=True)
+    best_res = torch.load(interrupted / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best_ref["global_step"] == best_res["global_step"]
