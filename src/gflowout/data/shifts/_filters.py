@@ -1,0 +1,178 @@
+"""Batched image filters the corruptions share: motion blur, plasma fractal, clipped zoom, Canny edges.
+
+All work on float [N, H, W, C] (or [N, H, W] where stated) and vectorise over the batch: no
+per-image Python loops. They are numpy / scipy re-implementations of what MNIST-C and
+CIFAR-10-C did with ImageMagick (motion blur), OpenCV and scikit-image (Canny).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+
+def poisson_noise(images: np.ndarray, photons: float, rng: np.random.Generator) -> np.ndarray:
+    """Shot noise: Poisson(x * photons) / photons. Zero pixels stay zero (Poisson(0) = 0), so only
+    the non-zero ones are drawn, which makes mostly-black MNIST images several times faster."""
+    out = np.zeros(images.shape, dtype=np.float32)
+    nonzero = images > 0
+    out[nonzero] = rng.poisson(images[nonzero].astype(np.float64) * photons) / photons
+    return out
+
+
+def salt_and_pepper(images: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    """skimage random_noise(mode="s&p"): each value is replaced with probability amount, by 0 or 1
+    with equal odds (colour channels independently, as skimage does)."""
+    flipped = rng.random(images.shape) < amount
+    salt = rng.random(images.shape) < 0.5
+    return np.where(flipped, salt.astype(np.float32), images)
+
+
+def local_scramble(
+    images: np.ndarray, delta: int, iterations: int, probability: float, rng: np.random.Generator
+) -> np.ndarray:
+    """The pixel shuffle of glass blur, vectorised, for [N, H, W, C].
+
+    MNIST-C / CIFAR-10-C swap pixels one at a time in a Python loop: each interior pixel (rows and
+    columns delta+1 .. side-delta) swaps, with the given probability, with the pixel at offset
+    U{-delta .. delta-1}^2. Here each such pixel takes the value at that offset (a gather, so a
+    value can be copied twice or lost: close to the original, not identical).
+    """
+    n, height, width, _ = images.shape
+    rows = np.arange(height)[None, :, None]
+    cols = np.arange(width)[None, None, :]
+    interior = (rows > delta) & (rows <= height - delta) & (cols > delta) & (cols <= width - delta)
+    batch = np.arange(n)[:, None, None]
+    out = images
+    for _ in range(iterations):
+        move = interior & (rng.random((n, height, width)) < probability)
+        d_row = np.where(move, rng.integers(-delta, delta, size=(n, height, width)), 0)
+        d_col = np.where(move, rng.integers(-delta, delta, size=(n, height, width)), 0)
+        out = out[batch, np.clip(rows + d_row, 0, height - 1), np.clip(cols + d_col, 0, width - 1)]
+    return out
+
+
+def motion_blur(images: np.ndarray, radius: float, sigma: float, angles_deg: np.ndarray) -> np.ndarray:
+    """ImageMagick-style one-sided motion blur of [N, H, W, C], angle per image (degrees).
+
+    ImageMagick's MotionBlurImage averages the 2*ceil(radius)+1 pixels p + i*(cos a, sin a),
+    i = 0..2r (x = column, y = row downwards, offsets rounded to whole pixels) with weights
+    exp(-i^2 / (2 sigma^2)), normalised, and edge pixels repeated outside the image. Weights
+    below 1e-4 of the largest are dropped (they change no uint8 level).
+    """
+    n, height, width, channels = images.shape
+    count = int(2 * np.ceil(radius) + 1)
+    steps = np.arange(count, dtype=np.float64)
+    weights = np.exp(-(steps**2) / (2.0 * sigma**2))
+    keep = weights >= 1e-4 * weights.max()
+    steps, weights = steps[keep], weights[keep] / weights[keep].sum()
+    theta = np.deg2rad(np.asarray(angles_deg, dtype=np.float64)).reshape(n, 1, 1)
+    rows = np.arange(height).reshape(1, height, 1)
+    cols = np.arange(width).reshape(1, 1, width)
+    flat = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32))
+    flat = flat.reshape(n, channels, height * width)
+    out = torch.zeros_like(flat)
+    for step, weight in zip(steps, weights):
+        # ImageMagick rounds with ceil(v - 0.5)
+        dx = np.ceil(step * np.cos(theta) - 0.5).astype(np.int64)
+        dy = np.ceil(step * np.sin(theta) - 0.5).astype(np.int64)
+        src = np.clip(rows + dy, 0, height - 1) * width + np.clip(cols + dx, 0, width - 1)
+        index = torch.from_numpy(src.reshape(n, 1, height * width)).expand(n, channels, height * width)
+        out += float(weight) * torch.gather(flat, 2, index)
+    return out.reshape(n, channels, height, width).numpy().transpose(0, 2, 3, 1)
+
+
+def plasma_fractal(count: int, mapsize: int, wibble_decay: float, rng: np.random.Generator) -> np.ndarray:
+    """count diamond-square height maps [count, mapsize, mapsize] in [0, 1] (mapsize a power of two).
+
+    A batched transcription of the plasma_fractal helper of MNIST-C / CIFAR-10-C (itself from
+    FLHerne/mapgen), including its wibble**2 noise amplitude; each map is normalised by its own
+    min and max.
+    """
+    if mapsize & (mapsize - 1):
+        raise ValueError(f"plasma_fractal: mapsize must be a power of two, found {mapsize}")
+    maps = np.zeros((count, mapsize, mapsize), dtype=np.float32)
+    stepsize, wibble = mapsize, 100.0
+
+    def wibbled_mean(array: np.ndarray) -> np.ndarray:
+        return array / 4 + wibble * rng.uniform(-wibble, wibble, array.shape).astype(np.float32)
+
+    while stepsize >= 2:
+        half = stepsize // 2
+        corners = maps[:, 0:mapsize:stepsize, 0:mapsize:stepsize]
+        square = corners + np.roll(corners, -1, axis=1)
+        square = square + np.roll(square, -1, axis=2)
+        maps[:, half:mapsize:stepsize, half:mapsize:stepsize] = wibbled_mean(square)
+        centres = maps[:, half:mapsize:stepsize, half:mapsize:stepsize]
+        corners = maps[:, 0:mapsize:stepsize, 0:mapsize:stepsize]
+        left_sum = centres + np.roll(centres, 1, axis=1)
+        up_sum = corners + np.roll(corners, -1, axis=2)
+        maps[:, 0:mapsize:stepsize, half:mapsize:stepsize] = wibbled_mean(left_sum + up_sum)
+        top_sum = centres + np.roll(centres, 1, axis=2)
+        down_sum = corners + np.roll(corners, -1, axis=1)
+        maps[:, half:mapsize:stepsize, 0:mapsize:stepsize] = wibbled_mean(top_sum + down_sum)
+        stepsize //= 2
+        wibble /= wibble_decay
+    maps -= maps.min(axis=(1, 2), keepdims=True)
+    return maps / np.maximum(maps.max(axis=(1, 2), keepdims=True), 1e-12)
+
+
+def clipped_zoom(images: np.ndarray, zoom_factor: float) -> np.ndarray:
+    """Zoom the centre of each [N, H, W, C] image by zoom_factor (>= 1, bilinear) back to H x W."""
+    height, width = images.shape[1:3]
+    crop_h, crop_w = int(np.ceil(height / zoom_factor)), int(np.ceil(width / zoom_factor))
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    crop = images[:, top : top + crop_h, left : left + crop_w]
+    zoomed = ndimage.zoom(crop, (1, zoom_factor, zoom_factor, 1), order=1)
+    trim_h, trim_w = (zoomed.shape[1] - height) // 2, (zoomed.shape[2] - width) // 2
+    return zoomed[:, trim_h : trim_h + height, trim_w : trim_w + width]
+
+
+def _shifted(array: np.ndarray, d_row: np.ndarray, d_col: np.ndarray) -> np.ndarray:
+    """array[n, i + d_row, j + d_col] for [N, H, W] with per-pixel offsets in {-1, 0, 1} (edge-padded)."""
+    n, height, width = array.shape
+    rows = np.clip(np.arange(height)[None, :, None] + d_row, 0, height - 1)
+    cols = np.clip(np.arange(width)[None, None, :] + d_col, 0, width - 1)
+    return array[np.arange(n)[:, None, None], rows, cols]
+
+
+def canny_edges(images: np.ndarray, sigma: float = 1.0, low: float = 0.1, high: float = 0.2) -> np.ndarray:
+    """Canny edge maps {0, 1} float32 [N, H, W] of grey images [N, H, W], batched.
+
+    Follows skimage.feature.canny's defaults as MNIST-C called it: Gaussian smoothing (zero
+    padding, divided by the smoothed all-ones mask), Sobel gradients, non-maximum suppression
+    interpolating the magnitude between the two pixels that bracket the gradient direction,
+    pixels on the 1-pixel border excluded, hysteresis with 8-connectivity between low and high.
+    """
+    smoothed = ndimage.gaussian_filter(images, (0, sigma, sigma), mode="constant", truncate=4.0)
+    bleed = ndimage.gaussian_filter(np.ones(images.shape[1:], np.float64), sigma, mode="constant", truncate=4.0)
+    smoothed = smoothed / (bleed[None] + np.finfo(np.float64).eps)
+    grad_row = ndimage.sobel(smoothed, axis=1)
+    grad_col = ndimage.sobel(smoothed, axis=2)
+    magnitude = np.hypot(grad_row, grad_col)
+    abs_row, abs_col = np.abs(grad_row), np.abs(grad_col)
+    sign_row, sign_col = np.sign(grad_row).astype(np.int64), np.sign(grad_col).astype(np.int64)
+    mostly_row = abs_row >= abs_col
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(mostly_row, abs_col / abs_row, abs_row / abs_col)  # towards the diagonal
+    zero = np.zeros_like(sign_row)
+    # the straight neighbour is along the dominant axis, the diagonal one along both
+    straight_row, straight_col = np.where(mostly_row, sign_row, zero), np.where(mostly_row, zero, sign_col)
+    ahead = (1 - weight) * _shifted(magnitude, straight_row, straight_col) + weight * _shifted(
+        magnitude, sign_row, sign_col
+    )
+    behind = (1 - weight) * _shifted(magnitude, -straight_row, -straight_col) + weight * _shifted(
+        magnitude, -sign_row, -sign_col
+    )
+    interior = np.zeros(images.shape[1:], dtype=bool)
+    interior[1:-1, 1:-1] = True
+    with np.errstate(invalid="ignore"):
+        maxima = interior[None] & (ahead <= magnitude) & (behind <= magnitude)
+    low_mask = maxima & (magnitude >= low)
+    high_mask = low_mask & (magnitude >= high)
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # 8-connected within an image, never across the batch
+    labels, _ = ndimage.label(low_mask, structure=structure)
+    strong = np.unique(labels[high_mask])
+    return np.isin(labels, strong[strong > 0]).astype(np.float32)
