@@ -187,7 +187,7 @@ def zigzag(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray
 
 def canny_edges(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     weight = ladder(MNIST_C_STYLE_PARAMS["canny_edges"]["levels"], severity)
-    edges = _filters.canny_edges(rgb_to_grey(x)[..., 0].astype(np.float64))[..., None]
+    edges = _filters.canny_edges(rgb_to_grey(x)[..., 0])[..., None]
     return (1.0 - weight) * x + weight * edges
 
 

@@ -68,8 +68,14 @@ def rotate_by(images: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
 
 def rotate(images: np.ndarray, angle_deg: float) -> np.ndarray:
     """Rotate every image of float [N, H, W] or [N, H, W, 3] in [0, 1] by angle_deg degrees
-    counter-clockwise about the centre (bilinear, zero fill). Same shape, float32, in [0, 1]."""
-    return rotate_by(images, np.full(np.asarray(images).shape[0], float(angle_deg)))
+    counter-clockwise about the centre (bilinear, zero fill). Same shape, float32, in [0, 1].
+
+    Multiples of 90 degrees on square images are exact (np.rot90), so rotate(x, 0) is x itself."""
+    array = check_images(images)
+    quarter_turns = float(angle_deg) / 90.0
+    if quarter_turns == round(quarter_turns) and array.shape[1] == array.shape[2]:
+        return np.ascontiguousarray(np.rot90(array, int(round(quarter_turns)) % 4, axes=(1, 2)))
+    return rotate_by(array, np.full(array.shape[0], float(angle_deg)))
 
 
 def random_rotation_angles(count: int, seed: int | np.random.Generator) -> np.ndarray:
