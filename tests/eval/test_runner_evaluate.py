@@ -58,7 +58,13 @@ def stand_in_data(monkeypatch):
 
     info = SimpleNamespace(mean=(MEAN,), std=(STD,), num_classes=10)
     other_info = SimpleNamespace(mean=(0.5,), std=(0.5,), num_classes=10)  # must NOT be used for OOD images
-    datasets = SimpleNamespace(load_split=load_split, DATASET_INFO={"digits": info, "other": other_info})
+    infos = {"digits": info, "other": other_info}
+
+    def to_tensor(images, name):  # the data engineer's contract: [0, 1] floats, training statistics of `name`
+        x = torch.as_tensor(images, dtype=torch.float32)[:, None]
+        return (x - infos[name].mean[0]) / infos[name].std[0]
+
+    datasets = SimpleNamespace(load_split=load_split, DATASET_INFO=infos, to_tensor=to_tensor)
     shifts = SimpleNamespace(
         available_shifts=lambda kind: ["brighter"],
         apply_shift=lambda images, shift, severity, seed: np.clip(images + 0.05 * severity, 0, 1),

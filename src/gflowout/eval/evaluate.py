@@ -80,14 +80,9 @@ def _data():
 
 def normalise(images: np.ndarray, name: str) -> Tensor:
     """Float images in [0, 1], [N, H, W] or [N, H, W, 3], to a tensor [N, C, H, W] normalised with the
-    training statistics of data set `name` (mean / std of `DATASET_INFO[name]`)."""
+    TRAINING statistics of data set `name` (`gflowout.data.datasets.to_tensor`), whatever set they came from."""
     datasets, _ = _data()
-    info = datasets.DATASET_INFO[name]
-    mean = np.asarray(info.mean, dtype=np.float32).reshape(-1, 1, 1)
-    std = np.asarray(info.std, dtype=np.float32).reshape(-1, 1, 1)
-    array = np.asarray(images, dtype=np.float32)
-    array = array[:, None] if array.ndim == 3 else array.transpose(0, 3, 1, 2)
-    return torch.from_numpy(np.ascontiguousarray((array - mean) / std))
+    return datasets.to_tensor(np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0), name)
 
 
 def load_test_images(name: str, root: Any = None, limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -217,6 +212,9 @@ def evaluate_method(
         del rotated_logits
 
     for angle in rotation_angles:
+        if float(angle) % 360 == 0:  # the identity: the clean images, already predicted
+            results["rotation_sweep"][f"{angle:g}"] = dict(results["clean"])
+            continue
         note(f"rotation {angle:g} deg")
         logits = run(shift_module.rotate(images, float(angle)))
         results["rotation_sweep"][f"{angle:g}"] = condition_metrics(logits, labels)[0]

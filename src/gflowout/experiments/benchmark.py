@@ -2,7 +2,8 @@
 
 A benchmark config (YAML, see configs/bench_mnist.yaml):
 
-    config: configs/mnist_mlp.yaml      # the harness config every run starts from (relative to the cwd or this file)
+    config: configs/mnist_mlp.yaml      # the harness config every run starts from (a path relative to the
+                                        # cwd or this file, or the config itself as an inline mapping)
     overrides: [trainer.max_epochs=200] # `key.path=value` overrides for every run (as `gflowout train --set`)
     datasets: [mnist]                   # sets data.name per run; omit to keep the config's
     methods: [gflowout, mc_dropout]     # method names (gflowout.methods.MethodName)
@@ -20,6 +21,7 @@ finishes the remaining runs only.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +55,7 @@ class EvaluationSettings:
 class BenchmarkConfig:
     """A grid of runs: one harness config, per-run overrides, and how to evaluate each run."""
 
-    config: str
+    config: str | dict[str, Any]
     methods: list[str]
     seeds: list[int]
     datasets: list[str] | None = None
@@ -66,6 +68,7 @@ class BenchmarkConfig:
         return [RunSpec(d, m, s) for d in datasets for m in self.methods for s in self.seeds]
 
     def config_path(self) -> Path:
+        assert isinstance(self.config, str)
         path = Path(self.config)
         if not path.is_absolute() and not path.exists() and self.source is not None:
             path = self.source.parent / path
@@ -108,9 +111,28 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
         if not isinstance(raw[key], list) or not raw[key] or not all(isinstance(v, kind) for v in raw[key]):
             raise ConfigError(f"{path}: benchmark key {key!r} must be a non-empty list of {kind.__name__}, "
                               f"found {raw[key]!r}")
+    if not isinstance(raw["config"], (str, dict)):
+        raise ConfigError(f"{path}: benchmark key 'config' must be a harness config path or an inline mapping")
     if not isinstance(raw.get("overrides", []), list):
         raise ConfigError(f"{path}: 'overrides' must be a list of key.path=value strings")
     return BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
+
+
+def run_config(bench: BenchmarkConfig, spec: RunSpec, root: str | Path | None = None) -> Any:
+    """The harness `ExperimentConfig` of one run: the base config, the overrides, data set, method and seed."""
+    from gflowout.config import apply_override, config_from_dict, load_config
+
+    overrides = list(bench.overrides) + ([f"data.name={spec.dataset}"] if spec.dataset else [])
+    if root is not None:
+        overrides.append(f"data.root={root}")
+    if isinstance(bench.config, str):
+        return load_config(bench.config_path(), overrides, method=spec.method, seed=spec.seed)
+    raw = copy.deepcopy(bench.config)
+    for item in overrides:
+        apply_override(raw, item)
+    raw.setdefault("method", {})["name"] = spec.method
+    raw["seed"] = spec.seed
+    return config_from_dict(raw)
 
 
 def _format_seconds(seconds: float) -> str:
@@ -125,23 +147,20 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     report: bool = True,
     trainer_overrides: dict[str, Any] | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> list[Path]:
     """Train, evaluate and record every run of the grid that has no result file yet; then write the report.
 
     Returns the result files of all runs of the grid. `trainer_overrides` go to `gflowout.train.fit`.
+    progress: called as progress(run id, stage) when a stage starts ("training", each evaluation
+    condition, "done"), for progress bars.
     """
-    from gflowout.config import load_config
-
     out_dir = Path(out_dir)
-    config_path = bench.config_path()
     specs = bench.runs()
+    configs = [run_config(bench, spec, root) for spec in specs]  # every config is checked before any training
     done_paths: list[Path] = []
     session_times: list[float] = []
-    for index, spec in enumerate(specs):
-        overrides = list(bench.overrides) + ([f"data.name={spec.dataset}"] if spec.dataset else [])
-        if root is not None:
-            overrides.append(f"data.root={root}")
-        config = load_config(config_path, overrides, method=spec.method, seed=spec.seed)
+    for index, (spec, config) in enumerate(zip(specs, configs)):
         identity = run_id(config.data.name, spec.method, spec.seed)
         result_path = out_dir / "results" / f"{identity}.json"
         remaining = len(specs) - index
@@ -149,15 +168,20 @@ def run_benchmark(
             read_result(result_path)  # a corrupt file stops here with its name, not later in the report
             done_paths.append(result_path)
             log(f"[{index + 1}/{len(specs)}] {identity}: done earlier, skipped")
+            if progress:
+                progress(identity, "done")
             continue
         eta = f", ETA {_format_seconds(seconds_left(session_times, remaining))}" if session_times else ""
         log(f"[{index + 1}/{len(specs)}] {identity}: {index} done, {remaining} left{eta}")
         started = time.perf_counter()
         result = train_and_evaluate(config, out_dir / "runs" / identity, bench.evaluation, log=log,
-                                    trainer_overrides=trainer_overrides)
+                                    trainer_overrides=trainer_overrides,
+                                    progress=(lambda stage, i=identity: progress(i, stage)) if progress else None)
         write_json_atomic(result_path, result)
         session_times.append(time.perf_counter() - started)
         done_paths.append(result_path)
+        if progress:
+            progress(identity, "done")
         log(f"[{index + 1}/{len(specs)}] {identity}: clean accuracy {result['clean']['accuracy']:.4f}, "
             f"NLL {result['clean']['nll']:.4f}, ECE {result['clean']['ece15']:.4f} "
             f"({_format_seconds(session_times[-1])})")
@@ -175,6 +199,7 @@ def train_and_evaluate(
     evaluation: EvaluationSettings,
     log: Callable[[str], None] = print,
     trainer_overrides: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train one run with the harness (resuming, or reusing a finished training), then evaluate it."""
     from gflowout.checkpoint import load_method
@@ -185,13 +210,15 @@ def train_and_evaluate(
         train_time = float(yaml.safe_load(marker.read_text())["train_time_s"])
         log(f"  training finished earlier ({run_dir}); evaluating")
     else:
+        if progress:
+            progress("training")
         train_time = train_run(config, run_dir, trainer_overrides)
         write_json_atomic(marker, {"train_time_s": train_time})
     method, config = load_method(run_dir)
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")
     result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
-                             **settings)
+                             progress=progress, **settings)
     result.update(config=config.to_dict(), train_time_s=train_time)
     return result
 
