@@ -305,8 +305,7 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def fetch(name: str, root: str | Path | None = None, from_path: str | Path | None = None, log: Log = _stderr,
-          sources: tuple[Source, ...] | None = None) -> Path:
+def fetch(name: str, root: str | Path | None = None, from_path: str | Path | None = None, log: Log = _stderr) -> Path:
     """Make data set `name` present and verified under the data root; returns its folder.
 
     A set already present and verified is a fast no-op. Otherwise the sources are tried in order
@@ -315,15 +314,17 @@ def fetch(name: str, root: str | Path | None = None, from_path: str | Path | Non
     """
     spec = get_spec(name)
     folder = spec.folder(root)
-    if from_path is None and sources is None and dataset_status(name, root).verified:
+    if from_path is None and dataset_status(name, root).verified:
         log(f"{name}: already present and verified in {folder}")
         return folder
     if from_path is not None:
         path = Path(from_path).expanduser()
         archive_checksum = (spec.archive[1], spec.archive[2]) if spec.archive else None
-        sources = (Source(f"--from {path}", fetchers.local_files(path, archive_checksum)),)
+        chain: tuple[Source, ...] = (Source(f"--from {path}", fetchers.local_files(path, archive_checksum)),)
+    else:
+        chain = spec.sources
     failures = []
-    for source in sources if sources is not None else spec.sources:
+    for source in chain:
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".fetch-"))
         try:
@@ -340,6 +341,10 @@ def fetch(name: str, root: str | Path | None = None, from_path: str | Path | Non
         log(f"{name}: {len(installed)} file(s) verified and installed in {folder} from {source.label}"
             + (f"; {missing} file(s) still missing" if missing else ""))
         return folder
+    try:
+        folder.rmdir()  # only if empty: a failed fetch leaves no trace of a new set
+    except OSError:
+        pass
     if spec.fallback and from_path is None:
         banner = (f"WARNING: could not fetch the full {name!r} ({len(failures)} source(s) failed). Falling back to "
                   f"{spec.fallback!r}: {get_spec(spec.fallback).description}. This is NOT the full data set; "
