@@ -1,0 +1,114 @@
+"""Speed of the GFlowOut engine on the paper's MNIST MLP (784-1024-1024-1024-10), as ratios within one run.
+
+    .venv/bin/python benchmarks/bench_engine.py [--repeats 5] [--threads 2]
+
+Measures (issue 3, targets for a 2-core CPU in brackets):
+* one training step at batch 128 (`train_step`: losses, one backward, every optimiser steps):
+  GFlowOut vs MC dropout (same backbone, same site rescaling) [<= 1.4x], MC dropout vs no dropout [<= 1.15x];
+* `predict(x, samples=20)` vs a mask-free forward of the same 20x batch (the compute floor) [<= 1.3x at
+  batch 128], and vs a loop of 20 single-sample predictions [>= 2x faster at batch 1], at batch 1, 8, 128.
+
+The machine is shared and noisy, so each figure is the median over `repeats` interleaved rounds
+and only ratios measured in the same run are compared. Inputs are random MNIST-shaped tensors:
+speed does not depend on the pixel values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from gflowout.methods.base import DropoutMethod
+from gflowout.methods.gflowout import GFlowOut
+from gflowout.methods.id_gflowout import IDGFlowOut
+from gflowout.nets.mlp import MLP
+
+
+def baseline_methods(net: MLP) -> tuple[DropoutMethod, DropoutMethod]:
+    """MC dropout (site rescaling, as GFlowOut) and no dropout, from the baselines when they are there."""
+    from gflowout.methods.mc import MCDropout
+    from gflowout.methods.none import NoDropout
+
+    return MCDropout(copy.deepcopy(net), keep_prob=0.5, scaling="site"), NoDropout(copy.deepcopy(net))
+
+
+def seconds_per_call(fn: Callable[[], object], calls: int) -> float:
+    """Mean wall time of `calls` calls after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def median_times(candidates: dict[str, Callable[[], object]], calls: int, repeats: int) -> dict[str, float]:
+    """Median over `repeats` rounds; within a round every candidate runs back to back (interleaved)."""
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            samples[name].append(seconds_per_call(fn, calls))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def bench_steps(net: MLP, batch: int, calls: int, repeats: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    mc, none = baseline_methods(net)
+    methods = {"gflowout": GFlowOut(copy.deepcopy(net)), "id_gflowout": IDGFlowOut(copy.deepcopy(net), dataset_size=42000), "mc_dropout": mc, "none": none}
+    optimizers = {name: m.make_optimizers() for name, m in methods.items()}
+    steps = {name: (lambda m=m, o=optimizers[name]: m.train_step(x, y, o)) for name, m in methods.items()}
+    return median_times(steps, calls, repeats)
+
+
+def bench_predict(method: DropoutMethod, batch: int, samples: int, calls: int, repeats: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    x = torch.rand(batch, 1, 28, 28)
+    expanded = x.repeat(samples, 1, 1, 1)
+
+    @torch.no_grad()
+    def mask_free() -> torch.Tensor:
+        return method.net(expanded, None)
+
+    def loop() -> list[torch.Tensor]:
+        return [method.predict(x, samples=1) for _ in range(samples)]
+
+    method.eval()
+    candidates = {"predict": lambda: method.predict(x, samples=samples), "mask_free": mask_free, "loop": loop}
+    return median_times(candidates, calls, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is reported")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--step-calls", type=int, default=10)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = MLP()
+
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} rounds (median)")
+    step = bench_steps(net, 128, args.step_calls, args.repeats)
+    print("\ntraining step, batch 128 (ms):", ", ".join(f"{k} {1e3 * v:.1f}" for k, v in step.items()))
+    print(f"  GFlowOut / MC dropout    = {step['gflowout'] / step['mc_dropout']:.2f}x   (target <= 1.40)")
+    print(f"  ID-GFlowOut / MC dropout = {step['id_gflowout'] / step['mc_dropout']:.2f}x")
+    print(f"  MC dropout / no dropout  = {step['mc_dropout'] / step['none']:.2f}x   (target <= 1.15)")
+
+    for name, method in (("GFlowOut", GFlowOut(copy.deepcopy(net))), ("ID-GFlowOut", IDGFlowOut(copy.deepcopy(net), dataset_size=42000))):
+        print(f"\n{name} predict(samples=20) (ms):")
+        for batch, calls in ((1, 20), (8, 10), (128, 2)):
+            t = bench_predict(method, batch, 20, calls, args.repeats)
+            print(
+                f"  batch {batch:>3}: predict {1e3 * t['predict']:7.1f}, mask-free 20x batch {1e3 * t['mask_free']:7.1f}, "
+                f"loop of 20 {1e3 * t['loop']:7.1f} | predict / mask-free = {t['predict'] / t['mask_free']:.2f}x"
+                f" (target <= 1.30 at 128), loop / predict = {t['loop'] / t['predict']:.2f}x (target >= 2 at batch 1)"
+            )
+
+
+if __name__ == "__main__":
+    main()

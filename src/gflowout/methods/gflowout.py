@@ -1,0 +1,273 @@
+"""GFlowOut (Liu et al., ICML 2023): dropout masks from a GFlowNet posterior q(z | x, y), a learned prior p(z | x).
+
+One training step (method.md 1.6), on one batch and one set of sampled masks:
+
+* at each mask site l, during the forward pass, the posterior generator gives logits a^q_l from the
+  earlier masks, the site's detached activation summary and y; the prior generator gives a^p_l from
+  the same inputs without y. The mask z_l ~ Bernoulli(sigmoid(a^q_l / T)) (T = 2 while training) is
+  applied DETACHED with the site's rescale rule; log P_F += log q(z_l) at T = 1 and
+  log p(z) += log p(z_l), both through logsigmoid;
+* three losses, one per parameter group:
+  "backbone": cross-entropy of the masked forward (the masks carry no gradient);
+  "posterior": trajectory balance with log R = beta * log p(y | x, z) + log p(z | x), both detached
+  (trains the posterior generators and log Z(x, y));
+  "prior": -log p(z | x) of the sampled masks (maximum likelihood of the prior on posterior samples).
+
+Prediction samples masks from the prior p(z | x) at T = 1. The prior generators have no label
+argument and the prediction sampler holds no reference to the posterior or to log Z, so a test-time
+label cannot reach a mask (method.md Pitfall 1).
+
+Choices (method.md 8): generators and log Z without weight decay (Pitfall 11: decay pulls log Z
+to 0); log Z gets its own learning rate (paper: 0.1) as a second parameter group inside the
+"posterior" optimiser, so the three groups of the paper stay three optimisers; epsilon-random
+masks are drawn per example (the official code drew one per site and minibatch) and scored as
+applied (Pitfall 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, resolve_group_specs, build_optimizer
+from gflowout.methods.generators import (
+    LogPartition,
+    PosteriorGenerator,
+    PriorGenerator,
+    bernoulli_log_prob,
+    draw_policy_mask,
+    sample_bernoulli,
+)
+from gflowout.methods.schedules import BetaSpec, as_beta_schedule
+from gflowout.methods.none import backbone_spec
+from gflowout.methods.trajectory_balance import trajectory_balance_loss
+from gflowout.nets.base import MaskedNet
+from gflowout.nets.sites import Site, apply_mask, site_features
+
+
+class SiteChain:
+    """The masks drawn so far in one forward pass, in site order; checks that sites come in order."""
+
+    def __init__(self, num_sites: int) -> None:
+        self.num_sites = num_sites
+        self.masks: list[Tensor] = []
+        self.earlier: Tensor | None = None  # [batch, sum of earlier widths], None before the first site
+
+    def expect(self, site: Site) -> None:
+        if site.index != len(self.masks):
+            raise RuntimeError(
+                f"mask site {site.name!r} (index {site.index}) was reached after {len(self.masks)} site(s); sites must be "
+                "visited once each, in order, per forward pass"
+            )
+
+    def push(self, mask: Tensor) -> None:
+        self.masks.append(mask)
+        if len(self.masks) < self.num_sites:  # the last site's mask feeds no later generator
+            self.earlier = mask if self.earlier is None else torch.cat([self.earlier, mask], dim=1)
+
+    def check_complete(self) -> None:
+        if len(self.masks) != self.num_sites:
+            raise RuntimeError(f"the forward pass visited {len(self.masks)} of {self.num_sites} mask sites")
+
+
+class PosteriorSampler:
+    """Training sampler: masks from q(z | x, y) at `temperature`; accumulates log P_F (T = 1) and log p(z | x).
+
+    forced_masks: score these masks ([batch, width] per site) instead of sampling (teacher forcing),
+    for exact evaluation of q and p on given masks.
+    """
+
+    def __init__(
+        self,
+        posterior: nn.ModuleList,
+        prior: nn.ModuleList,
+        labels: Tensor,
+        temperature: float = 1.0,
+        epsilon: float = 0.0,
+        epsilon_keep: float = 0.5,
+        forced_masks: Sequence[Tensor] | None = None,
+    ) -> None:
+        self.posterior, self.prior, self.labels = posterior, prior, labels
+        self.temperature, self.epsilon, self.epsilon_keep = temperature, epsilon, epsilon_keep
+        self.forced_masks = forced_masks
+        self.chain = SiteChain(len(posterior))
+        self.log_forward: Tensor | float = 0.0  # [batch] after the first site
+        self.log_prior: Tensor | float = 0.0
+
+    def __call__(self, site: Site, activation: Tensor) -> Tensor:
+        self.chain.expect(site)
+        features = site_features(site, activation).detach()  # generators never train the backbone
+        earlier = self.chain.earlier
+        posterior_logits = self.posterior[site.index](earlier, features, self.labels)
+        prior_logits = self.prior[site.index](earlier, features)
+        if self.forced_masks is not None:
+            mask = self.forced_masks[site.index].to(features.dtype)
+        else:
+            mask = draw_policy_mask(posterior_logits, self.temperature, self.epsilon, self.epsilon_keep)
+        self.log_forward = self.log_forward + bernoulli_log_prob(posterior_logits, mask)
+        self.log_prior = self.log_prior + bernoulli_log_prob(prior_logits, mask)
+        self.chain.push(mask)
+        return apply_mask(site, activation, mask)
+
+
+class PriorSampler:
+    """Prediction sampler: masks from the prior p(z | x) at T = 1. It holds only the prior generators."""
+
+    def __init__(self, prior: nn.ModuleList) -> None:
+        self.prior = prior
+        self.chain = SiteChain(len(prior))
+
+    def __call__(self, site: Site, activation: Tensor) -> Tensor:
+        self.chain.expect(site)
+        logits = self.prior[site.index](self.chain.earlier, site_features(site, activation).detach())
+        mask = sample_bernoulli(torch.sigmoid(logits))
+        self.chain.push(mask)
+        return apply_mask(site, activation, mask)
+
+
+class GFlowOut(DropoutMethod):
+    """GFlowOut on any MaskedNet. See the module docstring for the step; keyword defaults follow the paper's MNIST runs.
+
+    beta: reward temperature: a number (fixed; default 1, the Bayesian posterior), "paper_mnist"
+        (0.001, x3.16 every 30 epochs, capped at 1), a mapping of `BetaSchedule` fields or a BetaSchedule.
+        Advanced by `set_epoch`; the current value lives in the `beta` buffer.
+    train_temperature: masks are sampled from sigmoid(logit / T) during training (paper: 2).
+    epsilon, epsilon_keep: probability of replacing an example's site mask by a Bernoulli(keep) mask.
+    generator_hidden, branch_out: generator MLP sizes (paper: [32, 32] and 10).
+    logz_hidden: hidden width of log Z(x, y) (paper: 16).
+    backbone_lr: None (default) takes the baselines' backbone optimiser (`methods.none.backbone_spec`: MLP
+        Adam 1e-3 as the paper; CifarResNet18 SGD) so every method trains the same backbone alike;
+        a number means Adam with that lr.
+    posterior_lr, logz_lr, prior_lr: Adam learning rates (paper: 1e-3, 0.1, 1e-3).
+    generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0, Pitfall 11).
+        log Z never gets weight decay.
+    dataset_size: accepted so that every method takes the same options; GFlowOut's reward does not use it.
+    """
+
+    name = "gflowout"
+
+    def __init__(
+        self,
+        net: MaskedNet,
+        beta: BetaSpec = 1.0,
+        train_temperature: float = 2.0,
+        epsilon: float = 0.0,
+        epsilon_keep: float = 0.5,
+        generator_hidden: Sequence[int] = (32, 32),
+        branch_out: int = 10,
+        logz_hidden: int = 16,
+        backbone_lr: float | None = None,
+        posterior_lr: float = 1e-3,
+        logz_lr: float = 0.1,
+        prior_lr: float = 1e-3,
+        generator_weight_decay: float = 0.0,
+        dataset_size: int | None = None,
+    ) -> None:
+        super().__init__(net)
+        check_exploration(train_temperature, epsilon, epsilon_keep)
+        if dataset_size is not None and int(dataset_size) < 1:
+            raise ValueError(f"dataset_size must be a positive number of training examples, got {dataset_size}")
+        self.beta_schedule = as_beta_schedule(beta)
+        self.train_temperature = float(train_temperature)
+        self.epsilon, self.epsilon_keep = float(epsilon), float(epsilon_keep)
+        self.logz_lr = float(logz_lr)
+        self._specs = {
+            "backbone": backbone_spec(net) if backbone_lr is None else GroupSpec(lr=backbone_lr),
+            "posterior": GroupSpec(lr=posterior_lr, weight_decay=generator_weight_decay),
+            "prior": GroupSpec(lr=prior_lr, weight_decay=generator_weight_decay),
+        }
+        sites = net.sites
+        offsets = [sum(s.width for s in sites[:i]) for i in range(len(sites))]
+        self.posterior = nn.ModuleList(
+            PosteriorGenerator(offsets[i], s.width, net.num_classes, generator_hidden, branch_out) for i, s in enumerate(sites)
+        )
+        self.prior = nn.ModuleList(PriorGenerator(offsets[i], s.width, generator_hidden, branch_out) for i, s in enumerate(sites))
+        self.log_partition = LogPartition(math.prod(net.input_shape), net.num_classes, logz_hidden)
+        self.register_buffer("beta", torch.tensor(self.beta_schedule.value(0)))
+        self.register_buffer("epoch", torch.tensor(0, dtype=torch.long))
+
+    # --- groups and optimisers -----------------------------------------------------------------
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "backbone": list(self.net.parameters()),
+            "posterior": list(self.posterior.parameters()) + list(self.log_partition.parameters()),
+            "prior": list(self.prior.parameters()),
+        }
+
+    def group_defaults(self) -> dict[str, GroupSpec]:
+        return dict(self._specs)
+
+    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
+        """Three optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
+        optimizers = super().make_optimizers(overrides)
+        spec = resolve_group_specs(self.group_defaults(), overrides)["posterior"]
+        optimizers["posterior"] = posterior_optimizer(list(self.posterior.parameters()), list(self.log_partition.parameters()), spec, self.logz_lr)
+        return optimizers
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(int(epoch))
+        self.beta.fill_(self.beta_schedule.value(int(epoch)))
+
+    # --- training ------------------------------------------------------------------------------
+    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
+        self.validate(x, y)
+        sampler = PosteriorSampler(self.posterior, self.prior, y, self.train_temperature, self.epsilon, self.epsilon_keep)
+        logits = self.net(x, sampler)
+        sampler.chain.check_complete()
+        log_likelihood = -F.cross_entropy(logits, y, reduction="none")  # [batch]
+        log_reward = self.beta * log_likelihood.detach() + sampler.log_prior.detach()
+        log_z = self.log_partition(x, y)
+        tb_loss = trajectory_balance_loss(log_z, sampler.log_forward, log_reward)
+        losses = {"backbone": -log_likelihood.mean(), "posterior": tb_loss, "prior": -sampler.log_prior.mean()}
+        with torch.no_grad():
+            masks = torch.cat(sampler.chain.masks, dim=1)
+            logs = {
+                "accuracy": (logits.argmax(dim=1) == y).float().mean(),
+                "log_z": log_z.mean(),
+                "log_forward": sampler.log_forward.mean(),
+                "log_reward": log_reward.mean(),
+                "keep_rate": masks.mean(),
+                "beta": self.beta.clone(),
+            }
+        return StepResult(losses=losses, logs=logs)
+
+    @torch.no_grad()
+    def score_masks(self, x: Tensor, y: Tensor, masks: Sequence[Tensor]) -> dict[str, Tensor]:
+        """Exact scores of given masks (one [batch, width] per site): log q(z|x,y), log p(z|x), log p(y|x,z), log Z(x,y)."""
+        self.validate(x, y)
+        sampler = PosteriorSampler(self.posterior, self.prior, y, forced_masks=list(masks))
+        logits = self.net(x, sampler)
+        sampler.chain.check_complete()
+        return {
+            "log_forward": sampler.log_forward,
+            "log_prior": sampler.log_prior,
+            "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
+            "log_z": self.log_partition(x, y),
+        }
+
+    # --- prediction ----------------------------------------------------------------------------
+    def prediction_sampler(self) -> PriorSampler:
+        return PriorSampler(self.prior)
+
+
+def check_exploration(temperature: float, epsilon: float, epsilon_keep: float) -> None:
+    """ValueErrors for exploration options outside their ranges."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"train_temperature must be a positive number, got {temperature}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    if not 0.0 <= epsilon_keep <= 1.0:
+        raise ValueError(f"epsilon_keep must be in [0, 1], got {epsilon_keep}")
+
+
+def posterior_optimizer(
+    generators: list[nn.Parameter], log_z: list[nn.Parameter], spec: GroupSpec, logz_lr: float
+) -> torch.optim.Optimizer:
+    """The optimiser of the "posterior" group: generators with `spec`, log Z with its own lr and no weight decay."""
+    optimizer = build_optimizer(generators, spec)
+    optimizer.add_param_group({"params": log_z, "lr": logz_lr, "weight_decay": 0.0})
+    return optimizer

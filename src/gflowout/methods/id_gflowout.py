@@ -1,0 +1,187 @@
+"""ID-GFlowOut (the paper's sample-independent ablation, method.md 1.5): a dataset posterior q(z) over masks.
+
+* q(z) = prod_l q(z_l | z_<l): each site's generator sees only the earlier masks (the first site's
+  logits are a learned constant); every example still draws its own mask.
+* Fixed prior p(z): Bernoulli(prior_keep) per unit (paper: 0.5).
+* Scalar log Z and the per-example estimate of the dataset posterior's reward,
+  log R_i = beta * N * log p(y_i | x_i, z_i) + log p(z_i), with N the training-set size: its mean
+  over the data set is beta * sum_n log p(y_n | x_n, z) + log p(z), the log of
+  p(z) prod_n p(y_n | x_n, z)^beta, so trajectory balance on it makes q(z) that posterior.
+  N must be >= 1: the official ResNet code used N = 0, which removes the likelihood and trains q(z)
+  towards the prior (method.md Pitfall 3).
+* Two parameter groups: "backbone" (cross-entropy on the masked forward) and "posterior"
+  (generators + log Z, trajectory balance). The prior is fixed, so there is no "prior" group.
+Prediction samples masks from q(z) at T = 1; it never sees a label or an input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, resolve_group_specs
+from gflowout.methods.generators import ChainGenerator, bernoulli_log_prob, draw_policy_mask, sample_bernoulli
+from gflowout.methods.gflowout import SiteChain, check_exploration, posterior_optimizer
+from gflowout.methods.none import backbone_spec
+from gflowout.methods.schedules import BetaSpec, as_beta_schedule
+from gflowout.methods.trajectory_balance import trajectory_balance_loss
+from gflowout.nets.base import MaskedNet
+from gflowout.nets.sites import Site, apply_mask
+
+
+class ChainSampler:
+    """Masks from q(z) (at `temperature`, optional epsilon-random masks); accumulates log q(z) at T = 1 and the kept count.
+
+    forced_masks: score these masks instead of sampling (teacher forcing).
+    """
+
+    def __init__(
+        self,
+        generators: nn.ModuleList,
+        temperature: float = 1.0,
+        epsilon: float = 0.0,
+        epsilon_keep: float = 0.5,
+        forced_masks: Sequence[Tensor] | None = None,
+        score: bool = True,
+    ) -> None:
+        self.generators = generators
+        self.temperature, self.epsilon, self.epsilon_keep = temperature, epsilon, epsilon_keep
+        self.forced_masks, self.score = forced_masks, score
+        self.chain = SiteChain(len(generators))
+        self.log_forward: Tensor | float = 0.0
+
+    def __call__(self, site: Site, activation: Tensor) -> Tensor:
+        self.chain.expect(site)
+        logits = self.generators[site.index](self.chain.earlier, activation.shape[0])
+        if self.forced_masks is not None:
+            mask = self.forced_masks[site.index].to(activation.dtype)
+        elif self.score:
+            mask = draw_policy_mask(logits, self.temperature, self.epsilon, self.epsilon_keep)
+        else:
+            mask = sample_bernoulli(torch.sigmoid(logits))
+        if self.score:
+            self.log_forward = self.log_forward + bernoulli_log_prob(logits, mask)
+        self.chain.push(mask)
+        return apply_mask(site, activation, mask)
+
+
+class IDGFlowOut(DropoutMethod):
+    """ID-GFlowOut on any MaskedNet; see the module docstring.
+
+    dataset_size: N, the number of training examples (required, >= 1).
+    prior_keep: keep probability of the fixed Bernoulli prior (paper: 0.5), in (0, 1).
+    beta: reward temperature, as in GFlowOut (a number, "paper_mnist", a mapping or a BetaSchedule).
+    train_temperature, epsilon, epsilon_keep: exploration, as in GFlowOut.
+    generator_hidden: hidden sizes of each site's MLP on the earlier masks (paper: [32, 32]).
+    backbone_lr: None = the baselines' backbone optimiser; posterior_lr, logz_lr: Adam lrs (paper 1e-3, 0.1).
+    generator_weight_decay: default 0 (paper 0.1, Pitfall 11); log Z never gets weight decay.
+    """
+
+    name = "id_gflowout"
+
+    def __init__(
+        self,
+        net: MaskedNet,
+        dataset_size: int,
+        prior_keep: float = 0.5,
+        beta: BetaSpec = 1.0,
+        train_temperature: float = 2.0,
+        epsilon: float = 0.0,
+        epsilon_keep: float = 0.5,
+        generator_hidden: Sequence[int] = (32, 32),
+        backbone_lr: float | None = None,
+        posterior_lr: float = 1e-3,
+        logz_lr: float = 0.1,
+        generator_weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(net)
+        if isinstance(dataset_size, bool) or int(dataset_size) != dataset_size or dataset_size < 1:
+            raise ValueError(
+                f"dataset_size must be the number of training examples (an integer >= 1), got {dataset_size!r}; "
+                "N = 0 would drop the likelihood from the reward (method.md Pitfall 3)"
+            )
+        if not 0.0 < prior_keep < 1.0:
+            raise ValueError(f"prior_keep must be in (0, 1), got {prior_keep}")
+        check_exploration(train_temperature, epsilon, epsilon_keep)
+        self.dataset_size = int(dataset_size)
+        self.prior_keep = float(prior_keep)
+        self.beta_schedule = as_beta_schedule(beta)
+        self.train_temperature = float(train_temperature)
+        self.epsilon, self.epsilon_keep = float(epsilon), float(epsilon_keep)
+        self.logz_lr = float(logz_lr)
+        self._specs = {
+            "backbone": backbone_spec(net) if backbone_lr is None else GroupSpec(lr=backbone_lr),
+            "posterior": GroupSpec(lr=posterior_lr, weight_decay=generator_weight_decay),
+        }
+        sites = net.sites
+        offsets = [sum(s.width for s in sites[:i]) for i in range(len(sites))]
+        self.generators = nn.ModuleList(ChainGenerator(offsets[i], s.width, generator_hidden) for i, s in enumerate(sites))
+        self.log_z = nn.Parameter(torch.zeros(()))
+        self.register_buffer("beta", torch.tensor(self.beta_schedule.value(0)))
+        self.register_buffer("epoch", torch.tensor(0, dtype=torch.long))
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"backbone": list(self.net.parameters()), "posterior": list(self.generators.parameters()) + [self.log_z]}
+
+    def group_defaults(self) -> dict[str, GroupSpec]:
+        return dict(self._specs)
+
+    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
+        """Two optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
+        optimizers = super().make_optimizers(overrides)
+        spec = resolve_group_specs(self.group_defaults(), overrides)["posterior"]
+        optimizers["posterior"] = posterior_optimizer(list(self.generators.parameters()), [self.log_z], spec, self.logz_lr)
+        return optimizers
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(int(epoch))
+        self.beta.fill_(self.beta_schedule.value(int(epoch)))
+
+    def log_prior(self, masks: Sequence[Tensor]) -> Tensor:
+        """log p(z) under the fixed Bernoulli(prior_keep) prior: [batch]."""
+        kept = sum(m.sum(dim=1) for m in masks)
+        total = sum(m.shape[1] for m in masks)
+        return kept * math.log(self.prior_keep) + (total - kept) * math.log1p(-self.prior_keep)
+
+    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
+        self.validate(x, y)
+        sampler = ChainSampler(self.generators, self.train_temperature, self.epsilon, self.epsilon_keep)
+        logits = self.net(x, sampler)
+        sampler.chain.check_complete()
+        log_likelihood = -F.cross_entropy(logits, y, reduction="none")
+        log_prior = self.log_prior(sampler.chain.masks)
+        log_reward = self.beta * self.dataset_size * log_likelihood.detach() + log_prior
+        tb_loss = trajectory_balance_loss(self.log_z, sampler.log_forward, log_reward)
+        with torch.no_grad():
+            logs = {
+                "accuracy": (logits.argmax(dim=1) == y).float().mean(),
+                "log_z": self.log_z.detach().clone(),
+                "log_forward": sampler.log_forward.mean(),
+                "log_reward": log_reward.mean(),
+                "keep_rate": torch.cat(sampler.chain.masks, dim=1).mean(),
+                "beta": self.beta.clone(),
+            }
+        return StepResult(losses={"backbone": -log_likelihood.mean(), "posterior": tb_loss}, logs=logs)
+
+    @torch.no_grad()
+    def score_masks(self, x: Tensor, y: Tensor, masks: Sequence[Tensor]) -> dict[str, Tensor]:
+        """Exact scores of given masks (one [batch, width] per site): log q(z), log p(z), log p(y|x,z)."""
+        self.validate(x, y)
+        sampler = ChainSampler(self.generators, forced_masks=list(masks))
+        logits = self.net(x, sampler)
+        sampler.chain.check_complete()
+        return {
+            "log_forward": sampler.log_forward,
+            "log_prior": self.log_prior(list(masks)),
+            "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
+        }
+
+    def prediction_sampler(self) -> ChainSampler:
+        return ChainSampler(self.generators, score=False)
+
+    def extra_repr(self) -> str:
+        return f"dataset_size={self.dataset_size}, prior_keep={self.prior_keep}"

@@ -1,0 +1,55 @@
+"""Trajectory balance (Malkin et al., "Trajectory balance: improved credit assignment in GFlowNets", NeurIPS 2022).
+
+For a trajectory tau = (s_0 -> ... -> s_n = z) with context c (method.md 6.5):
+
+    L_TB(tau) = ( log Z(c) + sum_t log P_F(s_{t+1} | s_t, c) - log R(z; c) - sum_t log P_B(s_t | s_{t+1}) )^2
+
+In GFlowOut the masks are filled site by site in a fixed order, so every state has one parent and
+log P_B = 0 (method.md 1.3); the loss is averaged over the batch, one trajectory per example
+(method.md 1.4). At its minimum the forward policy samples z with probability R(z; c) / Z(c).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gflowout.errors import NonFiniteLossError
+
+
+def trajectory_balance_loss(log_z: Tensor, log_forward: Tensor, log_reward: Tensor) -> Tensor:
+    """Mean over the batch of (log Z + log P_F - log R)^2, with log P_B = 0.
+
+    log_z: [batch] (conditional log Z(x, y)) or a scalar (ID-GFlowOut's log Z), trained by this loss.
+    log_forward: [batch] sum over sites of log P_F of the masks actually applied, at temperature 1.
+    log_reward: [batch] log R; detached here, so this loss never trains the backbone or the prior.
+
+    Raises NonFiniteLossError naming the offending term when any input or the loss is NaN or infinite.
+    """
+    if log_forward.dim() != 1 or log_reward.shape != log_forward.shape:
+        raise ValueError(
+            f"log_forward and log_reward must both be [batch]; got {tuple(log_forward.shape)} and {tuple(log_reward.shape)}"
+        )
+    if log_z.dim() not in (0, 1) or (log_z.dim() == 1 and log_z.shape != log_forward.shape):
+        raise ValueError(f"log_z must be a scalar or [batch] = {tuple(log_forward.shape)}, got {tuple(log_z.shape)}")
+    residual = log_z + log_forward - log_reward.detach()
+    loss = residual.pow(2).mean()
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(_diagnose(log_z, log_forward, log_reward))
+    return loss
+
+
+def _diagnose(log_z: Tensor, log_forward: Tensor, log_reward: Tensor) -> str:
+    """A one-paragraph account of which term went non-finite and its range."""
+    parts = []
+    for name, value in (("log_z", log_z), ("log_forward (log P_F)", log_forward), ("log_reward (log R)", log_reward)):
+        value = value.detach()
+        bad = int((~torch.isfinite(value)).sum())
+        finite = value[torch.isfinite(value)]
+        span = f"finite range [{float(finite.min()):.4g}, {float(finite.max()):.4g}]" if finite.numel() else "no finite value"
+        parts.append(f"{name}: {bad} non-finite of {value.numel()}, {span}")
+    return (
+        "trajectory balance loss is not finite; " + "; ".join(parts) + ". A non-finite log R usually means the "
+        "backbone's logits overflowed (lower its learning rate); a non-finite log Z or log P_F means the "
+        "posterior diverged (lower the posterior or log Z learning rate, or enable clip_norm)."
+    )
