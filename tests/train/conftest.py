@@ -23,18 +23,10 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-FIT_SCRIPT = """
-import sys, torch
-torch.set_num_threads(1)
-from gflowout.config import load_config
-from gflowout.train import fit
-config = load_config(sys.argv[1], sys.argv[4:])
-fit(config, sys.argv[2], resume=sys.argv[3] == 'resume')
-"""
 
 
 def fit_command(config: Path, out: Path, resume: bool = False, overrides: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, "-c", FIT_SCRIPT, str(config), str(out), "resume" if resume else "fresh", *overrides]
+    return [sys.executable, str(STANDINS / "fit_standin.py"), str(config), str(out), "resume" if resume else "fresh", *overrides]
 
 
 def run_fit(config: Path, out: Path, resume: bool = False, overrides: tuple[str, ...] = (), timeout: float = 120) -> None:

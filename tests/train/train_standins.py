@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
 from gflowout.nets.sites import Site, apply_mask
@@ -47,13 +47,31 @@ class SyntheticDataModule(pl.LightningDataModule):
         self.test_set = draw(120)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=StallingCollate())
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.batch_size)
+
+
+class StallingCollate:
+    """default_collate that, when GFLOWOUT_TEST_STALL_AT=k is set, writes a marker and sleeps at the k-th batch.
+
+    The SIGKILL test uses it to hold a run in the middle of an epoch until it is killed.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, items):
+        self.calls += 1
+        stall_at = os.environ.get("GFLOWOUT_TEST_STALL_AT")
+        if stall_at and self.calls == int(stall_at):
+            Path(os.environ["GFLOWOUT_TEST_STALL_MARKER"]).write_text(str(self.calls))
+            time.sleep(600)
+        return default_collate(items)
 
 
 class TinyMC(DropoutMethod):
@@ -77,11 +95,6 @@ class TinyMC(DropoutMethod):
         return {"backbone": GroupSpec(lr=self.lr)}
 
     def training_losses(self, x, y) -> StepResult:
-        self._calls = getattr(self, "_calls", 0) + 1
-        stall_at = os.environ.get("GFLOWOUT_TEST_STALL_AT")
-        if stall_at and self._calls == int(stall_at):  # the SIGKILL test: wait here to be killed mid-epoch
-            Path(os.environ["GFLOWOUT_TEST_STALL_MARKER"]).write_text(str(self._calls))
-            time.sleep(600)
         logits = self.net(x, self._sampler)
         loss = torch.nn.functional.cross_entropy(logits, y)
         return StepResult(losses={"backbone": loss}, logs={"accuracy": (logits.argmax(1) == y).float().mean()})
