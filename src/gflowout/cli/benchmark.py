@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gflowout.experiments.benchmark import load_benchmark_config, run_benchmark
+    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark
 
+    quiet_lightning()
     bench = load_benchmark_config(args.config)
     out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
     paths = run_benchmark(bench, out, root=args.root, report=not args.no_report)

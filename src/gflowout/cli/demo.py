@@ -69,10 +69,11 @@ def count_stages(bench) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from gflowout.eval.report import summary_table
-    from gflowout.experiments.benchmark import load_benchmark_config, run_benchmark
+    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark
     from gflowout.experiments.progress import ProgressBar
 
     started = time.perf_counter()
+    quiet_lightning()
     bench = load_benchmark_config(find_demo_config(args.config))
     if args.methods:
         bench.methods = [m.strip() for m in args.methods.split(",") if m.strip()]

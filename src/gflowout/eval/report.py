@@ -152,13 +152,14 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
             [[angle, *(format_stat(g.get("rotation_sweep", angle, "accuracy")) for g in groups)] for angle in angles],
         ))
     for pair in _subkeys(groups, "ood"):
-        scores = _subkeys(groups, "ood", pair)
         tables.append(Table(
             f"OOD detection: {dataset} (in) vs {pair} (out)",
-            ["method", *(f"{score} {metric}" for score in scores for metric in OOD_METRICS)],
-            [[g.method, *(format_stat(g.get("ood", pair, score, metric)) for score in scores for metric in OOD_METRICS)]
-             for g in groups],
-            note="Higher AUROC / AUPR and lower FPR at 95% TPR are better; OOD is the positive class.",
+            ["method", "score", "AUROC", "AUPR", "FPR95"],
+            [[g.method, score, *(format_stat(g.get("ood", pair, score, metric)) for metric in OOD_METRICS)]
+             for g in groups for score in _subkeys(groups, "ood", pair)],
+            note="Higher AUROC / AUPR and lower FPR at 95% TPR are better; OOD is the positive class. "
+                 "Scores: the negated max probability, the predictive entropy and the mutual information of "
+                 "the S-sample predictive.",
         ))
     for condition in _subkeys(groups, "uncertainty"):
         alphas = _subkeys(groups, "uncertainty", condition)

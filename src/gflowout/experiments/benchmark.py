@@ -5,6 +5,7 @@ A benchmark config (YAML, see configs/bench_mnist.yaml):
     config: configs/mnist_mlp.yaml      # the harness config every run starts from (a path relative to the
                                         # cwd or this file, or the config itself as an inline mapping)
     overrides: [trainer.max_epochs=200] # `key.path=value` overrides for every run (as `gflowout train --set`)
+    trainer_overrides: {limit_test_batches: 4}   # extra Lightning Trainer arguments for `fit` (optional)
     datasets: [mnist]                   # sets data.name per run; omit to keep the config's
     methods: [gflowout, mc_dropout]     # method names (gflowout.methods.MethodName)
     seeds: [1, 2, 3, 4, 5]
@@ -60,6 +61,7 @@ class BenchmarkConfig:
     seeds: list[int]
     datasets: list[str] | None = None
     overrides: list[str] = field(default_factory=list)
+    trainer_overrides: dict[str, Any] = field(default_factory=dict)  # extra lightning Trainer kwargs for fit
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     source: Path | None = None  # the YAML file it came from
 
@@ -113,6 +115,8 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
                               f"found {raw[key]!r}")
     if not isinstance(raw["config"], (str, dict)):
         raise ConfigError(f"{path}: benchmark key 'config' must be a harness config path or an inline mapping")
+    if not isinstance(raw.get("trainer_overrides", {}), dict):
+        raise ConfigError(f"{path}: 'trainer_overrides' must be a mapping of Lightning Trainer arguments")
     if not isinstance(raw.get("overrides", []), list):
         raise ConfigError(f"{path}: 'overrides' must be a list of key.path=value strings")
     return BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
@@ -133,6 +137,19 @@ def run_config(bench: BenchmarkConfig, spec: RunSpec, root: str | Path | None = 
     raw.setdefault("method", {})["name"] = spec.method
     raw["seed"] = spec.seed
     return config_from_dict(raw)
+
+
+def quiet_lightning() -> None:
+    """Hide Lightning's start-up chatter (tips, device lines) so progress lines stay readable."""
+    import logging
+    import warnings
+
+    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO on import: import first, then quieten)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*weights_only.*")
 
 
 def _format_seconds(seconds: float) -> str:
@@ -175,7 +192,7 @@ def run_benchmark(
         log(f"[{index + 1}/{len(specs)}] {identity}: {index} done, {remaining} left{eta}")
         started = time.perf_counter()
         result = train_and_evaluate(config, out_dir / "runs" / identity, bench.evaluation, log=log,
-                                    trainer_overrides=trainer_overrides,
+                                    trainer_overrides={**bench.trainer_overrides, **(trainer_overrides or {})},
                                     progress=(lambda stage, i=identity: progress(i, stage)) if progress else None)
         write_json_atomic(result_path, result)
         session_times.append(time.perf_counter() - started)
