@@ -131,7 +131,7 @@ class DropoutMethod(nn.Module):
         clip_group_gradients(self.param_groups(), self.group_defaults())
         for optimizer in optimizers.values():
             optimizer.step()
-        return {k: float(v) for k, v in {**result.losses, **result.logs}.items()}
+        return {k: float(v.detach()) for k, v in {**result.losses, **result.logs}.items()}
 
 
 class _eval_mode:
