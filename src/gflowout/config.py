@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -331,6 +332,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise _type_error(where, tp, value)
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads 1e-3 (no dot) as a string; it is meant as a number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(where, tp, value)
         return float(value)
@@ -339,6 +342,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise _type_error(where, tp, value)
         return value
     raise ConfigError(f"config key {where!r}: unsupported annotation {tp!r} (a bug in gflowout.config)")
+
+
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _matches_exactly(tp: Any, value: Any) -> bool:

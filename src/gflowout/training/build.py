@@ -105,7 +105,7 @@ def build_datamodule(data: DataConfig) -> Any:
 def dataset_shape(datamodule: Any, data: DataConfig) -> tuple[int, tuple[int, ...]]:
     """(num_classes, input_shape) of the data module: its attributes, else DATASET_INFO of the name."""
     num_classes = getattr(datamodule, "num_classes", None)
-    input_shape = getattr(datamodule, "input_shape", None)
+    input_shape = getattr(datamodule, "input_shape", None) or getattr(datamodule, "image_shape", None)
     if num_classes is None or input_shape is None:
         from gflowout.data.datasets import DATASET_INFO
 
