@@ -53,14 +53,20 @@ class SiteBottleneck(nn.Module):
 
 
 def bernoulli_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
-    """KL(Bern(sigmoid(logits_q)) || Bern(sigmoid(logits_p))) elementwise, in log space."""
-    log_q1, log_q0 = F.logsigmoid(logits_q), F.logsigmoid(-logits_q)
-    log_p1, log_p0 = F.logsigmoid(logits_p), F.logsigmoid(-logits_p)
-    return log_q1.exp() * (log_q1 - log_p1) + log_q0.exp() * (log_q0 - log_p0)
+    """KL(Bern(sigmoid(logits_q)) || Bern(sigmoid(logits_p))) elementwise, in log space.
+
+    logits_p may be a tensor that broadcasts against logits_q (a per-site scalar prior): its terms
+    are then computed once, not per unit. With l = logsigmoid(phi), log(1 - pi) = l - phi, so
+    KL = l - pi * logsigmoid(phi_p) - (1 - pi) * (phi + logsigmoid(-phi_p)).
+    """
+    log_q1 = F.logsigmoid(logits_q)
+    q1 = torch.exp(log_q1)
+    return log_q1 - q1 * F.logsigmoid(logits_p) - (1 - q1) * (logits_q + F.logsigmoid(-logits_p))
 
 
 def gaussian_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
-    """KL(N(1, s_q^2) || N(1, s_p^2)) elementwise with s^2 = (1 - pi) / pi = exp(-logit)."""
+    """KL(N(1, s_q^2) || N(1, s_p^2)) elementwise with s^2 = (1 - pi) / pi = exp(-logit); logits_p
+    may broadcast against logits_q."""
     return 0.5 * (logits_q - logits_p) + 0.5 * torch.exp(logits_p - logits_q) - 0.5
 
 
@@ -194,8 +200,6 @@ class ContextualDropout(DropoutMethod):
         if self.variant == "bernoulli":
             arm = self._arm_surrogate(x, y, cross_entropy.detach(), logits_by_site, uniforms_by_site)
             dropout_loss = dropout_loss + arm
-        keep = torch.cat([torch.sigmoid(v.detach()).mean(0) for v in logits_by_site.values()]).mean()
-        logs["keep_rate_mean"] = keep
         return StepResult(losses={"backbone": ce, "dropout": dropout_loss}, logs=logs)
 
     def _kl(self, logits_by_site: dict[int, Tensor]) -> Tensor:
@@ -203,8 +207,8 @@ class ContextualDropout(DropoutMethod):
         kl_fn = bernoulli_kl if self.variant == "bernoulli" else gaussian_kl
         total = 0.0
         for index, logits in logits_by_site.items():
-            prior_logit = self.k * self.prior_eta[index]
-            total = total + kl_fn(logits, prior_logit.expand_as(logits)).sum(dim=1).mean()
+            prior_logit = self.k * self.prior_eta[index]  # a scalar: broadcast, not expanded
+            total = total + kl_fn(logits, prior_logit).sum() / logits.shape[0]
         return total  # type: ignore[return-value]
 
     def _arm_surrogate(

@@ -1,0 +1,110 @@
+"""Benchmark (not a test): one training step and predict(samples=20) of every method, as ratios to MC dropout.
+
+Same backbone and batch for every method:
+  - MNIST-sized MLP 784-1024-1024-1024-10, training batch 128, prediction batch 128 x 20 samples;
+  - CIFAR-sized CifarResNet18 (all 8 sites), training batch 32, prediction batch 8 x 20 samples
+    (small enough for a few minutes on 2 CPU cores).
+Methods are timed round-robin (one repetition of each in turn), so a slow spell of the shared
+machine hits every method alike; the median over repetitions is reported.
+
+    .venv/bin/python benchmarks/bench_methods.py [--threads 2] [--repeats 7] [--skip-mlp] [--skip-resnet]
+
+Target (issue 4): Concrete and Contextual training steps within 1.5x of MC dropout's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from gflowout.methods import method_class
+from gflowout.methods.base import DropoutMethod
+from gflowout.nets.base import MaskedNet
+from gflowout.nets.mlp import MLP
+from gflowout.nets.resnet import CifarResNet18
+
+METHODS: list[tuple[str, str, dict]] = [
+    ("none", "none", {}),
+    ("mc_dropout", "mc_dropout", {}),
+    ("concrete", "concrete", {}),
+    ("contextual (bernoulli, ARM)", "contextual", {"variant": "bernoulli"}),
+    ("contextual (gaussian)", "contextual", {"variant": "gaussian"}),
+    ("gflowout", "gflowout", {}),
+    ("id_gflowout", "id_gflowout", {}),
+]
+DATASET_SIZE = 42000
+
+
+def build(method_name: str, options: dict, net: MaskedNet) -> DropoutMethod | None:
+    """The method on `net`, or None (with a note) when it is not available yet."""
+    try:
+        cls = method_class(method_name)
+    except (ImportError, AttributeError) as error:
+        print(f"  skip {method_name}: not available ({type(error).__name__}: {error})")
+        return None
+    options = dict(options)
+    if "dataset_size" in inspect.signature(cls).parameters:
+        options["dataset_size"] = DATASET_SIZE
+    return cls(net, **options)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_suite(title: str, make_net: Callable[[], MaskedNet], train_x: torch.Tensor, predict_x: torch.Tensor, repeats: int) -> None:
+    print(f"\n== {title}: train batch {train_x.shape[0]}, predict batch {predict_x.shape[0]} x 20 samples ==")
+    generator = torch.Generator().manual_seed(0)
+    train_y = torch.randint(0, 10, (train_x.shape[0],), generator=generator)
+    entries = []
+    for label, name, options in METHODS:
+        torch.manual_seed(0)
+        method = build(name, options, make_net())
+        if method is None:
+            continue
+        optimizers = method.make_optimizers()
+        method.train_step(train_x, train_y, optimizers)  # warm-up (allocations, lazy state)
+        method.predict(predict_x, samples=20)
+        entries.append((label, method, optimizers, [], []))
+    for _ in range(repeats):
+        for label, method, optimizers, steps, predicts in entries:
+            steps.append(timed(lambda: method.train_step(train_x, train_y, optimizers)))
+            predicts.append(timed(lambda: method.predict(predict_x, samples=20)))
+    medians = {label: (statistics.median(s), statistics.median(p)) for label, _, _, s, p in entries}
+    step_mc, predict_mc = medians["mc_dropout"]
+    print(f"{'method':30s} {'step ms':>9s} {'x MC':>6s} {'predict ms':>11s} {'x MC':>6s}")
+    for label, (step, predict) in medians.items():
+        print(f"{label:30s} {step * 1e3:9.1f} {step / step_mc:6.2f} {predict * 1e3:11.1f} {predict / predict_mc:6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-mlp", action="store_true")
+    parser.add_argument("--skip-resnet", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} round-robin repetitions")
+    if not args.skip_mlp:
+        mlp_batch = torch.rand(128, 1, 28, 28)
+        run_suite("MNIST MLP 784-1024x3-10", lambda: MLP(), mlp_batch, mlp_batch, args.repeats)
+    if not args.skip_resnet:
+        run_suite(
+            "CIFAR ResNet-18 (8 sites)",
+            lambda: CifarResNet18(),
+            torch.randn(32, 3, 32, 32),
+            torch.randn(8, 3, 32, 32),
+            max(3, args.repeats // 2),
+        )
+
+
+if __name__ == "__main__":
+    main()
