@@ -99,7 +99,7 @@ class IDGFlowOut(DropoutMethod):
         generator_weight_decay: float = 0.0,
     ) -> None:
         super().__init__(net)
-        if isinstance(dataset_size, bool) or int(dataset_size) != dataset_size or dataset_size < 1:
+        if not isinstance(dataset_size, (int, float)) or isinstance(dataset_size, bool) or int(dataset_size) != dataset_size or dataset_size < 1:
             raise ValueError(
                 f"dataset_size must be the number of training examples (an integer >= 1), got {dataset_size!r}; "
                 "N = 0 would drop the likelihood from the reward (method.md Pitfall 3)"

@@ -1,0 +1,353 @@
+"""GFlowOut's engine: parameter groups, label-free prediction, exploration, bad input, schedules, pure maths, real MNIST."""
+
+import inspect
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gflowout.errors import DataError, NonFiniteLossError
+from gflowout.methods.generators import GroupedMLPTail, PosteriorGenerator, PriorGenerator, bernoulli_log_prob
+from gflowout.methods.gflowout import GFlowOut, PosteriorSampler
+from gflowout.methods.schedules import BetaSchedule, as_beta_schedule
+from gflowout.methods.trajectory_balance import trajectory_balance_loss
+from gflowout.nets.mlp import MLP
+from gflowout.nets.sites import site_features
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def small_method(**options) -> GFlowOut:
+    torch.manual_seed(0)
+    return GFlowOut(MLP(hidden=(16, 12)), **options)
+
+
+def batch(n=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=generator), torch.randint(0, 10, (n,), generator=generator)
+
+
+# --- parameter groups ----------------------------------------------------------------------------
+def test_each_loss_reaches_only_its_own_group():
+    method = small_method()
+    groups = method.param_groups()
+    ids = [{id(p) for p in params} for params in groups.values()]
+    assert sum(map(len, ids)) == len(set().union(*ids)) == len(list(method.parameters())), "groups overlap or miss parameters"
+    x, y = batch()
+    losses = method.training_losses(x, y).losses
+    assert set(losses) == set(groups) == {"backbone", "posterior", "prior"}
+    for name, loss in losses.items():
+        method.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=True)
+        for group, params in groups.items():
+            reached = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params]
+            if group == name:
+                assert sum(reached) >= len(params) // 2, f"loss {name!r} reaches too few of its own parameters"
+            else:
+                assert not any(reached), f"loss {name!r} sends gradient into group {group!r}"
+    # log Z is trained by trajectory balance only.
+    method.zero_grad(set_to_none=True)
+    losses["posterior"].backward(retain_graph=True)
+    assert all(p.grad is not None for p in method.log_partition.parameters())
+
+
+def test_posterior_optimiser_gives_log_z_its_own_lr_and_no_weight_decay():
+    method = small_method(posterior_lr=1e-3, logz_lr=0.1, generator_weight_decay=0.1)
+    optimizers = method.make_optimizers()
+    assert set(optimizers) == {"backbone", "posterior", "prior"}
+    generators, log_z = optimizers["posterior"].param_groups
+    assert (generators["lr"], generators["weight_decay"]) == (1e-3, 0.1)
+    assert (log_z["lr"], log_z["weight_decay"]) == (0.1, 0.0)
+    assert {id(p) for p in log_z["params"]} == {id(p) for p in method.log_partition.parameters()}
+    overridden = method.make_optimizers({"posterior": {"lr": 5e-4}})["posterior"].param_groups
+    assert overridden[0]["lr"] == 5e-4 and overridden[1]["lr"] == 0.1
+
+
+# --- prediction never sees a label ---------------------------------------------------------------
+def test_prediction_takes_no_label_by_construction():
+    assert list(inspect.signature(GFlowOut.predict).parameters) == ["self", "x", "samples"]
+    assert list(inspect.signature(GFlowOut.prediction_sampler).parameters) == ["self"]
+    assert list(inspect.signature(PriorGenerator.forward).parameters) == ["self", "earlier_masks", "features"]
+    assert "labels" in inspect.signature(PosteriorGenerator.forward).parameters
+
+
+def test_predict_never_calls_the_posterior_or_log_z(monkeypatch):
+    method = small_method()
+    x, _ = batch(4)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a label-conditioned module was called during prediction")
+
+    for generator in method.posterior:
+        monkeypatch.setattr(generator, "forward", forbidden)
+    monkeypatch.setattr(method.log_partition, "forward", forbidden)
+    logits = method.predict(x, samples=5)
+    assert logits.shape == (5, 4, 10)
+    assert not torch.equal(logits[0], logits[1]), "prior samples should differ between samples"
+    assert method.predict(x, samples=1).shape == (1, 4, 10)  # the single-pass mode
+
+
+def test_predictions_are_identical_whatever_labels_exist_elsewhere():
+    method = small_method()
+    x, _ = batch(6)
+    outputs = []
+    for labels in (torch.zeros(6, dtype=torch.long), torch.full((6,), 9), torch.arange(6)):
+        method.training_losses(x, labels)  # a labelled pass (no optimiser step) right before predicting
+        torch.manual_seed(123)
+        outputs.append(method.predict(x, samples=4))
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+
+
+def test_prior_masks_follow_the_prior_probabilities():
+    """Sampled prediction masks have the prior's keep probabilities (checked on the first site)."""
+    method = small_method()
+    x = torch.rand(1, 1, 28, 28).expand(4000, 1, 28, 28)
+    first_site = method.net.sites[0]
+    seen = {}
+
+    def recording_sampler(site, activation):
+        out = base(site, activation)
+        if site.index == 0:
+            seen["mask"] = base.chain.masks[0]
+            seen["features"] = site_features(site, activation)
+        return out
+
+    base = method.prediction_sampler()
+    with torch.no_grad():
+        method.net(x, recording_sampler)
+        keep = torch.sigmoid(method.prior[0](None, seen["features"][:1]))[0]
+    frequency = seen["mask"].mean(dim=0)
+    assert seen["mask"].shape == (4000, first_site.width)
+    assert torch.allclose(frequency, keep, atol=4 * math.sqrt(0.25 / 4000))
+
+
+# --- exploration -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("keep", [0.0, 1.0])
+def test_epsilon_masks_are_scored_as_applied(keep):
+    """With epsilon = 1 every applied mask is the Bernoulli(keep) one; log P_F must be that mask's, at T = 1."""
+    method = small_method()
+    x, y = batch(5)
+    sampler = PosteriorSampler(method.posterior, method.prior, y, temperature=2.0, epsilon=1.0, epsilon_keep=keep)
+    with torch.no_grad():
+        method.net(x, sampler)
+    assert all(torch.equal(m, torch.full_like(m, keep)) for m in sampler.chain.masks)
+
+    expected_forward = torch.zeros(5, dtype=torch.float64)
+    expected_prior = torch.zeros(5, dtype=torch.float64)
+    earlier = []
+
+    def forced(site, activation):
+        mask = torch.full((5, site.width), keep)
+        features = site_features(site, activation)
+        previous = torch.cat(earlier, dim=1) if earlier else None
+        for generator, total in ((method.posterior[site.index], expected_forward), (method.prior[site.index], expected_prior)):
+            args = (previous, features, y) if generator is method.posterior[site.index] else (previous, features)
+            p = torch.sigmoid(generator(*args).double())
+            total += (p.log() if keep else (1 - p).log()).sum(dim=1)
+        earlier.append(mask)
+        return activation * mask * (site.width / (mask.sum(dim=1, keepdim=True) + 1e-6))
+
+    with torch.no_grad():
+        method.net(x, forced)
+    assert torch.allclose(sampler.log_forward.double(), expected_forward, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(sampler.log_prior.double(), expected_prior, rtol=1e-5, atol=1e-4)
+
+
+def test_exploration_options_are_checked():
+    for bad in ({"train_temperature": 0.0}, {"epsilon": 1.5}, {"epsilon_keep": -0.1}, {"dataset_size": 0}):
+        with pytest.raises(ValueError):
+            small_method(**bad)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+def with_value(value, index=(1, 0, 3, 4)):
+    x = torch.rand(4, 1, 28, 28)
+    x[index] = value
+    return x
+
+
+BAD_INPUTS = {
+    "wrong shape": (torch.rand(4, 1, 28, 27), torch.tensor([0, 1, 2, 3]), "shape"),
+    "integer pixels": (torch.randint(0, 255, (4, 1, 28, 28)), torch.tensor([0, 1, 2, 3]), "dtype"),
+    "label out of range": (torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 10]), "out of range"),
+    "negative label": (torch.rand(4, 1, 28, 28), torch.tensor([0, -1, 2, 3]), "out of range"),
+    "float labels": (torch.rand(4, 1, 28, 28), torch.tensor([0.0, 1.0, 2.0, 3.0]), "dtype"),
+    "label count": (torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2]), "shape"),
+    "NaN pixel": (with_value(float("nan")), torch.tensor([0, 1, 2, 3]), "NaN"),
+    "inf pixel": (with_value(float("inf")), torch.tensor([0, 1, 2, 3]), "infinite"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_a_clear_value_error_and_trains_nothing(case):
+    x, y, words = BAD_INPUTS[case]
+    method = small_method()
+    optimizers = method.make_optimizers()
+    before = [p.detach().clone() for p in method.parameters()]
+    with pytest.raises(ValueError, match=words):
+        method.train_step(x, y, optimizers)
+    assert all(torch.equal(a, b) for a, b in zip(before, method.parameters()))
+    if case in ("wrong shape", "integer pixels", "NaN pixel", "inf pixel"):
+        with pytest.raises(ValueError, match="x"):
+            method.predict(x, samples=2)
+
+
+def test_non_finite_loss_raises_with_a_diagnostic():
+    method = small_method()
+    with torch.no_grad():
+        method.net.head.bias[3] = float("inf")  # logits overflow: log p(y | x, z) is not finite
+    x, y = batch()
+    with pytest.raises(NonFiniteLossError, match="log_reward"):
+        method.training_losses(x, y)
+
+
+# --- pure maths ----------------------------------------------------------------------------------
+def test_trajectory_balance_loss_matches_a_hand_computation():
+    log_z = torch.tensor([0.5, -1.0], requires_grad=True)
+    log_forward = torch.tensor([-2.0, -3.0], requires_grad=True)
+    log_reward = torch.tensor([-1.0, -4.5], requires_grad=True)
+    loss = trajectory_balance_loss(log_z, log_forward, log_reward)
+    assert loss.item() == pytest.approx(((0.5 - 2.0 + 1.0) ** 2 + (-1.0 - 3.0 + 4.5) ** 2) / 2)
+    loss.backward()
+    assert log_reward.grad is None, "log R must be detached inside trajectory balance"
+    assert torch.allclose(log_z.grad, torch.tensor([-0.5, 0.5]))  # d/dlogZ mean(r^2) = r
+    scalar = trajectory_balance_loss(torch.tensor(1.0), torch.tensor([-1.0, -2.0]), torch.tensor([0.0, 0.0]))
+    assert scalar.item() == pytest.approx((0.0 + 1.0) / 2)
+
+
+@pytest.mark.parametrize("bad_term", ["log_z", "log_forward", "log_reward"])
+def test_trajectory_balance_raises_on_non_finite_terms(bad_term):
+    terms = {"log_z": torch.zeros(3), "log_forward": torch.zeros(3), "log_reward": torch.zeros(3)}
+    terms[bad_term] = torch.tensor([0.0, float("nan"), float("-inf")])
+    with pytest.raises(NonFiniteLossError, match=rf"{bad_term}[^;]*: 2 non-finite of 3"):
+        trajectory_balance_loss(**terms)
+
+
+def test_bernoulli_log_prob_matches_torch_distributions_and_stays_finite():
+    logits = torch.tensor([[-100.0, -3.0, 0.0, 2.5, 100.0], [50.0, -50.0, 1.0, -1.0, 0.3]])
+    mask = torch.tensor([[0.0, 1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0, 1.0]])
+    expected = torch.distributions.Bernoulli(logits=logits.double()).log_prob(mask.double()).sum(dim=1)
+    got = bernoulli_log_prob(logits, mask)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_grouped_tail_equals_separate_branch_mlps():
+    """The block-diagonal chain computes the same function as one Linear-LeakyReLU-LayerNorm MLP per branch."""
+    torch.manual_seed(0)
+    tail = GroupedMLPTail(groups=3, hidden=(5, 4), out_features=2)
+    with torch.no_grad():
+        for w in list(tail.norm_weights) + list(tail.norm_biases):
+            w.normal_()
+    h = torch.randn(7, 15, requires_grad=True)
+    out = tail(h)
+    expected = []
+    for g in range(3):
+        x = h[:, 5 * g : 5 * (g + 1)]
+        sizes = [5, 4, 2]
+        for layer, linear in enumerate(tail.linears):
+            x = F.leaky_relu(x, 0.01)
+            n = sizes[layer]
+            x = F.layer_norm(x, (n,), tail.norm_weights[layer][g * n : (g + 1) * n], tail.norm_biases[layer][g * n : (g + 1) * n])
+            rows = slice(g * sizes[layer + 1], (g + 1) * sizes[layer + 1])
+            x = F.linear(x, linear.weight[rows, g * n : (g + 1) * n], linear.bias[rows])
+        expected.append(x)
+    assert torch.allclose(out, torch.cat(expected, dim=1), atol=1e-6)
+    out[:, :2].sum().backward()  # group 0's output depends on group 0's input only
+    assert h.grad[:, 5:].abs().sum() == 0 and h.grad[:, :5].abs().sum() > 0
+
+
+def test_posterior_logits_depend_on_the_label():
+    torch.manual_seed(0)
+    generator = PosteriorGenerator(mask_features=6, site_width=4, num_classes=3)
+    masks, features = torch.randint(0, 2, (5, 6)).float(), torch.randn(5, 4)
+    a = generator(masks, features, torch.zeros(5, dtype=torch.long))
+    b = generator(masks, features, torch.full((5,), 2))
+    assert (a - b).abs().min() > 0
+
+
+# --- beta schedule -------------------------------------------------------------------------------
+def test_paper_mnist_beta_schedule():
+    schedule = BetaSchedule.paper_mnist()
+    expected = {0: 0.001, 29: 0.001, 30: 0.00316, 59: 0.00316, 60: 0.001 * 3.16**2, 90: 0.001 * 3.16**3,
+                120: 0.001 * 3.16**4, 150: 0.001 * 3.16**5, 180: 0.9957, 209: 0.9957, 210: 1.0, 1000: 1.0}
+    for epoch, beta in expected.items():
+        assert schedule.value(epoch) == pytest.approx(beta, rel=1e-3), f"epoch {epoch}"
+    assert as_beta_schedule(0.3).value(500) == 0.3
+    assert as_beta_schedule("paper_mnist") == schedule
+    assert as_beta_schedule({"initial": 0.01, "factor": 2.0, "every": 10}).value(25) == pytest.approx(0.04)
+    for bad in ("fast", {"start": 1.0}, -1.0, 0.0):
+        with pytest.raises(ValueError):
+            as_beta_schedule(bad)
+
+
+def test_beta_lives_in_a_buffer_and_reaches_the_reward():
+    method = small_method(beta="paper_mnist")
+    method.set_epoch(65)
+    assert method.beta.item() == pytest.approx(0.001 * 3.16**2)
+    state = method.state_dict()
+    assert "beta" in state and "epoch" in state
+    fresh = small_method(beta="paper_mnist")
+    fresh.load_state_dict(state)
+    assert fresh.beta.item() == pytest.approx(0.001 * 3.16**2) and int(fresh.epoch) == 65
+    x, y = batch()
+    assert method.training_losses(x, y).logs["beta"].item() == pytest.approx(0.001 * 3.16**2)
+
+
+def test_state_dict_round_trip_gives_the_same_predictions():
+    method = small_method()
+    x, y = batch()
+    optimizers = method.make_optimizers()
+    for _ in range(3):
+        method.train_step(x, y, optimizers)
+    copy = small_method()
+    copy.load_state_dict(method.state_dict())
+    torch.manual_seed(5)
+    first = method.predict(x, samples=3)
+    torch.manual_seed(5)
+    assert torch.equal(first, copy.predict(x, samples=3))
+
+
+# --- a short run on real MNIST -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mnist_subset():
+    """6000 training and 1000 test images of real MNIST in [0, 1] (skips with the reason when absent)."""
+    try:
+        from gflowout.data import datasets
+
+        train_images, train_labels = datasets.load_split("mnist", "train")
+        test_images, test_labels = datasets.load_split("mnist", "test")
+    except (ImportError, DataError) as error:
+        pytest.skip(f"real MNIST is not available ({error}); `make test` fetches it first")
+    return (
+        datasets.to_tensor(train_images[:6000], "mnist"),
+        torch.as_tensor(train_labels[:6000]),
+        datasets.to_tensor(test_images[:1000], "mnist"),
+        torch.as_tensor(test_labels[:1000]),
+    )
+
+
+@pytest.mark.slow
+def test_short_mnist_run_beats_chance_and_trajectory_balance_falls(mnist_subset):
+    x_train, y_train, x_test, y_test = mnist_subset
+    torch.manual_seed(0)
+    method = GFlowOut(MLP(hidden=(128, 128)), beta=1.0)
+    optimizers = method.make_optimizers()
+    generator = torch.Generator().manual_seed(0)
+    tb_losses = []
+    for step in range(300):
+        index = torch.randint(0, len(y_train), (64,), generator=generator)
+        tb_losses.append(method.train_step(x_train[index], y_train[index], optimizers)["posterior"])
+    accuracy = (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
+    single_pass = (method.predict(x_test, samples=1)[0].argmax(dim=1) == y_test).float().mean().item()
+    assert accuracy > 0.8 and single_pass > 0.7, f"accuracy {accuracy:.3f} (1 sample: {single_pass:.3f}); chance is 0.1"
+    early, late = sum(tb_losses[:30]) / 30, sum(tb_losses[-30:]) / 30
+    print(f"accuracy {accuracy:.3f}, single pass {single_pass:.3f}, TB {early:.1f} -> {late:.1f}")
+    assert late < 0.2 * early, f"trajectory balance loss did not fall: first 30 steps {early:.1f}, last 30 {late:.1f}"

@@ -1,0 +1,131 @@
+"""ID-GFlowOut: N is never 0, the reward is beta * N * log p(y|x,z) + log p(z), groups, label-free prediction, bad input."""
+
+import inspect
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gflowout.methods import method_class
+from gflowout.methods.id_gflowout import ChainSampler, IDGFlowOut
+from gflowout.nets.mlp import MLP
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def small_method(**options) -> IDGFlowOut:
+    torch.manual_seed(0)
+    return IDGFlowOut(MLP(hidden=(16, 12)), **{"dataset_size": 100, **options})
+
+
+def batch(n=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=generator), torch.randint(0, 10, (n,), generator=generator)
+
+
+@pytest.mark.parametrize("size", [0, -5, 2.5, True, None])
+def test_dataset_size_must_be_a_positive_count(size):
+    with pytest.raises(ValueError, match="dataset_size"):
+        small_method(dataset_size=size)
+
+
+def test_dataset_size_is_required():
+    assert inspect.signature(IDGFlowOut).parameters["dataset_size"].default is inspect.Parameter.empty
+    with pytest.raises(TypeError):
+        IDGFlowOut(MLP(hidden=(8,)))
+
+
+@pytest.mark.parametrize("dataset_size, beta", [(1, 1.0), (42000, 1.0), (60000, 0.001)])
+def test_reward_is_beta_n_log_likelihood_plus_log_prior(dataset_size, beta):
+    """With epsilon = 1 and keep 1 every mask is all ones, so the reward has a hand-computable value."""
+    method = small_method(dataset_size=dataset_size, beta=beta, epsilon=1.0, epsilon_keep=1.0, prior_keep=0.3)
+    x, y = batch()
+    logs = method.training_losses(x, y).logs
+    with torch.no_grad():
+        log_likelihood = -F.cross_entropy(method.net(x, None), y, reduction="none")  # all-ones masks = no mask
+    units = sum(site.width for site in method.net.sites)
+    expected = beta * dataset_size * log_likelihood + units * math.log(0.3)
+    assert logs["log_reward"].item() == pytest.approx(expected.mean().item(), rel=1e-4)
+    assert logs["keep_rate"].item() == 1.0
+
+
+def test_each_loss_reaches_only_its_own_group():
+    method = small_method()
+    groups = method.param_groups()
+    assert set(groups) == {"backbone", "posterior"}
+    assert any(p is method.log_z for p in groups["posterior"])
+    x, y = batch()
+    losses = method.training_losses(x, y).losses
+    for name, loss in losses.items():
+        method.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=True)
+        for group, params in groups.items():
+            reached = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params]
+            assert any(reached) if group == name else not any(reached), f"loss {name!r} vs group {group!r}"
+    optimizer = method.make_optimizers()["posterior"]
+    assert optimizer.param_groups[1]["params"] == [method.log_z]
+    assert (optimizer.param_groups[1]["lr"], optimizer.param_groups[1]["weight_decay"]) == (0.1, 0.0)
+
+
+def test_prediction_masks_come_from_q_without_label_or_input():
+    method = small_method()
+    assert list(inspect.signature(method.predict).parameters) == ["x", "samples"]
+    x, _ = batch(3)
+    logits = method.predict(x, samples=4)
+    assert logits.shape == (4, 3, 10)
+    sampler = method.prediction_sampler()
+    assert isinstance(sampler, ChainSampler) and not sampler.score
+    # The first site's keep probabilities are the learned constant, whatever the input.
+    with torch.no_grad():
+        method.generators[0].constant.fill_(3.0)
+    sampler = method.prediction_sampler()
+    with torch.no_grad():
+        method.net(torch.rand(4000, 1, 28, 28), sampler)
+    assert sampler.chain.masks[0].mean().item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item(), abs=0.01)
+
+
+def test_bad_input_raises_and_trains_nothing():
+    method = small_method()
+    optimizers = method.make_optimizers()
+    before = [p.detach().clone() for p in method.parameters()]
+    for x, y in ((torch.rand(2, 784), torch.tensor([0, 1])), (torch.rand(2, 1, 28, 28), torch.tensor([0, 11]))):
+        with pytest.raises(ValueError):
+            method.train_step(x, y, optimizers)
+    assert all(torch.equal(a, b) for a, b in zip(before, method.parameters()))
+
+
+def test_method_table_builds_both_engines():
+    net = MLP(hidden=(8,))
+    assert method_class("id_gflowout") is IDGFlowOut and method_class("id_gflowout").name == "id_gflowout"
+    assert method_class("gflowout").name == "gflowout"
+    assert method_class("gflowout")(net).name == "gflowout"
+
+
+@pytest.mark.slow
+def test_short_mnist_run_beats_chance():
+    try:
+        from gflowout.data import datasets
+        from gflowout.errors import DataError
+
+        train_images, train_labels = datasets.load_split("mnist", "train")
+        test_images, test_labels = datasets.load_split("mnist", "test")
+    except (ImportError, DataError) as error:
+        pytest.skip(f"real MNIST is not available ({error}); `make test` fetches it first")
+    x_train, y_train = datasets.to_tensor(train_images[:6000], "mnist"), torch.as_tensor(train_labels[:6000])
+    x_test, y_test = datasets.to_tensor(test_images[:1000], "mnist"), torch.as_tensor(test_labels[:1000])
+    torch.manual_seed(0)
+    method = IDGFlowOut(MLP(hidden=(128, 128)), dataset_size=len(y_train))
+    optimizers = method.make_optimizers()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        index = torch.randint(0, len(y_train), (64,), generator=generator)
+        method.train_step(x_train[index], y_train[index], optimizers)
+    accuracy = (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
+    assert accuracy > 0.8, f"accuracy {accuracy:.3f}; chance is 0.1"
