@@ -3,8 +3,8 @@
 Atomic: every file is written to a temporary name in the same folder, flushed and fsync'ed, then
 renamed over the target with `os.replace` (atomic on POSIX), and the folder is fsync'ed. A process
 killed during the write leaves the previous file intact (plus, at worst, a stray `.tmp-*` file).
-Lightning's own checkpoint saving goes through `AtomicCheckpointIO`, so last.ckpt and best.ckpt are
-atomic too.
+Lightning's own checkpoint saving goes through `AtomicCheckpointIO` (gflowout.training.checkpoint_io),
+so last.ckpt and best.ckpt are atomic too.
 
 Safe: checkpoints load with `torch.load(weights_only=True)`, which only rebuilds tensors and plain
 containers; a file whose pickle would import or call anything else is refused with a CheckpointError.
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
 from gflowout.errors import CheckpointError
 
@@ -35,6 +34,16 @@ if TYPE_CHECKING:
     from gflowout.methods.base import DropoutMethod
 
 METADATA_KEY = "gflowout"
+
+
+def __getattr__(name: str) -> Any:
+    # AtomicCheckpointIO lives with the Lightning code, so that loading a checkpoint never imports Lightning.
+    if name == "AtomicCheckpointIO":
+        from gflowout.training.checkpoint_io import AtomicCheckpointIO
+
+        return AtomicCheckpointIO
+    raise AttributeError(f"module 'gflowout.checkpoint' has no attribute {name!r}")
+
 FORMAT_VERSION = 1
 
 
@@ -113,10 +122,15 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        detail = _unpickler_detail(error)
+        if "GLOBAL" not in detail:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is unreadable (not a torch checkpoint or corrupt: {detail}); "
+                "resume from another checkpoint or retrain"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {str(path)!r} was refused: it holds objects other than tensors and plain containers, "
-            f"which could run code when loaded ({_first_line(error)}). Only load checkpoints you trust; "
-            "gflowout writes none of this kind"
+            f"checkpoint {str(path)!r} was refused: it asks to import or call {detail!r}, which could run code "
+            "when loaded; a gflowout checkpoint holds only tensors and plain containers. Only load files you trust"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
         raise CheckpointError(
@@ -128,24 +142,22 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return checkpoint
 
 
+def _unpickler_detail(error: BaseException) -> str:
+    """The reason torch's weights-only unpickler gave (e.g. 'Unsupported global: GLOBAL posix.system')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line:  # an import the weights-only unpickler blocked: the file wants to run code
+            return line
+    for index, line in enumerate(lines):
+        if line.startswith("WeightsUnpickler error"):
+            rest = line.split(":", 1)[1].strip()
+            return rest or (lines[index + 1] if index + 1 < len(lines) else line)
+    return lines[0] if lines else type(error).__name__
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-class AtomicCheckpointIO(CheckpointIO):
-    """Lightning CheckpointIO plugin: atomic saves, `weights_only=True` loads with clear errors."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
-        atomic_torch_save(checkpoint, path)
-
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
-
-    def remove_checkpoint(self, path: str | Path) -> None:
-        Path(path).unlink(missing_ok=True)
 
 
 # --- metadata and loading a method -----------------------------------------------------------------

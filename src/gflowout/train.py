@@ -29,9 +29,17 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from gflowout.checkpoint import AtomicCheckpointIO, atomic_write_json, atomic_write_text, checkpoint_metadata, read_checkpoint, check_expected, metadata_of
+from gflowout.checkpoint import (
+    atomic_write_json,
+    atomic_write_text,
+    check_expected,
+    checkpoint_metadata,
+    metadata_of,
+    read_checkpoint,
+)
 from gflowout.config import ExperimentConfig
 from gflowout.errors import CheckpointError, ConfigError
+from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
 from gflowout.training.module import MethodModule
 
