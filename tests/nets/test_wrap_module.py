@@ -133,9 +133,9 @@ def test_skip_leaves_a_dropout_alone_and_channel_dropout_becomes_a_channel_site(
 @pytest.mark.parametrize(
     "name, options",
     [("none", {}), ("mc_dropout", {}), ("concrete", {"dataset_size": 64}), ("contextual", {}),
-     ("contextual", {"variant": "gaussian"})],
+     ("contextual", {"variant": "gaussian"}), ("gflowout", {}), ("id_gflowout", {"dataset_size": 64})],
 )
-def test_every_baseline_trains_and_predicts_on_the_wrapped_transformer(wrapped, name, options):
+def test_every_method_trains_and_predicts_on_the_wrapped_transformer(wrapped, name, options):
     method = method_class(name)(wrapped, **options)
     optimizers = method.make_optimizers()
     x, y = torch.randn(6, 5, 8), torch.randint(0, 3, (6,))
