@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from gflowout.data.shifts import apply_shift
-from gflowout.data.shifts._filters import canny_edges, motion_blur
+from gflowout.data.shifts._filters import canny_edges, clipped_zoom, motion_blur
 from gflowout.data.shifts.cifar_c import disk_kernel
 from gflowout.data.shifts.frost import frost_bank
 
@@ -269,3 +269,17 @@ def test_canny_on_hand_made_shapes() -> None:
     step_edges = canny_edges(step)[0]
     assert np.all(step_edges[1:-1].sum(axis=1) >= 1) and set(np.nonzero(step_edges)[1]) <= {13, 14}
     assert step_edges[0].sum() == 0 and step_edges[-1].sum() == 0  # the 1-pixel border is excluded
+
+
+@pytest.mark.parametrize("zoom", [1.0, 1.25, 1.75, 2.25])
+def test_clipped_zoom_matches_the_scipy_zoom_of_cifar_c(zoom: float) -> None:
+    """CIFAR-10-C's clipped_zoom (crop the centre, scipy.ndimage.zoom order 1, trim), image by image."""
+    images = np.random.default_rng(0).random((3, 32, 32, 1)).astype(np.float32)
+    crop = int(np.ceil(32 / zoom))
+    top = (32 - crop) // 2
+    expected = []
+    for image in images:
+        zoomed = ndimage.zoom(image[top : top + crop, top : top + crop], (zoom, zoom, 1), order=1)
+        trim = (zoomed.shape[0] - 32) // 2
+        expected.append(zoomed[trim : trim + 32, trim : trim + 32])
+    np.testing.assert_allclose(clipped_zoom(images, zoom), np.stack(expected), atol=1e-5)

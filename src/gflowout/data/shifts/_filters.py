@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 
@@ -39,17 +40,19 @@ def local_scramble(
     U{-delta .. delta-1}^2. Here each such pixel takes the value at that offset (a gather, so a
     value can be copied twice or lost: close to the original, not identical).
     """
-    n, height, width, _ = images.shape
+    n, height, width, channels = images.shape
     rows = np.arange(height)[None, :, None]
     cols = np.arange(width)[None, None, :]
     interior = (rows > delta) & (rows <= height - delta) & (cols > delta) & (cols <= width - delta)
-    batch = np.arange(n)[:, None, None]
+    base = (np.arange(n)[:, None, None] * height + rows) * width + cols  # flat pixel index [N, H, W]
     out = images
     for _ in range(iterations):
         move = interior & (rng.random((n, height, width)) < probability)
         d_row = np.where(move, rng.integers(-delta, delta, size=(n, height, width)), 0)
         d_col = np.where(move, rng.integers(-delta, delta, size=(n, height, width)), 0)
-        out = out[batch, np.clip(rows + d_row, 0, height - 1), np.clip(cols + d_col, 0, width - 1)]
+        # interior pixels never leave the image (rows delta+1.. H-delta, offsets -delta..delta-1)
+        source = base + d_row * width + d_col
+        out = out.reshape(n * height * width, channels)[source.ravel()].reshape(n, height, width, channels)
     return out
 
 
@@ -77,9 +80,10 @@ def motion_blur(images: np.ndarray, radius: float, sigma: float, angles_deg: np.
         # ImageMagick rounds with ceil(v - 0.5)
         dx = np.ceil(step * np.cos(theta) - 0.5).astype(np.int64)
         dy = np.ceil(step * np.sin(theta) - 0.5).astype(np.int64)
-        src = np.clip(rows + dy, 0, height - 1) * width + np.clip(cols + dx, 0, width - 1)
-        index = torch.from_numpy(src.reshape(n, 1, height * width)).expand(n, channels, height * width)
-        out += float(weight) * torch.gather(flat, 2, index)
+        src_rows = torch.from_numpy(np.clip(rows + dy, 0, height - 1) * width)  # [N, H, 1]
+        src_cols = torch.from_numpy(np.clip(cols + dx, 0, width - 1))  # [N, 1, W]
+        index = (src_rows + src_cols).reshape(n, 1, height * width).expand(n, channels, height * width)
+        out.add_(torch.gather(flat, 2, index), alpha=float(weight))
     return out.reshape(n, channels, height, width).numpy().transpose(0, 2, 3, 1)
 
 
@@ -124,8 +128,14 @@ def clipped_zoom(images: np.ndarray, zoom_factor: float) -> np.ndarray:
     crop_h, crop_w = int(np.ceil(height / zoom_factor)), int(np.ceil(width / zoom_factor))
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
     crop = images[:, top : top + crop_h, left : left + crop_w]
-    zoomed = ndimage.zoom(crop, (1, zoom_factor, zoom_factor, 1), order=1)
-    trim_h, trim_w = (zoomed.shape[1] - height) // 2, (zoomed.shape[2] - width) // 2
+    # scipy.ndimage.zoom(order=1) as MNIST-C / CIFAR-10-C used it maps output i to input
+    # i * (in - 1) / (out - 1): bilinear interpolation with align_corners=True, done here in torch
+    out_h, out_w = int(round(crop_h * zoom_factor)), int(round(crop_w * zoom_factor))
+    batch = torch.from_numpy(np.ascontiguousarray(crop.transpose(0, 3, 1, 2), dtype=np.float32))
+    with torch.no_grad():
+        zoomed = F.interpolate(batch, size=(out_h, out_w), mode="bilinear", align_corners=True)
+    zoomed = zoomed.numpy().transpose(0, 2, 3, 1)
+    trim_h, trim_w = (out_h - height) // 2, (out_w - width) // 2
     return zoomed[:, trim_h : trim_h + height, trim_w : trim_w + width]
 
 

@@ -140,7 +140,7 @@ def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     1.5 * grey + 0.5. The layer is rounded to uint8 levels where the original went through PNG."""
     loc, spread, zoom, threshold, radius, sigma, image_weight = ladder(CIFAR_C_STYLE_PARAMS["snow"], severity)
     n, height, width, _ = x.shape
-    layer = rng.normal(loc, spread, size=(n, height, width, 1)).astype(np.float32)
+    layer = loc + spread * rng.standard_normal(size=(n, height, width, 1), dtype=np.float32)
     layer = _filters.clipped_zoom(layer, zoom)
     layer[layer < threshold] = 0.0
     layer = np.floor(np.clip(layer, 0.0, 1.0) * 255.0) / 255.0  # astype(uint8) truncates
