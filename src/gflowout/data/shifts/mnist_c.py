@@ -1,7 +1,7 @@
 """MNIST-C-style corruptions (after Mu & Gilmer 2019, google-research/mnist-c `corruptions.py`).
 
-The published MNIST-C set has ONE level per corruption: the default `severity` argument of each
-function in corruptions.py. Here every corruption gets a monotone 5-level ladder built around
+The published MNIST-C set has ONE level per corruption; we take it to be the default `severity`
+argument of each function in corruptions.py (e.g. shot_noise(x, severity=5) -> 3 photons). Here every corruption gets a monotone 5-level ladder built around
 that published parameter, which sits at severity 3 (canny_edges: severity 5, see below); the
 neighbouring levels reuse the other entries of corruptions.py's own tables where they exist and
 extrapolate otherwise. These are "MNIST-C-style" images, not the published MNIST-C files.
