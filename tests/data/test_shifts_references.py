@@ -283,3 +283,32 @@ def test_clipped_zoom_matches_the_scipy_zoom_of_cifar_c(zoom: float) -> None:
         trim = (zoomed.shape[0] - 32) // 2
         expected.append(zoomed[trim : trim + 32, trim : trim + 32])
     np.testing.assert_allclose(clipped_zoom(images, zoom), np.stack(expected), atol=1e-5)
+
+
+def test_snow_adds_a_layer_symmetric_under_half_turns_to_the_brightened_image() -> None:
+    """CIFAR-10-C snow on black images, severity 1: 0.95 * 0 + 0.05 * max(0, 1.5 * 0 + 0.5) = 0.025,
+    plus layer + rot180(layer), which is unchanged by a half turn."""
+    black = np.zeros((6, 32, 32, 3), np.float32)
+    out = apply_shift(black, "snow", 1, seed=3)
+    snow = out - 0.025
+    assert snow.min() >= -1e-6 and snow.max() > 0.1
+    unclipped = out < 1.0
+    rotated = np.rot90(snow, 2, axes=(1, 2))
+    both = unclipped & np.rot90(unclipped, 2, axes=(1, 2))
+    np.testing.assert_allclose(snow[both], rotated[both], atol=1e-6)
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])  # a grey layer on a grey image
+
+
+@pytest.mark.parametrize("severity", [1, 5])
+def test_fog_is_a_rescaled_sum_with_a_full_range_plasma(severity: int) -> None:
+    """CIFAR-10-C fog: out = (x + c p) m / (m + c), m = max x, p a plasma map normalised to [0, 1];
+    on 32 x 32 images the crop is the whole map, so p recovered from out spans exactly [0, 1]."""
+    strength = [0.2, 0.5, 0.75, 1.0, 1.5][severity - 1]
+    rng = np.random.default_rng(0)
+    images = (0.1 + 0.8 * rng.random((4, 32, 32, 3))).astype(np.float32)
+    out = apply_shift(images, "fog", severity, seed=1).astype(np.float64)
+    peak = images.max(axis=(1, 2, 3), keepdims=True)
+    plasma = (out * (peak + strength) / peak - images) / strength
+    np.testing.assert_allclose(plasma[..., 0], plasma[..., 2], atol=1e-5)  # one map for all channels
+    np.testing.assert_allclose(plasma.min(axis=(1, 2, 3)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(plasma.max(axis=(1, 2, 3)), 1.0, atol=1e-5)

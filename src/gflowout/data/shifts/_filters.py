@@ -62,7 +62,7 @@ def motion_blur(images: np.ndarray, radius: float, sigma: float, angles_deg: np.
     ImageMagick's MotionBlurImage averages the 2*ceil(radius)+1 pixels p + i*(cos a, sin a),
     i = 0..2r (x = column, y = row downwards, offsets rounded to whole pixels) with weights
     exp(-i^2 / (2 sigma^2)), normalised, and edge pixels repeated outside the image. Weights
-    below 1e-4 of the largest are dropped (they change no uint8 level).
+    below 1e-4 of the largest are dropped (together they move a pixel by about 1/255 at most).
     """
     n, height, width, channels = images.shape
     count = int(2 * np.ceil(radius) + 1)
