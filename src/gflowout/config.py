@@ -114,8 +114,10 @@ class MethodBlock:
 class TrainerConfig:
     """Lightning Trainer settings and the harness's own.
 
+    max_steps: stop after this many training batches (-1: no limit; max_epochs decides).
     val_samples: S, the number of mask samples of the validation and test predictive (batched).
-    checkpoint_every_n_steps: also write last.ckpt every N training steps (mid-epoch resume); 0 = only per epoch.
+    checkpoint_every_n_steps: also write last.ckpt every N training batches (mid-epoch resume); 0 = only per epoch.
+    limit_val_batches: Lightning's limit on validation batches per epoch (per rank), for quick runs.
     """
 
     max_epochs: int = 200

@@ -58,7 +58,9 @@ class LastCheckpoint(Checkpoint):
         self.every_n_steps = int(every_n_steps)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0 and not trainer.sanity_checking:
+        # Count training batches, not Lightning's global_step (one per optimiser step: 3 per batch for GFlowOut).
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        if self.every_n_steps and batches % self.every_n_steps == 0 and not trainer.sanity_checking:
             trainer.save_checkpoint(self.path)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -142,6 +144,9 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
 
     if rank_zero_only.rank == 0:
         atomic_write_text(out_dir / "config.yaml", config.to_yaml())
+    if config.trainer.max_steps > 0 and "max_steps" not in trainer_overrides:
+        # trainer.max_steps counts batches; Lightning's global step counts optimiser steps (one per group).
+        trainer_overrides["max_steps"] = config.trainer.max_steps * len(module.group_names)
     trainer = build_trainer(config, out_dir, **trainer_overrides)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -157,7 +162,8 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
             "method": config.method.name, "backbone": config.model.backbone, "dataset": config.data.name,
             "seed": config.seed, "test": module.last_metrics["test"],
             "best_checkpoint": str(best_path), "best_val_nll": _score(trainer),
-            "epochs": trainer.current_epoch, "global_step": trainer.global_step, "world_size": trainer.world_size,
+            "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+            "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed, "world_size": trainer.world_size,
             "val_samples": config.trainer.val_samples,
             "rank_weight_digests": [_hex(row) for row in digest_rows],
         }

@@ -67,7 +67,6 @@ def parse_devices(text: str) -> int | str | list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from gflowout.config import load_config
-    from gflowout.train import fit
 
     overrides = list(args.overrides)
     config = load_config(args.config, overrides, method=args.method, seed=args.seed)
@@ -79,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         config.trainer.strategy = args.strategy
     if args.num_nodes is not None:
         config.trainer.num_nodes = args.num_nodes
+    from gflowout.train import fit  # imports Lightning: after the config is known to be valid
+
     out = fit(config, Path(args.out), resume=args.resume)
     print(f"run folder: {out} (results.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
     return 0

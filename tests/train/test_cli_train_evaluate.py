@@ -1,0 +1,119 @@
+"""End to end through the `gflowout` command: train a tiny real-MNIST run, evaluate it, and the error paths.
+
+Uses real MNIST (`make test` fetches it); without it, the synthetic stand-in data module (the same
+commands, a different data set).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, TINY_CONFIG, subprocess_env
+
+from gflowout.checkpoint import load_method
+from gflowout.errors import DataError
+
+
+def _mnist_available() -> bool:
+    try:
+        from gflowout.data.datasets import load_split
+
+        load_split("mnist", "test")
+        return True
+    except (DataError, OSError):
+        return False
+
+
+def _gflowout(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", "import sys; from gflowout.cli.main import main; sys.exit(main())", *args]
+    return subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    config = REPO / "configs" / "tiny_mnist.yaml" if _mnist_available() else TINY_CONFIG
+    out = tmp_path_factory.mktemp("cli") / "run"
+    done = _gflowout("train", "--config", str(config), "--method", "none", "--seed", "2", "--out", str(out),
+                     "--set", "trainer.max_epochs=2", "--devices", "1", "--accelerator", "cpu")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"run folder: {out}" in done.stdout
+    return config, out
+
+
+def test_train_writes_the_run_folder(trained_run: tuple[Path, Path]) -> None:
+    config, out = trained_run
+    for name in ("config.yaml", "results.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (out / name).is_file(), name
+    assert list((out / "logs").glob("version_*/metrics.csv")) and list((out / "tb").glob("version_*/events.*"))
+    results = json.loads((out / "results.json").read_text())
+    assert results["method"] == "none" and results["seed"] == 2 and results["epochs"] == 2
+    expected_test = 10000 if config.name == "tiny_mnist.yaml" else 120
+    assert results["test"]["count"] == expected_test
+    header = (next((out / "logs").glob("version_*/metrics.csv"))).read_text().splitlines()[0]
+    for column in ("loss/backbone_step", "val/nll", "val/accuracy", "val/ece", "lr/backbone"):
+        assert column in header.split(","), column
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["gflowout"]["method"] == "none" and best["gflowout"]["dataset"] == ("mnist" if expected_test == 10000 else "synthetic")
+
+
+def test_evaluate_matches_an_independent_pass_and_the_training_test(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    config, out = trained_run
+    report = tmp_path / "eval.json"
+    done = _gflowout("evaluate", str(out), "--samples", "3", "--json", str(report))
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)
+    assert json.loads(report.read_text()) == printed
+    assert printed["samples"] == 3 and printed["checkpoint"].endswith("best.ckpt")
+
+    # independent: the best checkpoint's predictions on the test split, metrics by gflowout.eval.metrics
+    from gflowout.eval.metrics import classification_metrics
+    from gflowout.eval.predictive import log_mean_probs, mean_probs
+    from gflowout.training.build import build_datamodule
+
+    method, cfg = load_method(out)
+    datamodule = build_datamodule(cfg.data)
+    datamodule.setup("test")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: one thread is fastest on a shared 2-core machine
+    try:
+        batches = [(method.predict(x, samples=3), y) for x, y in datamodule.test_dataloader()]
+    finally:
+        torch.set_num_threads(threads)
+    logits = torch.cat([b[0] for b in batches], dim=1)
+    labels = torch.cat([b[1] for b in batches])
+    reference = classification_metrics(mean_probs(logits), labels, log_probs=log_mean_probs(logits))
+    for name in ("accuracy", "nll", "brier", "ece"):
+        assert printed[name] == pytest.approx(reference[name], rel=1e-6, abs=1e-9), name
+    # method "none" is deterministic, so the test pass inside `train` must agree too
+    trained = json.loads((out / "results.json").read_text())["test"]
+    for name in ("accuracy", "nll", "brier", "ece"):
+        assert trained[name] == pytest.approx(reference[name], rel=1e-6, abs=1e-9), name
+
+
+def test_existing_run_is_refused_without_resume(trained_run: tuple[Path, Path]) -> None:
+    config, out = trained_run
+    done = _gflowout("train", "--config", str(config), "--method", "none", "--seed", "2", "--out", str(out))
+    assert done.returncode == 2
+    assert "already holds last.ckpt; pass --resume" in done.stderr
+
+
+def test_config_errors_reach_the_user_in_one_line(tmp_path: Path) -> None:
+    done = _gflowout("train", "--config", str(TINY_CONFIG), "--out", str(tmp_path / "x"), "--set", "trainer.max_epoch=2")
+    assert done.returncode == 2
+    assert "did you mean 'max_epochs'?" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists()
+    done = _gflowout("evaluate", str(tmp_path / "missing.ckpt"))
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_help_has_examples() -> None:
+    done = _gflowout("train", "--help")
+    assert done.returncode == 0
+    assert "examples:" in done.stdout and "--strategy ddp" in done.stdout and "--resume" in done.stdout
+    done = _gflowout("evaluate", "--help")
+    assert done.returncode == 0 and "examples:" in done.stdout
