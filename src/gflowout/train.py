@@ -161,7 +161,7 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
         results = {
             "method": config.method.name, "backbone": config.model.backbone, "dataset": config.data.name,
             "seed": config.seed, "test": module.last_metrics["test"],
-            "best_checkpoint": str(best_path), "best_val_nll": _score(trainer),
+            "best_checkpoint": str(best_path) if best_path.exists() else None,  # None: stopped before any validation "best_val_nll": _score(trainer),
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed, "world_size": trainer.world_size,
             "val_samples": config.trainer.val_samples,

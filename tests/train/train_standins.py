@@ -79,10 +79,12 @@ class TinyMC(DropoutMethod):
 
     name = "tiny_mc"
 
-    def __init__(self, net, keep: float = 0.8, lr: float = 0.01) -> None:
+    def __init__(self, net, keep: float = 0.8, lr: float = 0.01, nan_at_call: int = 0) -> None:
         super().__init__(net)
         self.keep = keep
         self.lr = lr
+        self.nan_at_call = nan_at_call  # > 0: that call's loss is NaN (the non-finite-loss test)
+        self.calls = 0
 
     def _sampler(self, site: Site, activation: torch.Tensor) -> torch.Tensor:
         mask = (torch.rand(activation.shape[0], site.width, device=activation.device) < self.keep).float()
@@ -97,6 +99,9 @@ class TinyMC(DropoutMethod):
     def training_losses(self, x, y) -> StepResult:
         logits = self.net(x, self._sampler)
         loss = torch.nn.functional.cross_entropy(logits, y)
+        self.calls += 1
+        if self.calls == self.nan_at_call:
+            loss = loss * float("nan")
         return StepResult(losses={"backbone": loss}, logs={"accuracy": (logits.argmax(1) == y).float().mean()})
 
     def prediction_sampler(self):
