@@ -7,7 +7,9 @@ Same backbone and batch for every method:
 Methods are timed round-robin (one repetition of each in turn), so a slow spell of the shared
 machine hits every method alike; the median over repetitions is reported.
 
-    .venv/bin/python benchmarks/bench_methods.py [--threads 2] [--repeats 7] [--skip-mlp] [--skip-resnet]
+    .venv/bin/python benchmarks/bench_methods.py [--threads 2] [--repeats 7] [--clock wall|cpu] [--skip-mlp] [--skip-resnet]
+
+On a busy shared machine, `--threads 1 --clock cpu` gives the steadiest ratios.
 
 Target (issue 4): Concrete and Contextual training steps within 1.5x of MC dropout's.
 """
@@ -53,10 +55,14 @@ def build(method_name: str, options: dict, net: MaskedNet) -> DropoutMethod | No
     return cls(net, **options)
 
 
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = time.perf_counter
+
+
 def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def run_suite(title: str, make_net: Callable[[], MaskedNet], train_x: torch.Tensor, predict_x: torch.Tensor, repeats: int) -> None:
@@ -88,11 +94,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)",
+    )
     parser.add_argument("--skip-mlp", action="store_true")
     parser.add_argument("--skip-resnet", action="store_true")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} round-robin repetitions")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+        f"median of {args.repeats} round-robin repetitions"
+    )
     if not args.skip_mlp:
         mlp_batch = torch.rand(128, 1, 28, 28)
         run_suite("MNIST MLP 784-1024x3-10", lambda: MLP(), mlp_batch, mlp_batch, args.repeats)
