@@ -224,13 +224,13 @@ class GFlowOut(DropoutMethod):
         tb_loss = trajectory_balance_loss(log_z, sampler.log_forward, log_reward)
         losses = {"backbone": -log_likelihood.mean(), "posterior": tb_loss, "prior": -sampler.log_prior.mean()}
         with torch.no_grad():
-            masks = torch.cat(sampler.chain.masks, dim=1)
+            kept = sum(float(m.sum()) for m in sampler.chain.masks)
             logs = {
                 "accuracy": (logits.argmax(dim=1) == y).float().mean(),
                 "log_z": log_z.mean(),
                 "log_forward": sampler.log_forward.mean(),
                 "log_reward": log_reward.mean(),
-                "keep_rate": masks.mean(),
+                "keep_rate": torch.tensor(kept / (x.shape[0] * sum(s.width for s in self.net.sites))),
                 "beta": self.beta.clone(),
             }
         return StepResult(losses=losses, logs=logs)
