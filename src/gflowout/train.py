@@ -61,10 +61,10 @@ class LastCheckpoint(Checkpoint):
         # Count training batches, not Lightning's global_step (one per optimiser step: 3 per batch for GFlowOut).
         batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready
         if self.every_n_steps and batches % self.every_n_steps == 0 and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def weight_digest(module: torch.nn.Module) -> str:
@@ -151,6 +151,8 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, on torch 2.13
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
         trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
         digests = trainer.strategy.all_gather(_digest_tensor(module.method))
         datamodule.setup("test")
@@ -161,7 +163,8 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
         results = {
             "method": config.method.name, "backbone": config.model.backbone, "dataset": config.data.name,
             "seed": config.seed, "test": module.last_metrics["test"],
-            "best_checkpoint": str(best_path) if best_path.exists() else None,  # None: stopped before any validation "best_val_nll": _score(trainer),
+            "best_val_nll": _score(trainer),
+            "best_checkpoint": str(best_path) if best_path.exists() else None,  # None: stopped before any validation
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed, "world_size": trainer.world_size,
             "val_samples": config.trainer.val_samples,

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
-from gflowout.errors import ConfigError
+from gflowout.errors import ConfigError, NonFiniteLossError
 from gflowout.methods.base import DropoutMethod, GroupSpec, raise_if_nonfinite, resolve_group_specs
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
 
@@ -190,17 +190,16 @@ class MethodModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         result = self.method.training_losses(x, y)
-        raise_if_nonfinite(result, self.config.method.name)
+        self._stop_on_nonfinite(result)
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         self.manual_backward(sum(result.losses.values()))
-        groups = self.method.param_groups()
-        for name in self.group_names:
+        for name, optimizer in zip(self.group_names, optimizers):
             clip = self.specs[name].clip_norm
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(groups[name], clip)
+            if clip is not None:  # through Lightning, so mixed-precision gradients are unscaled first
+                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         for optimizer in optimizers:
             optimizer.step()
         batch_size = x.shape[0]
@@ -209,6 +208,18 @@ class MethodModule(pl.LightningModule):
             self.log(f"loss/{name}", loss.detach(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         for name, value in result.logs.items():
             self.log(f"train/{name}", value.detach().float(), on_step=True, on_epoch=True, batch_size=batch_size)
+
+    def _stop_on_nonfinite(self, result: Any) -> None:
+        """Raise NonFiniteLossError on a NaN/inf loss; under DDP every rank raises together (no hang)."""
+        local_bad = any(not bool(torch.isfinite(v.detach()).all()) for v in result.losses.values())
+        if self.trainer.world_size > 1:
+            flag = torch.tensor(float(local_bad), device=self.device)
+            if float(self.trainer.strategy.reduce(flag, reduce_op="sum")) > 0 and not local_bad:
+                raise NonFiniteLossError(
+                    f"{self.config.method.name}: another rank got a non-finite loss at step {self.global_step}; "
+                    "see that rank's error for the values"
+                )
+        raise_if_nonfinite(result, self.config.method.name)
 
     # --- evaluation ----------------------------------------------------------------------------
     def _begin_eval(self, stage: str) -> None:
