@@ -79,11 +79,8 @@ def weight_digest(module: torch.nn.Module) -> str:
 
 
 def _strategy(name: str) -> Any:
-    if name == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
-        # find_unused_parameters: a method's groups need not all get gradients at every step.
-        return DDPStrategy(find_unused_parameters=True)
+    """"ddp" as Lightning's, except that a method whose groups skip some parameters can ask for
+    "ddp_find_unused_parameters_true" (Lightning's name); every shipped method uses all its parameters."""
     return name
 
 

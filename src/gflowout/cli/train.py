@@ -81,5 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.train import fit  # imports Lightning: after the config is known to be valid
 
     out = fit(config, Path(args.out), resume=args.resume)
-    print(f"run folder: {out} (results.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print(f"run folder: {out} (results.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
     return 0
