@@ -128,6 +128,9 @@ def test_skip_leaves_a_dropout_alone_and_channel_dropout_becomes_a_channel_site(
     assert isinstance(net.module.spare, nn.Dropout)
     conv = gflowout.wrap(_Conv(), (1, 8, 8), 2)
     assert [(s.width, s.kind) for s in conv.sites] == [(6, "channel")]
+    conv_plain = _Conv()
+    conv_plain.drop = nn.Dropout(0.2)  # element-wise dropout on conv maps: masked per channel
+    assert [(s.width, s.kind) for s in gflowout.wrap(conv_plain, (1, 8, 8), 2).sites] == [(6, "channel")]
 
 
 @pytest.mark.parametrize(

@@ -35,8 +35,8 @@ def relaxed_keep_mask(drop_logit: Tensor, shape: tuple[int, ...], temperature: f
 
     drop_logit: logit of the drop probability p (a scalar tensor; gradients flow to it).
     """
-    u = torch.rand(shape, device=drop_logit.device, dtype=drop_logit.dtype).clamp(eps, 1.0 - eps)
-    return torch.sigmoid(-(drop_logit + torch.logit(u)) / temperature)
+    logistic_noise = torch.rand(shape, device=drop_logit.device, dtype=drop_logit.dtype).clamp_(eps, 1.0 - eps).logit_()
+    return torch.sigmoid((logistic_noise + drop_logit) * (-1.0 / temperature))
 
 
 def check_dataset_size(dataset_size: object, method: str) -> int:

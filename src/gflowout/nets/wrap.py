@@ -90,8 +90,9 @@ def wrap(
     skip: names (as in `module.named_modules()`) of dropout layers to leave as they are.
     copy: wrap a deep copy (default) instead of changing `module` in place.
 
-    `nn.Dropout` becomes a unit-wise site over the last dimension (per example, shared over tokens);
-    `nn.Dropout1d/2d/3d` a channel-wise site over dimension 1. Functional dropout (`F.dropout`,
+    `nn.Dropout` on [batch, width] or [batch, tokens, width] becomes a unit-wise site over the last
+    dimension (per example, shared over tokens); `nn.Dropout1d/2d/3d`, and `nn.Dropout` on conv maps
+    [batch, channels, H, W(, D)], a channel-wise site over dimension 1. Functional dropout (`F.dropout`,
     the attention-weight dropout of `nn.MultiheadAttention`) is not a module and stays as it is.
     """
     if not isinstance(module, nn.Module):
@@ -114,14 +115,13 @@ def wrap(
             f"{type(module).__name__} has no nn.Dropout/Dropout1d/2d/3d layer to turn into a mask site "
             f"(functional F.dropout calls cannot be wrapped); add nn.Dropout modules where masks should go"
         )
-    widths, order = _trace_dropouts(module, dropouts, input_shape, num_classes)
+    widths, kinds, order = _trace_dropouts(module, dropouts, input_shape, num_classes)
 
     net = WrappedNet(module, input_shape, num_classes)
     ordered: list[tuple[str, MaskSite]] = []
     for name in order:
         dropout = dropouts[name]
-        kind: SiteKind = "unit" if isinstance(dropout, UNIT_DROPOUTS) else "channel"
-        site_module = MaskSite(widths[name], kind, rescale)
+        site_module = MaskSite(widths[name], kinds[name], rescale)
         _set_submodule(module, name, site_module)
         ordered.append((f"module.{name}", site_module))
         net.dropout_rates[f"module.{name}"] = float(dropout.p)
@@ -131,17 +131,19 @@ def wrap(
 
 def _trace_dropouts(
     module: nn.Module, dropouts: dict[str, nn.Module], input_shape: tuple[int, ...], num_classes: int
-) -> tuple[dict[str, int], list[str]]:
-    """Run one zero batch through `module`; return each dropout's width and the execution order."""
+) -> tuple[dict[str, int], dict[str, SiteKind], list[str]]:
+    """Run one zero batch through `module`; return each dropout's width, site kind and the execution order."""
     calls: list[str] = []
     widths: dict[str, int] = {}
+    kinds: dict[str, SiteKind] = {}
 
     def make_hook(name: str, channel: bool):  # noqa: ANN202 - a forward pre-hook
         def hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
             activation = inputs[0]
             if activation.dim() < 2:
                 raise ValueError(f"dropout layer {name!r} sees a {activation.dim()}-d input; a mask site needs [batch, ...]")
-            widths[name] = int(activation.shape[1] if channel else activation.shape[-1])
+            kinds[name] = "channel" if channel or activation.dim() >= 4 else "unit"
+            widths[name] = int(activation.shape[1] if kinds[name] == "channel" else activation.shape[-1])
             calls.append(name)
 
         return hook
@@ -179,7 +181,7 @@ def _trace_dropouts(
             f"dropout layer(s) {unused} are never called in a forward pass on input_shape {tuple(input_shape)}; "
             "pass them in skip=[...] to leave them alone"
         )
-    return widths, calls
+    return widths, kinds, calls
 
 
 def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
