@@ -61,3 +61,19 @@ def _initial_weights(config: Path) -> dict[str, torch.Tensor]:
     pl.seed_everything(cfg.seed, verbose=False)
     method = build_method_for(cfg, SyntheticDataModule.num_classes, SyntheticDataModule.input_shape, dataset_size=280)
     return {f"method.{k}": v for k, v in method.state_dict().items()}
+
+
+def test_a_nan_on_one_rank_stops_every_rank_promptly(tmp_path: Path, tiny_config: Path) -> None:
+    """Rank 1 alone gets a NaN loss: both ranks raise (no rank left waiting in a collective until a timeout)."""
+    import subprocess
+
+    from conftest import REPO, fit_command, subprocess_env
+
+    overrides = ("method.name=train_standins:TinyMC", "method.options={nan_at_call: 3, nan_rank: 1}",
+                 "trainer.devices=2", "trainer.strategy=ddp")
+    done = subprocess.run(fit_command(tiny_config, tmp_path / "run", overrides=overrides), env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "another rank got a non-finite loss at step 2" in output  # rank 0
+    assert "non-finite loss in group(s) ['backbone']" in output  # rank 1, with the values

@@ -79,11 +79,12 @@ class TinyMC(DropoutMethod):
 
     name = "tiny_mc"
 
-    def __init__(self, net, keep: float = 0.8, lr: float = 0.01, nan_at_call: int = 0) -> None:
+    def __init__(self, net, keep: float = 0.8, lr: float = 0.01, nan_at_call: int = 0, nan_rank: int = -1) -> None:
         super().__init__(net)
         self.keep = keep
         self.lr = lr
         self.nan_at_call = nan_at_call  # > 0: that call's loss is NaN (the non-finite-loss test)
+        self.nan_rank = nan_rank  # >= 0: only on that DDP rank
         self.calls = 0
 
     def _sampler(self, site: Site, activation: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,8 @@ class TinyMC(DropoutMethod):
         logits = self.net(x, self._sampler)
         loss = torch.nn.functional.cross_entropy(logits, y)
         self.calls += 1
-        if self.calls == self.nan_at_call:
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if self.calls == self.nan_at_call and self.nan_rank in (-1, rank):
             loss = loss * float("nan")
         return StepResult(losses={"backbone": loss}, logs={"accuracy": (logits.argmax(1) == y).float().mean()})
 
