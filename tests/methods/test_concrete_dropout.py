@@ -51,11 +51,11 @@ def test_regulariser_matches_a_hand_computation_with_n_from_the_caller():
         method.drop_logits.copy_(torch.tensor([math.log(0.2 / 0.8), math.log(0.6 / 0.4)]))
     weight_term, entropy_term = method.regularisers()
     p = [0.2, 0.6]
-    norms = [float(net.hidden[3].weight.pow(2).sum()), float(net.head.weight.pow(2).sum())]
+    norms = [float(net.hidden[3].weight.detach().pow(2).sum()), float(net.head.weight.detach().pow(2).sum())]
     expected_weight = sum(0.01 * n / (1 - q) for n, q in zip(norms, p))
     expected_entropy = sum(0.1 * k * (q * math.log(q) + (1 - q) * math.log(1 - q)) for k, q in zip([5, 4], p))
-    assert float(weight_term) == pytest.approx(expected_weight, rel=1e-5)
-    assert float(entropy_term) == pytest.approx(expected_entropy, rel=1e-5)
+    assert weight_term.item() == pytest.approx(expected_weight, rel=1e-5)
+    assert entropy_term.item() == pytest.approx(expected_entropy, rel=1e-5)
 
 
 def test_resnet_consumers_come_from_the_backbone():

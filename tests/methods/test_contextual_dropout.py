@@ -94,8 +94,8 @@ def test_kl_terms_match_torch_distributions():
 def test_initial_keep_and_prior_follow_the_published_defaults():
     net = MLP(input_shape=(5,), hidden=(20,), num_classes=2)
     method = ContextualDropout(net, init_drop=0.2)
-    assert float(method.k * method.prior_eta[0]) == pytest.approx(math.log(0.8 / 0.2))  # eta = 138.6
-    assert float(method.prior_eta[0]) == pytest.approx(138.629, abs=1e-3)
+    assert float(method.k * method.prior_eta[0].detach()) == pytest.approx(math.log(0.8 / 0.2))  # eta = 138.6
+    assert float(method.prior_eta[0].detach()) == pytest.approx(138.629, abs=1e-3)
     with torch.no_grad():
         method.bottlenecks[0].outer.weight.zero_()
     logits = method.keep_logits(net.sites[0], torch.randn(3, 20))
