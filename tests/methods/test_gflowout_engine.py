@@ -8,12 +8,20 @@ import torch
 import torch.nn.functional as F
 
 from gflowout.errors import DataError, NonFiniteLossError
-from gflowout.methods.generators import GroupedMLPTail, PosteriorGenerator, PriorGenerator, bernoulli_log_prob
+from gflowout.methods.generators import (
+    GroupedMLPTail,
+    PosteriorGenerator,
+    PriorGenerator,
+    bernoulli_log_prob,
+    project_earlier_masks,
+    sample_and_apply,
+    sample_bernoulli,
+)
 from gflowout.methods.gflowout import GFlowOut, PosteriorSampler
 from gflowout.methods.schedules import BetaSchedule, as_beta_schedule
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
 from gflowout.nets.mlp import MLP
-from gflowout.nets.sites import site_features
+from gflowout.nets.sites import Site, apply_mask, site_features
 
 
 @pytest.fixture(autouse=True)
@@ -259,6 +267,32 @@ def test_grouped_tail_equals_separate_branch_mlps():
     assert torch.allclose(out, torch.cat(expected, dim=1), atol=1e-6)
     out[:, :2].sum().backward()  # group 0's output depends on group 0's input only
     assert h.grad[:, 5:].abs().sum() == 0 and h.grad[:, :5].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "site, shape",
+    [(Site(0, "u", 6, "unit", rescale=True), (9, 6)), (Site(0, "t", 6, "unit"), (9, 3, 6)), (Site(0, "c", 6, "channel"), (9, 6, 2, 2))],
+)
+def test_prediction_fast_path_equals_apply_mask_bit_for_bit(site, shape):
+    activation, logits = torch.randn(shape), torch.randn(9, 6) * 2
+    torch.manual_seed(3)
+    expected_mask = sample_bernoulli(torch.sigmoid(logits))
+    expected = apply_mask(site, activation, expected_mask)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        mask, masked = sample_and_apply(site, activation, logits.clone())
+    assert torch.equal(mask, expected_mask) and torch.equal(masked, expected)
+
+
+def test_blockwise_earlier_masks_equal_the_concatenation():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(7, 5)
+    masks = [torch.randint(0, 2, (4, w)).float() for w in (3, 1, 3)]
+    assert torch.allclose(project_earlier_masks(layer, masks, 4), layer(torch.cat(masks, dim=1)), atol=1e-6)
+    with pytest.raises(ValueError, match="expected 4 rows and 7 columns"):
+        project_earlier_masks(layer, masks[:2], 4)
+    with pytest.raises(ValueError, match="expected"):
+        project_earlier_masks(layer, torch.ones(4, 6), 4)
 
 
 def test_posterior_logits_depend_on_the_label():

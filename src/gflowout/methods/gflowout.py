@@ -40,7 +40,7 @@ from gflowout.methods.generators import (
     PriorGenerator,
     bernoulli_log_prob,
     draw_policy_mask,
-    sample_bernoulli,
+    sample_and_apply,
 )
 from gflowout.methods.schedules import BetaSpec, as_beta_schedule
 from gflowout.methods.none import backbone_spec
@@ -50,12 +50,19 @@ from gflowout.nets.sites import Site, apply_mask, site_features
 
 
 class SiteChain:
-    """The masks drawn so far in one forward pass, in site order; checks that sites come in order."""
+    """The masks drawn so far in one forward pass, in site order; checks that sites come in order.
+
+    `earlier` is the list of the masks drawn so far, which the generators consume block by block
+    (never concatenated: see `project_earlier_masks`).
+    """
 
     def __init__(self, num_sites: int) -> None:
         self.num_sites = num_sites
         self.masks: list[Tensor] = []
-        self.earlier: Tensor | None = None  # [batch, sum of earlier widths], None before the first site
+
+    @property
+    def earlier(self) -> list[Tensor]:
+        return self.masks
 
     def expect(self, site: Site) -> None:
         if site.index != len(self.masks):
@@ -66,8 +73,6 @@ class SiteChain:
 
     def push(self, mask: Tensor) -> None:
         self.masks.append(mask)
-        if len(self.masks) < self.num_sites:  # the last site's mask feeds no later generator
-            self.earlier = mask if self.earlier is None else torch.cat([self.earlier, mask], dim=1)
 
     def check_complete(self) -> None:
         if len(self.masks) != self.num_sites:
@@ -124,9 +129,9 @@ class PriorSampler:
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
         logits = self.prior[site.index](self.chain.earlier, site_features(site, activation).detach())
-        mask = sample_bernoulli(torch.sigmoid(logits))
+        mask, masked = sample_and_apply(site, activation, logits)
         self.chain.push(mask)
-        return apply_mask(site, activation, mask)
+        return masked
 
 
 class GFlowOut(DropoutMethod):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, resolve_group_specs
-from gflowout.methods.generators import ChainGenerator, bernoulli_log_prob, draw_policy_mask, sample_bernoulli
+from gflowout.methods.generators import ChainGenerator, bernoulli_log_prob, draw_policy_mask, sample_and_apply
 from gflowout.methods.gflowout import SiteChain, check_exploration, posterior_optimizer
 from gflowout.methods.none import backbone_spec
 from gflowout.methods.schedules import BetaSpec, as_beta_schedule
@@ -57,12 +57,14 @@ class ChainSampler:
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
         logits = self.generators[site.index](self.chain.earlier, activation.shape[0])
+        if not self.score and self.forced_masks is None:  # prediction
+            mask, masked = sample_and_apply(site, activation, logits.contiguous())
+            self.chain.push(mask)
+            return masked
         if self.forced_masks is not None:
             mask = self.forced_masks[site.index].to(activation.dtype)
-        elif self.score:
-            mask = draw_policy_mask(logits, self.temperature, self.epsilon, self.epsilon_keep)
         else:
-            mask = sample_bernoulli(torch.sigmoid(logits))
+            mask = draw_policy_mask(logits, self.temperature, self.epsilon, self.epsilon_keep)
         if self.score:
             self.log_forward = self.log_forward + bernoulli_log_prob(logits, mask)
         self.chain.push(mask)
