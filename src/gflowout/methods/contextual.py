@@ -219,7 +219,8 @@ class ContextualDropout(DropoutMethod):
         logits_by_site: dict[int, Tensor],
         uniforms_by_site: dict[int, Tensor],
     ) -> Tensor:
-        """A scalar whose gradient w.r.t. the keep logits is the ARM estimate of d E[CE] / d phi."""
+        """A zero-valued scalar whose gradient w.r.t. the keep logits is the ARM estimate of
+        d E[CE] / d phi (zero-valued, so the logged dropout loss is the weighted KL alone)."""
 
         def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
             logits = self.keep_logits(site, activation)
@@ -234,7 +235,7 @@ class ContextualDropout(DropoutMethod):
         for index, logits in logits_by_site.items():
             weight = difference * (uniforms_by_site[index] - 0.5)
             surrogate = surrogate + (logits * weight).sum() / x.shape[0]
-        return surrogate  # type: ignore[return-value]
+        return surrogate - surrogate.detach()  # type: ignore[union-attr]
 
     def extra_repr(self) -> str:
         return f"variant={self.variant}, k={self.k}, kl_weight={self.kl_weight}"
