@@ -86,3 +86,24 @@ def test_learned_drop_rate_moves_the_way_data_and_regulariser_demand():
     assert _train_drop_rate(dataset_size=1_000_000, init_drop=0.5) < 0.4
     # N = 1: the entropy term dominates and pulls p up toward 1/2.
     assert _train_drop_rate(dataset_size=1, init_drop=0.1) > 0.15
+
+
+def test_objective_gradient_on_the_drop_logits_matches_finite_differences_with_the_same_noise():
+    torch.manual_seed(2)
+    method = ConcreteDropout(MLP(input_shape=(5,), hidden=(6, 4), num_classes=3).double(), dataset_size=10).double()
+    x, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
+
+    def objective():
+        torch.manual_seed(11)  # the same uniforms every call: a deterministic function of the logits
+        return sum(method.training_losses(x, y).losses.values())
+
+    (gradient,) = torch.autograd.grad(objective(), [method.drop_logits])
+    step = 1e-6
+    for site in range(2):
+        with torch.no_grad():
+            method.drop_logits[site] += step
+            upper = float(objective())
+            method.drop_logits[site] -= 2 * step
+            lower = float(objective())
+            method.drop_logits[site] += step
+        assert float(gradient[site]) == pytest.approx((upper - lower) / (2 * step), rel=1e-4, abs=1e-8)

@@ -149,3 +149,29 @@ def test_bad_options_are_rejected():
         ContextualDropout(net, variant="beta")
     with pytest.raises(ValueError, match="init_drop"):
         ContextualDropout(net, init_drop=1.0)
+
+
+def test_gaussian_objective_gradient_matches_finite_differences_with_the_same_noise():
+    torch.manual_seed(6)
+    net = MLP(input_shape=(5,), hidden=(10, 10), num_classes=3).double()
+    method = ContextualDropout(net, variant="gaussian", k=1.0).double()
+    x, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
+    # The last site's bottleneck and the prior: the bottleneck inputs are detached (as published), so
+    # an earlier site's parameters also act through later sites' inputs, which the gradient ignores.
+    checked = [method.bottlenecks[-1].outer.bias, method.bottlenecks[-1].inner.bias, method.prior_eta]
+
+    def objective():
+        torch.manual_seed(11)  # the same noise every call
+        return sum(method.training_losses(x, y).losses.values())
+
+    gradients = torch.autograd.grad(objective(), checked)
+    step = 1e-6
+    for parameter, gradient in zip(checked, gradients):
+        for i in (0, parameter.numel() - 1):
+            with torch.no_grad():
+                parameter[i] += step
+                upper = float(objective())
+                parameter[i] -= 2 * step
+                lower = float(objective())
+                parameter[i] += step
+            assert float(gradient[i]) == pytest.approx((upper - lower) / (2 * step), rel=1e-4, abs=1e-8)

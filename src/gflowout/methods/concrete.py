@@ -68,7 +68,8 @@ def consumer_weights(net: MaskedNet) -> list[list[nn.Parameter]]:
     try:
         net.eval()
         with torch.no_grad():
-            net(torch.zeros((2,) + net.input_shape), None)
+            dtype = next(net.parameters()).dtype
+            net(torch.zeros((2,) + net.input_shape, dtype=dtype), None)
     finally:
         net.train(was_training)
         for handle in handles:

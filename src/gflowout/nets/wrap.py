@@ -152,7 +152,9 @@ def _trace_dropouts(
         m.register_forward_pre_hook(make_hook(name, isinstance(m, CHANNEL_DROPOUTS))) for name, m in dropouts.items()
     ]
     was_training = module.training
-    example = torch.zeros((2,) + tuple(int(d) for d in input_shape))
+    first = next(module.parameters(), None)
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.get_default_dtype()
+    example = torch.zeros((2,) + tuple(int(d) for d in input_shape), dtype=dtype)
     try:
         module.eval()
         with torch.no_grad(), _mha_fastpath_disabled():
