@@ -86,7 +86,7 @@ def test_predictions_vary_across_samples_and_deterministic_pass_is_the_unmasked_
 
 def test_bad_keep_probability_is_rejected():
     net = MLP(input_shape=(3,), hidden=(4,), num_classes=2)
-    with pytest.raises(ValueError, match="keep_prob"):
+    with pytest.raises(ValueError, match="keep probabilities must be in"):
         MCDropout(net, keep_prob=0.0)
     with pytest.raises(ValueError, match="scaling"):
         MCDropout(net, scaling="bogus")

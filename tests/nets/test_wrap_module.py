@@ -133,6 +133,13 @@ def test_skip_leaves_a_dropout_alone_and_channel_dropout_becomes_a_channel_site(
     assert [(s.width, s.kind) for s in gflowout.wrap(conv_plain, (1, 8, 8), 2).sites] == [(6, "channel")]
 
 
+def test_mc_dropout_can_keep_the_wrapped_modules_own_rates(wrapped):
+    method = method_class("mc_dropout")(wrapped, keep_prob=None)
+    assert method.keep_probs == pytest.approx([0.9] * 6 + [0.7])
+    with pytest.raises(ValueError, match="only gflowout.wrap nets"):
+        method_class("mc_dropout")(gflowout.MLP(input_shape=(3,), hidden=(4,), num_classes=2), keep_prob=None)
+
+
 @pytest.mark.parametrize(
     "name, options",
     [("none", {}), ("mc_dropout", {}), ("concrete", {"dataset_size": 64}), ("contextual", {}),

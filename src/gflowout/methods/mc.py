@@ -31,7 +31,8 @@ class MCDropout(DropoutMethod):
     """Monte-Carlo dropout with a fixed keep probability at every site.
 
     keep_prob: probability of keeping a unit (default 0.5: `mlp_dr` = 0.5 of the paper's random
-        baseline, method.md 2.1 and 6.1).
+        baseline, method.md 2.1 and 6.1). None: each site keeps 1 - p of the `nn.Dropout` it
+        replaced (nets made by `gflowout.wrap` only), i.e. the user's own MC dropout.
     scaling: "inverted" multiplies kept units by 1 / keep_prob (Gal & Ghahramani; the expected masked
         activation equals the unmasked one); "site" follows the site's own rule instead, as the
         official random baseline (MLP: width / number kept; ResNet: no rescaling).
@@ -42,13 +43,22 @@ class MCDropout(DropoutMethod):
 
     name = "mc_dropout"
 
-    def __init__(self, net: MaskedNet, keep_prob: float = 0.5, scaling: Scaling = "inverted") -> None:
+    def __init__(self, net: MaskedNet, keep_prob: float | None = 0.5, scaling: Scaling = "inverted") -> None:
         super().__init__(net)
-        if not 0.0 < float(keep_prob) <= 1.0:
-            raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob}")
+        if keep_prob is None:
+            rates = getattr(net, "dropout_rates", None)
+            if not rates:
+                raise ValueError("keep_prob=None takes each site's rate from the dropout layer it replaced; "
+                                 f"{type(net).__name__} has none (only gflowout.wrap nets do): give a float")
+            keeps = [1.0 - rates[site.name] for site in net.sites]
+        else:
+            keeps = [float(keep_prob)] * len(net.sites)
+        if not all(0.0 < keep <= 1.0 for keep in keeps):
+            raise ValueError(f"keep probabilities must be in (0, 1], got {keeps if keep_prob is None else keep_prob}")
         if scaling not in ("inverted", "site"):
             raise ValueError(f"scaling must be 'inverted' or 'site', got {scaling!r}")
-        self.keep_prob = float(keep_prob)
+        self.keep_probs = tuple(keeps)  # one per site
+        self.keep_prob = keep_prob
         self.scaling: Scaling = scaling
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -59,15 +69,16 @@ class MCDropout(DropoutMethod):
 
     def sample_masked(self, site: Site, activation: Tensor) -> Tensor:
         """The sampler: a fresh Bernoulli(keep_prob) mask per example and unit (or channel)."""
-        mask = bernoulli_masks(activation.shape[0], site.width, self.keep_prob, activation)
-        scale = 1.0 / self.keep_prob if self.scaling == "inverted" else None
+        keep = self.keep_probs[site.index]
+        mask = bernoulli_masks(activation.shape[0], site.width, keep, activation)
+        scale = 1.0 / keep if self.scaling == "inverted" else None
         return apply_mask(site, activation, mask, scale)
 
     def weight_scaled(self, site: Site, activation: Tensor) -> Tensor:
         """Deterministic pass: the activation times its expected (scaled) mask."""
         if self.scaling == "inverted" or site.rescale:
             return activation
-        return activation * self.keep_prob
+        return activation * self.keep_probs[site.index]
 
     def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
         self.validate(x, y)
