@@ -82,26 +82,25 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     runs = bench.runs()
     print(f"gflowout demo: {', '.join(bench.methods)} on MNIST (short budget), results and report in {out}/")
-    bar = ProgressBar(len(runs) * count_stages(bench))
-    started_stage = {"first": True}
+    if list((out / "results").glob("*.json")):
+        print(f"  reusing the finished runs already in {out}/results (delete {out} to start afresh)")
+    per_run = count_stages(bench)
+    bar = ProgressBar(len(runs) * per_run)
+    state = {"finished": 0, "busy": False}
 
     def progress(identity: str, stage: str) -> None:
+        """A stage starts: the previous one of this run is complete; "done" closes the run's units."""
         method = identity.split("__")[1] if "__" in identity else identity
         if stage == "done":
-            # close this run's remaining units (conditions skipped, e.g. a missing OOD set)
-            finished_runs = sum(1 for _ in done) + 1
-            done.append(identity)
-            bar.advance(f"{method}: done", units=max(finished_runs * per_run - bar.done, 0))
-            started_stage["first"] = True
-            return
-        if started_stage["first"]:
-            started_stage["first"] = False
-            bar.note(f"{method}: {stage}")
-        else:
+            state["finished"] += 1
+            state["busy"] = False
+            bar.advance(f"{method}: done", units=max(state["finished"] * per_run - bar.done, 0))
+        elif state["busy"]:
             bar.advance(f"{method}: {stage}")
+        else:
+            state["busy"] = True
+            bar.note(f"{method}: {stage}")
 
-    done: list[str] = []
-    per_run = count_stages(bench)
     run_benchmark(bench, out, root=args.root, log=lambda message: None, progress=progress)
     bar.close()
     print()
