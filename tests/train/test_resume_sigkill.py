@@ -9,14 +9,17 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, fit_command, run_fit, subprocess_env
 
-STALL_AT = 14  # training_losses call 14: 13 steps done; last.ckpt is the step-12 one (epoch 1 has steps 10..18)
+# 9 batches per epoch, a step checkpoint every 2 batches. Stalling at the 14th training batch (13 done)
+# leaves the step-12 checkpoint (mid-epoch 1: batches 10..18); at the 10th (9 done), the end-of-epoch-0 one.
+CASES = {"mid_epoch": (14, 12, 1), "epoch_end": (10, 9, 0)}
 
 
-def _kill_mid_epoch(config: Path, out: Path, marker: Path) -> None:
-    env = subprocess_env(GFLOWOUT_TEST_STALL_AT=str(STALL_AT), GFLOWOUT_TEST_STALL_MARKER=str(marker))
+def _kill_at(config: Path, out: Path, marker: Path, stall_at: int) -> None:
+    env = subprocess_env(GFLOWOUT_TEST_STALL_AT=str(stall_at), GFLOWOUT_TEST_STALL_MARKER=str(marker))
     process = subprocess.Popen(fit_command(config, out), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
@@ -33,15 +36,23 @@ def _kill_mid_epoch(config: Path, out: Path, marker: Path) -> None:
         process.stderr.close()
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, tiny_config: Path) -> None:
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    run_fit(tiny_config, reference)
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reference = tmp_path_factory.mktemp("reference") / "run"
+    run_fit(Path(__file__).resolve().parents[2] / "configs" / "tiny_synthetic.yaml", reference)
+    return reference
 
-    _kill_mid_epoch(tiny_config, interrupted, tmp_path / "stalled")
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, tiny_config: Path, reference_run: Path, case: str) -> None:
+    stall_at, step_at_kill, epoch_at_kill = CASES[case]
+    reference, interrupted = reference_run, tmp_path / "interrupted"
+    _kill_at(tiny_config, interrupted, tmp_path / "stalled", stall_at)
     assert not (interrupted / "results.json").exists()
     at_kill = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
-    assert at_kill["global_step"] == 12 and at_kill["epoch"] == 1, "the kill must come after a mid-epoch step checkpoint"
-    assert at_kill["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"] < 9  # mid-epoch
+    assert (at_kill["global_step"], at_kill["epoch"]) == (step_at_kill, epoch_at_kill), "not the checkpoint planned"
+    done_in_epoch = at_kill["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    assert (done_in_epoch < 9) == (case == "mid_epoch")
 
     run_fit(tiny_config, interrupted, resume=True)
 
