@@ -24,7 +24,7 @@ METRIC_LABELS = {
     "ece10": "ECE (10 bins)",
 }
 SCORE_LABELS = {
-    "max_probability": "1 - max probability",
+    "max_probability": "max probability (negated)",
     "predictive_entropy": "predictive entropy",
     "mutual_information": "mutual information",
 }

@@ -225,6 +225,11 @@ def _pool_ood(runs: Sequence[Mapping[str, Any]], kind: str, pair: str) -> dict[s
     return pooled
 
 
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def _series(group: Group, prefix: tuple[str, ...], keys: Sequence[str], metric: str) -> plots.Series:
     stats = [group.get(*prefix, k, metric) for k in keys]
     return [float(k) for k in keys], [s[0] for s in stats], [s[1] for s in stats]
@@ -243,12 +248,12 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
             figures.append((f"Reliability diagrams, {dataset}, {condition}", path))
     shifts = _subkeys(groups, "shifts")
     if shifts:
-        severities = _subkeys(groups, "shifts", shifts[0])
+        severities = _sorted_keys(sev for shift in shifts for sev in _subkeys(groups, "shifts", shift))
         per_metric: dict[str, dict[str, plots.Series]] = {}
         for metric in CURVE_METRICS:
             per_metric[metric] = {}
             for g in groups:
-                means = [np.nanmean([g.get("shifts", s, sev, metric)[0] for s in shifts]) for sev in severities]
+                means = [_nanmean([g.get("shifts", s, sev, metric)[0] for s in shifts]) for sev in severities]
                 per_metric[metric][g.method] = ([float(s) for s in severities], means, [math.nan] * len(means))
         path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: mean over {len(shifts)} shifts",
                                         figure_dir / f"{name}_severity.png")
