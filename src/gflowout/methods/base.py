@@ -35,7 +35,9 @@ class GroupSpec:
 class StepResult:
     """What one training step computed.
 
-    losses: one scalar per parameter group name; each must reach only its own group's parameters.
+    losses: one scalar per parameter group name. They are back-propagated as one sum, so a loss may
+        reach several groups where the method's objective says so (Concrete: the cross-entropy trains
+        the drop rates too); GFlowOut's are separated by detaches, and its tests check that.
     logs: detached scalars for progress bars and logs (accuracy, log Z, TB loss, ...).
     """
 
