@@ -290,6 +290,8 @@ class MethodModule(pl.LightningModule):
         self._pending_rng = checkpoint.get("rng_state")
 
     def on_train_start(self) -> None:
+        # A mid-epoch resume skips on_train_epoch_start: bring the method's schedules to this epoch here too.
+        self.method.set_epoch(self.current_epoch)
         # Restore the training RNG stream last, after everything that might draw from it during set-up.
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
