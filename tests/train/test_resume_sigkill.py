@@ -1,4 +1,9 @@
-"""A run killed with SIGKILL in the middle of an epoch and resumed ends exactly like an uninterrupted run."""
+"""A run killed with SIGKILL in the middle of an epoch and resumed ends exactly like an uninterrupted run.
+
+GFlowOut on the synthetic stand-in: three optimisers (log Z with its own lr), a beta schedule that
+changes every epoch and a multistep lr schedule on the backbone, stochastic masks, shuffled batches.
+Equality is exact (torch.equal), on one CPU thread.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,14 @@ from conftest import REPO, fit_command, run_fit, subprocess_env
 # 9 batches per epoch, a step checkpoint every 2 batches. Stalling at the 14th training batch (13 done)
 # leaves the step-12 checkpoint (mid-epoch 1: batches 10..18); at the 10th (9 done), the end-of-epoch-0 one.
 CASES = {"mid_epoch": (14, 12, 1), "epoch_end": (10, 9, 0)}
+GROUPS = 3  # GFlowOut's optimisers: Lightning's global_step counts 3 per batch
+OVERRIDES = ("method.name=gflowout", "method.options={beta: {initial: 0.01, factor: 10.0, every: 1}, generator_hidden: [8]}",
+             "optim.backbone.schedule={kind: multistep, milestones: [1, 2], gamma: 0.5}")
 
 
 def _kill_at(config: Path, out: Path, marker: Path, stall_at: int) -> None:
     env = subprocess_env(GFLOWOUT_TEST_STALL_AT=str(stall_at), GFLOWOUT_TEST_STALL_MARKER=str(marker))
-    process = subprocess.Popen(fit_command(config, out), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(fit_command(config, out, overrides=OVERRIDES), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
@@ -39,7 +47,7 @@ def _kill_at(config: Path, out: Path, marker: Path, stall_at: int) -> None:
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     reference = tmp_path_factory.mktemp("reference") / "run"
-    run_fit(Path(__file__).resolve().parents[2] / "configs" / "tiny_synthetic.yaml", reference)
+    run_fit(Path(__file__).resolve().parents[2] / "configs" / "tiny_synthetic.yaml", reference, overrides=OVERRIDES)
     return reference
 
 
@@ -50,15 +58,16 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, tiny_config: 
     _kill_at(tiny_config, interrupted, tmp_path / "stalled", stall_at)
     assert not (interrupted / "results.json").exists()
     at_kill = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
-    assert (at_kill["global_step"], at_kill["epoch"]) == (step_at_kill, epoch_at_kill), "not the checkpoint planned"
+    assert (at_kill["global_step"], at_kill["epoch"]) == (GROUPS * step_at_kill, epoch_at_kill), "not the planned checkpoint"
     done_in_epoch = at_kill["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
     assert (done_in_epoch < 9) == (case == "mid_epoch")
 
-    run_fit(tiny_config, interrupted, resume=True)
+    run_fit(tiny_config, interrupted, resume=True, overrides=OVERRIDES)
 
     final_ref = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
     final_res = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
-    assert final_ref["global_step"] == final_res["global_step"] == 27
+    assert final_ref["global_step"] == final_res["global_step"] == GROUPS * 27
+    assert float(final_res["state_dict"]["method.beta"]) == pytest.approx(1.0)  # 0.01 x 10^2 at epoch 2
     assert final_ref["state_dict"].keys() == final_res["state_dict"].keys()
     for name, tensor in final_ref["state_dict"].items():
         assert torch.equal(tensor, final_res["state_dict"][name]), f"weights {name} differ after resume"
