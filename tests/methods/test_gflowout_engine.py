@@ -245,6 +245,13 @@ def test_bernoulli_log_prob_matches_torch_distributions_and_stays_finite():
     got = bernoulli_log_prob(logits, mask)
     assert torch.isfinite(got).all()
     assert torch.allclose(got.double(), expected, rtol=1e-6, atol=1e-5)
+    # The hand-written backward agrees with autograd through torch.distributions.
+    weights = torch.tensor([0.7, -1.3])
+    leaf = logits.clone().requires_grad_()
+    (bernoulli_log_prob(leaf, mask) * weights).sum().backward()
+    reference = logits.clone().requires_grad_()
+    (torch.distributions.Bernoulli(logits=reference).log_prob(mask).sum(dim=1) * weights).sum().backward()
+    assert torch.allclose(leaf.grad, reference.grad, atol=1e-6)
 
 
 def test_grouped_tail_equals_separate_branch_mlps():
