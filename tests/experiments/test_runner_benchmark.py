@@ -17,12 +17,14 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
+import torch
 
 from gflowout.cli.main import main
 from gflowout.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "bench_tiny.yaml"
+KEEP_THREADS = ["--threads", str(torch.get_num_threads())]  # in-process runs must not change the suite's threads
 RUN_IDS = [f"mnist__{m}__seed{s}" for m in ("gflowout", "mc_dropout") for s in (1, 2)]
 
 
@@ -55,7 +57,7 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
     assert 1 <= len(written_before_kill) < 4, "kill it while runs are left, so the rerun has work to do"
 
     # rerun: the finished runs are skipped (their files untouched), the remaining ones are done
-    assert main(["benchmark", "--config", str(CONFIG), "--out", str(out)]) == 0
+    assert main(["benchmark", "--config", str(CONFIG), "--out", str(out), *KEEP_THREADS]) == 0
     log = capsys.readouterr().out
     for name, text in written_before_kill.items():
         assert f"{name[:-5]}: done earlier, skipped" in log
@@ -89,7 +91,7 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
     checkpoints = mtimes(out / "runs")
     lost = out / "results" / f"{RUN_IDS[3]}.json"
     lost.unlink()
-    assert main(["benchmark", "--config", str(CONFIG), "--out", str(out), "--no-report"]) == 0
+    assert main(["benchmark", "--config", str(CONFIG), "--out", str(out), "--no-report", *KEEP_THREADS]) == 0
     log = capsys.readouterr().out
     assert log.count("done earlier, skipped") == 3 and "training finished earlier" in log
     assert mtimes(out / "runs") == checkpoints

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from gflowout.cli.demo import find_demo_config
@@ -50,7 +51,9 @@ def test_tiny_demo_prints_the_table_and_names_the_folder(tmp_path, monkeypatch, 
     tiny.write_text(yaml.safe_dump(config))
     monkeypatch.chdir(tmp_path)
 
-    assert main(["demo", "--config", str(tiny), "--methods", "mc_dropout", "--out", "out"]) == 0
+    threads = torch.get_num_threads()
+    assert main(["demo", "--config", str(tiny), "--methods", "mc_dropout", "--out", "out", "--threads", str(threads)]) == 0
+    assert torch.get_num_threads() == threads
     captured = capsys.readouterr()
     result = json.loads((tmp_path / "out" / "results" / "mnist__mc_dropout__seed1.json").read_text())
     row = next(line for line in captured.out.splitlines() if line.startswith("mnist") and "mc_dropout" in line)

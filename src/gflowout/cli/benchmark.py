@@ -18,13 +18,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: benchmark-<config name>)")
     parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark
+    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark, set_threads
 
     quiet_lightning()
+    set_threads(args.threads)
     bench = load_benchmark_config(args.config)
     out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
     paths = run_benchmark(bench, out, root=args.root, report=not args.no_report)

@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: the config's)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs per method (default: the config's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
     parser.set_defaults(func=run)
 
 
@@ -69,11 +71,12 @@ def count_stages(bench) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from gflowout.eval.report import summary_table
-    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark
+    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark, set_threads
     from gflowout.experiments.progress import ProgressBar
 
     started = time.perf_counter()
     quiet_lightning()
+    set_threads(args.threads)
     bench = load_benchmark_config(find_demo_config(args.config))
     if args.methods:
         bench.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
