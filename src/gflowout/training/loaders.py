@@ -4,7 +4,9 @@ The training order of epoch e is a pure function of (seed, epoch): a permutation
 private generator, never from the global RNG. A `ResumableLoader` counts the batches it has handed
 out; Lightning saves that count in every checkpoint (the loader is "stateful") and, on resume, the
 loader skips the indices already done, so the remaining batches are exactly those an uninterrupted
-run would have seen. Each DDP rank takes every world_size-th index of the (padded) permutation, as
+run would have seen (exactly so with num_workers = 0, where augmentation draws come from the
+restored global RNG; with workers, their seeds are a function of (seed, epoch), so resuming at an
+epoch boundary is exact and mid-epoch augmentations may differ). Each DDP rank takes every world_size-th index of the (padded) permutation, as
 torch's DistributedSampler does, so the union of the ranks' j-th batches is the j-th global batch
 of a one-process run with world_size times the batch size.
 """
@@ -96,6 +98,9 @@ class ResumableLoader:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[Any]:
+        if self.loader.generator is not None:
+            # Worker seeds (augmentation draws in DataLoader workers) as a function of (seed, epoch) too.
+            self.loader.generator.manual_seed((self.sampler.seed * 1_000_003 + self.sampler.epoch + 7) % (2**63))
         self._done = self._resume_done
         if self._resume_done:
             self.sampler.skip_next(self._resume_done * self.batch_size)
