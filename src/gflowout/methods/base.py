@@ -190,7 +190,7 @@ def raise_if_nonfinite(result: StepResult, method: str) -> None:
     """Stop training on a NaN or infinite loss, with every loss and log value as the diagnostic."""
     bad = [name for name, value in result.losses.items() if not torch.isfinite(value).all()]
     if bad:
-        values = {k: float(v) for k, v in {**result.losses, **result.logs}.items()}
+        values = {k: float(v.detach()) for k, v in {**result.losses, **result.logs}.items()}
         raise NonFiniteLossError(
             f"{method}: non-finite loss in group(s) {bad}; all values this step: {values}. "
             "Lower the learning rate of that group, enable gradient clipping, or check the input data."
