@@ -86,6 +86,11 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
     assert len(inline) == len(pngs) and "<table>" in page and "clean test set" in page
     assert mpimg.imread(io.BytesIO(base64.b64decode(inline[0].split('"')[0])), format="png").ndim == 3
 
+    # `gflowout report OUT` on the benchmark folder rebuilds the same tables
+    assert main(["report", str(out)]) == 0
+    tables = report[report.index("## mnist"):]
+    assert (out / "report" / "report.md").read_text().endswith(tables)
+
     # a rerun of a finished grid trains nothing; a lost result file is re-evaluated without retraining,
     # and the seeded evaluation gives the same numbers again
     checkpoints = mtimes(out / "runs")

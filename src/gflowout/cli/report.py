@@ -13,8 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read every result JSON under RESULTS_DIR, aggregate mean ± standard error over seeds, "
         "and write report.md, figures/*.png and a self-contained report.html.",
     )
-    parser.add_argument("results_dir", help="folder with result files (e.g. <benchmark out>/results)")
-    parser.add_argument("--out", default=None, help="report folder (default: RESULTS_DIR/../report)")
+    parser.add_argument("results_dir", help="a benchmark's output folder, or any folder of result files (searched recursively)")
+    parser.add_argument("--out", default=None,
+                        help="report folder (default: RESULTS_DIR/report for a benchmark folder, else RESULTS_DIR/../report)")
     parser.add_argument("--title", default="gflowout report")
     parser.set_defaults(func=run)
 
@@ -23,7 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.eval.report import write_report
 
     results = Path(args.results_dir)
-    out = Path(args.out) if args.out else results.resolve().parent / "report"
+    if args.out:
+        out = Path(args.out)
+    elif (results / "results").is_dir():  # a benchmark's output folder: results/, runs/, report/
+        out = results / "report"
+    else:
+        out = results.resolve().parent / "report"
     html = write_report(results, out, title=args.title)
     print(f"report written: {out / 'report.md'} and {html}")
     return 0
