@@ -38,7 +38,7 @@ from gflowout.checkpoint import (
     read_checkpoint,
 )
 from gflowout.config import ExperimentConfig
-from gflowout.errors import CheckpointError, ConfigError
+from gflowout.errors import ConfigError
 from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
 from gflowout.training.module import MethodModule
@@ -78,12 +78,6 @@ def weight_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _strategy(name: str) -> Any:
-    """"ddp" as Lightning's, except that a method whose groups skip some parameters can ask for
-    "ddp_find_unused_parameters_true" (Lightning's name); every shipped method uses all its parameters."""
-    return name
-
-
 def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> pl.Trainer:
     """The Lightning Trainer of a run: atomic checkpoints, best + last, CSV and TensorBoard loggers."""
     t = config.trainer
@@ -98,12 +92,14 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
     loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb", default_hp_metric=False)]
     kwargs: dict[str, Any] = dict(
         max_epochs=t.max_epochs, max_steps=t.max_steps, precision=t.precision, devices=t.devices,
-        accelerator=t.accelerator, strategy=_strategy(t.strategy), num_nodes=t.num_nodes,
+        accelerator=t.accelerator, strategy=t.strategy, num_nodes=t.num_nodes,
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, callbacks=callbacks, logger=loggers,
         plugins=[AtomicCheckpointIO()], enable_progress_bar=t.enable_progress_bar, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our samplers shard by rank themselves (and resume mid-epoch)
         limit_val_batches=t.limit_val_batches, enable_model_summary=False, default_root_dir=out_dir,
     )
+    # strategy "ddp" is Lightning's plain DDP: every shipped method uses all its parameters each step (checked
+    # with 2 ranks); a user's method that skips some can pass "ddp_find_unused_parameters_true".
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)
 

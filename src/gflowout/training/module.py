@@ -28,7 +28,7 @@ from torch import Tensor
 
 from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
-from gflowout.methods.base import DropoutMethod, GroupSpec, raise_if_nonfinite, resolve_group_specs
+from gflowout.methods.base import DropoutMethod, raise_if_nonfinite, resolve_group_specs
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
 
 ECE_BINS = 15
