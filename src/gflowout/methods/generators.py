@@ -10,12 +10,16 @@ Each generator maps what is known at one mask site to one logit per unit of that
 * `ChainGenerator`: q(z_l | z_<l) of ID-GFlowOut (method.md 1.5): an MLP on the earlier masks, or a
   learned constant at the first site.
 
-Speed: the paper's branch MLPs are many tiny ops on [batch, 32] tensors, and on a CPU their count,
-not their arithmetic, is the cost. So the branches of one generator run side by side as one chain:
-their first layers are written into one [batch, branches * hidden] tensor, later layers are one
-block-diagonal linear each (a dense weight times a fixed 0/1 block mask, so no gradient crosses
-branches), and each branch's LayerNorm is one `layer_norm` over a [batch, branches, hidden] view. This is the
-same function as separate branch MLPs (LayerNorm over each branch's features with its own affine).
+Architecture (method.md 2.1): every MLP is the paper's Linear -> LeakyReLU -> LayerNorm blocks
+(hidden [32, 32]), then a Linear; branches output 10 features each. The LayerNorms have no affine
+parameters, which the next Linear absorbs (see `GroupedMLPTail`).
+
+Speed: the paper's branch MLPs are many tiny ops on [batch, 32] tensors, and on a CPU their count
+matters as much as their arithmetic. So the branches of one generator run side by side as one
+chain: their first layers are written into one [batch, branches * hidden] tensor, later layers are
+one block-diagonal linear each (a dense weight times a fixed 0/1 block mask, so no signal or
+gradient crosses branches), and each branch's LayerNorm is one `layer_norm` over a
+[batch, branches, hidden] view. This is the same function as separate branch MLPs (tested).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, resolve_group_specs, build_optimizer
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, build_optimizer, resolve_group_specs
 from gflowout.methods.generators import (
     LogPartition,
     PosteriorGenerator,
@@ -42,8 +42,8 @@ from gflowout.methods.generators import (
     draw_policy_mask,
     sample_and_apply,
 )
-from gflowout.methods.schedules import BetaSpec, as_beta_schedule
 from gflowout.methods.none import backbone_spec
+from gflowout.methods.schedules import BetaSpec, as_beta_schedule
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask, site_features
@@ -135,11 +135,12 @@ class PriorSampler:
 
 
 class GFlowOut(DropoutMethod):
-    """GFlowOut on any MaskedNet. See the module docstring for the step; keyword defaults follow the paper's MNIST runs.
+    """GFlowOut on any MaskedNet. See the module docstring for the step; defaults follow the paper's code.
 
-    beta: reward temperature: a number (fixed; default 1, the Bayesian posterior), "paper_mnist"
-        (0.001, x3.16 every 30 epochs, capped at 1), a mapping of `BetaSchedule` fields or a BetaSchedule.
-        Advanced by `set_epoch`; the current value lives in the `beta` buffer.
+    beta: reward temperature: a number (fixed; default 1: the Bayesian posterior, and the paper's
+        CIFAR runs), "paper_mnist" (the MNIST runs: 0.001, x3.16 every 30 epochs, capped at 1), a
+        mapping of `BetaSchedule` fields or a BetaSchedule. Advanced by `set_epoch`; the current
+        value lives in the `beta` buffer, so checkpoints carry it.
     train_temperature: masks are sampled from sigmoid(logit / T) during training (paper: 2).
     epsilon, epsilon_keep: probability of replacing an example's site mask by a Bernoulli(keep) mask.
     generator_hidden, branch_out: generator MLP sizes (paper: [32, 32] and 10).
@@ -208,10 +209,13 @@ class GFlowOut(DropoutMethod):
 
     def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
         """Three optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
-        optimizers = super().make_optimizers(overrides)
-        spec = resolve_group_specs(self.group_defaults(), overrides)["posterior"]
-        optimizers["posterior"] = posterior_optimizer(list(self.posterior.parameters()), list(self.log_partition.parameters()), spec, self.logz_lr)
-        return optimizers
+        specs = resolve_group_specs(self.group_defaults(), overrides)
+        generators, log_z = list(self.posterior.parameters()), list(self.log_partition.parameters())
+        return {
+            "backbone": build_optimizer(list(self.net.parameters()), specs["backbone"]),
+            "posterior": posterior_optimizer(generators, log_z, specs["posterior"], self.logz_lr),
+            "prior": build_optimizer(list(self.prior.parameters()), specs["prior"]),
+        }
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch.fill_(int(epoch))

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, resolve_group_specs
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, build_optimizer, resolve_group_specs
 from gflowout.methods.generators import ChainGenerator, bernoulli_log_prob, draw_policy_mask, sample_and_apply
 from gflowout.methods.gflowout import SiteChain, check_exploration, posterior_optimizer
 from gflowout.methods.none import backbone_spec
@@ -134,10 +134,11 @@ class IDGFlowOut(DropoutMethod):
 
     def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
         """Two optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
-        optimizers = super().make_optimizers(overrides)
-        spec = resolve_group_specs(self.group_defaults(), overrides)["posterior"]
-        optimizers["posterior"] = posterior_optimizer(list(self.generators.parameters()), [self.log_z], spec, self.logz_lr)
-        return optimizers
+        specs = resolve_group_specs(self.group_defaults(), overrides)
+        return {
+            "backbone": build_optimizer(list(self.net.parameters()), specs["backbone"]),
+            "posterior": posterior_optimizer(list(self.generators.parameters()), [self.log_z], specs["posterior"], self.logz_lr),
+        }
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch.fill_(int(epoch))
