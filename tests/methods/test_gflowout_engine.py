@@ -13,11 +13,11 @@ from gflowout.methods.generators import (
     PosteriorGenerator,
     PriorGenerator,
     bernoulli_log_prob,
+    keep_with_16_bits,
     project_earlier_masks,
     sample_and_apply,
-    sample_bernoulli,
 )
-from gflowout.methods.gflowout import GFlowOut, PosteriorSampler
+from gflowout.methods.gflowout import GFlowOut, PosteriorSampler, PriorSampler
 from gflowout.methods.schedules import BetaSchedule, as_beta_schedule
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
 from gflowout.nets.mlp import MLP
@@ -283,12 +283,50 @@ def test_grouped_tail_equals_separate_branch_mlps():
 def test_prediction_fast_path_equals_apply_mask_bit_for_bit(site, shape):
     activation, logits = torch.randn(shape), torch.randn(9, 6) * 2
     torch.manual_seed(3)
-    expected_mask = sample_bernoulli(torch.sigmoid(logits))
+    expected_mask = keep_with_16_bits(torch.sigmoid(logits)).float()
     expected = apply_mask(site, activation, expected_mask)
     torch.manual_seed(3)
     with torch.no_grad():
         mask, masked = sample_and_apply(site, activation, logits.clone())
     assert torch.equal(mask, expected_mask) and torch.equal(masked, expected)
+
+
+@pytest.mark.parametrize("p", [0.0, 1e-3, 0.3, 0.5, 0.97, 1.0])
+def test_16_bit_masks_have_the_right_keep_probability_in_every_position(p):
+    """Each of the four int16 positions of a random word (one has 15 random bits) keeps with probability p."""
+    rows, width = 3000, 1023  # width not a multiple of 4
+    keep = keep_with_16_bits(torch.full((rows, width), p)).float()
+    if p in (0.0, 1.0):
+        assert torch.equal(keep, torch.full_like(keep, p))
+        return
+    by_position = keep[:, :1020].reshape(rows, -1, 4).mean(dim=(0, 1))
+    tolerance = 5 * math.sqrt(p * (1 - p) / (rows * 255))
+    assert torch.allclose(by_position, torch.full((4,), p), atol=tolerance), by_position
+    neighbours = torch.corrcoef(torch.stack([keep[:, :-1].flatten(), keep[:, 1:].flatten()]))[0, 1]
+    assert abs(float(neighbours)) < 0.01, "neighbouring units must be independent"
+
+
+def test_16_bit_masks_follow_per_unit_probabilities():
+    probs = torch.rand(1, 64).expand(20000, 64).contiguous()
+    frequency = keep_with_16_bits(probs.clone(), overwrite=True).float().mean(dim=0)
+    assert torch.allclose(frequency, probs[0], atol=5 * math.sqrt(0.25 / 20000))
+
+
+def test_predict_runs_the_first_site_prior_once_per_input(monkeypatch):
+    method = small_method()
+    x, _ = batch(3)
+    rows = []
+    original = method.prior[0].forward
+    monkeypatch.setattr(method.prior[0], "forward", lambda *args: rows.append(args[1].shape[0]) or original(*args))
+    logits = method.predict(x, samples=7)
+    assert rows == [3] and logits.shape == (7, 3, 10)
+    # The shared logits give every copy of an input the prior's keep probabilities at the first site.
+    sampler = PriorSampler(method.prior, copies=4000)
+    with torch.no_grad():
+        method.net(x[:1].repeat(4000, 1, 1, 1), sampler)
+        keep = torch.sigmoid(original(None, method.net.hidden[1](method.net.hidden[0](x[:1].flatten(1)))))[0]
+    assert rows[-1] == 1
+    assert torch.allclose(sampler.chain.masks[0].mean(dim=0), keep, atol=4 * math.sqrt(0.25 / 4000))
 
 
 def test_blockwise_earlier_masks_equal_the_concatenation():

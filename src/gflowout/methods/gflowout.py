@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, build_optimizer, resolve_group_specs
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer, resolve_group_specs
 from gflowout.methods.generators import (
     LogPartition,
     PosteriorGenerator,
@@ -120,18 +120,38 @@ class PosteriorSampler:
 
 
 class PriorSampler:
-    """Prediction sampler: masks from the prior p(z | x) at T = 1. It holds only the prior generators."""
+    """Prediction sampler: masks from the prior p(z | x) at T = 1. It holds only the prior generators.
 
-    def __init__(self, prior: nn.ModuleList) -> None:
+    copies: the batch is `copies` sample-major copies of the same inputs (`predict`'s batch
+    expansion). The first site's activation is then the same in every copy of an input (no mask has
+    been applied yet), so its prior logits are computed once per input and repeated; a check on the
+    second copy falls back to the full batch if a random layer before the first site makes them differ.
+    """
+
+    def __init__(self, prior: nn.ModuleList, copies: int = 1) -> None:
         self.prior = prior
+        self.copies = int(copies)
         self.chain = SiteChain(len(prior))
 
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
-        logits = self.prior[site.index](self.chain.earlier, site_features(site, activation).detach())
+        features = site_features(site, activation).detach()
+        logits = self._first_site_logits_once(features) if site.index == 0 and self.copies > 1 else None
+        if logits is None:
+            logits = self.prior[site.index](self.chain.earlier, features)
         mask, masked = sample_and_apply(site, activation, logits)
         self.chain.push(mask)
         return masked
+
+    def _first_site_logits_once(self, features: Tensor) -> Tensor | None:
+        rows = features.shape[0]
+        if rows % self.copies:
+            return None
+        batch = rows // self.copies
+        first_copy = features[:batch]
+        if not torch.equal(features[batch : 2 * batch], first_copy):
+            return None
+        return self.prior[0](None, first_copy).repeat(self.copies, 1)
 
 
 class GFlowOut(DropoutMethod):
@@ -261,6 +281,21 @@ class GFlowOut(DropoutMethod):
     # --- prediction ----------------------------------------------------------------------------
     def prediction_sampler(self) -> PriorSampler:
         return PriorSampler(self.prior)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
+        """Per-sample logits [samples, batch, classes], masks from the prior p(z | x) at T = 1; no label.
+
+        As `DropoutMethod.predict` (one batched pass over x repeated S times, sample-major), with a
+        sampler told about the S copies so that the first site's prior runs once per input.
+        """
+        if int(samples) != samples or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        self.validate(x)
+        expanded = x.repeat(samples, *([1] * (x.dim() - 1)))
+        with _eval_mode(self):
+            logits = self.net(expanded, PriorSampler(self.prior, copies=int(samples)))
+        return logits.reshape(int(samples), x.shape[0], -1)
 
 
 def check_exploration(temperature: float, epsilon: float, epsilon_keep: float) -> None:
