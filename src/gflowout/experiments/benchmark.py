@@ -17,7 +17,7 @@ results/<run id>.json (one result file per run, written atomically) and report/ 
 HTML). Each run is a pure function of its files: a run with a result file is skipped, a run whose
 training finished (marker `runs/<run id>/trained.json`) is only evaluated, and an interrupted
 training resumes from its last checkpoint. So a killed benchmark rerun with the same command
-finishes the remaining runs only.
+finishes the remaining runs only. (A resumed training's `train_time_s` counts the last session only.)
 """
 
 from __future__ import annotations
