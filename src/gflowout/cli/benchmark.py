@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, help="benchmark YAML (e.g. configs/bench_mnist.yaml)")
     parser.add_argument("--out", default=None, help="output folder (default: benchmark-<config name>)")
     parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="log a failed run and go on with the others (exit status 2 at the end, failures listed)")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
@@ -30,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     bench = load_benchmark_config(args.config)
     out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
-    paths = run_benchmark(bench, out, root=args.root, report=not args.no_report)
+    paths = run_benchmark(bench, out, root=args.root, report=not args.no_report,
+                          keep_going=args.keep_going)
     print(f"{len(paths)} result file(s) in {out / 'results'}")
     return 0

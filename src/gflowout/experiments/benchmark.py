@@ -32,10 +32,14 @@ from typing import Any
 
 import yaml
 
-from gflowout.errors import ConfigError
+from gflowout.errors import ConfigError, GFlowOutError
 from gflowout.experiments.results import read_result, run_id, write_json_atomic
 
 TRAINED_MARKER = "trained.json"
+
+
+class BenchmarkError(GFlowOutError):
+    """Some runs of a benchmark grid failed (with --keep-going); the message lists them."""
 
 
 @dataclass
@@ -181,10 +185,14 @@ def run_benchmark(
     report: bool = True,
     trainer_overrides: dict[str, Any] | None = None,
     progress: Callable[[str, str], None] | None = None,
+    keep_going: bool = False,
 ) -> list[Path]:
     """Train, evaluate and record every run of the grid that has no result file yet; then write the report.
 
     Returns the result files of all runs of the grid. `trainer_overrides` go to `gflowout.train.fit`.
+    keep_going: a run that fails with a gflowout error (a diverged loss, missing data) is logged and
+    skipped; the others go on, the report covers the finished ones, and a BenchmarkError listing the
+    failed runs is raised at the end. Without it the first failure stops the grid.
     progress: called as progress(run id, stage) when a stage starts ("training", each evaluation
     condition, "done"), for progress bars.
     """
@@ -193,6 +201,7 @@ def run_benchmark(
     configs = [run_config(bench, spec, root) for spec in specs]  # every config is checked before any training
     done_paths: list[Path] = []
     session_times: list[float] = []
+    failures: dict[str, str] = {}
     for index, (spec, config) in enumerate(zip(specs, configs)):
         identity = run_id(config.data.name, spec.method, spec.seed)
         result_path = out_dir / "results" / f"{identity}.json"
@@ -207,9 +216,18 @@ def run_benchmark(
         eta = f", ETA {_format_seconds(seconds_left(session_times, remaining))}" if session_times else ""
         log(f"[{index + 1}/{len(specs)}] {identity}: {index} done, {remaining} left{eta}")
         started = time.perf_counter()
-        result = train_and_evaluate(config, out_dir / "runs" / identity, bench.evaluation, log=log,
-                                    trainer_overrides={**bench.trainer_overrides, **(trainer_overrides or {})},
-                                    progress=(lambda stage, i=identity: progress(i, stage)) if progress else None)
+        try:
+            result = train_and_evaluate(config, out_dir / "runs" / identity, bench.evaluation, log=log,
+                                        trainer_overrides={**bench.trainer_overrides, **(trainer_overrides or {})},
+                                        progress=(lambda stage, i=identity: progress(i, stage)) if progress else None)
+        except GFlowOutError as error:
+            if not keep_going:
+                raise
+            failures[identity] = f"{type(error).__name__}: {error}"
+            log(f"[{index + 1}/{len(specs)}] {identity}: FAILED ({failures[identity]}); going on")
+            if progress:
+                progress(identity, "done")
+            continue
         write_json_atomic(result_path, result)
         session_times.append(time.perf_counter() - started)
         done_paths.append(result_path)
@@ -221,8 +239,13 @@ def run_benchmark(
     if report:
         from gflowout.eval.report import write_report
 
-        html = write_report(out_dir / "results", out_dir / "report")
-        log(f"report: {html}")
+        if done_paths:
+            html = write_report(out_dir / "results", out_dir / "report")
+            log(f"report: {html}")
+    if failures:
+        listing = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        raise BenchmarkError(f"{len(failures)} of {len(specs)} run(s) failed ({listing}); "
+                             "fix the cause and rerun the same command to do only those")
     return done_paths
 
 

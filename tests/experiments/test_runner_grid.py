@@ -1,0 +1,71 @@
+"""The benchmark grid's bookkeeping with a stand-in for training + evaluation: the grid order, one file per
+run, skip on rerun, ETA after the first finished run, --keep-going on a failing run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gflowout.errors import NonFiniteLossError
+from gflowout.experiments import benchmark
+from gflowout.experiments.benchmark import BenchmarkError, load_benchmark_config, run_benchmark, seconds_left
+from gflowout.experiments.results import SCHEMA_VERSION
+
+
+def write_bench(tmp_path: Path) -> Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump({
+        "config": {"data": {"name": "mnist"}, "model": {"options": {"hidden": [8]}}},
+        "methods": ["mc_dropout", "none"], "seeds": [1, 2, 3],
+        "evaluation": {"samples": 2, "limit": 10},
+    }))
+    return path
+
+
+def test_grid_order_skip_eta_and_keep_going(tmp_path: Path, monkeypatch):
+    calls: list[tuple[str, int]] = []
+
+    def stand_in(config, run_dir, evaluation, log, trainer_overrides, progress):
+        calls.append((config.method.name, config.seed))
+        assert config.model.options["hidden"] == [8] and evaluation.samples == 2
+        if (config.method.name, config.seed) == ("none", 2):
+            raise NonFiniteLossError("loss became NaN")
+        accuracy = 0.5 + config.seed / 10
+        return {"schema_version": SCHEMA_VERSION, "run_id": "x", "method": config.method.name, "seed": config.seed,
+                "dataset": config.data.name, "train_time_s": 1.0, "eval_time_s": 1.0,
+                "clean": {"accuracy": accuracy, "nll": 1.0, "brier": 0.5, "ece15": 0.1, "ece10": 0.1}}
+
+    monkeypatch.setattr(benchmark, "train_and_evaluate", stand_in)
+    bench = load_benchmark_config(write_bench(tmp_path))
+    lines: list[str] = []
+    with pytest.raises(BenchmarkError, match=r"1 of 6 run\(s\) failed \(mnist__none__seed2: NonFiniteLossError"):
+        run_benchmark(bench, tmp_path / "out", log=lines.append, keep_going=True)
+    assert calls == [("mc_dropout", 1), ("mc_dropout", 2), ("mc_dropout", 3), ("none", 1), ("none", 2), ("none", 3)]
+    assert "ETA" not in lines[0] and "0 done, 6 left" in lines[0]
+    assert any("ETA" in line for line in lines[1:])
+    files = sorted(p.name for p in (tmp_path / "out" / "results").glob("*.json"))
+    assert files == [f"mnist__{m}__seed{s}.json" for m, s in
+                     [("mc_dropout", 1), ("mc_dropout", 2), ("mc_dropout", 3), ("none", 1), ("none", 3)]]
+    assert json.loads((tmp_path / "out" / "results" / files[1]).read_text())["clean"]["accuracy"] == pytest.approx(0.7)
+    report = (tmp_path / "out" / "report" / "report.md").read_text()
+    assert "| mc_dropout | 3 | 0.7000 ± 0.0577 |" in report  # 0.6, 0.7, 0.8: sd 0.1, se 0.1 / sqrt 3
+
+    # the rerun does only the failed run; without --keep-going a failure stops the grid
+    calls.clear()
+    with pytest.raises(NonFiniteLossError):
+        run_benchmark(bench, tmp_path / "out", log=lines.append, report=False)
+    assert calls == [("none", 2)]
+
+
+def test_seconds_left_and_bad_configs(tmp_path: Path):
+    assert seconds_left([10.0, 20.0], 3) == pytest.approx(45.0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": "x.yaml", "methods": ["gflowout"], "seeds": [1], "sedes": [2]}))
+    with pytest.raises(benchmark.ConfigError, match="unknown benchmark key.*sedes"):
+        load_benchmark_config(bad)
+    bad.write_text(yaml.safe_dump({"config": "x.yaml", "methods": ["gflowout"], "seeds": ["one"]}))
+    with pytest.raises(benchmark.ConfigError, match="'seeds' must be a non-empty list of int"):
+        load_benchmark_config(bad)
