@@ -23,6 +23,7 @@ finishes the remaining runs only. (A resumed training's `train_time_s` counts th
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -263,7 +264,7 @@ def train_and_evaluate(
 
     marker = run_dir / TRAINED_MARKER
     if marker.is_file():
-        train_time = float(yaml.safe_load(marker.read_text())["train_time_s"])
+        train_time = float(json.loads(marker.read_text())["train_time_s"])
         log(f"  training finished earlier ({run_dir}); evaluating")
     else:
         if progress:

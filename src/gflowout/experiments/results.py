@@ -2,15 +2,13 @@
 
 The schema of a result file is documented in `gflowout.eval.evaluate`. This module only moves
 those dictionaries to and from disk, so that a run killed halfway never leaves a half-written file:
-a result file either exists complete or not at all.
+a result file either exists complete or not at all (writes go through `gflowout.checkpoint.atomic_write`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +41,10 @@ def _clean_json(value: Any) -> Any:
 
 
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write `data` as JSON to `path` via a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(_clean_json(data), stream, indent=1, allow_nan=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `data` as strict JSON (NaN -> null) atomically: the harness's temporary file + os.replace."""
+    from gflowout.checkpoint import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(_clean_json(data), indent=1, allow_nan=False) + "\n")
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
