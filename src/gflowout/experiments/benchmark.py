@@ -23,8 +23,8 @@ finishes the remaining runs only. (A resumed training's `train_time_s` counts th
 from __future__ import annotations
 
 import copy
-import json
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
