@@ -32,6 +32,11 @@ _EXPORTS: dict[str, str] = {
     "ContextualDropout": "gflowout.methods.contextual",
     "NoDropout": "gflowout.methods.none",
     "method_class": "gflowout.methods",
+    # training, checkpoints, configuration
+    "fit": "gflowout.train",
+    "load_method": "gflowout.checkpoint",
+    "load_config": "gflowout.config",
+    "ExperimentConfig": "gflowout.config",
     # errors
     "GFlowOutError": "gflowout.errors",
     "DataError": "gflowout.errors",
