@@ -57,12 +57,17 @@ def test_resnet_channel_sites(mask_blocks, sites):
     check_one_step_and_prediction(IDGFlowOut(CifarResNet18(mask_blocks=mask_blocks, input_shape=(3, 16, 16)), dataset_size=50000), x, y)
 
 
-def test_log_partition_pools_large_inputs():
+@pytest.mark.parametrize("shape, features", [((1, 28, 28), 784), ((3, 32, 32), 3 * 18 * 18), ((40, 64), 1024)])
+def test_log_partition_pools_large_inputs(shape, features):
     torch.manual_seed(0)
-    log_z = LogPartition(3 * 32 * 32, num_classes=10)
-    assert log_z.input_layer.in_features == 1024
-    out = log_z(torch.randn(5, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4]))
+    log_z = LogPartition(shape, num_classes=10)
+    assert log_z.input_layer.in_features == features
+    out = log_z(torch.randn(5, *shape), torch.tensor([0, 1, 2, 3, 4]))
     assert out.shape == (5,) and torch.isfinite(out).all()
+    x = torch.randn(2, *shape)
+    labels = torch.tensor([4, 4])
+    assert log_z(x, labels)[0] != log_z(x, labels)[1], "log Z must depend on the input"
+    assert log_z(x, labels)[0] != log_z(x, torch.tensor([7, 4]))[0], "log Z must depend on the label"
 
 
 class TinyTransformer(nn.Module):

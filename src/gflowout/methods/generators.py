@@ -278,19 +278,30 @@ class ChainGenerator(nn.Module):
 
 
 class LogPartition(nn.Module):
-    """log Z(x, y) of GFlowOut: an MLP on the flattened input and onehot(y) -> [batch].
+    """log Z(x, y) of GFlowOut: an MLP on the (pooled) input and onehot(y) -> [batch].
 
-    The paper's MLP(in = 784 + 10, hidden [16], out 1) with the Linear -> LeakyReLU -> LayerNorm block
-    (method.md 2.1). onehot(y) @ W is an embedding lookup. Inputs larger than `max_input_features`
-    per example (CIFAR's 3 x 32 x 32, a wrapped model's tokens) are average-pooled along their
-    flattened features to that size first: log Z only needs to tell examples apart, and this keeps
-    it a few thousand weights instead of the paper's CNN (a documented simplification).
+    The paper's MNIST MLP(in = 784 + 10, hidden [16], out 1) with the Linear -> LeakyReLU ->
+    LayerNorm block (method.md 2.1); onehot(y) @ W is an embedding lookup. Inputs with more than
+    `max_input_features` values per example are average-pooled first: images [C, H, W] spatially to
+    the largest s x s grid with C * s * s <= max_input_features (CIFAR: 3 x 18 x 18), other shapes
+    (a wrapped model's tokens) along their flattened values. A documented simplification of the
+    paper's small CNN for CIFAR: log Z only has to tell examples apart, and this keeps it small.
     """
 
-    def __init__(self, input_features: int, num_classes: int, hidden: int = 16, max_input_features: int = 1024) -> None:
+    def __init__(
+        self, input_shape: Sequence[int], num_classes: int, hidden: int = 16, max_input_features: int = 1024
+    ) -> None:
         super().__init__()
-        self.input_features = int(input_features)
-        self.pooled_features = min(self.input_features, int(max_input_features))
+        self.input_shape = tuple(int(d) for d in input_shape)
+        total = math.prod(self.input_shape)
+        self.grid: int | None = None  # spatial pooling size for images, None for no or 1-D pooling
+        if total <= max_input_features:
+            self.pooled_features = total
+        elif len(self.input_shape) == 3 and self.input_shape[0] <= max_input_features:
+            self.grid = max(1, math.isqrt(max_input_features // self.input_shape[0]))
+            self.pooled_features = self.input_shape[0] * self.grid**2
+        else:
+            self.pooled_features = int(max_input_features)
         self.input_layer = nn.Linear(self.pooled_features, hidden)
         self.label_layer = nn.Embedding(num_classes, hidden)
         nn.init.uniform_(self.label_layer.weight, -1.0 / math.sqrt(num_classes), 1.0 / math.sqrt(num_classes))
@@ -298,11 +309,14 @@ class LogPartition(nn.Module):
         self.output = nn.Linear(hidden, 1)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        flat = x.flatten(1)
-        if not flat.is_floating_point():
-            flat = flat.float()
-        if self.pooled_features < self.input_features:
-            flat = F.adaptive_avg_pool1d(flat.unsqueeze(1), self.pooled_features).squeeze(1)
+        if not x.is_floating_point():
+            x = x.float()
+        if self.grid is not None:
+            flat = F.adaptive_avg_pool2d(x, self.grid).flatten(1)
+        else:
+            flat = x.flatten(1)
+            if flat.shape[1] > self.pooled_features:
+                flat = F.adaptive_avg_pool1d(flat.unsqueeze(1), self.pooled_features).squeeze(1)
         h = self.input_layer(flat) + self.label_layer(labels)
         return self.output(self.norm(F.leaky_relu(h, NEGATIVE_SLOPE))).squeeze(1)
 

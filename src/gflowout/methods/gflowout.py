@@ -212,7 +212,7 @@ class GFlowOut(DropoutMethod):
             PosteriorGenerator(offsets[i], s.width, net.num_classes, generator_hidden, branch_out) for i, s in enumerate(sites)
         )
         self.prior = nn.ModuleList(PriorGenerator(offsets[i], s.width, generator_hidden, branch_out) for i, s in enumerate(sites))
-        self.log_partition = LogPartition(math.prod(net.input_shape), net.num_classes, logz_hidden)
+        self.log_partition = LogPartition(net.input_shape, net.num_classes, logz_hidden)
         self.register_buffer("beta", torch.tensor(self.beta_schedule.value(0)))
         self.register_buffer("epoch", torch.tensor(0, dtype=torch.long))
 
