@@ -56,28 +56,38 @@ class CifarResNet18(MaskedNet):
     mask_blocks: "all" puts a site on all 8 blocks (the final official code, Resnet_GFN.py L52);
         "last2" only on the two layer4 blocks (512 channels each), as the paper-era code (method.md 2.2).
     input_shape: one example, (3, 32, 32) by default; other sizes work (global average pooling).
+    width: channels of the stem and first stage (64, the standard ResNet-18); the stages get
+        width x (1, 2, 4, 8) channels. Smaller widths give narrow networks for quick tests.
     Input [batch, *input_shape] -> logits [batch, num_classes].
     """
 
     def __init__(
-        self, num_classes: int = 10, mask_blocks: MaskBlocks = "all", input_shape: tuple[int, ...] = (3, 32, 32)
+        self,
+        num_classes: int = 10,
+        mask_blocks: MaskBlocks = "all",
+        input_shape: tuple[int, ...] = (3, 32, 32),
+        width: int = STAGE_CHANNELS[0],
     ) -> None:
         super().__init__(input_shape, num_classes)
         if mask_blocks not in ("all", "last2"):
             raise ValueError(f"mask_blocks must be 'all' or 'last2', got {mask_blocks!r}")
         if len(self.input_shape) != 3:
             raise ValueError(f"CifarResNet18 needs input_shape (channels, height, width), got {self.input_shape}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive int (64 for the standard ResNet-18), got {width!r}")
         self.mask_blocks = mask_blocks
+        self.width = width
+        stage_channels = tuple(width * c // STAGE_CHANNELS[0] for c in STAGE_CHANNELS)
         total_blocks = len(STAGE_CHANNELS) * BLOCKS_PER_STAGE
         first_masked = 0 if mask_blocks == "all" else total_blocks - 2
         self.stem = nn.Sequential(
-            nn.Conv2d(self.input_shape[0], STAGE_CHANNELS[0], 3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(STAGE_CHANNELS[0]),
+            nn.Conv2d(self.input_shape[0], stage_channels[0], 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(stage_channels[0]),
             nn.ReLU(inplace=True),
         )
         blocks: list[nn.Module] = []
-        in_channels = STAGE_CHANNELS[0]
-        for stage, channels in enumerate(STAGE_CHANNELS):
+        in_channels = stage_channels[0]
+        for stage, channels in enumerate(stage_channels):
             for i in range(BLOCKS_PER_STAGE):
                 stride = 2 if stage > 0 and i == 0 else 1
                 blocks.append(BasicBlock(in_channels, channels, stride, masked=len(blocks) >= first_masked))
