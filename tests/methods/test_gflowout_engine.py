@@ -79,6 +79,14 @@ def test_posterior_optimiser_gives_log_z_its_own_lr_and_no_weight_decay():
 
 
 # --- prediction never sees a label ---------------------------------------------------------------
+@pytest.mark.parametrize("rows, samples", [(1, 1), (1, 3), (4, 1), (4, 5)])
+def test_prediction_leaves_every_parameter_untouched(rows, samples):
+    method = small_method()
+    before = [p.detach().clone() for p in method.parameters()]
+    method.predict(torch.rand(rows, 1, 28, 28), samples=samples)
+    assert all(torch.equal(a, b) for a, b in zip(before, method.parameters()))
+
+
 def test_prediction_takes_no_label_by_construction():
     assert list(inspect.signature(GFlowOut.predict).parameters) == ["self", "x", "samples"]
     assert list(inspect.signature(GFlowOut.prediction_sampler).parameters) == ["self"]

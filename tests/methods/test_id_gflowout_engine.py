@@ -91,6 +91,15 @@ def test_prediction_masks_come_from_q_without_label_or_input():
     assert sampler.chain.masks[0].mean().item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item(), abs=0.01)
 
 
+@pytest.mark.parametrize("rows, samples", [(1, 1), (1, 3), (4, 1), (4, 5)])
+def test_prediction_leaves_every_parameter_untouched(rows, samples):
+    """Prediction samples in place over fresh logits; it must never write into a parameter (a 1-row batch once did)."""
+    method = small_method()
+    before = [p.detach().clone() for p in method.parameters()]
+    method.predict(torch.rand(rows, 1, 28, 28), samples=samples)
+    assert all(torch.equal(a, b) for a, b in zip(before, method.parameters()))
+
+
 def test_bad_input_raises_and_trains_nothing():
     method = small_method()
     optimizers = method.make_optimizers()

@@ -273,7 +273,7 @@ class ChainGenerator(nn.Module):
         """earlier_masks: [batch, mask_features] or the list of earlier site masks (None or [] at the first site)
         -> logits [batch, site_width]."""
         if self.first is None:
-            return self.constant.expand(batch, -1)
+            return self.constant.repeat(batch, 1)  # a fresh tensor: prediction samples in place over logits
         return self.tail(project_earlier_masks(self.first, earlier_masks, batch))
 
 
@@ -352,6 +352,8 @@ def sample_and_apply(site: Site, activation: Tensor, logits: Tensor) -> tuple[Te
     if torch.is_grad_enabled() and (logits.requires_grad or activation.requires_grad):
         mask = sample_bernoulli(torch.sigmoid(logits))
         return mask, apply_mask(site, activation, mask)
+    if logits._base is not None or not logits.is_contiguous():  # never write through a view (of a parameter)
+        logits = logits.clone(memory_format=torch.contiguous_format)
     probs = logits.sigmoid_()
     keep = keep_with_16_bits(probs, overwrite=True)
     mask = probs.copy_(keep.view(torch.uint8))  # the 0/1 mask, written over the thresholds

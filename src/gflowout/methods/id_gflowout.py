@@ -58,7 +58,7 @@ class ChainSampler:
         self.chain.expect(site)
         logits = self.generators[site.index](self.chain.earlier, activation.shape[0])
         if not self.score and self.forced_masks is None:  # prediction
-            mask, masked = sample_and_apply(site, activation, logits.contiguous())
+            mask, masked = sample_and_apply(site, activation, logits)
             self.chain.push(mask)
             return masked
         if self.forced_masks is not None:
