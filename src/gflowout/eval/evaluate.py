@@ -10,6 +10,13 @@ Shifted images are made from the test images in [0, 1] by `gflowout.data.shifts`
 given the seed, so every method of a seed sees the same images) and then normalised with the
 TRAINING statistics of the in-distribution set, as are the OOD sets (the official code did not).
 
+On request (`published_corruptions`), CIFAR-10 / CIFAR-100 runs are also evaluated on the PUBLISHED
+CIFAR-10-C / CIFAR-100-C files (Hendrycks & Dietterich 2019) when they are under the data root, again
+normalised with the in-distribution TRAINING statistics. Their numbers go to their own section
+("published_corruptions"), never mixed with our CIFAR-10-C-STYLE shifts ("shifts"), which are made
+here from the clean test images. Missing files skip that part with a one-line message naming
+`gflowout data fetch cifar10-c --from FILE`.
+
 RESULT SCHEMA (version 1; JSON; NaN is written as null)
 ------------------------------------------------------
   schema_version  1
@@ -19,10 +26,16 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
   train_time_s, eval_time_s float seconds (train null when unknown)
   samples         S, the number of mask samples of the predictive (mean softmax of S passes)
   test_size       number of in-distribution test images evaluated
-  evaluation      the settings used: shifts, severities, angles, ood sets, limit, batch size, seed
+  evaluation      the settings used: shifts, severities, angles, ood sets, limit, batch size, seed,
+                  published_corruptions ({corruption: severities} requested, {} when none)
   clean           METRICS of the clean test set
   random_rotation METRICS under the paper's test-time rotation (uniform 0-360 degrees)
-  shifts          {shift name: {"<severity>": METRICS}}  (MNIST-C-style / CIFAR-10-C-style)
+  shifts          {shift name: {"<severity>": METRICS}}  (MNIST-C-style / CIFAR-10-C-style, made here)
+  published_set   "cifar10-c" / "cifar100-c" when the published files were evaluated (absent otherwise)
+  published_corruptions {corruption: {"<severity>": METRICS}} on the PUBLISHED -C files (absent unless
+                  requested; the same test images and limit subset as "clean" when the files hold the
+                  10000 published rows per severity)
+  published_skipped {set: reason} for requested published corruptions whose files are missing
   rotation_sweep  {"<angle in degrees>": METRICS}        (fixed rotations)
   ood             {ood set: {score: {"auroc", "aupr", "fpr95"}}}; scores "max_probability" (negated),
                   "predictive_entropy", "mutual_information"; OOD is the positive class
@@ -41,8 +54,10 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,7 +68,7 @@ from gflowout.eval.metrics import classification_metrics, ece, reliability_bins
 from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores, roc_curve
 from gflowout.eval.predictive import Predictive
 from gflowout.eval.uncertainty import ttest_uncertainty
-from gflowout.errors import DataError
+from gflowout.errors import ConfigError, DataError
 from gflowout.experiments.results import SCHEMA_VERSION, run_id
 from gflowout.methods.base import DropoutMethod
 
@@ -64,10 +79,17 @@ DEFAULT_OOD: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_ANGLES: tuple[int, ...] = tuple(range(0, 181, 15))
 DEFAULT_SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+# The published corruption set of each in-distribution set, and how the report names it.
+PUBLISHED_SETS: dict[str, str] = {"cifar10": "cifar10-c", "cifar100": "cifar100-c"}
+PUBLISHED_LABELS: dict[str, str] = {"cifar10-c": "CIFAR-10-C", "cifar100-c": "CIFAR-100-C"}
 HISTOGRAM_BINS = 30
 ROC_GRID = np.linspace(0.0, 1.0, 51)
 
 Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -92,10 +114,63 @@ def load_test_images(name: str, root: Any = None, limit: int | None = None, seed
     """
     datasets, _ = _data()
     images, labels = datasets.load_split(name, "test", root)
-    if limit is not None and limit < len(labels):
-        keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:limit])
+    keep = subset_indices(len(labels), limit, seed)
+    if keep is not None:
         images, labels = images[keep], labels[keep]
     return images.astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
+
+
+def subset_indices(count: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
+    """The sorted fixed random subset of `limit` of `count` rows (None: keep all), the same for every method."""
+    if limit is None or limit >= count:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(count)[:limit])
+
+
+# --- the published CIFAR-10-C / CIFAR-100-C files ------------------------------------------------
+def published_corruption_names(set_name: str) -> list[str]:
+    """Corruptions of a published -C set ("cifar10-c" / "cifar100-c"), from the data table."""
+    from gflowout.data.sources import get_spec
+
+    return [Path(f.path).stem for f in get_spec(set_name).files if not f.path.endswith("labels.npy")]
+
+
+def published_files_missing(set_name: str, corruption: str, root: Any = None) -> list[Path]:
+    """The files of one published corruption (its .npy and labels.npy) that are not under the data root."""
+    from gflowout.data.sources import get_spec
+
+    spec = get_spec(set_name)
+    folder = spec.folder(root) / spec.extra["subfolder"]
+    return [path for path in (folder / f"{corruption}.npy", folder / "labels.npy") if not path.is_file()]
+
+
+def _published_plan(request: Sequence[str] | Mapping[str, Sequence[int]] | str | None, set_name: str,
+                    severities: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """{corruption: severities} of a request: "all", a list (each at `severities`) or a mapping; checked."""
+    if not request:
+        return {}
+    known = published_corruption_names(set_name)
+    if isinstance(request, str):
+        if request != "all":
+            raise ConfigError(f"published_corruptions: expected 'all', a list of corruptions or a mapping "
+                              f"{{corruption: severities}}, found {request!r}")
+        request = known
+    plan = ({str(k): tuple(int(v) for v in levels) for k, levels in request.items()} if isinstance(request, Mapping)
+            else {str(name): tuple(int(v) for v in severities) for name in request})
+    unknown = sorted(set(plan) - set(known))
+    bad_levels = sorted({v for levels in plan.values() for v in levels} - set(range(1, 6)))
+    if unknown or bad_levels:
+        raise ConfigError(f"published_corruptions: {set_name} has corruptions {', '.join(known)} at severities "
+                          f"1-5; found unknown corruption(s) {unknown} / severities {bad_levels}")
+    return plan
+
+
+def _fetch_hint(set_name: str) -> str:
+    from gflowout.data.sources import get_spec
+
+    spec = get_spec(set_name)
+    archive = f" (FILE: the published {spec.archive[0]})" if spec.archive else ""
+    return f"`{spec.fetch_command} --from FILE`{archive}"
 
 
 # --- prediction and per-condition summaries -----------------------------------------------------
@@ -164,6 +239,8 @@ def evaluate_method(
     limit: int | None = None,
     batch_size: int = 256,
     progress: Progress | None = None,
+    published_corruptions: Sequence[str] | Mapping[str, Sequence[int]] | str | None = None,
+    log: Progress = _stderr,
 ) -> dict[str, Any]:
     """Evaluate `method` on `data_name`'s test set, its shifts and OOD pairs; a dict in the RESULT SCHEMA.
 
@@ -174,6 +251,10 @@ def evaluate_method(
     seed: seeds the mask sampling (torch) and the random shifts, so reruns give the same numbers.
     limit: evaluate a fixed random subset of this many test (and OOD) images; None for all.
     progress: called with a short message before each condition (for progress bars).
+    published_corruptions: also evaluate on the PUBLISHED CIFAR-10-C / CIFAR-100-C files (cifar10 /
+        cifar100 runs only): "all", corruption names (each at `severities`) or {name: severities};
+        None or () for none. Missing files are skipped with one line to `log` naming the fetch command.
+    log: where such one-line notices go (stderr by default).
     """
     started = time.perf_counter()
     datasets, shift_module = _data()
@@ -182,6 +263,8 @@ def evaluate_method(
     images, labels = load_test_images(data_name, root, limit)
     kind = "mnist" if images.ndim == 3 and images.shape[1:] == (28, 28) else "cifar"
     plan = _shift_plan(shifts, kind, severities)
+    published_set = PUBLISHED_SETS.get(data_name)
+    published_plan = _published_plan(published_corruptions, published_set, severities) if published_set else {}
     classes = int(datasets.DATASET_INFO[data_name].num_classes)
 
     def run(images01: np.ndarray) -> Tensor:
@@ -192,7 +275,8 @@ def evaluate_method(
         "seed": seed, "dataset": data_name, "config": None, "train_time_s": None, "samples": samples,
         "test_size": int(len(labels)),
         "evaluation": {"shifts": {k: list(v) for k, v in plan.items()}, "rotation_angles": list(rotation_angles),
-                       "random_rotation": random_rotation, "limit": limit, "batch_size": batch_size, "seed": seed},
+                       "random_rotation": random_rotation, "limit": limit, "batch_size": batch_size, "seed": seed,
+                       "published_corruptions": {k: list(v) for k, v in published_plan.items()}},
         "shifts": {}, "rotation_sweep": {}, "ood": {}, "ood_skipped": {}, "uncertainty": {},
         "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}},
     }
@@ -226,6 +310,14 @@ def evaluate_method(
             shifted = shift_module.apply_shift(images, shift, severity, seed)
             results["shifts"][shift][str(severity)] = condition_metrics(run(shifted), labels)[0]
 
+    if published_corruptions and published_set is None:
+        message = (f"published corruptions: {data_name!r} has no published corruption set "
+                   f"(only {', '.join(PUBLISHED_SETS)}); skipped")
+        results["published_skipped"] = {data_name: message}
+        log(message)
+    elif published_plan:
+        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log)
+
     explicit = ood_sets is not None
     scores_in = ood_scores(clean_logits)
     for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):
@@ -251,3 +343,36 @@ def evaluate_method(
             results["figures"]["roc"][ood_name][score] = roc
     results["eval_time_s"] = time.perf_counter() - started
     return results
+
+
+def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[str, Sequence[int]],
+                        run: Callable[[np.ndarray], Tensor], root: Any, limit: int | None,
+                        note: Progress, log: Progress) -> None:
+    """Fill results["published_corruptions"] from the published -C files that are present; log what is not."""
+    datasets, _ = _data()
+    missing = {c: published_files_missing(set_name, c, root) for c in plan}
+    absent = [c for c, paths in missing.items() if paths]
+    if absent:
+        where = missing[absent[0]][0].parent
+        what = "not found" if len(absent) == len(plan) else f"{len(absent)} of {len(plan)} corruption(s) missing"
+        message = (f"published {PUBLISHED_LABELS.get(set_name, set_name)} {what} under {where}: skipped "
+                   f"{', '.join(absent)}; to evaluate on it, run {_fetch_hint(set_name)}")
+        results["published_skipped"] = {set_name: message}
+        log(message)
+    present = [c for c in plan if c not in absent]
+    if not present:
+        return
+    results["published_set"] = set_name
+    results["published_corruptions"] = {}
+    label = PUBLISHED_LABELS.get(set_name, set_name)
+    for corruption in present:
+        results["published_corruptions"][corruption] = {}
+        for severity in plan[corruption]:
+            note(f"published {label} {corruption} severity {severity}")
+            images, labels = datasets.load_corruption(set_name, corruption, severity, root)
+            keep = subset_indices(len(labels), limit)  # the rows of the clean subset: -C rows follow the test set
+            if keep is not None:
+                images, labels = images[keep], labels[keep]
+            metrics = condition_metrics(run(np.asarray(images, dtype=np.float32) / 255.0),
+                                        np.asarray(labels, dtype=np.int64))[0]
+            results["published_corruptions"][corruption][str(severity)] = metrics

@@ -5,6 +5,11 @@
 mean +- standard error over seeds (standard error = sample standard deviation / sqrt(n); a single
 seed has none and shows the mean alone). It writes `report.md`, `figures/*.png` and `report.html`
 (the same tables, figures inline as base64, so the page is one self-contained file).
+
+Two kinds of corrupted test sets are kept apart: our generated "-style" shifts (section "shifts",
+titled "generated ... -style shifts") and, when a run evaluated them, the PUBLISHED CIFAR-10-C /
+CIFAR-100-C files (section "published_corruptions", titled "PUBLISHED CIFAR-10-C files"), each with
+its own tables and figures.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ CLEAN_METRICS = ("accuracy", "nll", "brier", "ece15", "ece10")
 CURVE_METRICS = ("accuracy", "nll", "ece15")
 OOD_METRICS = ("auroc", "aupr", "fpr95")
 # Sections of a result file whose numeric leaves are aggregated over seeds.
-SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "rotation_sweep", "ood", "uncertainty")
+SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "uncertainty")
 METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none")
 
 
@@ -121,6 +126,25 @@ def _subkeys(groups: Sequence[Group], *prefix: str) -> list[str]:
     return _sorted_keys(p[depth] for g in groups for p in g.stats if p[:depth] == prefix and len(p) > depth)
 
 
+PUBLISHED_NOTE = ("The published corruption files of Hendrycks & Dietterich (2019), normalised with the "
+                  "in-distribution training statistics; not comparable row by row with the generated -style shifts.")
+
+
+def _corruption_sections(dataset: str, groups: Sequence[Group]) -> list[tuple[str, str, str]]:
+    """(section, title label, first column) of the corrupted test sets the groups have: our generated
+    shifts, then the published -C files, each named so the two are never confused."""
+    sections = []
+    if _subkeys(groups, "shifts"):
+        sections.append(("shifts", "shifted test sets (generated here: MNIST-C / CIFAR-10-C-style shifts)", "shift"))
+    if _subkeys(groups, "published_corruptions"):
+        from gflowout.eval.evaluate import PUBLISHED_LABELS
+
+        sets = sorted({str(r.get("published_set")) for g in groups for r in g.runs if r.get("published_corruptions")})
+        names = ", ".join(PUBLISHED_LABELS.get(n, n) for n in sets)
+        sections.append(("published_corruptions", f"PUBLISHED {names} files (Hendrycks & Dietterich 2019)", "corruption"))
+    return sections
+
+
 def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
     """The report's tables for one data set: clean, shifts, rotation, OOD, uncertainty, cost."""
     methods = [g.method for g in groups]
@@ -135,15 +159,17 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
             ["method", *CLEAN_METRICS],
             [[g.method, *(format_stat(g.get("random_rotation", m)) for m in CLEAN_METRICS)] for g in groups],
         ))
-    for metric in CURVE_METRICS:
-        rows = [
-            [shift, severity, *(format_stat(g.get("shifts", shift, severity, metric)) for g in groups)]
-            for shift in _subkeys(groups, "shifts")
-            for severity in _subkeys(groups, "shifts", shift)
-        ]
-        if rows:
-            tables.append(Table(f"{dataset}: shifted test sets, {plots.METRIC_LABELS[metric]}",
-                                ["shift", "severity", *methods], rows))
+    for section, label, column in _corruption_sections(dataset, groups):
+        for metric in CURVE_METRICS:
+            rows = [
+                [shift, severity, *(format_stat(g.get(section, shift, severity, metric)) for g in groups)]
+                for shift in _subkeys(groups, section)
+                for severity in _subkeys(groups, section, shift)
+            ]
+            if rows:
+                tables.append(Table(f"{dataset}: {label}, {plots.METRIC_LABELS[metric]}",
+                                    [column, "severity", *methods], rows,
+                                    note=PUBLISHED_NOTE if section == "published_corruptions" else ""))
     angles = _subkeys(groups, "rotation_sweep")
     if angles:
         tables.append(Table(
@@ -246,22 +272,25 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
             path = plots.plot_reliability(pooled, f"{dataset}: reliability ({condition})",
                                           figure_dir / f"{name}_reliability_{condition}.png")
             figures.append((f"Reliability diagrams, {dataset}, {condition}", path))
-    shifts = _subkeys(groups, "shifts")
-    if shifts:
-        severities = _sorted_keys(sev for shift in shifts for sev in _subkeys(groups, "shifts", shift))
+    for section, label, _ in _corruption_sections(dataset, groups):
+        published = section == "published_corruptions"
+        stem = f"{name}_published" if published else name
+        label = label.split(" (")[0] if published else "generated shifts"
+        shifts = _subkeys(groups, section)
+        severities = _sorted_keys(sev for shift in shifts for sev in _subkeys(groups, section, shift))
         per_metric: dict[str, dict[str, plots.Series]] = {}
         for metric in CURVE_METRICS:
             per_metric[metric] = {}
             for g in groups:
-                means = [_nanmean([g.get("shifts", s, sev, metric)[0] for s in shifts]) for sev in severities]
+                means = [_nanmean([g.get(section, s, sev, metric)[0] for s in shifts]) for sev in severities]
                 per_metric[metric][g.method] = ([float(s) for s in severities], means, [math.nan] * len(means))
-        path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: mean over {len(shifts)} shifts",
-                                        figure_dir / f"{name}_severity.png")
-        figures.append((f"Accuracy, NLL and ECE vs severity (mean over shifts), {dataset}", path))
-        per_shift = {s: {g.method: _series(g, ("shifts", s), _subkeys(groups, "shifts", s), "accuracy") for g in groups}
+        path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: {label}, mean over {len(shifts)}",
+                                        figure_dir / f"{stem}_severity.png")
+        figures.append((f"Accuracy, NLL and ECE vs severity (mean over {label}), {dataset}", path))
+        per_shift = {s: {g.method: _series(g, (section, s), _subkeys(groups, section, s), "accuracy") for g in groups}
                      for s in shifts}
-        path = plots.plot_shift_grid(per_shift, "accuracy", dataset, figure_dir / f"{name}_shift_accuracy.png")
-        figures.append((f"Accuracy vs severity per shift, {dataset}", path))
+        path = plots.plot_shift_grid(per_shift, "accuracy", f"{dataset}: {label}", figure_dir / f"{stem}_shift_accuracy.png")
+        figures.append((f"Accuracy vs severity per {'published corruption' if published else 'shift'} ({label}), {dataset}", path))
     angles = _subkeys(groups, "rotation_sweep")
     if angles:
         per_metric = {m: {g.method: _series(g, ("rotation_sweep",), angles, m) for g in groups} for m in CURVE_METRICS}
@@ -326,19 +355,24 @@ def summary_table(results_dir: str | Path) -> str:
     """A compact plain-text comparison (one row per data set and method) for the terminal.
 
     Columns: clean accuracy / NLL / ECE, accuracy under random rotation, mean accuracy over the shifted
-    sets, and AUROC of predictive entropy for each OOD set (mean over seeds).
+    sets (generated here), the mean accuracy over the PUBLISHED -C files when any run has them, and
+    AUROC of predictive entropy for each OOD set (mean over seeds).
     """
     groups = [g for gs in aggregate(load_results(results_dir)).values() for g in gs]
     pairs = _subkeys(groups, "ood")
+    with_published = bool(_subkeys(groups, "published_corruptions"))
     header = ["data set", "method", "seeds", "accuracy", "NLL", "ECE", "rotated acc", "shifted acc",
-              *(f"AUROC {p}" for p in pairs)]
+              *(["published-C acc"] if with_published else []), *(f"AUROC {p}" for p in pairs)]
     rows = []
     for g in groups:
         shifted = [v[0] for path, v in g.stats.items() if path[0] == "shifts" and path[-1] == "accuracy"]
+        published = [v[0] for path, v in g.stats.items() if path[0] == "published_corruptions" and path[-1] == "accuracy"]
         rows.append([g.dataset, g.method, str(len(g.runs)), *(format_stat((g.get("clean", m)[0], math.nan))
                      for m in ("accuracy", "nll", "ece15")),
                      format_stat((g.get("random_rotation", "accuracy")[0], math.nan)),
                      format_stat((float(np.mean(shifted)) if shifted else math.nan, math.nan)),
+                     *([format_stat((float(np.mean(published)) if published else math.nan, math.nan))]
+                       if with_published else []),
                      *(format_stat((g.get("ood", p, "predictive_entropy", "auroc")[0], math.nan)) for p in pairs)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]

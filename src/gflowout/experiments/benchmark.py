@@ -10,7 +10,12 @@ A benchmark config (YAML, see configs/bench_mnist.yaml):
     methods: [gflowout, mc_dropout]     # method names (gflowout.methods.MethodName)
     seeds: [1, 2, 3, 4, 5]
     evaluation: {samples: 20, shifts: null, severities: [1, 2, 3, 4, 5], rotation_angles: [0, 90, 180],
-                 random_rotation: true, ood_sets: null, limit: null, batch_size: 256}
+                 random_rotation: true, ood_sets: null, limit: null, batch_size: 256,
+                 published_corruptions: null}
+    # published_corruptions (CIFAR-10 / CIFAR-100 runs): also evaluate on the PUBLISHED CIFAR-10-C /
+    # CIFAR-100-C files when they are under the data root: "all", a list of corruptions (each at
+    # `severities`) or {corruption: [severities 1-5]}. Reported apart from our CIFAR-10-C-style
+    # `shifts`; missing files are skipped with a line naming `gflowout data fetch cifar10-c --from FILE`.
 
 Layout of the output folder: runs/<run id>/ (the harness's run folder: config, checkpoints),
 results/<run id>.json (one result file per run, written atomically) and report/ (tables, figures,
@@ -55,6 +60,7 @@ class EvaluationSettings:
     ood_sets: list[str] | None = None
     limit: int | None = None
     batch_size: int = 256
+    published_corruptions: str | list[str] | dict[str, list[int]] | None = None  # "all", names or {name: severities}
 
 
 @dataclass
@@ -124,7 +130,24 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
         raise ConfigError(f"{path}: 'trainer_overrides' must be a mapping of Lightning Trainer arguments")
     if not isinstance(raw.get("overrides", []), list):
         raise ConfigError(f"{path}: 'overrides' must be a list of key.path=value strings")
+    _check_published(evaluation.get("published_corruptions"), path)
     return BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
+
+
+def _check_published(request: Any, path: Path) -> None:
+    """Check evaluation.published_corruptions before any training: None, "all", names or {name: severities}."""
+    if request is None or request == "all":
+        return
+    from gflowout.data.sources import CORRUPTIONS
+
+    names = list(request) if isinstance(request, (list, dict)) else None
+    levels = [v for vs in request.values() for v in (vs if isinstance(vs, list) else [vs])] if isinstance(request, dict) else []
+    if (names is None or not all(isinstance(n, str) and n in CORRUPTIONS for n in names)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5 for v in levels)
+            or isinstance(request, dict) and not all(isinstance(vs, list) for vs in request.values())):
+        raise ConfigError(f"{path}: evaluation.published_corruptions must be null, 'all', a list of corruptions or "
+                          f"{{corruption: [severities 1-5]}} with corruptions among {', '.join(CORRUPTIONS)}; "
+                          f"found {request!r}")
 
 
 def run_config(bench: BenchmarkConfig, spec: RunSpec, root: str | Path | None = None) -> Any:
@@ -275,7 +298,7 @@ def train_and_evaluate(
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")
     result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
-                             progress=progress, **settings)
+                             progress=progress, log=log, **settings)
     result.update(config=config.to_dict(), train_time_s=train_time)
     return result
 
