@@ -14,6 +14,16 @@ run are compared. With other processes busy on both cores, 2-thread timings fall
 wait on each other); the script prints the load average so such a run can be recognised, and
 `--threads 1` gives stable ratios on a busy machine. Inputs are random MNIST-shaped tensors:
 speed does not depend on the pixel values.
+
+Measured on the 2-core development machine, 2026-12-01, torch 2.13.0 (fastest of 7 rounds, load ~2):
+  2 threads: GFlowOut step / MC 1.63-1.68x (24.7 vs 14.6 ms), MC / none 1.11-1.14x, ID-GFlowOut / MC 1.22x;
+             predict(20) / mask-free 1.36-1.41x at batch 128, loop of 20 / predict 9.6-9.8x at batch 1, 4.1x at 8.
+  1 thread:  GFlowOut step / MC 1.55x (36.2 vs 23.4 ms), MC / none 1.07x; predict(20) / mask-free 1.33x at 128.
+Where GFlowOut's step time goes (1 thread): ~8 ms in the six generators (about 5 ms of it their
+matmuls: earlier masks -> 32, activations -> 32, 32 -> width, forward and backward), ~4 ms in
+sampling, log-probabilities, log Z, TB and the two extra optimisers. That overhead is the same at
+1 and 2 threads (12.8 vs 12.3 ms): it is bound by the number of small ops (~4200 aten calls per
+step against ~470 for MC dropout), not by arithmetic, which is why the 2-thread ratio is the worse one.
 """
 
 from __future__ import annotations
