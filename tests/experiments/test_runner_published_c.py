@@ -18,7 +18,7 @@ from gflowout.data.datasets import DATASET_INFO, to_tensor
 from gflowout.errors import ConfigError
 from gflowout.eval.evaluate import evaluate_method
 from gflowout.eval.report import summary_table, write_report
-from gflowout.experiments.benchmark import load_benchmark_config
+from gflowout.experiments.benchmark import load_benchmark_config, run_config
 from gflowout.experiments.results import write_json_atomic
 from gflowout.methods.base import DropoutMethod
 from gflowout.nets.mlp import MLP
@@ -176,3 +176,11 @@ def test_benchmark_key_checked_before_training(tmp_path: Path, request_, ok: boo
     else:
         with pytest.raises(ConfigError, match="published_corruptions"):
             load_benchmark_config(path)
+
+
+def test_shipped_cifar10_grid_asks_for_every_published_corruption() -> None:
+    bench = load_benchmark_config(Path(__file__).resolve().parents[2] / "configs" / "bench_cifar10.yaml")
+    assert bench.evaluation.published_corruptions == "all" and bench.evaluation.shifts is None
+    configs = [run_config(bench, spec) for spec in bench.runs()]
+    assert len(configs) == 30 and {c.data.name for c in configs} == {"cifar10"}
+    assert {c.model.backbone for c in configs} == {"resnet18"}
