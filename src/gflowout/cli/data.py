@@ -67,7 +67,12 @@ def run_fetch(args: argparse.Namespace) -> int:
             print(f"{name}: NOT fetched; only the fallback {folder.name!r} ({DATASETS[folder.name].description}) "
                   f"is present, in {folder} ({time.perf_counter() - start:.1f} s)")
         else:
-            print(f"{name}: ok, verified ({time.perf_counter() - start:.1f} s) in {folder}")
+            status = dataset_status(name, args.root)
+            if status.verified:
+                print(f"{name}: ok, verified ({time.perf_counter() - start:.1f} s) in {folder}")
+            else:
+                print(f"{name}: PARTIAL: {status.present} of {status.total} file(s) present in {folder}; "
+                      f"add the rest with `gflowout data fetch {name} --from FILE`")
     if failed:
         raise DataError(f"could not fetch {', '.join(failed)} (see the messages above)")
     return 0
