@@ -5,8 +5,9 @@ Each generator maps what is known at one mask site to one logit per unit of that
 * `PosteriorGenerator`: q(z_l | z_<l, h_l, y), the GFlowNet forward policy of GFlowOut (method.md 1.2, 2.1).
   Three branch encoders (earlier masks, the site's activation summary, onehot(y)) feed a combiner
   MLP, so that the label has its own path and cannot be drowned by the wide activation input.
-* `PriorGenerator`: p(z_l | z_<l, h_l), the learned prior; the same without the label branch. Its
-  `forward` has no label argument, so prediction cannot see a label by construction (Pitfall 1).
+* `PriorGenerator`: p(z_l | z_<l, h_l), the learned prior: the paper's single MLP on [earlier masks,
+  activation summary]. Its `forward` has no label argument, so prediction cannot see a label by
+  construction (Pitfall 1).
 * `ChainGenerator`: q(z_l | z_<l) of ID-GFlowOut (method.md 1.5): an MLP on the earlier masks, or a
   learned constant at the first site.
 
@@ -84,10 +85,10 @@ EarlierMasks = Tensor | Sequence[Tensor] | None
 
 
 def project_earlier_masks(layer: nn.Linear, earlier: EarlierMasks, batch: int) -> Tensor:
-    """`layer` applied to the concatenation of the earlier sites' masks: [batch, hidden].
+    """`layer` applied to the concatenation of the earlier sites' masks (or any blocks): [batch, hidden].
 
     earlier: one [batch, mask_features] tensor, or the list of per-site masks [batch, width_j] in
-    site order, whose concatenation is never built: the product is summed block by block over
+    site order (the prior appends the activation summary as a last block), whose concatenation is never built: the product is summed block by block over
     column slices of the weight, which saves writing a [batch, sum of widths] copy per site
     (at S = 20 x 128 that copy cost as much as a generator's matmul here).
     """
@@ -166,60 +167,14 @@ class GroupedMLPTail(nn.Module):
         return h
 
 
-def _first_layer(in_features: int, out_features: int) -> nn.Linear | None:
-    """A branch's first linear layer, or None when the branch has no input (the first site's mask branch)."""
-    return nn.Linear(in_features, out_features) if in_features > 0 else None
-
-
-class _BranchedGenerator(nn.Module):
-    """Shared body of the posterior and prior generators: branch encoders, then a combiner MLP."""
-
-    def __init__(
-        self,
-        mask_features: int,
-        site_width: int,
-        num_label_classes: int,
-        hidden: Sequence[int],
-        branch_out: int,
-    ) -> None:
-        super().__init__()
-        hidden = [int(h) for h in hidden]
-        first = hidden[0]
-        self.site_width = site_width
-        self.mask_features = mask_features
-        # Branch 0: earlier masks (a learned constant at the first site, where there are none).
-        self.mask_in = _first_layer(mask_features, first)
-        self.mask_const = None if self.mask_in is not None else nn.Parameter(torch.zeros(first))
-        # Branch 1: the site's activation summary.
-        self.activation_in = nn.Linear(site_width, first)
-        # Branch 2 (posterior only): onehot(y) @ W + b is an embedding lookup.
-        self.label_in = None
-        if num_label_classes:
-            bound = 1.0 / math.sqrt(num_label_classes)
-            self.label_in = nn.Embedding(num_label_classes, first)
-            nn.init.uniform_(self.label_in.weight, -bound, bound)
-        self.branches = 3 if num_label_classes else 2
-        self.branch_tail = GroupedMLPTail(self.branches, hidden, branch_out)
-        self.combiner_in = nn.Linear(self.branches * branch_out, first)
-        self.combiner_tail = GroupedMLPTail(1, hidden, site_width)
-
-    def _logits(self, earlier_masks: EarlierMasks, features: Tensor, labels: Tensor | None) -> Tensor:
-        batch = features.shape[0]
-        if self.mask_in is not None:
-            parts = [project_earlier_masks(self.mask_in, earlier_masks, batch)]
-        else:
-            parts = [self.mask_const.expand(batch, -1)]
-        parts.append(self.activation_in(features))
-        if self.label_in is not None:
-            parts.append(self.label_in(labels))
-        branch_out = self.branch_tail(torch.cat(parts, dim=1))
-        return self.combiner_tail(self.combiner_in(branch_out))
-
-
-class PosteriorGenerator(_BranchedGenerator):
+class PosteriorGenerator(nn.Module):
     """q(z_l | z_<l, h_l, y) of one site: logits [batch, site_width].
 
-    mask_features: total width of the earlier sites' masks (0 at the first site).
+    Three branch MLPs (earlier masks, the site's activation summary, onehot(y)), each to
+    `branch_out` features, then a combiner MLP to the site's logits (the paper's
+    multiMLPMaskGenerator, method.md 2.1: "use two separate MLP to ensure y is not ignored").
+    mask_features: total width of the earlier sites' masks (0 at the first site, where the mask
+        branch's first layer is a learned constant, as the official code's zero input gives).
     hidden: hidden sizes of every branch MLP and of the combiner (paper: [32, 32]).
     branch_out: output width of each branch (paper: 10).
     """
@@ -227,26 +182,56 @@ class PosteriorGenerator(_BranchedGenerator):
     def __init__(
         self, mask_features: int, site_width: int, num_classes: int, hidden: Sequence[int] = (32, 32), branch_out: int = 10
     ) -> None:
+        super().__init__()
         if num_classes < 2:
             raise ValueError(f"the posterior generator needs num_classes >= 2, got {num_classes}")
-        super().__init__(mask_features, site_width, num_classes, hidden, branch_out)
+        hidden = [int(h) for h in hidden]
+        first = hidden[0]
+        self.mask_features, self.site_width = mask_features, site_width
+        self.mask_in = nn.Linear(mask_features, first) if mask_features > 0 else None
+        self.mask_const = nn.Parameter(torch.zeros(first)) if self.mask_in is None else None
+        self.activation_in = nn.Linear(site_width, first)
+        self.label_in = nn.Embedding(num_classes, first)  # onehot(y) @ W + b is an embedding lookup
+        nn.init.uniform_(self.label_in.weight, -1.0 / math.sqrt(num_classes), 1.0 / math.sqrt(num_classes))
+        self.branch_tail = GroupedMLPTail(3, hidden, branch_out)
+        self.combiner_in = nn.Linear(3 * branch_out, first)
+        self.combiner_tail = GroupedMLPTail(1, hidden, site_width)
 
     def forward(self, earlier_masks: EarlierMasks, features: Tensor, labels: Tensor) -> Tensor:
         """earlier_masks: [batch, mask_features] or the list of earlier site masks (None or [] at the first site);
         features [batch, width]; labels [batch]."""
-        return self._logits(earlier_masks, features, labels)
+        batch = features.shape[0]
+        if self.mask_in is not None:
+            mask_part = project_earlier_masks(self.mask_in, earlier_masks, batch)
+        else:
+            mask_part = self.mask_const.expand(batch, -1)
+        parts = [mask_part, self.activation_in(features), self.label_in(labels)]
+        return self.combiner_tail(self.combiner_in(self.branch_tail(torch.cat(parts, dim=1))))
 
 
-class PriorGenerator(_BranchedGenerator):
-    """p(z_l | z_<l, h_l) of one site: logits [batch, site_width]. It takes no label, by design."""
+class PriorGenerator(nn.Module):
+    """p(z_l | z_<l, h_l) of one site: logits [batch, site_width]. It takes no label, by design.
 
-    def __init__(self, mask_features: int, site_width: int, hidden: Sequence[int] = (32, 32), branch_out: int = 10) -> None:
-        super().__init__(mask_features, site_width, 0, hidden, branch_out)
+    The paper's prior generator (MLPMaskGenerator, method.md 2.1): one MLP on the concatenation
+    [earlier masks, activation summary], hidden [32, 32]. Unlike the posterior it needs no separate
+    branches (there is no label to protect from being ignored), and it is the only generator that
+    runs at prediction time, so it is kept this small.
+    """
+
+    def __init__(self, mask_features: int, site_width: int, hidden: Sequence[int] = (32, 32)) -> None:
+        super().__init__()
+        self.mask_features, self.site_width = mask_features, site_width
+        self.first = nn.Linear(mask_features + site_width, int(hidden[0]))
+        self.tail = GroupedMLPTail(1, hidden, site_width)
 
     def forward(self, earlier_masks: EarlierMasks, features: Tensor) -> Tensor:
         """earlier_masks: [batch, mask_features] or the list of earlier site masks (None or [] at the first site);
         features [batch, width]."""
-        return self._logits(earlier_masks, features, None)
+        if isinstance(earlier_masks, Tensor):
+            blocks = [earlier_masks, features]
+        else:
+            blocks = [*(earlier_masks or ()), features]
+        return self.tail(project_earlier_masks(self.first, blocks, features.shape[0]))
 
 
 class ChainGenerator(nn.Module):

@@ -163,7 +163,7 @@ class GFlowOut(DropoutMethod):
         value lives in the `beta` buffer, so checkpoints carry it.
     train_temperature: masks are sampled from sigmoid(logit / T) during training (paper: 2).
     epsilon, epsilon_keep: probability of replacing an example's site mask by a Bernoulli(keep) mask.
-    generator_hidden, branch_out: generator MLP sizes (paper: [32, 32] and 10).
+    generator_hidden, branch_out: generator MLP sizes (paper: [32, 32]; the posterior's branches output 10).
     logz_hidden: hidden width of log Z(x, y) (paper: 16).
     backbone_lr: None (default) takes the baselines' backbone optimiser (`methods.none.backbone_spec`: MLP
         Adam 1e-3 as the paper; CifarResNet18 SGD) so every method trains the same backbone alike;
@@ -211,7 +211,7 @@ class GFlowOut(DropoutMethod):
         self.posterior = nn.ModuleList(
             PosteriorGenerator(offsets[i], s.width, net.num_classes, generator_hidden, branch_out) for i, s in enumerate(sites)
         )
-        self.prior = nn.ModuleList(PriorGenerator(offsets[i], s.width, generator_hidden, branch_out) for i, s in enumerate(sites))
+        self.prior = nn.ModuleList(PriorGenerator(offsets[i], s.width, generator_hidden) for i, s in enumerate(sites))
         self.log_partition = LogPartition(net.input_shape, net.num_classes, logz_hidden)
         self.register_buffer("beta", torch.tensor(self.beta_schedule.value(0)))
         self.register_buffer("epoch", torch.tensor(0, dtype=torch.long))
