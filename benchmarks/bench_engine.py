@@ -16,9 +16,10 @@ wait on each other); the script prints the load average so such a run can be rec
 speed does not depend on the pixel values.
 
 Measured on the 2-core development machine, 2026-12-01, torch 2.13.0 (fastest of 7 rounds, load ~2):
-  2 threads: GFlowOut step / MC 1.63-1.68x (24.7 vs 14.6 ms), MC / none 1.11-1.14x, ID-GFlowOut / MC 1.22x;
-             predict(20) / mask-free 1.36-1.41x at batch 128, loop of 20 / predict 9.6-9.8x at batch 1, 4.1x at 8.
-  1 thread:  GFlowOut step / MC 1.55x (36.2 vs 23.4 ms), MC / none 1.07x; predict(20) / mask-free 1.33x at 128.
+  2 threads: GFlowOut step / MC 1.63-1.64x (22.3 vs 13.6 ms), MC / none 1.10-1.12x, ID-GFlowOut / MC 1.24x;
+             predict(20) / mask-free 1.31-1.41x at batch 128 (run to run), loop of 20 / predict 8.6x at
+             batch 1, 3.9x at batch 8.
+  1 thread:  GFlowOut step / MC 1.54x (36.4 vs 23.6 ms), MC / none 1.07x; predict(20) / mask-free 1.33x at 128.
 Where GFlowOut's step time goes (1 thread): ~8 ms in the six generators (about 5 ms of it their
 matmuls: earlier masks -> 32, activations -> 32, 32 -> width, forward and backward), ~4 ms in
 sampling, log-probabilities, log Z, TB and the two extra optimisers. That overhead is the same at
