@@ -383,6 +383,13 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ConfigError("config key 'trainer.checkpoint_every_n_steps' must be >= 0 (0 = only at epoch ends)")
     if config.trainer.max_epochs < 1 and config.trainer.max_steps < 1:
         raise ConfigError("set trainer.max_epochs >= 1 or trainer.max_steps >= 1")
+    if str(config.trainer.precision).startswith("16"):
+        # Lightning's fp16 scaler unscales only inside optimizer_step: per-group clipping would see scaled
+        # gradients, fused Adam refuses clipping, and the scale is updated after each of 2-3 optimisers.
+        raise ConfigError(
+            f"config key 'trainer.precision' is {config.trainer.precision!r}: float16 with a loss scaler is not "
+            "supported with per-group optimisers and clipping; use 'bf16-mixed' (no scaler) or '32-true'"
+        )
 
 
 def check_options(target: Any, options: dict[str, Any], where: str) -> None:

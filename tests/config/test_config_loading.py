@@ -149,3 +149,14 @@ def test_shipped_configs_optim_groups_exist_in_every_method(path: Path) -> None:
         for group, block in config.group_optim().items():
             for field_name, value in block.spec_overrides().items():
                 assert getattr(module.specs[group], field_name) == value
+
+
+def test_float16_precision_is_refused_with_the_alternatives() -> None:
+    import pytest as _pytest
+
+    from gflowout.config import config_from_dict
+    from gflowout.errors import ConfigError
+
+    with _pytest.raises(ConfigError, match="bf16-mixed"):
+        config_from_dict({"trainer": {"precision": "16-mixed"}})
+    assert config_from_dict({"trainer": {"precision": "bf16-mixed"}}).trainer.precision == "bf16-mixed"

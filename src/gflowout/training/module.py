@@ -198,7 +198,7 @@ class MethodModule(pl.LightningModule):
         self.manual_backward(sum(result.losses.values()))
         for name, optimizer in zip(self.group_names, optimizers):
             clip = self.specs[name].clip_norm
-            if clip is not None:  # through Lightning, so mixed-precision gradients are unscaled first
+            if clip is not None:  # through Lightning; fp16 (a loss scaler) is refused by the config, so grads are unscaled
                 self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
         for optimizer in optimizers:
             optimizer.step()
