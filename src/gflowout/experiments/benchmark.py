@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from gflowout.errors import ConfigError, GFlowOutError
@@ -294,7 +295,8 @@ def train_and_evaluate(
             progress("training")
         train_time = train_run(config, run_dir, trainer_overrides)
         write_json_atomic(marker, {"train_time_s": train_time})
-    method, config = load_method(run_dir)
+    method, config = load_method(run_dir)  # loaded on the CPU; evaluate where the compute is
+    method.to("cuda" if torch.cuda.is_available() else "cpu")
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")
     result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
