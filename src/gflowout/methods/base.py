@@ -119,6 +119,7 @@ class DropoutMethod(nn.Module):
     def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
         """One optimiser per parameter group from `group_defaults`, with optional per-group overrides."""
         specs = resolve_group_specs(self.group_defaults(), overrides)
+        self._optimizer_specs = specs  # train_step clips with these, overrides included
         groups = self.param_groups()
         return {name: build_optimizer(groups[name], specs[name]) for name in groups if groups[name]}
 
@@ -130,7 +131,7 @@ class DropoutMethod(nn.Module):
         for optimizer in optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         sum(result.losses.values()).backward()
-        clip_group_gradients(self.param_groups(), self.group_defaults())
+        clip_group_gradients(self.param_groups(), getattr(self, "_optimizer_specs", None) or self.group_defaults())
         for optimizer in optimizers.values():
             optimizer.step()
         return {k: float(v.detach()) for k, v in {**result.losses, **result.logs}.items()}
