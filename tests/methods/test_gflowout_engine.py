@@ -348,6 +348,20 @@ def test_blockwise_earlier_masks_equal_the_concatenation():
         project_earlier_masks(layer, torch.ones(4, 6), 4)
 
 
+def test_blockwise_projection_gradients_equal_the_concatenation():
+    """The custom backward of the block projection (weight and bias gradients) against autograd on the concatenation."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(7, 5)
+    masks = [torch.randint(0, 2, (4, w)).float() for w in (3, 1, 3)]
+    upstream = torch.randn(4, 5)
+    (project_earlier_masks(layer, masks, 4) * upstream).sum().backward()
+    blockwise = (layer.weight.grad.clone(), layer.bias.grad.clone())
+    layer.zero_grad()
+    (layer(torch.cat(masks, dim=1)) * upstream).sum().backward()
+    assert torch.allclose(blockwise[0], layer.weight.grad, atol=1e-6)
+    assert torch.allclose(blockwise[1], layer.bias.grad, atol=1e-6)
+
+
 def test_posterior_logits_depend_on_the_label():
     torch.manual_seed(0)
     generator = PosteriorGenerator(mask_features=6, site_width=4, num_classes=3)

@@ -101,12 +101,44 @@ def project_earlier_masks(layer: nn.Linear, earlier: EarlierMasks, batch: int) -
     if not widths or sum(widths) != expected or any(m.shape[0] != batch for m in earlier):
         found = [tuple(m.shape) for m in earlier or ()]
         raise ValueError(f"earlier masks have shapes {found}, expected {batch} rows and {expected} columns in all")
+    if len(earlier) > 1 and torch.is_grad_enabled() and not any(m.requires_grad for m in earlier):
+        return _BlockProjection.apply(layer.weight, layer.bias, *earlier)
+    return _project_blocks(layer.weight, layer.bias, earlier)
+
+
+def _project_blocks(weight: Tensor, bias: Tensor, blocks: Sequence[Tensor]) -> Tensor:
+    """bias + sum_j blocks[j] @ weight[:, columns of block j].T: [batch, out]."""
     out, start = None, 0
-    for mask, width in zip(earlier, widths):
-        weight = layer.weight[:, start : start + width]
-        out = F.linear(mask, weight, layer.bias) if out is None else torch.addmm(out, mask, weight.t())
+    for block in blocks:
+        width = block.shape[1]
+        columns = weight[:, start : start + width]
+        out = F.linear(block, columns, bias) if out is None else torch.addmm(out, block, columns.t())
         start += width
     return out
+
+
+class _BlockProjection(torch.autograd.Function):
+    """`_project_blocks` for inputs that need no gradient (masks, detached activations), with a cheaper backward.
+
+    Autograd's own backward of the column slices computes each block's weight gradient as
+    block.T @ grad ([width, batch] x [batch, 32], a slow layout for this CPU's matmul) and then
+    scatters it into a zero-filled full-size gradient; here it is grad.T @ block ([32, batch] x
+    [batch, width], ~1.5x faster) per block, joined by one `cat`. Same values (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, bias: Tensor, *blocks: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(*blocks)
+        with torch.no_grad():
+            return _project_blocks(weight, bias, blocks)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        blocks = ctx.saved_tensors
+        grad_t = grad.t()
+        grad_weight = torch.cat([grad_t.mm(block) for block in blocks], dim=1) if ctx.needs_input_grad[0] else None
+        grad_bias = grad.sum(dim=0) if ctx.needs_input_grad[1] else None
+        return (grad_weight, grad_bias) + (None,) * len(blocks)
 
 
 # --- building blocks -----------------------------------------------------------------------------
@@ -314,10 +346,13 @@ def draw_policy_mask(logits: Tensor, temperature: float = 1.0, epsilon: float = 
     epsilon: each example's mask at this site is, with this probability, replaced by a
     Bernoulli(epsilon_keep) mask. The caller scores the mask this function RETURNS, i.e. the mask
     actually applied (the official code scored the unapplied policy sample: method.md Pitfall 2).
+    Policy samples come from `keep_with_16_bits` (P(keep) = p rounded up by < 2^-15; about 0.15 ms
+    less per [128, 1024] site than `rand < p` here); the log-probability is that of the drawn mask
+    under the exact policy, so trajectory balance is unaffected (the tiny rounding is off-policy).
     """
     logits = logits.detach()
     probs = torch.sigmoid(logits) if temperature == 1.0 else (logits / temperature).sigmoid_()
-    mask = sample_bernoulli(probs)
+    mask = as_float_mask(keep_with_16_bits(probs, overwrite=True), probs.dtype)  # p to 2^-16, half the random bits
     if epsilon > 0.0:
         replace = torch.rand(mask.shape[0], 1, dtype=mask.dtype, device=mask.device) < epsilon
         random_mask = as_float_mask(torch.rand_like(mask) < epsilon_keep, mask.dtype)
