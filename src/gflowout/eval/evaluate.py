@@ -6,15 +6,18 @@ returns one dictionary in the RESULT SCHEMA below. `gflowout benchmark` adds the
 writes it with `gflowout.experiments.results.write_json_atomic` (one file per run); `gflowout report`
 aggregates the files.
 
-Shifted images are made from the test images in [0, 1] by `gflowout.data.shifts` (deterministic
-given the seed, so every method of a seed sees the same images) and then normalised with the
-TRAINING statistics of the in-distribution set, as are the OOD sets (the official code did not).
+The MNIST-C-style / CIFAR-10-C-style shifts are read from `gflowout.data.shifts.shifted_split`: the
+FULL test split shifted once per (shift, severity, seed) and cached as uint8 under the data root, of
+which the rows of the clean (limit) subset are taken, so every method and every run of a seed reads
+byte-identical images. Rotations (random and the sweep) are computed on the fly from the clean subset
+(deterministic given the seed). All are normalised with the TRAINING statistics of the in-distribution
+set, as are the OOD sets (the official code did not).
 
 On request (`published_corruptions`), CIFAR-10 / CIFAR-100 runs are also evaluated on the PUBLISHED
 CIFAR-10-C / CIFAR-100-C files (Hendrycks & Dietterich 2019) when they are under the data root, again
 normalised with the in-distribution TRAINING statistics. Their numbers go to their own section
 ("published_corruptions"), never mixed with our CIFAR-10-C-STYLE shifts ("shifts"), which are made
-here from the clean test images. Missing files skip that part with a one-line message naming
+in the project from the clean test images. Missing files skip that part with a one-line message naming
 `gflowout data fetch cifar10-c --from FILE`.
 
 RESULT SCHEMA (version 1; JSON; NaN is written as null)
@@ -30,7 +33,8 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
                   published_corruptions ({corruption: severities} requested, {} when none)
   clean           METRICS of the clean test set
   random_rotation METRICS under the paper's test-time rotation (uniform 0-360 degrees)
-  shifts          {shift name: {"<severity>": METRICS}}  (MNIST-C-style / CIFAR-10-C-style, made here)
+  shifts          {shift name: {"<severity>": METRICS}}  (MNIST-C-style / CIFAR-10-C-style, made in the
+                  project: the clean subset's rows of the cached shifted full test split, see above)
   published_set   "cifar10-c" / "cifar100-c" when the published files were evaluated (absent otherwise)
   published_corruptions {corruption: {"<severity>": METRICS}} on the PUBLISHED -C files (absent unless
                   requested; the same test images and limit subset as "clean" when the files hold the
@@ -125,6 +129,32 @@ def subset_indices(count: int, limit: int | None, seed: int = 0) -> np.ndarray |
     if limit is None or limit >= count:
         return None
     return np.sort(np.random.default_rng(seed).permutation(count)[:limit])
+
+
+def is_rotation(shift: str) -> bool:
+    """True for the rotation shift names ("random_rotation", "rotation_<deg>"), which are not cached."""
+    return shift == "random_rotation" or shift.startswith("rotation_")
+
+
+def shifted_test_images(name: str, shift: str, severity: int, seed: int, root: Any = None,
+                        limit: int | None = None, clean: np.ndarray | None = None) -> np.ndarray:
+    """Float32 images in [0, 1] of `load_test_images(name, root, limit)`'s rows under `shift` at `severity`.
+
+    Corruptions come from the cached shifted FULL test split (`shifted_split`), so every method and run
+    reads the same images. Rotations, and shift modules that offer no cache (stand-ins for data sets that
+    gflowout.data cannot load by name), are computed on the fly from `clean` (the clean subset).
+    """
+    _, shift_module = _data()
+    cached_split = getattr(shift_module, "shifted_split", None)
+    if cached_split is None or is_rotation(shift):
+        if clean is None:
+            clean = load_test_images(name, root, limit)[0]
+        return shift_module.apply_shift(clean, shift, severity, seed)
+    shifted, _ = cached_split(name, shift, severity, seed, root)
+    keep = subset_indices(len(shifted), limit)  # the rows of the clean subset (load_test_images)
+    if keep is not None:
+        shifted = shifted[keep]
+    return shifted.astype(np.float32) / 255.0
 
 
 # --- the published CIFAR-10-C / CIFAR-100-C files ------------------------------------------------
@@ -307,7 +337,7 @@ def evaluate_method(
         results["shifts"][shift] = {}
         for severity in levels:
             note(f"{shift} severity {severity}")
-            shifted = shift_module.apply_shift(images, shift, severity, seed)
+            shifted = shifted_test_images(data_name, shift, severity, seed, root, limit, clean=images)
             results["shifts"][shift][str(severity)] = condition_metrics(run(shifted), labels)[0]
 
     if published_corruptions and published_set is None:
