@@ -17,6 +17,12 @@ from gflowout.data.shifts import SHIFTS_VERSION, apply_shift, shifted_split
 from gflowout.errors import DataError
 
 
+@pytest.fixture(autouse=True)
+def _cache_under_the_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check where the cache lands by default: next to the data (no GFLOWOUT_SHIFT_CACHE)."""
+    monkeypatch.delenv("GFLOWOUT_SHIFT_CACHE", raising=False)
+
+
 def _cache_files(root: Path) -> list[Path]:
     return sorted((root / "shifted").rglob("*")) if (root / "shifted").exists() else []
 
@@ -98,3 +104,13 @@ def test_bad_arguments_fail_before_any_data_is_read(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         shifted_split("mnist", "fog", 1, seed=0, root=tmp_path)  # no data there
     assert not (tmp_path / "shifted").exists()
+
+
+def test_shift_cache_folder_can_be_moved_by_environment(
+    mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("GFLOWOUT_SHIFT_CACHE", str(elsewhere))
+    shifted_split("mnist", "brightness", 1, seed=0, root=mnist_root)
+    assert _cache_files(mnist_root) == []
+    assert [p.parent for p in elsewhere.rglob("*.npy")] == [elsewhere / "shifted" / "mnist"]

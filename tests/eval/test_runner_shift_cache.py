@@ -57,6 +57,12 @@ def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _cache_under_the_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check where the cache lands by default: next to the data (no GFLOWOUT_SHIFT_CACHE)."""
+    monkeypatch.delenv("GFLOWOUT_SHIFT_CACHE", raising=False)
+
+
 def evaluate(method: Recorder, root: Path) -> dict:
     return evaluate_method(method, "mnist", root=root, samples=1, shifts={SHIFT: [SEVERITY]}, ood_sets=(),
                            rotation_angles=(), random_rotation=False, limit=LIMIT, seed=SEED, batch_size=LIMIT)

@@ -29,6 +29,10 @@ SHIFTS_VERSION = "v1"
 
 LOG = logging.getLogger(__name__)
 
+#: Environment variable: a folder for the shifted-split cache other than the data root (the test suite
+#: points it at a temporary folder so that it writes nothing into a user's data cache).
+ENV_SHIFT_CACHE = "GFLOWOUT_SHIFT_CACHE"
+
 
 def _digest(images: np.ndarray, labels: np.ndarray) -> str:
     """Short content digest of the clean split (shape, dtype and bytes of images and labels)."""
@@ -101,7 +105,8 @@ def shifted_split(
     clean_images, labels = datasets.load_split(name, split, root=root)
     clean_images = np.asarray(clean_images)
     labels = np.asarray(labels, dtype=np.int64)
-    path = cache_path(Path(sources.data_root(root)), name, split, shift, severity, int(seed), _digest(clean_images, labels))
+    cache_root = Path(os.environ[ENV_SHIFT_CACHE]) if os.environ.get(ENV_SHIFT_CACHE) else Path(sources.data_root(root))
+    path = cache_path(cache_root, name, split, shift, severity, int(seed), _digest(clean_images, labels))
     cached = _read_cached(path, clean_images.shape)
     if cached is not None:
         return cached, labels
