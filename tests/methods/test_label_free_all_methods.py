@@ -1,0 +1,108 @@
+"""Every method predicts without labels, behaviourally: labels seen in training cannot leak into predict.
+
+The signature test (test_baselines_common.py) only shows that predict takes no label argument; a
+method could still keep the last training batch's labels in its state (a sampler closure, a cached
+tensor) and use them at prediction. Here the same method sees the same inputs with two different
+label sets, and its seeded predictions must be bitwise identical. Predict must also leave every
+parameter and buffer (persistent or not) untouched.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gflowout.methods import MethodName, method_class
+from gflowout.nets.mlp import MLP
+
+BATCH, CLASSES = 6, 5
+# (method, options): every MethodName, contextual in both variants
+METHODS = [
+    (MethodName.GFLOWOUT, {"dataset_size": 100}),
+    (MethodName.ID_GFLOWOUT, {"dataset_size": 100}),
+    (MethodName.MC_DROPOUT, {}),
+    (MethodName.CONCRETE, {"dataset_size": 100}),
+    (MethodName.CONTEXTUAL, {"variant": "bernoulli"}),
+    (MethodName.CONTEXTUAL, {"variant": "gaussian"}),
+    (MethodName.NONE, {}),
+]
+IDS = [f"{name.value}-{options.get('variant', '')}".rstrip("-") for name, options in METHODS]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_method_name_is_covered() -> None:
+    assert {name for name, _ in METHODS} == set(MethodName)
+
+
+def _method(name: MethodName, options: dict):
+    torch.manual_seed(0)
+    net = MLP(input_shape=(1, 4, 4), hidden=(12, 12), num_classes=CLASSES)
+    return method_class(name)(net, **options)
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(BATCH, 1, 4, 4, generator=generator)
+    y_a = torch.arange(BATCH) % CLASSES
+    y_b = (y_a + 1 + torch.arange(BATCH) % (CLASSES - 1)) % CLASSES  # every label changed
+    assert (y_a != y_b).all()
+    return x, y_a, y_b
+
+
+def _snapshot(method: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and every buffer (non-persistent ones too), plus the state_dict, cloned."""
+    state = {f"state_dict:{k}": v.detach().clone() for k, v in method.state_dict().items()}
+    state.update({f"param:{k}": v.detach().clone() for k, v in method.named_parameters()})
+    state.update({f"buffer:{k}": v.detach().clone() for k, v in method.named_buffers()})
+    return state
+
+
+def _assert_same(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], what: str) -> None:
+    assert before.keys() == after.keys(), f"{what}: keys changed {set(before) ^ set(after)}"
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"{what} changed {changed}"
+
+
+@pytest.mark.parametrize("name, options", METHODS, ids=IDS)
+@pytest.mark.parametrize("seed", [3, 11])
+def test_prediction_ignores_the_labels_seen_in_training(name: MethodName, options: dict, seed: int) -> None:
+    method = _method(name, options)
+    x, y_a, y_b = _batch()
+
+    method.train()
+    method.training_losses(x, y_a)  # no optimiser step: only state a method might cache
+    torch.manual_seed(seed)
+    p_a = method.predict(x, samples=5)
+
+    method.train()
+    method.training_losses(x, y_b)
+    torch.manual_seed(seed)
+    p_b = method.predict(x, samples=5)
+
+    assert p_a.shape == (5, BATCH, CLASSES)
+    assert torch.isfinite(p_a).all()
+    assert torch.equal(p_a, p_b), (
+        f"{name.value}: predictions depend on the labels of the last training batch "
+        f"(max difference {float((p_a - p_b).abs().max()):.3g})"
+    )
+
+
+@pytest.mark.parametrize("name, options", METHODS, ids=IDS)
+def test_predict_changes_no_parameter_or_buffer(name: MethodName, options: dict) -> None:
+    method = _method(name, options)
+    x, y_a, _ = _batch()
+    method.train()
+    method.training_losses(x, y_a)
+    before = _snapshot(method)
+    was_training = method.training
+    torch.manual_seed(5)
+    method.predict(x, samples=5)
+    _assert_same(before, _snapshot(method), f"{name.value}: predict")
+    assert method.training == was_training, "predict must restore the train/eval mode it found"
