@@ -8,6 +8,7 @@ Methods are timed round-robin (one repetition of each in turn), so a slow spell 
 machine hits every method alike; the median over repetitions is reported.
 
     .venv/bin/python benchmarks/bench_methods.py [--threads 2] [--repeats 7] [--clock wall|cpu] [--skip-mlp] [--skip-resnet]
+        [--methods contextual,concrete]
 
 On a busy shared machine, `--threads 1 --clock cpu` gives the steadiest ratios.
 
@@ -65,12 +66,22 @@ def timed(fn: Callable[[], object]) -> float:
     return clock() - start
 
 
-def run_suite(title: str, make_net: Callable[[], MaskedNet], train_x: torch.Tensor, predict_x: torch.Tensor, repeats: int) -> None:
+def run_suite(
+    title: str,
+    make_net: Callable[[], MaskedNet],
+    train_x: torch.Tensor,
+    predict_x: torch.Tensor,
+    repeats: int,
+    selected: set[str] | None = None,
+) -> None:
+    """Time every method (or only `selected` method names, MC dropout always included as the reference)."""
     print(f"\n== {title}: train batch {train_x.shape[0]}, predict batch {predict_x.shape[0]} x 20 samples ==")
     generator = torch.Generator().manual_seed(0)
     train_y = torch.randint(0, 10, (train_x.shape[0],), generator=generator)
     entries = []
     for label, name, options in METHODS:
+        if selected is not None and name not in selected and name != "mc_dropout":
+            continue
         torch.manual_seed(0)
         method = build(name, options, make_net())
         if method is None:
@@ -100,7 +111,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-mlp", action="store_true")
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument(
+        "--methods", default=None,
+        help="comma-separated method names to time (e.g. contextual,concrete); mc_dropout is always timed as the reference",
+    )
     args = parser.parse_args()
+    selected = None if args.methods is None else {name.strip() for name in args.methods.split(",") if name.strip()}
     global clock
     clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
@@ -110,7 +126,7 @@ def main() -> None:
     )
     if not args.skip_mlp:
         mlp_batch = torch.rand(128, 1, 28, 28)
-        run_suite("MNIST MLP 784-1024x3-10", lambda: MLP(), mlp_batch, mlp_batch, args.repeats)
+        run_suite("MNIST MLP 784-1024x3-10", lambda: MLP(), mlp_batch, mlp_batch, args.repeats, selected)
     if not args.skip_resnet:
         run_suite(
             "CIFAR ResNet-18 (8 sites)",
@@ -118,6 +134,7 @@ def main() -> None:
             torch.randn(32, 3, 32, 32),
             torch.randn(8, 3, 32, 32),
             max(3, args.repeats // 2),
+            selected,
         )
 
 

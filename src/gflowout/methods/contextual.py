@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
 from gflowout.methods.none import accuracy_of, backbone_spec, classification_step, dropout_spec
 from gflowout.nets.base import MaskedNet
-from gflowout.nets.sites import MaskSampler, Site, apply_mask, site_features
+from gflowout.nets.sites import MaskSampler, Site, apply_mask, broadcast_mask, site_features
 
 Variant = Literal["bernoulli", "gaussian"]
 
@@ -57,11 +57,12 @@ def bernoulli_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
 
     logits_p may be a tensor that broadcasts against logits_q (a per-site scalar prior): its terms
     are then computed once, not per unit. With l = logsigmoid(phi), log(1 - pi) = l - phi, so
-    KL = l - pi * logsigmoid(phi_p) - (1 - pi) * (phi + logsigmoid(-phi_p)).
+    KL = l - pi * logsigmoid(phi_p) - (1 - pi) * (phi + logsigmoid(-phi_p)), computed in the
+    simplified form below.
     """
-    log_q1 = F.logsigmoid(logits_q)
-    q1 = torch.exp(log_q1)
-    return log_q1 - q1 * F.logsigmoid(logits_p) - (1 - q1) * (logits_q + F.logsigmoid(-logits_p))
+    # Since log(1 - pi) = logsigmoid(-phi) and logsigmoid(-phi_p) - logsigmoid(phi_p) = -phi_p, this is
+    # KL = logsigmoid(-phi) - logsigmoid(-phi_p) + pi * (phi - phi_p): fewer temporaries, same value.
+    return F.logsigmoid(-logits_q) - F.logsigmoid(-logits_p) + torch.sigmoid(logits_q) * (logits_q - logits_p)
 
 
 def gaussian_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
@@ -155,8 +156,9 @@ class ContextualDropout(DropoutMethod):
     # --- samplers ----------------------------------------------------------------------------
     def _masked(self, site: Site, activation: Tensor, logits: Tensor, uniforms: Tensor | None = None) -> Tensor:
         if self.variant == "gaussian":
-            noise = torch.randn_like(logits)
-            return apply_mask(site, activation, 1.0 + torch.exp(-0.5 * logits) * noise, 1.0)
+            # z = 1 + sigma * eps; broadcast directly (apply_mask with scale 1.0 would add a multiply).
+            mask = torch.randn_like(logits).mul(torch.exp(-0.5 * logits)).add_(1.0)
+            return activation * broadcast_mask(site, mask.to(activation.dtype), activation)
         if uniforms is None:
             uniforms = torch.rand_like(logits)
         mask = (uniforms < torch.sigmoid(logits.detach())).to(activation.dtype)
@@ -183,6 +185,7 @@ class ContextualDropout(DropoutMethod):
         self.validate(x, y)
         logits_by_site: dict[int, Tensor] = {}
         uniforms_by_site: dict[int, Tensor] = {}
+        activation_by_site: dict[int, Tensor] = {}
 
         def training_sampler(site: Site, activation: Tensor) -> Tensor:
             logits = self.keep_logits(site, activation)
@@ -190,6 +193,7 @@ class ContextualDropout(DropoutMethod):
             uniforms = torch.rand_like(logits) if self.variant == "bernoulli" else None
             if uniforms is not None:
                 uniforms_by_site[site.index] = uniforms
+                activation_by_site[site.index] = activation  # the pseudo pass reuses logits when equal
             return self._masked(site, activation, logits, uniforms)
 
         cross_entropy, output = classification_step(self.net, x, y, training_sampler)
@@ -198,7 +202,7 @@ class ContextualDropout(DropoutMethod):
         logs = {"cross_entropy": ce.detach(), "accuracy": accuracy_of(output, y), "kl": kl.detach()}
         dropout_loss = self.kl_weight * kl
         if self.variant == "bernoulli":
-            arm = self._arm_surrogate(x, y, cross_entropy.detach(), logits_by_site, uniforms_by_site)
+            arm = self._arm_surrogate(x, y, cross_entropy.detach(), logits_by_site, uniforms_by_site, activation_by_site)
             dropout_loss = dropout_loss + arm
         return StepResult(losses={"backbone": ce, "dropout": dropout_loss}, logs=logs)
 
@@ -218,23 +222,34 @@ class ContextualDropout(DropoutMethod):
         cross_entropy: Tensor,
         logits_by_site: dict[int, Tensor],
         uniforms_by_site: dict[int, Tensor],
+        activation_by_site: dict[int, Tensor],
     ) -> Tensor:
         """A zero-valued scalar whose gradient w.r.t. the keep logits is the ARM estimate of
-        d E[CE] / d phi (zero-valued, so the logged dropout loss is the weighted KL alone)."""
+        d E[CE] / d phi (zero-valued, so the logged dropout loss is the weighted KL alone).
+
+        Where a site's pseudo-pass activation equals the real pass's (always the first site: the
+        same input through the same layers), the real keep logits are reused instead of running
+        the bottleneck again; the masks are the same, only the work is saved.
+        """
 
         def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
-            logits = self.keep_logits(site, activation)
+            real_activation = activation_by_site[site.index]
+            if activation.shape == real_activation.shape and torch.equal(activation, real_activation):
+                threshold = torch.sigmoid(-logits_by_site[site.index].detach())
+            else:
+                threshold = self.keep_logits(site, activation).neg_().sigmoid_()  # no_grad: in place
             # z' = 1[u > 1 - pi] = 1[u > sigmoid(-phi)]: the antithetic pseudo action.
-            mask = (uniforms_by_site[site.index] > torch.sigmoid(-logits)).to(activation.dtype)
+            mask = (uniforms_by_site[site.index] > threshold).to(activation.dtype)
             return apply_mask(site, activation, mask)
 
         with torch.no_grad(), frozen_batchnorm_stats(self.net):
             pseudo_cross_entropy = F.cross_entropy(self.net(x, pseudo_sampler), y, reduction="none")
-        difference = (pseudo_cross_entropy - cross_entropy).unsqueeze(1)  # [batch, 1]
+            # [batch, 1], with the batch mean folded in
+            difference = pseudo_cross_entropy.sub_(cross_entropy).div_(x.shape[0]).unsqueeze(1)
         surrogate = 0.0
         for index, logits in logits_by_site.items():
-            weight = difference * (uniforms_by_site[index] - 0.5)
-            surrogate = surrogate + (logits * weight).sum() / x.shape[0]
+            weight = uniforms_by_site[index].sub(0.5).mul_(difference)  # no grad: a constant
+            surrogate = surrogate + (logits * weight).sum()
         return surrogate - surrogate.detach()  # type: ignore[union-attr]
 
     def extra_repr(self) -> str:
