@@ -106,7 +106,11 @@ class ContextualDropout(DropoutMethod):
     `dropout_spec`). In the Gaussian variant the cross-entropy's reparameterised gradient also reaches
     the bottlenecks: train on the sum of the losses (as `train_step` does).
     ARM with several sites: the pseudo pass propagates its own masks (as the official code), which is
-    exact when the keep probabilities of a site do not depend on earlier masks.
+    exact when the keep probabilities of a site do not depend on earlier masks. When they do (any
+    deep backbone), the first site's gradient and every site's output-bias gradient stay unbiased,
+    but the later sites' bottleneck weights get a BIASED estimate: f(z') is scored against logits
+    taken at the real context, not the pseudo one (measured by enumeration in
+    tests/methods/test_contextual_dropout.py, the strict-xfail two-site test).
     """
 
     name = "contextual"
