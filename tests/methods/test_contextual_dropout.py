@@ -253,13 +253,6 @@ def test_two_site_arm_is_unbiased_for_the_first_site_and_the_second_sites_output
     assert torch.all((mean - exact)[checked].abs() <= 4.5 * standard_error[checked] + 1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known bias (reported to the lead): the pseudo pass propagates z0' and scores f(z0', z1') "
-    "against site 1's logits at the REAL context z0, so the gradients of site 1's bottleneck weights "
-    "(whose d phi1 / d theta depends on z0) are biased when q(z1) depends on z0",
-)
 def test_two_site_arm_matches_the_exact_gradient_for_every_parameter():
     method = _two_site_method()
     x, y = torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 1, 2])

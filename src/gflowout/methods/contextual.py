@@ -105,12 +105,14 @@ class ContextualDropout(DropoutMethod):
     Parameter groups: "backbone" (the net; `backbone_spec`) and "dropout" (bottlenecks and eta;
     `dropout_spec`). In the Gaussian variant the cross-entropy's reparameterised gradient also reaches
     the bottlenecks: train on the sum of the losses (as `train_step` does).
-    ARM with several sites: the pseudo pass propagates its own masks (as the official code), which is
-    exact when the keep probabilities of a site do not depend on earlier masks. When they do (any
-    deep backbone), the first site's gradient and every site's output-bias gradient stay unbiased,
-    but the later sites' bottleneck weights get a BIASED estimate: f(z') is scored against logits
-    taken at the real context, not the pseudo one (measured by enumeration in
-    tests/methods/test_contextual_dropout.py, the strict-xfail two-site test).
+    ARM with several sites: the pseudo pass propagates its own masks (as the official code). Scoring
+    f(z') against the REAL pass's keep logits, as a single-layer ARM would, is biased for the later
+    sites' bottleneck weights whenever their keep probabilities depend on earlier masks (any deep
+    backbone; measured by enumeration). So each site gets the average of the two augment-REINFORCE
+    terms, one per trajectory, each with the logits of its own trajectory:
+    grad = phi' f(z') (u - 1/2) - phi f(z) (u - 1/2), phi' the pseudo pass's logits. Each term is
+    unbiased (REINFORCE with the AR identity, site by site given the earlier masks), and where
+    phi' = phi (always the first site) it is exactly ARM's (f(z') - f(z)) (u - 1/2) phi.
     """
 
     name = "contextual"
@@ -232,28 +234,39 @@ class ContextualDropout(DropoutMethod):
         d E[CE] / d phi (zero-valued, so the logged dropout loss is the weighted KL alone).
 
         Where a site's pseudo-pass activation equals the real pass's (always the first site: the
-        same input through the same layers), the real keep logits are reused instead of running
-        the bottleneck again; the masks are the same, only the work is saved.
+        same input through the same layers), the real keep logits are reused: phi' = phi and the
+        site's term is ARM's. Elsewhere the pseudo pass computes its own logits phi' with gradient
+        (from the detached activation), and the site gets phi' f(z') (u - 1/2) - phi f(z) (u - 1/2).
         """
+        pseudo_logits_by_site: dict[int, Tensor] = {}
 
         def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
             real_activation = activation_by_site[site.index]
             if activation.shape == real_activation.shape and torch.equal(activation, real_activation):
                 threshold = torch.sigmoid(-logits_by_site[site.index].detach())
             else:
-                threshold = self.keep_logits(site, activation).neg_().sigmoid_()  # no_grad: in place
-            # z' = 1[u > 1 - pi] = 1[u > sigmoid(-phi)]: the antithetic pseudo action.
+                with torch.enable_grad():
+                    pseudo_logits = self.keep_logits(site, activation)
+                pseudo_logits_by_site[site.index] = pseudo_logits
+                threshold = torch.sigmoid(-pseudo_logits.detach())
+            # z' = 1[u > 1 - pi'] = 1[u > sigmoid(-phi')]: the antithetic pseudo action.
             mask = (uniforms_by_site[site.index] > threshold).to(activation.dtype)
             return apply_mask(site, activation, mask)
 
+        batch = x.shape[0]
         with torch.no_grad(), frozen_batchnorm_stats(self.net):
             pseudo_cross_entropy = F.cross_entropy(self.net(x, pseudo_sampler), y, reduction="none")
-            # [batch, 1], with the batch mean folded in
-            difference = pseudo_cross_entropy.sub_(cross_entropy).div_(x.shape[0]).unsqueeze(1)
+            real_term = cross_entropy.div(batch).unsqueeze(1)  # [batch, 1], the batch mean folded in
+            pseudo_term = pseudo_cross_entropy.div_(batch).unsqueeze(1)
+            difference = pseudo_term - real_term
         surrogate = 0.0
         for index, logits in logits_by_site.items():
-            weight = uniforms_by_site[index].sub(0.5).mul_(difference)  # no grad: a constant
-            surrogate = surrogate + (logits * weight).sum()
+            centred = uniforms_by_site[index].sub(0.5)  # no grad: a constant
+            pseudo_logits = pseudo_logits_by_site.get(index)
+            if pseudo_logits is None:  # phi' = phi: ARM's single term
+                surrogate = surrogate + (logits * centred.mul_(difference)).sum()
+            else:
+                surrogate = surrogate + (pseudo_logits * (centred * pseudo_term)).sum() - (logits * (centred * real_term)).sum()
         return surrogate - surrogate.detach()  # type: ignore[union-attr]
 
     def extra_repr(self) -> str:
