@@ -51,13 +51,16 @@ def baseline_methods(net: MLP) -> tuple[DropoutMethod, DropoutMethod]:
     return MCDropout(copy.deepcopy(net), keep_prob=0.5, scaling="site"), NoDropout(copy.deepcopy(net))
 
 
+CLOCK: Callable[[], float] = time.perf_counter  # `--clock cpu` switches to this process's CPU time
+
+
 def seconds_per_call(fn: Callable[[], object], calls: int) -> float:
-    """Mean wall time of `calls` calls after one warm-up call."""
+    """Mean time (wall, or CPU with `--clock cpu`) of `calls` calls after one warm-up call."""
     fn()
-    start = time.perf_counter()
+    start = CLOCK()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls
+    return (CLOCK() - start) / calls
 
 
 def fastest_times(candidates: dict[str, Callable[[], object]], calls: int, repeats: int) -> dict[str, float]:
@@ -101,18 +104,38 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the fastest is reported")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--step-calls", type=int, default=10)
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall",
+        help="cpu: this process's CPU time (steadier on a busy machine; with --threads 1 only, as it sums the threads)",
+    )
+    parser.add_argument("--only", choices=("all", "steps", "predict"), default="all", help="run one part only")
     args = parser.parse_args()
+    global CLOCK
+    if args.clock == "cpu":
+        CLOCK = time.process_time
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     net = MLP()
 
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.repeats} rounds (fastest), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {args.repeats} rounds (fastest), {args.clock} clock, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    if args.only != "predict":
+        report_steps(net, args)
+    if args.only != "steps":
+        report_predict(net, args)
+
+
+def report_steps(net: MLP, args: argparse.Namespace) -> None:
     step = bench_steps(net, 128, args.step_calls, args.repeats)
     print("\ntraining step, batch 128 (ms):", ", ".join(f"{k} {1e3 * v:.1f}" for k, v in step.items()))
     print(f"  GFlowOut / MC dropout    = {step['gflowout'] / step['mc_dropout']:.2f}x   (target <= 1.40)")
     print(f"  ID-GFlowOut / MC dropout = {step['id_gflowout'] / step['mc_dropout']:.2f}x")
     print(f"  MC dropout / no dropout  = {step['mc_dropout'] / step['none']:.2f}x   (target <= 1.15)")
 
+
+def report_predict(net: MLP, args: argparse.Namespace) -> None:
     for name, method in (("GFlowOut", GFlowOut(copy.deepcopy(net))), ("ID-GFlowOut", IDGFlowOut(copy.deepcopy(net), dataset_size=42000))):
         print(f"\n{name} predict(samples=20) (ms):")
         for batch, calls in ((1, 20), (8, 10), (128, 2)):

@@ -14,6 +14,7 @@ from gflowout.methods.generators import (
     PriorGenerator,
     bernoulli_log_prob,
     keep_with_16_bits,
+    mask_with_16_bits,
     project_earlier_masks,
     sample_and_apply,
 )
@@ -312,6 +313,26 @@ def test_16_bit_masks_have_the_right_keep_probability_in_every_position(p):
     assert torch.allclose(by_position, torch.full((4,), p), atol=tolerance), by_position
     neighbours = torch.corrcoef(torch.stack([keep[:, :-1].flatten(), keep[:, 1:].flatten()]))[0, 1]
     assert abs(float(neighbours)) < 0.01, "neighbouring units must be independent"
+
+
+def test_in_place_16_bit_mask_is_the_bool_sample_and_exact_at_the_edges():
+    """mask_with_16_bits (in place, scratch buffer) draws what keep_with_16_bits draws, for several shapes in turn."""
+    for rows, width in ((5, 7), (64, 1024), (5, 7)):
+        probs = torch.rand(rows, width)
+        probs[0, :3] = torch.tensor([0.0, 1.0, 2.0**-17])  # never, always, below the 2^-16 resolution
+        torch.manual_seed(11)
+        expected = keep_with_16_bits(probs).float()
+        torch.manual_seed(11)
+        mask = mask_with_16_bits(probs.clone())
+        assert torch.equal(mask, expected)
+        assert mask[0, 0] == 0 and mask[0, 1] == 1
+    # the same threshold rule by hand: v = u + 32768 from the int16 views of the drawn words
+    probs = torch.rand(3, 8)
+    torch.manual_seed(5)
+    words = torch.from_numpy(__import__("numpy").random.SFC64(int(torch.randint(0, 2**62, (), dtype=torch.int64))).random_raw(6).view("int64"))
+    v = words.view(torch.int16).view(3, 8).double() + 32768
+    torch.manual_seed(5)
+    assert torch.equal(mask_with_16_bits(probs.clone()), (v < 65536 * probs.double()).float())
 
 
 def test_16_bit_masks_follow_per_unit_probabilities():

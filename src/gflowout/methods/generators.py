@@ -26,9 +26,10 @@ gradient crosses branches), and each branch's LayerNorm is one `layer_norm` over
 from __future__ import annotations
 
 import math
-import sys
+import threading
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -346,13 +347,13 @@ def draw_policy_mask(logits: Tensor, temperature: float = 1.0, epsilon: float = 
     epsilon: each example's mask at this site is, with this probability, replaced by a
     Bernoulli(epsilon_keep) mask. The caller scores the mask this function RETURNS, i.e. the mask
     actually applied (the official code scored the unapplied policy sample: method.md Pitfall 2).
-    Policy samples come from `keep_with_16_bits` (P(keep) = p rounded up by < 2^-15; about 0.15 ms
+    Policy samples come from `mask_with_16_bits` (P(keep) = p rounded up by < 2^-16; about 0.15 ms
     less per [128, 1024] site than `rand < p` here); the log-probability is that of the drawn mask
     under the exact policy, so trajectory balance is unaffected (the tiny rounding is off-policy).
     """
     logits = logits.detach()
     probs = torch.sigmoid(logits) if temperature == 1.0 else (logits / temperature).sigmoid_()
-    mask = as_float_mask(keep_with_16_bits(probs, overwrite=True), probs.dtype)  # p to 2^-16, half the random bits
+    mask = mask_with_16_bits(probs)  # p to 2^-16, a quarter of a random word per unit
     if epsilon > 0.0:
         replace = torch.rand(mask.shape[0], 1, dtype=mask.dtype, device=mask.device) < epsilon
         random_mask = as_float_mask(torch.rand_like(mask) < epsilon_keep, mask.dtype)
@@ -375,8 +376,7 @@ def sample_and_apply(site: Site, activation: Tensor, logits: Tensor) -> tuple[Te
     if logits._base is not None or not logits.is_contiguous():  # never write through a view (of a parameter)
         logits = logits.clone(memory_format=torch.contiguous_format)
     probs = logits.sigmoid_()
-    keep = keep_with_16_bits(probs, overwrite=True)
-    mask = probs.copy_(keep.view(torch.uint8))  # the 0/1 mask, written over the thresholds
+    mask = mask_with_16_bits(probs)  # the 0/1 mask, written over the probabilities
     masked = activation * broadcast_mask(site, mask.to(activation.dtype), activation)
     if site.rescale:  # width / (number kept + 1e-6), as apply_mask; x * 1 * s == x * (1 * s) exactly
         scale = site.width / (mask.sum(dim=1).to(masked.dtype) + 1e-6)
@@ -384,34 +384,69 @@ def sample_and_apply(site: Site, activation: Tensor, logits: Tensor) -> tuple[Te
     return mask, masked
 
 
-_THRESHOLDS: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+def random_words(rows: int, words: int) -> Tensor:
+    """A [rows, words] int64 tensor of uniformly random 64-bit words (every bit random), seeded from torch's generator.
+
+    The bits come from numpy's SFC64 generator (`random_raw`), about 2x faster per word than
+    `Tensor.random_()` on this CPU (whose words carry 63 random bits); its seed is one draw of
+    torch's default generator, so `torch.manual_seed` still makes every mask reproducible.
+    """
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    raw = np.random.SFC64(seed).random_raw(rows * words)
+    return torch.from_numpy(raw.view(np.int64)).view(rows, words)
 
 
 def keep_with_16_bits(probs: Tensor, overwrite: bool = False) -> Tensor:
     """A bool [rows, width] sample, True with probability `probs` resolved to 2^-16, from 16 random bits per unit.
 
     Why: at S = 20 x 128 prediction draws 2.6 M uniforms per site, and `torch.rand` (one 32-bit draw
-    of the CPU generator per unit) was the largest single cost after the matmuls. Here the int64
-    words of `random_()` (63 random bits each) are read as four int16 units: half a draw per unit,
-    about 2.3x cheaper per mask here. The int16 holding a word's top bits has only 15 random bits
-    (the sign bit is always 0), so its threshold is scaled to [0, 32768) instead of [-32768, 32768).
-    P(keep) = ceil(65536 p) / 65536 (ceil(32768 p) / 32768 for every fourth unit): p itself, rounded
-    up by less than 2^-15, far below any Monte Carlo error; p = 0 never keeps, p = 1 always does.
-    overwrite: compute the thresholds in `probs`' memory (saves a temporary; `probs` is lost).
+    of the CPU generator per unit) was the largest single cost after the matmuls. Here each random
+    64-bit word (`random_words`) is read as four int16 units, a quarter of a word per unit; unit i
+    keeps when v_i = u_i + 32768 (uniform on 0..65535) is below 65536 p_i, a comparison that is exact
+    in float. P(keep) = ceil(65536 p) / 65536: p itself, rounded up by less than 2^-16, far below any
+    Monte Carlo error; p = 0 never keeps, p = 1 always does. This is `mask_with_16_bits` as a bool.
+    overwrite: let the draw use `probs`' memory (saves a copy; `probs` is lost).
     Off the CPU, or for other than 2-D input, it is `torch.rand_like(probs) < probs`.
     """
     if probs.device.type != "cpu" or probs.dim() != 2 or not probs.is_floating_point():
         return torch.rand_like(probs) < probs
+    target = probs if overwrite and probs.is_contiguous() else probs.clone(memory_format=torch.contiguous_format)
+    return _draw_16_bit_mask(target) > 0
+
+
+_SCRATCH = threading.local()
+
+
+def _float_scratch(rows: int, width: int, dtype: torch.dtype) -> Tensor:
+    """A reusable [rows, width] buffer of this thread (the last shape asked for is kept).
+
+    Why: a fresh multi-megabyte tensor is page-faulted in on its first write, which on this
+    machine costs more than the arithmetic done in it (at S = 20 x 128 prediction, about a third of
+    the sampling time); a buffer that stays mapped does not pay that again.
+    """
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.shape != (rows, width) or buffer.dtype != dtype:
+        buffer = torch.empty(rows, width, dtype=dtype)
+        _SCRATCH.buffer = buffer
+    return buffer
+
+
+def mask_with_16_bits(probs: Tensor) -> Tensor:
+    """The 0/1 float mask of `keep_with_16_bits(probs)` (the same sample for the same seed), written over `probs`."""
+    if probs.device.type != "cpu" or probs.dim() != 2 or not probs.is_floating_point() or not probs.is_contiguous():
+        return probs.copy_(keep_with_16_bits(probs).view(torch.uint8))
+    return _draw_16_bit_mask(probs)
+
+
+def _draw_16_bit_mask(probs: Tensor) -> Tensor:
+    """In place over a contiguous CPU [rows, width] `probs`: 1.0 where v * 2^-16 < p, else 0.0 (v = u + 32768, see above).
+
+    Four passes over the rows: v * 2^-16 is widened into a reused scratch buffer (exact: v is an
+    integer below 2^16), then p - v * 2^-16 (`sub_` with alpha; its sign is exact) and `gt_(0)`.
+    No fresh full-size temporary is written (no bool tensor, no widened copy of the draws), which
+    matters at S = 20 x 128 prediction, where every full-size pass costs milliseconds here.
+    """
     rows, width = probs.shape
-    words = torch.empty(rows, (width + 3) // 4, dtype=torch.int64, device=probs.device).random_()
-    uniform = words.view(torch.int16)[:, :width]
-    key = (width, probs.dtype, probs.device)
-    if key not in _THRESHOLDS:
-        top = 3 if sys.byteorder == "little" else 0  # position of the word's most significant int16
-        scale = torch.full((4,), 65536.0, dtype=probs.dtype)
-        offset = torch.full((4,), -32768.0, dtype=probs.dtype)
-        scale[top], offset[top] = 32768.0, 0.0
-        _THRESHOLDS[key] = (scale.repeat((width + 3) // 4)[:width].to(probs.device), offset.repeat((width + 3) // 4)[:width].to(probs.device))
-    scale, offset = _THRESHOLDS[key]
-    thresholds = probs.mul_(scale).add_(offset) if overwrite else torch.addcmul(offset, probs, scale)
-    return uniform < thresholds
+    uniform = random_words(rows, (width + 3) // 4).view(torch.int16)[:, :width]
+    shifted = torch.add(uniform, 32768.0, out=_float_scratch(rows, width, probs.dtype))  # v, exact
+    return probs.sub_(shifted, alpha=2.0**-16).gt_(0.0)
