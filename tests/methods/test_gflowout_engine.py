@@ -91,8 +91,24 @@ def test_prediction_leaves_every_parameter_untouched(rows, samples):
 def test_prediction_takes_no_label_by_construction():
     assert list(inspect.signature(GFlowOut.predict).parameters) == ["self", "x", "samples"]
     assert list(inspect.signature(GFlowOut.prediction_sampler).parameters) == ["self"]
-    assert list(inspect.signature(PriorGenerator.forward).parameters) == ["self", "earlier_masks", "features"]
+    # `out` is an output buffer for the logits (prediction writes them into reused memory), not an input
+    assert list(inspect.signature(PriorGenerator.forward).parameters) == ["self", "earlier_masks", "features", "out"]
     assert "labels" in inspect.signature(PosteriorGenerator.forward).parameters
+
+
+def test_predict_with_reused_buffers_equals_fresh_tensors():
+    """Prediction's per-site logits buffers (reused between calls) change nothing: same logits for the same seed, twice."""
+    method = small_method()
+    x, _ = batch(5)
+    results = []
+    for reuse in (False, True, True):
+        torch.manual_seed(4)
+        with torch.no_grad():
+            expanded = x.repeat(3, 1, 1, 1)
+            results.append(method.net(expanded, PriorSampler(method.prior, copies=3, reuse_buffers=reuse)))
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
+    torch.manual_seed(4)
+    assert torch.equal(method.predict(x, samples=3), results[0].reshape(3, 5, -1))
 
 
 def test_predict_never_calls_the_posterior_or_log_z(monkeypatch):

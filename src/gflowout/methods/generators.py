@@ -189,14 +189,19 @@ class GroupedMLPTail(nn.Module):
         sizes = list(hidden) + [out_features]
         self.linears = nn.ModuleList([BlockLinear(groups, sizes[i], sizes[i + 1]) for i in range(len(hidden))])
 
-    def forward(self, pre_activation: Tensor) -> Tensor:
+    def forward(self, pre_activation: Tensor, out: Tensor | None = None) -> Tensor:
+        """out: optional [batch, groups * out_features] tensor to write the result into (no autograd, one group only)."""
         h = pre_activation
         batch = h.shape[0]
-        for linear in self.linears:
+        last = len(self.linears) - 1
+        for i, linear in enumerate(self.linears):
             # LayerNorm of each group's features: layer_norm over a [batch, groups, hidden] view is
             # ~2x faster here than group_norm on [batch, groups * hidden].
             grouped = F.leaky_relu(h, NEGATIVE_SLOPE).view(batch, self.groups, -1)
-            h = linear(F.layer_norm(grouped, grouped.shape[-1:]).view(batch, -1))
+            normed = F.layer_norm(grouped, grouped.shape[-1:]).view(batch, -1)
+            if i == last and out is not None and self.groups == 1 and not torch.is_grad_enabled():
+                return torch.addmm(linear.bias, normed, linear.weight.t(), out=out)
+            h = linear(normed)
         return h
 
 
@@ -257,14 +262,14 @@ class PriorGenerator(nn.Module):
         self.first = nn.Linear(mask_features + site_width, int(hidden[0]))
         self.tail = GroupedMLPTail(1, hidden, site_width)
 
-    def forward(self, earlier_masks: EarlierMasks, features: Tensor) -> Tensor:
+    def forward(self, earlier_masks: EarlierMasks, features: Tensor, out: Tensor | None = None) -> Tensor:
         """earlier_masks: [batch, mask_features] or the list of earlier site masks (None or [] at the first site);
-        features [batch, width]."""
+        features [batch, width]; out: optional [batch, width] tensor for the logits (prediction, no autograd)."""
         if isinstance(earlier_masks, Tensor):
             blocks = [earlier_masks, features]
         else:
             blocks = [*(earlier_masks or ()), features]
-        return self.tail(project_earlier_masks(self.first, blocks, features.shape[0]))
+        return self.tail(project_earlier_masks(self.first, blocks, features.shape[0]), out=out)
 
 
 class ChainGenerator(nn.Module):
@@ -450,3 +455,24 @@ def _draw_16_bit_mask(probs: Tensor) -> Tensor:
     uniform = random_words(rows, (width + 3) // 4).view(torch.int16)[:, :width]
     shifted = torch.add(uniform, 32768.0, out=_float_scratch(rows, width, probs.dtype))  # v, exact
     return probs.sub_(shifted, alpha=2.0**-16).gt_(0.0)
+
+
+REUSABLE_BUFFER_LIMIT = 1 << 23  # elements (32 MB in float32); larger buffers are allocated afresh
+
+
+def reusable_buffer(slot: object, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor | None:
+    """A CPU buffer of this thread for `slot` (the last shape asked for is kept), or None when it would be large.
+
+    For prediction's per-site logits (which become the masks): writing into memory that stays mapped
+    avoids the page faults of a fresh multi-megabyte tensor on every call (see `_float_scratch`).
+    The caller must not let the buffer outlive one forward pass.
+    """
+    if math.prod(shape) > REUSABLE_BUFFER_LIMIT:
+        return None
+    buffers = getattr(_SCRATCH, "slots", None)
+    if buffers is None:
+        buffers = _SCRATCH.slots = {}
+    buffer = buffers.get(slot)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = buffers[slot] = torch.empty(shape, dtype=dtype)
+    return buffer

@@ -40,6 +40,7 @@ from gflowout.methods.generators import (
     PriorGenerator,
     bernoulli_log_prob,
     draw_policy_mask,
+    reusable_buffer,
     sample_and_apply,
 )
 from gflowout.methods.none import backbone_spec
@@ -128,22 +129,30 @@ class PriorSampler:
     second copy falls back to the full batch if a random layer before the first site makes them differ.
     """
 
-    def __init__(self, prior: nn.ModuleList, copies: int = 1) -> None:
+    def __init__(self, prior: nn.ModuleList, copies: int = 1, reuse_buffers: bool = False) -> None:
         self.prior = prior
         self.copies = int(copies)
+        self.reuse_buffers = reuse_buffers
         self.chain = SiteChain(len(prior))
 
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
         features = site_features(site, activation).detach()
-        logits = self._first_site_logits_once(features) if site.index == 0 and self.copies > 1 else None
+        out = self._logits_buffer(site, features)
+        logits = self._first_site_logits_once(features, out) if site.index == 0 and self.copies > 1 else None
         if logits is None:
-            logits = self.prior[site.index](self.chain.earlier, features)
+            logits = self.prior[site.index](self.chain.earlier, features, out=out)
         mask, masked = sample_and_apply(site, activation, logits)
         self.chain.push(mask)
         return masked
 
-    def _first_site_logits_once(self, features: Tensor) -> Tensor | None:
+    def _logits_buffer(self, site: Site, features: Tensor) -> Tensor | None:
+        """With reuse_buffers (predict only: its sampler and masks die with the pass), a per-site buffer of this thread."""
+        if not self.reuse_buffers or torch.is_grad_enabled() or features.device.type != "cpu":
+            return None
+        return reusable_buffer(("prior-logits", site.index), (features.shape[0], site.width), features.dtype)
+
+    def _first_site_logits_once(self, features: Tensor, out: Tensor | None = None) -> Tensor | None:
         rows = features.shape[0]
         if rows % self.copies:
             return None
@@ -151,7 +160,11 @@ class PriorSampler:
         first_copy = features[:batch]
         if not torch.equal(features[batch : 2 * batch], first_copy):
             return None
-        return self.prior[0](None, first_copy).repeat(self.copies, 1)
+        logits = self.prior[0](None, first_copy)
+        if out is None:
+            return logits.repeat(self.copies, 1)
+        out.view(self.copies, batch, -1).copy_(logits)  # broadcast over the copies
+        return out
 
 
 class GFlowOut(DropoutMethod):
@@ -294,7 +307,7 @@ class GFlowOut(DropoutMethod):
         self.validate(x)
         expanded = x.repeat(samples, *([1] * (x.dim() - 1)))
         with _eval_mode(self):
-            logits = self.net(expanded, PriorSampler(self.prior, copies=int(samples)))
+            logits = self.net(expanded, PriorSampler(self.prior, copies=int(samples), reuse_buffers=True))
         return logits.reshape(int(samples), x.shape[0], -1)
 
 
