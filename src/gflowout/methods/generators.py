@@ -453,7 +453,8 @@ def _draw_16_bit_mask(probs: Tensor) -> Tensor:
     """
     rows, width = probs.shape
     uniform = random_words(rows, (width + 3) // 4).view(torch.int16)[:, :width]
-    shifted = torch.add(uniform, 32768.0, out=_float_scratch(rows, width, probs.dtype))  # v, exact
+    # v = u + 32768 (exact); widening by copy_ casts on the fly, where add(uniform, ..., out=) made a temporary
+    shifted = _float_scratch(rows, width, probs.dtype).copy_(uniform).add_(32768.0)
     return probs.sub_(shifted, alpha=2.0**-16).gt_(0.0)
 
 
