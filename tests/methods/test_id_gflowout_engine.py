@@ -138,3 +138,48 @@ def test_short_mnist_run_beats_chance():
         method.train_step(x_train[index], y_train[index], optimizers)
     accuracy = (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
     assert accuracy > 0.8, f"accuracy {accuracy:.3f}; chance is 0.1"
+
+
+# --- log Z start (logz_init) ------------------------------------------------------------------------
+def test_first_batch_start_of_log_z_makes_the_first_tb_loss_far_smaller():
+    """logz_init="first_batch" sets log Z to the TB minimiser mean(log R - log P_F) of the first batch before the step."""
+    x, y = batch(32)
+    losses, mean_gap = {}, None
+    for start in ("zero", "first_batch"):
+        method = small_method(dataset_size=42000, logz_init=start)
+        torch.manual_seed(1)
+        result = method.training_losses(x, y)
+        losses[start] = float(result.losses["posterior"].detach())
+        if start == "zero":
+            assert method.log_z.item() == 0.0
+        else:  # by hand: the batch's mean of log R - log P_F, which the logs report as their means
+            mean_gap = float(result.logs["log_reward"]) - float(result.logs["log_forward"])
+            assert method.log_z.item() == pytest.approx(mean_gap, rel=1e-5)
+            assert bool(method.logz_initialized)
+    assert losses["zero"] > 1e8  # the reward is beta * N * log p(y|x,z): ~ -N * log 10 here
+    # same masks (same seed): with d = log R - log P_F, mean(d^2) - mean(d)^2 is what is left, the batch's variance
+    assert losses["first_batch"] == pytest.approx(losses["zero"] - mean_gap**2, rel=1e-3)
+    assert losses["first_batch"] < 0.1 * losses["zero"], losses
+
+
+def test_log_z_start_happens_once_and_survives_a_checkpoint():
+    x, y = batch(16)
+    method = small_method(dataset_size=5000)
+    method.train_step(x, y, method.make_optimizers())
+    after_first = method.log_z.item()
+    assert bool(method.logz_initialized) and after_first < -100
+    resumed = small_method(dataset_size=5000)
+    assert not bool(resumed.logz_initialized)
+    resumed.load_state_dict(method.state_dict())
+    assert bool(resumed.logz_initialized)
+    resumed.training_losses(*batch(16, seed=3))  # a different batch: log Z must not be re-started from it
+    assert resumed.log_z.item() == after_first
+    old_checkpoint = {k: v for k, v in method.state_dict().items() if k != "logz_initialized"}
+    legacy = small_method(dataset_size=5000)
+    legacy.load_state_dict(old_checkpoint)  # checkpoints from before the option: log Z counts as trained
+    assert bool(legacy.logz_initialized)
+
+
+def test_logz_init_rejects_unknown_values():
+    with pytest.raises(ValueError, match="logz_init"):
+        small_method(logz_init="mean")
