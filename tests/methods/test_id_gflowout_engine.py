@@ -183,3 +183,16 @@ def test_log_z_start_happens_once_and_survives_a_checkpoint():
 def test_logz_init_rejects_unknown_values():
     with pytest.raises(ValueError, match="logz_init"):
         small_method(logz_init="mean")
+
+
+def test_predict_with_reused_buffers_equals_the_plain_prediction_sampler():
+    """predict's own sampler (logits in reused per-thread buffers) gives what the handed-out sampler gives, call after call."""
+    method = small_method()
+    method.eval()
+    x, _ = batch(5)
+    torch.manual_seed(8)
+    with torch.no_grad():
+        expected = method.net(x.repeat(4, 1, 1, 1), method.prediction_sampler()).reshape(4, 5, -1)
+    for _ in range(2):
+        torch.manual_seed(8)
+        assert torch.equal(method.predict(x, samples=4), expected)

@@ -292,12 +292,14 @@ class ChainGenerator(nn.Module):
             self.first = nn.Linear(mask_features, int(hidden[0]))
             self.tail = GroupedMLPTail(1, hidden, site_width)
 
-    def forward(self, earlier_masks: EarlierMasks, batch: int) -> Tensor:
+    def forward(self, earlier_masks: EarlierMasks, batch: int, out: Tensor | None = None) -> Tensor:
         """earlier_masks: [batch, mask_features] or the list of earlier site masks (None or [] at the first site)
-        -> logits [batch, site_width]."""
+        -> logits [batch, site_width]; out: optional [batch, site_width] tensor for them (prediction, no autograd)."""
         if self.first is None:
+            if out is not None and not torch.is_grad_enabled():
+                return out.copy_(self.constant.expand(batch, -1))
             return self.constant.repeat(batch, 1)  # a fresh tensor: prediction samples in place over logits
-        return self.tail(project_earlier_masks(self.first, earlier_masks, batch))
+        return self.tail(project_earlier_masks(self.first, earlier_masks, batch), out=out)
 
 
 class LogPartition(nn.Module):

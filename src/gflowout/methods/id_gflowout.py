@@ -29,8 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, build_optimizer, resolve_group_specs
-from gflowout.methods.generators import ChainGenerator, bernoulli_log_prob, draw_policy_mask, sample_and_apply
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer, resolve_group_specs
+from gflowout.methods.generators import (
+    ChainGenerator,
+    bernoulli_log_prob,
+    draw_policy_mask,
+    reusable_buffer,
+    sample_and_apply,
+)
 from gflowout.methods.gflowout import SiteChain, check_exploration, posterior_optimizer
 from gflowout.methods.none import backbone_spec
 from gflowout.methods.schedules import BetaSpec, as_beta_schedule
@@ -56,8 +62,10 @@ class ChainSampler:
         epsilon_keep: float = 0.5,
         forced_masks: Sequence[Tensor] | None = None,
         score: bool = True,
+        reuse_buffers: bool = False,
     ) -> None:
         self.generators = generators
+        self.reuse_buffers = reuse_buffers  # prediction only: per-site logits in reused memory (see `reusable_buffer`)
         self.temperature, self.epsilon, self.epsilon_keep = temperature, epsilon, epsilon_keep
         self.forced_masks, self.score = forced_masks, score
         self.chain = SiteChain(len(generators))
@@ -65,7 +73,11 @@ class ChainSampler:
 
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
-        logits = self.generators[site.index](self.chain.earlier, activation.shape[0])
+        rows = activation.shape[0]
+        out = None
+        if self.reuse_buffers and not self.score and not torch.is_grad_enabled() and activation.device.type == "cpu":
+            out = reusable_buffer(("chain-logits", site.index), (rows, site.width), activation.dtype)
+        logits = self.generators[site.index](self.chain.earlier, rows, out=out)
         if not self.score and self.forced_masks is None:  # prediction
             mask, masked = sample_and_apply(site, activation, logits)
             self.chain.push(mask)
@@ -222,6 +234,21 @@ class IDGFlowOut(DropoutMethod):
 
     def prediction_sampler(self) -> ChainSampler:
         return ChainSampler(self.generators, score=False)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
+        """Per-sample logits [samples, batch, classes], masks from q(z) at T = 1; no label (`DropoutMethod.predict`).
+
+        Its own sampler writes each site's logits (then masks) into per-thread buffers reused between
+        calls: its masks die with the pass, unlike those of a `prediction_sampler()` handed out.
+        """
+        if int(samples) != samples or samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples!r}")
+        self.validate(x)
+        expanded = x.repeat(samples, *([1] * (x.dim() - 1)))
+        with _eval_mode(self):
+            logits = self.net(expanded, ChainSampler(self.generators, score=False, reuse_buffers=True))
+        return logits.reshape(int(samples), x.shape[0], -1)
 
     def extra_repr(self) -> str:
         return f"dataset_size={self.dataset_size}, prior_keep={self.prior_keep}, logz_init={self.logz_init!r}"
