@@ -1,6 +1,6 @@
 """Speed of the GFlowOut engine on the paper's MNIST MLP (784-1024-1024-1024-10), as ratios within one run.
 
-    .venv/bin/python benchmarks/bench_engine.py [--repeats 5] [--threads 2]
+    .venv/bin/python benchmarks/bench_engine.py [--repeats 5] [--threads 2] [--clock wall|cpu] [--only all|steps|predict]
 
 Measures (issue 3, targets for a 2-core CPU in brackets):
 * one training step at batch 128 (`train_step`: losses, one backward, every optimiser steps):
@@ -15,16 +15,28 @@ wait on each other); the script prints the load average so such a run can be rec
 `--threads 1` gives stable ratios on a busy machine. Inputs are random MNIST-shaped tensors:
 speed does not depend on the pixel values.
 
-Measured on the 2-core development machine, 2026-12-01, torch 2.13.0 (fastest of 7 rounds, load ~2):
-  2 threads: GFlowOut step / MC 1.63-1.64x (22.3 vs 13.6 ms), MC / none 1.10-1.12x, ID-GFlowOut / MC 1.24x;
-             predict(20) / mask-free 1.31-1.41x at batch 128 (run to run), loop of 20 / predict 8.6x at
-             batch 1, 3.9x at batch 8.
-  1 thread:  GFlowOut step / MC 1.54x (36.4 vs 23.6 ms), MC / none 1.07x; predict(20) / mask-free 1.33x at 128.
-Where GFlowOut's step time goes (1 thread): ~8 ms in the six generators (about 5 ms of it their
-matmuls: earlier masks -> 32, activations -> 32, 32 -> width, forward and backward), ~4 ms in
-sampling, log-probabilities, log Z, TB and the two extra optimisers. That overhead is the same at
-1 and 2 threads (12.8 vs 12.3 ms): it is bound by the number of small ops (~4200 aten calls per
-step against ~470 for MC dropout), not by arithmetic, which is why the 2-thread ratio is the worse one.
+Measured on the 2-core development machine, 2026-12-01 12:20-12:26 UTC, torch 2.13.0 (fastest of 7 rounds,
+load ~1; `--threads 2 --repeats 7`, then `--threads 1 --repeats 7`):
+  2 threads: GFlowOut step / MC 1.63x (25.6 vs 15.7 ms; target 1.40 NOT met), ID-GFlowOut / MC 1.20x,
+             MC / none 1.13x; predict(20) / mask-free at batch 128: GFlowOut 1.25-1.26x, ID-GFlowOut
+             1.21-1.23x (target 1.30 met; 1.31-1.41x before); loop of 20 / predict 9.0x at batch 1, 3.6x at 8.
+  1 thread:  GFlowOut step / MC 1.48x (34.3 vs 23.2 ms), ID-GFlowOut / MC 1.17x, MC / none 1.07x;
+             predict(20) / mask-free at 128: GFlowOut 1.22-1.23x, ID-GFlowOut 1.22x.
+Where GFlowOut's step time goes (+9.6 ms over MC at 2 threads: forward +4.1, backward +4.4, the two
+extra optimisers +0.9): about 4.5 ms (1 thread) are the six generators' matmuls on 1024-wide inputs
+and outputs ([128, 1024] x [1024, 32] and back), which run at the same ~100 GFLOP/s as the backbone's
+(fusing them into wider matmuls measured no faster: time is linear in the output width); ~1 ms the six
+Bernoulli log-probabilities (logsigmoid; softplus or BCE-with-logits forms measured the same); the
+rest is hundreds of small ops on [128, 32] tensors and their autograd nodes, which do not speed up
+with a second thread. What helped the step (small, ~2-3 % at 1 thread): the earlier-mask block
+projection's custom backward (its grad.T @ block layout is the faster one at 1 thread, 97 vs 133 us,
+but not at 2, 94 vs 75 us) and 16-bit mask draws.
+Where predict's overhead went: at S = 20 x 128 every full-size [2560, 1024] temporary costs ~2-3 ms
+in the real pass (page faults of fresh memory, DRAM traffic), more than its arithmetic. Drawing masks
+in place (sign of p - v 2^-16 with a reused scratch buffer), numpy SFC64 random words (~2x faster than
+`random_`), and writing the prior's logits into reused per-site buffers took GFlowOut's predict from
+1.31-1.41x to 1.25x at 2 threads. (With glibc told to keep freed memory, MALLOC_TRIM_THRESHOLD_ and
+MALLOC_MMAP_THRESHOLD_ set high, the old code measured 1.22x at 1 thread: the same effect, process-wide.)
 """
 
 from __future__ import annotations
