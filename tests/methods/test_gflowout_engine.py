@@ -12,10 +12,12 @@ from gflowout.methods.generators import (
     GroupedMLPTail,
     PosteriorGenerator,
     PriorGenerator,
+    project_earlier_masks,
+)
+from gflowout.methods.mask_sampling import (
     bernoulli_log_prob,
     keep_with_16_bits,
     mask_with_16_bits,
-    project_earlier_masks,
     sample_and_apply,
 )
 from gflowout.methods.gflowout import GFlowOut, PosteriorSampler, PriorSampler

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer, resolve_group_specs
-from gflowout.methods.generators import (
-    ChainGenerator,
+from gflowout.methods.generators import ChainGenerator
+from gflowout.methods.mask_sampling import (
     bernoulli_log_prob,
     draw_policy_mask,
     reusable_buffer,
