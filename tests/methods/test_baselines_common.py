@@ -6,9 +6,9 @@ import inspect
 import pytest
 import torch
 
-from gflowout.errors import DataError
 from gflowout.methods import method_class
 from gflowout.nets.mlp import MLP
+from method_helpers import real_mnist_subset
 
 TRAIN_SIZE, TEST_SIZE = 8000, 1000  # the real-MNIST run
 BASELINES = [
@@ -19,15 +19,6 @@ BASELINES = [
     ("contextual", {"variant": "gaussian"}),
 ]
 STOCHASTIC = BASELINES[1:]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors run far faster on one thread when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _method(name, options, hidden=(32, 32)):
@@ -77,18 +68,7 @@ def test_bad_input_is_rejected_before_training(name, options):
 @pytest.fixture(scope="module")
 def mnist_subset():
     """8000 training and 1000 test images of real MNIST, pixels in [0, 1] (skips when absent)."""
-    datasets = pytest.importorskip("gflowout.data.datasets")
-    try:
-        train_images, train_labels = datasets.load_split("mnist", "train")
-        test_images, test_labels = datasets.load_split("mnist", "test")
-    except DataError as error:
-        pytest.skip(f"real MNIST is not present ({error}); `make test` fetches it first")
-    x_train = datasets.to_tensor(train_images[:TRAIN_SIZE], "mnist")
-    x_test = datasets.to_tensor(test_images[:TEST_SIZE], "mnist")
-    return (
-        x_train, torch.as_tensor(train_labels[:TRAIN_SIZE]).long(),
-        x_test, torch.as_tensor(test_labels[:TEST_SIZE]).long(),
-    )
+    return real_mnist_subset(TRAIN_SIZE, TEST_SIZE)
 
 
 @pytest.mark.slow

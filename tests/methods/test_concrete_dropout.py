@@ -12,15 +12,6 @@ from gflowout.nets.resnet import CifarResNet18
 SAMPLES = 40000
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors run far faster on one thread when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_relaxed_masks_approach_bernoulli_keep_at_low_temperature():
     torch.manual_seed(0)
     drop = 0.3

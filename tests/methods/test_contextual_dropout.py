@@ -14,24 +14,21 @@ from gflowout.nets.resnet import CifarResNet18
 from gflowout.nets.sites import apply_mask
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors run far faster on one thread when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _tiny_method():
-    torch.manual_seed(0)
-    net = MLP(input_shape=(4,), hidden=(6,), num_classes=3).double()
-    # k = 1 and a wider bottleneck give keep probabilities spread over (0, 1), so the test has signal.
-    method = ContextualDropout(net, k=1.0, bottleneck_factor=2, kl_weight=0.0).double()
+def _spread_method(seed, hidden, bottleneck_factor):
+    """A float64 MLP 4 -> hidden -> 3 under contextual dropout with N(0, 1) bottleneck weights: with k = 1 the keep
+    probabilities spread over (0, 1), so the gradient tests have signal."""
+    torch.manual_seed(seed)
+    net = MLP(input_shape=(4,), hidden=hidden, num_classes=3).double()
+    method = ContextualDropout(net, k=1.0, bottleneck_factor=bottleneck_factor, kl_weight=0.0).double()
     with torch.no_grad():
         for p in method.bottlenecks.parameters():
             p.normal_(0.0, 1.0)
     return method
+
+
+def _tiny_method():
+    """One site of 6 units; a wider bottleneck (factor 2) also spreads the keep probabilities."""
+    return _spread_method(seed=0, hidden=(6,), bottleneck_factor=2)
 
 
 def _exact_expected_loss(method, x, y):
@@ -182,13 +179,7 @@ def test_gaussian_objective_gradient_matches_finite_differences_with_the_same_no
 
 def _two_site_method():
     """MLP 4 -> 3 -> 3 -> 3: site 1's bottleneck reads the hidden layer computed from site 0's masked output."""
-    torch.manual_seed(7)
-    net = MLP(input_shape=(4,), hidden=(3, 3), num_classes=3).double()
-    method = ContextualDropout(net, k=1.0, bottleneck_factor=1, kl_weight=0.0).double()
-    with torch.no_grad():
-        for p in method.bottlenecks.parameters():
-            p.normal_(0.0, 1.0)
-    return method
+    return _spread_method(seed=7, hidden=(3, 3), bottleneck_factor=1)
 
 
 def _exact_two_site_gradient(method, x, y):

@@ -9,7 +9,6 @@ hand-written sampler, and Bernoulli probabilities in float64 from `sigmoid`.
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,14 +21,6 @@ from gflowout.nets.sites import MaskSite, site_features
 NUM_SITES = 8
 ALL_MASKS = torch.tensor([[(k >> b) & 1 for b in range(NUM_SITES)] for k in range(2**NUM_SITES)], dtype=torch.float32)
 INPUTS = torch.tensor([[1.0, -0.5], [-0.8, 0.9], [0.3, 1.2], [0.5, 0.5]])
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class OneUnitSitesNet(MaskedNet):

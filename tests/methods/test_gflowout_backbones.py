@@ -9,14 +9,6 @@ from gflowout.methods.gflowout import GFlowOut, PosteriorSampler
 from gflowout.methods.id_gflowout import IDGFlowOut
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def check_one_step_and_prediction(method, x, y):
     """One optimiser step changes every group; prediction gives [samples, batch, classes] with finite logits."""
     optimizers = method.make_optimizers()

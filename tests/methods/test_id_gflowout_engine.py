@@ -10,24 +10,11 @@ import torch.nn.functional as F
 from gflowout.methods import method_class
 from gflowout.methods.id_gflowout import ChainSampler, IDGFlowOut
 from gflowout.nets.mlp import MLP
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from method_helpers import assert_predict_leaves_parameters_untouched, batch, real_mnist_subset, small_mlp_method
 
 
 def small_method(**options) -> IDGFlowOut:
-    torch.manual_seed(0)
-    return IDGFlowOut(MLP(hidden=(16, 12)), **{"dataset_size": 100, **options})
-
-
-def batch(n=8, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 1, 28, 28, generator=generator), torch.randint(0, 10, (n,), generator=generator)
+    return small_mlp_method(IDGFlowOut, **{"dataset_size": 100, **options})
 
 
 @pytest.mark.parametrize("size", [0, -5, 2.5, True, None])
@@ -93,11 +80,7 @@ def test_prediction_masks_come_from_q_without_label_or_input():
 
 @pytest.mark.parametrize("rows, samples", [(1, 1), (1, 3), (4, 1), (4, 5)])
 def test_prediction_leaves_every_parameter_untouched(rows, samples):
-    """Prediction samples in place over fresh logits; it must never write into a parameter (a 1-row batch once did)."""
-    method = small_method()
-    before = [p.detach().clone() for p in method.parameters()]
-    method.predict(torch.rand(rows, 1, 28, 28), samples=samples)
-    assert all(torch.equal(a, b) for a, b in zip(before, method.parameters()))
+    assert_predict_leaves_parameters_untouched(small_method(), rows, samples)
 
 
 def test_bad_input_raises_and_trains_nothing():
@@ -119,16 +102,7 @@ def test_method_table_builds_both_engines():
 
 @pytest.mark.slow
 def test_short_mnist_run_beats_chance():
-    try:
-        from gflowout.data import datasets
-        from gflowout.errors import DataError
-
-        train_images, train_labels = datasets.load_split("mnist", "train")
-        test_images, test_labels = datasets.load_split("mnist", "test")
-    except (ImportError, DataError) as error:
-        pytest.skip(f"real MNIST is not available ({error}); `make test` fetches it first")
-    x_train, y_train = datasets.to_tensor(train_images[:6000], "mnist"), torch.as_tensor(train_labels[:6000])
-    x_test, y_test = datasets.to_tensor(test_images[:1000], "mnist"), torch.as_tensor(test_labels[:1000])
+    x_train, y_train, x_test, y_test = real_mnist_subset(6000, 1000)
     torch.manual_seed(0)
     method = IDGFlowOut(MLP(hidden=(128, 128)), dataset_size=len(y_train))
     optimizers = method.make_optimizers()

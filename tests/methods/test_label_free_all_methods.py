@@ -29,14 +29,6 @@ METHODS = [
 IDS = [f"{name.value}-{options.get('variant', '')}".rstrip("-") for name, options in METHODS]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_every_method_name_is_covered() -> None:
     assert {name for name, _ in METHODS} == set(MethodName)
 

@@ -12,15 +12,6 @@ from gflowout.nets.sites import Site
 SAMPLES = 20000
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors run far faster on one thread when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _mean_within_standard_errors(masked, activation, keep):
     """Per-unit check: the mean of n masked copies is activation +- 5 standard errors, where one
     inverted-scaled Bernoulli sample has standard deviation |h| sqrt((1 - keep) / keep)."""
