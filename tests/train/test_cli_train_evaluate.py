@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY_CONFIG, subprocess_env
+from train_helpers import REPO, TINY_CONFIG, subprocess_env
 
 from gflowout.checkpoint import load_method
 from gflowout.cli.main import main

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import torch
-from conftest import run_fit
+from train_helpers import run_fit
 
 COMMON = ("method.name=none", "method.options={}", "optim.backbone.optimizer=sgd", "optim.backbone.lr=0.2",
           "optim.backbone.momentum=0.9", "trainer.checkpoint_every_n_steps=0")
@@ -67,7 +67,7 @@ def test_a_nan_on_one_rank_stops_every_rank_promptly(tmp_path: Path, tiny_config
     """Rank 1 alone gets a NaN loss: both ranks raise (no rank left waiting in a collective until a timeout)."""
     import subprocess
 
-    from conftest import REPO, fit_command, subprocess_env
+    from train_helpers import REPO, fit_command, subprocess_env
 
     overrides = ("method.name=train_standins:TinyMC", "method.options={nan_at_call: 3, nan_rank: 1}",
                  "trainer.devices=2", "trainer.strategy=ddp")

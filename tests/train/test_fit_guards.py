@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import TINY_CONFIG
+from train_helpers import TINY_CONFIG
 from train_standins import SyntheticDataModule
 
 from gflowout.checkpoint import atomic_torch_save, checkpoint_metadata

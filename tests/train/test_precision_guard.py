@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_CONFIG, subprocess_env
+from train_helpers import REPO, TINY_CONFIG, subprocess_env
 
 from gflowout.cli.main import main
 from gflowout.config import load_config

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, fit_command, run_fit, subprocess_env
+from train_helpers import REPO, fit_command, run_fit, subprocess_env
 
 # 9 batches per epoch, a step checkpoint every 2 batches. Stalling at the 14th training batch (13 done)
 # leaves the step-12 checkpoint (mid-epoch 1: batches 10..18); at the 10th (9 done), the end-of-epoch-0 one.
