@@ -35,15 +35,6 @@ def _gflowout(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matmuls: one thread is fastest on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = REPO / "configs" / "tiny_mnist.yaml" if _mnist_available() else TINY_CONFIG
@@ -72,7 +63,7 @@ def test_train_writes_the_run_folder(trained_run: tuple[Path, Path]) -> None:
 
 
 def test_evaluate_matches_an_independent_pass_and_the_training_test(
-    trained_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, one_thread: None
+    trained_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture, one_torch_thread: None
 ) -> None:
     config, out = trained_run
     report = tmp_path / "eval.json"

@@ -20,11 +20,8 @@ QUIET = ("trainer.enable_progress_bar=false", "trainer.max_epochs=1")
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs on one torch thread (the fixture is in tests/conftest.py)."""
 
 
 def test_nan_loss_raises_naming_the_group(tmp_path: Path) -> None:
