@@ -11,7 +11,9 @@ Two variants:
 - "bernoulli": z ~ Bernoulli(sigmoid(phi)), applied with the site's own rule (MLP: width / number
   kept; ResNet: none), trained by the ARM estimator (Yin & Zhou 2019): with the same uniforms u, a
   pseudo pass uses z' = 1[u > 1 - pi], and phi gets the gradient (f(z') - f(z)) (u - 1/2), f the
-  per-example cross-entropy. The KL is analytic (lower variance than putting it into f).
+  per-example cross-entropy. The KL is analytic (lower variance than putting it into f). Both
+  gradients are built in closed form and sent through the bottlenecks by hand (`contextual_arm`);
+  the pseudo pass resumes at the first site where the backbone allows (`MaskedNet.forward_from_site`).
 - "gaussian": z = 1 + sigma * eps, sigma^2 = (1 - pi) / pi, reparameterised; Gaussian prior of the
   same form with pi_prior = sigmoid(k * eta).
 """
@@ -28,6 +30,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
+from gflowout.methods.contextual_arm import (
+    LEAKY_SLOPE,
+    ArmObjective,
+    ArmPlan,
+    BottleneckPass,
+    bernoulli_kl_and_grad,
+    bottleneck_forward,
+    bottleneck_parameters,
+)
+from gflowout.methods.mask_sampling import as_float_mask
 from gflowout.methods.none import accuracy_of, backbone_spec, classification_step, dropout_spec
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import MaskSampler, Site, apply_mask, broadcast_mask, site_features
@@ -49,7 +61,7 @@ class SiteBottleneck(nn.Module):
             self.outer.bias.fill_((math.log1p(-init_drop) - math.log(init_drop)) / k)
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.outer(F.leaky_relu(self.inner(features), 0.1))
+        return self.outer(F.leaky_relu(self.inner(features), LEAKY_SLOPE))
 
 
 def bernoulli_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
@@ -189,85 +201,119 @@ class ContextualDropout(DropoutMethod):
     # --- training ----------------------------------------------------------------------------
     def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
         self.validate(x, y)
+        if self.variant == "bernoulli":
+            return self._arm_losses(x, y)
         logits_by_site: dict[int, Tensor] = {}
-        uniforms_by_site: dict[int, Tensor] = {}
-        activation_by_site: dict[int, Tensor] = {}
 
         def training_sampler(site: Site, activation: Tensor) -> Tensor:
             logits = self.keep_logits(site, activation)
             logits_by_site[site.index] = logits
-            uniforms = torch.rand_like(logits) if self.variant == "bernoulli" else None
-            if uniforms is not None:
-                uniforms_by_site[site.index] = uniforms
-                activation_by_site[site.index] = activation  # the pseudo pass reuses logits when equal
-            return self._masked(site, activation, logits, uniforms)
+            return self._masked(site, activation, logits)
 
         cross_entropy, output = classification_step(self.net, x, y, training_sampler)
         ce = cross_entropy.mean()
         kl = self._kl(logits_by_site)
         logs = {"cross_entropy": ce.detach(), "accuracy": accuracy_of(output, y), "kl": kl.detach()}
-        dropout_loss = self.kl_weight * kl
-        if self.variant == "bernoulli":
-            arm = self._arm_surrogate(x, y, cross_entropy.detach(), logits_by_site, uniforms_by_site, activation_by_site)
-            dropout_loss = dropout_loss + arm
-        return StepResult(losses={"backbone": ce, "dropout": dropout_loss}, logs=logs)
+        return StepResult(losses={"backbone": ce, "dropout": self.kl_weight * kl}, logs=logs)
 
     def _kl(self, logits_by_site: dict[int, Tensor]) -> Tensor:
-        """Per-example KL summed over units and sites, averaged over the batch."""
-        kl_fn = bernoulli_kl if self.variant == "bernoulli" else gaussian_kl
+        """Per-example KL summed over units and sites, averaged over the batch (Gaussian variant)."""
         total = 0.0
         for index, logits in logits_by_site.items():
             prior_logit = self.k * self.prior_eta[index]  # a scalar: broadcast, not expanded
-            total = total + kl_fn(logits, prior_logit).sum() / logits.shape[0]
+            total = total + gaussian_kl(logits, prior_logit).sum() / logits.shape[0]
         return total  # type: ignore[return-value]
 
-    def _arm_surrogate(
-        self,
-        x: Tensor,
-        y: Tensor,
-        cross_entropy: Tensor,
-        logits_by_site: dict[int, Tensor],
-        uniforms_by_site: dict[int, Tensor],
-        activation_by_site: dict[int, Tensor],
-    ) -> Tensor:
-        """A zero-valued scalar whose gradient w.r.t. the keep logits is the ARM estimate of
-        d E[CE] / d phi (zero-valued, so the logged dropout loss is the weighted KL alone).
+    def _arm_losses(self, x: Tensor, y: Tensor) -> StepResult:
+        """Bernoulli variant: the real pass, the ARM pseudo pass, and the dropout loss (the weighted KL)
+        whose backward gives the KL + ARM gradients built by hand (`contextual_arm`).
 
-        Where a site's pseudo-pass activation equals the real pass's (always the first site: the
-        same input through the same layers), the real keep logits are reused: phi' = phi and the
-        site's term is ARM's. Elsewhere the pseudo pass computes its own logits phi' with gradient
-        (from the detached activation), and the site gets phi' f(z') (u - 1/2) - phi f(z) (u - 1/2).
+        The pseudo pass resumes at the first site from the real pass's activation where the backbone
+        can (`MaskedNet.forward_from_site`): the layers before it would give the same output. Where a
+        site's pseudo activation equals the real one (always the first site) the real keep logits are
+        reused: phi' = phi and the site's term is ARM's. Elsewhere the pseudo pass evaluates the
+        bottleneck on its own activation, and the site gets phi' f(z') (u - 1/2) - phi f(z) (u - 1/2).
         """
-        pseudo_logits_by_site: dict[int, Tensor] = {}
+        real: dict[int, BottleneckPass] = {}
+        probs: dict[int, Tensor] = {}
+        uniforms: dict[int, Tensor] = {}
+        activations: dict[int, Tensor] = {}
 
-        def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
-            real_activation = activation_by_site[site.index]
-            if activation.shape == real_activation.shape and torch.equal(activation, real_activation):
-                threshold = torch.sigmoid(-logits_by_site[site.index].detach())
-            else:
-                with torch.enable_grad():
-                    pseudo_logits = self.keep_logits(site, activation)
-                pseudo_logits_by_site[site.index] = pseudo_logits
-                threshold = torch.sigmoid(-pseudo_logits.detach())
-            # z' = 1[u > 1 - pi'] = 1[u > sigmoid(-phi')]: the antithetic pseudo action.
-            mask = (uniforms_by_site[site.index] > threshold).to(activation.dtype)
+        def training_sampler(site: Site, activation: Tensor) -> Tensor:
+            draw = bottleneck_forward(self.bottlenecks[site.index], site_features(site, activation.detach()), self.k)
+            real[site.index] = draw
+            uniforms[site.index] = torch.rand_like(draw.logits)
+            probs[site.index] = torch.sigmoid(draw.logits)
+            activations[site.index] = activation  # the pseudo pass reuses logits when equal
+            mask = as_float_mask(uniforms[site.index] < probs[site.index], activation.dtype)
             return apply_mask(site, activation, mask)
 
-        batch = x.shape[0]
-        with torch.no_grad(), frozen_batchnorm_stats(self.net):
-            pseudo_cross_entropy = F.cross_entropy(self.net(x, pseudo_sampler), y, reduction="none")
-            real_term = cross_entropy.div(batch).unsqueeze(1)  # [batch, 1], the batch mean folded in
-            pseudo_term = pseudo_cross_entropy.div_(batch).unsqueeze(1)
-            difference = pseudo_term - real_term
-        surrogate = 0.0
-        for index, logits in logits_by_site.items():
-            centred = uniforms_by_site[index].sub(0.5)  # no grad: a constant
-            pseudo_logits = pseudo_logits_by_site.get(index)
-            if pseudo_logits is None:  # phi' = phi: ARM's single term
-                surrogate = surrogate + (logits * centred.mul_(difference)).sum()
+        cross_entropy, output = classification_step(self.net, x, y, training_sampler)
+        pseudo: dict[int, BottleneckPass] = {}
+
+        def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
+            real_activation = activations[site.index]
+            if activation is real_activation or (
+                activation.shape == real_activation.shape and torch.equal(activation, real_activation)
+            ):
+                logits = real[site.index].logits
             else:
-                surrogate = surrogate + (pseudo_logits * (centred * pseudo_term)).sum() - (logits * (centred * real_term)).sum()
-        return surrogate - surrogate.detach()  # type: ignore[union-attr]
+                draw = bottleneck_forward(self.bottlenecks[site.index], site_features(site, activation), self.k)
+                pseudo[site.index] = draw
+                logits = draw.logits
+            # z' = 1[u > 1 - pi'] = 1[u > sigmoid(-phi')]: the antithetic pseudo action.
+            mask = as_float_mask(uniforms[site.index] > torch.sigmoid(logits.neg()), activation.dtype)
+            return apply_mask(site, activation, mask)
+
+        with torch.no_grad(), frozen_batchnorm_stats(self.net):
+            first = self.net.sites[0].index
+            pseudo_output = self.net.forward_from_site(first, activations[first], pseudo_sampler)
+            if pseudo_output is None:  # this backbone cannot resume: the whole pass
+                pseudo_output = self.net(x, pseudo_sampler)
+            pseudo_cross_entropy = F.cross_entropy(pseudo_output, y, reduction="none")
+            kl, plan = self._arm_plan(x.shape[0], cross_entropy.detach(), pseudo_cross_entropy, real, pseudo, probs, uniforms)
+        ce = cross_entropy.mean()
+        logs = {"cross_entropy": ce.detach(), "accuracy": accuracy_of(output, y), "kl": kl}
+        params = bottleneck_parameters(self.bottlenecks)
+        dropout_loss = ArmObjective.apply(self.kl_weight * kl, plan, self.prior_eta, *params)
+        return StepResult(losses={"backbone": ce, "dropout": dropout_loss}, logs=logs)
+
+    def _arm_plan(
+        self,
+        batch: int,
+        cross_entropy: Tensor,
+        pseudo_cross_entropy: Tensor,
+        real: dict[int, BottleneckPass],
+        pseudo: dict[int, BottleneckPass],
+        probs: dict[int, Tensor],
+        uniforms: dict[int, Tensor],
+    ) -> tuple[Tensor, ArmPlan]:
+        """The KL (per example, summed over sites) and every pass's d(loss) / d phi (see `contextual_arm`)."""
+        # d/d alpha = k d/d phi: the scale k is folded into the per-row factors (no extra pass)
+        real_term = cross_entropy.mul(self.k / batch).unsqueeze(1)  # [batch, 1]: k f(z) / B
+        pseudo_term = pseudo_cross_entropy.mul(self.k / batch).unsqueeze(1)
+        difference = pseudo_term - real_term
+        kl_scale = self.k * self.kl_weight / batch
+        plan = ArmPlan(bottlenecks=self.bottlenecks)
+        kl = cross_entropy.new_zeros(())
+        prior_logits = self.k * self.prior_eta.detach()
+        prior_grad = torch.zeros_like(self.prior_eta)
+        for index, draw in real.items():
+            site_kl, kl_grad, probs_sum = bernoulli_kl_and_grad(draw.logits, probs[index], prior_logits[index])
+            kl += site_kl / batch
+            # d/d eta of kl_weight * KL / B: k * kl_weight / B * sum(sigmoid(phi_p) - pi)
+            prior_grad[index] = kl_scale * (draw.logits.numel() * torch.sigmoid(prior_logits[index]) - probs_sum)
+            centred = uniforms[index].sub(0.5)
+            pseudo_draw = pseudo.get(index)
+            if pseudo_draw is None:  # phi' = phi: ARM's single term
+                draw.alpha_grad = kl_grad.mul_(kl_scale).addcmul_(centred, difference)
+                plan.passes.append([draw])
+            else:
+                draw.alpha_grad = kl_grad.mul_(kl_scale).addcmul_(centred, real_term, value=-1.0)
+                pseudo_draw.alpha_grad = centred.mul_(pseudo_term)
+                plan.passes.append([draw, pseudo_draw])
+        plan.prior_grad = prior_grad if self.prior_eta.requires_grad else None
+        return kl, plan
 
     def extra_repr(self) -> str:
         return f"variant={self.variant}, k={self.k}, kl_weight={self.kl_weight}"

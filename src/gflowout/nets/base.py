@@ -70,6 +70,17 @@ class MaskedNet(nn.Module):
         with self.using(sampler):
             return self.body(x)
 
+    def forward_from_site(self, index: int, activation: Tensor, sampler: MaskSampler | None = None) -> Tensor | None:
+        """Resume a forward pass at site `index`: logits [batch, num_classes] from that site's pre-mask activation.
+
+        `sampler` is called at site `index` (with `activation`) and at every later site, exactly as in
+        `forward`; the layers before the site are not run. Why: a method that makes a second pass with
+        other masks (Contextual dropout's ARM pseudo pass) need not recompute layers whose output it
+        already has. Returns None when the backbone cannot resume there (this default): the caller
+        then runs `forward(x, sampler)`. Backbones override it where it is simple (`MLP`).
+        """
+        return None
+
     # --- validation ----------------------------------------------------------------------------
     def validate_input(self, x: Tensor, name: str = "x") -> None:
         """Raise a ValueError naming `name` when x is not a finite float batch of `input_shape`."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from gflowout.nets.base import MaskedNet
-from gflowout.nets.sites import MaskSite
+from gflowout.nets.sites import MaskSampler, MaskSite
 
 
 class MLP(MaskedNet):
@@ -39,6 +39,19 @@ class MLP(MaskedNet):
         self.hidden = nn.Sequential(*layers)
         self.head = nn.Linear(in_features, num_classes)
         self.register_sites()
+        # position of each site's MaskSite in `self.hidden`, for `forward_from_site`
+        self._site_positions = tuple(i for i, layer in enumerate(self.hidden) if isinstance(layer, MaskSite))
 
     def body(self, x: Tensor) -> Tensor:
         return self.head(self.hidden(x.flatten(1)))
+
+    def forward_from_site(self, index: int, activation: Tensor, sampler: MaskSampler | None = None) -> Tensor:
+        """Logits [batch, num_classes] from site `index`'s pre-mask activation [batch, width] (see `MaskedNet`):
+        the site itself (with `sampler`), the later hidden layers and the head."""
+        if not 0 <= index < len(self._site_positions):
+            raise IndexError(f"site index {index} out of range: this MLP has {len(self._site_positions)} sites")
+        layers = list(self.hidden)[self._site_positions[index]:]
+        with self.using(sampler):
+            for layer in layers:
+                activation = layer(activation)
+            return self.head(activation)
