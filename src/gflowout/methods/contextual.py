@@ -229,10 +229,12 @@ class ContextualDropout(DropoutMethod):
         whose backward gives the KL + ARM gradients built by hand (`contextual_arm`).
 
         The pseudo pass resumes at the first site from the real pass's activation where the backbone
-        can (`MaskedNet.forward_from_site`): the layers before it would give the same output. Where a
-        site's pseudo activation equals the real one (always the first site) the real keep logits are
-        reused: phi' = phi and the site's term is ARM's. Elsewhere the pseudo pass evaluates the
-        bottleneck on its own activation, and the site gets phi' f(z') (u - 1/2) - phi f(z) (u - 1/2).
+        can (`MaskedNet.forward_from_site`): the layers before it would give the same output. At the
+        first site the real keep logits are reused (phi' = phi, ARM's term). Every later site evaluates
+        the bottleneck on the pseudo pass's own activation and gets phi' f(z') (u - 1/2) - phi f(z) (u - 1/2);
+        where that activation happens to equal the real one, phi' = phi and this is ARM's term again
+        (the previous code checked for that case with a full comparison per site; it is rare and the
+        value is the same, so the comparison is no longer paid every step).
         """
         real: dict[int, BottleneckPass] = {}
         probs: dict[int, Tensor] = {}
@@ -244,19 +246,18 @@ class ContextualDropout(DropoutMethod):
             real[site.index] = draw
             uniforms[site.index] = torch.rand_like(draw.logits)
             probs[site.index] = torch.sigmoid(draw.logits)
-            activations[site.index] = activation  # the pseudo pass reuses logits when equal
+            activations[site.index] = activation  # the pseudo pass resumes from the first one
             mask = as_float_mask(uniforms[site.index] < probs[site.index], activation.dtype)
             return apply_mask(site, activation, mask)
 
         cross_entropy, output = classification_step(self.net, x, y, training_sampler)
         pseudo: dict[int, BottleneckPass] = {}
 
+        first = self.net.sites[0].index
+
         def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
-            real_activation = activations[site.index]
-            if activation is real_activation or (
-                activation.shape == real_activation.shape and torch.equal(activation, real_activation)
-            ):
-                logits = real[site.index].logits
+            if site.index == first and (activation is activations[first] or torch.equal(activation, activations[first])):
+                logits = real[first].logits  # the same input through the same layers: phi' = phi
             else:
                 draw = bottleneck_forward(self.bottlenecks[site.index], site_features(site, activation), self.k)
                 pseudo[site.index] = draw
@@ -266,7 +267,6 @@ class ContextualDropout(DropoutMethod):
             return apply_mask(site, activation, mask)
 
         with torch.no_grad(), frozen_batchnorm_stats(self.net):
-            first = self.net.sites[0].index
             pseudo_output = self.net.forward_from_site(first, activations[first], pseudo_sampler)
             if pseudo_output is None:  # this backbone cannot resume: the whole pass
                 pseudo_output = self.net(x, pseudo_sampler)
