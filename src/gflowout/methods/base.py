@@ -131,7 +131,9 @@ class DropoutMethod(nn.Module):
         for optimizer in optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         sum(result.losses.values()).backward()
-        clip_group_gradients(self.param_groups(), getattr(self, "_optimizer_specs", None) or self.group_defaults())
+        specs = getattr(self, "_optimizer_specs", None) or self.group_defaults()
+        if any(spec.clip_norm is not None for spec in specs.values()):  # listing the groups costs ~60 us a step
+            clip_group_gradients(self.param_groups(), specs)
         for optimizer in optimizers.values():
             optimizer.step()
         return {k: float(v.detach()) for k, v in {**result.losses, **result.logs}.items()}

@@ -36,13 +36,12 @@ from torch import Tensor, nn
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer, resolve_group_specs
 from gflowout.methods.generators import LogPartition, PosteriorGenerator, PriorGenerator
 from gflowout.methods.mask_sampling import (
-    bernoulli_log_prob,
-    draw_policy_mask,
     reusable_buffer,
     sample_and_apply,
 )
 from gflowout.methods.none import backbone_spec
 from gflowout.methods.schedules import BetaSpec, as_beta_schedule
+from gflowout.methods.site_policy import site_policy_step
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask, site_features
@@ -105,15 +104,13 @@ class PosteriorSampler:
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
         features = site_features(site, activation).detach()  # generators never train the backbone
-        earlier = self.chain.earlier
-        posterior_logits = self.posterior[site.index](earlier, features, self.labels)
-        prior_logits = self.prior[site.index](earlier, features)
-        if self.forced_masks is not None:
-            mask = self.forced_masks[site.index].to(features.dtype)
-        else:
-            mask = draw_policy_mask(posterior_logits, self.temperature, self.epsilon, self.epsilon_keep)
-        self.log_forward = self.log_forward + bernoulli_log_prob(posterior_logits, mask)
-        self.log_prior = self.log_prior + bernoulli_log_prob(prior_logits, mask)
+        forced = None if self.forced_masks is None else self.forced_masks[site.index]
+        mask, log_q, log_p = site_policy_step(
+            self.posterior[site.index], self.prior[site.index], self.chain.earlier, features, self.labels,
+            self.temperature, self.epsilon, self.epsilon_keep, forced_mask=forced,
+        )  # one autograd node per site: the modules' functions with a hand-written backward
+        self.log_forward = self.log_forward + log_q
+        self.log_prior = self.log_prior + log_p
         self.chain.push(mask)
         return apply_mask(site, activation, mask)
 
