@@ -123,7 +123,7 @@ class TrainerConfig:
     max_epochs: int = 200
     max_steps: int = -1
     val_samples: int = 20
-    precision: str = "32-true"
+    precision: Union[str, int] = "32-true"  # Lightning's spellings; a bare 32 or 64 (YAML int) is read as "32"/"64"
     devices: Union[int, str, list[int]] = 1
     accelerator: str = "auto"
     strategy: str = "auto"
@@ -366,6 +366,9 @@ def _type_error(where: str, tp: Any, value: Any) -> ConfigError:
     )
 
 
+LIGHTNING_PRECISIONS = frozenset({"32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16"})
+
+
 def _check_values(config: ExperimentConfig) -> None:
     """Range checks that types alone cannot express."""
     positive = {
@@ -383,7 +386,13 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ConfigError("config key 'trainer.checkpoint_every_n_steps' must be >= 0 (0 = only at epoch ends)")
     if config.trainer.max_epochs < 1 and config.trainer.max_steps < 1:
         raise ConfigError("set trainer.max_epochs >= 1 or trainer.max_steps >= 1")
-    if str(config.trainer.precision).startswith("16"):
+    precision = str(config.trainer.precision)
+    if precision not in LIGHTNING_PRECISIONS:
+        raise ConfigError(
+            f"config key 'trainer.precision' is {config.trainer.precision!r}; use one of {sorted(LIGHTNING_PRECISIONS)}"
+        )
+    config.trainer.precision = precision
+    if precision.startswith("16"):
         # Lightning's fp16 scaler unscales only inside optimizer_step: per-group clipping would see scaled
         # gradients, fused Adam refuses clipping, and the scale is updated after each of 2-3 optimisers.
         raise ConfigError(

@@ -160,3 +160,17 @@ def test_float16_precision_is_refused_with_the_alternatives() -> None:
     with _pytest.raises(ConfigError, match="bf16-mixed"):
         config_from_dict({"trainer": {"precision": "16-mixed"}})
     assert config_from_dict({"trainer": {"precision": "bf16-mixed"}}).trainer.precision == "bf16-mixed"
+
+
+def test_precision_takes_lightnings_spellings_including_a_bare_yaml_int() -> None:
+    import pytest as _pytest
+
+    from gflowout.config import config_from_dict
+    from gflowout.errors import ConfigError
+
+    assert config_from_dict({"trainer": {"precision": 32}}).trainer.precision == "32"  # `precision: 32` in YAML
+    assert config_from_dict({"trainer": {"precision": 64}}).trainer.precision == "64"
+    with _pytest.raises(ConfigError, match="float16"):
+        config_from_dict({"trainer": {"precision": 16}})
+    with _pytest.raises(ConfigError, match="use one of"):
+        config_from_dict({"trainer": {"precision": "33-true"}})
