@@ -202,16 +202,11 @@ class GFlowOut(DropoutMethod):
         dataset_size: int | None = None,
     ) -> None:
         super().__init__(net)
-        check_exploration(train_temperature, epsilon, epsilon_keep)
         if dataset_size is not None and int(dataset_size) < 1:
             raise ValueError(f"dataset_size must be a positive number of training examples, got {dataset_size}")
-        self.beta_schedule = as_beta_schedule(beta)
-        self.train_temperature = float(train_temperature)
-        self.epsilon, self.epsilon_keep = float(epsilon), float(epsilon_keep)
-        self.logz_lr = float(logz_lr)
+        set_gflownet_options(self, beta, train_temperature, epsilon, epsilon_keep, logz_lr)
         self._specs = {
-            "backbone": backbone_spec(net) if backbone_lr is None else GroupSpec(lr=backbone_lr),
-            "posterior": GroupSpec(lr=posterior_lr, weight_decay=generator_weight_decay),
+            **gflownet_group_specs(net, backbone_lr, posterior_lr, generator_weight_decay),
             "prior": GroupSpec(lr=prior_lr, weight_decay=generator_weight_decay),
         }
         sites = net.sites
@@ -304,6 +299,27 @@ class GFlowOut(DropoutMethod):
         with _eval_mode(self):
             logits = self.net(expanded, PriorSampler(self.prior, copies=int(samples), reuse_buffers=True))
         return logits.reshape(int(samples), x.shape[0], -1)
+
+
+def set_gflownet_options(
+    method: DropoutMethod, beta: BetaSpec, train_temperature: float, epsilon: float, epsilon_keep: float, logz_lr: float
+) -> None:
+    """Check and store the options GFlowOut and ID-GFlowOut share: beta schedule, exploration, log Z learning rate."""
+    check_exploration(train_temperature, epsilon, epsilon_keep)
+    method.beta_schedule = as_beta_schedule(beta)
+    method.train_temperature = float(train_temperature)
+    method.epsilon, method.epsilon_keep = float(epsilon), float(epsilon_keep)
+    method.logz_lr = float(logz_lr)
+
+
+def gflownet_group_specs(
+    net: MaskedNet, backbone_lr: float | None, posterior_lr: float, weight_decay: float
+) -> dict[str, GroupSpec]:
+    """The "backbone" (the baselines' optimiser unless backbone_lr is given) and "posterior" group defaults."""
+    return {
+        "backbone": backbone_spec(net) if backbone_lr is None else GroupSpec(lr=backbone_lr),
+        "posterior": GroupSpec(lr=posterior_lr, weight_decay=weight_decay),
+    }
 
 
 def check_exploration(temperature: float, epsilon: float, epsilon_keep: float) -> None:

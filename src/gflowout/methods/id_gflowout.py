@@ -37,9 +37,8 @@ from gflowout.methods.mask_sampling import (
     reusable_buffer,
     sample_and_apply,
 )
-from gflowout.methods.gflowout import SiteChain, check_exploration, posterior_optimizer
-from gflowout.methods.none import backbone_spec
-from gflowout.methods.schedules import BetaSpec, as_beta_schedule
+from gflowout.methods.gflowout import SiteChain, gflownet_group_specs, posterior_optimizer, set_gflownet_options
+from gflowout.methods.schedules import BetaSpec
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask
@@ -134,17 +133,10 @@ class IDGFlowOut(DropoutMethod):
             )
         if not 0.0 < prior_keep < 1.0:
             raise ValueError(f"prior_keep must be in (0, 1), got {prior_keep}")
-        check_exploration(train_temperature, epsilon, epsilon_keep)
+        set_gflownet_options(self, beta, train_temperature, epsilon, epsilon_keep, logz_lr)
         self.dataset_size = int(dataset_size)
         self.prior_keep = float(prior_keep)
-        self.beta_schedule = as_beta_schedule(beta)
-        self.train_temperature = float(train_temperature)
-        self.epsilon, self.epsilon_keep = float(epsilon), float(epsilon_keep)
-        self.logz_lr = float(logz_lr)
-        self._specs = {
-            "backbone": backbone_spec(net) if backbone_lr is None else GroupSpec(lr=backbone_lr),
-            "posterior": GroupSpec(lr=posterior_lr, weight_decay=generator_weight_decay),
-        }
+        self._specs = gflownet_group_specs(net, backbone_lr, posterior_lr, generator_weight_decay)
         sites = net.sites
         offsets = [sum(s.width for s in sites[:i]) for i in range(len(sites))]
         self.generators = nn.ModuleList(ChainGenerator(offsets[i], s.width, generator_hidden) for i, s in enumerate(sites))
