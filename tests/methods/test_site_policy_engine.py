@@ -116,3 +116,18 @@ def test_bad_inputs_are_refused():
     other_prior = PriorGenerator(WIDTHS[0], WIDTHS[1], (8, 5)).double()
     with pytest.raises(ValueError, match="generator_hidden"):
         site_policy_step(posterior, other_prior, earlier, features.detach(), labels)
+
+
+def test_bf16_autocast_still_scores_in_float32():
+    """Under CPU bf16 autocast (Lightning's bf16-mixed) the node works in float32: same values as without it."""
+    posterior, prior = site_generators(2)
+    posterior.float(), prior.float()
+    earlier, features, labels, mask, weights_q, weights_p = inputs(2)
+    earlier, features, mask = [e.float() for e in earlier], features.float(), mask.float()
+    _, plain_q, plain_p = site_policy_step(posterior, prior, earlier, features, labels, forced_mask=mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, log_q, log_p = site_policy_step(posterior, prior, earlier, features.bfloat16(), labels, forced_mask=mask)
+        ((weights_q.float() * log_q).sum() + (weights_p.float() * log_p).sum()).backward()
+    assert log_q.dtype == torch.float32 and log_p.dtype == torch.float32
+    assert torch.allclose(log_q, plain_q, atol=0.05) and torch.allclose(log_p, plain_p, atol=0.05)  # bf16 features only
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in posterior.parameters())

@@ -210,6 +210,15 @@ class _SitePolicy(torch.autograd.Function):
         exploration: tuple[float, float, float],
         *parameters: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        # float32 (the parameters' dtype) even under autocast: a bf16 product of 64 probabilities would be
+        # far too coarse for log q, and these small generators gain nothing from bf16
+        with torch.autocast(features.device.type, enabled=False):
+            return _SitePolicy._forward(ctx, posterior, prior, earlier, features, labels, forced_mask, exploration, parameters)
+
+    @staticmethod
+    def _forward(ctx, posterior, prior, earlier, features, labels, forced_mask, exploration, parameters):  # noqa: ANN001, ANN205
+        dtype = posterior.activation_in.weight.dtype
+        features, earlier = features.to(dtype), [block.to(dtype) for block in earlier]
         batch, hidden = features.shape[0], posterior.activation_in.out_features
         mask_bias = posterior.mask_in.bias if posterior.mask_in is not None else posterior.mask_const
         first = torch.cat([mask_bias, prior.first.bias, posterior.activation_in.bias]).expand(batch, -1).contiguous()
@@ -238,6 +247,7 @@ class _SitePolicy(torch.autograd.Function):
 
         ctx.modules = (posterior, prior)
         ctx.parameters = parameters
+        ctx.device_type = features.device.type
         ctx.tapes = (branch_tape, paired_tape)
         ctx.blocks = (list(earlier), features, labels, branches)
         ctx.save_for_backward(logits, mask)
@@ -247,13 +257,18 @@ class _SitePolicy(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, _grad_mask: Tensor, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:  # type: ignore[override]
+        with torch.autocast(ctx.device_type, enabled=False):
+            return _SitePolicy._backward(ctx, grad_log_q, grad_log_p)
+
+    @staticmethod
+    def _backward(ctx, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:  # noqa: ANN001
         posterior, prior = ctx.modules
         branch_tape, paired_tape = ctx.tapes
         earlier, features, labels, branches = ctx.blocks
         logits, mask = ctx.saved_tensors
         hidden = posterior.activation_in.out_features
-        grad_log_q = torch.zeros_like(logits[0, :, 0]) if grad_log_q is None else grad_log_q
-        grad_log_p = torch.zeros_like(logits[1, :, 0]) if grad_log_p is None else grad_log_p
+        grad_log_q = torch.zeros_like(logits[0, :, 0]) if grad_log_q is None else grad_log_q.to(logits.dtype)
+        grad_log_p = torch.zeros_like(logits[1, :, 0]) if grad_log_p is None else grad_log_p.to(logits.dtype)
         grads: dict[Tensor, Tensor] = {}
         grad_logits = _log_prob_grad(logits, mask, torch.stack([grad_log_q, grad_log_p]))
         grad_paired = _paired_tail_backward(posterior.combiner_tail, prior.tail, paired_tape, grad_logits, grads)
