@@ -298,3 +298,21 @@ def test_short_mnist_run_beats_chance_and_trajectory_balance_falls(mnist_subset)
     early, late = sum(tb_losses[:30]) / 30, sum(tb_losses[-30:]) / 30
     print(f"accuracy {accuracy:.3f}, single pass {single_pass:.3f}, TB {early:.1f} -> {late:.1f}")
     assert late < 0.2 * early, f"trajectory balance loss did not fall: first 30 steps {early:.1f}, last 30 {late:.1f}"
+
+
+# --- mixed precision -------------------------------------------------------------------------------
+def test_bf16_autocast_keeps_log_z_and_log_forward_in_float32():
+    """Lightning's bf16-mixed runs the step under CPU autocast; log Z and log P_F must stay float32
+    (bf16 would round log Z ~ 700 to a multiple of 4): equal to the values without autocast."""
+    method = small_method()
+    x, y = batch(6)
+    masks = [(torch.rand(6, site.width) < 0.5).float() for site in method.net.sites]
+    reference = method.score_masks(x, y, masks)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = method.score_masks(x, y, masks)
+        sampler = PosteriorSampler(method.posterior, method.prior, y, forced_masks=masks)
+        method.net(x, sampler)
+    assert mixed["log_z"].dtype == torch.float32 and torch.equal(mixed["log_z"], reference["log_z"])
+    assert sampler.log_forward.dtype == torch.float32
+    # the generators read the (bf16) activations, so log P_F moves a little, but not by bf16's rounding of a sum
+    assert torch.allclose(sampler.log_forward, reference["log_forward"], rtol=0.02, atol=0.5)

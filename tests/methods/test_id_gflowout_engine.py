@@ -170,3 +170,19 @@ def test_predict_with_reused_buffers_equals_the_plain_prediction_sampler():
     for _ in range(2):
         torch.manual_seed(8)
         assert torch.equal(method.predict(x, samples=4), expected)
+
+
+def test_bf16_autocast_scores_masks_in_float32():
+    """Under CPU bf16 autocast (bf16-mixed) ID-GFlowOut's log q(z) is computed in float32, equal to the plain value."""
+    torch.manual_seed(0)
+    method = IDGFlowOut(MLP(hidden=(16, 12)), dataset_size=100)
+    x = torch.rand(5, 1, 28, 28)
+    masks = [(torch.rand(5, site.width) < 0.5).float() for site in method.net.sites]
+    plain = ChainSampler(method.generators, forced_masks=masks)
+    with torch.no_grad():
+        method.net(x, plain)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = ChainSampler(method.generators, forced_masks=masks)
+            method.net(x, mixed)
+    assert mixed.log_forward.dtype == torch.float32
+    assert torch.equal(mixed.log_forward, plain.log_forward)

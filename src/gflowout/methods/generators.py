@@ -287,8 +287,12 @@ class LogPartition(nn.Module):
         self.output = nn.Linear(hidden, 1)
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        if not x.is_floating_point():
-            x = x.float()
+        """log Z(x, y) [batch], in the parameters' dtype even under autocast: log Z is a sum of hundreds of
+        log-probabilities, and bf16's 8-bit mantissa would round a value near 700 to a multiple of 4."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self._log_z(x.to(self.input_layer.weight.dtype), labels)
+
+    def _log_z(self, x: Tensor, labels: Tensor) -> Tensor:
         if self.grid is not None:
             flat = F.adaptive_avg_pool2d(x, self.grid).flatten(1)
         else:

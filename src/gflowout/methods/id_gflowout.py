@@ -76,13 +76,17 @@ class ChainSampler:
         out = None
         if self.reuse_buffers and not self.score and not torch.is_grad_enabled() and activation.device.type == "cpu":
             out = reusable_buffer(("chain-logits", site.index), (rows, site.width), activation.dtype)
-        logits = self.generators[site.index](self.chain.earlier, rows, out=out)
+        if self.score and torch.is_autocast_enabled(activation.device.type):  # log q in float32, not bf16
+            with torch.autocast(activation.device.type, enabled=False):
+                logits = self.generators[site.index](self.chain.earlier, rows)
+        else:
+            logits = self.generators[site.index](self.chain.earlier, rows, out=out)
         if not self.score and self.forced_masks is None:  # prediction
             mask, masked = sample_and_apply(site, activation, logits)
             self.chain.push(mask)
             return masked
         if self.forced_masks is not None:
-            mask = self.forced_masks[site.index].to(activation.dtype)
+            mask = self.forced_masks[site.index].to(logits.dtype)
         else:
             mask = draw_policy_mask(logits, self.temperature, self.epsilon, self.epsilon_keep)
         if self.score:
