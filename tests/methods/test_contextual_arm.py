@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import gflowout.methods.contextual as contextual_module
-from gflowout.methods.contextual import ContextualDropout, bernoulli_kl, frozen_batchnorm_stats
+from gflowout.methods.contextual import ContextualDropout, apply_binary_mask_, bernoulli_kl, frozen_batchnorm_stats
 from gflowout.methods.contextual_arm import BottleneckPass, bottleneck_backward, bottleneck_forward
 from gflowout.nets.mlp import MLP
 from gflowout.nets.resnet import CifarResNet18
@@ -135,6 +135,16 @@ def test_hand_written_gradient_without_a_learned_prior_and_with_a_scaled_loss():
     assert all(torch.allclose(d, 2.5 * g, rtol=1e-12) for d, g in zip(doubled, grads))
 
 
+def test_a_retained_graph_gives_the_same_gradient_twice():
+    method = _three_site_method()
+    x, y = torch.randn(8, 6, dtype=torch.float64), torch.randint(0, 3, (8,))
+    loss = method.training_losses(x, y).losses["dropout"]
+    params = method.param_groups()["dropout"]
+    first = torch.autograd.grad(loss, params, retain_graph=True)
+    second = torch.autograd.grad(loss, params)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
 def test_hand_written_gradient_on_a_resnet_without_resume():
     # Channel sites, batch norm, and the whole-network pseudo pass (CifarResNet18 does not resume).
     torch.manual_seed(1)
@@ -203,3 +213,14 @@ def test_logged_kl_equals_bernoulli_kl_of_the_keep_logits(kl_weight):
     expected = sum(bernoulli_kl(seen[i], method.k * method.prior_eta[i].detach()).sum() / 8 for i in seen)
     assert torch.allclose(result.logs["kl"], expected, rtol=1e-12)
     assert torch.allclose(result.losses["dropout"].detach(), kl_weight * expected, rtol=1e-12)
+
+
+def test_apply_binary_mask_in_place_gives_apply_masks_values():
+    torch.manual_seed(6)
+    mlp_site = MLP(input_shape=(6,), hidden=(8,), num_classes=3).sites[0]  # unit site, rescaled
+    resnet_site = CifarResNet18(width=4).sites[0]  # channel site, not rescaled
+    for site, activation in ((mlp_site, torch.randn(5, 8)), (resnet_site, torch.randn(5, 4, 3, 3))):
+        mask = (torch.rand(5, site.width) < 0.5).float()
+        mask[0] = 0.0  # an example with every unit dropped
+        expected = apply_mask(site, activation, mask.clone())
+        assert torch.equal(apply_binary_mask_(site, activation, mask), expected)

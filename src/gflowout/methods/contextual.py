@@ -35,11 +35,10 @@ from gflowout.methods.contextual_arm import (
     ArmObjective,
     ArmPlan,
     BottleneckPass,
-    bernoulli_kl_and_grad,
+    bernoulli_kl_and_grad_,
     bottleneck_forward,
     bottleneck_parameters,
 )
-from gflowout.methods.mask_sampling import as_float_mask
 from gflowout.methods.none import accuracy_of, backbone_spec, classification_step, dropout_spec
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import MaskSampler, Site, apply_mask, broadcast_mask, site_features
@@ -100,6 +99,15 @@ def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
             module.momentum = momentum
             if tracked is not None:
                 module.num_batches_tracked.copy_(tracked)
+
+
+def apply_binary_mask_(site: Site, activation: Tensor, mask: Tensor) -> Tensor:
+    """`apply_mask(site, activation, mask)` for a 0/1 mask [batch, width] that the caller no longer needs:
+    the site's rescaling is written into the mask, one [batch, width] temporary fewer. Same values:
+    kept units get activation * scale, dropped ones activation * 0, as with apply_mask."""
+    if site.rescale:
+        mask.mul_((site.width / (mask.sum(dim=1) + 1e-6)).unsqueeze(1))
+    return activation * broadcast_mask(site, mask, activation)
 
 
 class ContextualDropout(DropoutMethod):
@@ -247,8 +255,8 @@ class ContextualDropout(DropoutMethod):
             uniforms[site.index] = torch.rand_like(draw.logits)
             probs[site.index] = torch.sigmoid(draw.logits)
             activations[site.index] = activation  # the pseudo pass resumes from the first one
-            mask = as_float_mask(uniforms[site.index] < probs[site.index], activation.dtype)
-            return apply_mask(site, activation, mask)
+            mask = torch.lt(uniforms[site.index], probs[site.index], out=torch.empty_like(draw.logits))
+            return apply_binary_mask_(site, activation, mask.to(activation.dtype))
 
         cross_entropy, output = classification_step(self.net, x, y, training_sampler)
         pseudo: dict[int, BottleneckPass] = {}
@@ -256,15 +264,15 @@ class ContextualDropout(DropoutMethod):
         first = self.net.sites[0].index
 
         def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
+            # z' = 1[u > 1 - pi'] = 1[u > sigmoid(-phi')]: the antithetic pseudo action.
             if site.index == first and (activation is activations[first] or torch.equal(activation, activations[first])):
-                logits = real[first].logits  # the same input through the same layers: phi' = phi
+                threshold = real[first].logits.neg().sigmoid_()  # the same input through the same layers: phi' = phi
             else:
                 draw = bottleneck_forward(self.bottlenecks[site.index], site_features(site, activation), self.k)
                 pseudo[site.index] = draw
-                logits = draw.logits
-            # z' = 1[u > 1 - pi'] = 1[u > sigmoid(-phi')]: the antithetic pseudo action.
-            mask = as_float_mask(uniforms[site.index] > torch.sigmoid(logits.neg()), activation.dtype)
-            return apply_mask(site, activation, mask)
+                threshold = draw.logits.neg_().sigmoid_()  # the pseudo logits are not needed later
+            mask = torch.gt(uniforms[site.index], threshold, out=threshold)  # 0/1, over the thresholds
+            return apply_binary_mask_(site, activation, mask.to(activation.dtype))
 
         with torch.no_grad(), frozen_batchnorm_stats(self.net):
             pseudo_output = self.net.forward_from_site(first, activations[first], pseudo_sampler)
@@ -299,17 +307,20 @@ class ContextualDropout(DropoutMethod):
         prior_logits = self.k * self.prior_eta.detach()
         prior_grad = torch.zeros_like(self.prior_eta)
         for index, draw in real.items():
-            site_kl, kl_grad, probs_sum = bernoulli_kl_and_grad(draw.logits, probs[index], prior_logits[index])
+            # uniforms, logits and the pseudo draws' thresholds are not needed any more: written over
+            prior_logit = prior_logits[index]
+            numel = draw.logits.numel()
+            site_kl, grad, probs_sum = bernoulli_kl_and_grad_(draw.logits, probs[index], prior_logit, kl_scale)
             kl += site_kl / batch
             # d/d eta of kl_weight * KL / B: k * kl_weight / B * sum(sigmoid(phi_p) - pi)
-            prior_grad[index] = kl_scale * (draw.logits.numel() * torch.sigmoid(prior_logits[index]) - probs_sum)
-            centred = uniforms[index].sub(0.5)
+            prior_grad[index] = kl_scale * (numel * torch.sigmoid(prior_logit) - probs_sum)
+            centred = uniforms[index].sub_(0.5)
             pseudo_draw = pseudo.get(index)
             if pseudo_draw is None:  # phi' = phi: ARM's single term
-                draw.alpha_grad = kl_grad.mul_(kl_scale).addcmul_(centred, difference)
+                draw.alpha_grad = grad.addcmul_(centred, difference)
                 plan.passes.append([draw])
             else:
-                draw.alpha_grad = kl_grad.mul_(kl_scale).addcmul_(centred, real_term, value=-1.0)
+                draw.alpha_grad = grad.addcmul_(centred, real_term, value=-1.0)
                 pseudo_draw.alpha_grad = centred.mul_(pseudo_term)
                 plan.passes.append([draw, pseudo_draw])
         plan.prior_grad = prior_grad if self.prior_eta.requires_grad else None
