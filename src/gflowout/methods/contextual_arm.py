@@ -121,9 +121,10 @@ class ArmObjective(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         plan: ArmPlan = ctx.plan
         scale = grad_output.reshape(())
+        unscaled = bool(scale == 1.0)  # the usual case (loss.backward()): no multiplications
         prior_grad = None
         if ctx.needs_input_grad[2] and plan.prior_grad is not None:
-            prior_grad = plan.prior_grad * scale
+            prior_grad = plan.prior_grad.clone() if unscaled else plan.prior_grad * scale
         param_grads: list[Tensor | None] = []
         for site, (bottleneck, passes) in enumerate(zip(plan.bottlenecks, plan.passes)):
             wanted = ctx.needs_input_grad[3 + 4 * site: 7 + 4 * site]
@@ -131,7 +132,7 @@ class ArmObjective(torch.autograd.Function):
                 param_grads += [None] * 4
                 continue
             grads = bottleneck_backward(bottleneck, passes)
-            param_grads += [g.mul_(scale) if need else None for g, need in zip(grads, wanted)]
+            param_grads += [(g if unscaled else g.mul_(scale)) if need else None for g, need in zip(grads, wanted)]
         return (None, None, prior_grad, *param_grads)
 
 
