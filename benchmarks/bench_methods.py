@@ -13,6 +13,22 @@ machine hits every method alike; the median over repetitions is reported.
 On a busy shared machine, `--threads 1 --clock cpu` gives the steadiest ratios.
 
 Target (issue 4): Concrete and Contextual training steps within 1.5x of MC dropout's.
+
+Measured 2026-12-01, torch 2.13.0 CPU, shared 2-core machine (ratios move by a few hundredths between runs):
+    .venv/bin/python benchmarks/bench_methods.py --threads 1 --clock cpu --skip-resnet --repeats 7
+  MLP step vs MC: Concrete 1.17-1.22x, Contextual-Gaussian 1.35-1.36x (both met); Contextual-Bernoulli (ARM)
+  1.68-1.74x over three runs of this command, 1.65-1.66x with `--methods contextual`: NOT met. Before the
+  hand-written ARM gradient and the resumed pseudo pass (commits 22a1179..53438c1): 1.89x with this
+  command, 1.81-2.00x with `--methods contextual` (45.7-50.9 ms a step; now 40.4-42.9 ms, MC 24.2-25.3 ms).
+  Without --skip-resnet (ResNet-18, 3 repetitions): ARM 1.37x (1.39x before and after in a 5-repetition
+  `--skip-mlp --methods contextual` A/B), Concrete 1.01x, Gaussian 1.02x.
+Why ARM stays above 1.5x on the MLP: its estimator needs a second (pseudo) forward pass through hidden
+layers 2-3 (~4.7 ms of matrix products at one thread) and five bottleneck evaluations (three real sites,
+two pseudo: site 0 reuses the real logits), each forward and backward (~6.6 ms of thin [128, 1024] x
+[1024, 102] products, already at this CPU's ~100 GFLOP/s), against ~19 ms of matrix products in MC's
+whole ~24.5 ms step: these products alone give ~1.46x. The second optimiser (~0.55 ms), the KL and masks
+(~1.5 ms) and slower products inside a full step than alone (cold caches, ~2 ms) give the ~1.65-1.7x.
+Reaching 1.5x needs fewer products, i.e. another estimator.
 """
 
 from __future__ import annotations

@@ -174,6 +174,16 @@ def test_bottleneck_backward_equals_autograd_through_the_module():
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-13)
 
 
+def test_an_in_place_change_of_a_saved_activation_is_an_error():
+    method = _three_site_method()
+    draw = bottleneck_forward(method.bottlenecks[0], torch.randn(3, 8, dtype=torch.float64), method.k)
+    draw.alpha_grad = torch.ones(3, 8, dtype=torch.float64)
+    bottleneck_backward(method.bottlenecks[0], [draw])  # unchanged: fine
+    draw.features.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        bottleneck_backward(method.bottlenecks[0], [draw])
+
+
 def test_bottleneck_pass_holds_no_graph():
     method = _three_site_method()
     draw = bottleneck_forward(method.bottlenecks[0], torch.randn(3, 8, dtype=torch.float64), method.k)

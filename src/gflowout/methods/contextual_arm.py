@@ -41,6 +41,7 @@ class BottleneckPass:
     hidden: Tensor
     logits: Tensor
     alpha_grad: Tensor | None = None
+    features_version: int = 0  # `features._version` when saved: an in-place change since is an error
 
 
 def bottleneck_forward(bottleneck: nn.Module, features: Tensor, k: float) -> BottleneckPass:
@@ -49,7 +50,7 @@ def bottleneck_forward(bottleneck: nn.Module, features: Tensor, k: float) -> Bot
     with torch.no_grad():
         hidden = F.leaky_relu(torch.addmm(inner.bias, features, inner.weight.t()), LEAKY_SLOPE)
         logits = torch.addmm(outer.bias, hidden, outer.weight.t(), beta=k, alpha=k)
-    return BottleneckPass(features=features, hidden=hidden, logits=logits)
+    return BottleneckPass(features=features, hidden=hidden, logits=logits, features_version=features._version)
 
 
 def bottleneck_backward(bottleneck: nn.Module, passes: list[BottleneckPass]) -> list[Tensor]:
@@ -63,6 +64,11 @@ def bottleneck_backward(bottleneck: nn.Module, passes: list[BottleneckPass]) -> 
     grads: list[Tensor | None] = [None, None, None, None]
     for item in passes:
         assert item.alpha_grad is not None, "alpha_grad is set before the backward"
+        if item.features._version != item.features_version:  # what autograd's saved tensors would check
+            raise RuntimeError(
+                "a site activation read by a Contextual-dropout bottleneck was modified in place before the "
+                "backward pass; make the backbone's operation after the dropout site out of place"
+            )
         grad_alpha = item.alpha_grad
         grad_hidden = torch.mm(grad_alpha, outer_weight)
         grad_hidden = torch.where(item.hidden > 0, grad_hidden, grad_hidden * LEAKY_SLOPE)
