@@ -234,3 +234,17 @@ def test_apply_binary_mask_in_place_gives_apply_masks_values():
         mask[0] = 0.0  # an example with every unit dropped
         expected = apply_mask(site, activation, mask.clone())
         assert torch.equal(apply_binary_mask_(site, activation, mask), expected)
+
+
+def test_arm_step_runs_under_bf16_autocast_with_float32_bottlenecks():
+    # bf16-mixed training: the backbone runs in bf16, the hand-written backward multiplies saved
+    # bottleneck tensors with float32 weights, so the bottlenecks must run in float32 (a dtype error before).
+    torch.manual_seed(7)
+    method = ContextualDropout(MLP(hidden=(16, 16)))
+    x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = method.training_losses(x, y)
+    sum(result.losses.values()).backward()
+    for p in method.param_groups()["dropout"]:
+        assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+    assert result.logs["kl"].dtype == torch.float32

@@ -104,10 +104,11 @@ def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
 def apply_binary_mask_(site: Site, activation: Tensor, mask: Tensor) -> Tensor:
     """`apply_mask(site, activation, mask)` for a 0/1 mask [batch, width] that the caller no longer needs:
     the site's rescaling is written into the mask, one [batch, width] temporary fewer. Same values:
-    kept units get activation * scale, dropped ones activation * 0, as with apply_mask."""
+    kept units get activation * scale, dropped ones activation * 0, as with apply_mask. The count and
+    scale are taken in the mask's dtype (float32 keep logits under bf16 autocast: an exact count)."""
     if site.rescale:
         mask.mul_((site.width / (mask.sum(dim=1) + 1e-6)).unsqueeze(1))
-    return activation * broadcast_mask(site, mask, activation)
+    return activation * broadcast_mask(site, mask.to(activation.dtype), activation)
 
 
 class ContextualDropout(DropoutMethod):
@@ -256,7 +257,7 @@ class ContextualDropout(DropoutMethod):
             probs[site.index] = torch.sigmoid(draw.logits)
             activations[site.index] = activation  # the pseudo pass resumes from the first one
             mask = torch.lt(uniforms[site.index], probs[site.index], out=torch.empty_like(draw.logits))
-            return apply_binary_mask_(site, activation, mask.to(activation.dtype))
+            return apply_binary_mask_(site, activation, mask)
 
         cross_entropy, output = classification_step(self.net, x, y, training_sampler)
         pseudo: dict[int, BottleneckPass] = {}
@@ -272,7 +273,7 @@ class ContextualDropout(DropoutMethod):
                 pseudo[site.index] = draw
                 threshold = draw.logits.neg_().sigmoid_()  # the pseudo logits are not needed later
             mask = torch.gt(uniforms[site.index], threshold, out=threshold)  # 0/1, over the thresholds
-            return apply_binary_mask_(site, activation, mask.to(activation.dtype))
+            return apply_binary_mask_(site, activation, mask)
 
         with torch.no_grad(), frozen_batchnorm_stats(self.net):
             pseudo_output = self.net.forward_from_site(first, activations[first], pseudo_sampler)

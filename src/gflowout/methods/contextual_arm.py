@@ -45,9 +45,14 @@ class BottleneckPass:
 
 
 def bottleneck_forward(bottleneck: nn.Module, features: Tensor, k: float) -> BottleneckPass:
-    """phi = k * (W2 LeakyReLU_0.1(W1 h + b1) + b2) without autograd (the scale k folded into the matmul)."""
+    """phi = k * (W2 LeakyReLU_0.1(W1 h + b1) + b2) without autograd (the scale k folded into the matmul).
+
+    In the parameters' dtype even under autocast (bf16-mixed): the hand-written backward multiplies
+    saved tensors with the weights outside autocast, and these small nets gain nothing from bf16.
+    """
     inner, outer = bottleneck.inner, bottleneck.outer
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
+        features = features.to(inner.weight.dtype)
         hidden = F.leaky_relu(torch.addmm(inner.bias, features, inner.weight.t()), LEAKY_SLOPE)
         logits = torch.addmm(outer.bias, hidden, outer.weight.t(), beta=k, alpha=k)
     return BottleneckPass(features=features, hidden=hidden, logits=logits, features_version=features._version)
