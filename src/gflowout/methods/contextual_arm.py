@@ -102,10 +102,12 @@ def bernoulli_kl_and_grad_(logits: Tensor, probs: Tensor, prior_logit: Tensor, g
     faults here); the caller must not need the logits afterwards.
     """
     numel = logits.numel()
-    log_complement = F.logsigmoid(logits.neg()).sum()  # sum of logsigmoid(-phi), before logits is overwritten
-    weighted = logits.sub_(prior_logit).mul_(probs)  # pi (phi - phi_p)
-    total = log_complement - numel * F.logsigmoid(-prior_logit) + weighted.sum()
-    grad = weighted.addcmul_(weighted, probs, value=-1.0).mul_(grad_scale)  # pi (phi - phi_p) (1 - pi), scaled
+    negated = logits.neg_()  # -phi, in place
+    log_complement = F.logsigmoid(negated).sum()  # sum of logsigmoid(-phi)
+    negated_weighted = negated.add_(prior_logit).mul_(probs)  # pi (phi_p - phi) = -pi (phi - phi_p)
+    total = log_complement - numel * F.logsigmoid(-prior_logit) - negated_weighted.sum()
+    # pi (phi - phi_p) (1 - pi), scaled: the sign folded into the scale
+    grad = negated_weighted.addcmul_(negated_weighted, probs, value=-1.0).mul_(-grad_scale)
     return total, grad, probs.sum()
 
 
