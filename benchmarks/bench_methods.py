@@ -16,10 +16,11 @@ Target (issue 4): Concrete and Contextual training steps within 1.5x of MC dropo
 
 Measured 2026-12-01, torch 2.13.0 CPU, shared 2-core machine (ratios move by a few hundredths between runs):
     .venv/bin/python benchmarks/bench_methods.py --threads 1 --clock cpu --skip-resnet --repeats 7
-  MLP step vs MC: Concrete 1.17-1.22x, Contextual-Gaussian 1.35-1.36x (both met); Contextual-Bernoulli (ARM)
-  1.68-1.74x over three runs of this command, 1.65-1.66x with `--methods contextual`: NOT met. Before the
-  hand-written ARM gradient and the resumed pseudo pass (commits 22a1179..53438c1): 1.89x with this
-  command, 1.81-2.00x with `--methods contextual` (45.7-50.9 ms a step; now 40.4-42.9 ms, MC 24.2-25.3 ms).
+  MLP step vs MC: Concrete 1.16-1.22x, Contextual-Gaussian 1.31-1.37x (both met); Contextual-Bernoulli (ARM)
+  1.68-1.74x over five runs of this command, 1.65-1.71x with `--methods contextual`: NOT met. Before the
+  hand-written ARM gradient and the resumed pseudo pass (commits 22a1179..5e85e94): 1.89x with this
+  command, 1.81-2.00x with `--methods contextual` (45.7-50.9 ms a step; now 39.5-42.9 ms, MC 23.3-25.3 ms).
+  Timing the ARM and MC steps alone, interleaved, without the predictions in between: 1.66-1.67x.
   Without --skip-resnet (ResNet-18, 3 repetitions): ARM 1.37x (1.39x before and after in a 5-repetition
   `--skip-mlp --methods contextual` A/B), Concrete 1.01x, Gaussian 1.02x.
 Why ARM stays above 1.5x on the MLP: its estimator needs a second (pseudo) forward pass through hidden
