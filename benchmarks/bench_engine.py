@@ -15,22 +15,32 @@ wait on each other); the script prints the load average so such a run can be rec
 `--threads 1` gives stable ratios on a busy machine. Inputs are random MNIST-shaped tensors:
 speed does not depend on the pixel values.
 
-Measured on the 2-core development machine, 2026-12-01 12:20-12:26 UTC, torch 2.13.0 (fastest of 7 rounds,
-load ~1; `--threads 2 --repeats 7`, then `--threads 1 --repeats 7`):
-  2 threads: GFlowOut step / MC 1.63x (25.6 vs 15.7 ms; target 1.40 NOT met), ID-GFlowOut / MC 1.20x,
-             MC / none 1.13x; predict(20) / mask-free at batch 128: GFlowOut 1.25-1.26x, ID-GFlowOut
-             1.21-1.23x (target 1.30 met; 1.31-1.41x before); loop of 20 / predict 9.0x at batch 1, 3.6x at 8.
-  1 thread:  GFlowOut step / MC 1.48x (34.3 vs 23.2 ms), ID-GFlowOut / MC 1.17x, MC / none 1.07x;
-             predict(20) / mask-free at 128: GFlowOut 1.22-1.23x, ID-GFlowOut 1.22x.
-Where GFlowOut's step time goes (+9.6 ms over MC at 2 threads: forward +4.1, backward +4.4, the two
-extra optimisers +0.9): about 4.5 ms (1 thread) are the six generators' matmuls on 1024-wide inputs
-and outputs ([128, 1024] x [1024, 32] and back), which run at the same ~100 GFLOP/s as the backbone's
-(fusing them into wider matmuls measured no faster: time is linear in the output width); ~1 ms the six
-Bernoulli log-probabilities (logsigmoid; softplus or BCE-with-logits forms measured the same); the
-rest is hundreds of small ops on [128, 32] tensors and their autograd nodes, which do not speed up
-with a second thread. What helped the step (small, ~2-3 % at 1 thread): the earlier-mask block
-projection's custom backward (its grad.T @ block layout is the faster one at 1 thread, 97 vs 133 us,
-but not at 2, 94 vs 75 us) and 16-bit mask draws.
+Measured on the 2-core development machine, 2026-12-01 13:45-13:50 UTC, torch 2.13.0, an idle machine
+(load < 0.5; `--threads 2 --repeats 7`, then `--threads 1 --clock cpu --repeats 7`). Runs minutes apart
+differ by ~5 % (MC's own step: 13.7-16.0 ms), so ranges over this session's runs are given:
+  2 threads: GFlowOut step / MC 1.56-1.67x (23.0-26.8 vs 14.1-16.0 ms; target 1.40 NOT met), ID-GFlowOut
+             / MC 1.20-1.24x, MC / none 1.07-1.10x (target 1.15 met); predict(20) / mask-free at batch 128:
+             GFlowOut 1.25-1.29x, ID-GFlowOut 1.24-1.26x (target 1.30 met, at the edge of the noise); loop
+             of 20 / predict 8.4-10.6x at batch 1 (target 2 met), 3.7-4.3x at batch 8.
+  1 thread:  GFlowOut step / MC 1.43-1.53x (33.6-37.0 vs 23.2-24.2 ms), ID-GFlowOut / MC 1.17-1.25x.
+Where GFlowOut's step time goes (1 thread, profiled; +10-11 ms over MC): the generators' matmuls ~4 ms,
+already at this CPU's ~90 GFLOP/s on thin shapes (about 350 MFLOP a step: the paper's six 32-wide
+generators on 1024-wide sites, ~16 % of the backbone's arithmetic); the log-probabilities, sampling and
+other [2, 128, 1024] passes ~1.5 ms; Python and dispatch of ~570 generator ops a step ~1.8 ms (measured
+with tiny tensors); the two extra optimisers ~0.9 ms; the rest log Z, logs and colder caches. At 2
+threads the backbone's large matmuls speed up ~1.7x but the generators' share only ~1.3x, so the
+ratio is worse there.
+What helped: one autograd node per site with a hand-written backward (`methods/site_policy.py`: the
+posterior's and prior's first layers as one product per input block, their last layers as one batched
+product, both log-probabilities in one pass; A/B in one process 1.46-1.51x -> 1.43-1.47x at 1 thread,
+1.59-1.66x -> 1.56-1.64x at 2); Bernoulli log-probabilities as sum of min(t, 0) plus the log of products
+of 64 sigmoid(|t|) factors (sigmoid is ~5x cheaper than softplus here; same float32 error); earlier:
+16-bit mask draws, the block projection's custom backward.
+Tried and measured without a useful gain: `torch.compile` of one site's generators (6.9 -> 6.5 ms per
+step in isolation, 21 s to compile), one flat Adam per generator group (-0.8 ms at 1 thread, none at 2),
+glibc malloc thresholds (no change: the step has < 1 page fault), other matmul layouts (within noise),
+merged posterior/prior output layers as one wide product (slower at 1 thread). Reaching 1.4x at 2
+threads would need the generator work to use the second core as well as the backbone's matmuls do.
 Where predict's overhead went: at S = 20 x 128 every full-size [2560, 1024] temporary costs ~2-3 ms
 in the real pass (page faults of fresh memory, DRAM traffic), more than its arithmetic. Drawing masks
 in place (sign of p - v 2^-16 with a reused scratch buffer), numpy SFC64 random words (~2x faster than

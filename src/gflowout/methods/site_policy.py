@@ -17,10 +17,9 @@ product, and both log-probabilities as one pass (see `_SitePolicy`).
 
 Why, and what it bought: the generators are some sixty small ops per site on [batch, 32] tensors, and
 on this 2-core CPU their count matters as much as their arithmetic. Measured in one process, A/B
-against the module path (two runs of 9 rounds, fastest round each; MNIST MLP, batch 128, the
-`benchmarks/bench_engine.py` setting): GFlowOut's training step went from 34.1-34.9 to 33.6-34.0 ms
-at 1 thread (1.46-1.51x -> 1.43-1.47x MC dropout) and from 22.0-22.6 to 21.7-22.2 ms at 2 threads
-(1.59-1.60x -> 1.56-1.58x). A modest gain: what remains is the generators' matmuls (~4 ms at 1 thread, near
+against the module path (three runs of 9 rounds, fastest round each; MNIST MLP, batch 128, the
+`benchmarks/bench_engine.py` setting): GFlowOut's training step went from 1.46-1.51x to 1.43-1.47x
+MC dropout's at 1 thread and from 1.59-1.66x to 1.56-1.64x at 2 threads (0.4-0.9 ms a step). A modest gain: what remains is the generators' matmuls (~4 ms at 1 thread, near
 this CPU's peak), dispatch of the remaining small ops, and the two extra optimisers.
 
 The modules stay the reference and the path for everything else (prediction, ID-GFlowOut, scoring
