@@ -47,10 +47,13 @@ BEST_MONITOR = "val/nll"
 
 
 class LastCheckpoint(Checkpoint):
-    """Write checkpoints/last.ckpt every `every_n_steps` training steps and at the end of every epoch.
+    """Write checkpoints/last.ckpt every `every_n_steps` training steps, at the end of every epoch, and
+    after the last batch when `trainer.max_steps` stops the run.
 
     A `Checkpoint` subclass, so Lightning runs its epoch-end hook after the module's (the epoch's
-    validation and bookkeeping are in the file).
+    validation and bookkeeping are in the file). An epoch cut short by max_steps gets no epoch-end
+    save: Lightning would record that epoch as done, and a resume would silently skip its remaining
+    batches; the batch-end save of the stopping batch resumes mid-epoch instead.
     """
 
     def __init__(self, path: Path, every_n_steps: int) -> None:
@@ -58,12 +61,17 @@ class LastCheckpoint(Checkpoint):
         self.every_n_steps = int(every_n_steps)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.sanity_checking:
+            return
         # Count training batches, not Lightning's global_step (one per optimiser step: 3 per batch for GFlowOut).
         batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready
-        if self.every_n_steps and batches % self.every_n_steps == 0 and not trainer.sanity_checking:
+        stopping = 0 < trainer.max_steps <= trainer.global_step
+        if stopping or (self.every_n_steps and batches % self.every_n_steps == 0):
             trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.current.ready < trainer.num_training_batches:
+            return  # cut short by max_steps (see the class docstring)
         trainer.save_checkpoint(self.path, weights_only=False)
 
 

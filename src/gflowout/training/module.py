@@ -189,6 +189,11 @@ class MethodModule(pl.LightningModule):
     # --- training ----------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
+        if self.trainer.world_size > 1:
+            # Each rank its own mask stream, a function of (seed, step, rank) alone: a DDP run resumed from
+            # any checkpoint draws exactly what the uninterrupted run drew (only rank 0's RNG state is saved).
+            # One process keeps one stream, saved and restored with the checkpoint.
+            torch.manual_seed(hash((self.config.seed, 3, self.global_step, self.global_rank)) % (2**62))
         result = self.method.training_losses(x, y)
         self._stop_on_nonfinite(result)
         optimizers = self.optimizers()
@@ -296,7 +301,3 @@ class MethodModule(pl.LightningModule):
         if self._pending_rng is not None:
             restore_rng_state(self._pending_rng)
             self._pending_rng = None
-        if self.trainer.world_size > 1:
-            # Each rank its own mask stream (seeded by seed, rank and step: a DDP resume is reproducible,
-            # though not bit-identical to the uninterrupted DDP run; one process resumes bit-identically).
-            torch.manual_seed(hash((self.config.seed, 3, self.global_step, self.global_rank)) % (2**62))
