@@ -12,12 +12,11 @@ the cut-short epoch made the resume skip its remaining 3 batches.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import run_fit
+from train_helpers import assert_runs_end_identical, run_fit
 
 GROUPS = 3  # GFlowOut's optimisers: Lightning's global step counts 3 per batch
 COMMON = ("method.name=gflowout", "method.options={generator_hidden: [8]}", "trainer.max_epochs=3",
@@ -39,16 +38,4 @@ def test_run_stopped_mid_epoch_by_max_steps_and_resumed_matches_uninterrupted(
 
     run_fit(tiny_config, interrupted, resume=True, overrides=overrides, timeout=180)
 
-    final_ref = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
-    final_res = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
-    assert final_ref["global_step"] == final_res["global_step"] == GROUPS * 15
-    for name, tensor in final_ref["state_dict"].items():
-        assert torch.equal(tensor, final_res["state_dict"][name]), f"weights {name} differ after the resume"
-    for state_ref, state_res in zip(final_ref["optimizer_states"], final_res["optimizer_states"]):
-        for key, moments in state_ref["state"].items():
-            for moment, value in moments.items():
-                assert torch.equal(value, state_res["state"][key][moment]), f"optimiser {moment} differs"
-    results_ref = json.loads((reference / "results.json").read_text())
-    results_res = json.loads((interrupted / "results.json").read_text())
-    assert results_ref["rank_weight_digests"] == results_res["rank_weight_digests"]
-    assert results_ref["test"] == results_res["test"]
+    assert_runs_end_identical(reference, interrupted, global_step=GROUPS * 15)

@@ -7,7 +7,6 @@ Equality is exact (torch.equal), on one CPU thread.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import REPO, fit_command, run_fit, subprocess_env
+from train_helpers import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env
 
 # 9 batches per epoch, a step checkpoint every 2 batches. Stalling at the 14th training batch (13 done)
 # leaves the step-12 checkpoint (mid-epoch 1: batches 10..18); at the 10th (9 done), the end-of-epoch-0 one.
@@ -64,23 +63,6 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, tiny_config: 
 
     run_fit(tiny_config, interrupted, resume=True, overrides=OVERRIDES)
 
-    final_ref = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    assert_runs_end_identical(reference, interrupted, global_step=GROUPS * 27)
     final_res = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)
-    assert final_ref["global_step"] == final_res["global_step"] == GROUPS * 27
     assert float(final_res["state_dict"]["method.beta"]) == pytest.approx(1.0)  # 0.01 x 10^2 at epoch 2
-    assert final_ref["state_dict"].keys() == final_res["state_dict"].keys()
-    for name, tensor in final_ref["state_dict"].items():
-        assert torch.equal(tensor, final_res["state_dict"][name]), f"weights {name} differ after resume"
-    for state_ref, state_res in zip(final_ref["optimizer_states"], final_res["optimizer_states"]):
-        for key, moments in state_ref["state"].items():
-            for moment, value in moments.items():
-                assert torch.equal(value, state_res["state"][key][moment]), f"optimiser {moment} differs"
-
-    results_ref = json.loads((reference / "results.json").read_text())
-    results_res = json.loads((interrupted / "results.json").read_text())
-    assert results_ref["test"] == results_res["test"]
-    assert results_ref["best_val_nll"] == results_res["best_val_nll"]
-    assert results_ref["rank_weight_digests"] == results_res["rank_weight_digests"]
-    best_ref = torch.load(reference / "checkpoints" / "best.ckpt", weights_only=True)
-    best_res = torch.load(interrupted / "checkpoints" / "best.ckpt", weights_only=True)
-    assert best_ref["global_step"] == best_res["global_step"]

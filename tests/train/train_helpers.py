@@ -32,3 +32,29 @@ def run_fit(config: Path, out: Path, resume: bool = False, overrides: tuple[str,
     done = subprocess.run(fit_command(config, out, resume, overrides), env=subprocess_env(), capture_output=True,
                           text=True, timeout=timeout, cwd=REPO)
     assert done.returncode == 0, f"training failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def assert_runs_end_identical(reference: Path, resumed: Path, global_step: int) -> None:
+    """The two run folders end bit-identical: final step, every weight and optimiser moment (torch.equal),
+    test metrics, best validation NLL, the ranks' weight digests and the best checkpoint's step."""
+    import json
+
+    import torch
+
+    final_ref = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    final_res = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final_ref["global_step"] == final_res["global_step"] == global_step
+    assert final_ref["state_dict"].keys() == final_res["state_dict"].keys()
+    for name, tensor in final_ref["state_dict"].items():
+        assert torch.equal(tensor, final_res["state_dict"][name]), f"weights {name} differ after the resume"
+    for state_ref, state_res in zip(final_ref["optimizer_states"], final_res["optimizer_states"]):
+        for key, moments in state_ref["state"].items():
+            for moment, value in moments.items():
+                assert torch.equal(value, state_res["state"][key][moment]), f"optimiser {moment} differs"
+    results_ref = json.loads((reference / "results.json").read_text())
+    results_res = json.loads((resumed / "results.json").read_text())
+    for key in ("test", "best_val_nll", "rank_weight_digests"):
+        assert results_ref[key] == results_res[key], key
+    best_ref = torch.load(reference / "checkpoints" / "best.ckpt", weights_only=True)
+    best_res = torch.load(resumed / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best_ref["global_step"] == best_res["global_step"]
