@@ -32,8 +32,8 @@ threads the backbone's large matmuls speed up ~1.7x but the generators' share on
 ratio is worse there.
 What helped: one autograd node per site with a hand-written backward (`methods/site_policy.py`: the
 posterior's and prior's first layers as one product per input block, their last layers as one batched
-product, both log-probabilities in one pass; A/B in one process 1.46-1.51x -> 1.43-1.47x at 1 thread,
-1.59-1.66x -> 1.56-1.64x at 2); Bernoulli log-probabilities as sum of min(t, 0) plus the log of products
+product, both log-probabilities in one pass; A/B in one process 1.46-1.51x -> 1.43-1.47x at 1 thread;
+at 2 threads within the noise: the benchmark alternated over the code before and after gave 1.60-1.62x); Bernoulli log-probabilities as sum of min(t, 0) plus the log of products
 of 64 sigmoid(|t|) factors (sigmoid is ~5x cheaper than softplus here; same float32 error); earlier:
 16-bit mask draws, the block projection's custom backward.
 Tried and measured without a useful gain: `torch.compile` of one site's generators (6.9 -> 6.5 ms per

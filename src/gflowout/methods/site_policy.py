@@ -19,7 +19,9 @@ Why, and what it bought: the generators are some sixty small ops per site on [ba
 on this 2-core CPU their count matters as much as their arithmetic. Measured in one process, A/B
 against the module path (three runs of 9 rounds, fastest round each; MNIST MLP, batch 128, the
 `benchmarks/bench_engine.py` setting): GFlowOut's training step went from 1.46-1.51x to 1.43-1.47x
-MC dropout's at 1 thread and from 1.59-1.66x to 1.56-1.64x at 2 threads (0.4-0.9 ms a step). A modest gain: what remains is the generators' matmuls (~4 ms at 1 thread, near
+MC dropout's at 1 thread (0.5-0.9 ms a step). At 2 threads the gain is within the noise: the benchmark
+run alternately on this commit, the one before and the one without this node gave 1.60-1.62x for all
+three. A modest gain: what remains is the generators' matmuls (~4 ms at 1 thread, near
 this CPU's peak), dispatch of the remaining small ops, and the two extra optimisers.
 
 The modules stay the reference and the path for everything else (prediction, ID-GFlowOut, scoring
