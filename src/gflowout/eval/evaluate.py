@@ -61,7 +61,6 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,8 +70,9 @@ from torch import Tensor
 from gflowout.eval.metrics import classification_metrics, ece, reliability_bins
 from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores, roc_curve
 from gflowout.eval.predictive import Predictive
+from gflowout.eval.published import PUBLISHED_LABELS, fetch_hint, plan_published_corruptions, published_files_missing
 from gflowout.eval.uncertainty import ttest_uncertainty
-from gflowout.errors import ConfigError, DataError
+from gflowout.errors import DataError
 from gflowout.experiments.results import SCHEMA_VERSION, run_id
 from gflowout.methods.base import DropoutMethod
 
@@ -85,7 +85,6 @@ DEFAULT_ANGLES: tuple[int, ...] = tuple(range(0, 181, 15))
 DEFAULT_SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 # The published corruption set of each in-distribution set, and how the report names it.
 PUBLISHED_SETS: dict[str, str] = {"cifar10": "cifar10-c", "cifar100": "cifar100-c"}
-PUBLISHED_LABELS: dict[str, str] = {"cifar10-c": "CIFAR-10-C", "cifar100-c": "CIFAR-100-C"}
 HISTOGRAM_BINS = 30
 ROC_GRID = np.linspace(0.0, 1.0, 51)
 
@@ -155,52 +154,6 @@ def shifted_test_images(name: str, shift: str, severity: int, seed: int, root: A
     if keep is not None:
         shifted = shifted[keep]
     return shifted.astype(np.float32) / 255.0
-
-
-# --- the published CIFAR-10-C / CIFAR-100-C files ------------------------------------------------
-def published_corruption_names(set_name: str) -> list[str]:
-    """Corruptions of a published -C set ("cifar10-c" / "cifar100-c"), from the data table."""
-    from gflowout.data.sources import get_spec
-
-    return [Path(f.path).stem for f in get_spec(set_name).files if not f.path.endswith("labels.npy")]
-
-
-def published_files_missing(set_name: str, corruption: str, root: Any = None) -> list[Path]:
-    """The files of one published corruption (its .npy and labels.npy) that are not under the data root."""
-    from gflowout.data.sources import get_spec
-
-    spec = get_spec(set_name)
-    folder = spec.folder(root) / spec.extra["subfolder"]
-    return [path for path in (folder / f"{corruption}.npy", folder / "labels.npy") if not path.is_file()]
-
-
-def _published_plan(request: Sequence[str] | Mapping[str, Sequence[int]] | str | None, set_name: str,
-                    severities: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    """{corruption: severities} of a request: "all", a list (each at `severities`) or a mapping; checked."""
-    if not request:
-        return {}
-    known = published_corruption_names(set_name)
-    if isinstance(request, str):
-        if request != "all":
-            raise ConfigError(f"published_corruptions: expected 'all', a list of corruptions or a mapping "
-                              f"{{corruption: severities}}, found {request!r}")
-        request = known
-    plan = ({str(k): tuple(int(v) for v in levels) for k, levels in request.items()} if isinstance(request, Mapping)
-            else {str(name): tuple(int(v) for v in severities) for name in request})
-    unknown = sorted(set(plan) - set(known))
-    bad_levels = sorted({v for levels in plan.values() for v in levels} - set(range(1, 6)))
-    if unknown or bad_levels:
-        raise ConfigError(f"published_corruptions: {set_name} has corruptions {', '.join(known)} at severities "
-                          f"1-5; found unknown corruption(s) {unknown} / severities {bad_levels}")
-    return plan
-
-
-def _fetch_hint(set_name: str) -> str:
-    from gflowout.data.sources import get_spec
-
-    spec = get_spec(set_name)
-    archive = f" (FILE: the published {spec.archive[0]})" if spec.archive else ""
-    return f"`{spec.fetch_command} --from FILE`{archive}"
 
 
 # --- prediction and per-condition summaries -----------------------------------------------------
@@ -294,7 +247,7 @@ def evaluate_method(
     kind = "mnist" if images.ndim == 3 and images.shape[1:] == (28, 28) else "cifar"
     plan = _shift_plan(shifts, kind, severities)
     published_set = PUBLISHED_SETS.get(data_name)
-    published_plan = _published_plan(published_corruptions, published_set, severities) if published_set else {}
+    published_plan = plan_published_corruptions(published_corruptions, published_set, severities) if published_set else {}
     classes = int(datasets.DATASET_INFO[data_name].num_classes)
 
     def run(images01: np.ndarray) -> Tensor:
@@ -386,7 +339,7 @@ def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[st
         where = missing[absent[0]][0].parent
         what = "not found" if len(absent) == len(plan) else f"{len(absent)} of {len(plan)} corruption(s) missing"
         message = (f"published {PUBLISHED_LABELS.get(set_name, set_name)} {what} under {where}: skipped "
-                   f"{', '.join(absent)}; to evaluate on it, run {_fetch_hint(set_name)}")
+                   f"{', '.join(absent)}; to evaluate on it, run {fetch_hint(set_name)}")
         results["published_skipped"] = {set_name: message}
         log(message)
     present = [c for c in plan if c not in absent]
