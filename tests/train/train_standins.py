@@ -71,7 +71,10 @@ class StallingCollate:
         if stall_at and self.calls == int(stall_at):
             Path(os.environ["GFLOWOUT_TEST_STALL_MARKER"]).write_text(str(self.calls))
             time.sleep(600)
-        return default_collate(items)
+        x, y = default_collate(items)
+        if os.environ.get("GFLOWOUT_TEST_AUGMENT"):  # random "augmentation" from torch's global RNG, as BatchCollate
+            x = x + 0.1 * torch.rand_like(x)
+        return x, y
 
 
 class TinyMC(DropoutMethod):

@@ -4,9 +4,10 @@ The training order of epoch e is a pure function of (seed, epoch): a permutation
 private generator, never from the global RNG. A `ResumableLoader` counts the batches it has handed
 out; Lightning saves that count in every checkpoint (the loader is "stateful") and, on resume, the
 loader skips the indices already done, so the remaining batches are exactly those an uninterrupted
-run would have seen (exactly so with num_workers = 0, where augmentation draws come from the
-restored global RNG; with workers, their seeds are a function of (seed, epoch), so resuming at an
-epoch boundary is exact and mid-epoch augmentations may differ). Each DDP rank takes every world_size-th index of the (padded) permutation, as
+run would have seen (exactly so with num_workers = 0, where each batch's augmentation draws come
+from torch's RNG seeded by (seed, epoch, batch, rank) in a fork; with workers, their seeds are a
+function of (seed, epoch), so resuming at an epoch boundary is exact and mid-epoch augmentations may
+differ). Each DDP rank takes every world_size-th index of the (padded) permutation, as
 torch's DistributedSampler does, so the union of the ranks' j-th batches is the j-th global batch
 of a one-process run with world_size times the batch size.
 """
@@ -105,9 +106,25 @@ class ResumableLoader:
         if self._resume_done:
             self.sampler.skip_next(self._resume_done * self.batch_size)
         self._resume_done = 0
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = self._next_batch(batches)
+            except StopIteration:
+                return
             self._done += 1
             yield batch
+
+    def _next_batch(self, batches: Iterator[Any]) -> Any:
+        """The next batch; without workers, its collate (augmentation) draws from torch's global RNG seeded
+        by (seed, epoch, batch, rank) inside a fork, so they are the same after any resume, on every DDP
+        rank (whose RNG state a checkpoint does not hold), and the mask stream is left untouched."""
+        if self.loader.num_workers:
+            return next(batches)
+        with torch.random.fork_rng(devices=[]):
+            sampler = self.sampler
+            torch.manual_seed(hash((sampler.seed, 4, sampler.epoch, self._done, sampler.rank)) % (2**62))
+            return next(batches)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.sampler.epoch, "batches_done": self._done}
