@@ -76,7 +76,7 @@ class ChainSampler:
         out = None
         if self.reuse_buffers and not self.score and not torch.is_grad_enabled() and activation.device.type == "cpu":
             out = reusable_buffer(("chain-logits", site.index), (rows, site.width), activation.dtype)
-        if self.score and torch.is_autocast_enabled(activation.device.type):  # log q in float32, not bf16
+        if self.score:  # log q in the parameters' dtype even under autocast (bf16 is far too coarse for it)
             with torch.autocast(activation.device.type, enabled=False):
                 logits = self.generators[site.index](self.chain.earlier, rows)
         else:
