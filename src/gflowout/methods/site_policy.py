@@ -31,7 +31,7 @@ single generators); this node is used by GFlowOut's training sampler.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -50,30 +50,44 @@ LAYER_NORM_EPS = 1e-5  # F.layer_norm's default, as the modules use
 
 @dataclass
 class _TailTape:
-    """What one `GroupedMLPTail` forward keeps for its backward (per layer: input, norm input, norm stats, normed, weight)."""
+    """What a tail's forward keeps for its backward, per layer: its input, the LeakyReLU output (the
+    LayerNorm's input), the norm's statistics, the normed values and the weight used."""
 
-    pre: list[Tensor]
-    activated: list[Tensor]
-    mean: list[Tensor]
-    rstd: list[Tensor]
-    normed: list[Tensor]
-    weights: list[Tensor]
+    pre: list[Tensor] = field(default_factory=list)
+    activated: list[Tensor] = field(default_factory=list)
+    mean: list[Tensor] = field(default_factory=list)
+    rstd: list[Tensor] = field(default_factory=list)
+    normed: list[Tensor] = field(default_factory=list)
+    weights: list[Tensor] = field(default_factory=list)
+
+    def leaky_norm(self, h: Tensor, groups: int) -> Tensor:
+        """LeakyReLU, then a LayerNorm per group: [batch, groups * hidden] -> [batch, groups, hidden], recorded."""
+        activated = F.leaky_relu(h, NEGATIVE_SLOPE).view(h.shape[0], groups, -1)
+        normed, mean, rstd = torch.native_layer_norm(activated, activated.shape[-1:], None, None, LAYER_NORM_EPS)
+        self.pre.append(h)
+        self.activated.append(activated)
+        self.mean.append(mean)
+        self.rstd.append(rstd)
+        return normed
+
+    def leaky_norm_backward(self, layer: int, grad_normed: Tensor) -> Tensor:
+        """Backward of layer `layer`'s `leaky_norm`: [batch, groups, hidden] -> [batch, groups * hidden]."""
+        activated = self.activated[layer]
+        grad_activated = torch.ops.aten.native_layer_norm_backward(
+            grad_normed, activated, activated.shape[-1:], self.mean[layer], self.rstd[layer], None, None, [True, False, False]
+        )[0]
+        return torch.ops.aten.leaky_relu_backward(
+            grad_activated.reshape(activated.shape[0], -1), self.pre[layer], NEGATIVE_SLOPE, False
+        )
 
 
 def _tail_forward(tail: GroupedMLPTail, pre_activation: Tensor) -> tuple[Tensor, _TailTape]:
     """`GroupedMLPTail.forward` without autograd, keeping what the backward needs."""
-    tape = _TailTape([], [], [], [], [], [])
+    tape = _TailTape()
     h = pre_activation
-    batch, groups = h.shape[0], tail.groups
     for linear in tail.linears:
-        activated = F.leaky_relu(h, NEGATIVE_SLOPE).view(batch, groups, -1)
-        normed, mean, rstd = torch.native_layer_norm(activated, activated.shape[-1:], None, None, LAYER_NORM_EPS)
-        normed = normed.view(batch, -1)
-        weight = linear.weight if groups == 1 else linear.weight * linear.block_mask
-        tape.pre.append(h)
-        tape.activated.append(activated)
-        tape.mean.append(mean)
-        tape.rstd.append(rstd)
+        normed = tape.leaky_norm(h, tail.groups).view(h.shape[0], -1)
+        weight = linear.weight if tail.groups == 1 else linear.weight * linear.block_mask
         tape.normed.append(normed)
         tape.weights.append(weight)
         h = torch.addmm(linear.bias, normed, weight.t())
@@ -88,12 +102,7 @@ def _tail_backward(tail: GroupedMLPTail, tape: _TailTape, grad: Tensor, grads: d
         grad_weight = grad.t().mm(tape.normed[i])
         grads[linear.weight] = grad_weight if tail.groups == 1 else grad_weight.mul_(linear.block_mask)
         grads[linear.bias] = grad.sum(dim=0)
-        grad_normed = grad.mm(tape.weights[i]).view(batch, tail.groups, -1)
-        activated = tape.activated[i]
-        grad_activated = torch.ops.aten.native_layer_norm_backward(
-            grad_normed, activated, activated.shape[-1:], tape.mean[i], tape.rstd[i], None, None, [True, False, False]
-        )[0]
-        grad = torch.ops.aten.leaky_relu_backward(grad_activated.view(batch, -1), tape.pre[i], NEGATIVE_SLOPE, False)
+        grad = tape.leaky_norm_backward(i, grad.mm(tape.weights[i]).view(batch, tail.groups, -1))
     return grad
 
 
@@ -104,16 +113,11 @@ def _paired_tail_forward(tail_a: GroupedMLPTail, tail_b: GroupedMLPTail, pre_act
     over the stacked weights ([2, batch, hidden] x [2, hidden, out]): one op instead of two, measured
     no slower than two [batch, 32] x [32, 1024] products. Same functions as the two tails (tested).
     """
-    tape = _TailTape([], [], [], [], [], [])
+    tape = _TailTape()
     h = pre_activation
     batch, last = h.shape[0], len(tail_a.linears) - 1
     for i, (linear_a, linear_b) in enumerate(zip(tail_a.linears, tail_b.linears)):
-        activated = F.leaky_relu(h, NEGATIVE_SLOPE).view(batch, 2, -1)
-        normed, mean, rstd = torch.native_layer_norm(activated, activated.shape[-1:], None, None, LAYER_NORM_EPS)
-        tape.pre.append(h)
-        tape.activated.append(activated)
-        tape.mean.append(mean)
-        tape.rstd.append(rstd)
+        normed = tape.leaky_norm(h, 2)
         if i < last:
             weight = torch.block_diag(linear_a.weight, linear_b.weight)
             normed = normed.view(batch, -1)
@@ -147,11 +151,7 @@ def _paired_tail_backward(
             grad_bias = grad.sum(dim=0)
             grads[linear_a.bias], grads[linear_b.bias] = grad_bias[:out_a], grad_bias[out_a:]
             grad_normed = grad.mm(tape.weights[i]).view(batch, 2, -1)
-        activated = tape.activated[i]
-        grad_activated = torch.ops.aten.native_layer_norm_backward(
-            grad_normed, activated, activated.shape[-1:], tape.mean[i], tape.rstd[i], None, None, [True, False, False]
-        )[0]
-        grad = torch.ops.aten.leaky_relu_backward(grad_activated.reshape(batch, -1), tape.pre[i], NEGATIVE_SLOPE, False)
+        grad = tape.leaky_norm_backward(i, grad_normed)
     return grad
 
 
@@ -186,6 +186,9 @@ def _log_prob(logits: Tensor, mask: Tensor) -> Tensor:
 def _log_prob_grad(logits: Tensor, mask: Tensor, grad: Tensor) -> Tensor:
     """d/da of grad * log q: (z - sigmoid(a)) * grad[..., None], in two in-place passes."""
     return torch.sigmoid(logits).sub_(mask).mul_(grad.neg().unsqueeze(-1))
+
+
+_LEADING_INPUTS = 7  # `_SitePolicy.forward`'s inputs before the parameters (none of them gets a gradient)
 
 
 class _SitePolicy(torch.autograd.Function):
@@ -300,9 +303,9 @@ class _SitePolicy(torch.autograd.Function):
         label_weight = posterior.label_in.weight
         grads[label_weight] = torch.zeros_like(label_weight).index_add_(0, labels, grad_label_part)
 
-        needed = ctx.needs_input_grad[7:]
+        needed = ctx.needs_input_grad[_LEADING_INPUTS:]
         parameter_grads = tuple(grads.get(p) if need else None for p, need in zip(ctx.parameters, needed))
-        return (None,) * 7 + parameter_grads
+        return (None,) * _LEADING_INPUTS + parameter_grads
 
 
 def _parameters(posterior: PosteriorGenerator, prior: PriorGenerator) -> list[Tensor]:
