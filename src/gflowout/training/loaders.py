@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from gflowout.training.rng import BATCH_AUGMENTATION, seed_stream
+
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled order of epoch `epoch`: a deterministic function of (seed, epoch)."""
@@ -123,7 +125,7 @@ class ResumableLoader:
             return next(batches)
         with torch.random.fork_rng(devices=[]):
             sampler = self.sampler
-            torch.manual_seed(hash((sampler.seed, 4, sampler.epoch, self._done, sampler.rank)) % (2**62))
+            seed_stream(sampler.seed, BATCH_AUGMENTATION, sampler.epoch, self._done, sampler.rank)
             return next(batches)
 
     def state_dict(self) -> dict[str, int]:

@@ -29,6 +29,7 @@ from torch import Tensor
 from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
 from gflowout.methods.base import DropoutMethod, raise_if_nonfinite, resolve_group_specs
+from gflowout.training import rng
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
 
 ECE_BINS = 15
@@ -193,7 +194,7 @@ class MethodModule(pl.LightningModule):
             # Each rank its own mask stream, a function of (seed, step, rank) alone: a DDP run resumed from
             # any checkpoint draws exactly what the uninterrupted run drew (only rank 0's RNG state is saved).
             # One process keeps one stream, saved and restored with the checkpoint.
-            torch.manual_seed(hash((self.config.seed, 3, self.global_step, self.global_rank)) % (2**62))
+            rng.seed_stream(self.config.seed, rng.DDP_TRAINING_MASKS, self.global_step, self.global_rank)
         result = self.method.training_losses(x, y)
         self._stop_on_nonfinite(result)
         optimizers = self.optimizers()
@@ -231,8 +232,8 @@ class MethodModule(pl.LightningModule):
         self.metrics[stage].reset()
         # Private, reproducible masks for evaluation; the training stream resumes untouched afterwards.
         self._saved_rng = capture_rng_state()
-        offset = {"val": 1, "test": 2}[stage]
-        torch.manual_seed(hash((self.config.seed, offset, self.current_epoch, self.global_rank)) % (2**62))
+        stream = {"val": rng.VALIDATION, "test": rng.TEST}[stage]
+        rng.seed_stream(self.config.seed, stream, self.current_epoch, self.global_rank)
 
     def _end_eval(self, stage: str) -> None:
         sums = self.metrics[stage].sums.to(self.device)

@@ -1,0 +1,18 @@
+"""Seeding torch's global RNG from a run's seed and a position, so that what a run draws there does not
+depend on anything else it drew before (which is what lets a resumed run, or any DDP rank, draw the same).
+
+Stream ids, one per use: 1 validation masks, 2 test masks, 3 training masks under DDP, 4 training-batch
+augmentation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+VALIDATION, TEST, DDP_TRAINING_MASKS, BATCH_AUGMENTATION = 1, 2, 3, 4
+
+
+def seed_stream(seed: int, stream: int, *position: int) -> None:
+    """torch.manual_seed of a 62-bit value derived from (seed, stream, *position) (the same in every process:
+    Python's hash of a tuple of ints is not randomised)."""
+    torch.manual_seed(hash((seed, stream, *position)) % (2**62))
