@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 import gflowout.methods.contextual as contextual_module
-from gflowout.methods.contextual import ContextualDropout, apply_binary_mask_, bernoulli_kl, frozen_batchnorm_stats
+from gflowout.methods.contextual import ContextualDropout, bernoulli_kl, frozen_batchnorm_stats
 from gflowout.methods.contextual_arm import BottleneckPass, bottleneck_backward, bottleneck_forward
 from gflowout.nets.mlp import MLP
 from gflowout.nets.resnet import CifarResNet18
-from gflowout.nets.sites import apply_mask
+from gflowout.nets.sites import apply_binary_mask_, apply_mask
 
 
 def reference_arm_losses(method, x, y):

@@ -41,7 +41,7 @@ from gflowout.methods.contextual_arm import (
 )
 from gflowout.methods.none import accuracy_of, backbone_spec, classification_step, dropout_spec
 from gflowout.nets.base import MaskedNet
-from gflowout.nets.sites import MaskSampler, Site, apply_mask, broadcast_mask, site_features
+from gflowout.nets.sites import MaskSampler, Site, apply_binary_mask_, apply_mask, broadcast_mask, site_features
 
 Variant = Literal["bernoulli", "gaussian"]
 
@@ -99,16 +99,6 @@ def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
             module.momentum = momentum
             if tracked is not None:
                 module.num_batches_tracked.copy_(tracked)
-
-
-def apply_binary_mask_(site: Site, activation: Tensor, mask: Tensor) -> Tensor:
-    """`apply_mask(site, activation, mask)` for a 0/1 mask [batch, width] that the caller no longer needs:
-    the site's rescaling is written into the mask, one [batch, width] temporary fewer. Same values:
-    kept units get activation * scale, dropped ones activation * 0, as with apply_mask. The count and
-    scale are taken in the mask's dtype (float32 keep logits under bf16 autocast: an exact count)."""
-    if site.rescale:
-        mask.mul_((site.width / (mask.sum(dim=1) + 1e-6)).unsqueeze(1))
-    return activation * broadcast_mask(site, mask.to(activation.dtype), activation)
 
 
 class ContextualDropout(DropoutMethod):

@@ -74,12 +74,27 @@ def apply_mask(site: Site, activation: Tensor, mask: Tensor, scale: Tensor | flo
         )
     mask = mask.to(activation.dtype)
     if scale is None and site.rescale:
-        scale = site.width / (mask.sum(dim=1) + 1e-6)
+        scale = rescale_factor(site, mask)
     if isinstance(scale, Tensor):
         mask = mask * scale.reshape(-1, 1)
     elif scale is not None:
         mask = mask * scale
     return activation * broadcast_mask(site, mask, activation)
+
+
+def apply_binary_mask_(site: Site, activation: Tensor, mask: Tensor) -> Tensor:
+    """`apply_mask(site, activation, mask)` for a 0/1 mask [batch, width] that the caller no longer needs:
+    the site's rescaling is written into the mask, one [batch, width] temporary fewer. Same values:
+    kept units get activation * scale, dropped ones activation * 0, as with apply_mask. The count and
+    scale are taken in the mask's dtype (float32 keep logits under bf16 autocast: an exact count)."""
+    if site.rescale:
+        mask.mul_(rescale_factor(site, mask).unsqueeze(1))
+    return activation * broadcast_mask(site, mask.to(activation.dtype), activation)
+
+
+def rescale_factor(site: Site, mask: Tensor) -> Tensor:
+    """width / (number kept + 1e-6) per example [batch] for a 0/1 mask [batch, width] (MLP_GFN's rule)."""
+    return site.width / (mask.sum(dim=1) + 1e-6)
 
 
 class MaskSite(nn.Module):
