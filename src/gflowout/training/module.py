@@ -99,7 +99,7 @@ class ClassificationSums:
         if count == 0:
             return {"accuracy": float("nan"), "nll": float("nan"), "brier": float("nan"), "ece": float("nan"), "count": 0.0}
         b = self.bins
-        bin_count, bin_conf, bin_correct = s[4 : 4 + b], s[4 + b : 4 + 2 * b], s[4 + 2 * b :]
+        bin_conf, bin_correct = s[4 + b : 4 + 2 * b], s[4 + 2 * b :]  # s[4 : 4 + b] holds the bin counts
         ece = float((bin_conf - bin_correct).abs().sum() / count)  # sum_b n_b/N |acc_b - conf_b|
         return {"accuracy": float(s[1]) / count, "nll": float(s[2]) / count, "brier": float(s[3]) / count, "ece": ece,
                 "count": count}
