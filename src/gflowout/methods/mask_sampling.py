@@ -48,6 +48,43 @@ class _BernoulliLogProb(torch.autograd.Function):
         return (mask - torch.sigmoid(logits)).mul_(grad.unsqueeze(1)), None
 
 
+LOG_CHUNK = 64  # units whose probabilities are multiplied before one log (2^-64 is far above float32's smallest normal)
+
+
+def chunked_log_prob(logits: Tensor, mask: Tensor, scratch: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """log Bernoulli(z; sigmoid(a)) summed over the last dim: [..., batch, width] -> [..., batch].
+
+    With t = (2z - 1) a the log-probability is sum_i log sigmoid(t_i), and
+    log sigmoid(t) = min(t, 0) + log sigmoid(|t|), where sigmoid(|t|) lies in [1/2, 1]. So the
+    products of `LOG_CHUNK` such factors stay >= 2^-64 (no underflow, no log of a rounded-to-zero
+    probability: method.md Pitfall 10) and one log per chunk replaces one softplus per unit. Why:
+    on this CPU `sigmoid` is ~5x cheaper than `softplus`/`logsigmoid`/`exp`/`log` per element, and
+    this function runs on 2 x [batch, width] logits at every site. float32 error: <= 64 ulp per
+    chunk product, ~4e-6 in its log, comparable to summing 1024 softplus terms (tested against
+    `bernoulli_log_prob`).
+    -t = a - 2za is formed in one exact op (z is 0 or 1), and sum min(t, 0) = -sum max(-t, 0) exactly.
+    scratch: two tensors of the broadcast shape of logits and mask for the two full-size temporaries
+    (reused memory: a fresh multi-megabyte tensor costs page faults here); same values without.
+    """
+    negated, positive = scratch if scratch is not None else (None, None)
+    negated = torch.addcmul(logits, mask, logits, value=-2.0, out=negated)  # -t = (1 - 2z) a
+    total = torch.clamp(negated, min=0.0, out=positive).sum(dim=-1).neg_()  # sum min(t, 0)
+    factors = negated.abs_().sigmoid_()  # sigmoid(|t|), in place
+    width = factors.shape[-1]
+    whole = width - width % LOG_CHUNK
+    if whole:
+        chunks = factors[..., :whole].unflatten(-1, (whole // LOG_CHUNK, LOG_CHUNK))
+        total = total + chunks.prod(dim=-1).log_().sum(dim=-1)
+    if whole < width:
+        total = total + factors[..., whole:].prod(dim=-1).log_()
+    return total
+
+
+def log_prob_grad(logits: Tensor, mask: Tensor, grad: Tensor, out: Tensor | None = None) -> Tensor:
+    """d/da of grad * log q: (z - sigmoid(a)) * grad[..., None], in two in-place passes (into `out` if given)."""
+    return torch.sigmoid(logits, out=out).sub_(mask).mul_(grad.neg().unsqueeze(-1))
+
+
 def sample_bernoulli(probs: Tensor) -> Tensor:
     """A float 0/1 sample with P(1) = probs, same shape; `rand < p` is ~2.5x cheaper than torch.bernoulli here.
 

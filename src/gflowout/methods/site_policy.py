@@ -43,7 +43,9 @@ from gflowout.methods.generators import (
     PosteriorGenerator,
     PriorGenerator,
 )
+from gflowout.methods.mask_sampling import chunked_log_prob as _log_prob
 from gflowout.methods.mask_sampling import draw_policy_mask
+from gflowout.methods.mask_sampling import log_prob_grad as _log_prob_grad
 
 LAYER_NORM_EPS = 1e-5  # F.layer_norm's default, as the modules use
 
@@ -153,39 +155,6 @@ def _paired_tail_backward(
             grad_normed = grad.mm(tape.weights[i]).view(batch, 2, -1)
         grad = tape.leaky_norm_backward(i, grad_normed)
     return grad
-
-
-LOG_CHUNK = 64  # units whose probabilities are multiplied before one log (2^-64 is far above float32's smallest normal)
-
-
-def _log_prob(logits: Tensor, mask: Tensor) -> Tensor:
-    """log Bernoulli(z; sigmoid(a)) summed over the last dim: [..., batch, width] -> [..., batch].
-
-    With t = (2z - 1) a the log-probability is sum_i log sigmoid(t_i), and
-    log sigmoid(t) = min(t, 0) + log sigmoid(|t|), where sigmoid(|t|) lies in [1/2, 1]. So the
-    products of `LOG_CHUNK` such factors stay >= 2^-64 (no underflow, no log of a rounded-to-zero
-    probability: method.md Pitfall 10) and one log per chunk replaces one softplus per unit. Why:
-    on this CPU `sigmoid` is ~5x cheaper than `softplus`/`logsigmoid`/`exp`/`log` per element, and
-    this function runs on 2 x [batch, width] logits at every site. float32 error: <= 64 ulp per
-    chunk product, ~4e-6 in its log, comparable to summing 1024 softplus terms (tested against
-    `bernoulli_log_prob`).
-    """
-    signed = logits * mask.mul(2.0).sub_(1.0)  # t = (2z - 1) a
-    total = signed.clamp(max=0.0).sum(dim=-1)
-    factors = signed.abs_().sigmoid_()  # sigmoid(|t|), in place
-    width = factors.shape[-1]
-    whole = width - width % LOG_CHUNK
-    if whole:
-        chunks = factors[..., :whole].unflatten(-1, (whole // LOG_CHUNK, LOG_CHUNK))
-        total = total + chunks.prod(dim=-1).log_().sum(dim=-1)
-    if whole < width:
-        total = total + factors[..., whole:].prod(dim=-1).log_()
-    return total
-
-
-def _log_prob_grad(logits: Tensor, mask: Tensor, grad: Tensor) -> Tensor:
-    """d/da of grad * log q: (z - sigmoid(a)) * grad[..., None], in two in-place passes."""
-    return torch.sigmoid(logits).sub_(mask).mul_(grad.neg().unsqueeze(-1))
 
 
 _LEADING_INPUTS = 7  # `_SitePolicy.forward`'s inputs before the parameters (none of them gets a gradient)
