@@ -41,8 +41,8 @@ from gflowout.methods.mask_sampling import (
 )
 from gflowout.methods.none import backbone_spec
 from gflowout.methods.schedules import BetaSpec, as_beta_schedule
-from gflowout.methods.site_policy import site_policy_step
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
+from gflowout.methods.trajectory_policy import TrajectoryPolicy
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask, site_features
 
@@ -78,8 +78,11 @@ class SiteChain:
 
 
 class PosteriorSampler:
-    """Training sampler: masks from q(z | x, y) at `temperature`; accumulates log P_F (T = 1) and log p(z | x).
+    """Training sampler: masks from q(z | x, y) at `temperature`; log P_F (T = 1) and log p(z | x) of the trajectory.
 
+    Per site it runs only the posterior and the draw (`TrajectoryPolicy.step`); after the forward
+    pass, `finish()` (or the first read of `log_forward` / `log_prior`) runs the prior for all sites
+    and gives both log-probabilities, summed over sites, as one autograd node (`trajectory_policy`).
     forced_masks: score these masks ([batch, width] per site) instead of sampling (teacher forcing),
     for exact evaluation of q and p on given masks.
     """
@@ -94,25 +97,33 @@ class PosteriorSampler:
         epsilon_keep: float = 0.5,
         forced_masks: Sequence[Tensor] | None = None,
     ) -> None:
-        self.posterior, self.prior, self.labels = posterior, prior, labels
-        self.temperature, self.epsilon, self.epsilon_keep = temperature, epsilon, epsilon_keep
+        self.policy = TrajectoryPolicy(posterior, prior, labels, temperature, epsilon, epsilon_keep)
         self.forced_masks = forced_masks
         self.chain = SiteChain(len(posterior))
-        self.log_forward: Tensor | float = 0.0  # [batch] after the first site
-        self.log_prior: Tensor | float = 0.0
+        self._result: tuple[Tensor, Tensor] | None = None
 
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
         features = site_features(site, activation).detach()  # generators never train the backbone
         forced = None if self.forced_masks is None else self.forced_masks[site.index]
-        mask, log_q, log_p = site_policy_step(
-            self.posterior[site.index], self.prior[site.index], self.chain.earlier, features, self.labels,
-            self.temperature, self.epsilon, self.epsilon_keep, forced_mask=forced,
-        )  # one autograd node per site: the modules' functions with a hand-written backward
-        self.log_forward = self.log_forward + log_q
-        self.log_prior = self.log_prior + log_p
+        mask = self.policy.step(features, forced)
         self.chain.push(mask)
         return apply_mask(site, activation, mask)
+
+    def finish(self) -> tuple[Tensor, Tensor]:
+        """(log_forward, log_prior), each [batch]: log q(z | x, y) at T = 1 and log p(z | x), summed over sites."""
+        if self._result is None:
+            self.chain.check_complete()
+            self._result = self.policy.finish()
+        return self._result
+
+    @property
+    def log_forward(self) -> Tensor:
+        return self.finish()[0]
+
+    @property
+    def log_prior(self) -> Tensor:
+        return self.finish()[1]
 
 
 class PriorSampler:
@@ -249,18 +260,18 @@ class GFlowOut(DropoutMethod):
         self.validate(x, y)
         sampler = PosteriorSampler(self.posterior, self.prior, y, self.train_temperature, self.epsilon, self.epsilon_keep)
         logits = self.net(x, sampler)
-        sampler.chain.check_complete()
+        log_forward, log_prior = sampler.finish()
         log_likelihood = -F.cross_entropy(logits, y, reduction="none")  # [batch]
-        log_reward = self.beta * log_likelihood.detach() + sampler.log_prior.detach()
+        log_reward = self.beta * log_likelihood.detach() + log_prior.detach()
         log_z = self.log_partition(x, y)
-        tb_loss = trajectory_balance_loss(log_z, sampler.log_forward, log_reward)
-        losses = {"backbone": -log_likelihood.mean(), "posterior": tb_loss, "prior": -sampler.log_prior.mean()}
+        tb_loss = trajectory_balance_loss(log_z, log_forward, log_reward)
+        losses = {"backbone": -log_likelihood.mean(), "posterior": tb_loss, "prior": -log_prior.mean()}
         with torch.no_grad():
             kept = sum(float(m.sum()) for m in sampler.chain.masks)
             logs = {
                 "accuracy": (logits.argmax(dim=1) == y).float().mean(),
                 "log_z": log_z.mean(),
-                "log_forward": sampler.log_forward.mean(),
+                "log_forward": log_forward.mean(),
                 "log_reward": log_reward.mean(),
                 "keep_rate": torch.tensor(kept / (x.shape[0] * sum(s.width for s in self.net.sites))),
                 "beta": self.beta.clone(),
@@ -273,10 +284,10 @@ class GFlowOut(DropoutMethod):
         self.validate(x, y)
         sampler = PosteriorSampler(self.posterior, self.prior, y, forced_masks=list(masks))
         logits = self.net(x, sampler)
-        sampler.chain.check_complete()
+        log_forward, log_prior = sampler.finish()
         return {
-            "log_forward": sampler.log_forward,
-            "log_prior": sampler.log_prior,
+            "log_forward": log_forward,
+            "log_prior": log_prior,
             "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
             "log_z": self.log_partition(x, y),
         }

@@ -1,0 +1,401 @@
+"""GFlowOut's training policy over a whole trajectory (all mask sites) as ONE autograd node.
+
+GFlowOut's training sampler needs, per site l, the posterior's logits a_l (to draw z_l, which the
+backbone needs before its next layer) and, for the losses, only two sums over sites:
+
+    log q(z) = sum_l log Bernoulli(z_l; sigmoid(a_l)),   log p(z) = sum_l log Bernoulli(z_l; sigmoid(b_l))
+
+(trajectory balance reads log q, the prior's likelihood log p; method.md 1.4, 1.6). So one node for
+the trajectory is exact, and it lets the work that is not on the backbone's critical path be batched
+over sites:
+
+* during the backbone's forward, `TrajectoryPolicy.step` runs per site only the posterior (the same
+  functions as `PosteriorGenerator.forward`, no autograd) and the mask draw (`draw_policy_mask`, the
+  same draws in the same order). Each drawn mask is multiplied once by the stacked first-layer weight
+  columns of every later site of both generators (one product per mask instead of one per consumer),
+  and every intermediate is written into a stacked [sites, batch, ...] buffer;
+* `TrajectoryPolicy.finish` then runs the prior for all sites at once (its hidden layers as one
+  batched product over sites, its last layer one per group of sites of equal width) and both
+  log-probabilities in one pass over the stacked logits [2, sites, batch, width]
+  (`chunked_log_prob`, at temperature 1 whatever the sampling temperature);
+* the backward (`_Trajectory`) recomputes the LeakyReLU/LayerNorm statistics from the stacked
+  pre-activations and forms every parameter gradient with batched products over sites: the
+  posterior's combiner and the prior's tail together ([2 * sites] batches), the posterior's branch
+  tails ([sites]), and one product per mask for the later sites' first-layer columns.
+
+Sites of different widths (CifarResNet18) are grouped by width for the last layers and the
+log-probabilities; everything else is batched over all sites. Same values as the modules' forward
+with autograd (tested in float64). Measured speed: see `benchmarks/bench_engine.py`.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gflowout.methods.generators import NEGATIVE_SLOPE, PosteriorGenerator, PriorGenerator
+from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask, log_prob_grad
+
+LAYER_NORM_EPS = 1e-5  # F.layer_norm's default, as the modules use
+
+
+def leaky_norm(pre: Tensor, groups: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """LeakyReLU, then a LayerNorm per group: [..., groups * hidden] -> (normed [..., groups, hidden], activated, mean, rstd)."""
+    activated = F.leaky_relu(pre, NEGATIVE_SLOPE).unflatten(-1, (groups, -1))
+    normed, mean, rstd = torch.native_layer_norm(activated, activated.shape[-1:], None, None, LAYER_NORM_EPS)
+    return normed, activated, mean, rstd
+
+
+def leaky_norm_backward(grad_normed: Tensor, pre: Tensor, activated: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """Backward of `leaky_norm` from the gradient of `normed` (any shape of its size) to that of `pre`."""
+    grad_activated = torch.ops.aten.native_layer_norm_backward(
+        grad_normed.reshape(activated.shape), activated, activated.shape[-1:], mean, rstd, None, None, [True, False, False]
+    )[0]
+    return torch.ops.aten.leaky_relu_backward(grad_activated.view(pre.shape), pre, NEGATIVE_SLOPE, False)
+
+
+class _Arena:
+    """The trajectory's multi-megabyte arrays, per group g of equal-width sites: logits [2, n_g, batch, width_g],
+    masks [n_g, batch, width_g] (copies of the drawn masks) and two scratch arrays of the logits' shape.
+
+    Why: a fresh multi-megabyte tensor is page-faulted in at its first write, which here costs more
+    than the arithmetic done in it (measured: ~4300 minor faults, ~3 ms, per MLP step with fresh
+    arrays), so the arena of a released trajectory is reused by the next one of the same thread and
+    shapes once it has been dropped (a training step drops it with its losses). None of these arrays
+    leaves the trajectory (the backbone gets its own mask tensors).
+    """
+
+    def __init__(self, shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device) -> None:
+        self.logits = [torch.empty(2, *shape, dtype=dtype, device=device) for shape in shapes]
+        self.masks = [torch.empty(shape, dtype=dtype, device=device) for shape in shapes]
+        self.scratch = [(torch.empty_like(x), torch.empty_like(x)) for x in self.logits]
+        self.lease: object | None = None  # the token of the trajectory that holds it
+
+    def release(self, lease: object) -> None:
+        """Free the arena if `lease` still holds it (a trajectory dropped after its backward must not free a successor's)."""
+        if self.lease is lease:
+            self.lease = None
+
+
+_ARENAS = threading.local()
+
+
+def _lease_arena(shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device, lease: object) -> _Arena:
+    """A free arena of this thread for these shapes (CPU), else a new one, held by `lease` until `release(lease)`."""
+    cache = getattr(_ARENAS, "cache", None)
+    if cache is None:
+        cache = _ARENAS.cache = {}
+    key = (shapes, dtype, device)
+    arena = cache.get(key)
+    if arena is None or arena.lease is not None or device.type != "cpu":
+        arena = _Arena(shapes, dtype, device)
+        if device.type == "cpu" and key not in cache:
+            cache[key] = arena
+    arena.lease = lease
+    return arena
+
+
+class _Tape:
+    """The stacked buffers of one trajectory ([sites, batch, ...]) and the stacked weights both passes read.
+
+    tail_pre[i] [2, sites, batch, hidden_i]: input of the i-th LeakyReLU of the posterior's combiner
+    tail ([0]) and of the prior's tail ([1]); branch_pre[i] [sites, batch, 3 * hidden_i] likewise for
+    the posterior's three branches (i = 0: [mask branch | activation branch | label branch]);
+    first [sites, batch, 2 * hidden_0]: the site's features times [activation branch | prior] weights;
+    earlier [batch, (sites - 1) * 2 * hidden_0]: the later sites' [posterior mask branch | prior]
+    first-layer sums over the masks drawn so far; logits[g] and masks[g] from the `_Arena`.
+    """
+
+    def __init__(self, policy: TrajectoryPolicy, batch: int, dtype: torch.dtype, device: torch.device) -> None:
+        posterior, prior, sites = policy.posterior, policy.prior, policy.num_sites
+        hidden, h = policy.hidden, policy.hidden[0]
+        self.batch, self.dtype = batch, dtype
+
+        def empty(*shape: int) -> Tensor:
+            return torch.empty(shape, dtype=dtype, device=device)
+
+        self.branch_pre = [empty(sites, batch, 3 * size) for size in hidden]
+        self.branches = empty(sites, batch, posterior[0].combiner_in.in_features)
+        self.tail_pre = [empty(2, sites, batch, size) for size in hidden]
+        self.first = empty(sites, batch, 2 * h)
+        zeros = torch.zeros(h, dtype=dtype, device=device)
+        later = [t for q in posterior[1:] for t in (q.mask_in.bias, zeros)]
+        self.earlier = torch.cat(later).expand(batch, -1).contiguous() if later else empty(batch, 0)
+        shapes = tuple((len(sites_g), batch, policy.widths[sites_g[0]]) for sites_g in policy.groups)
+        self.lease = object()
+        self.arena = _lease_arena(shapes, dtype, device, self.lease)
+        # released when the trajectory is dropped (its graph included: backward may run more than once with retain_graph)
+        weakref.finalize(self, self.arena.release, self.lease)
+        self.logits, self.masks = self.arena.logits, self.arena.masks
+        self.labels = torch.stack([q.label_in.weight for q in posterior]).index_select(1, policy.labels)  # [sites, batch, h]
+        self.branch_w = [torch.stack([q.branch_tail.linears[i].weight for q in posterior]).mul_(posterior[0].branch_tail.linears[i].block_mask) for i in range(len(hidden))]
+        self.branch_b = [torch.stack([q.branch_tail.linears[i].bias for q in posterior]) for i in range(len(hidden))]
+        self.combiner_w = torch.stack([q.combiner_in.weight for q in posterior])  # [sites, h, 3 * branch_out]
+        self.combiner_b = torch.stack([q.combiner_in.bias for q in posterior])
+        tails = [q.combiner_tail for q in posterior] + [p.tail for p in prior]
+        self.tail_w = [torch.stack([t.linears[i].weight for t in tails]).unflatten(0, (2, sites)) for i in range(len(hidden) - 1)]
+        self.tail_b = [torch.stack([t.linears[i].bias for t in tails]).unflatten(0, (2, sites)) for i in range(len(hidden) - 1)]
+        last = [[tails[k].linears[-1] for k in (*sites_g, *(sites + s for s in sites_g))] for sites_g in policy.groups]
+        self.last_w = [torch.stack([lin.weight for lin in g]).unflatten(0, (2, -1)) for g in last]  # [2, n_g, width, hidden]
+        self.last_b = [torch.stack([lin.bias for lin in g]).unflatten(0, (2, -1)) for g in last]
+
+
+class TrajectoryPolicy:
+    """Posterior draws site by site (`step`), then log q and log p of the whole trajectory as one node (`finish`).
+
+    posterior, prior: the generators of every site, in site order (same hidden sizes); labels [batch];
+    masks are drawn from sigmoid(a / temperature) with epsilon-random replacement (`draw_policy_mask`)
+    unless `step` is given a forced mask.
+    """
+
+    def __init__(
+        self,
+        posterior: Sequence[PosteriorGenerator],
+        prior: Sequence[PriorGenerator],
+        labels: Tensor,
+        temperature: float = 1.0,
+        epsilon: float = 0.0,
+        epsilon_keep: float = 0.5,
+    ) -> None:
+        self.posterior, self.prior, self.labels = list(posterior), list(prior), labels
+        self.exploration = (float(temperature), float(epsilon), float(epsilon_keep))
+        self.num_sites = len(self.posterior)
+        self.hidden = [lin.in_features for lin in self.posterior[0].combiner_tail.linears]
+        for q, p in zip(self.posterior, self.prior):
+            sizes = ([lin.in_features for lin in q.combiner_tail.linears], [lin.in_features for lin in p.tail.linears])
+            if sizes[0] != self.hidden or sizes[1] != self.hidden or q.branch_tail.linears[0].in_features != self.hidden[0]:
+                raise ValueError(f"TrajectoryPolicy needs every site's generators built with one generator_hidden, found {sizes}")
+            if (q.mask_features, q.site_width) != (p.mask_features, p.site_width):
+                raise ValueError(
+                    f"posterior and prior of one site disagree: (mask_features, site_width) {(q.mask_features, q.site_width)} "
+                    f"vs {(p.mask_features, p.site_width)}"
+                )
+        self.widths = [q.site_width for q in self.posterior]
+        self.offsets = [q.mask_features for q in self.posterior]  # column of each site's mask in later first layers
+        by_width: dict[int, list[int]] = {}
+        for k, width in enumerate(self.widths):
+            by_width.setdefault(width, []).append(k)
+        self.groups = list(by_width.values())  # sites of equal width, batched in the last layers and log-probabilities
+        self.slot = {k: (g, i) for g, sites in enumerate(self.groups) for i, k in enumerate(sites)}
+        self.masks: list[Tensor] = []
+        self.features: list[Tensor] = []
+        self.tape: _Tape | None = None
+        self.finished = False
+
+    def parameters(self) -> list[Tensor]:
+        """The parameters of every site's posterior and prior, the inputs autograd routes gradients to."""
+        return [p for q, r in zip(self.posterior, self.prior) for m in (q, r) for p in m.parameters()]
+
+    def step(self, features: Tensor, forced_mask: Tensor | None = None) -> Tensor:
+        """The next site's mask [batch, width] from its detached activation summary `features` [batch, width]."""
+        if len(self.masks) == self.num_sites:
+            raise RuntimeError(f"TrajectoryPolicy.step called more than {self.num_sites} times (once per site)")
+        if features.requires_grad:
+            raise ValueError("TrajectoryPolicy.step: features must be detached (the generators never train the backbone)")
+        # float32 (the parameters' dtype) even under autocast: a bf16 product of 64 probabilities would be far too
+        # coarse for log q, and these small generators gain nothing from bf16
+        with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
+            return self._step(len(self.masks), features, forced_mask)
+
+    def _step(self, k: int, features: Tensor, forced_mask: Tensor | None) -> Tensor:
+        posterior, prior = self.posterior[k], self.prior[k]
+        dtype = posterior.activation_in.weight.dtype
+        if self.tape is None:
+            self.tape = _Tape(self, features.shape[0], dtype, features.device)
+        tape, h, batch = self.tape, self.hidden[0], self.tape.batch
+        expected = (batch, self.widths[k])
+        if features.shape != expected:
+            raise ValueError(f"features of site {k} have shape {tuple(features.shape)}, expected {expected}")
+        features = features.to(dtype)
+        first = tape.first[k]  # [batch, 2h]: [posterior activation branch | prior], both with their bias
+        weight = torch.cat([posterior.activation_in.weight, prior.first.weight[:, posterior.mask_features :]])
+        torch.addmm(torch.cat([posterior.activation_in.bias, prior.first.bias]), features, weight.t(), out=first)
+        mask_part = posterior.mask_const.expand(batch, -1) if k == 0 else tape.earlier[:, (k - 1) * 2 * h : (k - 1) * 2 * h + h]
+        pre = torch.cat([mask_part, first[:, :h], tape.labels[k]], dim=1, out=tape.branch_pre[0][k])
+        layers = len(self.hidden)
+        for i in range(layers):
+            out = tape.branch_pre[i + 1][k] if i + 1 < layers else tape.branches[k]
+            pre = torch.addmm(tape.branch_b[i][k], leaky_norm(pre, 3)[0].flatten(-2), tape.branch_w[i][k].t(), out=out)
+        pre = torch.addmm(tape.combiner_b[k], pre, tape.combiner_w[k].t(), out=tape.tail_pre[0][0, k])
+        g, slot = self.slot[k]
+        for i in range(layers):
+            normed = leaky_norm(pre, 1)[0].flatten(-2)
+            if i + 1 < layers:
+                pre = torch.addmm(tape.tail_b[i][0, k], normed, tape.tail_w[i][0, k].t(), out=tape.tail_pre[i + 1][0, k])
+            else:
+                pre = torch.addmm(tape.last_b[g][0, slot], normed, tape.last_w[g][0, slot].t(), out=tape.logits[g][0, slot])
+        if forced_mask is None:
+            mask = draw_policy_mask(pre, *self.exploration)
+        elif forced_mask.shape != expected:
+            raise ValueError(f"forced_mask of site {k} has shape {tuple(forced_mask.shape)}, expected {expected}")
+        else:
+            mask = forced_mask.to(dtype)
+        if k + 1 < self.num_sites:  # this mask's share of every later site's first layers, both generators: one product
+            columns = slice(self.offsets[k], self.offsets[k] + self.widths[k])
+            later = [w[:, columns] for j in range(k + 1, self.num_sites) for w in (self.posterior[j].mask_in.weight, self.prior[j].first.weight)]
+            tape.earlier[:, k * 2 * h :].addmm_(mask, torch.cat(later).t())
+        self.masks.append(mask)
+        self.features.append(features)
+        return mask
+
+    def finish(self) -> tuple[Tensor, Tensor]:
+        """(log q(z | x, y) [batch], log p(z | x) [batch]) of the masks drawn, summed over sites: call once, after the last site.
+
+        The outputs' graph holds this policy (its tape), so the policy does not keep them: no reference cycle
+        delays the release of its arena.
+        """
+        if len(self.masks) != self.num_sites:
+            raise RuntimeError(f"TrajectoryPolicy.finish after {len(self.masks)} of {self.num_sites} sites")
+        if self.finished:
+            raise RuntimeError("TrajectoryPolicy.finish called twice; keep its result")
+        self.finished = True
+        with torch.autocast(self.masks[0].device.type, enabled=False):
+            return _Trajectory.apply(self, *self.parameters())
+
+    def _prior_and_log_probs(self) -> tuple[Tensor, Tensor]:
+        """The prior's logits of every site (batched over sites), then both log-probabilities in one pass per width group."""
+        tape, h, sites, layers = self.tape, self.hidden[0], self.num_sites, len(self.hidden)
+        pre = tape.tail_pre[0][1].copy_(tape.first[:, :, h:])  # [sites, batch, h]
+        if sites > 1:
+            pre[1:].add_(tape.earlier.view(tape.batch, sites - 1, 2, h)[:, :, 1].transpose(0, 1))
+        for i in range(layers):
+            normed = leaky_norm(pre, 1)[0].flatten(-2)  # [sites, batch, hidden_i]
+            if i + 1 < layers:
+                bias, weight = tape.tail_b[i][1].unsqueeze(1), tape.tail_w[i][1].transpose(1, 2)
+                pre = torch.baddbmm(bias, normed, weight, out=tape.tail_pre[i + 1][1])
+            else:
+                for g, group in enumerate(self.groups):
+                    bias, weight = tape.last_b[g][1].unsqueeze(1), tape.last_w[g][1].transpose(1, 2)
+                    torch.baddbmm(bias, normed[self._index(g)], weight, out=tape.logits[g][1])
+        total = None  # [2, batch]
+        for g, group in enumerate(self.groups):
+            masks = torch.stack([self.masks[k] for k in group], out=tape.masks[g])
+            group_total = chunked_log_prob(tape.logits[g], masks, tape.arena.scratch[g]).sum(dim=1)
+            total = group_total if total is None else total + group_total
+        return total[0], total[1]
+
+    def _index(self, g: int) -> slice | Tensor:
+        """The sites of width group g as an index of a [sites, ...] tensor (a slice when they are consecutive)."""
+        group = self.groups[g]
+        if group == list(range(group[0], group[-1] + 1)):
+            return slice(group[0], group[-1] + 1)
+        return torch.tensor(group, device=self.masks[0].device)
+
+    def _backward(self, grad_log_q: Tensor, grad_log_p: Tensor) -> dict[Tensor, Tensor]:
+        """Every generator parameter's gradient of grad_log_q . log q + grad_log_p . log p, batched over sites."""
+        tape, sites, hidden, layers = self.tape, self.num_sites, self.hidden, len(self.hidden)
+        grads: dict[Tensor, Tensor] = {}
+        weights = torch.stack([grad_log_q, grad_log_p]).unsqueeze(1)  # [2, 1, batch]
+        tails = [leaky_norm(pre, 1) for pre in tape.tail_pre]  # recomputed: cheaper than stacking per-site records
+        grad_normed = tape.tail_pre[-1].new_empty(tape.tail_pre[-1].shape) if len(self.groups) > 1 else None
+        for g, group in enumerate(self.groups):  # last layers, per group of equal width
+            n, width = len(group), self.widths[group[0]]
+            grad_logits = log_prob_grad(tape.logits[g], tape.masks[g], weights, out=tape.arena.scratch[g][0])
+            grad_logits = grad_logits.view(2 * n, tape.batch, width)
+            normed = tails[-1][0][:, self._index(g)].reshape(2 * n, tape.batch, hidden[-1])
+            grad_weight = torch.bmm(normed.transpose(1, 2), grad_logits).transpose(1, 2)  # [2n, width, hidden]; the faster layout here
+            grad_bias = grad_logits.sum(dim=1)
+            grad_group = torch.bmm(grad_logits, tape.last_w[g].view(2 * n, width, hidden[-1]))
+            if grad_normed is None:
+                grad_normed = grad_group
+            else:
+                grad_normed[:, self._index(g)] = grad_group.view(2, n, tape.batch, -1)
+            for i, k in enumerate(group):
+                for j, linear in ((i, self.posterior[k].combiner_tail.linears[-1]), (n + i, self.prior[k].tail.linears[-1])):
+                    grads[linear.weight], grads[linear.bias] = grad_weight[j], grad_bias[j]
+        for i in reversed(range(layers)):  # hidden layers of the combiner and prior tails: [2 * sites] batches
+            normed, activated, mean, rstd = tails[i]
+            grad_pre = leaky_norm_backward(grad_normed, tape.tail_pre[i], activated, mean, rstd)
+            if i == 0:
+                break
+            grad_flat = grad_pre.view(2 * sites, tape.batch, -1)
+            previous = tails[i - 1][0].view(2 * sites, tape.batch, -1)
+            grad_weight = torch.bmm(grad_flat.transpose(1, 2), previous)
+            grad_bias = grad_flat.sum(dim=1)
+            grad_normed = torch.bmm(grad_flat, tape.tail_w[i - 1].view(2 * sites, *tape.tail_w[i - 1].shape[2:]))
+            for k in range(sites):
+                for j, linear in ((k, self.posterior[k].combiner_tail.linears[i - 1]), (sites + k, self.prior[k].tail.linears[i - 1])):
+                    grads[linear.weight], grads[linear.bias] = grad_weight[j], grad_bias[j]
+        grad_combined, grad_prior_first = grad_pre[0], grad_pre[1]  # [sites, batch, h]
+        grad_branch_in = self._posterior_branches_backward(grad_combined, grads)
+        self._first_layers_backward(grad_branch_in, grad_prior_first, grads)
+        return grads
+
+    def _posterior_branches_backward(self, grad_combined: Tensor, grads: dict[Tensor, Tensor]) -> Tensor:
+        """Combiner input layer and branch tails, batched over sites: returns the gradient of branch_pre[0] [sites, batch, 3h]."""
+        tape, layers = self.tape, len(self.hidden)
+        grad_weight = torch.bmm(grad_combined.transpose(1, 2), tape.branches)
+        grad_bias = grad_combined.sum(dim=1)
+        for k, q in enumerate(self.posterior):
+            grads[q.combiner_in.weight], grads[q.combiner_in.bias] = grad_weight[k], grad_bias[k]
+        grad = torch.bmm(grad_combined, tape.combiner_w)  # [sites, batch, 3 * branch_out]
+        for i in reversed(range(layers)):
+            normed, activated, mean, rstd = leaky_norm(tape.branch_pre[i], 3)
+            block_mask = self.posterior[0].branch_tail.linears[i].block_mask
+            grad_weight = torch.bmm(grad.transpose(1, 2), normed.flatten(-2)).mul_(block_mask)
+            grad_bias = grad.sum(dim=1)
+            for k, q in enumerate(self.posterior):
+                linear = q.branch_tail.linears[i]
+                grads[linear.weight], grads[linear.bias] = grad_weight[k], grad_bias[k]
+            grad = leaky_norm_backward(torch.bmm(grad, tape.branch_w[i]), tape.branch_pre[i], activated, mean, rstd)
+        return grad
+
+    def _first_layers_backward(self, grad_branch_in: Tensor, grad_prior_first: Tensor, grads: dict[Tensor, Tensor]) -> None:
+        """First layers of both generators: one weight-gradient product per input block (a mask, a site's features)."""
+        sites, h, batch = self.num_sites, self.hidden[0], self.tape.batch
+        grad_mask, grad_activation, grad_label = grad_branch_in.split(h, dim=2)
+        bias_sums = grad_branch_in.sum(dim=1)  # [sites, 3h]
+        prior_bias = grad_prior_first.sum(dim=1)
+        labels = torch.zeros(sites, *self.posterior[0].label_in.weight.shape, dtype=grad_label.dtype, device=grad_label.device)
+        labels.index_add_(1, self.labels, grad_label)
+        features = torch.cat([grad_activation, grad_prior_first], dim=2)  # [sites, batch, 2h], as `first`
+        pieces: list[list[Tensor]] = [[] for _ in range(sites)]  # column blocks of each site's [posterior mask | prior] weights
+        if sites > 1:
+            earlier = torch.stack([grad_mask[1:], grad_prior_first[1:]], dim=2).transpose(0, 1).reshape(batch, -1)
+            for j in range(sites - 1):
+                stacked = earlier[:, j * 2 * h :].t().mm(self.masks[j])  # [(later sites) * 2h, width_j]
+                for k in range(j + 1, sites):
+                    pieces[k].append(stacked[(k - 1 - j) * 2 * h : (k - j) * 2 * h])
+        for k, (q, p) in enumerate(zip(self.posterior, self.prior)):
+            stacked = features[k].t().mm(self.features[k])  # [2h, width_k]
+            grads[q.activation_in.weight], grads[q.activation_in.bias] = stacked[:h], bias_sums[k, h : 2 * h]
+            grads[q.label_in.weight] = labels[k]
+            grads[p.first.bias] = prior_bias[k]
+            grads[p.first.weight] = torch.cat([piece[h:] for piece in pieces[k]] + [stacked[h:]], dim=1)
+            if q.mask_in is None:
+                grads[q.mask_const] = bias_sums[k, :h]
+            else:
+                grads[q.mask_in.weight] = torch.cat([piece[:h] for piece in pieces[k]], dim=1)
+                grads[q.mask_in.bias] = bias_sums[k, :h]
+
+
+class _Trajectory(torch.autograd.Function):
+    """(log q, log p) of a `TrajectoryPolicy`'s masks from all its generators' parameters; backward batched over sites.
+
+    The posterior's forward already ran (no autograd) during the backbone's pass; this node's forward
+    adds the prior and the log-probabilities, and its backward gives every parameter's gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, policy: TrajectoryPolicy, *parameters: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        ctx.policy, ctx.parameters = policy, parameters
+        return policy._prior_and_log_probs()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:  # type: ignore[override]
+        policy = ctx.policy
+        reference = policy.tape.logits[0]
+        with torch.autocast(reference.device.type, enabled=False):
+            zeros = reference.new_zeros(policy.tape.batch)
+            grads = policy._backward(
+                zeros if grad_log_q is None else grad_log_q.to(reference.dtype),
+                zeros if grad_log_p is None else grad_log_p.to(reference.dtype),
+            )
+        needed = ctx.needs_input_grad[1:]
+        return (None,) + tuple(grads[p] if need else None for p, need in zip(ctx.parameters, needed))

@@ -1,0 +1,239 @@
+"""`TrajectoryPolicy` (one autograd node per trajectory, hand-written backward) against the generator modules.
+
+The reference is the modules' own forward through autograd (`PosteriorGenerator`, `PriorGenerator`,
+`bernoulli_log_prob`), site by site: same masks, the same summed log-probabilities, and the same
+gradient for every posterior and prior parameter of every site, in float64. Widths: all equal (the
+MLP: one batched group), different (one group per site), and repeated but not consecutive (a group
+indexed by a tensor); masks forced (teacher forcing) or drawn by the policy.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gflowout.methods.generators import PosteriorGenerator, PriorGenerator
+from gflowout.methods.gflowout import GFlowOut, PosteriorSampler
+from gflowout.methods.mask_sampling import bernoulli_log_prob, draw_policy_mask
+from gflowout.methods.trajectory_policy import TrajectoryPolicy
+from gflowout.nets.sites import site_features
+
+CLASSES = 4
+WIDTHS = {"equal": (6, 6, 6), "different": (7, 5, 6), "regrouped": (5, 7, 5, 7)}
+
+
+def generators(widths, hidden=(6, 5)) -> tuple[list[PosteriorGenerator], list[PriorGenerator]]:
+    torch.manual_seed(10)
+    posterior, prior = [], []
+    for k, width in enumerate(widths):
+        earlier = sum(widths[:k])
+        q = PosteriorGenerator(earlier, width, CLASSES, hidden, branch_out=3).double()
+        p = PriorGenerator(earlier, width, hidden).double()
+        with torch.no_grad():  # move every parameter off its initial value (biases start at zero or a constant)
+            for parameter in [*q.parameters(), *p.parameters()]:
+                parameter.add_(0.3 * torch.randn_like(parameter))
+            for linear in q.branch_tail.linears:
+                linear.weight.mul_(linear.block_mask)  # block-diagonal, as the module keeps them
+        posterior.append(q)
+        prior.append(p)
+    return posterior, prior
+
+
+def inputs(widths, batch: int = 9):
+    torch.manual_seed(100)
+    features = [torch.randn(batch, w, dtype=torch.float64) for w in widths]
+    masks = [(torch.rand(batch, w) < 0.5).double() for w in widths]
+    labels = torch.randint(0, CLASSES, (batch,))
+    weights = torch.randn(2, batch, dtype=torch.float64)
+    return features, masks, labels, weights
+
+
+def reference(posterior, prior, features, masks, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log q and log p through the modules' forward and autograd."""
+    log_q = log_p = 0.0
+    for k, (q, p) in enumerate(zip(posterior, prior)):
+        earlier = masks[:k] or None
+        log_q = log_q + bernoulli_log_prob(q(earlier, features[k], labels), masks[k])
+        log_p = log_p + bernoulli_log_prob(p(earlier, features[k]), masks[k])
+    return log_q, log_p
+
+
+def run_policy(posterior, prior, features, labels, forced=None, **exploration) -> TrajectoryPolicy:
+    policy = TrajectoryPolicy(posterior, prior, labels, **exploration)
+    for k, f in enumerate(features):
+        policy.step(f, None if forced is None else forced[k])
+    return policy
+
+
+def named_parameters(posterior, prior) -> list[tuple[str, torch.Tensor]]:
+    return [(f"{kind}[{k}].{name}", t) for k in range(len(posterior)) for kind, m in (("posterior", posterior[k]), ("prior", prior[k])) for name, t in m.named_parameters()]
+
+
+def assert_same_gradients(loss_new, loss_reference, posterior, prior) -> None:
+    named = named_parameters(posterior, prior)
+    params = [t for _, t in named]
+    new = torch.autograd.grad(loss_new, params, allow_unused=True)
+    expected = torch.autograd.grad(loss_reference, params, allow_unused=True)
+    for (name, _), a, b in zip(named, new, expected):
+        assert a is not None and b is not None, name
+        assert a.shape == b.shape, name
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-11), f"{name}: max difference {float((a - b).abs().max())}"
+
+
+@pytest.mark.parametrize("layout", sorted(WIDTHS))
+@pytest.mark.parametrize("forced", [True, False], ids=["forced", "sampled"])
+def test_values_and_gradients_equal_the_modules(layout, forced):
+    widths = WIDTHS[layout]
+    posterior, prior = generators(widths)
+    features, masks, labels, weights = inputs(widths)
+    torch.manual_seed(5)
+    policy = run_policy(posterior, prior, features, labels, masks if forced else None, temperature=2.0)
+    if forced:
+        assert all(torch.equal(a, b) for a, b in zip(policy.masks, masks))
+    masks = [m.clone() for m in policy.masks]
+    log_q, log_p = policy.finish()
+    reference_q, reference_p = reference(posterior, prior, features, masks, labels)
+    assert torch.allclose(log_q, reference_q, rtol=1e-10, atol=1e-10)
+    assert torch.allclose(log_p, reference_p, rtol=1e-10, atol=1e-10)
+    loss = (weights[0] * log_q).sum() + (weights[1] * log_p).sum()
+    loss_reference = (weights[0] * reference_q).sum() + (weights[1] * reference_p).sum()
+    assert_same_gradients(loss, loss_reference, posterior, prior)
+
+
+@pytest.mark.parametrize("layout", ["equal", "different"])
+def test_sampled_masks_are_the_draws_of_the_posterior_in_site_order(layout):
+    """The same random draws as `draw_policy_mask` on the posterior's logits, site after site (epsilon included)."""
+    widths = WIDTHS[layout]
+    posterior, prior = generators(widths)
+    features, _, labels, _ = inputs(widths)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        policy = run_policy(posterior, prior, features, labels, temperature=2.0, epsilon=0.3, epsilon_keep=0.6)
+    torch.manual_seed(7)
+    expected = []
+    with torch.no_grad():
+        for k, q in enumerate(posterior):
+            expected.append(draw_policy_mask(q(expected or None, features[k], labels), 2.0, 0.3, 0.6))
+    assert all(torch.equal(a, b) for a, b in zip(policy.masks, expected))
+
+
+def test_each_log_probability_trains_only_its_generators():
+    posterior, prior = generators(WIDTHS["different"])
+    features, masks, labels, _ = inputs(WIDTHS["different"])
+    log_q, log_p = run_policy(posterior, prior, features, labels, masks).finish()
+    log_p.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for q in posterior for p in q.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for r in prior for p in r.parameters())
+    for m in (*posterior, *prior):
+        m.zero_grad(set_to_none=True)
+    log_q, log_p = run_policy(posterior, prior, features, labels, masks).finish()
+    log_q.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for r in prior for p in r.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for q in posterior for p in q.parameters())
+
+
+def test_frozen_prior_gets_no_gradient_and_posterior_still_does():
+    posterior, prior = generators(WIDTHS["equal"])
+    for p in prior:
+        p.requires_grad_(False)
+    features, masks, labels, weights = inputs(WIDTHS["equal"])
+    log_q, log_p = run_policy(posterior, prior, features, labels, masks).finish()
+    ((weights[0] * log_q).sum() + (weights[1] * log_p).sum()).backward()
+    assert all(p.grad is None for r in prior for p in r.parameters())
+    assert all(p.grad is not None for q in posterior for p in q.parameters())
+
+
+def test_bad_inputs_are_refused():
+    posterior, prior = generators(WIDTHS["different"])
+    features, masks, labels, _ = inputs(WIDTHS["different"])
+    with pytest.raises(ValueError, match=r"features of site 0 have shape \(9, 5\), expected \(9, 7\)"):
+        TrajectoryPolicy(posterior, prior, labels).step(features[1])
+    with pytest.raises(ValueError, match="detached"):
+        TrajectoryPolicy(posterior, prior, labels).step(features[0].clone().requires_grad_())
+    with pytest.raises(ValueError, match=r"forced_mask of site 0 has shape \(9, 5\)"):
+        TrajectoryPolicy(posterior, prior, labels).step(features[0], masks[1])
+    with pytest.raises(RuntimeError, match="1 of 3 sites"):
+        run_policy(posterior, prior, features[:1], labels).finish()
+    other_prior = [PriorGenerator(p.mask_features, p.site_width, (8, 5)).double() for p in prior]
+    with pytest.raises(ValueError, match="generator_hidden"):
+        TrajectoryPolicy(posterior, other_prior, labels)
+
+
+def test_bf16_autocast_still_scores_in_float32():
+    """Under CPU bf16 autocast (Lightning's bf16-mixed) the node works in float32: close to the values without it."""
+    posterior, prior = generators(WIDTHS["different"])
+    for m in (*posterior, *prior):
+        m.float()
+    features, masks, labels, weights = inputs(WIDTHS["different"])
+    features, masks, weights = [f.float() for f in features], [m.float() for m in masks], weights.float()
+    plain_q, plain_p = run_policy(posterior, prior, features, labels, masks).finish()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_q, log_p = run_policy(posterior, prior, [f.bfloat16() for f in features], labels, masks).finish()
+        ((weights[0] * log_q).sum() + (weights[1] * log_p).sum()).backward()
+    assert log_q.dtype == torch.float32 and log_p.dtype == torch.float32
+    assert torch.allclose(log_q, plain_q, atol=0.05) and torch.allclose(log_p, plain_p, atol=0.05)  # bf16 features only
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for q in posterior for p in q.parameters())
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "resnet"])
+def test_training_losses_match_a_module_sampler_through_a_backbone(backbone):
+    """End to end in float64 (MLP: three equal sites; CifarResNet18: widths 4, 8, 16, 32): GFlowOut's sampler gives
+    the masks, log P_F, log p and generator gradients of a sampler built from the modules, for the same seed."""
+    if backbone == "mlp":
+        from gflowout.nets.mlp import MLP
+
+        net, x = MLP(hidden=(12, 12, 12)), torch.rand(5, 1, 28, 28)
+    else:
+        from gflowout.nets.resnet import CifarResNet18
+
+        net, x = CifarResNet18(mask_blocks="all", input_shape=(3, 8, 8), width=4), torch.randn(5, 3, 8, 8)
+    torch.manual_seed(0)
+    method = GFlowOut(net).double()
+    x, y = x.double(), torch.tensor([0, 3, 5, 9, 3])
+
+    def module_sampler(site, activation):
+        features = site_features(site, activation).detach()
+        earlier = list(masks) or None
+        posterior_logits = method.posterior[site.index](earlier, features, y)
+        mask = draw_policy_mask(posterior_logits, 2.0, 0.2, 0.5)
+        totals[0] = totals[0] + bernoulli_log_prob(posterior_logits, mask)
+        totals[1] = totals[1] + bernoulli_log_prob(method.prior[site.index](earlier, features), mask)
+        masks.append(mask)
+        return activation * mask.view(*mask.shape, *([1] * (activation.dim() - 2))) if site.kind == "channel" else activation * mask * (site.width / (mask.sum(1, keepdim=True) + 1e-6))
+
+    masks, totals = [], [0.0, 0.0]
+    torch.manual_seed(3)
+    method.net(x, module_sampler)
+    sampler = PosteriorSampler(method.posterior, method.prior, y, temperature=2.0, epsilon=0.2, epsilon_keep=0.5)
+    torch.manual_seed(3)
+    method.net(x, sampler)
+    log_q, log_p = sampler.finish()
+    assert all(torch.equal(a, b) for a, b in zip(sampler.chain.masks, masks))
+    assert torch.allclose(log_q, totals[0], rtol=1e-10) and torch.allclose(log_p, totals[1], rtol=1e-10)
+    weights = torch.randn(2, 5, dtype=torch.float64)
+    assert_same_gradients(
+        (weights[0] * log_q).sum() + (weights[1] * log_p).sum(),
+        (weights[0] * totals[0]).sum() + (weights[1] * totals[1]).sum(),
+        list(method.posterior), list(method.prior),
+    )
+
+
+def test_live_trajectories_keep_their_own_buffers_and_backward_can_run_twice():
+    """A second trajectory started before the first one's backward (reusable buffers are leased, not shared),
+    and a retained graph back-propagated twice, give the reference gradients each time."""
+    widths = WIDTHS["equal"]
+    posterior, prior = generators(widths)
+    features, masks, labels, weights = inputs(widths)
+    first = run_policy(posterior, prior, features, labels, masks).finish()
+    other_masks = [1.0 - m for m in masks]
+    second = run_policy(posterior, prior, features, labels, other_masks).finish()
+    for (log_q, log_p), used in ((first, masks), (second, other_masks)):
+        reference_q, reference_p = reference(posterior, prior, features, used, labels)
+        loss = (weights[0] * log_q).sum() + (weights[1] * log_p).sum()
+        loss_reference = (weights[0] * reference_q).sum() + (weights[1] * reference_p).sum()
+        named = named_parameters(posterior, prior)
+        once = torch.autograd.grad(loss, [t for _, t in named], retain_graph=True)
+        twice = torch.autograd.grad(loss, [t for _, t in named])
+        expected = torch.autograd.grad(loss_reference, [t for _, t in named])
+        for (name, _), a, b, c in zip(named, once, twice, expected):
+            assert torch.equal(a, b) and torch.allclose(a, c, rtol=1e-9, atol=1e-11), name
