@@ -66,7 +66,8 @@ def run_policy(posterior, prior, features, labels, forced=None, **exploration) -
 
 
 def named_parameters(posterior, prior) -> list[tuple[str, torch.Tensor]]:
-    return [(f"{kind}[{k}].{name}", t) for k in range(len(posterior)) for kind, m in (("posterior", posterior[k]), ("prior", prior[k])) for name, t in m.named_parameters()]
+    modules = [(f"{kind}[{k}]", m) for k in range(len(posterior)) for kind, m in (("posterior", posterior[k]), ("prior", prior[k]))]
+    return [(f"{label}.{name}", t) for label, m in modules for name, t in m.named_parameters()]
 
 
 def assert_same_gradients(loss_new, loss_reference, posterior, prior) -> None:
@@ -115,6 +116,28 @@ def test_sampled_masks_are_the_draws_of_the_posterior_in_site_order(layout):
         for k, q in enumerate(posterior):
             expected.append(draw_policy_mask(q(expected or None, features[k], labels), 2.0, 0.3, 0.6))
     assert all(torch.equal(a, b) for a, b in zip(policy.masks, expected))
+
+
+def test_sampled_masks_follow_the_posterior_at_the_temperature():
+    """A drawn mask comes from sigmoid(posterior logits / T): its mean matches within 5 SE; log q is still at T = 1."""
+    widths = WIDTHS["different"]
+    posterior, prior = generators(widths)
+    torch.manual_seed(0)
+    batch = 4000
+    ones = torch.ones(batch, widths[0], dtype=torch.float64)
+    features = [torch.randn(1, w, dtype=torch.float64).expand(batch, -1).contiguous() for w in widths[:2]]
+    labels = torch.full((batch,), 2)
+    with torch.no_grad():
+        policy = TrajectoryPolicy(posterior[:2], prior[:2], labels, temperature=2.0)
+        policy.step(features[0], ones)  # a forced first mask, the same for every row
+        mask = policy.step(features[1])
+        log_q, _ = policy.finish()
+        keep = torch.sigmoid(posterior[1]([ones[:1]], features[1][:1], labels[:1]) / 2.0)[0]
+        expected_log_q = bernoulli_log_prob(posterior[0](None, features[0], labels), ones)
+        expected_log_q += bernoulli_log_prob(posterior[1]([ones], features[1], labels), mask)
+    tolerance = 5 * torch.sqrt(keep * (1 - keep) / batch) + 1e-3
+    assert ((mask.mean(dim=0) - keep).abs() <= tolerance).all()
+    assert torch.allclose(log_q, expected_log_q, rtol=1e-10, atol=1e-10)  # scored at T = 1
 
 
 def test_each_log_probability_trains_only_its_generators():
@@ -172,7 +195,8 @@ def test_bf16_autocast_still_scores_in_float32():
         ((weights[0] * log_q).sum() + (weights[1] * log_p).sum()).backward()
     assert log_q.dtype == torch.float32 and log_p.dtype == torch.float32
     assert torch.allclose(log_q, plain_q, atol=0.05) and torch.allclose(log_p, plain_p, atol=0.05)  # bf16 features only
-    assert all(p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for q in posterior for p in q.parameters())
+    grads = [p.grad for q in posterior for p in q.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
 
 
 @pytest.mark.parametrize("backbone", ["mlp", "resnet"])
@@ -199,7 +223,9 @@ def test_training_losses_match_a_module_sampler_through_a_backbone(backbone):
         totals[0] = totals[0] + bernoulli_log_prob(posterior_logits, mask)
         totals[1] = totals[1] + bernoulli_log_prob(method.prior[site.index](earlier, features), mask)
         masks.append(mask)
-        return activation * mask.view(*mask.shape, *([1] * (activation.dim() - 2))) if site.kind == "channel" else activation * mask * (site.width / (mask.sum(1, keepdim=True) + 1e-6))
+        if site.kind == "channel":
+            return activation * mask.view(*mask.shape, *([1] * (activation.dim() - 2)))
+        return activation * mask * (site.width / (mask.sum(1, keepdim=True) + 1e-6))
 
     masks, totals = [], [0.0, 0.0]
     torch.manual_seed(3)

@@ -3,10 +3,11 @@
 One training step (method.md 1.6), on one batch and one set of sampled masks:
 
 * at each mask site l, during the forward pass, the posterior generator gives logits a^q_l from the
-  earlier masks, the site's detached activation summary and y; the prior generator gives a^p_l from
-  the same inputs without y. The mask z_l ~ Bernoulli(sigmoid(a^q_l / T)) (T = 2 while training) is
-  applied DETACHED with the site's rescale rule; log P_F += log q(z_l) at T = 1 and
-  log p(z) += log p(z_l), both through logsigmoid;
+  earlier masks, the site's detached activation summary and y; the mask z_l ~ Bernoulli(sigmoid(a^q_l / T))
+  (T = 2 while training) is applied DETACHED with the site's rescale rule. The prior generator gives
+  a^p_l from the same inputs without y; it does not steer the sampling, so it runs after the pass,
+  for all sites at once. log P_F = sum_l log q(z_l) at T = 1 and log p(z) = sum_l log p(z_l), in log
+  space (`trajectory_policy`: one autograd node for the whole trajectory);
 * three losses, one per parameter group:
   "backbone": cross-entropy of the masked forward (the masks carry no gradient);
   "posterior": trajectory balance with log R = beta * log p(y | x, z) + log p(z | x), both detached
