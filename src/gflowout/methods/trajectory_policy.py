@@ -45,9 +45,12 @@ from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask, l
 LAYER_NORM_EPS = 1e-5  # F.layer_norm's default, as the modules use
 
 
-def leaky_norm(pre: Tensor, groups: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """LeakyReLU, then a LayerNorm per group: [..., groups * hidden] -> (normed [..., groups, hidden], activated, mean, rstd)."""
-    activated = F.leaky_relu(pre, NEGATIVE_SLOPE).unflatten(-1, (groups, -1))
+def leaky_norm(pre: Tensor, groups: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """LeakyReLU, then a LayerNorm per group: [..., groups * hidden] -> (normed [..., groups, hidden], activated, mean, rstd);
+    one group keeps the shape [..., hidden]."""
+    activated = F.leaky_relu(pre, NEGATIVE_SLOPE)
+    if groups > 1:
+        activated = activated.unflatten(-1, (groups, -1))
     normed, mean, rstd = torch.native_layer_norm(activated, activated.shape[-1:], None, None, LAYER_NORM_EPS)
     return normed, activated, mean, rstd
 
@@ -232,7 +235,7 @@ class TrajectoryPolicy:
         pre = torch.addmm(tape.combiner_b[k], pre, tape.combiner_w[k].t(), out=tape.tail_pre[0][0, k])
         g, slot = self.slot[k]
         for i in range(layers):
-            normed = leaky_norm(pre, 1)[0].flatten(-2)
+            normed = leaky_norm(pre)[0]
             if i + 1 < layers:
                 pre = torch.addmm(tape.tail_b[i][0, k], normed, tape.tail_w[i][0, k].t(), out=tape.tail_pre[i + 1][0, k])
             else:
@@ -273,7 +276,7 @@ class TrajectoryPolicy:
         if sites > 1:
             pre[1:].add_(tape.earlier.view(tape.batch, sites - 1, 2, h)[:, :, 1].transpose(0, 1))
         for i in range(layers):
-            normed = leaky_norm(pre, 1)[0].flatten(-2)  # [sites, batch, hidden_i]
+            normed = leaky_norm(pre)[0]  # [sites, batch, hidden_i]
             if i + 1 < layers:
                 bias, weight = tape.tail_b[i][1].unsqueeze(1), tape.tail_w[i][1].transpose(1, 2)
                 pre = torch.baddbmm(bias, normed, weight, out=tape.tail_pre[i + 1][1])
@@ -300,7 +303,7 @@ class TrajectoryPolicy:
         tape, sites, hidden, layers = self.tape, self.num_sites, self.hidden, len(self.hidden)
         grads: dict[Tensor, Tensor] = {}
         weights = torch.stack([grad_log_q, grad_log_p]).unsqueeze(1)  # [2, 1, batch]
-        tails = [leaky_norm(pre, 1) for pre in tape.tail_pre]  # recomputed: cheaper than stacking per-site records
+        tails = [leaky_norm(pre) for pre in tape.tail_pre]  # recomputed: cheaper than stacking per-site records
         grad_normed = tape.tail_pre[-1].new_empty(tape.tail_pre[-1].shape) if len(self.groups) > 1 else None
         for g, group in enumerate(self.groups):  # last layers, per group of equal width
             n, width = len(group), self.widths[group[0]]
@@ -315,9 +318,8 @@ class TrajectoryPolicy:
                 grad_normed = grad_group
             else:
                 grad_normed[:, self._index(g)] = grad_group.view(2, n, tape.batch, -1)
-            for i, k in enumerate(group):
-                for j, linear in ((i, self.posterior[k].combiner_tail.linears[-1]), (n + i, self.prior[k].tail.linears[-1])):
-                    grads[linear.weight], grads[linear.bias] = grad_weight[j], grad_bias[j]
+            linears = [self.posterior[k].combiner_tail.linears[-1] for k in group] + [self.prior[k].tail.linears[-1] for k in group]
+            _assign(grads, linears, grad_weight, grad_bias)
         for i in reversed(range(layers)):  # hidden layers of the combiner and prior tails: [2 * sites] batches
             normed, activated, mean, rstd = tails[i]
             grad_pre = leaky_norm_backward(grad_normed, tape.tail_pre[i], activated, mean, rstd)
@@ -329,8 +331,7 @@ class TrajectoryPolicy:
             grad_bias = grad_flat.sum(dim=1)
             grad_normed = torch.bmm(grad_flat, tape.tail_w[i - 1].view(2 * sites, *tape.tail_w[i - 1].shape[2:]))
             linears = [q.combiner_tail.linears[i - 1] for q in self.posterior] + [p.tail.linears[i - 1] for p in self.prior]
-            for j, linear in enumerate(linears):
-                grads[linear.weight], grads[linear.bias] = grad_weight[j], grad_bias[j]
+            _assign(grads, linears, grad_weight, grad_bias)
         grad_combined, grad_prior_first = grad_pre[0], grad_pre[1]  # [sites, batch, h]
         grad_branch_in = self._posterior_branches_backward(grad_combined, grads)
         self._first_layers_backward(grad_branch_in, grad_prior_first, grads)
@@ -341,17 +342,14 @@ class TrajectoryPolicy:
         tape, layers = self.tape, len(self.hidden)
         grad_weight = torch.bmm(grad_combined.transpose(1, 2), tape.branches)
         grad_bias = grad_combined.sum(dim=1)
-        for k, q in enumerate(self.posterior):
-            grads[q.combiner_in.weight], grads[q.combiner_in.bias] = grad_weight[k], grad_bias[k]
+        _assign(grads, [q.combiner_in for q in self.posterior], grad_weight, grad_bias)
         grad = torch.bmm(grad_combined, tape.combiner_w)  # [sites, batch, 3 * branch_out]
         for i in reversed(range(layers)):
             normed, activated, mean, rstd = leaky_norm(tape.branch_pre[i], 3)
             block_mask = self.posterior[0].branch_tail.linears[i].block_mask
             grad_weight = torch.bmm(grad.transpose(1, 2), normed.flatten(-2)).mul_(block_mask)
             grad_bias = grad.sum(dim=1)
-            for k, q in enumerate(self.posterior):
-                linear = q.branch_tail.linears[i]
-                grads[linear.weight], grads[linear.bias] = grad_weight[k], grad_bias[k]
+            _assign(grads, [q.branch_tail.linears[i] for q in self.posterior], grad_weight, grad_bias)
             grad = leaky_norm_backward(torch.bmm(grad, tape.branch_w[i]), tape.branch_pre[i], activated, mean, rstd)
         return grad
 
@@ -382,6 +380,12 @@ class TrajectoryPolicy:
             else:
                 grads[q.mask_in.weight] = torch.cat([piece[:h] for piece in pieces[k]], dim=1)
                 grads[q.mask_in.bias] = bias_sums[k, :h]
+
+
+def _assign(grads: dict[Tensor, Tensor], linears: Sequence[torch.nn.Module], weight: Tensor, bias: Tensor) -> None:
+    """grads of each linear's weight and bias from stacked [len(linears), ...] gradients (one `unbind` each)."""
+    for linear, grad_weight, grad_bias in zip(linears, weight.unbind(0), bias.unbind(0)):
+        grads[linear.weight], grads[linear.bias] = grad_weight, grad_bias
 
 
 class _Trajectory(torch.autograd.Function):
