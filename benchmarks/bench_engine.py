@@ -16,33 +16,56 @@ wait on each other); the script prints the load average so such a run can be rec
 speed does not depend on the pixel values.
 
 Measured on the 2-core development machine, 2026-12-01 13:45-13:50 UTC, torch 2.13.0, an idle machine
-(load < 0.5; `--threads 2 --repeats 7`, then `--threads 1 --clock cpu --repeats 7`). Runs minutes apart
-differ by ~5 % (MC's own step: 13.7-16.0 ms), so ranges over this session's runs are given:
+(load < 0.5; `--threads 2 --repeats 7`, then `--threads 1 --clock cpu --repeats 7`), at commit 9fa53d5
+(one autograd node per mask site). Runs minutes apart differ by ~5 % (MC's own step: 13.7-16.0 ms), so
+ranges over this session's runs are given:
   2 threads: GFlowOut step / MC 1.56-1.67x (23.0-26.8 vs 14.1-16.0 ms; target 1.40 NOT met), ID-GFlowOut
              / MC 1.20-1.24x, MC / none 1.07-1.10x (target 1.15 met); predict(20) / mask-free at batch 128:
              GFlowOut 1.25-1.29x, ID-GFlowOut 1.24-1.26x (target 1.30 met, at the edge of the noise); loop
              of 20 / predict 8.4-10.6x at batch 1 (target 2 met), 3.7-4.3x at batch 8.
   1 thread:  GFlowOut step / MC 1.43-1.53x (33.6-37.0 vs 23.2-24.2 ms), ID-GFlowOut / MC 1.17-1.25x.
-Where GFlowOut's step time goes (1 thread, profiled; +10-11 ms over MC): the generators' matmuls ~4 ms,
+With one autograd node per trajectory (`methods/trajectory_policy.py`), 2026-12-01 14:47-14:53 UTC
+(load 0.5-1.1), `--threads 2 --repeats 7 --only steps` run alternately on 9fa53d5 and on this code:
+GFlowOut / MC 1.63x, 1.67x before vs 1.55x, 1.60x after (four more runs after: 1.57-1.62x; 21.7-24.9 vs
+13.6-15.8 ms). A/B in one process (9fa53d5's per-site sampler, loaded from that commit's
+site_policy.py, this sampler and MC's step alternated, 9-15 rounds of 10 steps, fastest round; a
+script outside the repository): 2 threads old/MC
+1.65-1.69x, new/MC 1.54-1.59x, new/old 0.95; 1 thread (CPU clock) old/MC 1.45-1.48x, new/MC 1.45-1.47x:
+no gain at 1 thread. Target 1.40 still NOT met.
+Where GFlowOut's step time goes (9fa53d5, 1 thread, profiled; +10-11 ms over MC): the generators' matmuls ~4 ms,
 already at this CPU's ~90 GFLOP/s on thin shapes (about 350 MFLOP a step: the paper's six 32-wide
 generators on 1024-wide sites, ~16 % of the backbone's arithmetic); the log-probabilities, sampling and
 other [2, 128, 1024] passes ~1.5 ms; Python and dispatch of ~570 generator ops a step ~1.8 ms (measured
 with tiny tensors); the two extra optimisers ~0.9 ms; the rest log Z, logs and colder caches. At 2
 threads the backbone's large matmuls speed up ~1.7x but the generators' share only ~1.3x, so the
-ratio is worse there.
-What helped: one autograd node per site with a hand-written backward (`methods/site_policy.py`: the
-posterior's and prior's first layers as one product per input block, their last layers as one batched
-product, both log-probabilities in one pass; A/B in one process 1.46-1.51x -> 1.43-1.47x at 1 thread;
-at 2 threads within the noise: the benchmark alternated over the code before and after gave 1.60-1.62x); Bernoulli log-probabilities as sum of min(t, 0) plus the log of products
-of 64 sigmoid(|t|) factors (sigmoid is ~5x cheaper than softplus here; same float32 error); earlier:
-16-bit mask draws, the block projection's custom backward.
+ratio is worse there. After the trajectory node (2 threads, the generators alone on recorded site
+activations): per-site posterior and draws 2.5 ms, prior and log-probabilities of all sites 0.8 ms,
+backward 2.9 ms (first-layer weight gradients 1.4, branch tails 0.4, the rest 1.1); with tiny tensors
+(dispatch and Python only) 1.7 ms against 1.9-2.0 ms for the per-site nodes. Top-level ATen ops per
+GFlowOut step: 777 (old 772, MC 117): far fewer matmuls, sums, cats and LayerNorm backwards (mm 40 -> 15,
+cat 28 -> 10), but ~140 cheap `select` views of stacked tensors instead.
+What helped: one autograd node per trajectory (`methods/trajectory_policy.py`: the posterior per site,
+the prior batched over sites after the pass, both log-probabilities in one pass over stacked
+[2, sites, batch, width] logits, a backward batched over sites), ~1 ms a step at 2 threads, and only
+with its big arrays in a reused per-thread arena: allocated fresh, they cost ~4300 minor page faults
+(~3 ms) a step and the node was SLOWER than the per-site one (28.9 vs 25.6 ms). Before that: one
+autograd node per site with a hand-written backward (A/B in one process 1.46-1.51x -> 1.43-1.47x at 1
+thread, within the noise at 2); Bernoulli log-probabilities as sum of min(t, 0) plus the log of
+products of 64 sigmoid(|t|) factors (sigmoid is ~5x cheaper than softplus here; same float32 error);
+earlier: 16-bit mask draws, the block projection's custom backward.
 Tried and measured without a useful gain: `torch.compile` of one site's generators (6.9 -> 6.5 ms per
 step in isolation, 21 s to compile), one flat Adam per generator group (-0.8 ms at 1 thread, none at 2),
-glibc malloc thresholds (no change: the step has < 1 page fault), other matmul layouts (within noise),
-merged posterior/prior output layers as one wide product (slower at 1 thread); TorchScript for the
-small ops (4.7 -> 4.0 us per op on [128, 32] tensors: the cost is ATen's, not Python's). Not tried yet:
-one autograd node for all sites, whose backward could batch the three sites' tails (~200 fewer ops). Reaching 1.4x at 2
-threads would need the generator work to use the second core as well as the backbone's matmuls do.
+glibc malloc thresholds (no change for the per-site node: its step has < 1 page fault), other matmul
+layouts (within noise), merged posterior/prior output layers as one wide product (slower at 1 thread);
+TorchScript for the small ops (4.7 -> 4.0 us per op on [128, 32] tensors: the cost is ATen's, not
+Python's). With the trajectory node (A/B in one process, 2 threads): one forward product per mask over
+the stacked first-layer columns of all later sites and both generators was ~0.4 ms a step SLOWER than
+one [.., 32]-wide product per consumer (5 % faster at 1 thread; dropped); first-layer weight gradients
+written straight into each parameter's gradient (12 products, no cat) instead of one product per input
+block: no difference (25.37 vs 25.41 ms; kept the fewer ops); the prior per site instead of batched
+over sites: 0.1-0.7 ms slower at 2 threads, 0.3 ms at 1 (kept batched). Reaching 1.4x at 2 threads
+would need the generator work to use the second core as well as the backbone's matmuls do, or far
+fewer generator flops.
 Where predict's overhead went: at S = 20 x 128 every full-size [2560, 1024] temporary costs ~2-3 ms
 in the real pass (page faults of fresh memory, DRAM traffic), more than its arithmetic. Drawing masks
 in place (sign of p - v 2^-16 with a reused scratch buffer), numpy SFC64 random words (~2x faster than
