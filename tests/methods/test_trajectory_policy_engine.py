@@ -66,7 +66,7 @@ def run_policy(posterior, prior, features, labels, forced=None, **exploration) -
 
 
 def named_parameters(posterior, prior) -> list[tuple[str, torch.Tensor]]:
-    modules = [(f"{kind}[{k}]", m) for k in range(len(posterior)) for kind, m in (("posterior", posterior[k]), ("prior", prior[k]))]
+    modules = [(f"{kind}[{k}]", m) for k, pair in enumerate(zip(posterior, prior)) for kind, m in zip(("posterior", "prior"), pair)]
     return [(f"{label}.{name}", t) for label, m in modules for name, t in m.named_parameters()]
 
 

@@ -37,6 +37,26 @@ NEGATIVE_SLOPE = 0.01  # LeakyReLU slope of the paper's generator MLPs (PyTorch 
 
 EarlierMasks = Tensor | Sequence[Tensor] | None
 
+LAYER_NORM_EPS = 1e-5  # F.layer_norm's default, as the modules use (`trajectory_policy` runs their functions by hand)
+
+
+def leaky_norm(pre: Tensor, groups: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """LeakyReLU, then a LayerNorm per group (`GroupedMLPTail`'s step before each linear), with what its backward needs:
+    [..., groups * hidden] -> (normed [..., groups, hidden], activated, mean, rstd); one group keeps [..., hidden]."""
+    activated = F.leaky_relu(pre, NEGATIVE_SLOPE)
+    if groups > 1:
+        activated = activated.unflatten(-1, (groups, -1))
+    normed, mean, rstd = torch.native_layer_norm(activated, activated.shape[-1:], None, None, LAYER_NORM_EPS)
+    return normed, activated, mean, rstd
+
+
+def leaky_norm_backward(grad_normed: Tensor, pre: Tensor, activated: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
+    """Backward of `leaky_norm` from the gradient of `normed` (any shape of its size) to that of `pre`."""
+    grad_activated = torch.ops.aten.native_layer_norm_backward(
+        grad_normed.reshape(activated.shape), activated, activated.shape[-1:], mean, rstd, None, None, [True, False, False]
+    )[0]
+    return torch.ops.aten.leaky_relu_backward(grad_activated.view(pre.shape), pre, NEGATIVE_SLOPE, False)
+
 
 def project_earlier_masks(layer: nn.Linear, earlier: EarlierMasks, batch: int) -> Tensor:
     """`layer` applied to the concatenation of the earlier sites' masks (or any blocks): [batch, hidden].

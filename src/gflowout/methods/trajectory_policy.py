@@ -36,32 +36,10 @@ import weakref
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from gflowout.methods.generators import NEGATIVE_SLOPE, PosteriorGenerator, PriorGenerator
+from gflowout.methods.generators import PosteriorGenerator, PriorGenerator, leaky_norm, leaky_norm_backward
 from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask, log_prob_grad
-
-LAYER_NORM_EPS = 1e-5  # F.layer_norm's default, as the modules use
-
-
-def leaky_norm(pre: Tensor, groups: int = 1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """LeakyReLU, then a LayerNorm per group: [..., groups * hidden] -> (normed [..., groups, hidden], activated, mean, rstd);
-    one group keeps the shape [..., hidden]."""
-    activated = F.leaky_relu(pre, NEGATIVE_SLOPE)
-    if groups > 1:
-        activated = activated.unflatten(-1, (groups, -1))
-    normed, mean, rstd = torch.native_layer_norm(activated, activated.shape[-1:], None, None, LAYER_NORM_EPS)
-    return normed, activated, mean, rstd
-
-
-def leaky_norm_backward(grad_normed: Tensor, pre: Tensor, activated: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
-    """Backward of `leaky_norm` from the gradient of `normed` (any shape of its size) to that of `pre`."""
-    grad_activated = torch.ops.aten.native_layer_norm_backward(
-        grad_normed.reshape(activated.shape), activated, activated.shape[-1:], mean, rstd, None, None, [True, False, False]
-    )[0]
-    return torch.ops.aten.leaky_relu_backward(grad_activated.view(pre.shape), pre, NEGATIVE_SLOPE, False)
-
 
 class _Arena:
     """The trajectory's multi-megabyte arrays, per group g of equal-width sites: logits [2, n_g, batch, width_g],
