@@ -3,8 +3,9 @@
 The reference is the modules' own forward through autograd (`PosteriorGenerator`, `PriorGenerator`,
 `bernoulli_log_prob`), site by site: same masks, the same summed log-probabilities, and the same
 gradient for every posterior and prior parameter of every site, in float64. Widths: all equal (the
-MLP: one batched group), different (one group per site), and repeated but not consecutive (a group
-indexed by a tensor); masks forced (teacher forcing) or drawn by the policy.
+MLP: one batched group), different (one group per site), repeated but not consecutive (a group
+indexed by a tensor), a single site; generator depths 1 to 3; masks forced (teacher forcing) or drawn
+by the policy.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gflowout.methods.trajectory_policy import TrajectoryPolicy
 from gflowout.nets.sites import site_features
 
 CLASSES = 4
-WIDTHS = {"equal": (6, 6, 6), "different": (7, 5, 6), "regrouped": (5, 7, 5, 7)}
+WIDTHS = {"equal": (6, 6, 6), "different": (7, 5, 6), "regrouped": (5, 7, 5, 7), "single": (8,)}
 
 
 def generators(widths, hidden=(6, 5)) -> tuple[list[PosteriorGenerator], list[PriorGenerator]]:
@@ -99,6 +100,22 @@ def test_values_and_gradients_equal_the_modules(layout, forced):
     loss = (weights[0] * log_q).sum() + (weights[1] * log_p).sum()
     loss_reference = (weights[0] * reference_q).sum() + (weights[1] * reference_p).sum()
     assert_same_gradients(loss, loss_reference, posterior, prior)
+
+
+@pytest.mark.parametrize("hidden", [(6,), (6, 5, 4)])
+def test_other_generator_depths(hidden):
+    """One hidden layer (no hidden-to-hidden linear) and three (two of them): same values and gradients."""
+    widths = WIDTHS["regrouped"]
+    posterior, prior = generators(widths, hidden)
+    features, masks, labels, weights = inputs(widths)
+    log_q, log_p = run_policy(posterior, prior, features, labels, masks).finish()
+    reference_q, reference_p = reference(posterior, prior, features, masks, labels)
+    assert torch.allclose(log_q, reference_q, rtol=1e-10) and torch.allclose(log_p, reference_p, rtol=1e-10)
+    assert_same_gradients(
+        (weights[0] * log_q).sum() + (weights[1] * log_p).sum(),
+        (weights[0] * reference_q).sum() + (weights[1] * reference_p).sum(),
+        posterior, prior,
+    )
 
 
 @pytest.mark.parametrize("layout", ["equal", "different"])
@@ -263,3 +280,20 @@ def test_live_trajectories_keep_their_own_buffers_and_backward_can_run_twice():
         expected = torch.autograd.grad(loss_reference, [t for _, t in named])
         for (name, _), a, b, c in zip(named, once, twice, expected):
             assert torch.equal(a, b) and torch.allclose(a, c, rtol=1e-9, atol=1e-11), name
+
+
+def test_a_dropped_trajectory_lends_its_arena_to_the_next_one_up_to_the_size_limit(monkeypatch):
+    from gflowout.methods import trajectory_policy
+
+    widths = WIDTHS["equal"]
+    posterior, prior = generators(widths)
+    features, masks, labels, _ = inputs(widths)
+    first = run_policy(posterior, prior, features, labels, masks)
+    arena = first.tape.arena
+    first.finish()[0].sum().backward()
+    del first
+    assert run_policy(posterior, prior, features, labels, masks).tape.arena is arena  # reused once dropped
+    monkeypatch.setattr(trajectory_policy, "ARENA_LIMIT", 10)
+    trajectory_policy._ARENAS.last = None
+    big = run_policy(posterior, prior, features, labels, masks).tape.arena
+    assert run_policy(posterior, prior, features, labels, masks).tape.arena is not big  # over the limit: not kept

@@ -31,6 +31,7 @@ with autograd (tested in float64). Measured speed: see `benchmarks/bench_engine.
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections.abc import Sequence
@@ -65,13 +66,15 @@ class _Arena:
 
 
 _ARENAS = threading.local()  # per thread: (key, arena) of the last CPU arena made
+ARENA_LIMIT = 1 << 24  # elements (64 MB in float32; an MLP step at batch 128 needs 2.8 M); larger arenas are not kept
 
 
 def _lease_arena(shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device, lease: object) -> _Arena:
     """This thread's last arena if it has these shapes and is free, else a new one; held by `lease` until `release(lease)`.
 
-    Only CPU arenas are kept (other devices have caching allocators), and only the last one made, so
-    the memory kept is one trajectory's whatever the shapes seen (the last, smaller batch of an epoch).
+    Only CPU arenas up to `ARENA_LIMIT` elements are kept (other devices have caching allocators; a
+    one-off scoring of a huge batch should not pin its memory), and only the last one made, so the
+    memory kept is one trajectory's whatever the shapes seen (the last, smaller batch of an epoch).
     """
     key = (shapes, dtype, device)
     cached = getattr(_ARENAS, "last", None)
@@ -79,7 +82,8 @@ def _lease_arena(shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, d
         arena = cached[1]
     else:
         arena = _Arena(shapes, dtype, device)
-        if device.type == "cpu" and (cached is None or cached[0] != key or cached[1].lease is not None):
+        keep = device.type == "cpu" and 7 * sum(math.prod(shape) for shape in shapes) <= ARENA_LIMIT  # 7 arrays of n*b*w
+        if keep and (cached is None or cached[0] != key or cached[1].lease is not None):
             _ARENAS.last = (key, arena)
     arena.lease = lease
     return arena
