@@ -29,9 +29,9 @@ With one autograd node per trajectory (`methods/trajectory_policy.py`), 2026-12-
 GFlowOut / MC 1.63x, 1.67x before vs 1.55x, 1.60x after (four more runs after: 1.57-1.62x; 21.7-24.9 vs
 13.6-15.8 ms). A/B in one process (9fa53d5's per-site sampler, loaded from that commit's
 site_policy.py, this sampler and MC's step alternated, 9-15 rounds of 10 steps, fastest round; a
-script outside the repository): 2 threads old/MC
-1.65-1.69x, new/MC 1.54-1.59x, new/old 0.95; 1 thread (CPU clock) old/MC 1.45-1.48x, new/MC 1.45-1.47x:
-no gain at 1 thread. Target 1.40 still NOT met.
+script outside the repository; five runs 14:47-14:57 UTC): 2 threads old/MC 1.61-1.69x, new/MC
+1.54-1.59x, new/old 0.94-0.98 (0.5-1.6 ms a step less); 1 thread (CPU clock) old/MC 1.45-1.48x,
+new/MC 1.45-1.47x, new/old 0.99-1.00: no gain at 1 thread. Target 1.40 still NOT met.
 Where GFlowOut's step time goes (9fa53d5, 1 thread, profiled; +10-11 ms over MC): the generators' matmuls ~4 ms,
 already at this CPU's ~90 GFLOP/s on thin shapes (about 350 MFLOP a step: the paper's six 32-wide
 generators on 1024-wide sites, ~16 % of the backbone's arithmetic); the log-probabilities, sampling and
