@@ -54,8 +54,11 @@ thread, within the noise at 2); Bernoulli log-probabilities as sum of min(t, 0) 
 products of 64 sigmoid(|t|) factors (sigmoid is ~5x cheaper than softplus here; same float32 error);
 earlier: 16-bit mask draws, the block projection's custom backward.
 Tried and measured without a useful gain: `torch.compile` of one site's generators (6.9 -> 6.5 ms per
-step in isolation, 21 s to compile), one flat Adam per generator group (-0.8 ms at 1 thread, none at 2),
-glibc malloc thresholds (no change for the per-site node: its step has < 1 page fault), other matmul
+step in isolation, 21 s to compile) and of all three sites' generators with autograd (module path,
+forward + backward at 2 threads: 6.3 ms eager, 8.7 ms compiled: slower), one flat Adam per generator
+group (-0.8 ms at 1 thread, none at 2), glibc malloc thresholds for the per-site node (MALLOC_MMAP_ and
+MALLOC_TRIM_THRESHOLD_ high: its 140-720 minor page faults a step went to ~0, the time did not move
+beyond the noise), other matmul
 layouts (within noise), merged posterior/prior output layers as one wide product (slower at 1 thread);
 TorchScript for the small ops (4.7 -> 4.0 us per op on [128, 32] tensors: the cost is ATen's, not
 Python's). With the trajectory node (A/B in one process, 2 threads): one forward product per mask over
