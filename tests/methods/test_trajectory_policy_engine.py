@@ -197,6 +197,58 @@ def test_bad_inputs_are_refused():
     other_prior = [PriorGenerator(p.mask_features, p.site_width, (8, 5)).double() for p in prior]
     with pytest.raises(ValueError, match="generator_hidden"):
         TrajectoryPolicy(posterior, other_prior, labels)
+    with pytest.raises(ValueError, match="got 3 and 2"):
+        TrajectoryPolicy(posterior, prior[:2], labels)
+    with pytest.raises(ValueError, match=r"labels have 8 rows but the features of site 0 have 9"):
+        TrajectoryPolicy(posterior, prior, labels[:8]).step(features[0])
+    with pytest.raises(ValueError, match="do not chain the site widths"):  # sites given out of order
+        TrajectoryPolicy([posterior[1], posterior[0], posterior[2]], [prior[1], prior[0], prior[2]], labels)
+    with pytest.raises(ValueError, match="only 0 and 1"):  # a relaxed mask is not a mask to score
+        TrajectoryPolicy(posterior, prior, labels).step(features[0], torch.full_like(masks[0], 0.5))
+
+
+def test_score_masks_refuses_a_wrong_number_of_masks_and_its_outputs_are_separate_tensors():
+    from gflowout.nets.mlp import MLP
+
+    torch.manual_seed(0)
+    method = GFlowOut(MLP(hidden=(6, 6, 6)))
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    masks = [(torch.rand(4, 6) < 0.5).float() for _ in range(3)]
+    for wrong in (masks[:2], masks + masks[:1]):
+        with pytest.raises(ValueError, match=f"got {len(wrong)} masks to score, expected one per mask site \\(3\\)"):
+            method.score_masks(x, y, wrong)
+    scores = method.score_masks(x, y, masks)
+    log_q, log_p = scores["log_forward"], scores["log_prior"]
+    assert log_q._base is None and log_p._base is None
+    expected = log_p.clone()
+    log_q.add_(1.0)  # an in-place update of one output (allowed: they are not views of one tensor) ...
+    assert torch.equal(log_p, expected)  # ... leaves the other alone
+
+
+def test_buffers_first_made_under_inference_mode_serve_later_training_steps():
+    """Lightning's validate/test/predict hooks run under torch.inference_mode; the reusable buffers (the
+    trajectory arena, the draw scratch, prediction's logit buffers) made there must not be inference
+    tensors, or every later training step of that shape fails (in-place update of an inference tensor)."""
+    from gflowout.methods import mask_sampling, trajectory_arena
+    from gflowout.nets.mlp import MLP
+
+    torch.manual_seed(0)
+    method = GFlowOut(MLP(hidden=(16, 16, 16)))
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    masks = [(torch.rand(8, 16) < 0.5).float() for _ in range(3)]
+    for first_call in ("score_masks", "predict"):
+        trajectory_arena._ARENAS.last = None
+        mask_sampling._SCRATCH.__dict__.clear()
+        with torch.inference_mode():
+            if first_call == "score_masks":
+                method.score_masks(x, y, masks)
+            else:
+                method.predict(x[:1], samples=8)  # the 8 copies give prediction buffers of the training shapes
+        with torch.no_grad():
+            method.predict(x[:1], samples=8)
+        result = method.training_losses(x, y)  # same shapes: the buffers made above are reused
+        sum(result.losses.values()).backward()
+        assert all(torch.isfinite(v) for v in result.losses.values()), first_call
 
 
 def test_bf16_autocast_still_scores_in_float32():
@@ -283,7 +335,7 @@ def test_live_trajectories_keep_their_own_buffers_and_backward_can_run_twice():
 
 
 def test_a_dropped_trajectory_lends_its_arena_to_the_next_one_up_to_the_size_limit(monkeypatch):
-    from gflowout.methods import trajectory_policy
+    from gflowout.methods import trajectory_arena
 
     widths = WIDTHS["equal"]
     posterior, prior = generators(widths)
@@ -293,7 +345,7 @@ def test_a_dropped_trajectory_lends_its_arena_to_the_next_one_up_to_the_size_lim
     first.finish()[0].sum().backward()
     del first
     assert run_policy(posterior, prior, features, labels, masks).tape.arena is arena  # reused once dropped
-    monkeypatch.setattr(trajectory_policy, "ARENA_LIMIT", 10)
-    trajectory_policy._ARENAS.last = None
+    monkeypatch.setattr(trajectory_arena, "ARENA_LIMIT", 10)
+    trajectory_arena._ARENAS.last = None
     big = run_policy(posterior, prior, features, labels, masks).tape.arena
     assert run_policy(posterior, prior, features, labels, masks).tape.arena is not big  # over the limit: not kept

@@ -99,6 +99,8 @@ class PosteriorSampler:
         forced_masks: Sequence[Tensor] | None = None,
     ) -> None:
         self.policy = TrajectoryPolicy(posterior, prior, labels, temperature, epsilon, epsilon_keep)
+        if forced_masks is not None and len(forced_masks) != len(posterior):
+            raise ValueError(f"got {len(forced_masks)} masks to score, expected one per mask site ({len(posterior)})")
         self.forced_masks = forced_masks
         self.chain = SiteChain(len(posterior))
         self._result: tuple[Tensor, Tensor] | None = None
@@ -120,10 +122,12 @@ class PosteriorSampler:
 
     @property
     def log_forward(self) -> Tensor:
+        """log q(z | x, y) of the drawn masks at T = 1, summed over sites [batch] (runs `finish` on first read)."""
         return self.finish()[0]
 
     @property
     def log_prior(self) -> Tensor:
+        """log p(z | x) of the drawn masks, summed over sites [batch] (runs `finish` on first read)."""
         return self.finish()[1]
 
 

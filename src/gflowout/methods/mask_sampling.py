@@ -177,6 +177,17 @@ def keep_with_16_bits(probs: Tensor, overwrite: bool = False) -> Tensor:
 _SCRATCH = threading.local()
 
 
+def persistent_empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str = "cpu") -> Tensor:
+    """An empty tensor for a buffer kept across calls, made outside inference mode even when called inside it.
+
+    Why: a tensor created under `torch.inference_mode` (Lightning's validate/test/predict hooks, evaluation
+    code) can never be written again outside it, so a cached buffer first made there would make every later
+    training step of the same shape fail; a normal tensor can be written in both modes.
+    """
+    with torch.inference_mode(False):
+        return torch.empty(shape, dtype=dtype, device=device)
+
+
 def _float_scratch(rows: int, width: int, dtype: torch.dtype) -> Tensor:
     """A reusable [rows, width] buffer of this thread (the last shape asked for is kept).
 
@@ -186,7 +197,7 @@ def _float_scratch(rows: int, width: int, dtype: torch.dtype) -> Tensor:
     """
     buffer = getattr(_SCRATCH, "buffer", None)
     if buffer is None or buffer.shape != (rows, width) or buffer.dtype != dtype:
-        buffer = torch.empty(rows, width, dtype=dtype)
+        buffer = persistent_empty((rows, width), dtype)
         _SCRATCH.buffer = buffer
     return buffer
 
@@ -230,5 +241,5 @@ def reusable_buffer(slot: object, shape: tuple[int, ...], dtype: torch.dtype) ->
         buffers = _SCRATCH.slots = {}
     buffer = buffers.get(slot)
     if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-        buffer = buffers[slot] = torch.empty(shape, dtype=dtype)
+        buffer = buffers[slot] = persistent_empty(shape, dtype)
     return buffer

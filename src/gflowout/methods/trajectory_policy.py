@@ -31,8 +31,6 @@ with autograd (tested in float64). Measured speed: see `benchmarks/bench_engine.
 
 from __future__ import annotations
 
-import math
-import threading
 import weakref
 from collections.abc import Sequence
 
@@ -41,53 +39,7 @@ from torch import Tensor
 
 from gflowout.methods.generators import PosteriorGenerator, PriorGenerator, leaky_norm, leaky_norm_backward
 from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask, log_prob_grad
-
-class _Arena:
-    """The trajectory's multi-megabyte arrays, per group g of equal-width sites: logits [2, n_g, batch, width_g],
-    masks [n_g, batch, width_g] (copies of the drawn masks) and two scratch arrays of the logits' shape.
-
-    Why: a fresh multi-megabyte tensor is page-faulted in at its first write, which here costs more
-    than the arithmetic done in it (measured: ~4300 minor faults, ~3 ms, per MLP step with fresh
-    arrays), so the arena of a released trajectory is reused by the next one of the same thread and
-    shapes once it has been dropped (a training step drops it with its losses). None of these arrays
-    leaves the trajectory (the backbone gets its own mask tensors).
-    """
-
-    def __init__(self, shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device) -> None:
-        self.logits = [torch.empty(2, *shape, dtype=dtype, device=device) for shape in shapes]
-        self.masks = [torch.empty(shape, dtype=dtype, device=device) for shape in shapes]
-        self.scratch = [(torch.empty_like(x), torch.empty_like(x)) for x in self.logits]
-        self.lease: object | None = None  # the token of the trajectory that holds it
-
-    def release(self, lease: object) -> None:
-        """Free the arena if `lease` still holds it (a trajectory dropped after its backward must not free a successor's)."""
-        if self.lease is lease:
-            self.lease = None
-
-
-_ARENAS = threading.local()  # per thread: (key, arena) of the last CPU arena made
-ARENA_LIMIT = 1 << 24  # elements (64 MB in float32; an MLP step at batch 128 needs 2.8 M); larger arenas are not kept
-
-
-def _lease_arena(shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device, lease: object) -> _Arena:
-    """This thread's last arena if it has these shapes and is free, else a new one; held by `lease` until `release(lease)`.
-
-    Only CPU arenas up to `ARENA_LIMIT` elements are kept (other devices have caching allocators; a
-    one-off scoring of a huge batch should not pin its memory), and only the last one made, so the
-    memory kept is one trajectory's whatever the shapes seen (the last, smaller batch of an epoch).
-    """
-    key = (shapes, dtype, device)
-    cached = getattr(_ARENAS, "last", None)
-    if cached is not None and cached[0] == key and cached[1].lease is None:
-        arena = cached[1]
-    else:
-        arena = _Arena(shapes, dtype, device)
-        keep = device.type == "cpu" and 7 * sum(math.prod(shape) for shape in shapes) <= ARENA_LIMIT  # 7 arrays of n*b*w
-        if keep and (cached is None or cached[0] != key or cached[1].lease is not None):
-            _ARENAS.last = (key, arena)
-    arena.lease = lease
-    return arena
-
+from gflowout.methods.trajectory_arena import lease_arena
 
 class _Tape:
     """The stacked buffers of one trajectory ([sites, batch, ...]) and the stacked weights both passes read.
@@ -97,7 +49,7 @@ class _Tape:
     the posterior's three branches (i = 0: [mask branch | activation branch | label branch]);
     first [sites, batch, 2 * hidden_0]: the site's features times [activation branch | prior] weights;
     earlier [batch, (sites - 1) * 2 * hidden_0]: the later sites' [posterior mask branch | prior]
-    first-layer sums over the masks drawn so far; logits[g] and masks[g] from the `_Arena`.
+    first-layer sums over the masks drawn so far; logits[g] and masks[g] from the `Arena`.
     """
 
     def __init__(self, policy: TrajectoryPolicy, batch: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -117,7 +69,7 @@ class _Tape:
         self.earlier = torch.cat(later).expand(batch, -1).contiguous() if later else empty(batch, 0)
         shapes = tuple((len(sites_g), batch, policy.widths[sites_g[0]]) for sites_g in policy.groups)
         self.lease = object()
-        self.arena = _lease_arena(shapes, dtype, device, self.lease)
+        self.arena = lease_arena(shapes, dtype, device, self.lease)
         # released when the trajectory is dropped (its graph included: backward may run more than once with retain_graph)
         weakref.finalize(self, self.arena.release, self.lease)
         self.logits, self.masks = self.arena.logits, self.arena.masks
@@ -154,6 +106,10 @@ class TrajectoryPolicy:
         epsilon_keep: float = 0.5,
     ) -> None:
         self.posterior, self.prior, self.labels = list(posterior), list(prior), labels
+        if not self.posterior or len(self.prior) != len(self.posterior):
+            raise ValueError(f"TrajectoryPolicy needs one posterior and one prior per site, got {len(self.posterior)} and {len(self.prior)}")
+        if labels.dim() != 1:
+            raise ValueError(f"labels must have shape [batch], found {tuple(labels.shape)}")
         self.exploration = (float(temperature), float(epsilon), float(epsilon_keep))
         self.num_sites = len(self.posterior)
         self.hidden = [lin.in_features for lin in self.posterior[0].combiner_tail.linears]
@@ -167,6 +123,12 @@ class TrajectoryPolicy:
                     f"vs {(p.mask_features, p.site_width)}"
                 )
         self.widths = [q.site_width for q in self.posterior]
+        chained = [sum(self.widths[:k]) for k in range(len(self.widths))]
+        if [q.mask_features for q in self.posterior] != chained:
+            raise ValueError(
+                f"the generators' mask_features {[q.mask_features for q in self.posterior]} do not chain the site widths "
+                f"{self.widths} (expected {chained}: each site sees the masks of all earlier sites)"
+            )
         self.offsets = [q.mask_features for q in self.posterior]  # column of each site's mask in later first layers
         by_width: dict[int, list[int]] = {}
         for k, width in enumerate(self.widths):
@@ -200,6 +162,8 @@ class TrajectoryPolicy:
             self.tape = _Tape(self, features.shape[0], dtype, features.device)
         tape, h, batch = self.tape, self.hidden[0], self.tape.batch
         expected = (batch, self.widths[k])
+        if self.labels.shape[0] != batch:
+            raise ValueError(f"labels have {self.labels.shape[0]} rows but the features of site {k} have {batch}")
         if features.shape != expected:
             raise ValueError(f"features of site {k} have shape {tuple(features.shape)}, expected {expected}")
         features = features.to(dtype)
@@ -228,6 +192,8 @@ class TrajectoryPolicy:
             raise ValueError(f"forced_mask of site {k} has shape {tuple(forced_mask.shape)}, expected {expected}")
         else:
             mask = forced_mask.to(dtype)
+            if not ((mask == 0) | (mask == 1)).all():
+                raise ValueError(f"forced_mask of site {k} must hold only 0 and 1 (a mask to score), found other values")
         if k + 1 < self.num_sites:  # this mask's share of every later site's first layers, both generators
             columns = slice(self.offsets[k], self.offsets[k] + self.widths[k])
             later = [(self.posterior[j].mask_in.weight, self.prior[j].first.weight) for j in range(k + 1, self.num_sites)]
@@ -271,7 +237,7 @@ class TrajectoryPolicy:
             masks = torch.stack([self.masks[k] for k in group], out=tape.masks[g])
             group_total = chunked_log_prob(tape.logits[g], masks, tape.arena.scratch[g]).sum(dim=1)
             total = group_total if total is None else total + group_total
-        return total[0], total[1]
+        return total[0].clone(), total[1].clone()  # separate tensors, not views of one: callers may update them in place
 
     def _index(self, g: int) -> slice | Tensor:
         """The sites of width group g as an index of a [sites, ...] tensor (a slice when they are consecutive)."""
