@@ -137,6 +137,13 @@ class ArmObjective(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        # Lightning's manual_backward runs inside bf16-mixed autocast; the planned gradients are float32 and
+        # accumulate in place, so autocast (which would make the products bf16) stays off here
+        with torch.autocast(grad_output.device.type, enabled=False):
+            return ArmObjective._backward(ctx, grad_output)
+
+    @staticmethod
+    def _backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
         plan: ArmPlan = ctx.plan
         scale = grad_output.reshape(())
         unscaled = bool(scale == 1.0)  # the usual case (loss.backward()): no multiplications

@@ -148,11 +148,13 @@ class PriorSampler:
 
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
-        features = site_features(site, activation).detach()
-        out = self._logits_buffer(site, features)
-        logits = self._first_site_logits_once(features, out) if site.index == 0 and self.copies > 1 else None
-        if logits is None:
-            logits = self.prior[site.index](self.chain.earlier, features, out=out)
+        # the prior in its parameters' dtype even under autocast (bf16-mixed validation), as in training
+        with torch.autocast(activation.device.type, enabled=False):
+            features = site_features(site, activation).detach().to(self.prior[site.index].first.weight.dtype)
+            out = self._logits_buffer(site, features)
+            logits = self._first_site_logits_once(features, out) if site.index == 0 and self.copies > 1 else None
+            if logits is None:
+                logits = self.prior[site.index](self.chain.earlier, features, out=out)
         mask, masked = sample_and_apply(site, activation, logits)
         self.chain.push(mask)
         return masked

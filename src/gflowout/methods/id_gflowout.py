@@ -73,14 +73,15 @@ class ChainSampler:
     def __call__(self, site: Site, activation: Tensor) -> Tensor:
         self.chain.expect(site)
         rows = activation.shape[0]
+        generator = self.generators[site.index]
         out = None
         if self.reuse_buffers and not self.score and not torch.is_grad_enabled() and activation.device.type == "cpu":
-            out = reusable_buffer(("chain-logits", site.index), (rows, site.width), activation.dtype)
-        if self.score:  # log q in the parameters' dtype even under autocast (bf16 is far too coarse for it)
-            with torch.autocast(activation.device.type, enabled=False):
-                logits = self.generators[site.index](self.chain.earlier, rows)
-        else:
-            logits = self.generators[site.index](self.chain.earlier, rows, out=out)
+            dtype = next(generator.parameters()).dtype
+            out = reusable_buffer(("chain-logits", site.index), (rows, site.width), dtype)
+        # q(z) in the parameters' dtype even under autocast: bf16 is far too coarse for log q, and prediction
+        # (bf16-mixed validation) draws from the same float32 logits as training
+        with torch.autocast(activation.device.type, enabled=False):
+            logits = generator(self.chain.earlier, rows, out=None if self.score else out)
         if not self.score and self.forced_masks is None:  # prediction
             mask, masked = sample_and_apply(site, activation, logits)
             self.chain.push(mask)

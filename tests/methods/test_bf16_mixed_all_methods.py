@@ -1,0 +1,60 @@
+"""Every method under CPU bf16 autocast the way Lightning's bf16-mixed runs it (`trainer.precision: bf16-mixed`).
+
+With manual optimisation Lightning calls `manual_backward` inside `training_step`, so the backward runs
+inside the precision plugin's autocast, and validation (`predict`) runs inside it too. Two defects lived
+there: Contextual dropout's hand-written ARM backward mixed a bf16 product into a float32 in-place sum
+("self and mat2 must have the same dtype"), and GFlowOut's / ID-GFlowOut's prediction wrote bf16
+generator activations into float32 logits buffers. Each method must train a few steps (backward inside
+autocast), keep float32 gradients and parameters, move its loss, and predict finite float probabilities.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gflowout.methods import MethodName, method_class
+from gflowout.nets.mlp import MLP
+
+CLASSES = 5
+METHODS = [
+    (MethodName.GFLOWOUT, {"dataset_size": 100}),
+    (MethodName.ID_GFLOWOUT, {"dataset_size": 100}),
+    (MethodName.MC_DROPOUT, {}),
+    (MethodName.CONCRETE, {"dataset_size": 100}),
+    (MethodName.CONTEXTUAL, {"variant": "bernoulli"}),
+    (MethodName.CONTEXTUAL, {"variant": "gaussian"}),
+    (MethodName.NONE, {}),
+]
+IDS = [f"{name.value}-{options.get('variant', '')}".rstrip("-") for name, options in METHODS]
+
+
+def test_every_method_name_is_covered() -> None:
+    assert {name for name, _ in METHODS} == set(MethodName)
+
+
+@pytest.mark.parametrize(("name", "options"), METHODS, ids=IDS)
+def test_trains_and_predicts_inside_bf16_autocast(name: MethodName, options: dict) -> None:
+    torch.manual_seed(0)
+    method = method_class(name)(MLP(input_shape=(1, 4, 4), hidden=(12, 12), num_classes=CLASSES), **options)
+    optimizers = method.make_optimizers()
+    x, y = torch.rand(16, 1, 4, 4), torch.randint(0, CLASSES, (16,))
+    totals = []
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            result = method.training_losses(x, y)
+            for optimizer in optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            total = sum(result.losses.values())
+            total.backward()  # inside autocast, as Lightning's manual_backward under bf16-mixed
+        for parameter in method.parameters():
+            assert parameter.dtype == torch.float32
+            assert parameter.grad is None or (parameter.grad.dtype == torch.float32 and torch.isfinite(parameter.grad).all())
+        for optimizer in optimizers.values():
+            optimizer.step()
+        totals.append(float(total.detach()))
+    assert all(torch.isfinite(torch.tensor(totals)))
+    assert totals[0] != totals[-1]  # the parameters moved
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = method.predict(x[:4], samples=3)  # as bf16-mixed validation calls it
+    assert logits.shape == (3, 4, CLASSES) and torch.isfinite(logits.float()).all()
