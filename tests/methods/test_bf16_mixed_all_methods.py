@@ -58,3 +58,29 @@ def test_trains_and_predicts_inside_bf16_autocast(name: MethodName, options: dic
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         logits = method.predict(x[:4], samples=3)  # as bf16-mixed validation calls it
     assert logits.shape == (3, 4, CLASSES) and torch.isfinite(logits.float()).all()
+
+
+@pytest.mark.parametrize("keep", [0.999, 0.5])
+def test_mc_masks_for_bf16_activations_keep_at_the_requested_rate(keep: float) -> None:
+    """Uniforms drawn in bf16 (the activation's dtype under autocast) quantise keep_prob: 0.999 never dropped."""
+    from gflowout.methods.mc import bernoulli_masks
+
+    torch.manual_seed(0)
+    rows, width = 2000, 2000
+    mask = bernoulli_masks(rows, width, keep, torch.empty(1, dtype=torch.bfloat16))
+    assert mask.dtype == torch.bfloat16 and set(mask.unique().tolist()) <= {0.0, 1.0}
+    standard_error = (keep * (1 - keep) / (rows * width)) ** 0.5
+    assert abs(float(mask.float().mean()) - keep) < 5 * standard_error
+
+
+def test_concrete_relaxed_mask_with_a_bf16_drop_logit_keeps_at_the_float32_rate() -> None:
+    """bf16-true training makes drop_logit bf16; the noise and relaxation still run in float32 (p = 0.01 kept ~0.9918)."""
+    from gflowout.methods.concrete import relaxed_keep_mask
+
+    drop_logit = torch.tensor(0.01).logit()
+    torch.manual_seed(0)
+    reference = relaxed_keep_mask(drop_logit, (1000, 1000), 0.1).mean()
+    torch.manual_seed(1)
+    low = relaxed_keep_mask(drop_logit.bfloat16(), (1000, 1000), 0.1)
+    assert low.dtype == torch.bfloat16
+    assert abs(float(low.float().mean()) - float(reference)) < 4e-4  # ~4 standard errors of the two means
