@@ -248,3 +248,20 @@ def test_arm_step_runs_under_bf16_autocast_with_float32_bottlenecks():
     for p in method.param_groups()["dropout"]:
         assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
     assert result.logs["kl"].dtype == torch.float32
+
+
+def test_frozen_norm_stats_cover_instance_norms_with_running_statistics():
+    """The ARM pseudo pass must not update running statistics a second time: InstanceNorm with
+    track_running_stats keeps them as BatchNorm does (only BatchNorm was frozen before)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.InstanceNorm2d(4, track_running_stats=True), nn.BatchNorm2d(4)).train()
+    x = torch.randn(5, 1, 6, 6)
+    before = [t.clone() for t in net.buffers()]
+    with torch.no_grad(), frozen_batchnorm_stats(net):
+        net(x)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffers()))
+    with torch.no_grad():
+        net(x)  # the control: outside the context a forward does move them
+    assert not torch.equal(before[0], net[1].running_mean) and not torch.equal(before[3], net[2].running_mean)

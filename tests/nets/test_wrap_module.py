@@ -122,6 +122,45 @@ def test_clear_errors_for_unwrappable_modules():
         gflowout.wrap(_Unused(), (4,), 2, skip=["nope"])
 
 
+class _Aliased(nn.Module):
+    """One nn.Dropout reachable under two names; the forward uses the Sequential's path."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+        self.block = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), self.drop)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.block(x))
+
+
+def test_a_dropout_under_two_names_becomes_one_site_at_both():
+    net = gflowout.wrap(_Aliased(), (4,), 2)
+    assert [s.name for s in net.sites] == ["module.drop"]
+    assert net.module.block[2] is net.module.drop and not isinstance(net.module.block[2], nn.Dropout)
+    visited = []
+    net(torch.randn(3, 4), lambda site, h: visited.append(site.index) or h)
+    assert visited == [0]  # the path the forward takes is the site (it used to stay a plain nn.Dropout)
+    with pytest.raises(ValueError, match="no nn.Dropout"):  # skipping either name leaves the layer (and so nothing) to wrap
+        gflowout.wrap(_Aliased(), (4,), 2, skip=["block.2"])
+
+
+def test_dropout_rates_of_zero_or_one_are_refused_early():
+    for rate in (0.0, 1.0):
+        module = _Unused()
+        module.drop.p = rate
+        with pytest.raises(ValueError, match=rf"'drop' has p = {rate}; a mask site needs 0 < p < 1"):
+            gflowout.wrap(module, (4,), 2, skip=["spare"])
+
+
+def test_the_trace_batch_is_made_on_the_modules_device():
+    """A module that is not on the CPU ('meta' stands in for a GPU here) is traced on its own device."""
+    module = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2)).to("meta")
+    net = gflowout.wrap(module, (4,), 2)
+    assert [(s.width, s.kind) for s in net.sites] == [(8, "unit")]
+
+
 def test_skip_leaves_a_dropout_alone_and_channel_dropout_becomes_a_channel_site():
     net = gflowout.wrap(_Unused(), (4,), 2, skip=["spare"])
     assert isinstance(net, WrappedNet) and [s.name for s in net.sites] == ["module.drop"]

@@ -72,8 +72,8 @@ def consumer_weights(net: MaskedNet) -> list[list[nn.Parameter]]:
     try:
         net.eval()
         with torch.no_grad():
-            dtype = next(net.parameters()).dtype
-            net(torch.zeros((2,) + net.input_shape, dtype=dtype), None)
+            first = next(net.parameters())
+            net(torch.zeros((2,) + net.input_shape, dtype=first.dtype, device=first.device), None)
     finally:
         net.train(was_training)
         for handle in handles:

@@ -84,11 +84,11 @@ def gaussian_kl(logits_q: Tensor, logits_p: Tensor) -> Tensor:
 
 @contextmanager
 def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
-    """Batch norms normalise with batch statistics but leave their running statistics unchanged
+    """Batch and instance norms normalise with batch statistics but leave their running statistics unchanged
     (the ARM pseudo pass must not update them a second time per step)."""
     saved = []
     for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:  # BatchNorm*, InstanceNorm*
             tracked = module.num_batches_tracked.clone() if module.num_batches_tracked is not None else None
             saved.append((module, module.momentum, tracked))
             module.momentum = 0.0

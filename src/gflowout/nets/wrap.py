@@ -102,14 +102,24 @@ def wrap(
     skip = set(skip)
     if copy:
         module = copy_module.deepcopy(module)
+    # every path to each dropout instance: one layer reachable under two names (an attribute and a Sequential
+    # slot) becomes one site at all of them, else the path the forward uses would keep the plain nn.Dropout
+    paths: dict[int, list[str]] = {}
+    for name, m in module.named_modules(remove_duplicate=False):
+        if isinstance(m, UNIT_DROPOUTS + CHANNEL_DROPOUTS):
+            paths.setdefault(id(m), []).append(name)
     dropouts = {
-        name: m
-        for name, m in module.named_modules()
-        if isinstance(m, UNIT_DROPOUTS + CHANNEL_DROPOUTS) and name not in skip
+        names[0]: module.get_submodule(names[0]) for names in paths.values() if not skip.intersection(names)
     }
-    unknown_skips = skip - {name for name, _ in module.named_modules()}
+    unknown_skips = skip - {name for name, _ in module.named_modules(remove_duplicate=False)}
     if unknown_skips:
         raise ValueError(f"skip names {sorted(unknown_skips)} are not modules of {type(module).__name__}")
+    for name, dropout in dropouts.items():
+        if not 0.0 < float(dropout.p) < 1.0:
+            raise ValueError(
+                f"dropout layer {name!r} has p = {dropout.p}; a mask site needs 0 < p < 1 (p = 0 never drops, p = 1 "
+                "always does): set the rate of the layers that should become sites, or pass the others in skip=[...]"
+            )
     if not dropouts:
         raise ValueError(
             f"{type(module).__name__} has no nn.Dropout/Dropout1d/2d/3d layer to turn into a mask site "
@@ -122,7 +132,8 @@ def wrap(
     for name in order:
         dropout = dropouts[name]
         site_module = MaskSite(widths[name], kinds[name], rescale)
-        _set_submodule(module, name, site_module)
+        for path in paths[id(dropout)]:
+            _set_submodule(module, path, site_module)
         ordered.append((f"module.{name}", site_module))
         net.dropout_rates[f"module.{name}"] = float(dropout.p)
     net.register_sites_in_order(ordered)
@@ -153,8 +164,11 @@ def _trace_dropouts(
     ]
     was_training = module.training
     first = next(module.parameters(), None)
+    if first is None:
+        first = next(module.buffers(), None)
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.get_default_dtype()
-    example = torch.zeros((2,) + tuple(int(d) for d in input_shape), dtype=dtype)
+    device = first.device if first is not None else None  # a module on a GPU is traced there
+    example = torch.zeros((2,) + tuple(int(d) for d in input_shape), dtype=dtype, device=device)
     try:
         module.eval()
         with torch.no_grad(), _mha_fastpath_disabled():
