@@ -53,7 +53,10 @@ class LastCheckpoint(Checkpoint):
     A `Checkpoint` subclass, so Lightning runs its epoch-end hook after the module's (the epoch's
     validation and bookkeeping are in the file). An epoch cut short by max_steps gets no epoch-end
     save: Lightning would record that epoch as done, and a resume would silently skip its remaining
-    batches; the batch-end save of the stopping batch resumes mid-epoch instead.
+    batches; the batch-end save of the stopping batch resumes mid-epoch instead. Conversely the
+    epoch's last batch gets no batch-end save: that file would come before the epoch's validation,
+    and Lightning resumes it as "epoch done", so a run killed during that validation would skip it
+    (and its chance to be the best checkpoint); the epoch-end save after the validation covers it.
     """
 
     def __init__(self, path: Path, every_n_steps: int) -> None:
@@ -64,7 +67,10 @@ class LastCheckpoint(Checkpoint):
         if trainer.sanity_checking:
             return
         # Count training batches, not Lightning's global_step (one per optimiser step: 3 per batch for GFlowOut).
-        batches = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        if progress.current.ready >= trainer.num_training_batches:
+            return  # the epoch's last batch: the epoch-end save, after its validation, covers it (see above)
+        batches = progress.total.ready
         stopping = 0 < trainer.max_steps <= trainer.global_step
         if stopping or (self.every_n_steps and batches % self.every_n_steps == 0):
             trainer.save_checkpoint(self.path, weights_only=False)

@@ -50,29 +50,32 @@ class SyntheticDataModule(pl.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=StallingCollate())
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size)
+        return DataLoader(self.val_set, batch_size=self.batch_size,
+                          collate_fn=StallingCollate("GFLOWOUT_TEST_STALL_VAL_AT", augment=False))
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.batch_size)
 
 
 class StallingCollate:
-    """default_collate that, when GFLOWOUT_TEST_STALL_AT=k is set, writes a marker and sleeps at the k-th batch.
+    """default_collate that, when the environment variable `stall_variable` = k is set, writes a marker and sleeps
+    at the k-th batch (GFLOWOUT_TEST_STALL_AT: training batches; GFLOWOUT_TEST_STALL_VAL_AT: validation batches).
 
-    The SIGKILL test uses it to hold a run in the middle of an epoch until it is killed.
+    The SIGKILL test uses it to hold a run in the middle of an epoch, or of a validation, until it is killed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stall_variable: str = "GFLOWOUT_TEST_STALL_AT", augment: bool = True) -> None:
         self.calls = 0
+        self.stall_variable, self.augment = stall_variable, augment
 
     def __call__(self, items):
         self.calls += 1
-        stall_at = os.environ.get("GFLOWOUT_TEST_STALL_AT")
+        stall_at = os.environ.get(self.stall_variable)
         if stall_at and self.calls == int(stall_at):
             Path(os.environ["GFLOWOUT_TEST_STALL_MARKER"]).write_text(str(self.calls))
             time.sleep(600)
         x, y = default_collate(items)
-        if os.environ.get("GFLOWOUT_TEST_AUGMENT"):  # random "augmentation" from torch's global RNG, as BatchCollate
+        if self.augment and os.environ.get("GFLOWOUT_TEST_AUGMENT"):  # random "augmentation" from torch's global RNG, as BatchCollate
             x = x + 0.1 * torch.rand_like(x)
         return x, y
 
