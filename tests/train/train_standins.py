@@ -73,7 +73,10 @@ class StallingCollate:
         stall_at = os.environ.get(self.stall_variable)
         if stall_at and self.calls == int(stall_at):
             Path(os.environ["GFLOWOUT_TEST_STALL_MARKER"]).write_text(str(self.calls))
-            time.sleep(600)
+            release = os.environ.get("GFLOWOUT_TEST_STALL_RELEASE")  # a file whose appearance ends the stall
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline and not (release and Path(release).exists()):
+                time.sleep(0.05)
         x, y = default_collate(items)
         if self.augment and os.environ.get("GFLOWOUT_TEST_AUGMENT"):  # random "augmentation" from torch's global RNG, as BatchCollate
             x = x + 0.1 * torch.rand_like(x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 EPILOG = """\
@@ -78,9 +79,16 @@ def run(args: argparse.Namespace) -> int:
         config.trainer.strategy = args.strategy
     if args.num_nodes is not None:
         config.trainer.num_nodes = args.num_nodes
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from gflowout.train import fit  # imports Lightning: after the config is known to be valid
 
-    out = fit(config, Path(args.out), resume=args.resume)
+    try:
+        out = fit(config, Path(args.out), resume=args.resume)
+    except SIGTERMException:  # a SystemExit without a code: the shell (and SLURM) would see success
+        print(f"gflowout train: stopped by SIGTERM; continue from {Path(args.out) / 'checkpoints' / 'last.ckpt'} with the "
+              "same command and --resume", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as a shell reports a process ended by it
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:
