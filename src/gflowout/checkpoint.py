@@ -56,6 +56,10 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes the file 0600 whatever the umask; give it the mode a plain open() would (results and
+        # checkpoints readable by the group on a shared cluster, as Lightning's own logs are)
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle, 0o666 & ~_current_umask())
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -69,6 +73,13 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def _current_umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX has no call that only reads it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -181,3 +181,15 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "r.json", {"a": 1})
     atomic_torch_save({"a": torch.ones(2)}, tmp_path / "c.ckpt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "r.json"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path: Path, umask: int, mode: int) -> None:
+    """mkstemp makes 0600 files whatever the umask; results and checkpoints must follow the umask (shared clusters)."""
+    previous = os.umask(umask)
+    try:
+        written = [atomic_write_json(tmp_path / "r.json", {"a": 1}), atomic_torch_save({"a": torch.ones(2)}, tmp_path / "c.ckpt")]
+    finally:
+        os.umask(previous)
+    for path in written:
+        assert path.stat().st_mode & 0o777 == mode, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"
