@@ -42,6 +42,7 @@ from gflowout.errors import ConfigError
 from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
 from gflowout.training.module import MethodModule
+from gflowout.training.resume import check_resume_config
 
 BEST_MONITOR = "val/nll"
 
@@ -135,7 +136,9 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
                           "or choose another --out")
     ckpt_path = None
     if resume and last.exists():
-        check_expected(metadata_of(read_checkpoint(last), str(last)), config, str(last))
+        saved = metadata_of(read_checkpoint(last), str(last))
+        check_expected(saved, config, str(last))
+        check_resume_config(saved["config"], config.to_dict(), str(out_dir))
         ckpt_path = str(last)
     validate_model_options(config)
     pl.seed_everything(config.seed, workers=True, verbose=False)

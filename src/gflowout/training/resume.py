@@ -1,0 +1,46 @@
+"""What a resumed run may change: the hardware and the length of the run, nothing that changes the maths.
+
+`gflowout train --resume` continues from checkpoints/last.ckpt with the config given on the command line.
+A changed seed, batch size, learning rate, model or method option would be applied in part (the
+optimiser's state keeps its learning rate, the data order changes mid-epoch), while config.yaml would
+claim all of it; so such changes are refused, naming the keys, before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gflowout.errors import ConfigError
+
+# dotted config keys a resume may change: where and how long it runs, how often it saves and logs
+RESUMABLE_KEYS = (
+    "trainer.max_epochs", "trainer.max_steps", "trainer.devices", "trainer.accelerator", "trainer.strategy",
+    "trainer.num_nodes", "trainer.checkpoint_every_n_steps", "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar", "data.root", "data.num_workers",
+)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; empty mappings stay as values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume_config(saved: Mapping[str, Any], requested: Mapping[str, Any], source: str) -> None:
+    """A ConfigError listing every key (other than `RESUMABLE_KEYS`) whose value differs from the run's own."""
+    before, after = flatten(saved), flatten(requested)
+    changed = sorted(key for key in before.keys() | after.keys()
+                     if before.get(key) != after.get(key) and key not in RESUMABLE_KEYS)
+    if changed:
+        listed = "; ".join(f"{key}: {before.get(key)!r} -> {after.get(key)!r}" for key in changed)
+        raise ConfigError(
+            f"--resume of {source!r} with a different config: {listed}. A resumed run keeps its config (use the "
+            f"command that started it); only {', '.join(RESUMABLE_KEYS)} may change. To change the others, start "
+            "a new run folder (--out)"
+        )
