@@ -255,6 +255,30 @@ def _check_values(config: ExperimentConfig) -> None:
             raise ConfigError(f"config key {key!r} must be >= 1, found {value}")
     if not 0.0 < config.data.val_fraction < 1.0:
         raise ConfigError(f"config key 'data.val_fraction' must be in (0, 1), found {config.data.val_fraction}")
+    if not 0 <= config.seed < 2**32:
+        raise ConfigError(f"config key 'seed' must be in [0, 2**32 - 1] (what the RNGs accept), found {config.seed}")
+    if config.data.num_workers < 0:
+        raise ConfigError(f"config key 'data.num_workers' must be >= 0, found {config.data.num_workers}")
+    if not config.trainer.limit_val_batches > 0:
+        raise ConfigError(
+            f"config key 'trainer.limit_val_batches' must be > 0 (a count, or a fraction up to 1.0), found "
+            f"{config.trainer.limit_val_batches}"
+        )
+    from gflowout.methods import MethodName  # light: the method modules load on first use
+
+    known = [m.value for m in MethodName]
+    for name in config.methods:
+        if ":" not in name and name not in known:  # a typo'd block would be ignored silently
+            raise ConfigError(f"unknown method block 'methods.{name}'; methods are {known}{closest_match(name, known)}")
+    blocks = [("optim", config.optim)] + [(f"methods.{name}.optim", block.optim) for name, block in config.methods.items()]
+    for where, groups in blocks:
+        for group, spec in groups.items():
+            for field_name, lowest, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False), ("momentum", 0.0, False),
+                                               ("clip_norm", 0.0, True)):
+                value = getattr(spec, field_name)
+                if value is not None and (value < lowest or (strict and value == lowest) or value != value):
+                    bound = ">" if strict else ">="
+                    raise ConfigError(f"config key '{where}.{group}.{field_name}' must be {bound} {lowest}, found {value}")
     if config.trainer.checkpoint_every_n_steps < 0:
         raise ConfigError("config key 'trainer.checkpoint_every_n_steps' must be >= 0 (0 = only at epoch ends)")
     if config.trainer.max_epochs < 1 and config.trainer.max_steps < 1:

@@ -130,6 +130,8 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     trainer_overrides: extra keyword arguments of `lightning.pytorch.Trainer`.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r} is a file, not a run folder; choose another --out")
     last = out_dir / "checkpoints" / "last.ckpt"
     if last.exists() and not resume:
         raise ConfigError(f"run folder {str(out_dir)!r} already holds {last.name}; pass --resume to continue it "

@@ -174,3 +174,29 @@ def test_precision_takes_lightnings_spellings_including_a_bare_yaml_int() -> Non
         config_from_dict({"trainer": {"precision": 16}})
     with _pytest.raises(ConfigError, match="use one of"):
         config_from_dict({"trainer": {"precision": "33-true"}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"seed": -1}, r"'seed' must be in \[0, 2\*\*32 - 1\]"),
+        ({"seed": 2**32}, r"'seed' must be in"),
+        ({"optim": {"backbone": {"lr": -1.0}}}, r"'optim.backbone.lr' must be > 0.0"),
+        ({"optim": {"backbone": {"lr": 0.0}}}, r"'optim.backbone.lr' must be > 0.0"),
+        ({"optim": {"prior": {"weight_decay": -0.1}}}, r"'optim.prior.weight_decay' must be >= 0.0"),
+        ({"methods": {"mc_dropout": {"optim": {"backbone": {"clip_norm": 0.0}}}}}, r"'methods.mc_dropout.optim.backbone.clip_norm'"),
+        ({"data": {"num_workers": -1}}, r"'data.num_workers' must be >= 0"),
+        ({"trainer": {"limit_val_batches": -1}}, r"'trainer.limit_val_batches' must be > 0"),
+        ({"methods": {"gflowuot": {"options": {"beta": 1.0}}}}, r"unknown method block 'methods.gflowuot'.*did you mean 'gflowout'"),
+    ],
+)
+def test_out_of_range_values_and_unknown_method_blocks_are_config_errors(raw: dict, message: str) -> None:
+    """Each used to pass and fail later with a raw traceback (or, for a typo'd method block, be ignored)."""
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_in_range_edges_and_custom_method_blocks_are_accepted() -> None:
+    config = config_from_dict({"seed": 2**32 - 1, "optim": {"backbone": {"lr": 1e-9, "weight_decay": 0.0}},
+                               "data": {"num_workers": 0}, "methods": {"my_pkg.methods:Custom": {"options": {}}}})
+    assert config.seed == 2**32 - 1

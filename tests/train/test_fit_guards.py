@@ -62,3 +62,13 @@ def test_resume_of_another_models_folder_is_refused(tmp_path: Path) -> None:
     atomic_torch_save({"state_dict": {}, "gflowout": checkpoint_metadata(other, 4, (1, 6, 6), 280)}, last)
     with pytest.raises(CheckpointError, match=r"holds method='none'.*method='mc_dropout' was asked"):
         fit(config, tmp_path / "run", resume=True)
+
+
+def test_an_out_path_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    from gflowout.errors import ConfigError
+
+    path = tmp_path / "a-file"
+    path.write_text("keep me")
+    with pytest.raises(ConfigError, match="is a file, not a run folder"):
+        fit(load_config(TINY_CONFIG, []), path)
+    assert path.read_text() == "keep me"
