@@ -48,10 +48,23 @@ def reference_arm_losses(method, x, y):
 
     batch = x.shape[0]
     with torch.no_grad(), frozen_batchnorm_stats(method.net):
-        pseudo_term = F.cross_entropy(method.net(x, pseudo_sampler), y, reduction="none").div(batch).unsqueeze(1)
-        real_term = cross_entropy.detach().div(batch).unsqueeze(1)
+        pseudo_ce = F.cross_entropy(method.net(x, pseudo_sampler), y, reduction="none")
+        real_ce = cross_entropy.detach()
+        # f_j = CE + kl_weight * (KL of every later site) of each trajectory, per example
+        prior = method.k * method.prior_eta.detach()
+        real_kl = {i: bernoulli_kl(lg.detach(), prior[i]).sum(1) for i, lg in logits_by_site.items()}
+        pseudo_kl = {i: bernoulli_kl(pseudo_logits_by_site[i].detach(), prior[i]).sum(1) if i in pseudo_logits_by_site
+                     else real_kl[i] for i in logits_by_site}
+        order = list(logits_by_site)
+        terms = {}
+        for position, index in enumerate(order):
+            later = order[position + 1:]
+            real_f = real_ce + method.kl_weight * sum((real_kl[i] for i in later), torch.zeros_like(real_ce))
+            pseudo_f = pseudo_ce + method.kl_weight * sum((pseudo_kl[i] for i in later), torch.zeros_like(real_ce))
+            terms[index] = (real_f.div(batch).unsqueeze(1), pseudo_f.div(batch).unsqueeze(1))
     surrogate = 0.0
     for index, logits in logits_by_site.items():
+        real_term, pseudo_term = terms[index]
         centred = uniforms_by_site[index] - 0.5
         pseudo_logits = pseudo_logits_by_site.get(index)
         if pseudo_logits is None:

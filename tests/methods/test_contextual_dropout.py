@@ -14,12 +14,12 @@ from gflowout.nets.resnet import CifarResNet18
 from gflowout.nets.sites import apply_mask
 
 
-def _spread_method(seed, hidden, bottleneck_factor):
+def _spread_method(seed, hidden, bottleneck_factor, kl_weight=0.0):
     """A float64 MLP 4 -> hidden -> 3 under contextual dropout with N(0, 1) bottleneck weights: with k = 1 the keep
     probabilities spread over (0, 1), so the gradient tests have signal."""
     torch.manual_seed(seed)
     net = MLP(input_shape=(4,), hidden=hidden, num_classes=3).double()
-    method = ContextualDropout(net, k=1.0, bottleneck_factor=bottleneck_factor, kl_weight=0.0).double()
+    method = ContextualDropout(net, k=1.0, bottleneck_factor=bottleneck_factor, kl_weight=kl_weight).double()
     with torch.no_grad():
         for p in method.bottlenecks.parameters():
             p.normal_(0.0, 1.0)
@@ -177,16 +177,22 @@ def test_gaussian_objective_gradient_matches_finite_differences_with_the_same_no
 # --- two sites: the second site's keep probabilities depend on the first site's masks ------------
 
 
-def _two_site_method():
+def _two_site_method(kl_weight=0.0):
     """MLP 4 -> 3 -> 3 -> 3: site 1's bottleneck reads the hidden layer computed from site 0's masked output."""
-    return _spread_method(seed=7, hidden=(3, 3), bottleneck_factor=1)
+    method = _spread_method(seed=7, hidden=(3, 3), bottleneck_factor=1, kl_weight=kl_weight)
+    if kl_weight:
+        with torch.no_grad():
+            method.prior_eta.fill_(2.0)  # prior keep sigmoid(2) = 0.88: the KL has signal
+    return method
 
 
 def _exact_two_site_gradient(method, x, y):
-    """d E_{z0, z1}[CE] / d(bottleneck parameters), by enumerating all 2^3 x 2^3 mask pairs.
+    """d (E_{z0, z1}[CE] + kl_weight KL(q(z0, z1 | x) || p)) / d(bottleneck parameters), by enumerating all
+    2^3 x 2^3 mask pairs; KL(q || p) = KL_0 + E_{z0}[KL_1(z0)].
 
     z1's keep logits are computed from the activation that z0 produced, so the enumeration follows
-    the dependence of q(z1 | z0, x) on z0 exactly.
+    the dependence of q(z1 | z0, x) on z0 exactly (also through site 1's KL: a score-function term
+    for site 0's bottleneck that the estimator must carry).
     """
     net, (site0, site1) = method.net, method.net.sites
 
@@ -196,10 +202,13 @@ def _exact_two_site_gradient(method, x, y):
     masks = [torch.tensor(bits, dtype=x.dtype).expand(x.shape[0], -1) for bits in itertools.product([0.0, 1.0], repeat=3)]
     hidden0 = F.leaky_relu(net.hidden[0](x), 0.01)
     logits0 = method.keep_logits(site0, hidden0)
-    total = 0.0
+    prior = method.k * method.prior_eta.detach()
+    total = method.kl_weight * bernoulli_kl(logits0, prior[0]).sum(dim=1).mean()
     for mask0 in masks:
         hidden1 = F.leaky_relu(net.hidden[3](apply_mask(site0, hidden0, mask0)), 0.01)
         logits1 = method.keep_logits(site1, hidden1)
+        kl1 = bernoulli_kl(logits1, prior[1]).sum(dim=1)
+        total = total + (log_q(mask0, logits0).exp() * method.kl_weight * kl1).mean()
         for mask1 in masks:
             with torch.no_grad():
                 ce = F.cross_entropy(net.head(apply_mask(site1, hidden1, mask1)), y, reduction="none")
@@ -251,3 +260,14 @@ def test_two_site_arm_matches_the_exact_gradient_for_every_parameter():
     mean, standard_error = _two_site_arm_estimates(method, x, y)
     assert exact.abs().max() > 10 * standard_error.max()
     assert torch.all((mean - exact).abs() <= 4.5 * standard_error + 1e-12)
+
+
+def test_two_site_arm_with_the_kl_matches_the_exact_gradient_for_every_parameter():
+    """kl_weight > 0: site 1's KL depends on z0 (its keep logits read z0's masked activation), so site 0's
+    ARM term must score the later sites' KL with the loss (it used to miss it: |z| of 180-280 for site 0)."""
+    method = _two_site_method(kl_weight=1.0)
+    x, y = torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 1, 2])
+    exact = _exact_two_site_gradient(method, x, y)
+    mean, standard_error = _two_site_arm_estimates(method, x, y)
+    assert exact.abs().max() > 10 * standard_error.max()
+    assert torch.all((mean - exact).abs() <= 4.5 * standard_error + 1e-12), ((mean - exact) / standard_error).abs().max()

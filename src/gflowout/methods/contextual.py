@@ -261,16 +261,22 @@ class ContextualDropout(DropoutMethod):
             else:
                 draw = bottleneck_forward(self.bottlenecks[site.index], site_features(site, activation), self.k)
                 pseudo[site.index] = draw
+                if self.kl_weight:  # this site's KL on the pseudo trajectory: part of f(z') for the earlier sites
+                    prior_logit = self.k * self.prior_eta[site.index].detach()
+                    pseudo_kl[site.index] = bernoulli_kl(draw.logits, prior_logit).sum(dim=1)
                 threshold = draw.logits.neg_().sigmoid_()  # the pseudo logits are not needed later
             mask = torch.gt(uniforms[site.index], threshold, out=threshold)  # 0/1, over the thresholds
             return apply_binary_mask_(site, activation, mask)
 
         with torch.no_grad(), frozen_batchnorm_stats(self.net):
+            pseudo_kl: dict[int, Tensor] = {}  # per example, at sites whose pseudo keep logits differ from the real ones
             pseudo_output = self.net.forward_from_site(first, activations[first], pseudo_sampler)
             if pseudo_output is None:  # this backbone cannot resume: the whole pass
                 pseudo_output = self.net(x, pseudo_sampler)
             pseudo_cross_entropy = F.cross_entropy(pseudo_output, y, reduction="none")
-            kl, plan = self._arm_plan(x.shape[0], cross_entropy.detach(), pseudo_cross_entropy, real, pseudo, probs, uniforms)
+            kl, plan = self._arm_plan(
+                x.shape[0], cross_entropy.detach(), pseudo_cross_entropy, real, pseudo, probs, uniforms, pseudo_kl
+            )
         ce = cross_entropy.mean()
         logs = {"cross_entropy": ce.detach(), "accuracy": accuracy_of(output, y), "kl": kl}
         params = bottleneck_parameters(self.bottlenecks)
@@ -286,29 +292,42 @@ class ContextualDropout(DropoutMethod):
         pseudo: dict[int, BottleneckPass],
         probs: dict[int, Tensor],
         uniforms: dict[int, Tensor],
+        pseudo_kl: dict[int, Tensor],
     ) -> tuple[Tensor, ArmPlan]:
-        """The KL (per example, summed over sites) and every pass's d(loss) / d phi (see `contextual_arm`)."""
-        # d/d alpha = k d/d phi: the scale k is folded into the per-row factors (no extra pass)
-        real_term = cross_entropy.mul(self.k / batch).unsqueeze(1)  # [batch, 1]: k f(z) / B
-        pseudo_term = pseudo_cross_entropy.mul(self.k / batch).unsqueeze(1)
-        difference = pseudo_term - real_term
+        """The KL (per example, summed over sites) and every pass's d(loss) / d phi (see `contextual_arm`).
+
+        Site j's ARM term scores f_j = CE + kl_weight * sum_{l > j} KL_l of each trajectory (the real one
+        and the pseudo one, each with its own keep logits): a later site's KL depends on z_j through the
+        activation its keep logits read, while site j's own KL is differentiated in closed form.
+        """
         kl_scale = self.k * self.kl_weight / batch
         plan = ArmPlan(bottlenecks=self.bottlenecks)
-        kl = cross_entropy.new_zeros(())
         prior_logits = self.k * self.prior_eta.detach()
         prior_grad = torch.zeros_like(self.prior_eta)
+        site_kl, kl_grads = {}, {}
         for index, draw in real.items():
-            # uniforms, logits and the pseudo draws' thresholds are not needed any more: written over
+            # the real logits are not needed after this: the KL's gradient is written over them
             prior_logit = prior_logits[index]
-            numel = draw.logits.numel()
-            site_kl, grad, probs_sum = bernoulli_kl_and_grad_(draw.logits, probs[index], prior_logit, kl_scale)
-            kl += site_kl / batch
+            site_kl[index], kl_grads[index], probs_sum = bernoulli_kl_and_grad_(draw.logits, probs[index], prior_logit, kl_scale)
             # d/d eta of kl_weight * KL / B: k * kl_weight / B * sum(sigmoid(phi_p) - pi)
-            prior_grad[index] = kl_scale * (numel * torch.sigmoid(prior_logit) - probs_sum)
+            prior_grad[index] = kl_scale * (draw.logits.numel() * torch.sigmoid(prior_logit) - probs_sum)
+        kl = sum(rows.sum() for rows in site_kl.values()) / batch
+        # f_j per example, from the last site back: CE plus the KL of every later site on that trajectory
+        real_loss, pseudo_loss = cross_entropy.clone(), pseudo_cross_entropy.clone()
+        losses = {}
+        for index in reversed(list(real)):
+            losses[index] = (real_loss.mul(self.k / batch).unsqueeze(1), pseudo_loss.mul(self.k / batch).unsqueeze(1))
+            if self.kl_weight:  # k f / B per row: the scale k is folded into the per-row factors (d/d alpha = k d/d phi)
+                real_loss = real_loss.add(site_kl[index], alpha=self.kl_weight)
+                pseudo_loss = pseudo_loss.add(pseudo_kl.get(index, site_kl[index]), alpha=self.kl_weight)
+        for index, draw in real.items():
+            # uniforms and the pseudo draws' thresholds are not needed any more: written over
+            real_term, pseudo_term = losses[index]
+            grad = kl_grads[index]
             centred = uniforms[index].sub_(0.5)
             pseudo_draw = pseudo.get(index)
             if pseudo_draw is None:  # phi' = phi: ARM's single term
-                draw.alpha_grad = grad.addcmul_(centred, difference)
+                draw.alpha_grad = grad.addcmul_(centred, pseudo_term - real_term)
                 plan.passes.append([draw])
             else:
                 draw.alpha_grad = grad.addcmul_(centred, real_term, value=-1.0)

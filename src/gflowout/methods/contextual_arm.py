@@ -10,6 +10,7 @@ non-matrix time there). The estimator is unchanged (method.md 6.3, `ContextualDr
     d/d phi  = kl_weight / B * pi (1 - pi) (phi - phi_p)        (the analytic KL)
              + (u - 1/2) (f(z') - f(z)) / B                      (ARM, where phi' = phi)
     or       - (u - 1/2) f(z) / B  and  d/d phi' = (u - 1/2) f(z') / B   (where phi' != phi),
+    with f = CE + kl_weight * (the KL of every LATER site) of the trajectory (real z or pseudo z'),
     d/d eta  = kl_weight * k / B * sum (sigmoid(k eta) - pi)     (the prior's scalar),
 
 then phi = k * (W2 LeakyReLU_0.1(W1 h + b1) + b2) is differentiated by hand (`bottleneck_backward`).
@@ -94,18 +95,18 @@ def bottleneck_backward(bottleneck: nn.Module, passes: list[BottleneckPass]) -> 
 
 
 def bernoulli_kl_and_grad_(logits: Tensor, probs: Tensor, prior_logit: Tensor, grad_scale: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Sum over [batch, width] of KL(Bern(sigmoid(phi)) || Bern(sigmoid(phi_p))), grad_scale * d KL / d phi, sum(pi).
+    """KL(Bern(sigmoid(phi)) || Bern(sigmoid(phi_p))) summed per row [batch], grad_scale * d KL / d phi, sum(pi).
 
     KL = logsigmoid(-phi) - logsigmoid(-phi_p) + pi (phi - phi_p) (`contextual.bernoulli_kl`), whose
     derivative is pi (1 - pi) (phi - phi_p). probs = sigmoid(phi); prior_logit is a scalar tensor.
     The gradient is written over `logits`, sparing [batch, width] temporaries (fewer fresh tensors measured
     faster per step here); the caller must not need the logits afterwards.
     """
-    numel = logits.numel()
+    width = logits.shape[1]
     negated = logits.neg_()  # -phi, in place
-    log_complement = F.logsigmoid(negated).sum()  # sum of logsigmoid(-phi)
+    log_complement = F.logsigmoid(negated).sum(dim=1)  # sum of logsigmoid(-phi) per row
     negated_weighted = negated.add_(prior_logit).mul_(probs)  # pi (phi_p - phi) = -pi (phi - phi_p)
-    total = log_complement - numel * F.logsigmoid(-prior_logit) - negated_weighted.sum()
+    total = log_complement - width * F.logsigmoid(-prior_logit) - negated_weighted.sum(dim=1)
     # pi (phi - phi_p) (1 - pi), scaled: the sign folded into the scale
     grad = negated_weighted.addcmul_(negated_weighted, probs, value=-1.0).mul_(-grad_scale)
     return total, grad, probs.sum()
