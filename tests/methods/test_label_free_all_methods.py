@@ -98,3 +98,17 @@ def test_predict_changes_no_parameter_or_buffer(name: MethodName, options: dict)
     method.predict(x, samples=5)
     _assert_same(before, _snapshot(method), f"{name.value}: predict")
     assert method.training == was_training, "predict must restore the train/eval mode it found"
+
+
+@pytest.mark.parametrize(("name", "options"), METHODS, ids=IDS)
+def test_int32_labels_and_a_float64_batch_get_clear_errors(name: MethodName, options: dict) -> None:
+    """int32 labels used to pass validation and crash inside cross-entropy ("expected ... Long"); a float64
+    batch on a float32 network crashed in its first layer. Both are refused up front, saying how to convert."""
+    method = _method(name, options)
+    x, y = torch.rand(BATCH, 1, 4, 4), torch.randint(0, CLASSES, (BATCH,))
+    with pytest.raises(ValueError, match=r"y must hold int64 \(torch.long\) class labels, got dtype torch.int32; convert with y.long\(\)"):
+        method.training_losses(x, y.int())
+    with pytest.raises(ValueError, match=r"x has dtype torch.float64 but the network's parameters are torch.float32; convert with x.float\(\)"):
+        method.training_losses(x.double(), y)
+    with pytest.raises(ValueError, match="x has dtype torch.float64"):
+        method.predict(x.double(), samples=2)

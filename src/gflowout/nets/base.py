@@ -83,8 +83,15 @@ class MaskedNet(nn.Module):
 
     # --- validation ----------------------------------------------------------------------------
     def validate_input(self, x: Tensor, name: str = "x") -> None:
-        """Raise a ValueError naming `name` when x is not a finite float batch of `input_shape`."""
+        """Raise a ValueError naming `name` when x is not a finite float batch of `input_shape`, or is float32
+        for a float64 network or the other way round (torch's own error would come later, from a layer)."""
         validate_batch(x, self.input_shape, name=name)
+        weight = next((p for p in self.parameters() if p.is_floating_point()), None)
+        full = (torch.float32, torch.float64)  # bf16 / fp16 inputs are autocast's and Lightning's business
+        if weight is not None and x.dtype in full and weight.dtype in full and x.dtype != weight.dtype:
+            convert = "x.double()" if weight.dtype == torch.float64 else "x.float()"
+            raise ValueError(f"{name} has dtype {x.dtype} but the network's parameters are {weight.dtype}; convert with "
+                             f"{convert} (or the model with .to({x.dtype}))")
 
     def validate_labels(self, y: Tensor, batch: int, name: str = "y") -> None:
         """Raise a ValueError when y is not an integer vector of `batch` labels in [0, num_classes)."""
@@ -111,8 +118,8 @@ def validate_labels(y: Tensor, batch: int, num_classes: int, name: str = "y") ->
     """Check that y is an integer vector [batch] with every label in [0, num_classes)."""
     if not isinstance(y, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
-    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}; convert with y.long()")
+    if y.dtype != torch.long:  # cross-entropy and the label embeddings take int64 labels only
+        raise ValueError(f"{name} must hold int64 (torch.long) class labels, got dtype {y.dtype}; convert with y.long()")
     if y.dim() != 1 or y.shape[0] != batch:
         raise ValueError(f"{name} has shape {tuple(y.shape)}, expected ({batch},)")
     if batch and (int(y.min()) < 0 or int(y.max()) >= num_classes):
