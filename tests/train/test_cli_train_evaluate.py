@@ -67,7 +67,10 @@ def test_evaluate_matches_an_independent_pass_and_the_training_test(
 ) -> None:
     config, out = trained_run
     report = tmp_path / "eval.json"
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
     assert main(["evaluate", str(out), "--samples", "3", "--json", str(report)]) == 0
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is left alone
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(report.read_text()) == printed
     assert printed["samples"] == 3 and printed["checkpoint"].endswith("best.ckpt")

@@ -15,22 +15,27 @@ from gflowout.training.module import ClassificationSums
 @torch.no_grad()
 def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | None = None, root: str | None = None,
                         device: str | torch.device | None = None) -> dict[str, Any]:
-    """{"accuracy", "nll", "brier", "ece", "count", ...} on the test split of the checkpoint's data set."""
-    method, config = load_method(path)
-    if batch_size is not None:
-        config.data.batch_size = batch_size
-    if root is not None:
-        config.data.root = root
+    """{"accuracy", "nll", "brier", "ece", "count", ...} on the test split of the checkpoint's data set.
+
+    It runs in a private RNG state (building the model draws initial weights, the masks come from the run's
+    seed): the caller's own random stream is left as it was.
+    """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    method.to(device)
-    datamodule = build_datamodule(config.data)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    sums = ClassificationSums()
-    torch.manual_seed(config.seed)
-    for x, y in datamodule.test_dataloader():
-        logits = method.predict(x.to(device), samples=samples)
-        sums.update(logits, y.to(device))
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        method, config = load_method(path)
+        if batch_size is not None:
+            config.data.batch_size = batch_size
+        if root is not None:
+            config.data.root = root
+        method.to(device)
+        datamodule = build_datamodule(config.data)
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        sums = ClassificationSums()
+        torch.manual_seed(config.seed)
+        for x, y in datamodule.test_dataloader():
+            logits = method.predict(x.to(device), samples=samples)
+            sums.update(logits, y.to(device))
     metrics: dict[str, Any] = sums.compute()
     metrics.update(checkpoint=str(path), method=config.method.name, dataset=config.data.name, samples=samples)
     return metrics
