@@ -233,13 +233,34 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def custom_code(config: "ExperimentConfig", data: bool = True) -> list[str]:
+    """The "package.module:Class" names a config would import: its method, backbone and (data=True) data module."""
+    names = [config.method.name, config.model.backbone] + ([config.data.module or ""] if data else [])
+    return [name for name in names if ":" in name]
+
+
+def refuse_custom_code(config: "ExperimentConfig", source: str, data: bool = True) -> None:
+    """A CheckpointError when a checkpoint's config names code to import: weights_only loading keeps a file from
+    running code through pickle, and this keeps it from doing so through the names in its metadata."""
+    names = custom_code(config, data)
+    if names:
+        raise CheckpointError(
+            f"checkpoint {source!r} names custom code {names}; loading it would import that code and build it with "
+            "options read from the file. If you trust the file, pass allow_custom_code=True (command line: "
+            "--allow-custom-code)"
+        )
+
+
 def load_method(
-    path: str | Path, expect: Mapping[str, Any] | "ExperimentConfig" | None = None, map_location: Any = "cpu"
+    path: str | Path, expect: Mapping[str, Any] | "ExperimentConfig" | None = None, map_location: Any = "cpu",
+    allow_custom_code: bool = False,
 ) -> tuple["DropoutMethod", "ExperimentConfig"]:
     """Rebuild the trained method of a checkpoint (or run folder) and its config, in eval mode.
 
     expect: optional {"method": ..., "backbone": ..., "dataset": ...} (or a config); a checkpoint of
     another model raises a CheckpointError that says what it holds and what was asked.
+    allow_custom_code: build a method or backbone the checkpoint names as "package.module:Class" (imported
+    and constructed with options from the file: only for files you trust); refused by default.
     """
     from gflowout.config import config_from_dict
     from gflowout.training.build import build_method_for
@@ -249,6 +270,8 @@ def load_method(
     metadata = metadata_of(checkpoint, str(path))
     check_expected(metadata, expect, str(path))
     config = config_from_dict(metadata["config"])
+    if not allow_custom_code:
+        refuse_custom_code(config, str(path), data=False)
     method = build_method_for(
         config, num_classes=metadata["num_classes"], input_shape=tuple(metadata["input_shape"]),
         dataset_size=metadata["dataset_size"],

@@ -193,3 +193,39 @@ def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path: Path, umask: in
         os.umask(previous)
     for path in written:
         assert path.stat().st_mode & 0o777 == mode, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"
+
+
+def _edit_metadata(path: Path, **changes: object) -> None:
+    """Rewrite a checkpoint's metadata config (as an attacker could: it is plain data)."""
+    checkpoint = torch.load(path, weights_only=True)
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        checkpoint["gflowout"]["config"][section][key] = value
+    torch.save(checkpoint, path)
+
+
+@pytest.mark.parametrize(("section_key", "name"), [("method__name", "gflowout_test_never_imported_a:Method"),
+                                                   ("model__backbone", "gflowout_test_never_imported_b:Net")])
+def test_custom_code_named_by_a_checkpoint_is_not_imported_unless_allowed(
+    tmp_path: Path, section_key: str, name: str
+) -> None:
+    """weights_only keeps pickle from running code; a "module:Class" in the metadata must not do it either
+    (it was imported and built with options read from the file)."""
+    path = tmp_path / "m.ckpt"
+    _write_method_checkpoint(path)
+    _edit_metadata(path, **{section_key: name})
+    with pytest.raises(CheckpointError, match=r"names custom code \['" + name + r"'\].*allow_custom_code=True"):
+        load_method(path)
+    assert name.split(":")[0] not in sys.modules
+    with pytest.raises(Exception, match=name.split(":")[0]):  # allowed: it is imported (and here it does not exist)
+        load_method(path, allow_custom_code=True)
+
+
+def test_evaluate_refuses_a_custom_data_module_named_by_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gflowout.cli.main import main
+
+    path = tmp_path / "m.ckpt"
+    _write_method_checkpoint(path)
+    _edit_metadata(path, data__module="gflowout_test_never_imported_c:Data")
+    assert main(["evaluate", str(path)]) == 2
+    assert "names custom code" in capsys.readouterr().err and "gflowout_test_never_imported_c" not in sys.modules

@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="test batch size (default: the config's)")
     parser.add_argument("--root", default=None, help="data folder (default: the config's, GFLOWOUT_DATA or the cache)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file (atomically)")
+    parser.add_argument("--allow-custom-code", action="store_true",
+                        help="build a method, backbone or data module the checkpoint names as package.module:Class "
+                             "(imported, with options from the file): only for checkpoints you trust")
     parser.set_defaults(func=run)
 
 
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise SystemExit("gflowout evaluate: error: --samples must be >= 1")
     path = resolve_checkpoint(args.checkpoint)
-    metrics = evaluate_checkpoint(path, samples=args.samples, batch_size=args.batch_size, root=args.root)
+    metrics = evaluate_checkpoint(path, samples=args.samples, batch_size=args.batch_size, root=args.root,
+                                  allow_custom_code=args.allow_custom_code)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.json:

@@ -295,7 +295,7 @@ def train_and_evaluate(
             progress("training")
         train_time = train_run(config, run_dir, trainer_overrides)
         write_json_atomic(marker, {"train_time_s": train_time})
-    method, config = load_method(run_dir)  # loaded on the CPU; evaluate where the compute is
+    method, config = load_method(run_dir, allow_custom_code=True)  # our own run folder; on the CPU, evaluated where the compute is
     method.to("cuda" if torch.cuda.is_available() else "cpu")
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")

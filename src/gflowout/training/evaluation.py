@@ -7,22 +7,25 @@ from typing import Any
 
 import torch
 
-from gflowout.checkpoint import load_method
+from gflowout.checkpoint import load_method, refuse_custom_code
 from gflowout.training.build import build_datamodule
 from gflowout.training.module import ClassificationSums
 
 
 @torch.no_grad()
 def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | None = None, root: str | None = None,
-                        device: str | torch.device | None = None) -> dict[str, Any]:
+                        device: str | torch.device | None = None, allow_custom_code: bool = False) -> dict[str, Any]:
     """{"accuracy", "nll", "brier", "ece", "count", ...} on the test split of the checkpoint's data set.
 
     It runs in a private RNG state (building the model draws initial weights, the masks come from the run's
-    seed): the caller's own random stream is left as it was.
+    seed): the caller's own random stream is left as it was. allow_custom_code: as `checkpoint.load_method`,
+    for the data module too.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        method, config = load_method(path)
+        method, config = load_method(path, allow_custom_code=allow_custom_code)
+        if not allow_custom_code:
+            refuse_custom_code(config, str(path))  # the data module as well
         if batch_size is not None:
             config.data.batch_size = batch_size
         if root is not None:
