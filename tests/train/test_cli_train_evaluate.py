@@ -122,3 +122,12 @@ def test_help_has_examples(command: str, capsys: pytest.CaptureFixture) -> None:
     assert "examples:" in text and f"gflowout {command}" in text
     if command == "train":
         assert "--strategy ddp" in text and "--resume" in text and "--set" in text
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "run", "--samples", "0"], ["evaluate", "run", "--batch-size", "-3"],
+                                  ["demo", "--epochs", "0"], ["train", "--config", "c.yaml", "--num-nodes", "x"]])
+def test_counts_on_the_command_line_must_be_positive(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    """`evaluate --samples 0` used to reach predict and end in a traceback (status 1)."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and "expected a positive integer" in capsys.readouterr().err

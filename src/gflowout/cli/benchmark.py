@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gflowout.cli.arguments import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-going", action="store_true",
                         help="log a failed run and go on with the others (exit status 2 at the end, failures listed)")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
     parser.set_defaults(func=run)
 

@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from gflowout.cli.arguments import positive_int
+
 DEFAULT_OUT = "gflowout-demo"
 DEMO_CONFIG = "demo_mnist.yaml"
 
@@ -48,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default=None, help="demo config (default: configs/demo_mnist.yaml)")
     parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: the config's)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs per method (default: the config's)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs per method (default: the config's)")
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
     parser.set_defaults(func=run)
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from gflowout.cli.arguments import positive_int
+
 EPILOG = """\
 examples:
   gflowout evaluate runs/mnist-gflowout-1                      # best.ckpt of the run, S = 20
@@ -25,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="a run folder (uses checkpoints/best.ckpt) or a .ckpt file")
-    parser.add_argument("--samples", type=int, default=20, help="mask samples S of the predictive (default 20)")
-    parser.add_argument("--batch-size", type=int, default=None, help="test batch size (default: the config's)")
+    parser.add_argument("--samples", type=positive_int, default=20, help="mask samples S of the predictive (default 20)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="test batch size (default: the config's)")
     parser.add_argument("--root", default=None, help="data folder (default: the config's, GFLOWOUT_DATA or the cache)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file (atomically)")
     parser.add_argument("--allow-custom-code", action="store_true",

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from gflowout.cli.arguments import positive_int
+
 EPILOG = """\
 examples:
   # the paper's MNIST MLP protocol, GFlowOut, seed 1
@@ -52,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--devices", default=None, help="number of devices per node, a list like 0,1, or auto")
     group.add_argument("--accelerator", default=None, choices=["cpu", "gpu", "cuda", "mps", "auto"], help="device kind")
     group.add_argument("--strategy", default=None, help="auto, ddp, ... (ddp for several devices or nodes)")
-    group.add_argument("--num-nodes", type=int, default=None, help="number of nodes (with --strategy ddp)")
+    group.add_argument("--num-nodes", type=positive_int, default=None, help="number of nodes (with --strategy ddp)")
     parser.set_defaults(func=run)
 
 
