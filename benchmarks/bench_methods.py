@@ -21,6 +21,9 @@ Measured 2026-12-01, torch 2.13.0 CPU, shared 2-core machine (ratios move by a f
   hand-written ARM gradient and the resumed pseudo pass (commits 22a1179..5e85e94): 1.89x with this
   command, 1.81-2.00x with `--methods contextual` (45.7-50.9 ms a step; now 39.5-42.9 ms, MC 23.3-25.3 ms).
   Timing the ARM and MC steps alone, interleaved, without the predictions in between: 1.66-1.67x.
+  Later, after the ARM estimator scored the later sites' KL too (the kl_weight > 0 bias fix; one KL per
+  later site on the pseudo pass): ARM 1.75x (--repeats 5), 1.71x (--repeats 7 --methods concrete,contextual),
+  Concrete 1.29x and 1.20x, Gaussian 1.36x and 1.34x in the same two runs.
   Without --skip-resnet (ResNet-18, 3 repetitions): ARM 1.37x (1.39x before and after in a 5-repetition
   `--skip-mlp --methods contextual` A/B), Concrete 1.01x, Gaussian 1.02x.
 Why ARM stays above 1.5x on the MLP: its estimator needs a second (pseudo) forward pass through hidden
