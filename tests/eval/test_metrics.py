@@ -164,3 +164,18 @@ def test_bad_bins_and_eps_raise() -> None:
             ece(probs, labels, bins=bins)
     with pytest.raises(ValueError, match="eps"):
         nll(probs, labels, eps=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_softmax_probabilities_are_accepted(dtype: torch.dtype) -> None:
+    """Rows of 10 half-precision probabilities sum to 1 only within a few ulps (1.0003 in float16, 1.002 in
+    bf16): they used to be refused as 'not softmax'. Metrics equal those of the float64 renormalised rows."""
+    torch.manual_seed(0)
+    probs, labels = torch.randn(1000, 10).softmax(1).to(dtype), torch.randint(0, 10, (1000,))
+    metrics = classification_metrics(probs, labels)
+    reference = probs.double() / probs.double().sum(1, keepdim=True)
+    expected = classification_metrics(reference, labels)
+    for name in ("accuracy", "nll", "brier", "ece"):
+        assert metrics[name] == pytest.approx(expected[name], rel=1e-12), name
+    with pytest.raises(ValueError, match="rows must sum to 1"):  # logits by mistake are still refused
+        classification_metrics(torch.rand(1000, 10).to(dtype), labels)

@@ -112,3 +112,12 @@ def test_evaluate_method_limit_and_explicit_missing_ood(stand_in_data):
     assert result["test_size"] == 50 and result["shifts"] == {} and result["ood"] == {}
     with pytest.raises(evaluate_module.DataError, match="absent"):
         evaluate_method(method, "digits", samples=2, shifts=(), rotation_angles=(), ood_sets=["absent"])
+
+
+def test_evaluate_method_leaves_the_callers_random_stream_alone(stand_in_data):
+    method = BrightnessReader()
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
+    evaluate_method(method, "digits", samples=2, shifts=(), rotation_angles=(), random_rotation=False,
+                    ood_sets=[], limit=20)
+    assert torch.equal(torch.get_rng_state(), state)

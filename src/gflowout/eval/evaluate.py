@@ -57,6 +57,7 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -207,6 +208,20 @@ def _shift_plan(shifts: Sequence[str] | Mapping[str, Sequence[int]] | None, kind
 
 
 # --- the evaluation ------------------------------------------------------------------------------
+def _in_private_rng(evaluate: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Run `evaluate(method, ...)` in a forked torch RNG state: it seeds its own masks, and the caller's random
+    stream (a training loop's, a notebook's) is left as it was."""
+
+    @functools.wraps(evaluate)
+    def wrapper(method: DropoutMethod, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        device = next((p.device for p in method.parameters()), torch.device("cpu"))
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            return evaluate(method, *args, **kwargs)
+
+    return wrapper
+
+
+@_in_private_rng
 def evaluate_method(
     method: DropoutMethod,
     data_name: str,
@@ -231,7 +246,8 @@ def evaluate_method(
         shift of the data set's kind ("mnist" for 28x28 grey sets, "cifar" otherwise); () for none.
     ood_sets: OOD data set names; None for the defaults of `DEFAULT_OOD` that are present (missing ones
         are listed under "ood_skipped"); a named set that is missing raises DataError.
-    seed: seeds the mask sampling (torch) and the random shifts, so reruns give the same numbers.
+    seed: seeds the mask sampling (torch, in a private RNG state: the caller's is left as it was) and the random
+        shifts, so reruns give the same numbers.
     limit: evaluate a fixed random subset of this many test (and OOD) images; None for all.
     progress: called with a short message before each condition (for progress bars).
     published_corruptions: also evaluate on the PUBLISHED CIFAR-10-C / CIFAR-100-C files (cifar10 /
