@@ -12,7 +12,7 @@ import yaml
 from gflowout.errors import NonFiniteLossError
 from gflowout.experiments import benchmark
 from gflowout.experiments.benchmark import BenchmarkError, load_benchmark_config, run_benchmark, seconds_left
-from gflowout.experiments.results import SCHEMA_VERSION
+from gflowout.experiments.results import SCHEMA_VERSION, run_id
 
 
 def write_bench(tmp_path: Path) -> Path:
@@ -34,7 +34,8 @@ def test_grid_order_skip_eta_and_keep_going(tmp_path: Path, monkeypatch):
         if (config.method.name, config.seed) == ("none", 2):
             raise NonFiniteLossError("loss became NaN")
         accuracy = 0.5 + config.seed / 10
-        return {"schema_version": SCHEMA_VERSION, "run_id": "x", "method": config.method.name, "seed": config.seed,
+        return {"schema_version": SCHEMA_VERSION, "run_id": run_id(config.data.name, config.method.name, config.seed),
+                "method": config.method.name, "seed": config.seed, "settings_digest": benchmark.run_digest(config, evaluation),
                 "dataset": config.data.name, "train_time_s": 1.0, "eval_time_s": 1.0,
                 "clean": {"accuracy": accuracy, "nll": 1.0, "brier": 0.5, "ece15": 0.1, "ece10": 0.1}}
 
@@ -58,6 +59,41 @@ def test_grid_order_skip_eta_and_keep_going(tmp_path: Path, monkeypatch):
     with pytest.raises(NonFiniteLossError):
         run_benchmark(bench, tmp_path / "out", log=lines.append, report=False)
     assert calls == [("none", 2)]
+
+    # a rerun with other evaluation settings must not skip (and so mix) the results made with the old ones
+    changed = write_bench(tmp_path)
+    changed.write_text(changed.read_text().replace("samples: 2", "samples: 3"))
+    calls.clear()
+    with pytest.raises(BenchmarkError, match=r"mnist__mc_dropout__seed1.json was made with other settings"):
+        run_benchmark(load_benchmark_config(changed), tmp_path / "out", log=lines.append, report=False)
+    assert calls == []
+
+
+def test_a_finished_training_of_another_config_is_not_reused(tmp_path: Path):
+    """runs/<id>/trained.json marks a finished training; one made with another config (demo --epochs 3 after
+    --epochs 1) used to be evaluated and reported as this run's."""
+    bench = load_benchmark_config(write_bench(tmp_path))
+    spec = bench.runs()[0]
+    config = benchmark.run_config(bench, spec, None)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / benchmark.TRAINED_MARKER).write_text(json.dumps({"train_time_s": 1.0, "config_digest": "another"}))
+    with pytest.raises(BenchmarkError, match="was trained with another config"):
+        benchmark.train_and_evaluate(config, run_dir, bench.evaluation, log=lambda line: None)
+
+
+def test_the_same_run_twice_under_one_results_folder_is_refused(tmp_path: Path):
+    from gflowout.errors import DataError
+    from gflowout.experiments.results import load_results
+
+    result = {"schema_version": SCHEMA_VERSION, "run_id": "mnist__none__seed1", "method": "none", "seed": 1}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "mnist__none__seed1.json").write_text(json.dumps(result))
+    assert len(load_results(tmp_path)) == 1
+    (tmp_path / "b" / "mnist__none__seed1.json").write_text(json.dumps(result))
+    with pytest.raises(DataError, match="'mnist__none__seed1' appears twice"):
+        load_results(tmp_path)
 
 
 def test_seconds_left_and_bad_configs(tmp_path: Path):

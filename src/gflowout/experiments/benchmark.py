@@ -41,6 +41,7 @@ import yaml
 
 from gflowout.errors import ConfigError, GFlowOutError
 from gflowout.experiments.results import read_result, run_id, write_json_atomic
+from gflowout.training.resume import settings_digest
 
 TRAINED_MARKER = "trained.json"
 
@@ -232,7 +233,13 @@ def run_benchmark(
         result_path = out_dir / "results" / f"{identity}.json"
         remaining = len(specs) - index
         if result_path.is_file():
-            read_result(result_path)  # a corrupt file stops here with its name, not later in the report
+            existing = read_result(result_path)  # a corrupt file stops here with its name, not later in the report
+            if existing.get("settings_digest") != run_digest(config, bench.evaluation):
+                raise BenchmarkError(
+                    f"{result_path} was made with other settings than this benchmark's (its config, training length or "
+                    "evaluation differ, or an older gflowout wrote it); a report would mix them. Use another --out, or "
+                    f"delete that file (and {out_dir / 'runs' / identity} to retrain) to redo the run"
+                )
             done_paths.append(result_path)
             log(f"[{index + 1}/{len(specs)}] {identity}: done earlier, skipped")
             if progress:
@@ -287,22 +294,34 @@ def train_and_evaluate(
     from gflowout.eval.evaluate import evaluate_method
 
     marker = run_dir / TRAINED_MARKER
+    training_digest = settings_digest(config=config.to_dict())
     if marker.is_file():
-        train_time = float(json.loads(marker.read_text())["train_time_s"])
+        trained = json.loads(marker.read_text())
+        if trained.get("config_digest") != training_digest:
+            raise BenchmarkError(
+                f"{run_dir} was trained with another config (or by an older gflowout); its model would be reported "
+                f"under this one. Use another --out, or delete {run_dir} to retrain"
+            )
+        train_time = float(trained["train_time_s"])
         log(f"  training finished earlier ({run_dir}); evaluating")
     else:
         if progress:
             progress("training")
         train_time = train_run(config, run_dir, trainer_overrides)
-        write_json_atomic(marker, {"train_time_s": train_time})
+        write_json_atomic(marker, {"train_time_s": train_time, "config_digest": training_digest})
     method, config = load_method(run_dir, allow_custom_code=True)  # our own run folder; on the CPU, evaluated where the compute is
     method.to("cuda" if torch.cuda.is_available() else "cpu")
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")
     result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
                              progress=progress, log=log, **settings)
-    result.update(config=config.to_dict(), train_time_s=train_time)
+    result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=run_digest(config, evaluation))
     return result
+
+
+def run_digest(config: Any, evaluation: EvaluationSettings) -> str:
+    """The fingerprint of what a result's numbers depend on: the run's config (not its hardware) and the evaluation."""
+    return settings_digest(config=config.to_dict(), evaluation=dataclasses.asdict(evaluation))
 
 
 def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> float:

@@ -70,6 +70,7 @@ def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
     if not results_dir.is_dir():
         raise DataError(f"results folder {results_dir} does not exist; run `gflowout benchmark` first")
     runs = []
+    seen: dict[str, Path] = {}
     for path in sorted(results_dir.rglob("*.json")):
         if path.name.startswith("."):
             continue
@@ -78,7 +79,14 @@ def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(data, dict) and "schema_version" in data and "run_id" in data:
-            runs.append(read_result(path))
+            run = read_result(path)
+            if run["run_id"] in seen:  # two benchmarks' outputs under one folder: they would count as more seeds
+                raise DataError(
+                    f"run {run['run_id']!r} appears twice, in {seen[run['run_id']]} and {path}; point the report at "
+                    "one benchmark's results folder"
+                )
+            seen[run["run_id"]] = path
+            runs.append(run)
     if not runs:
         raise DataError(f"no result files (*.json with a 'schema_version') under {results_dir}")
     return sorted(runs, key=lambda r: r["run_id"])

@@ -13,12 +13,14 @@ from typing import Any
 
 from gflowout.errors import ConfigError
 
-# dotted config keys a resume may change: where and how long it runs, how often it saves and logs
-RESUMABLE_KEYS = (
-    "trainer.max_epochs", "trainer.max_steps", "trainer.devices", "trainer.accelerator", "trainer.strategy",
-    "trainer.num_nodes", "trainer.checkpoint_every_n_steps", "trainer.log_every_n_steps",
-    "trainer.enable_progress_bar", "data.root", "data.num_workers",
+# dotted config keys that change where a run executes and how often it saves and logs, never its numbers
+HARDWARE_KEYS = (
+    "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
+    "trainer.checkpoint_every_n_steps", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
+    "data.root", "data.num_workers",
 )
+# a resume may also change how long the run goes on
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -44,3 +46,13 @@ def check_resume_config(saved: Mapping[str, Any], requested: Mapping[str, Any], 
             f"command that started it); only {', '.join(RESUMABLE_KEYS)} may change. To change the others, start "
             "a new run folder (--out)"
         )
+
+
+def settings_digest(**parts: Mapping[str, Any]) -> str:
+    """sha256 of JSON mappings (a run's config without `HARDWARE_KEYS`, evaluation settings, ...): equal digests,
+    equal numbers-relevant settings. Used to tell a finished run made with other settings from a current one."""
+    import hashlib
+    import json
+
+    plain = {name: {k: v for k, v in flatten(part).items() if k not in HARDWARE_KEYS} for name, part in parts.items()}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
