@@ -295,6 +295,7 @@ def train_and_evaluate(
 
     marker = run_dir / TRAINED_MARKER
     training_digest = settings_digest(config=config.to_dict())
+    digest = run_digest(config, evaluation)  # of the config asked for (the loaded one below is the same, from the file)
     if marker.is_file():
         trained = json.loads(marker.read_text())
         if trained.get("config_digest") != training_digest:
@@ -315,7 +316,7 @@ def train_and_evaluate(
     samples = settings.pop("samples")
     result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
                              progress=progress, log=log, **settings)
-    result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=run_digest(config, evaluation))
+    result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=digest)
     return result
 
 
