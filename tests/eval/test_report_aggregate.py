@@ -97,3 +97,16 @@ def test_write_report_tables_figures_and_html(tmp_path: Path):
     first = base64.b64decode(inline[0].split('"')[0])
     assert mpimg.imread(io.BytesIO(first), format="png").ndim == 3
     assert "figures/" not in page  # self-contained: no links to files
+
+
+def test_a_metric_missing_in_some_seeds_says_how_many_it_rests_on():
+    """A metric can be undefined in a run (stored as null); its mean over the other seeds used to look like a
+    mean over all of them."""
+    from gflowout.eval.report import format_stat
+
+    runs = [fake_result("none", seed, 0.9) for seed in (1, 2, 3)]
+    for run in runs[1:]:
+        run["uncertainty"]["clean"]["0.05"]["pavpu"] = None
+    group = aggregate(runs)["mnist"][0]
+    assert format_stat(group.get("uncertainty", "clean", "0.05", "pavpu")) == "0.9000 (n=1)"
+    assert format_stat(group.get("clean", "accuracy")) == "0.9000 ± 0.0000"  # every seed: no count shown

@@ -46,6 +46,16 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1) / math.sqrt(array.size))
 
 
+class Stat(tuple):
+    """(mean, standard error) of a metric over a group's seeds, with `count` of its `runs` having a value
+    (a metric can be undefined in a run, e.g. accuracy among certain predictions when none is certain)."""
+
+    def __new__(cls, mean: float, standard_error: float, count: int, runs: int) -> "Stat":
+        stat = super().__new__(cls, (mean, standard_error))
+        stat.count, stat.runs = count, runs
+        return stat
+
+
 def _leaves(tree: Any, prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], float | None]]:
     if isinstance(tree, Mapping):
         for key, value in tree.items():
@@ -91,7 +101,10 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Group]]:
             for timing in ("train_time_s", "eval_time_s"):
                 if run.get(timing) is not None:
                     values[(timing,)].append(run[timing])
-        group.stats = {path: mean_and_standard_error(v) for path, v in values.items()}
+        group.stats = {
+            path: Stat(*mean_and_standard_error(v), count=sum(x is not None for x in v), runs=len(group.runs))
+            for path, v in values.items()
+        }
         by_dataset[dataset].append(group)
     return dict(by_dataset)
 
@@ -106,10 +119,13 @@ class Table:
 
 
 def format_stat(stat: tuple[float, float], digits: int = 4) -> str:
+    """"mean ± SE" ("mean" for one value, "-" for none), with "(n=k)" when only k of the group's runs had a value."""
     mean, se = stat
     if mean is None or math.isnan(mean):
         return "-"
-    return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
+    text = f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
+    count, runs = getattr(stat, "count", None), getattr(stat, "runs", None)
+    return text if count is None or count >= runs else f"{text} (n={count})"
 
 
 def _sorted_keys(keys: Iterable[str]) -> list[str]:
