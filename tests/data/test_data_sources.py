@@ -236,3 +236,56 @@ def test_mnist_falls_back_to_the_subset_loudly(tmp_path: Path, monkeypatch: pyte
     assert images.shape == (20, 28, 28) and np.all(images == 7)
     with pytest.raises(DataError, match="`gflowout data fetch mnist"):
         load_split("mnist", "train", tmp_path)
+
+
+def _corrupt_gzip(path: Path) -> Path:
+    """A gzip file whose deflate stream is damaged: reading it raises zlib.error (not an OSError)."""
+    import gzip
+
+    import numpy as np
+
+    data = bytearray(gzip.compress(np.random.default_rng(0).integers(0, 4, 100000).astype(np.uint8).tobytes()))
+    data[20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_corrupt_gzip_from_one_source_lets_the_chain_go_on(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zlib.error is not an OSError: a damaged download from the first source stopped the fetch with a traceback."""
+    from gflowout.data import fetchers
+
+    corrupt = _corrupt_gzip(tmp_path / "bad.gz")
+
+    def damaged(staging: Path, wanted):
+        target = staging / wanted[0]
+        target.parent.mkdir(parents=True)
+        fetchers.gunzip(corrupt, target)
+
+    chain = (Source("damaged mirror", damaged), writer(GOOD))
+    monkeypatch.setitem(sources.DATASETS, toy, dataclasses.replace(sources.DATASETS[toy], sources=chain))
+    messages: list[str] = []
+    sources.fetch(toy, tmp_path / "root", log=messages.append)
+    assert (tmp_path / "root" / "toy/a/b.bin").read_bytes() == GOOD
+    assert any("damaged mirror failed" in m and "not a valid gzip file" in m for m in messages)
+
+
+def test_corrupt_gzip_and_impossible_idx_headers_are_data_errors(tmp_path: Path) -> None:
+    import struct
+
+    from gflowout.data.formats import read_idx
+
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_idx(_corrupt_gzip(tmp_path / "images.idx3-ubyte.gz"))
+    huge = tmp_path / "huge.idx"
+    huge.write_bytes(struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 4_000_000_000, 4000, 4000) + b"\0" * 4)
+    with pytest.raises(DataError, match="the header is corrupt"):  # not a MemoryError for 64 PB
+        read_idx(huge)
+
+
+def test_a_pickle_asking_for_impossible_memory_is_a_data_error() -> None:
+    from gflowout.data.restricted_pickle import restricted_loads
+
+    # GLOBAL __builtin__.bytearray (allowed), LONG1 2**45, TUPLE1, REDUCE: bytearray(2**45), 32 TiB
+    hostile = b"\x80\x04c__builtin__\nbytearray\n\x8a\x06\x00\x00\x00\x00\x00 \x85R."
+    with pytest.raises(DataError, match="more memory than this machine has"):
+        restricted_loads(hostile, source="hostile.pkl")

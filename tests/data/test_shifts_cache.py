@@ -114,3 +114,27 @@ def test_shift_cache_folder_can_be_moved_by_environment(
     shifted_split("mnist", "brightness", 1, seed=0, root=mnist_root)
     assert _cache_files(mnist_root) == []
     assert [p.parent for p in elsewhere.rglob("*.npy")] == [elsewhere / "shifted" / "mnist"]
+
+
+def test_an_unwritable_cache_computes_the_shift_and_warns(
+    mnist_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only shared data root made shifted_split raise PermissionError (so evaluation crashed)."""
+    import gflowout.data.shifts.cache as cache
+
+    def read_only(path, array):  # noqa: ANN001
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cache, "save_atomic", read_only)
+    clean, _ = load_split("mnist", "test", root=mnist_root)
+    with caplog.at_level("WARNING"):
+        images, _ = shifted_split("mnist", "fog", 1, seed=0, root=mnist_root)
+    expected = np.round(apply_shift(clean.astype(np.float32) / 255, "fog", 1, seed=0) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(images, expected)
+    assert "cannot write the shift cache" in caplog.text and "GFLOWOUT_SHIFT_CACHE" in caplog.text
+
+
+def test_cache_files_are_readable_by_other_users(mnist_root: Path) -> None:
+    shifted_split("mnist", "fog", 2, seed=0, root=mnist_root)
+    (path,) = [p for p in _cache_files(mnist_root) if p.is_file()]
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -19,6 +19,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def gunzip(source: Path, destination: Path) -> None:
     try:
         with gzip.open(source, "rb") as compressed, open(destination, "wb") as out:
             shutil.copyfileobj(compressed, out, _CHUNK)
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error (a corrupt stream) is not an OSError
         raise SourceUnavailable(f"{source.name} is not a valid gzip file ({error})") from error
 
 

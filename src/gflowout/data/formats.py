@@ -11,6 +11,8 @@ was found. (How to fetch the file again is added by `gflowout.data.datasets`, wh
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,10 +46,12 @@ def open_maybe_gzip(path: str | Path) -> Iterator[BinaryIO]:
             compressed = raw.read(2) == GZIP_MAGIC
     except FileNotFoundError as error:
         raise DataError(f"{path}: file not found") from error
+    except OSError as error:  # permissions, a folder in the file's place
+        raise DataError(f"{path}: cannot be read ({error.strerror or error}); check its permissions") from error
     stream: BinaryIO = gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[assignment]
     try:
         yield stream
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:  # zlib.error: a corrupt stream
         if isinstance(error, DataError):
             raise
         raise DataError(f"{path}: unreadable ({type(error).__name__}: {error}); the file is truncated or corrupt") from error
@@ -64,6 +68,9 @@ def _read_exactly(stream: BinaryIO, buffer: memoryview) -> int:
             break
         filled += count
     return filled
+
+
+MAX_IDX_BYTES = 1 << 32  # 4 GiB: MNIST's largest IDX file is 47 MB
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -92,9 +99,14 @@ def read_idx(path: str | Path) -> np.ndarray:
             raise DataError(f"{path}: truncated IDX header: expected {ndim} dimension sizes, file ends first")
         dims = struct.unpack(f">{ndim}I", dims_bytes)
         dtype = IDX_DTYPES[dtype_code]
-        count = int(np.prod(dims, dtype=np.int64))
-        array = np.empty(count, dtype=dtype)
+        count = math.prod(dims)  # Python ints: a corrupt header cannot overflow it
         expected_bytes = count * dtype.itemsize
+        if expected_bytes > MAX_IDX_BYTES:  # checked before allocating: a corrupt header would ask for petabytes
+            raise DataError(
+                f"{path}: IDX header says {'x'.join(map(str, dims))} ({expected_bytes} bytes), more than any data set "
+                f"here ({MAX_IDX_BYTES} bytes); the header is corrupt"
+            )
+        array = np.empty(count, dtype=dtype)
         found_bytes = _read_exactly(stream, memoryview(array).cast("B"))
         if found_bytes < expected_bytes:
             raise DataError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import io
 import pickle
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -71,8 +72,11 @@ def restricted_load(file: BinaryIO, source: str = "<stream>", encoding: str = "b
         return RestrictedUnpickler(file, source=source, encoding=encoding).load()
     except DataError:
         raise
+    except MemoryError as error:  # a hostile file asking an allowed constructor (ndarray, bytearray) for terabytes
+        raise DataError(f"{source}: the pickle asks for more memory than this machine has; it is not a data set "
+                        "file we can read") from error
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, OSError, UnicodeDecodeError) as error:
+            KeyError, OSError, UnicodeDecodeError, zlib.error) as error:
         raise DataError(
             f"{source}: not a readable pickle ({type(error).__name__}: {error}); the file is truncated "
             "or malformed."

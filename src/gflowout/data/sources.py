@@ -16,7 +16,10 @@ import os
 import shutil
 import sys
 import tempfile
+import tarfile
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,6 +303,9 @@ def _install(spec: DatasetSpec, staging: Path, folder: Path, vouched: dict[str, 
 
 Log = Callable[[str], None]
 
+# what a source's bad download can raise: corrupt gzip streams raise zlib.error, which is not an OSError
+SOURCE_FAILURES = (SourceUnavailable, DataError, OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile)
+
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -331,9 +337,10 @@ def fetch(name: str, root: str | Path | None = None, from_path: str | Path | Non
             log(f"{name}: trying {source.label} ...")
             vouched = source.fetch(staging, [f.path for f in spec.files])
             installed = _install(spec, staging, folder, vouched, partial_ok=from_path is not None)
-        except (SourceUnavailable, DataError, OSError) as error:
-            failures.append(f"{source.label}: {error}")
-            log(f"{name}: {source.label} failed: {error}")
+        except SOURCE_FAILURES as error:  # one bad source lets the chain go on; every failure is listed if all fail
+            reason = error if isinstance(error, (SourceUnavailable, DataError, OSError)) else f"{type(error).__name__}: {error}"
+            failures.append(f"{source.label}: {reason}")
+            log(f"{name}: {source.label} failed: {reason}")
             continue
         finally:
             shutil.rmtree(staging, ignore_errors=True)

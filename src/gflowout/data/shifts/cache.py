@@ -53,6 +53,7 @@ def save_atomic(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, 0o644)  # mkstemp's 0600 would keep other users of a shared data root out
         with os.fdopen(handle, "wb") as stream:
             np.save(stream, array, allow_pickle=False)
             stream.flush()
@@ -114,6 +115,11 @@ def shifted_split(
         raise ValueError(f"shifted_split: load_split({name!r}) returned {clean_images.dtype} images, expected uint8")
     shifted = apply_shift(clean_images.astype(np.float32) / 255.0, shift, severity, int(seed))
     as_uint8 = np.round(shifted * 255.0).astype(np.uint8)
-    save_atomic(path, as_uint8)
+    try:
+        save_atomic(path, as_uint8)
+    except OSError as error:  # a read-only shared data root: compute every time rather than fail
+        LOG.warning("cannot write the shift cache %s (%s); set %s to a writable folder to keep shifted sets",
+                    path, error.strerror or error, ENV_SHIFT_CACHE)
+        return as_uint8, labels
     LOG.info("cached %s %s %s severity %d seed %d at %s", name, split, shift, severity, seed, path)
     return as_uint8, labels
