@@ -162,8 +162,9 @@ def test_corruption_severity_rows(tmp_path: Path) -> None:
         block, block_labels = formats.read_corruption(tmp_path, "snow", severity)
         assert block.shape == (rows, 32, 32, 3) and np.all(block == severity * 10)
         np.testing.assert_array_equal(block_labels, np.arange(rows))
-    with pytest.raises(DataError, match="severity: expected 1 to 5, found 6"):
-        formats.read_corruption(tmp_path, "snow", 6)
+    for bad in (6, 0, 2.7, True, "4"):  # 2.7 and True used to select the rows of severity 2 and 1
+        with pytest.raises(DataError, match=f"severity: expected an integer 1 to 5, found {bad!r}"):
+            formats.read_corruption(tmp_path, "snow", bad)
 
 
 def test_corruption_bad_files(tmp_path: Path) -> None:
