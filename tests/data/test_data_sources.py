@@ -289,3 +289,18 @@ def test_a_pickle_asking_for_impossible_memory_is_a_data_error() -> None:
     hostile = b"\x80\x04c__builtin__\nbytearray\n\x8a\x06\x00\x00\x00\x00\x00 \x85R."
     with pytest.raises(DataError, match="more memory than this machine has"):
         restricted_loads(hostile, source="hostile.pkl")
+
+
+def test_from_a_folder_takes_gzipped_files_too(tmp_path: Path) -> None:
+    """--from FOLDER found only the raw names; a folder of the official mirrors' .gz files delivered nothing."""
+    import gzip
+
+    from gflowout.data.fetchers import local_files
+
+    folder = tmp_path / "downloads" / "a"
+    folder.mkdir(parents=True)
+    (folder / "b.bin.gz").write_bytes(gzip.compress(GOOD))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    local_files(tmp_path / "downloads", None)(staging, ["a/b.bin"])
+    assert (staging / "a" / "b.bin").read_bytes() == GOOD

@@ -187,9 +187,15 @@ def local_files(path: Path, archive_checksum: tuple[str, str] | None) -> Fetcher
             raise SourceUnavailable(f"{path}: no such file or folder")
         if path.is_dir():
             for relative in wanted:
-                candidates = [p for p in path.rglob(Path(relative).name) if p.as_posix().endswith(relative)]
+                name = Path(relative).name
+                candidates = [p for p in path.rglob(name) if p.as_posix().endswith(relative)]
                 if candidates:
                     copy_to(candidates[0], staging, relative)
+                    continue
+                # the official mirrors' gzipped files (train-images-idx3-ubyte.gz), decompressed
+                packed = [p for p in path.rglob(name + ".gz") if p.as_posix().endswith(relative + ".gz")]
+                if packed:
+                    copy_to(packed[0], staging, relative, decompress=True)
             return None
         if tarfile.is_tarfile(path):
             if archive_checksum is not None and file_digest(path, archive_checksum[0]) == archive_checksum[1]:
