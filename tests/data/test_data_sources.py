@@ -304,3 +304,16 @@ def test_from_a_folder_takes_gzipped_files_too(tmp_path: Path) -> None:
     staging.mkdir()
     local_files(tmp_path / "downloads", None)(staging, ["a/b.bin"])
     assert (staging / "a" / "b.bin").read_bytes() == GOOD
+
+
+def test_a_killed_fetchs_staging_folder_is_removed_by_the_next_fetch(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setitem(sources.DATASETS, toy, dataclasses.replace(sources.DATASETS[toy], sources=(writer(GOOD),)))
+    stale, fresh = tmp_path / "toy" / ".fetch-killed", tmp_path / "toy" / ".fetch-running"
+    for folder in (stale, fresh):
+        (folder / "a").mkdir(parents=True)
+        (folder / "a" / "b.bin").write_bytes(GOOD[:5])
+    os.utime(stale, (0, 0))  # untouched for decades: a SIGKILLed fetch's leftover (53 MB for MNIST)
+    sources.fetch(toy, tmp_path, log=lambda m: None)
+    assert not stale.exists() and fresh.exists()  # a recent one may belong to a fetch still running

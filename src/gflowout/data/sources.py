@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import tarfile
 import warnings
 import zipfile
@@ -311,6 +312,22 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+STALE_STAGING_SECONDS = 3600  # a fetch's staging folder untouched this long belongs to a killed fetch
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    """Delete the `.fetch-*` staging folders a killed fetch left (an hour old: a running fetch's are newer)."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for staging in folder.glob(".fetch-*"):
+        try:
+            if staging.is_dir() and now - staging.stat().st_mtime > STALE_STAGING_SECONDS:
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def fetch(name: str, root: str | Path | None = None, from_path: str | Path | None = None, log: Log = _stderr) -> Path:
     """Make data set `name` present and verified under the data root; returns its folder.
 
@@ -330,6 +347,7 @@ def fetch(name: str, root: str | Path | None = None, from_path: str | Path | Non
     else:
         chain = spec.sources
     failures = []
+    _remove_stale_staging(folder)
     for source in chain:
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".fetch-"))
