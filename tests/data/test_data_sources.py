@@ -317,3 +317,20 @@ def test_a_killed_fetchs_staging_folder_is_removed_by_the_next_fetch(toy: str, t
     os.utime(stale, (0, 0))  # untouched for decades: a SIGKILLed fetch's leftover (53 MB for MNIST)
     sources.fetch(toy, tmp_path, log=lambda m: None)
     assert not stale.exists() and fresh.exists()  # a recent one may belong to a fetch still running
+
+
+def test_an_unreadable_file_is_a_data_error_and_data_list_reports_it(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file the user cannot read gave a raw PermissionError (and `gflowout data list` crashed for every set).
+    As root here, permissions cannot be taken away: the digest read is made to fail as it would."""
+
+    monkeypatch.setitem(sources.DATASETS, toy, dataclasses.replace(sources.DATASETS[toy], sources=(writer(GOOD),)))
+    sources.fetch(toy, tmp_path, log=lambda m: None)
+
+    def denied(folder, relative, algorithm):  # noqa: ANN001
+        raise PermissionError(13, "Permission denied", str(folder / relative))
+
+    monkeypatch.setattr(sources, "current_digest", denied)
+    with pytest.raises(DataError, match="cannot be read \\(Permission denied\\); check its permissions"):
+        sources.verify_files(toy, tmp_path)
+    status = sources.dataset_status(toy, tmp_path)
+    assert not status.verified and "check its permissions" in status.problem

@@ -236,7 +236,10 @@ def verify_files(name: str, root: str | Path | None = None, paths: list[str] | N
                 f"are verified through the published archive. Run `{spec.fetch_command}{root_option}`"
                 + (f" or `{spec.fetch_command} --from {spec.archive[0]}`" if spec.archive else "")
             )
-        found = current_digest(folder, file.path, expected[0])
+        try:
+            found = current_digest(folder, file.path, expected[0])
+        except OSError as error:  # permissions; is_file() above already saw the file
+            raise DataError(f"{path}: cannot be read ({error.strerror or error}); check its permissions") from error
         if found != expected[1]:
             raise DataError(
                 f"{path}: checksum mismatch: {expected[0]} expected {expected[1]}, found {found}. The file is corrupt "
@@ -261,7 +264,11 @@ def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
     """How many of the set's files are present, and whether they all verify."""
     spec = get_spec(name)
     folder = spec.folder(root)
-    present = sum((folder / f.path).is_file() for f in spec.files)
+    try:
+        present = sum((folder / f.path).is_file() for f in spec.files)
+    except OSError as error:  # an unreadable set folder: report it, do not stop `data list`
+        return DatasetStatus(name, folder, 0, len(spec.files), verified=False,
+                             problem=f"{folder}: cannot be read ({error.strerror or error}); check its permissions")
     status = DatasetStatus(name, folder, present, len(spec.files), verified=False)
     if present:
         try:
