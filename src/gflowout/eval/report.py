@@ -47,12 +47,12 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
 
 
 class Stat(tuple):
-    """(mean, standard error) of a metric over a group's seeds, with `count` of its `runs` having a value
+    """(mean, standard error) of a metric over a group's seeds, with `with_value` of its `runs` having a value
     (a metric can be undefined in a run, e.g. accuracy among certain predictions when none is certain)."""
 
-    def __new__(cls, mean: float, standard_error: float, count: int, runs: int) -> "Stat":
+    def __new__(cls, mean: float, standard_error: float, with_value: int, runs: int) -> "Stat":
         stat = super().__new__(cls, (mean, standard_error))
-        stat.count, stat.runs = count, runs
+        stat.with_value, stat.runs = with_value, runs
         return stat
 
 
@@ -102,7 +102,7 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Group]]:
                 if run.get(timing) is not None:
                     values[(timing,)].append(run[timing])
         group.stats = {
-            path: Stat(*mean_and_standard_error(v), count=sum(x is not None for x in v), runs=len(group.runs))
+            path: Stat(*mean_and_standard_error(v), with_value=sum(x is not None for x in v), runs=len(group.runs))
             for path, v in values.items()
         }
         by_dataset[dataset].append(group)
@@ -124,8 +124,9 @@ def format_stat(stat: tuple[float, float], digits: int = 4) -> str:
     if mean is None or math.isnan(mean):
         return "-"
     text = f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
-    count, runs = getattr(stat, "count", None), getattr(stat, "runs", None)
-    return text if count is None or count >= runs else f"{text} (n={count})"
+    if isinstance(stat, Stat) and stat.with_value < stat.runs:
+        return f"{text} (n={stat.with_value})"
+    return text
 
 
 def _sorted_keys(keys: Iterable[str]) -> list[str]:
