@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -72,7 +73,23 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
             pass
         raise
     _fsync_directory(path.parent)
+    _remove_stale_temporaries(path)
     return path
+
+
+STALE_TEMPORARY_SECONDS = 3600  # a temporary untouched this long belongs to a write that was killed
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the `.tmp-<name>.*` files of killed writes of `path` (an hour old: a running write's are newer);
+    a killed checkpoint write can leave hundreds of megabytes."""
+    now = time.time()
+    for temporary in path.parent.glob(f".tmp-{path.name}.*"):
+        try:
+            if now - temporary.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                temporary.unlink()
+        except OSError:
+            pass
 
 
 def _current_umask() -> int:

@@ -229,3 +229,14 @@ def test_evaluate_refuses_a_custom_data_module_named_by_a_checkpoint(tmp_path: P
     _edit_metadata(path, data__module="gflowout_test_never_imported_c:Data")
     assert main(["evaluate", str(path)]) == 2
     assert "names custom code" in capsys.readouterr().err and "gflowout_test_never_imported_c" not in sys.modules
+
+
+def test_the_temporary_of_a_killed_write_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    """A write killed mid-way leaves its `.tmp-<name>.*` file (222 MB for a checkpoint); the next write of the same
+    file removes it once it is an hour old (a younger one may belong to a write still running)."""
+    stale, fresh = tmp_path / ".tmp-r.json.killed", tmp_path / ".tmp-r.json.running"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert not stale.exists() and fresh.exists()
