@@ -316,3 +316,46 @@ def test_bf16_autocast_keeps_log_z_and_log_forward_in_float32():
     assert sampler.log_forward.dtype == torch.float32
     # the generators read the (bf16) activations, so log P_F moves a little, but not by bf16's rounding of a sum
     assert torch.allclose(sampler.log_forward, reference["log_forward"], rtol=0.02, atol=0.5)
+
+
+@pytest.mark.parametrize("kind", ["gflowout", "id_gflowout"])
+def test_train_step_clips_with_the_overrides_given_to_make_optimizers(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GFlowOut and ID-GFlowOut build their own optimisers; a clip_norm override reached them but train_step
+    did not clip with it (it read the defaults): gradient norms 800 where 1e-3 was asked."""
+    from gflowout.methods.id_gflowout import IDGFlowOut
+
+    torch.manual_seed(0)
+    net = MLP(input_shape=(5,), num_classes=3, hidden=(8, 8))
+    method = GFlowOut(net) if kind == "gflowout" else IDGFlowOut(net, dataset_size=100)
+    optimizers = method.make_optimizers({"posterior": {"clip_norm": 1e-3}, "backbone": {"clip_norm": 1e-3}})
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    method.train_step(x, y, optimizers)  # ID-GFlowOut sets log Z from the first batch
+    norms: dict[int, float] = {}
+    real_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        grads = [p.grad.norm() for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms[id(self)] = float(torch.stack(grads).norm())
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    method.train_step(x, y, optimizers)
+    for name in ("backbone", "posterior"):
+        assert norms[id(optimizers[name])] <= 1e-3 * (1 + 1e-5), name
+
+
+def test_the_first_site_prior_is_shared_only_when_every_copy_agrees() -> None:
+    """predict's batch expansion computes the first site's prior once per input when the S copies' activations
+    agree; the check compared copy 2 with copy 1 only, so copies 3..S could get another copy's prior (a random
+    layer before the first site: 9 of 40 predict calls on a wrapped net with an always-on F.dropout)."""
+    torch.manual_seed(0)
+    method = GFlowOut(MLP(input_shape=(4,), num_classes=3, hidden=(6, 6)))
+    batch, copies = 2, 4
+    one = torch.randn(batch, 6)
+    features = one.repeat(copies, 1)
+    sampler = PriorSampler(method.prior, copies=copies)
+    with torch.no_grad():
+        shared = sampler._first_site_logits_once(features)
+        assert shared is not None and torch.allclose(shared, method.prior[0](None, features))
+        features[2 * batch :] += 1.0  # copies 1 and 2 agree, copies 3 and 4 do not
+        assert sampler._first_site_logits_once(features) is None  # the full batch is then scored row by row

@@ -116,10 +116,16 @@ class DropoutMethod(nn.Module):
         with _eval_mode(self):
             return self.net(x, sampler).unsqueeze(0)
 
+    def resolve_specs(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, GroupSpec]:
+        """`group_defaults` with the per-group overrides; remembered, so that `train_step` clips with them.
+        Every `make_optimizers` (also a method's own) builds its optimisers from these."""
+        specs = resolve_group_specs(self.group_defaults(), overrides)
+        self._optimizer_specs = specs
+        return specs
+
     def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
         """One optimiser per parameter group from `group_defaults`, with optional per-group overrides."""
-        specs = resolve_group_specs(self.group_defaults(), overrides)
-        self._optimizer_specs = specs  # train_step clips with these, overrides included
+        specs = self.resolve_specs(overrides)
         groups = self.param_groups()
         return {name: build_optimizer(groups[name], specs[name]) for name in groups if groups[name]}
 

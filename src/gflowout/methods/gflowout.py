@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer, resolve_group_specs
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer
 from gflowout.methods.generators import LogPartition, PosteriorGenerator, PriorGenerator
 from gflowout.methods.mask_sampling import (
     reusable_buffer,
@@ -136,8 +136,8 @@ class PriorSampler:
 
     copies: the batch is `copies` sample-major copies of the same inputs (`predict`'s batch
     expansion). The first site's activation is then the same in every copy of an input (no mask has
-    been applied yet), so its prior logits are computed once per input and repeated; a check on the
-    second copy falls back to the full batch if a random layer before the first site makes them differ.
+    been applied yet), so its prior logits are computed once per input and repeated; a check of every
+    copy falls back to the full batch if a random layer before the first site makes them differ.
     """
 
     def __init__(self, prior: nn.ModuleList, copies: int = 1, reuse_buffers: bool = False) -> None:
@@ -171,7 +171,9 @@ class PriorSampler:
             return None
         batch = rows // self.copies
         first_copy = features[:batch]
-        if not torch.equal(features[batch : 2 * batch], first_copy):
+        # every copy, not only the second: a random layer before the first site (an always-on F.dropout in a
+        # wrapped model) can make two copies agree by chance while the others differ
+        if not torch.equal(features.view(self.copies, batch, -1), first_copy.reshape(1, batch, -1).expand(self.copies, -1, -1)):
             return None
         logits = self.prior[0](None, first_copy)
         if out is None:
@@ -250,7 +252,7 @@ class GFlowOut(DropoutMethod):
 
     def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
         """Three optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
-        specs = resolve_group_specs(self.group_defaults(), overrides)
+        specs = self.resolve_specs(overrides)  # remembered: train_step clips with them
         generators, log_z = list(self.posterior.parameters()), list(self.log_partition.parameters())
         return {
             "backbone": build_optimizer(list(self.net.parameters()), specs["backbone"]),

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer, resolve_group_specs
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer
 from gflowout.methods.generators import ChainGenerator
 from gflowout.methods.mask_sampling import (
     bernoulli_log_prob,
@@ -160,7 +160,7 @@ class IDGFlowOut(DropoutMethod):
 
     def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
         """Two optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
-        specs = resolve_group_specs(self.group_defaults(), overrides)
+        specs = self.resolve_specs(overrides)  # remembered: train_step clips with them
         return {
             "backbone": build_optimizer(list(self.net.parameters()), specs["backbone"]),
             "posterior": posterior_optimizer(list(self.generators.parameters()), [self.log_z], specs["posterior"], self.logz_lr),
