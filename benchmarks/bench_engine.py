@@ -21,7 +21,10 @@ Measured on the 2-core development machine, 2026-12-01 13:45-13:50 UTC, torch 2.
 ranges over this session's runs are given:
   2 threads: GFlowOut step / MC 1.56-1.67x (23.0-26.8 vs 14.1-16.0 ms; target 1.40 NOT met), ID-GFlowOut
              / MC 1.20-1.24x, MC / none 1.07-1.10x (target 1.15 met); predict(20) / mask-free at batch 128:
-             GFlowOut 1.25-1.29x, ID-GFlowOut 1.24-1.26x (target 1.30 met, at the edge of the noise); loop
+             GFlowOut 1.25-1.29x, ID-GFlowOut 1.24-1.26x (target 1.30 met, at the edge of the noise; later,
+             `--repeats 3 --only predict` alternated between this code at 9fa53d5 and at the end of the day:
+             1.28-1.32x vs 1.25-1.38x, the noise of 3 rounds; the end-of-day code compares every copy's
+             first-site activation before sharing the prior, 0.65 ms of ~100); loop
              of 20 / predict 8.4-10.6x at batch 1 (target 2 met), 3.7-4.3x at batch 8.
   1 thread:  GFlowOut step / MC 1.43-1.53x (33.6-37.0 vs 23.2-24.2 ms), ID-GFlowOut / MC 1.17-1.25x.
 With one autograd node per trajectory (`methods/trajectory_policy.py`), 2026-12-01 14:47-14:53 UTC
