@@ -77,3 +77,17 @@ def test_a_nan_on_one_rank_stops_every_rank_promptly(tmp_path: Path, tiny_config
     output = done.stdout + done.stderr
     assert "another rank got a non-finite loss at step 2" in output  # rank 0
     assert "non-finite loss in group(s) ['backbone']" in output  # rank 1, with the values
+
+
+def test_an_evaluation_split_smaller_than_the_process_count_is_a_clear_error(tmp_path: Path, tiny_config: Path) -> None:
+    """One validation example for two processes left rank 1 an empty loader: Lightning stopped with 'zero length'
+    and rank 0 with a gloo 'connection closed'; now both say what to change."""
+    import subprocess
+
+    from train_helpers import REPO, fit_command, subprocess_env
+
+    overrides = ("data.val_fraction=0.0025", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1")
+    done = subprocess.run(fit_command(tiny_config, tmp_path / "run", overrides=overrides), env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode != 0
+    assert "an evaluation split has 1 example(s) for 2 processes" in done.stdout + done.stderr

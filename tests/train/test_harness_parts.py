@@ -92,3 +92,21 @@ def test_resumable_loader_skips_only_the_batches_done() -> None:
     assert len(rest) == 3 and all(torch.equal(a, b) for a, b in zip(rest, batches[3:]))
     resumed.sampler.set_epoch(3)  # the next epoch is whole again
     assert len([b for b in resumed]) == 6
+
+
+def test_cuda_rng_states_restore_only_on_the_devices_this_process_sees(monkeypatch) -> None:
+    """A checkpoint of a run that saw 2 GPUs, resumed where 1 is visible, failed in set_rng_state_all
+    (IndexError). Simulated: no GPU here; torch.cuda answers as a 1-GPU machine."""
+    import torch
+
+    from gflowout.training.module import capture_rng_state, restore_rng_state
+
+    state = capture_rng_state()
+    state["cuda"] = [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]  # two devices' states
+    restored: list[tuple[int, int]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda new_state, device="cuda": restored.append((int(new_state[0]), device)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: [torch.cuda.default_generators[i] for i in range(len(states))])
+    restore_rng_state(state)
+    assert restored == [(0, 0)]

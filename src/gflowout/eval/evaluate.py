@@ -215,7 +215,8 @@ def _in_private_rng(evaluate: Callable[..., dict[str, Any]]) -> Callable[..., di
     @functools.wraps(evaluate)
     def wrapper(method: DropoutMethod, *args: Any, **kwargs: Any) -> dict[str, Any]:
         device = next((p.device for p in method.parameters()), torch.device("cpu"))
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        # every visible GPU: torch.manual_seed reseeds them all
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if device.type == "cuda" else []):
             return evaluate(method, *args, **kwargs)
 
     return wrapper

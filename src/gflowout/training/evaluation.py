@@ -22,7 +22,8 @@ def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | N
     for the data module too.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    # every visible GPU: torch.manual_seed below reseeds them all
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if device.type == "cuda" else []):
         method, config = load_method(path, allow_custom_code=allow_custom_code)
         if not allow_custom_code:
             refuse_custom_code(config, str(path))  # the data module as well

@@ -9,7 +9,8 @@ from torch's RNG seeded by (seed, epoch, batch, rank) in a fork; with workers, t
 function of (seed, epoch), so resuming at an epoch boundary is exact and mid-epoch augmentations may
 differ). Each DDP rank takes every world_size-th index of the (padded) permutation, as
 torch's DistributedSampler does, so the union of the ranks' j-th batches is the j-th global batch
-of a one-process run with world_size times the batch size.
+of a one-process run with world_size times the batch size, exactly when the training set divides by
+world_size (otherwise the padding repeats the first indices in the last global batch).
 """
 
 from __future__ import annotations

@@ -125,7 +125,10 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     random.setstate(_python_state_from_plain(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # only the devices this process sees: a run trained where 2 GPUs were visible and requeued with one
+        # made set_rng_state_all fail (IndexError) on the missing device
+        for device, cuda_state in enumerate(list(state["cuda"])[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, device)
 
 
 def _python_state_to_plain(state: tuple) -> list:
@@ -284,7 +287,13 @@ class MethodModule(pl.LightningModule):
         return self._shard(self.datamodule.test_dataloader())
 
     def _shard(self, template: Any) -> Any:
-        sampler = ShardSampler(len(template.dataset), rank=self.global_rank, world_size=self.trainer.world_size)
+        size, world = len(template.dataset), self.trainer.world_size
+        if size < world:  # a rank with an empty loader stops Lightning (and the others with it) with no clear cause
+            raise ConfigError(
+                f"an evaluation split has {size} example(s) for {world} processes; each process needs at least one: "
+                "raise data.val_fraction (or use fewer processes)"
+            )
+        sampler = ShardSampler(size, rank=self.global_rank, world_size=world)
         return rebuild_loader(template, sampler, seed=self.config.seed)
 
     # --- checkpoints -----------------------------------------------------------------------------
