@@ -9,8 +9,28 @@ import pytest
 import torch
 
 from gflowout.errors import DataError
+from gflowout.methods import MethodName, method_class
 from gflowout.methods.base import DropoutMethod
 from gflowout.nets.mlp import MLP
+
+
+# every MethodName with the options it needs, contextual in both variants (the all-methods tests' grid)
+EVERY_METHOD = [
+    (MethodName.GFLOWOUT, {"dataset_size": 100}),
+    (MethodName.ID_GFLOWOUT, {"dataset_size": 100}),
+    (MethodName.MC_DROPOUT, {}),
+    (MethodName.CONCRETE, {"dataset_size": 100}),
+    (MethodName.CONTEXTUAL, {"variant": "bernoulli"}),
+    (MethodName.CONTEXTUAL, {"variant": "gaussian"}),
+    (MethodName.NONE, {}),
+]
+EVERY_METHOD_IDS = [f"{name.value}-{options.get('variant', '')}".rstrip("-") for name, options in EVERY_METHOD]
+
+
+def tiny_method(name: MethodName, options: dict, classes: int) -> DropoutMethod:
+    """Method `name` on a seeded MLP 1x4x4 -> 12 -> 12 -> `classes` (the all-methods tests' net)."""
+    torch.manual_seed(0)
+    return method_class(name)(MLP(input_shape=(1, 4, 4), hidden=(12, 12), num_classes=classes), **options)
 
 
 def small_mlp_method(method_class: type[DropoutMethod], **options) -> DropoutMethod:

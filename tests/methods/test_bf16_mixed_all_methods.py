@@ -12,31 +12,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_helpers import EVERY_METHOD, EVERY_METHOD_IDS, tiny_method
 
-from gflowout.methods import MethodName, method_class
-from gflowout.nets.mlp import MLP
+from gflowout.methods import MethodName
 
 CLASSES = 5
-METHODS = [
-    (MethodName.GFLOWOUT, {"dataset_size": 100}),
-    (MethodName.ID_GFLOWOUT, {"dataset_size": 100}),
-    (MethodName.MC_DROPOUT, {}),
-    (MethodName.CONCRETE, {"dataset_size": 100}),
-    (MethodName.CONTEXTUAL, {"variant": "bernoulli"}),
-    (MethodName.CONTEXTUAL, {"variant": "gaussian"}),
-    (MethodName.NONE, {}),
-]
-IDS = [f"{name.value}-{options.get('variant', '')}".rstrip("-") for name, options in METHODS]
-
-
-def test_every_method_name_is_covered() -> None:
-    assert {name for name, _ in METHODS} == set(MethodName)
-
-
-@pytest.mark.parametrize(("name", "options"), METHODS, ids=IDS)
+@pytest.mark.parametrize(("name", "options"), EVERY_METHOD, ids=EVERY_METHOD_IDS)  # every MethodName (checked there)
 def test_trains_and_predicts_inside_bf16_autocast(name: MethodName, options: dict) -> None:
-    torch.manual_seed(0)
-    method = method_class(name)(MLP(input_shape=(1, 4, 4), hidden=(12, 12), num_classes=CLASSES), **options)
+    method = tiny_method(name, options, CLASSES)
     optimizers = method.make_optimizers()
     x, y = torch.rand(16, 1, 4, 4), torch.randint(0, CLASSES, (16,))
     totals = []

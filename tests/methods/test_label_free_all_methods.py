@@ -11,22 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_helpers import EVERY_METHOD, EVERY_METHOD_IDS, tiny_method
 
-from gflowout.methods import MethodName, method_class
-from gflowout.nets.mlp import MLP
+from gflowout.methods import MethodName
 
 BATCH, CLASSES = 6, 5
-# (method, options): every MethodName, contextual in both variants
-METHODS = [
-    (MethodName.GFLOWOUT, {"dataset_size": 100}),
-    (MethodName.ID_GFLOWOUT, {"dataset_size": 100}),
-    (MethodName.MC_DROPOUT, {}),
-    (MethodName.CONCRETE, {"dataset_size": 100}),
-    (MethodName.CONTEXTUAL, {"variant": "bernoulli"}),
-    (MethodName.CONTEXTUAL, {"variant": "gaussian"}),
-    (MethodName.NONE, {}),
-]
-IDS = [f"{name.value}-{options.get('variant', '')}".rstrip("-") for name, options in METHODS]
+METHODS, IDS = EVERY_METHOD, EVERY_METHOD_IDS
 
 
 def test_every_method_name_is_covered() -> None:
@@ -34,9 +24,7 @@ def test_every_method_name_is_covered() -> None:
 
 
 def _method(name: MethodName, options: dict):
-    torch.manual_seed(0)
-    net = MLP(input_shape=(1, 4, 4), hidden=(12, 12), num_classes=CLASSES)
-    return method_class(name)(net, **options)
+    return tiny_method(name, options, CLASSES)
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
