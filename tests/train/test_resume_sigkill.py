@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env
+from train_helpers import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env, wait_for_stall
 
 # 9 batches per epoch, a step checkpoint every 2 batches. Stalling at the 14th training batch (13 done)
 # leaves the step-12 checkpoint (mid-epoch 1: batches 10..18); at the 10th (9 done), the end-of-epoch-0 one.
@@ -34,11 +33,7 @@ def _kill_at(config: Path, out: Path, marker: Path, stall_at: int, loader: str, 
     process = subprocess.Popen(fit_command(config, out, overrides=overrides), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while not marker.exists():
-            assert process.poll() is None, f"the run ended before it could be killed:\n{process.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "the run never reached the stall point"
-            time.sleep(0.05)
+        wait_for_stall(process, marker)
         os.kill(process.pid, signal.SIGKILL)
         assert process.wait(timeout=30) == -signal.SIGKILL
     finally:

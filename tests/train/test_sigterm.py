@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from train_helpers import REPO, run_fit, subprocess_env
+from train_helpers import REPO, run_fit, subprocess_env, wait_for_stall
 
 
 def test_sigterm_exits_143_with_the_way_to_resume(tmp_path: Path, tiny_config: Path) -> None:
@@ -25,11 +25,7 @@ def test_sigterm_exits_143_with_the_way_to_resume(tmp_path: Path, tiny_config: P
     command = [sys.executable, "-m", "gflowout.cli.main", "train", "--config", str(tiny_config), "--out", str(out)]
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while not marker.exists():
-            assert process.poll() is None, f"the run ended before the signal:\n{process.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "the run never reached the stall point"
-            time.sleep(0.05)
+        wait_for_stall(process, marker)
         os.kill(process.pid, signal.SIGTERM)
         time.sleep(0.5)
         release.write_text("go")  # the stalled batch finishes; Lightning raises at the batch boundary

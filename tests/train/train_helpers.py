@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +22,16 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env.update(extra)
     return env
+
+
+def wait_for_stall(process: subprocess.Popen, marker: Path, timeout: float = 90) -> None:
+    """Wait until the run's stalling collate writes `marker` (see train_standins.StallingCollate); fail the test
+    with the run's stderr if it ends first, or if it never gets there."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert process.poll() is None, f"the run ended before the stall point:\n{process.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "the run never reached the stall point"
+        time.sleep(0.05)
 
 
 def fit_command(config: Path, out: Path, resume: bool = False, overrides: tuple[str, ...] = ()) -> list[str]:
