@@ -76,6 +76,7 @@ from gflowout.eval.uncertainty import ttest_uncertainty
 from gflowout.errors import DataError
 from gflowout.experiments.results import SCHEMA_VERSION, run_id
 from gflowout.methods.base import DropoutMethod
+from gflowout.training.rng import private_rng
 
 DEFAULT_OOD: dict[str, tuple[str, ...]] = {
     "mnist": ("fashion-mnist", "animal-mnist"),
@@ -215,8 +216,7 @@ def _in_private_rng(evaluate: Callable[..., dict[str, Any]]) -> Callable[..., di
     @functools.wraps(evaluate)
     def wrapper(method: DropoutMethod, *args: Any, **kwargs: Any) -> dict[str, Any]:
         device = next((p.device for p in method.parameters()), torch.device("cpu"))
-        # every visible GPU: torch.manual_seed reseeds them all
-        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if device.type == "cuda" else []):
+        with private_rng(device):
             return evaluate(method, *args, **kwargs)
 
     return wrapper

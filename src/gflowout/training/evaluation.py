@@ -10,6 +10,7 @@ import torch
 from gflowout.checkpoint import load_method, refuse_custom_code
 from gflowout.training.build import build_datamodule
 from gflowout.training.module import ClassificationSums
+from gflowout.training.rng import private_rng
 
 
 @torch.no_grad()
@@ -22,8 +23,7 @@ def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | N
     for the data module too.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    # every visible GPU: torch.manual_seed below reseeds them all
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if device.type == "cuda" else []):
+    with private_rng(device):
         method, config = load_method(path, allow_custom_code=allow_custom_code)
         if not allow_custom_code:
             refuse_custom_code(config, str(path))  # the data module as well

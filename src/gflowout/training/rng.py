@@ -7,6 +7,8 @@ augmentation.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 VALIDATION, TEST, DDP_TRAINING_MASKS, BATCH_AUGMENTATION = 1, 2, 3, 4
@@ -16,3 +18,9 @@ def seed_stream(seed: int, stream: int, *position: int) -> None:
     """torch.manual_seed of a 62-bit value derived from (seed, stream, *position) (the same in every process:
     Python's hash of a tuple of ints is not randomised)."""
     torch.manual_seed(hash((seed, stream, *position)) % (2**62))
+
+
+def private_rng(device: torch.device) -> contextlib.AbstractContextManager:
+    """A forked torch RNG state for code that seeds its own draws on `device`: the caller's stream is restored
+    afterwards, on the CPU and, for a CUDA device, on every visible GPU (torch.manual_seed reseeds them all)."""
+    return torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if device.type == "cuda" else [])
