@@ -115,6 +115,9 @@ class TrainerConfig:
     val_samples: S, the number of mask samples of the validation and test predictive (batched).
     checkpoint_every_n_steps: also write last.ckpt every N training batches (mid-epoch resume); 0 = only per epoch.
     limit_val_batches: Lightning's limit on validation batches per epoch (per rank), for quick runs.
+    val_every_n_epochs: validate (and so consider a best checkpoint) after every k-th epoch only: epochs
+        k, 2k, ...; keep max_epochs a multiple of k so the last epoch is validated. Validation draws its masks
+        from a private stream, so k changes which epoch can be best, never the training itself.
     """
 
     max_epochs: int = 200
@@ -130,6 +133,7 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 200
     enable_progress_bar: bool = True
     limit_val_batches: Union[int, float] = 1.0
+    val_every_n_epochs: int = 1
 
 
 @dataclass
@@ -249,6 +253,7 @@ def _check_values(config: ExperimentConfig) -> None:
         "trainer.val_samples": config.trainer.val_samples,
         "trainer.num_nodes": config.trainer.num_nodes,
         "trainer.log_every_n_steps": config.trainer.log_every_n_steps,
+        "trainer.val_every_n_epochs": config.trainer.val_every_n_epochs,
     }
     for key, value in positive.items():
         if value < 1:

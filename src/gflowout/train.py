@@ -111,7 +111,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
         log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, callbacks=callbacks, logger=loggers,
         plugins=[AtomicCheckpointIO()], enable_progress_bar=t.enable_progress_bar, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our samplers shard by rank themselves (and resume mid-epoch)
-        limit_val_batches=t.limit_val_batches, enable_model_summary=False, default_root_dir=out_dir,
+        limit_val_batches=t.limit_val_batches, check_val_every_n_epoch=t.val_every_n_epochs, enable_model_summary=False, default_root_dir=out_dir,
     )
     # strategy "ddp" is Lightning's plain DDP: every shipped method uses all its parameters each step (checked
     # with 2 ranks); a user's method that skips some can pass "ddp_find_unused_parameters_true".

@@ -44,7 +44,8 @@ def test_grid_order_skip_eta_and_keep_going(tmp_path: Path, monkeypatch):
     lines: list[str] = []
     with pytest.raises(BenchmarkError, match=r"1 of 6 run\(s\) failed \(mnist__none__seed2: NonFiniteLossError"):
         run_benchmark(bench, tmp_path / "out", log=lines.append, keep_going=True)
-    assert calls == [("mc_dropout", 1), ("mc_dropout", 2), ("mc_dropout", 3), ("none", 1), ("none", 2), ("none", 3)]
+    # seed-major: every method's seed 1 first, so a grid stopped part-way compares the methods on the same seeds
+    assert calls == [("mc_dropout", 1), ("none", 1), ("mc_dropout", 2), ("none", 2), ("mc_dropout", 3), ("none", 3)]
     assert "ETA" not in lines[0] and "0 done, 6 left" in lines[0]
     assert any("ETA" in line for line in lines[1:])
     files = sorted(p.name for p in (tmp_path / "out" / "results").glob("*.json"))
@@ -67,6 +68,52 @@ def test_grid_order_skip_eta_and_keep_going(tmp_path: Path, monkeypatch):
     with pytest.raises(BenchmarkError, match=r"mnist__mc_dropout__seed1.json was made with other settings"):
         run_benchmark(load_benchmark_config(changed), tmp_path / "out", log=lines.append, report=False)
     assert calls == []
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7])
+def test_shards_cover_every_run_exactly_once(count: int):
+    runs = list(range(11))
+    shards = [benchmark.shard_runs(runs, index, count) for index in range(1, count + 1)]
+    assert sorted(r for shard in shards for r in shard) == runs
+    with pytest.raises(Exception, match="1 <= I <= N"):
+        benchmark.shard_runs(runs, count + 1, count)
+
+
+def test_two_shards_share_one_folder_and_the_last_writes_the_report(tmp_path: Path, monkeypatch):
+    calls: list[tuple[str, int]] = []
+
+    def stand_in(config, run_dir, evaluation, log, trainer_overrides, progress):
+        calls.append((config.method.name, config.seed))
+        return {"schema_version": SCHEMA_VERSION, "run_id": run_id(config.data.name, config.method.name, config.seed),
+                "method": config.method.name, "seed": config.seed, "settings_digest": benchmark.run_digest(config, evaluation),
+                "dataset": config.data.name, "train_time_s": 1.0, "eval_time_s": 1.0,
+                "clean": {"accuracy": 0.5, "nll": 1.0, "brier": 0.5, "ece15": 0.1, "ece10": 0.1}}
+
+    monkeypatch.setattr(benchmark, "train_and_evaluate", stand_in)
+    bench = load_benchmark_config(write_bench(tmp_path))
+    out = tmp_path / "out"
+    run_benchmark(bench, out, log=lambda line: None, shard=(2, 2))
+    assert calls == [("none", 1), ("none", 2), ("none", 3)]
+    assert not (out / "report").exists()  # shard 1 has not finished: no report of half the grid
+    run_benchmark(bench, out, log=lambda line: None, shard=(1, 2))
+    assert calls[3:] == [("mc_dropout", 1), ("mc_dropout", 2), ("mc_dropout", 3)]
+    assert len(list((out / "results").glob("*.json"))) == 6 and (out / "report" / "report.md").is_file()
+
+
+def test_slurm_array_variables_pick_the_shard():
+    import argparse
+
+    from gflowout.cli.arguments import shard_spec, slurm_array_shard
+
+    assert slurm_array_shard({}) is None
+    assert slurm_array_shard({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0"}) == (1, 4)
+    assert slurm_array_shard({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}) == (4, 4)
+    with pytest.raises(argparse.ArgumentTypeError, match="contiguous"):
+        slurm_array_shard({"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0"})
+    assert shard_spec("2/3") == (2, 3)
+    for bad in ("0/2", "3/2", "x", "1-2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            shard_spec(bad)
 
 
 def test_a_finished_training_of_another_config_is_not_reused(tmp_path: Path):

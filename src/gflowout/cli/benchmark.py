@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gflowout.cli.arguments import positive_int
+from gflowout.cli.arguments import positive_int, shard_spec, slurm_array_shard
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,17 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
+    parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
+                        help="run only shard I of N of the grid (every N-th run from run I), so N workers share one "
+                        "--out; default: from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1/1")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark, set_threads
 
+    import os
+
+    shard = args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
     quiet_lightning()
     set_threads(args.threads)
     bench = load_benchmark_config(args.config)
     out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
     paths = run_benchmark(bench, out, root=args.root, report=not args.no_report,
-                          keep_going=args.keep_going)
+                          keep_going=args.keep_going, shard=shard)
     print(f"{len(paths)} result file(s) in {out / 'results'}")
     return 0

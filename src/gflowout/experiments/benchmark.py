@@ -39,7 +39,9 @@ from typing import Any
 import torch
 import yaml
 
+from gflowout.config_types import closest_match
 from gflowout.errors import ConfigError, GFlowOutError
+from gflowout.experiments.grid_check import check_grid, check_method_names
 from gflowout.experiments.results import read_result, run_id, write_json_atomic
 from gflowout.training.resume import settings_digest
 
@@ -79,8 +81,10 @@ class BenchmarkConfig:
     source: Path | None = None  # the YAML file it came from
 
     def runs(self) -> list["RunSpec"]:
+        """Every run, seed-major: each data set's first seed of every method, then the second, ...; so a grid
+        stopped part-way has compared all methods on the same seeds."""
         datasets = self.datasets or [None]
-        return [RunSpec(d, m, s) for d in datasets for m in self.methods for s in self.seeds]
+        return [RunSpec(d, m, s) for d in datasets for s in self.seeds for m in self.methods]
 
     def config_path(self) -> Path:
         assert isinstance(self.config, str)
@@ -118,10 +122,13 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
         if key not in raw:
             raise ConfigError(f"{path}: benchmark key {key!r} is required")
     evaluation = raw.pop("evaluation", None) or {}
-    valid_eval = {f.name for f in dataclasses.fields(EvaluationSettings)}
-    if not isinstance(evaluation, dict) or set(evaluation) - valid_eval:
-        raise ConfigError(f"{path}: 'evaluation' must be a mapping with keys among {sorted(valid_eval)}, "
-                          f"found {evaluation!r}")
+    valid_eval = sorted(f.name for f in dataclasses.fields(EvaluationSettings))
+    if not isinstance(evaluation, dict):
+        raise ConfigError(f"{path}: 'evaluation' must be a mapping with keys among {valid_eval}")
+    for key in evaluation:
+        if key not in valid_eval:
+            raise ConfigError(f"{path}: unknown key 'evaluation.{key}'; valid keys: {valid_eval}"
+                              f"{closest_match(str(key), valid_eval)}")
     for key, kind in (("methods", str), ("seeds", int)):
         if not isinstance(raw[key], list) or not raw[key] or not all(isinstance(v, kind) for v in raw[key]):
             raise ConfigError(f"{path}: benchmark key {key!r} must be a non-empty list of {kind.__name__}, "
@@ -133,6 +140,7 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     if not isinstance(raw.get("overrides", []), list):
         raise ConfigError(f"{path}: 'overrides' must be a list of key.path=value strings")
     _check_published(evaluation.get("published_corruptions"), path)
+    check_method_names(raw["methods"], f"{path}: benchmark key 'methods'")
     return BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
 
 
@@ -212,6 +220,7 @@ def run_benchmark(
     trainer_overrides: dict[str, Any] | None = None,
     progress: Callable[[str, str], None] | None = None,
     keep_going: bool = False,
+    shard: tuple[int, int] = (1, 1),
 ) -> list[Path]:
     """Train, evaluate and record every run of the grid that has no result file yet; then write the report.
 
@@ -221,10 +230,17 @@ def run_benchmark(
     failed runs is raised at the end. Without it the first failure stops the grid.
     progress: called as progress(run id, stage) when a stage starts ("training", each evaluation
     condition, "done"), for progress bars.
+    shard: (i, n), 1 <= i <= n: run only the runs at positions i-1, i-1+n, i-1+2n, ... of the grid, so n
+    workers (a SLURM array, two processes on one machine) share one output folder; each run has its own run
+    folder and result file. The report is written by whichever worker finds the whole grid finished.
     """
     out_dir = Path(out_dir)
-    specs = bench.runs()
-    configs = [run_config(bench, spec, root) for spec in specs]  # every config is checked before any training
+    all_specs = bench.runs()
+    all_configs = [run_config(bench, spec, root) for spec in all_specs]
+    check_grid(bench, all_configs, root, log)  # the whole grid, before any training (a typo costs a second)
+    shard_index, shard_count = shard
+    specs = shard_runs(all_specs, shard_index, shard_count)
+    configs = shard_runs(all_configs, shard_index, shard_count)
     done_paths: list[Path] = []
     session_times: list[float] = []
     failures: dict[str, str] = {}
@@ -268,6 +284,11 @@ def run_benchmark(
         log(f"[{index + 1}/{len(specs)}] {identity}: clean accuracy {result['clean']['accuracy']:.4f}, "
             f"NLL {result['clean']['nll']:.4f}, ECE {result['clean']['ece15']:.4f} "
             f"({_format_seconds(session_times[-1])})")
+    if shard_count > 1 and report:
+        finished = [out_dir / "results" / f"{run_id(c.data.name, c.method.name, c.seed)}.json" for c in all_configs]
+        report = all(path.is_file() for path in finished)  # the last worker to finish writes it
+        if not report:
+            log(f"shard {shard_index}/{shard_count} finished; the report is written when every shard has finished")
     if report:
         from gflowout.eval.report import write_report
 
@@ -279,6 +300,13 @@ def run_benchmark(
         raise BenchmarkError(f"{len(failures)} of {len(specs)} run(s) failed ({listing}); "
                              "fix the cause and rerun the same command to do only those")
     return done_paths
+
+
+def shard_runs(items: Sequence[Any], index: int, count: int) -> list[Any]:
+    """The items of shard `index` of `count` (1-based): every count-th item from position index - 1."""
+    if not (isinstance(index, int) and isinstance(count, int) and 1 <= index <= count):
+        raise ConfigError(f"shard {index}/{count}: the shard must be I/N with 1 <= I <= N")
+    return list(items[index - 1 :: count])
 
 
 def train_and_evaluate(

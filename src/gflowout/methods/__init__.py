@@ -35,7 +35,10 @@ def method_class(name: str | MethodName) -> type[DropoutMethod]:
     try:
         key = MethodName(name)
     except ValueError:
-        raise ValueError(f"unknown method {name!r}; choose one of {[m.value for m in MethodName]}") from None
+        from gflowout.config_types import closest_match
+
+        known = [m.value for m in MethodName]
+        raise ValueError(f"unknown method {name!r}; choose one of {known}{closest_match(str(name), known)}") from None
     module_name, class_name = _TABLE[key].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -21,6 +21,9 @@ HARDWARE_KEYS = (
 )
 # a resume may also change how long the run goes on
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
+# keys added after runs were recorded, with the value that reproduces the behaviour from before they existed:
+# at that value a key is left out of comparisons and digests, so older runs and results stay valid
+NEUTRAL_VALUES: dict[str, Any] = {"trainer.val_every_n_epochs": 1}
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -34,9 +37,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened config as compared and digested: no empty mappings (an absent block and `{}` are the
+    same settings) and no key at its `NEUTRAL_VALUES` value."""
+    return {key: value for key, value in flatten(config).items()
+            if value != {} and not (key in NEUTRAL_VALUES and value == NEUTRAL_VALUES[key])}
+
+
 def check_resume_config(saved: Mapping[str, Any], requested: Mapping[str, Any], source: str) -> None:
-    """A ConfigError listing every key (other than `RESUMABLE_KEYS`) whose value differs from the run's own."""
-    before, after = flatten(saved), flatten(requested)
+    """A ConfigError listing every key (other than `RESUMABLE_KEYS`) whose value differs from the run's own
+    (an absent key reads as null)."""
+    before, after = comparable(saved), comparable(requested)
     changed = sorted(key for key in before.keys() | after.keys()
                      if before.get(key) != after.get(key) and key not in RESUMABLE_KEYS)
     if changed:
@@ -54,5 +65,5 @@ def settings_digest(**parts: Mapping[str, Any]) -> str:
     import hashlib
     import json
 
-    plain = {name: {k: v for k, v in flatten(part).items() if k not in HARDWARE_KEYS} for name, part in parts.items()}
+    plain = {name: {k: v for k, v in comparable(part).items() if k not in HARDWARE_KEYS} for name, part in parts.items()}
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
