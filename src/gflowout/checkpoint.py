@@ -147,6 +147,7 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; train first or check the path")
+    _refuse_non_checkpoint(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -168,6 +169,22 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(checkpoint).__name__}, expected a dict")
     return checkpoint
+
+
+def _refuse_non_checkpoint(path: Path) -> None:
+    """A CheckpointError for a file that is no torch checkpoint at all (a text file, an image): torch's own
+    message for those ('truncated or corrupt: 101') does not say that the file is simply something else."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({error.strerror or error}); check its permissions") from None
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip format, or the legacy pickle format
+        return
+    kind = "an empty file" if not head else ("a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+                                             else "not a torch checkpoint")
+    raise CheckpointError(f"{str(path)!r} is not a checkpoint file ({kind}; a checkpoint written by gflowout train is a "
+                          "torch zip archive, e.g. RUN/checkpoints/best.ckpt)")
 
 
 def _unpickler_detail(error: BaseException) -> str:

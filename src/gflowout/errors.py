@@ -21,3 +21,7 @@ class CheckpointError(GFlowOutError):
 
 class NonFiniteLossError(GFlowOutError, FloatingPointError):
     """A training loss became NaN or infinite; training stops instead of going on."""
+
+
+class OutputError(GFlowOutError, OSError):
+    """An output or data folder cannot be created or written (read-only, not a folder, no permission)."""

@@ -19,12 +19,15 @@ metrics are exact sums over all ranks' shards, and the test split is evaluated o
 from __future__ import annotations
 
 import hashlib
+import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -43,6 +46,7 @@ from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
 from gflowout.training.module import MethodModule
 from gflowout.training.resume import check_resume_config
+from gflowout.writable import writable_folder
 
 BEST_MONITOR = "val/nll"
 
@@ -93,8 +97,24 @@ def weight_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+class _NoAdvertisingTips(logging.Filter):
+    """Drops Lightning's '💡 Tip: ... try installing ...' lines (cloud-service advertising, not run information)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.msg)
+
+
+def silence_lightning_tips() -> None:
+    """Install `_NoAdvertisingTips` on the loggers Lightning's rank-zero messages go through (once)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoAdvertisingTips) for f in logger.filters):
+            logger.addFilter(_NoAdvertisingTips())
+
+
 def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> pl.Trainer:
     """The Lightning Trainer of a run: atomic checkpoints, best + last, CSV and TensorBoard loggers."""
+    silence_lightning_tips()
     t = config.trainer
     checkpoints = out_dir / "checkpoints"
     best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=BEST_MONITOR, mode="min", save_top_k=1,
@@ -132,10 +152,13 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {str(out_dir)!r} is a file, not a run folder; choose another --out")
+    writable_folder(out_dir, "run folder", "--out")  # before any work: a read-only --out must not cost a training
     last = out_dir / "checkpoints" / "last.ckpt"
     if last.exists() and not resume:
         raise ConfigError(f"run folder {str(out_dir)!r} already holds {last.name}; pass --resume to continue it "
                           "or choose another --out")
+    if not last.exists():
+        _refuse_another_run(out_dir, config, resume)
     ckpt_path = None
     if resume and last.exists():
         saved = metadata_of(read_checkpoint(last), str(last))
@@ -187,6 +210,28 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()  # a clean exit; otherwise gloo ranks linger ~4 s at shutdown
     return out_dir
+
+
+def _refuse_another_run(out_dir: Path, config: ExperimentConfig, resume: bool) -> None:
+    """A folder that holds a run (config.yaml, results.json) but no checkpoint is never silently overwritten:
+    without --resume it is refused; with --resume its config.yaml must be this config (then it starts afresh)."""
+    held = [name for name in ("config.yaml", "results.json") if (out_dir / name).is_file()]
+    if not held:
+        return
+    if not resume:
+        raise ConfigError(f"run folder {str(out_dir)!r} already holds a run ({', '.join(held)}) and no checkpoint; "
+                          "choose another --out, or delete the folder to redo that run")
+    saved_path = out_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else None
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{saved_path} is unreadable ({error}); choose another --out or delete the folder") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"run folder {str(out_dir)!r} holds {', '.join(held)} but no readable config.yaml: it cannot be "
+                          "matched against this config; choose another --out or delete the folder")
+    check_resume_config(saved, config.to_dict(), str(out_dir))  # another config's results are never overwritten
+    if rank_zero_only.rank == 0:
+        print(f"no checkpoint in {out_dir}: starting that run afresh (same config)", file=sys.stderr)
 
 
 def _digest_tensor(module: torch.nn.Module) -> torch.Tensor:

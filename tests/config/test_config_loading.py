@@ -11,8 +11,19 @@ from gflowout.errors import ConfigError
 from gflowout.training.build import build_method_for, validate_model_options
 
 REPO = Path(__file__).resolve().parents[2]
-# ours: bench_* and demo* belong to the benchmark runner and have their own schema
-SHIPPED = sorted(p for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith(("bench_", "demo")))
+
+
+def _is_benchmark_config(path: Path) -> bool:
+    """A grid for the benchmark runner (its own schema: `config`, `methods`, `seeds`), not a harness config."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    return isinstance(raw, dict) and "config" in raw and "seeds" in raw
+
+
+ALL_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+SHIPPED = [p for p in ALL_CONFIGS if not _is_benchmark_config(p)]
+GRIDS = [p for p in ALL_CONFIGS if _is_benchmark_config(p)]
 
 
 def test_unknown_key_lists_valid_keys_and_closest_match() -> None:
@@ -200,3 +211,13 @@ def test_in_range_edges_and_custom_method_blocks_are_accepted() -> None:
     config = config_from_dict({"seed": 2**32 - 1, "optim": {"backbone": {"lr": 1e-9, "weight_decay": 0.0}},
                                "data": {"num_workers": 0}, "methods": {"my_pkg.methods:Custom": {"options": {}}}})
     assert config.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=[p.name for p in GRIDS])
+def test_shipped_benchmark_grids_load_and_resolve_every_run(path: Path) -> None:
+    """Every shipped grid loads, and each of its runs resolves to a valid harness config with valid options."""
+    from gflowout.experiments.benchmark import load_benchmark_config, run_config
+
+    bench = load_benchmark_config(path)
+    for spec in bench.runs():
+        validate_model_options(run_config(bench, spec))

@@ -172,11 +172,13 @@ def test_skip_leaves_a_dropout_alone_and_channel_dropout_becomes_a_channel_site(
     assert [(s.width, s.kind) for s in gflowout.wrap(conv_plain, (1, 8, 8), 2).sites] == [(6, "channel")]
 
 
-def test_mc_dropout_can_keep_the_wrapped_modules_own_rates(wrapped):
-    method = method_class("mc_dropout")(wrapped, keep_prob=None)
-    assert method.keep_probs == pytest.approx([0.9] * 6 + [0.7])
-    with pytest.raises(ValueError, match="only gflowout.wrap nets"):
-        method_class("mc_dropout")(gflowout.MLP(input_shape=(3,), hidden=(4,), num_classes=2), keep_prob=None)
+def test_mc_dropout_keeps_the_wrapped_modules_own_rates_by_default(wrapped):
+    # a new user's MCDropout(wrap(model)) got keep 0.5 everywhere instead of the model's own rates
+    assert method_class("mc_dropout")(wrapped).keep_probs == pytest.approx([0.9] * 6 + [0.7])
+    assert method_class("mc_dropout")(wrapped, keep_prob=None).keep_probs == pytest.approx([0.9] * 6 + [0.7])
+    assert method_class("mc_dropout")(wrapped, keep_prob=0.6).keep_probs == pytest.approx([0.6] * 7)  # explicit wins
+    mlp = gflowout.MLP(input_shape=(3,), hidden=(4,), num_classes=2)  # no rates of its own: the paper's 0.5
+    assert method_class("mc_dropout")(mlp).keep_probs == (0.5,)
 
 
 @pytest.mark.parametrize(
@@ -193,3 +195,10 @@ def test_every_method_trains_and_predicts_on_the_wrapped_transformer(wrapped, na
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, wrapped.parameters()))
     assert method.predict(x, samples=4).shape == (4, 6, 3)
+
+
+@pytest.mark.parametrize("shape", [784, "784", (784.0,), (0, 4)])
+def test_input_shape_must_be_a_tuple_of_positive_ints(shape):
+    module = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    with pytest.raises(TypeError, match="input_shape must be a tuple of positive ints.*e.g. \\(784,\\)"):
+        gflowout.wrap(module, input_shape=shape, num_classes=2)

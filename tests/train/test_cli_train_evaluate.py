@@ -131,3 +131,41 @@ def test_counts_on_the_command_line_must_be_positive(argv: list[str], capsys: py
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert stopped.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+
+
+def test_train_ends_with_the_test_metrics_and_takes_root(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """`gflowout train` ended with "run folder: ..." only; a new user wants the test metrics there."""
+    config, out = trained_run
+    results = json.loads((out / "results.json").read_text())
+    from gflowout.cli.train import final_summary
+
+    summary = final_summary(out)
+    assert f"accuracy {results['test']['accuracy']:.4f}" in summary and "NLL" in summary and "ECE" in summary
+    # --root is accepted (the only data-using command without it) and reaches the config
+    done = _gflowout("train", "--config", str(config), "--out", str(tmp_path / "r"), "--root", str(tmp_path / "empty"),
+                     "--set", "trainer.max_epochs=1")
+    if config.name == "tiny_mnist.yaml":
+        assert done.returncode == 2 and str(tmp_path / "empty") in done.stderr  # MNIST is not in that root
+
+
+@pytest.mark.skipif(not _mnist_available(), reason="needs MNIST (`gflowout data fetch mnist`)")
+def test_evaluate_runs_shifts_rotations_and_ood_of_one_run(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
+    _, out = trained_run
+    target = tmp_path / "full.json"
+    done = _gflowout("evaluate", str(out), "--shifts", "fog", "--severities", "1,3", "--rotation",
+                     "--rotation-angles", "0,90", "--ood", "default", "--limit", "100", "--samples", "2",
+                     "--json", str(target))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(target.read_text())
+    assert set(result["shifts"]) == {"fog"} and set(result["shifts"]["fog"]) == {"1", "3"}
+    assert "random_rotation" in result and set(result["rotation_sweep"]) == {"0", "90"}
+    assert result["test_size"] == 100 and "rotated acc" in done.stdout
+    bad = _gflowout("evaluate", str(out), "--shifts", "fgo", "--limit", "10")
+    assert bad.returncode == 2 and "did you mean 'fog'?" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_text_file_given_as_a_checkpoint_is_named_as_such(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("epoch 3 was the best\n")
+    assert main(["evaluate", str(text)]) == 2
+    assert "is not a checkpoint file (a text file" in capsys.readouterr().err

@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
     quiet_lightning()
     set_threads(args.threads)
     bench = load_benchmark_config(args.config)
-    out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
+    from gflowout.writable import writable_folder
+
+    out = writable_folder(Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}"),
+                          "output folder", "--out")
     paths = run_benchmark(bench, out, root=args.root, report=not args.no_report,
                           keep_going=args.keep_going, shard=shard)
     print(f"{len(paths)} result file(s) in {out / 'results'}")

@@ -54,6 +54,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     """Fetch each named set; report time and result per set. Exit status 2 if any set could not be fetched."""
     if args.from_path is not None and len(args.names) != 1:
         raise DataError(f"--from takes files for one data set; got {len(args.names)} names ({', '.join(args.names)})")
+    from gflowout.writable import writable_folder
+
+    writable_folder(data_root(args.root), "data folder", f"--root (or ${ENV_DATA_ROOT})")
     failed = []
     for name in args.names:
         start = time.perf_counter()

@@ -71,6 +71,33 @@ def count_stages(bench) -> int:
     return 1 + 1 + int(settings.random_rotation) + sum(1 for angle in settings.rotation_angles if float(angle) % 360 != 0) + shifted + ood
 
 
+def fetch_missing(bench, root: str | None) -> None:
+    """Fetch the demo's data sets that are not there yet (verified by checksum), so run by itself it needs no
+    `make data` first. The training set must arrive; an OOD set that cannot be fetched is left out, loudly."""
+    from gflowout.data.sources import fetch
+    from gflowout.errors import DataError
+    from gflowout.eval.evaluate import DEFAULT_OOD
+    from gflowout.experiments.grid_check import _missing_data
+
+    trained = sorted(set(bench.datasets or ["mnist"]))
+    explicit = bench.evaluation.ood_sets
+    ood = sorted({o for name in trained for o in (explicit if explicit is not None else DEFAULT_OOD.get(name, ()))}
+                 - set(trained))
+    for name in trained + ood:
+        if _missing_data(name, root) is None:
+            continue
+        print(f"  fetching {name} (not in the data folder yet)")
+        try:
+            fetch(name, root, log=lambda message: None)
+        except DataError as error:
+            if name in trained:
+                raise
+            print(f"  OOD detection against {name} is left out of this demo: it could not be fetched ({error})")
+            continue
+        if _missing_data(name, root) is not None and name not in trained:
+            print(f"  OOD detection against {name} is left out of this demo: only a fallback of it could be fetched")
+
+
 def run(args: argparse.Namespace) -> int:
     from gflowout.eval.report import summary_table
     from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark, set_threads
@@ -84,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
         bench.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.epochs is not None:
         bench.overrides.append(f"trainer.max_epochs={args.epochs}")
-    out = Path(args.out)
+    from gflowout.writable import writable_folder
+
+    out = writable_folder(args.out, "output folder", "--out")
+    fetch_missing(bench, args.root)
     runs = bench.runs()
     print(f"gflowout demo: {', '.join(bench.methods)} on MNIST (short budget), results and report in {out}/")
     if list((out / "results").glob("*.json")):

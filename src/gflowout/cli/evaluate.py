@@ -12,9 +12,14 @@ EPILOG = """\
 examples:
   gflowout evaluate runs/mnist-gflowout-1                      # best.ckpt of the run, S = 20
   gflowout evaluate runs/mnist-gflowout-1/checkpoints/last.ckpt --samples 50 --json eval.json
+  gflowout evaluate runs/mnist-gflowout-1 --full --json full.json   # the benchmark's whole evaluation
+  gflowout evaluate runs/mnist-gflowout-1 --shifts fog,shot_noise --severities 1,3,5 --rotation --ood fashion-mnist
 
 Prints accuracy, NLL, Brier score and ECE (15 bins) of p(y|x) = mean over S mask samples of softmax
 on the test split of the data set the model was trained on (the labels are never shown to the model).
+With --full, --shifts, --rotation, --rotation-angles or --ood it evaluates as `gflowout benchmark` does
+(clean, the paper's random rotation, a rotation sweep, MNIST-C-style / CIFAR-10-C-style corruptions,
+OOD detection) and prints a summary; --json then holds the whole result (the benchmark's schema).
 """
 
 
@@ -31,6 +36,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None, help="test batch size (default: the config's)")
     parser.add_argument("--root", default=None, help="data folder (default: the config's, GFLOWOUT_DATA or the cache)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file (atomically)")
+    shifted = parser.add_argument_group("shifts and OOD (as gflowout benchmark evaluates)")
+    shifted.add_argument("--full", action="store_true",
+                         help="everything below at the benchmark's defaults: random rotation, 0-180 sweep, every "
+                         "corruption at severities 1-5, the default OOD sets that are fetched")
+    shifted.add_argument("--shifts", default=None, metavar="NAMES",
+                         help="comma-separated corruptions, or 'all' (e.g. fog,shot_noise)")
+    shifted.add_argument("--severities", default=None, metavar="LIST", help="comma-separated severities 1-5 (default 1,2,3,4,5)")
+    shifted.add_argument("--rotation", action="store_true", help="the paper's random rotation (0-360 degrees)")
+    shifted.add_argument("--rotation-angles", default=None, metavar="LIST", help="comma-separated angles of a sweep (e.g. 0,45,90)")
+    shifted.add_argument("--ood", default=None, metavar="NAMES",
+                         help="comma-separated OOD data sets, or 'default' (those fetched of the data set's defaults)")
+    shifted.add_argument("--limit", type=positive_int, default=None, help="evaluate a fixed random subset of N test images")
     parser.add_argument("--allow-custom-code", action="store_true",
                         help="build a method, backbone or data module the checkpoint names as package.module:Class "
                              "(imported, with options from the file): only for checkpoints you trust")
@@ -43,11 +60,65 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise SystemExit("gflowout evaluate: error: --samples must be >= 1")
+    if args.json:
+        from gflowout.writable import writable_file
+
+        writable_file(args.json, "JSON file", "--json")  # before the evaluation, not after it
     path = resolve_checkpoint(args.checkpoint)
+    if args.full or args.shifts or args.rotation or args.rotation_angles or args.ood or args.limit:
+        return run_full(args, path)
     metrics = evaluate_checkpoint(path, samples=args.samples, batch_size=args.batch_size, root=args.root,
                                   allow_custom_code=args.allow_custom_code)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     if args.json:
         atomic_write_json(Path(args.json), metrics)
+    return 0
+
+
+def _csv(text: str | None, kind: type, option: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"gflowout evaluate: error: {option} expects a comma-separated list of {kind.__name__}s, "
+                         f"got {text!r}") from None
+
+
+def run_full(args: argparse.Namespace, path: Path) -> int:
+    """The benchmark's evaluation of one checkpoint: clean, rotations, corruptions, OOD; a summary and --json."""
+    import torch
+
+    from gflowout.checkpoint import atomic_write_json, load_method, refuse_custom_code
+    from gflowout.eval.evaluate import DEFAULT_ANGLES, DEFAULT_SEVERITIES, evaluate_method
+    from gflowout.errors import ConfigError
+    from gflowout.eval.report import summarise_result
+    from gflowout.experiments.grid_check import image_kind, shift_problems
+
+    severities = _csv(args.severities, int, "--severities") or list(DEFAULT_SEVERITIES)
+    if args.full:
+        shifts, rotation, angles, ood = None, True, list(DEFAULT_ANGLES), None
+    else:
+        shifts = () if not args.shifts else (None if args.shifts == "all" else _csv(args.shifts, str, "--shifts"))
+        rotation = args.rotation
+        angles = [float(a) for a in (_csv(args.rotation_angles, float, "--rotation-angles") or [])]
+        ood = () if not args.ood else (None if args.ood == "default" else _csv(args.ood, str, "--ood"))
+    method, config = load_method(path, allow_custom_code=args.allow_custom_code)
+    if not args.allow_custom_code:
+        refuse_custom_code(config, str(path))
+    problems = shift_problems(shifts, severities, image_kind(config.data.name))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    method.to("cuda" if torch.cuda.is_available() else "cpu")
+    result = evaluate_method(
+        method, config.data.name, root=args.root or config.data.root, samples=args.samples, shifts=shifts,
+        ood_sets=ood, seed=config.seed, severities=severities, rotation_angles=angles, random_rotation=rotation,
+        limit=args.limit, batch_size=args.batch_size or 256,
+    )
+    result.update(config=config.to_dict(), checkpoint=str(path))
+    print(summarise_result(result))
+    if args.json:
+        atomic_write_json(Path(args.json), result)
+        print(f"full result: {args.json}")
     return 0

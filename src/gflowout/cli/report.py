@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
         out = results / "report"
     else:
         out = results.resolve().parent / "report"
+    from gflowout.writable import writable_folder
+
+    writable_folder(out, "report folder", "--out")
     html = write_report(results, out, title=args.title)
     print(f"report written: {out / 'report.md'} and {html}")
     return 0

@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (overrides seed in the config)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder (created; refused if it holds a run, unless --resume)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.ckpt (starts afresh if there is none)")
+    parser.add_argument("--root", default=None, metavar="DIR",
+                        help="data folder (overrides data.root; default: GFLOWOUT_DATA or ~/.cache/gflowout)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set optim.backbone.lr=0.01 (repeatable)")
     group = parser.add_argument_group("hardware (passed to Lightning's Trainer; override trainer.* in the config)")
@@ -71,7 +73,7 @@ def parse_devices(text: str) -> int | str | list[int]:
 def run(args: argparse.Namespace) -> int:
     from gflowout.config import load_config
 
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + ([f"data.root={args.root}"] if args.root else [])
     config = load_config(args.config, overrides, method=args.method, seed=args.seed)
     if args.devices is not None:
         config.trainer.devices = parse_devices(args.devices)
@@ -94,5 +96,23 @@ def run(args: argparse.Namespace) -> int:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:
-        print(f"run folder: {out} (results.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
+        print(final_summary(out))
     return 0
+
+
+def final_summary(out: Path) -> str:
+    """The last lines of a training: the best checkpoint's test metrics and where the run folder is."""
+    import json
+
+    lines = []
+    try:
+        results = json.loads((out / "results.json").read_text())
+        test = results.get("test") or {}
+        samples = results.get("val_samples")
+        lines.append(f"test ({int(test.get('count', 0))} images, S = {samples}, best checkpoint by validation NLL): "
+                     f"accuracy {test['accuracy']:.4f}, NLL {test['nll']:.4f}, ECE {test['ece']:.4f}, "
+                     f"Brier {test['brier']:.4f}")
+    except (OSError, ValueError, KeyError, TypeError):
+        lines.append("no test metrics in results.json")
+    lines.append(f"run folder: {out} (results.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
+    return "\n".join(lines)

@@ -84,7 +84,10 @@ def get_info(name: str) -> DatasetInfo:
     try:
         return DATASET_INFO[name]
     except KeyError:
-        raise DataError(f"unknown data set {name!r}: expected one of {', '.join(DATASET_INFO)}") from None
+        from gflowout.config_types import closest_match
+
+        raise DataError(f"unknown data set {name!r}: expected one of {', '.join(DATASET_INFO)}"
+                        f"{closest_match(str(name), list(DATASET_INFO))}") from None
 
 
 def _refetch_hint(name: str, error: DataError) -> DataError:

@@ -200,7 +200,10 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise DataError(f"unknown data set {name!r}: known sets are {', '.join(DATASETS)}") from None
+        from gflowout.config_types import closest_match
+
+        raise DataError(f"unknown data set {name!r}: known sets are {', '.join(DATASETS)}"
+                        f"{closest_match(str(name), list(DATASETS))}") from None
 
 
 # ---- verification -------------------------------------------------------------------------------

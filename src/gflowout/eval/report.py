@@ -375,7 +375,17 @@ def summary_table(results_dir: str | Path) -> str:
     sets (generated here), the mean accuracy over the PUBLISHED -C files when any run has them, and
     AUROC of predictive entropy for each OOD set (mean over seeds).
     """
-    groups = [g for gs in aggregate(load_results(results_dir)).values() for g in gs]
+    return summary_of_results(load_results(results_dir))
+
+
+def summarise_result(result: Mapping[str, Any]) -> str:
+    """`summary_table`'s one row, for a single result (`gflowout evaluate --full`)."""
+    return summary_of_results([result])
+
+
+def summary_of_results(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The plain-text table of `summary_table` for results already loaded."""
+    groups = [g for gs in aggregate(runs).values() for g in gs]
     pairs = _subkeys(groups, "ood")
     with_published = bool(_subkeys(groups, "published_corruptions"))
     header = ["data set", "method", "seeds", "accuracy", "NLL", "ECE", "rotated acc", "shifted acc",

@@ -354,12 +354,12 @@ def run_digest(config: Any, evaluation: EvaluationSettings) -> str:
 
 
 def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> float:
-    """Train with `gflowout.train.fit` (resuming from last.ckpt when the folder has one); seconds spent."""
+    """Train with `gflowout.train.fit` (resuming from last.ckpt when the folder has one; a folder of this run
+    killed before its first checkpoint starts afresh); seconds spent."""
     from gflowout.train import fit
 
-    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
     started = time.perf_counter()
-    fit(config, run_dir, resume=resume, **(trainer_overrides or {}))
+    fit(config, run_dir, resume=True, **(trainer_overrides or {}))
     return time.perf_counter() - started
 
 

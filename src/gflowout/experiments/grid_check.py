@@ -37,7 +37,7 @@ def _missing_data(name: str, root: Any) -> str | None:
         return status.problem
     if status.present < status.total:
         return (f"data set {name!r} is not fetched ({status.present} of {status.total} files in {status.folder}): "
-                f"run `gflowout data fetch {name}`" + (f" --root {root}" if root else ""))
+                f"run `gflowout data fetch {name}" + (f" --root {root}" if root else "") + "`")
     return None
 
 
@@ -64,8 +64,8 @@ def check_grid(bench: Any, configs: Sequence[Any], root: Any = None, log: Callab
         except GFlowOutError as error:
             problems.append(f"method {config.method.name!r}: {error}")
     settings = bench.evaluation
-    for kind in sorted({_image_kind(config.data.name) for config in configs}):
-        problems.extend(_shift_problems(settings, kind))
+    for kind in sorted({image_kind(config.data.name) for config in configs}):
+        problems.extend(shift_problems(settings.shifts, settings.severities, kind))
     if problems:
         raise ConfigError(f"{where}: the grid cannot run; fix these before anything trains: " + " | ".join(problems))
 
@@ -84,13 +84,12 @@ def check_grid(bench: Any, configs: Sequence[Any], root: Any = None, log: Callab
                 f"every run; `gflowout data fetch {' '.join(absent)}` first to include them")
 
 
-def _shift_problems(settings: Any, kind: str) -> list[str]:
-    """Unknown shift names (with the closest valid one) and severities outside 1..5 of the evaluation block."""
+def shift_problems(shifts: Any, severities: Sequence[Any], kind: str) -> list[str]:
+    """Unknown shift names (with the closest valid one) and severities outside 1..5 of an evaluation request."""
     from gflowout.data.shifts import available_shifts
 
     valid = available_shifts(kind)
-    shifts = settings.shifts
-    levels: list[Any] = list(settings.severities)
+    levels: list[Any] = list(severities)
     if isinstance(shifts, dict):
         levels += [v for values in shifts.values() for v in (values if isinstance(values, list) else [values])]
     problems = [f"evaluation.shifts: unknown {kind}-style shift {name!r}; valid: {valid}{closest_match(str(name), valid)}"
@@ -101,7 +100,7 @@ def _shift_problems(settings: Any, kind: str) -> list[str]:
     return problems
 
 
-def _image_kind(data_name: str) -> str:
+def image_kind(data_name: str) -> str:
     """'mnist' for the 28x28 grey sets, 'cifar' otherwise (the shift families, as the evaluation picks them)."""
     from gflowout.data.datasets import DATASET_INFO
 

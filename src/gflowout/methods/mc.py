@@ -34,12 +34,16 @@ def bernoulli_masks(batch: int, width: int, keep_prob: float | Tensor, like: Ten
     return mask if dtype == like.dtype else mask.to(like.dtype)
 
 
+DEFAULT_KEEP_PROB = 0.5  # the paper's random baseline, for backbones without rates of their own
+
+
 class MCDropout(DropoutMethod):
     """Monte-Carlo dropout with a fixed keep probability at every site.
 
-    keep_prob: probability of keeping a unit (default 0.5: `mlp_dr` = 0.5 of the paper's random
-        baseline, method.md 2.1 and 6.1). None: each site keeps 1 - p of the `nn.Dropout` it
-        replaced (nets made by `gflowout.wrap` only), i.e. the user's own MC dropout.
+    keep_prob: probability of keeping a unit at every site. The default (None) keeps the model's own
+        rates where it has them: each site of a `gflowout.wrap` net keeps 1 - p of the `nn.Dropout` it
+        replaced, i.e. the user's own MC dropout; a backbone without such rates (MLP, CifarResNet18)
+        keeps 0.5, the paper's random baseline (its `mlp_dr` = 0.5). A float overrides both.
     scaling: "inverted" multiplies kept units by 1 / keep_prob (Gal & Ghahramani; the expected masked
         activation equals the unmasked one); "site" follows the site's own rule instead, as the
         official random baseline (MLP: width / number kept; ResNet: no rescaling).
@@ -50,13 +54,12 @@ class MCDropout(DropoutMethod):
 
     name = "mc_dropout"
 
-    def __init__(self, net: MaskedNet, keep_prob: float | None = 0.5, scaling: Scaling = "inverted") -> None:
+    def __init__(self, net: MaskedNet, keep_prob: float | None = None, scaling: Scaling = "inverted") -> None:
         super().__init__(net)
+        rates = getattr(net, "dropout_rates", None)
+        if keep_prob is None and not rates:
+            keep_prob = DEFAULT_KEEP_PROB
         if keep_prob is None:
-            rates = getattr(net, "dropout_rates", None)
-            if not rates:
-                raise ValueError("keep_prob=None takes each site's rate from the dropout layer it replaced; "
-                                 f"{type(net).__name__} has none (only gflowout.wrap nets do): give a float")
             keeps = [1.0 - rates[site.name] for site in net.sites]
         else:
             keeps = [float(keep_prob)] * len(net.sites)

@@ -99,6 +99,11 @@ def wrap(
         raise TypeError(f"wrap needs an nn.Module, got {type(module).__name__}")
     if isinstance(module, MaskedNet):
         raise TypeError(f"{type(module).__name__} is already a MaskedNet; use it directly")
+    if not isinstance(input_shape, (tuple, list, torch.Size)) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape):
+        raise TypeError(f"input_shape must be a tuple of positive ints, the shape of ONE example without the batch "
+                        f"(e.g. (784,) or (3, 32, 32)); got {input_shape!r}")
+    input_shape = tuple(input_shape)
     skip = set(skip)
     if copy:
         module = copy_module.deepcopy(module)

@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from gflowout.config import DataConfig, ExperimentConfig, accepts_keyword, check_options
+from gflowout.config_types import closest_match
 from gflowout.errors import ConfigError
 from gflowout.methods.base import DropoutMethod
 from gflowout.nets.base import MaskedNet
@@ -50,7 +51,8 @@ def backbone_type(name: str) -> type[MaskedNet]:
     if ":" in name:
         return import_object(name, "backbone")
     if name not in BACKBONES:
-        raise ConfigError(f"config key 'model.backbone': unknown backbone {name!r}; choose one of {sorted(BACKBONES)} or 'package.module:Class'")
+        raise ConfigError(f"config key 'model.backbone': unknown backbone {name!r}; choose one of {sorted(BACKBONES)} or "
+                          f"'package.module:Class'{closest_match(name, sorted(BACKBONES))}")
     return import_object(BACKBONES[name], "backbone")
 
 

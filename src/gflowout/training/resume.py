@@ -37,17 +37,40 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+def _optim_defaults() -> dict[str, Any]:
+    """Flattened defaults of one optimiser-group block (`optim.<group>`): a block that sets only `lr` says
+    nothing about its schedule, so its default schedule keys are no difference from an absent block."""
+    import dataclasses
+
+    from gflowout.config import GroupOptimConfig
+
+    return flatten(dataclasses.asdict(GroupOptimConfig()))
+
+
+def _is_default_optim_key(key: str, value: Any, defaults: Mapping[str, Any]) -> bool:
+    parts = key.split(".")
+    for start in range(len(parts)):  # optim.<group>.<rest> or methods.<m>.optim.<group>.<rest>
+        if parts[start] == "optim" and len(parts) > start + 2:
+            rest = ".".join(parts[start + 2 :])
+            return rest in defaults and defaults[rest] == value
+    return False
+
+
+def comparable(config: Mapping[str, Any], optim_defaults: bool = False) -> dict[str, Any]:
     """The flattened config as compared and digested: no empty mappings (an absent block and `{}` are the
-    same settings) and no key at its `NEUTRAL_VALUES` value."""
+    same settings) and no key at its `NEUTRAL_VALUES` value. optim_defaults: also drop optimiser-group keys
+    at their defaults (see `_optim_defaults`), for listing a resume's real differences; digests keep them,
+    so that digests of recorded results never change."""
+    defaults = _optim_defaults() if optim_defaults else {}
     return {key: value for key, value in flatten(config).items()
-            if value != {} and not (key in NEUTRAL_VALUES and value == NEUTRAL_VALUES[key])}
+            if value != {} and not (key in NEUTRAL_VALUES and value == NEUTRAL_VALUES[key])
+            and not (optim_defaults and _is_default_optim_key(key, value, defaults))}
 
 
 def check_resume_config(saved: Mapping[str, Any], requested: Mapping[str, Any], source: str) -> None:
     """A ConfigError listing every key (other than `RESUMABLE_KEYS`) whose value differs from the run's own
     (an absent key reads as null)."""
-    before, after = comparable(saved), comparable(requested)
+    before, after = comparable(saved, optim_defaults=True), comparable(requested, optim_defaults=True)
     changed = sorted(key for key in before.keys() | after.keys()
                      if before.get(key) != after.get(key) and key not in RESUMABLE_KEYS)
     if changed:

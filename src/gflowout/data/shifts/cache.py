@@ -80,6 +80,9 @@ def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     return cached
 
 
+_UNWRITABLE_WARNED: set[str] = set()  # cache folders already reported as unwritable in this process
+
+
 def shifted_split(
     name: str, shift: str, severity: int, seed: int, root: str | Path | None = None, *, split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +121,11 @@ def shifted_split(
     try:
         save_atomic(path, as_uint8)
     except OSError as error:  # a read-only shared data root: compute every time rather than fail
-        LOG.warning("cannot write the shift cache %s (%s); set %s to a writable folder to keep shifted sets",
-                    path, error.strerror or error, ENV_SHIFT_CACHE)
+        folder = str(cache_root)
+        if folder not in _UNWRITABLE_WARNED:  # once per cache folder and process, not once per shifted set
+            _UNWRITABLE_WARNED.add(folder)
+            LOG.warning("cannot write the shift cache under %s (%s); shifted sets are computed each time instead; set "
+                        "%s to a writable folder to keep them", folder, error.strerror or error, ENV_SHIFT_CACHE)
         return as_uint8, labels
     LOG.info("cached %s %s %s severity %d seed %d at %s", name, split, shift, severity, seed, path)
     return as_uint8, labels
