@@ -82,6 +82,29 @@ class LastCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path, weights_only=False)
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """checkpoints/best.ckpt (lowest `val/nll`) that keeps its best score when the run folder has moved.
+
+    Lightning restores the best score only when the checkpoint's recorded folder equals the current one;
+    a run folder reached by another path on resume (moved, a symlink, a cluster's scratch mounted
+    elsewhere) lost it, and the next validation replaced best.ckpt whatever its score. The recorded
+    paths are rewritten into the current folder before they are restored.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old is not None and self.dirpath is not None and old != self.dirpath:
+            def moved(path: Any) -> Any:
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            state_dict = dict(state_dict, dirpath=self.dirpath,
+                              best_model_path=moved(state_dict.get("best_model_path")),
+                              kth_best_model_path=moved(state_dict.get("kth_best_model_path")),
+                              last_model_path=moved(state_dict.get("last_model_path")),
+                              best_k_models={moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()})
+        super().load_state_dict(state_dict)
+
+
 def weight_digest(module: torch.nn.Module) -> str:
     """sha256 of every parameter and buffer (name, dtype, bytes): equal digests mean bit-identical weights."""
     digest = hashlib.sha256()
@@ -97,7 +120,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
     """The Lightning Trainer of a run: atomic checkpoints, best + last, CSV and TensorBoard loggers."""
     t = config.trainer
     checkpoints = out_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=BEST_MONITOR, mode="min", save_top_k=1,
+    best = BestCheckpoint(dirpath=checkpoints, filename="best", monitor=BEST_MONITOR, mode="min", save_top_k=1,
                            save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
     callbacks = [best, LastCheckpoint(checkpoints / "last.ckpt", t.checkpoint_every_n_steps)]
     if t.enable_progress_bar:
