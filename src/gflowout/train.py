@@ -91,6 +91,12 @@ class BestCheckpoint(ModelCheckpoint):
     paths are rewritten into the current folder before they are restored.
     """
 
+    @property
+    def state_key(self) -> str:
+        # the key Lightning's ModelCheckpoint files its state under, so checkpoints written before this class
+        # (and after it) resume with their best score
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old = state_dict.get("dirpath")
         if old is not None and self.dirpath is not None and old != self.dirpath:
