@@ -86,6 +86,35 @@ class LastCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path, weights_only=False)
 
 
+class BestCheckpoint(ModelCheckpoint):
+    """checkpoints/best.ckpt (lowest `val/nll`) that keeps its best score when the run folder has moved.
+
+    Lightning restores the best score only when the checkpoint's recorded folder equals the current one;
+    a run folder reached by another path on resume (moved, a symlink, a cluster's scratch mounted
+    elsewhere) lost it, and the next validation replaced best.ckpt whatever its score. The recorded
+    paths are rewritten into the current folder before they are restored.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # the key Lightning's ModelCheckpoint files its state under, so checkpoints written before this class
+        # (and after it) resume with their best score
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old is not None and self.dirpath is not None and old != self.dirpath:
+            def moved(path: Any) -> Any:
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            state_dict = dict(state_dict, dirpath=self.dirpath,
+                              best_model_path=moved(state_dict.get("best_model_path")),
+                              kth_best_model_path=moved(state_dict.get("kth_best_model_path")),
+                              last_model_path=moved(state_dict.get("last_model_path")),
+                              best_k_models={moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()})
+        super().load_state_dict(state_dict)
+
+
 def weight_digest(module: torch.nn.Module) -> str:
     """sha256 of every parameter and buffer (name, dtype, bytes): equal digests mean bit-identical weights."""
     digest = hashlib.sha256()
@@ -117,7 +146,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
     silence_lightning_tips()
     t = config.trainer
     checkpoints = out_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=BEST_MONITOR, mode="min", save_top_k=1,
+    best = BestCheckpoint(dirpath=checkpoints, filename="best", monitor=BEST_MONITOR, mode="min", save_top_k=1,
                            save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
     callbacks = [best, LastCheckpoint(checkpoints / "last.ckpt", t.checkpoint_every_n_steps)]
     if t.enable_progress_bar:
