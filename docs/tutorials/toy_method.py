@@ -20,10 +20,10 @@ from gflowout.nets.sites import MaskSampler, Site, apply_mask
 
 
 class GaussianDropout(DropoutMethod):
-    """Multiplicative Gaussian noise at every site (Srivastava et al., 2014): h * z, z ~ N(1, alpha).
+    """Gaussian dropout (Srivastava et al., 2014): every unit times z ~ N(1, alpha).
 
-    drop_rate: the Bernoulli rate p it stands in for; alpha = p / (1 - p) matches that dropout's variance.
-    One parameter group, "backbone", trained by the cross-entropy of the noisy pass.
+    drop_rate: the Bernoulli rate p it stands in for; alpha = p / (1 - p) gives that
+        dropout's variance. One parameter group, "backbone", trained by cross-entropy.
     """
 
     name = "gaussian_dropout"
@@ -39,12 +39,14 @@ class GaussianDropout(DropoutMethod):
         return {"backbone": list(self.net.parameters())}
 
     def group_defaults(self) -> dict[str, GroupSpec]:
-        return {"backbone": backbone_spec(self.net)}  # the baselines' backbone optimiser: a fair comparison
+        # the baselines' backbone optimiser, so that a comparison is fair
+        return {"backbone": backbone_spec(self.net)}
 
-    # 2. the sampler: called at each site with its activation, returns the masked activation
+    # 2. the sampler: called at each site with its activation, returns it masked
     def noisy(self, site: Site, activation: Tensor) -> Tensor:
-        noise = 1.0 + self.alpha**0.5 * torch.randn(activation.shape[0], site.width, device=activation.device)
-        # unit- or channel-wise, per example; scale=1.0: the sites' width / kept rescaling is for 0/1 masks only
+        shape = (activation.shape[0], site.width)  # one factor per example and unit/channel
+        noise = 1.0 + self.alpha**0.5 * torch.randn(shape, device=activation.device)
+        # scale=1.0: a site's "width / number kept" rescaling is meant for 0/1 masks only
         return apply_mask(site, activation, noise.to(activation.dtype), scale=1.0)
 
     # 3. one loss per parameter group, from a labelled batch
