@@ -22,7 +22,7 @@ Scaling = Literal["inverted", "site"]
 def bernoulli_masks(batch: int, width: int, keep_prob: float | Tensor, like: Tensor) -> Tensor:
     """A [batch, width] 0/1 mask, each entry 1 with probability keep_prob (dtype and device of `like`).
 
-    `rand < p` is used instead of `torch.bernoulli`: it was ~1.6x faster on CPU here (performance.md);
+    `rand < p` is used instead of `torch.bernoulli`: it was ~1.6x faster on CPU here;
     the comparison writes its 0/1 result over the uniforms (`out=`), which skips a bool tensor and
     its slow bool -> float conversion (~65 us less per [128, 1024] site here). Same mask, same seed.
     """
@@ -38,7 +38,7 @@ class MCDropout(DropoutMethod):
     """Monte-Carlo dropout with a fixed keep probability at every site.
 
     keep_prob: probability of keeping a unit (default 0.5: `mlp_dr` = 0.5 of the paper's random
-        baseline, method.md 2.1 and 6.1). None: each site keeps 1 - p of the `nn.Dropout` it
+        baseline). None: each site keeps 1 - p of the `nn.Dropout` it
         replaced (nets made by `gflowout.wrap` only), i.e. the user's own MC dropout.
     scaling: "inverted" multiplies kept units by 1 / keep_prob (Gal & Ghahramani; the expected masked
         activation equals the unmasked one); "site" follows the site's own rule instead, as the
