@@ -98,3 +98,17 @@ def test_docstrings_point_to_no_outside_document() -> None:
             for path in sorted((REPO / "src").rglob("*.py"))
             for number, line in enumerate(path.read_text().splitlines(), 1) if outside.search(line)]
     assert not hits, hits
+
+
+def test_reports_page_links_committed_reports_and_says_so_without(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    hooks = load_script(DOCS / "hooks.py")
+    monkeypatch.setattr(hooks, "REPO", tmp_path)
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="reports.md"))
+    assert "No benchmark report is committed" in hooks.reports_markdown(page)
+    (tmp_path / "results" / "mnist" / "report").mkdir(parents=True)
+    (tmp_path / "results" / "mnist" / "report" / "report.html").write_text("<html></html>")
+    (tmp_path / "results" / "partial" / "report").mkdir(parents=True)  # no report.html: not listed
+    assert hooks.report_folders() == [tmp_path / "results" / "mnist" / "report"]
+    assert "[mnist](reports/mnist/report.html)" in hooks.reports_markdown(page)
