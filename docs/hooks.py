@@ -19,7 +19,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 HELP_MARKER = re.compile(r"<!--\s*gflowout-help:?\s*([a-z \-]*?)\s*-->")
 REPORTS_MARKER = "<!-- gflowout-reports -->"
-HELP_WIDTH = "100"  # argparse wraps to $COLUMNS: fixed, so the page does not depend on the terminal
+HELP_WIDTH = "86"  # argparse wraps to $COLUMNS: fixed, so the page does not depend on the terminal
 
 
 def _parser() -> argparse.ArgumentParser:
