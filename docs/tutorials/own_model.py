@@ -17,9 +17,11 @@ from gflowout.eval.predictive import mean_probs, mutual_information
 
 # --8<-- [start:models]
 class TokenClassifier(nn.Module):
-    """Transformer encoder over [batch, tokens, features], mean-pooled, linear head."""
+    """Transformer encoder over [batch, tokens, features], then a linear head."""
 
-    def __init__(self, features: int = 8, width: int = 32, classes: int = 3) -> None:
+    def __init__(
+        self, features: int = 8, width: int = 32, classes: int = 3
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(features, width)
         layer = nn.TransformerEncoderLayer(
@@ -34,7 +36,7 @@ class TokenClassifier(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Two conv blocks with channel dropout (nn.Dropout2d), unit dropout before the head."""
+    """Two conv blocks with channel dropout, unit dropout before the head."""
 
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
@@ -72,14 +74,14 @@ def toy_data(shape: tuple[int, ...], n: int = 512, classes: int = 3,
 # --8<-- [start:train]
 def train_and_predict(module: nn.Module, input_shape: tuple[int, ...],
                       steps: int) -> dict[str, float]:
-    """Wrap `module`, train GFlowOut on toy data, return test accuracy and mean MI."""
+    """Wrap `module`, train GFlowOut on toy data, return accuracy and MI."""
     torch.manual_seed(0)
     x, y = toy_data(input_shape)  # 512 examples: the first 384 train, the rest test
     # every nn.Dropout / nn.Dropout2d of the module becomes a mask site
     net = gflowout.wrap(module, input_shape=input_shape, num_classes=3)
     for site in net.sites:
-        print(f"  site {site.index}: {site.name:32s} width {site.width:3d} ({site.kind})")
-    method = gflowout.GFlowOut(net)        # beta = 1: the Bayesian posterior over masks
+        print(f"  site {site.index}: {site.name:32s} {site.width:3d} {site.kind}")
+    method = gflowout.GFlowOut(net)        # beta = 1: the Bayesian posterior
     optimizers = method.make_optimizers()  # backbone, posterior (+ log Z), prior
     for step in range(steps):
         batch = torch.randint(0, 384, (64,))

@@ -39,7 +39,7 @@ def main(steps: int = 300) -> dict[str, float]:
     from gflowout.eval.predictive import mean_probs, mutual_information
 
     probs = mean_probs(logits)                   # the Bayesian model average, [200, 4]
-    epistemic = mutual_information(logits)       # disagreement between mask samples, [200], nats
+    epistemic = mutual_information(logits)       # sample disagreement, [200], nats
     accuracy = (probs.argmax(dim=1) == y_test).float().mean().item()
     # --8<-- [end:predictive]
     print(f"losses of the last step: { {k: round(v, 3) for k, v in logs.items()} }")

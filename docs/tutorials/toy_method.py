@@ -22,8 +22,8 @@ from gflowout.nets.sites import MaskSampler, Site, apply_mask
 class GaussianDropout(DropoutMethod):
     """Gaussian dropout (Srivastava et al., 2014): every unit times z ~ N(1, alpha).
 
-    drop_rate: the Bernoulli rate p it stands in for; alpha = p / (1 - p) gives that
-        dropout's variance. One parameter group, "backbone", trained by cross-entropy.
+    drop_rate: the Bernoulli rate p it stands in for; alpha = p / (1 - p) gives
+        that dropout's variance. One parameter group, "backbone" (cross-entropy).
     """
 
     name = "gaussian_dropout"
@@ -44,9 +44,9 @@ class GaussianDropout(DropoutMethod):
 
     # 2. the sampler: called at each site with its activation, returns it masked
     def noisy(self, site: Site, activation: Tensor) -> Tensor:
-        shape = (activation.shape[0], site.width)  # one factor per example and unit/channel
+        shape = (activation.shape[0], site.width)  # per example and unit/channel
         noise = 1.0 + self.alpha**0.5 * torch.randn(shape, device=activation.device)
-        # scale=1.0: a site's "width / number kept" rescaling is meant for 0/1 masks only
+        # scale=1.0: a site's "width / number kept" rescaling is for 0/1 masks
         return apply_mask(site, activation, noise.to(activation.dtype), scale=1.0)
 
     # 3. one loss per parameter group, from a labelled batch
@@ -54,9 +54,10 @@ class GaussianDropout(DropoutMethod):
         self.validate(x, y)
         cross_entropy, logits = classification_step(self.net, x, y, self.noisy)
         loss = cross_entropy.mean()
-        return StepResult(losses={"backbone": loss}, logs={"accuracy": accuracy_of(logits, y)})
+        logs = {"accuracy": accuracy_of(logits, y)}
+        return StepResult(losses={"backbone": loss}, logs=logs)
 
-    # 4. the label-free sampler of predict(x, samples=S), and an optional deterministic one
+    # 4. the label-free sampler of predict(x, samples=S); optional: a deterministic one
     def prediction_sampler(self) -> MaskSampler | None:
         return self.noisy
 
