@@ -1,16 +1,18 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create .venv, install, fetch MNIST + Fashion-MNIST + Animal-MNIST, run the demo
 #   make test   create .venv, install, fetch MNIST, run the test suite
+#   make docs   install the docs extra, build the documentation site strictly into site/ (make serve-docs: serve it)
 # A torch already present in .venv (for example your CUDA build) is kept; otherwise torch 2.13.0 (CPU) is installed.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 GFLOWOUT := $(VENV)/bin/gflowout
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 DEMO_OUT ?= gflowout-demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test data clean
+.PHONY: install demo test data docs serve-docs clean
 
 install: $(STAMP)
 
@@ -30,5 +32,16 @@ test: $(STAMP)
 	$(GFLOWOUT) data fetch mnist
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+# NO_MKDOCS_2_WARNING: mkdocs-material prints a banner about its successor on every build otherwise
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+serve-docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache

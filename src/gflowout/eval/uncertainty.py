@@ -1,4 +1,4 @@
-"""The paper's hypothesis-test uncertainty metrics (method.md 4.2, inherited from Contextual Dropout).
+"""The paper's hypothesis-test uncertainty metrics (inherited from Contextual Dropout).
 
 For each input: take its S Monte-Carlo logit vectors [S, C] (S = 20 in the paper), find the top-2 classes of
 the mean softmax, and run a two-sided paired t-test (`scipy.stats.ttest_rel`) between those two classes'

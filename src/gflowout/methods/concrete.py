@@ -1,5 +1,5 @@
 """`ConcreteDropout` (method "concrete"): a learned drop probability per site, Gal, Hron & Kendall
-(NeurIPS 2017), method.md 6.2.
+(NeurIPS 2017).
 
 Each site l has one drop logit a_l (p_l = sigmoid(a_l)). Masks are relaxed Bernoulli (Concrete)
 samples, so the cross-entropy's gradient reaches a_l by reparameterisation:
@@ -13,7 +13,7 @@ The published regulariser, per site (K = site width, N = training-set size):
 
 with weight_reg = length_scale^2 / N and dropout_reg = 2 / N (Gal's reference code), where W_l are
 the weights that read the site's output. N is the caller's `dataset_size`, never a hard-coded 60000
-(method.md Pitfall 9).
+(docs: The method, Pitfalls).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`ContextualDropout` (method "contextual"): sample-dependent keep probabilities, Fan, Zhang,
-Tanwisuth, Qian & Zhou (ICLR 2021), method.md 6.3.
+Tanwisuth, Qian & Zhou (ICLR 2021).
 
 At each site a small bottleneck network reads the site's detached activation summary
 (`site_features`: the units for a unit site, global average pooling per channel for a conv site)

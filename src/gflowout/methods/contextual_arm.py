@@ -5,7 +5,7 @@ only gradients that reach the bottlenecks are d(loss) / d(keep logits), known in
 analytic KL's and ARM's). Building them directly and sending them through one matrix backward per
 site saves the autograd graph of 3 x 2 thin linears, the surrogate's passes over [batch, width]
 tensors, and the KL's autograd chain (the ARM step on the paper's MLP spent about a third of its
-non-matrix time there). The estimator is unchanged (method.md 6.3, `ContextualDropout`):
+non-matrix time there). The estimator is unchanged (`ContextualDropout`):
 
     d/d phi  = kl_weight / B * pi (1 - pi) (phi - phi_p)        (the analytic KL)
              + (u - 1/2) (f(z') - f(z)) / B                      (ARM, where phi' = phi)

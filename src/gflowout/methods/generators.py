@@ -2,16 +2,17 @@
 
 Each generator maps what is known at one mask site to one logit per unit of that site ([batch, width]):
 
-* `PosteriorGenerator`: q(z_l | z_<l, h_l, y), the GFlowNet forward policy of GFlowOut (method.md 1.2, 2.1).
+* `PosteriorGenerator`: q(z_l | z_<l, h_l, y), the GFlowNet forward policy of GFlowOut
+  (docs: The method, Prior and posterior).
   Three branch encoders (earlier masks, the site's activation summary, onehot(y)) feed a combiner
   MLP, so that the label has its own path and cannot be drowned by the wide activation input.
 * `PriorGenerator`: p(z_l | z_<l, h_l), the learned prior: the paper's single MLP on [earlier masks,
   activation summary]. Its `forward` has no label argument, so prediction cannot see a label by
-  construction (Pitfall 1).
-* `ChainGenerator`: q(z_l | z_<l) of ID-GFlowOut (method.md 1.5): an MLP on the earlier masks, or a
+  construction (docs: The method, Pitfalls).
+* `ChainGenerator`: q(z_l | z_<l) of ID-GFlowOut: an MLP on the earlier masks, or a
   learned constant at the first site.
 
-Architecture (method.md 2.1): every MLP is the paper's Linear -> LeakyReLU -> LayerNorm blocks
+Architecture (the official code's): every MLP is the paper's Linear -> LeakyReLU -> LayerNorm blocks
 (hidden [32, 32]), then a Linear; branches output 10 features each. The LayerNorms have no affine
 parameters, which the next Linear absorbs (see `GroupedMLPTail`).
 
@@ -183,7 +184,7 @@ class PosteriorGenerator(nn.Module):
 
     Three branch MLPs (earlier masks, the site's activation summary, onehot(y)), each to
     `branch_out` features, then a combiner MLP to the site's logits (the paper's
-    multiMLPMaskGenerator, method.md 2.1: "use two separate MLP to ensure y is not ignored").
+    multiMLPMaskGenerator: "use two separate MLP to ensure y is not ignored").
     mask_features: total width of the earlier sites' masks (0 at the first site, where the mask
         branch's first layer is a learned constant, as the official code's zero input gives).
     hidden: hidden sizes of every branch MLP and of the combiner (paper: [32, 32]).
@@ -223,7 +224,7 @@ class PosteriorGenerator(nn.Module):
 class PriorGenerator(nn.Module):
     """p(z_l | z_<l, h_l) of one site: logits [batch, site_width]. It takes no label, by design.
 
-    The paper's prior generator (MLPMaskGenerator, method.md 2.1): one MLP on the concatenation
+    The paper's prior generator (MLPMaskGenerator): one MLP on the concatenation
     [earlier masks, activation summary], hidden [32, 32]. Unlike the posterior it needs no separate
     branches (there is no label to protect from being ignored), and it is the only generator that
     runs at prediction time, so it is kept this small.
@@ -279,7 +280,7 @@ class LogPartition(nn.Module):
     """log Z(x, y) of GFlowOut: an MLP on the (pooled) input and onehot(y) -> [batch].
 
     The paper's MNIST MLP(in = 784 + 10, hidden [16], out 1) with the Linear -> LeakyReLU ->
-    LayerNorm block (method.md 2.1); onehot(y) @ W is an embedding lookup. Inputs with more than
+    LayerNorm block; onehot(y) @ W is an embedding lookup. Inputs with more than
     `max_input_features` values per example are average-pooled first: images [C, H, W] spatially to
     the largest s x s grid with C * s * s <= max_input_features (CIFAR: 3 x 18 x 18), other shapes
     (a wrapped model's tokens) along their flattened values. A documented simplification of the

@@ -1,6 +1,6 @@
 """GFlowOut (Liu et al., ICML 2023): dropout masks from a GFlowNet posterior q(z | x, y), a learned prior p(z | x).
 
-One training step (method.md 1.6), on one batch and one set of sampled masks:
+One training step (docs: The method, One training step), on one batch and one set of sampled masks:
 
 * at each mask site l, during the forward pass, the posterior generator gives logits a^q_l from the
   earlier masks, the site's detached activation summary and y; the mask z_l ~ Bernoulli(sigmoid(a^q_l / T))
@@ -16,13 +16,13 @@ One training step (method.md 1.6), on one batch and one set of sampled masks:
 
 Prediction samples masks from the prior p(z | x) at T = 1. The prior generators have no label
 argument and the prediction sampler holds no reference to the posterior or to log Z, so a test-time
-label cannot reach a mask (method.md Pitfall 1).
+label cannot reach a mask (docs: The method, Pitfalls).
 
-Choices (method.md 8): generators and log Z without weight decay (Pitfall 11: decay pulls log Z
+Choices: generators and log Z without weight decay (the official decay 0.1 pulls log Z
 to 0); log Z gets its own learning rate (paper: 0.1) as a second parameter group inside the
 "posterior" optimiser, so the three groups of the paper stay three optimisers; epsilon-random
 masks are drawn per example (the official code drew one per site and minibatch) and scored as
-applied (Pitfall 2).
+applied (docs: The method, Pitfalls).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class GFlowOut(DropoutMethod):
         Adam 1e-3 as the paper; CifarResNet18 SGD) so every method trains the same backbone alike;
         a number means Adam with that lr.
     posterior_lr, logz_lr, prior_lr: Adam learning rates (paper: 1e-3, 0.1, 1e-3).
-    generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0, Pitfall 11).
+    generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0: decay pulls log Z to 0).
         log Z never gets weight decay.
     dataset_size: accepted so that every method takes the same options; GFlowOut's reward does not use it.
     """

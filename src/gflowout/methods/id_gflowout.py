@@ -1,4 +1,4 @@
-"""ID-GFlowOut (the paper's sample-independent ablation, method.md 1.5): a dataset posterior q(z) over masks.
+"""ID-GFlowOut (the paper's sample-independent ablation): a dataset posterior q(z) over masks.
 
 * q(z) = prod_l q(z_l | z_<l): each site's generator sees only the earlier masks (the first site's
   logits are a learned constant); every example still draws its own mask.
@@ -8,7 +8,7 @@
   over the data set is beta * sum_n log p(y_n | x_n, z) + log p(z), the log of
   p(z) prod_n p(y_n | x_n, z)^beta, so trajectory balance on it makes q(z) that posterior.
   N must be >= 1: the official ResNet code used N = 0, which removes the likelihood and trains q(z)
-  towards the prior (method.md Pitfall 3).
+  towards the prior (docs: The method, Pitfalls).
 * Two parameter groups: "backbone" (cross-entropy on the masked forward) and "posterior"
   (generators + log Z, trajectory balance). The prior is fixed, so there is no "prior" group.
 * log Z starts where the first training batch puts it (`logz_init="first_batch"`, our addition, not
@@ -105,7 +105,7 @@ class IDGFlowOut(DropoutMethod):
     train_temperature, epsilon, epsilon_keep: exploration, as in GFlowOut.
     generator_hidden: hidden sizes of each site's MLP on the earlier masks (paper: [32, 32]).
     backbone_lr: None = the baselines' backbone optimiser; posterior_lr, logz_lr: Adam lrs (paper 1e-3, 0.1).
-    generator_weight_decay: default 0 (paper 0.1, Pitfall 11); log Z never gets weight decay.
+    generator_weight_decay: default 0 (paper 0.1, which pulls log Z towards 0); log Z never gets weight decay.
     logz_init: "first_batch" (default; our improvement over the paper, see the module docstring) or
         "zero" (the paper: log Z starts at 0).
     """
@@ -134,7 +134,7 @@ class IDGFlowOut(DropoutMethod):
         if not isinstance(dataset_size, (int, float)) or isinstance(dataset_size, bool) or int(dataset_size) != dataset_size or dataset_size < 1:
             raise ValueError(
                 f"dataset_size must be the number of training examples (an integer >= 1), got {dataset_size!r}; "
-                "N = 0 would drop the likelihood from the reward (method.md Pitfall 3)"
+                "N = 0 would drop the likelihood from the reward, as in the official ResNet code"
             )
         if not 0.0 < prior_keep < 1.0:
             raise ValueError(f"prior_keep must be in (0, 1), got {prior_keep}")

@@ -24,7 +24,7 @@ def bernoulli_log_prob(logits: Tensor, mask: Tensor) -> Tensor:
     """log prod_i Bernoulli(mask_i; sigmoid(logits_i)), summed over units: [batch, width] -> [batch].
 
     Written as z * a + logsigmoid(-a), which equals z log sigmoid(a) + (1 - z) log sigmoid(-a) and
-    stays finite for every finite logit (no log of a rounded probability, method.md Pitfall 10).
+    stays finite for every finite logit (no log of a rounded probability; docs: The method, Pitfalls).
     The mask carries no gradient (it is a sample). The backward pass is the closed form
     d/da = z - sigmoid(a), one fused expression instead of autograd's chain through
     addcmul, logsigmoid and neg (about 25 % less time per call on [128, 1024] here).
@@ -57,7 +57,7 @@ def chunked_log_prob(logits: Tensor, mask: Tensor, scratch: tuple[Tensor, Tensor
     With t = (2z - 1) a the log-probability is sum_i log sigmoid(t_i), and
     log sigmoid(t) = min(t, 0) + log sigmoid(|t|), where sigmoid(|t|) lies in [1/2, 1]. So the
     products of `LOG_CHUNK` such factors stay >= 2^-64 (no underflow, no log of a rounded-to-zero
-    probability: method.md Pitfall 10) and one log per chunk replaces one softplus per unit. Why:
+    probability: docs: The method, Pitfalls) and one log per chunk replaces one softplus per unit. Why:
     on this CPU `sigmoid` is ~5x cheaper than `softplus`/`logsigmoid`/`exp`/`log` per element, and
     this function runs on 2 x [batch, width] logits at every site. float32 error: <= 64 ulp per
     chunk product, ~4e-6 in its log, comparable to summing 1024 softplus terms (tested against
@@ -106,7 +106,7 @@ def draw_policy_mask(logits: Tensor, temperature: float = 1.0, epsilon: float = 
     computed at temperature 1 by the caller, which makes trajectory balance off-policy).
     epsilon: each example's mask at this site is, with this probability, replaced by a
     Bernoulli(epsilon_keep) mask. The caller scores the mask this function RETURNS, i.e. the mask
-    actually applied (the official code scored the unapplied policy sample: method.md Pitfall 2).
+    actually applied (the official code scored the unapplied policy sample: docs: The method, Pitfalls).
     Policy samples come from `mask_with_16_bits` (P(keep) = p rounded up by < 2^-16; about 0.15 ms
     less per [128, 1024] site than `rand < p` here); the log-probability is that of the drawn mask
     under the exact policy, so trajectory balance is unaffected (the tiny rounding is off-policy).

@@ -22,7 +22,7 @@ Scaling = Literal["inverted", "site"]
 def bernoulli_masks(batch: int, width: int, keep_prob: float | Tensor, like: Tensor) -> Tensor:
     """A [batch, width] 0/1 mask, each entry 1 with probability keep_prob (dtype and device of `like`).
 
-    `rand < p` is used instead of `torch.bernoulli`: it was ~1.6x faster on CPU here (performance.md);
+    `rand < p` is used instead of `torch.bernoulli`: it was ~1.6x faster on CPU here;
     the comparison writes its 0/1 result over the uniforms (`out=`), which skips a bool tensor and
     its slow bool -> float conversion (~65 us less per [128, 1024] site here). Same mask, same seed.
     """
@@ -43,7 +43,7 @@ class MCDropout(DropoutMethod):
     keep_prob: probability of keeping a unit at every site. The default (None) keeps the model's own
         rates where it has them: each site of a `gflowout.wrap` net keeps 1 - p of the `nn.Dropout` it
         replaced, i.e. the user's own MC dropout; a backbone without such rates (MLP, CifarResNet18)
-        keeps 0.5, the paper's random baseline (its `mlp_dr` = 0.5). A float overrides both.
+        keeps 0.5, the paper's random baseline. A float overrides both.
     scaling: "inverted" multiplies kept units by 1 / keep_prob (Gal & Ghahramani; the expected masked
         activation equals the unmasked one); "site" follows the site's own rule instead, as the
         official random baseline (MLP: width / number kept; ResNet: no rescaling).

@@ -16,7 +16,7 @@ from gflowout.nets.sites import MaskSampler, ones_sampler
 
 
 def backbone_spec(net: MaskedNet) -> GroupSpec:
-    """Backbone optimiser defaults of the published baselines, by backbone (method.md section 3).
+    """Backbone optimiser defaults of the published baselines, by backbone (the official scripts').
 
     CifarResNet18: SGD, Nesterov momentum 0.9, lr 0.1, weight decay 5e-4 (the CIFAR Concrete and
     Contextual scripts). Every other backbone (the MNIST MLP, wrapped modules): Adam lr 1e-3, no

@@ -1,4 +1,4 @@
-"""Reward-temperature (beta) schedules of GFlowOut: fixed, or the paper's MNIST schedule (method.md 1.7).
+"""Reward-temperature (beta) schedules of GFlowOut: fixed, or the paper's MNIST schedule.
 
 The paper's MNIST runs start at beta = 0.001 and multiply it by 3.16 every 30 epochs, capped at 1:
 0.001, 0.00316, 0.00999, 0.0316, 0.0997, 0.315, 0.9957 (epochs 0, 30, ..., 180), then 1 from epoch 210.

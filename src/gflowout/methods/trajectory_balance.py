@@ -1,12 +1,13 @@
 """Trajectory balance (Malkin et al., "Trajectory balance: improved credit assignment in GFlowNets", NeurIPS 2022).
 
-For a trajectory tau = (s_0 -> ... -> s_n = z) with context c (method.md 6.5):
+For a trajectory tau = (s_0 -> ... -> s_n = z) with context c (Malkin et al. 2022):
 
     L_TB(tau) = ( log Z(c) + sum_t log P_F(s_{t+1} | s_t, c) - log R(z; c) - sum_t log P_B(s_t | s_{t+1}) )^2
 
 In GFlowOut the masks are filled site by site in a fixed order, so every state has one parent and
-log P_B = 0 (method.md 1.3); the loss is averaged over the batch, one trajectory per example
-(method.md 1.4). At its minimum the forward policy samples z with probability R(z; c) / Z(c).
+log P_B = 0 (docs: The method, The GFlowNet view); the loss is averaged over the batch, one
+trajectory per example (docs: The method, Reward and trajectory balance). At its minimum the
+forward policy samples z with probability R(z; c) / Z(c).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ backbone needs before its next layer) and, for the losses, only two sums over si
 
     log q(z) = sum_l log Bernoulli(z_l; sigmoid(a_l)),   log p(z) = sum_l log Bernoulli(z_l; sigmoid(b_l))
 
-(trajectory balance reads log q, the prior's likelihood log p; method.md 1.4, 1.6). So one node for
-the trajectory is exact, and it lets the work that is not on the backbone's critical path be batched
+(trajectory balance reads log q, the prior's likelihood log p; docs: The method, One training step).
+So one node for the trajectory is exact, and it lets the work that is not on the backbone's critical path be batched
 over sites:
 
 * during the backbone's forward, `TrajectoryPolicy.step` runs per site only the posterior (the same

@@ -13,7 +13,7 @@ from gflowout.nets.sites import MaskSampler, MaskSite
 class MLP(MaskedNet):
     """Fully connected classifier with one unit-wise mask site after each hidden activation.
 
-    Defaults follow MLP_GFN (method.md 2.1): hidden (1024, 1024, 1024), LeakyReLU(0.01), masks after
+    Defaults follow the official MLP_GFN: hidden (1024, 1024, 1024), LeakyReLU(0.01), masks after
     the activation, rescaled by width / number kept (`rescale=True`). Inputs of shape
     `input_shape` are flattened, so (1, 28, 28) images and (784,) vectors both work.
     """

@@ -1,4 +1,4 @@
-"""CIFAR ResNet-18 with channel-wise mask sites on the residual branches (method.md 2.2).
+"""CIFAR ResNet-18 with channel-wise mask sites on the residual branches.
 
 Written in plain torch (no torchvision): a 3x3 stem (64 channels, stride 1, no bias), no max-pool,
 BasicBlocks [2, 2, 2, 2] with [64, 128, 256, 512] channels, global average pooling and a linear head,
@@ -54,7 +54,7 @@ class CifarResNet18(MaskedNet):
 
     num_classes: size of the softmax head (10 for CIFAR-10, 100 for CIFAR-100).
     mask_blocks: "all" puts a site on all 8 blocks (the final official code, Resnet_GFN.py L52);
-        "last2" only on the two layer4 blocks (512 channels each), as the paper-era code (method.md 2.2).
+        "last2" only on the two layer4 blocks (512 channels each), as the paper-era code.
     input_shape: one example, (3, 32, 32) by default; other sizes work (global average pooling).
     width: channels of the stem and first stage (64, the standard ResNet-18); the stages get
         width x (1, 2, 4, 8) channels. Smaller widths give narrow networks for quick tests.

@@ -9,7 +9,7 @@ Writes are atomic (temporary file in the same folder, then os.replace).
 Normalisation is NOT applied here: pass the returned uint8 images to
 gflowout.data.datasets.to_tensor(images, name), which normalises with the TRAINING statistics
 of `name`. Clean and shifted sets thus go through the same normalisation (the official code
-normalised CIFAR-C with other statistics than training: method.md pitfall 5).
+normalised CIFAR-C with other statistics than training: docs: The method, Pitfalls).
 """
 
 from __future__ import annotations
