@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "gflowout.cli.report",
     "gflowout.cli.demo",
     "gflowout.cli.active_learning",
+    "gflowout.cli.transfer",
 )
 
 
