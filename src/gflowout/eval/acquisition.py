@@ -65,7 +65,9 @@ def resolve_score(name: str | AcquisitionScore) -> AcquisitionScore:
         return AcquisitionScore(name)
     except ValueError:
         known = [s.value for s in AcquisitionScore]
-        raise ConfigError(f"unknown acquisition score {name!r}; choose one of {known}{closest_match(str(name), known)}") from None
+        raise ConfigError(
+            f"unknown acquisition score {name!r}; choose one of {known}{closest_match(str(name), known)}"
+        ) from None
 
 
 def variation_ratio(logits: Any) -> Tensor:
