@@ -136,6 +136,25 @@ def test_bad_configs_raise_config_errors(tmp_path: Path):
         load_active_learning_config(path)
 
 
+def test_help_has_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["active-learning", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "--shard 2/2" in text and "dempster_shafer" in text
+
+
+def test_config_errors_reach_the_user_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    raw = yaml.safe_load((REPO / "configs" / "active_tiny.yaml").read_text())
+    raw["scores"] = ["bald", "dempster-shafer"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["active-learning", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'dempster_shafer'?" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_shipped_configs_load():
     for name in ("active_tiny.yaml", "active_mnist.yaml"):
         config = load_active_learning_config(REPO / "configs" / name)

@@ -135,6 +135,14 @@ def test_bad_configs_raise_config_errors():
         check_transfer(config, "cfg")
 
 
+def test_help_has_examples(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["transfer", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text and "configs/transfer_mnist.yaml" in text and "30 %" in text
+
+
 def test_shipped_configs_load():
     for name in ("transfer_tiny.yaml", "transfer_mnist.yaml", "transfer_cifar10.yaml"):
         assert load_transfer_config(REPO / "configs" / name).budget

@@ -10,6 +10,19 @@ from pathlib import Path
 from gflowout.cli.arguments import positive_int, shard_spec, slurm_array_shard
 
 
+EPILOG = """\
+examples:
+  # seconds: a tiny grid on real MNIST
+  gflowout active-learning --config configs/active_tiny.yaml --out /tmp/active-tiny
+
+  # every method x score x seed on MNIST and Fashion-MNIST, two workers sharing one folder
+  gflowout active-learning --config configs/active_mnist.yaml --out results/active_mnist --shard 1/2 &
+  gflowout active-learning --config configs/active_mnist.yaml --out results/active_mnist --shard 2/2 &
+
+  # killed? rerun the same command: finished runs are skipped, unfinished ones resume at their next round
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "active-learning",
@@ -20,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "method's S-sample predictions. One result JSON per run; a killed run resumes at its next round when the "
         "same command is rerun. The report (accuracy curves with error bands, area under the curve) is written "
         "when the grid has finished.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, help="active-learning YAML (e.g. configs/active_mnist.yaml)")
     parser.add_argument("--out", default=None, help="output folder (default: active-<config name>)")
@@ -39,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.downstream_config import load_active_learning_config
 
     shard = args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
+    config = load_active_learning_config(args.config)  # a bad config stops here, before anything changes
     set_threads(args.threads)
-    config = load_active_learning_config(args.config)
     out = Path(args.out) if args.out else Path(f"active-{Path(args.config).stem}")
     paths = run_active_learning(config, out, root=args.root, shard=shard, report=not args.no_report)
     print(f"{len(paths)} result file(s) in {out / 'results'}")

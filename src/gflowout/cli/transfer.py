@@ -10,6 +10,19 @@ from pathlib import Path
 from gflowout.cli.arguments import positive_int, shard_spec, slurm_array_shard
 
 
+EPILOG = """\
+examples:
+  # seconds: a tiny grid on real MNIST
+  gflowout transfer --config configs/transfer_tiny.yaml --out /tmp/transfer-tiny
+
+  # every method x seed on MNIST and Fashion-MNIST, two workers sharing one folder
+  gflowout transfer --config configs/transfer_mnist.yaml --out results/transfer_mnist --shard 1/2 &
+  gflowout transfer --config configs/transfer_mnist.yaml --out results/transfer_mnist --shard 2/2 &
+
+  # killed? rerun the same command: finished runs are skipped, unfinished ones resume at their next subset
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "transfer",
@@ -18,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default 30 %%), save the weights, then load them and fine-tune on clean seeded subsets (e.g. 512 to "
         "8192 images), optionally also from scratch; test accuracy and NLL per subset size. One result JSON per "
         "run; a killed run resumes at its next subset when the same command is rerun.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, help="transfer YAML (e.g. configs/transfer_mnist.yaml)")
     parser.add_argument("--out", default=None, help="output folder (default: transfer-<config name>)")
@@ -36,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.transfer import run_transfer
 
     shard = args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
+    config = load_transfer_config(args.config)  # a bad config stops here, before anything changes
     set_threads(args.threads)
-    config = load_transfer_config(args.config)
     out = Path(args.out) if args.out else Path(f"transfer-{Path(args.config).stem}")
     paths = run_transfer(config, out, root=args.root, shard=shard, report=not args.no_report)
     print(f"{len(paths)} result file(s) in {out / 'results'}")
