@@ -148,7 +148,10 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
             table(f"{dataset}: normalised area under the accuracy vs labelled-set-size curve",
                   auc, f"The mean test accuracy over the acquisition budget (trapezoid rule over the labelled-set "
                        f"size, divided by its range); mean ± SE over {'/'.join(map(str, seed_counts))} seed(s). "
-                       "Higher is better; compare each score with random."),
+                       "Higher is better; compare each score with random. Round 0 is the same for every score (same "
+                       "labelled set, same seeds). A deterministic network (none) has BALD and variation ratio 0 "
+                       "everywhere: its ties go to the pool's seeded random order, so those cells are random "
+                       "acquisition in disguise."),
             table(f"{dataset}: test accuracy after the last round", final_acc),
             table(f"{dataset}: test NLL after the last round (nats)", final_nll),
         ]
