@@ -63,6 +63,26 @@ def test_acquired_examples_leave_the_pool_and_are_never_acquired_twice(tmp_path:
     assert len(result["accuracy"]) == len(result["nll"]) == 4
 
 
+def test_acquisition_never_reads_the_labels_of_the_pool(tmp_path: Path):
+    """Changing the labels of every example that is never acquired changes no pick and no number. (The balanced
+    initial set reads the labels of the pool's first examples, up to its last pick: those stay.)"""
+    config = tiny_config("entropy", "gflowout")
+    spec = al.ActiveRun("mnist", "gflowout", "entropy", 1)
+    harness_config = config.harness_config("mnist", "gflowout", 1, None)
+    data = synthetic_data()
+    first = al.run_one(spec, config, data, harness_config, tmp_path / "a", torch.device("cpu"), lambda line: None)
+    pool = al.pool_indices(150, 90, 1).tolist()
+    scanned = pool[: max(pool.index(i) for i in first["initial"]) + 1]
+    used = set(scanned) | {i for r in first["rounds"] for i in r.get("acquired", [])}
+    relabelled = data.y_train.clone()
+    unused = torch.tensor(sorted(set(range(150)) - used))
+    relabelled[unused] = (relabelled[unused] + 1) % CLASSES
+    other = type(data)(data.name, data.x_train, relabelled, data.x_test, data.y_test, data.num_classes)
+    second = al.run_one(spec, config, other, harness_config, tmp_path / "b", torch.device("cpu"), lambda line: None)
+    assert [r.get("acquired") for r in second["rounds"]] == [r.get("acquired") for r in first["rounds"]]
+    assert second["accuracy"] == first["accuracy"] and second["nll"] == first["nll"]
+
+
 def test_acquire_takes_the_highest_scores_among_the_candidates_only():
     data = synthetic_data()
     config = tiny_config()

@@ -73,7 +73,7 @@ def resolve_score(name: str | AcquisitionScore) -> AcquisitionScore:
 def variation_ratio(logits: Any) -> Tensor:
     """1 - f_mode / S [B], where f_mode counts the S samples whose argmax is the most frequent class.
 
-    0 when every sample votes for the same class, at most 1 - 1/min(S, C). (Gal et al. 2017, section 3.)
+    0 when every sample votes for the same class, at most 1 - ceil(S / C) / S. (Gal et al. 2017, section 3.)
     """
     logits = check_logits(logits)
     samples, _, classes = logits.shape
