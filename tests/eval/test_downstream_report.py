@@ -57,4 +57,4 @@ def test_transfer_report_tables(tmp_path: Path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert f"| none | 2 | {0.85:.4f} ± {0.05:.4f} |" in markdown
     assert "| none | 2 | 0.5000 ± 0.0000 |" in markdown
-    assert "from scratch (dashed)" in markdown
+    assert "fine-tuned and from scratch" in markdown

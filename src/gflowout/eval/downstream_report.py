@@ -63,30 +63,34 @@ def _band(curves: Sequence[Sequence[float]], x: Sequence[float]) -> Band:
 
 
 def plot_bands(panels: Mapping[str, Mapping[str, Band]], xlabel: str, ylabel: str, title: str, path: Path,
-               dashed: Mapping[str, Mapping[str, Band]] | None = None, log_x: bool = False) -> Path:
-    """One panel per key of `panels`, one line per method with a ± standard-error band; `dashed`, when given,
-    adds a dashed line per method (same colour) to the same panels."""
+               log_x: bool = False, share_y: bool = False) -> Path:
+    """One panel per key of `panels`, one line per method (the same colour in every panel) with a ± standard-error
+    band, and one legend for the figure."""
     from gflowout.eval import plots
 
     plt = plots.plt
     methods = sorted({m for lines in panels.values() for m in lines}, key=_method_key)
     colours = plots._colours(methods)
     count = max(len(panels), 1)
-    figure, axes = plt.subplots(1, count, figsize=(3.8 * count, 3.3), squeeze=False)
+    figure, axes = plt.subplots(1, count, figsize=(max(3.6 * count, 5.0), 3.4), squeeze=False, sharey=share_y)
     for axis, (panel, lines) in zip(axes[0], panels.items()):
-        for style, source in (("-", lines), ("--", (dashed or {}).get(panel, {}))):
-            for method, (x, mean, se) in sorted(source.items(), key=lambda item: _method_key(item[0])):
-                mean_a, se_a = np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(se, dtype=float))
-                label = method if style == "-" else f"{method} (from scratch)"
-                axis.plot(x, mean_a, style, marker="o", markersize=2.5, color=colours[method], label=label)
-                axis.fill_between(x, mean_a - se_a, mean_a + se_a, color=colours[method], alpha=0.15, linewidth=0)
+        for method, (x, mean, se) in sorted(lines.items(), key=lambda item: _method_key(item[0])):
+            mean_a, se_a = np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(se, dtype=float))
+            axis.plot(x, mean_a, marker="o", markersize=2.5, color=colours[method], label=method)
+            axis.fill_between(x, mean_a - se_a, mean_a + se_a, color=colours[method], alpha=0.15, linewidth=0)
         if log_x:
             axis.set_xscale("log", base=2)
-        axis.set(xlabel=xlabel, ylabel=ylabel, title=panel)
+        axis.set(xlabel=xlabel, title=panel)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=6)
+    axes[0][0].set_ylabel(ylabel)
+    handles = [plt.Line2D([], [], color=colours[m], marker="o", markersize=3) for m in methods]
+    figure.legend(handles, methods, loc="lower center", ncol=min(len(methods), 6), fontsize=7, frameon=False)
     figure.suptitle(title, fontsize=10)
-    return plots._save(figure, path)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
 
 
 def _write_page(out_dir: Path, title: str, intro: str, sections: list[Section]) -> Path:
@@ -160,7 +164,7 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
         for metric, label in (("accuracy", "test accuracy"), ("nll", "test NLL (nats)")):
             path = plot_bands({s: curves[metric][s] for s in scores}, "labelled examples", label,
                               f"{dataset}: active learning, {label} (mean ± SE over seeds)",
-                              figure_dir / f"{name}_active_{metric}.png")
+                              figure_dir / f"{name}_active_{metric}.png", share_y=True)
             figures.append((f"{dataset}: {label} vs labelled-set size, one panel per acquisition score", path))
         sections.append((f"{dataset}: active learning", tables, figures))
     return sections
@@ -219,12 +223,14 @@ def transfer_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path) -> li
             "Noisy labels: a seeded subset of the training labels, each replaced by a uniform draw from the other "
             "classes (every class can be drawn).",
         ))
-        path = plot_bands({"test accuracy": finetuned}, "clean fine-tuning images", "test accuracy",
+        panels = {"fine-tuned from the noisy pre-training": finetuned}
+        if scratch:
+            panels["trained from scratch"] = scratch
+        path = plot_bands(panels, "clean training images", "test accuracy",
                           f"{dataset}: transfer from noisy pre-training (mean ± SE over seeds)",
-                          figure_dir / f"{dataset.replace('/', '_')}_transfer_accuracy.png",
-                          dashed={"test accuracy": scratch} if scratch else None, log_x=True)
-        caption = f"{dataset}: test accuracy vs clean subset size, fine-tuned (solid)"
-        sections.append((f"{dataset}: transfer", tables, [(caption + (", from scratch (dashed)" if scratch else ""), path)]))
+                          figure_dir / f"{dataset.replace('/', '_')}_transfer_accuracy.png", log_x=True, share_y=True)
+        caption = f"{dataset}: test accuracy vs clean subset size, fine-tuned" + (" and from scratch" if scratch else "")
+        sections.append((f"{dataset}: transfer", tables, [(caption, path)]))
     return sections
 
 
