@@ -173,6 +173,11 @@ def test_config_errors_reach_the_user_in_one_line(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert "did you mean 'dempster_shafer'?" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+    (tmp_path / "a-file").write_text("")
+    tiny = str(REPO / "configs" / "active_tiny.yaml")
+    assert main(["active-learning", "--config", tiny, "--out", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder; choose another --out" in err and len(err.strip().splitlines()) == 1
 
 
 def test_shipped_configs_load():

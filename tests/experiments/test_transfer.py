@@ -143,6 +143,14 @@ def test_help_has_examples(capsys: pytest.CaptureFixture) -> None:
     assert "examples:" in text and "configs/transfer_mnist.yaml" in text and "30 %" in text
 
 
+def test_an_unwritable_output_folder_is_named_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "a-file").write_text("")
+    tiny = str(REPO / "configs" / "transfer_tiny.yaml")
+    assert main(["transfer", "--config", tiny, "--out", str(tmp_path / "a-file" / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "a-file" in err and "--out" in err and len(err.strip().splitlines()) == 1
+
+
 def test_shipped_configs_load():
     for name in ("transfer_tiny.yaml", "transfer_mnist.yaml", "transfer_cifar10.yaml"):
         assert load_transfer_config(REPO / "configs" / name).budget

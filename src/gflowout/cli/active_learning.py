@@ -56,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     shard = args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
     config = load_active_learning_config(args.config)  # a bad config stops here, before anything changes
     set_threads(args.threads)
-    out = Path(args.out) if args.out else Path(f"active-{Path(args.config).stem}")
+    from gflowout.writable import writable_folder
+
+    out = writable_folder(Path(args.out) if args.out else Path(f"active-{Path(args.config).stem}"),
+                          "output folder", "--out")  # before hours of training, not after
     paths = run_active_learning(config, out, root=args.root, shard=shard, report=not args.no_report)
     print(f"{len(paths)} result file(s) in {out / 'results'}")
     return 0
