@@ -82,7 +82,7 @@ def variation_ratio(logits: Any) -> Tensor:
 
 
 def log_dempster_shafer(logits: Any) -> Tensor:
-    """log [K / (sum_k exp(mean_s logit_k) + K)] [B], = log K - logsumexp(mean logits ++ [log K])."""
+    """The log of the Dempster-Shafer score [B]: log K - logsumexp(mean logits ++ (log K)), never underflowing."""
     logits = check_logits(logits)
     classes = logits.shape[-1]
     mean_logits = logits.mean(dim=0)  # [B, K]: the paper averages logits, not probabilities
