@@ -148,6 +148,8 @@ def test_bad_configs_raise_config_errors(tmp_path: Path):
     config = tiny_config(rounds=30)  # 6 initial + 30 x 4 > a pool of 90
     with pytest.raises(ConfigError, match="the pool has 90 examples"):
         run(config, tmp_path)
+    with pytest.raises(ConfigError, match=r"10 classes \+ 30 rounds x 4 acquired = 140"):  # up front, no data read
+        al.run_active_learning(config, tmp_path / "grid", root=tmp_path / "no-data-here")
     raw = yaml.safe_load((REPO / "configs" / "active_tiny.yaml").read_text())
     raw["activ"] = raw.pop("active")
     path = tmp_path / "bad.yaml"

@@ -203,6 +203,12 @@ def run_active_learning(config: ActiveLearningConfig, out_dir: str | Path, root:
 
     for harness in harnesses.values():  # every option of every method, before the first run trains
         validate_model_options(harness)
+    if config.active.pool_size is not None:  # the budget against the pool, before any data is read
+        from gflowout.data.datasets import get_info
+
+        for dataset in {run.dataset for run in runs}:
+            check_pool_budget(config.active, config.active.pool_size, get_info(dataset).num_classes,
+                              f"{config.source}: {dataset}")
     mine = shard_runs(runs, *shard)
     data_cache: dict[str, ProtocolData] = {}
     paths: list[Path] = []
