@@ -28,6 +28,8 @@ def under_a_file(tmp_path: Path) -> Path:
     ["report", str(REPO / "configs"), "--out", "{path}"],
     ["benchmark", "--config", str(REPO / "configs" / "bench_tiny.yaml"), "--out", "{path}"],
     ["evaluate", "{path}/run", "--json", "{path}/x.json"],
+    ["active-learning", "--config", str(REPO / "configs" / "active_tiny.yaml"), "--out", "{path}"],
+    ["transfer", "--config", str(REPO / "configs" / "transfer_tiny.yaml"), "--out", "{path}"],
 ])
 def test_every_command_refuses_an_unwritable_path_in_one_line(argv: list[str], under_a_file: Path,
                                                               capsys: pytest.CaptureFixture) -> None:

@@ -14,16 +14,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _is_benchmark_config(path: Path) -> bool:
-    """A grid for the benchmark runner (its own schema: `config`, `methods`, `seeds`), not a harness config."""
+    """A grid (its own schema: `config`, `methods`, `seeds`), not a harness config."""
     import yaml
 
     raw = yaml.safe_load(path.read_text()) or {}
     return isinstance(raw, dict) and "config" in raw and "seeds" in raw
 
 
+def _protocol(path: Path) -> str | None:
+    """"active" or "transfer" for a downstream-protocol grid (`gflowout active-learning` / `gflowout transfer`)."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    return next((key for key in ("active", "transfer") if key in raw), None) if isinstance(raw, dict) else None
+
+
 ALL_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 SHIPPED = [p for p in ALL_CONFIGS if not _is_benchmark_config(p)]
-GRIDS = [p for p in ALL_CONFIGS if _is_benchmark_config(p)]
+GRIDS = [p for p in ALL_CONFIGS if _is_benchmark_config(p) and _protocol(p) is None]
+PROTOCOL_GRIDS = [p for p in ALL_CONFIGS if _is_benchmark_config(p) and _protocol(p) is not None]
 
 
 def test_unknown_key_lists_valid_keys_and_closest_match() -> None:
@@ -221,3 +230,27 @@ def test_shipped_benchmark_grids_load_and_resolve_every_run(path: Path) -> None:
     bench = load_benchmark_config(path)
     for spec in bench.runs():
         validate_model_options(run_config(bench, spec))
+
+
+@pytest.mark.parametrize("path", PROTOCOL_GRIDS, ids=[p.name for p in PROTOCOL_GRIDS])
+def test_shipped_protocol_grids_load_and_resolve_every_run(path: Path) -> None:
+    """Every shipped active-learning / transfer grid loads and each run resolves to valid options, with optimiser
+    blocks its method has (and no learning-rate schedule, which the protocols' loop refuses)."""
+    from gflowout.data.datasets import DATASET_INFO
+    from gflowout.experiments import active_learning, transfer
+    from gflowout.experiments.downstream_config import load_active_learning_config, load_transfer_config
+    from gflowout.experiments.plain_training import build_seeded_method, optimizer_overrides
+
+    protocol = _protocol(path)
+    config = (load_active_learning_config if protocol == "active" else load_transfer_config)(path)
+    default = config.harness_config(None, config.methods[0], config.seeds[0], None).data.name
+    runs = (active_learning if protocol == "active" else transfer).grid(config, default)
+    assert runs
+    built: set[tuple[str, str]] = set()
+    for run in runs:
+        harness = config.harness_config(run.dataset, run.method, run.seed, None)
+        validate_model_options(harness)
+        if (run.dataset, run.method) not in built:
+            built.add((run.dataset, run.method))
+            info = DATASET_INFO[run.dataset]
+            optimizer_overrides(harness, build_seeded_method(harness, info.num_classes, info.image_shape, 100, 1))

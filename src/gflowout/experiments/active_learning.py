@@ -1,0 +1,235 @@
+"""Pool-based active learning for every method and acquisition score (Gal, Islam & Ghahramani, "Deep Bayesian
+Active Learning with Image Data", ICML 2017; the GFlowOut paper's active-learning experiment acquires by the
+Dempster-Shafer score).
+
+One run (data set, method, score, seed):
+
+1. the pool is a seeded random subset of the training split (its order breaks ties between equal scores);
+   the initial labelled set holds `initial_per_class` examples of every class, drawn from the pool by the seed;
+2. round r = 0..R: a fresh model (weights seeded by (seed, r)) trains for the same number of steps for every
+   method on the labelled set; test accuracy and NLL of its S-sample predictive are recorded; then, if r < R,
+   the `acquire` unlabelled pool examples with the highest score (computed from `method.predict`, never from
+   a label) are labelled with their ground truth and leave the pool.
+
+Progress is saved after every round (runs/<run id>/state.json, atomic), so a killed run resumes at its next
+unfinished round and draws exactly what the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gflowout.errors import ConfigError
+from gflowout.eval.acquisition import AcquisitionScore, acquisition_scores, resolve_score, top_k
+from gflowout.experiments.downstream_common import (
+    PROTOCOL_SCHEMA,
+    ProtocolData,
+    load_protocol_data,
+    read_protocol_result,
+    read_state,
+)
+from gflowout.experiments.downstream_config import ActiveLearningConfig, check_pool_budget, protocol_settings
+from gflowout.experiments.plain_training import (
+    ACQUISITION,
+    build_seeded_method,
+    evaluate_predictive,
+    optimizer_overrides,
+    predict_in_batches,
+    resolve_device,
+    train_for_steps,
+)
+from gflowout.experiments.results import write_json_atomic
+from gflowout.methods.base import DropoutMethod
+from gflowout.training.rng import private_rng, seed_stream
+
+PROTOCOL = "active_learning"
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    """One cell of the grid."""
+
+    dataset: str
+    method: str
+    score: str
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.dataset}__{self.method}__{self.score}__seed{self.seed}"
+
+
+def grid(config: ActiveLearningConfig, default_dataset: str) -> list[ActiveRun]:
+    """Every run, seed-major (a grid stopped part-way has compared all methods and scores on the same seeds)."""
+    datasets = config.datasets or [default_dataset]
+    return [ActiveRun(d, m, s, seed) for d in datasets for seed in config.seeds for m in config.methods
+            for s in config.scores]
+
+
+def pool_indices(train_size: int, pool_size: int | None, seed: int) -> np.ndarray:
+    """Training-split indices of the pool, in a seeded random order (that order breaks score ties)."""
+    order = torch.randperm(train_size, generator=torch.Generator().manual_seed(int(seed))).numpy()
+    return order if pool_size is None else order[: min(int(pool_size), train_size)]
+
+
+def initial_labelled(pool: np.ndarray, labels: Tensor, per_class: int, num_classes: int) -> list[int]:
+    """The first `per_class` pool examples of each class (the pool order is already seeded), class by class."""
+    pool_labels = labels[torch.as_tensor(pool)].numpy()
+    chosen: list[int] = []
+    for cls in range(num_classes):
+        members = pool[pool_labels == cls][:per_class]
+        if members.size < per_class:
+            raise ConfigError(f"the pool has {members.size} example(s) of class {cls}, fewer than "
+                              f"active.initial_per_class = {per_class}; raise active.pool_size or lower it")
+        chosen += [int(i) for i in members]
+    return chosen
+
+
+def acquire(method: DropoutMethod | None, x: Tensor, candidates: Sequence[int], score: str | AcquisitionScore,
+            k: int, *, samples: int, batch_size: int, seed: int, round_index: int,
+            device: torch.device | str = "cpu") -> tuple[list[int], list[float]]:
+    """The k candidates (training-split indices, in pool order) with the highest `score`, and their scores.
+
+    Masks (and random scores) are drawn from streams seeded by (seed, round): the same seed picks the same.
+    Raises ConfigError when k exceeds the candidates.
+    """
+    score = resolve_score(score)
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if isinstance(k, bool) or int(k) != k or not 1 <= k <= candidates.size:
+        raise ConfigError(f"cannot acquire k = {k} examples from a pool of {candidates.size} unlabelled examples; "
+                          "lower active.acquire or active.rounds, or raise active.pool_size")
+    if score.needs_predictions:
+        if method is None:
+            raise ValueError(f"acquisition score {score.value!r} needs a trained method")
+        with private_rng(torch.device(device)):
+            seed_stream(seed, ACQUISITION, round_index)
+            logits = predict_in_batches(method, x[torch.as_tensor(candidates)], samples=samples,
+                                        batch_size=batch_size, device=device)
+        values = acquisition_scores(score, logits)
+    else:
+        generator = torch.Generator().manual_seed(hash((seed, ACQUISITION, round_index)) % (2**62))
+        values = acquisition_scores(score, count=candidates.size, generator=generator)
+    positions = top_k(values, int(k))
+    return [int(i) for i in candidates[positions]], [float(values[p]) for p in positions]
+
+
+def run_digest(config: ActiveLearningConfig, harness: Any) -> str:
+    """Fingerprint of what a run's numbers depend on (its harness config and the protocol settings)."""
+    from gflowout.training.resume import settings_digest
+
+    return settings_digest(config=harness.to_dict(), protocol=protocol_settings(config))
+
+
+def run_one(run: ActiveRun, config: ActiveLearningConfig, data: ProtocolData, harness: Any, out_dir: Path,
+            device: torch.device, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Do (or finish) one active-learning run and write its result file; returns the result."""
+    digest = run_digest(config, harness)
+    active, training, evaluation = config.active, config.training, config.evaluation
+    pool = pool_indices(int(data.y_train.shape[0]), active.pool_size, run.seed)
+    check_pool_budget(active, int(pool.size), data.num_classes, f"{config.source}: {run.dataset}")
+    state_path = out_dir / "runs" / run.run_id / "state.json"
+    state = read_state(state_path, digest)
+    if state is None:
+        labelled = initial_labelled(pool, data.y_train, active.initial_per_class, data.num_classes)
+        state = {"settings_digest": digest, "initial": labelled, "labelled": list(labelled), "rounds": []}
+    elif state["rounds"]:
+        log(f"  {run.run_id}: resuming at round {len(state['rounds'])} of {active.rounds}")
+    labelled: list[int] = list(state["labelled"])
+    for round_index in range(len(state["rounds"]), active.rounds + 1):
+        rows = torch.as_tensor(labelled)
+        method = build_seeded_method(harness, data.num_classes, data.input_shape, len(labelled), run.seed, round_index)
+        summary = train_for_steps(method, data.x_train[rows], data.y_train[rows], steps=training.steps,
+                                  batch_size=training.batch_size, seed=run.seed, position=(round_index,),
+                                  overrides=optimizer_overrides(harness, method), device=device)
+        metrics = evaluate_predictive(method, data.x_test, data.y_test, samples=evaluation.samples,
+                                      batch_size=evaluation.batch_size, seed=run.seed, position=(round_index,),
+                                      device=device)
+        record: dict[str, Any] = {
+            "round": round_index, "labelled": len(labelled), "accuracy": metrics["accuracy"], "nll": metrics["nll"],
+            "train_time_s": summary.seconds, "eval_time_s": metrics["eval_time_s"], "epochs": summary.epochs,
+        }
+        if round_index < active.rounds:
+            started = time.perf_counter()
+            taken = set(labelled)
+            candidates = [int(i) for i in pool if int(i) not in taken]
+            chosen, values = acquire(method, data.x_train, candidates, run.score, active.acquire,
+                                     samples=active.samples, batch_size=evaluation.batch_size, seed=run.seed,
+                                     round_index=round_index, device=device)
+            labelled += chosen
+            record.update(acquired=chosen, acquired_scores=values, acquire_time_s=time.perf_counter() - started)
+        state["rounds"].append(record)
+        state["labelled"] = labelled
+        write_json_atomic(state_path, state)
+        log(f"  {run.run_id}: round {round_index}/{active.rounds}, {record['labelled']} labelled, "
+            f"accuracy {record['accuracy']:.4f}, NLL {record['nll']:.4f} ({summary.seconds:.1f} s training)")
+    rounds = state["rounds"]
+    result = {
+        "protocol": PROTOCOL, "protocol_schema": PROTOCOL_SCHEMA, "run_id": run.run_id, "dataset": run.dataset,
+        "method": run.method, "score": run.score, "seed": run.seed, "settings_digest": digest,
+        "labelled_sizes": [r["labelled"] for r in rounds], "accuracy": [r["accuracy"] for r in rounds],
+        "nll": [r["nll"] for r in rounds], "initial": state["initial"], "rounds": rounds,
+        "train_time_s": sum(r["train_time_s"] for r in rounds),
+        "eval_time_s": sum(r["eval_time_s"] for r in rounds),
+        "acquire_time_s": sum(r.get("acquire_time_s", 0.0) for r in rounds),
+        "config": harness.to_dict(), "protocol_settings": protocol_settings(config), "budget": config.budget,
+    }
+    write_json_atomic(out_dir / "results" / f"{run.run_id}.json", result)
+    return result
+
+
+def run_active_learning(config: ActiveLearningConfig, out_dir: str | Path, root: str | Path | None = None,
+                        shard: tuple[int, int] = (1, 1), report: bool = True,
+                        log: Callable[[str], None] = print) -> list[Path]:
+    """Every run of the grid that has no result file yet (this shard's), then the report once the grid is done.
+
+    Returns the result files of this shard's runs.
+    """
+    from gflowout.experiments.benchmark import shard_runs
+
+    out_dir = Path(out_dir)
+    device = resolve_device(config.device)
+    first = config.harness_config(None, config.methods[0], config.seeds[0], root)
+    runs = grid(config, first.data.name)
+    harnesses = {run: config.harness_config(run.dataset, run.method, run.seed, root) for run in runs}
+    from gflowout.training.build import validate_model_options
+
+    for harness in harnesses.values():  # every option of every method, before the first run trains
+        validate_model_options(harness)
+    if config.active.pool_size is not None:  # the budget against the pool, before any data is read
+        from gflowout.data.datasets import get_info
+
+        for dataset in {run.dataset for run in runs}:
+            check_pool_budget(config.active, config.active.pool_size, get_info(dataset).num_classes,
+                              f"{config.source}: {dataset}")
+    mine = shard_runs(runs, *shard)
+    data_cache: dict[str, ProtocolData] = {}
+    paths: list[Path] = []
+    for index, run in enumerate(mine, start=1):
+        harness = harnesses[run]
+        path = out_dir / "results" / f"{run.run_id}.json"
+        if path.is_file():
+            read_protocol_result(path, PROTOCOL, run_digest(config, harness))
+            log(f"[{index}/{len(mine)}] {run.run_id}: done earlier, skipped")
+            paths.append(path)
+            continue
+        if run.dataset not in data_cache:
+            data_cache = {run.dataset: load_protocol_data(run.dataset, root, config.evaluation.test_limit)}
+        log(f"[{index}/{len(mine)}] {run.run_id}")
+        run_one(run, config, data_cache[run.dataset], harness, out_dir, device, log)
+        paths.append(path)
+    finished = all((out_dir / "results" / f"{run.run_id}.json").is_file() for run in runs)
+    if report and finished:
+        from gflowout.eval.downstream_report import write_active_learning_report
+
+        log(f"report: {write_active_learning_report(out_dir / 'results', out_dir / 'report')}")
+    elif report:
+        log("this shard is done; the report is written by the worker that finishes the grid")
+    return paths
