@@ -186,7 +186,8 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     if last.exists() and not resume:
         raise ConfigError(f"run folder {str(out_dir)!r} already holds {last.name}; pass --resume to continue it "
                           "or choose another --out")
-    if not last.exists():
+    if not last.exists() and rank_zero_only.rank == 0:
+        # rank 0 only: under DDP the other ranks start after rank 0 wrote config.yaml into this very folder
         _refuse_another_run(out_dir, config, resume)
     ckpt_path = None
     if resume and last.exists():

@@ -98,7 +98,8 @@ def test_lightning_advertising_tips_are_silenced(caplog: pytest.LogCaptureFixtur
     from gflowout.train import silence_lightning_tips
 
     silence_lightning_tips()
-    with caplog.at_level("INFO"):
+    # the logger's own level: an earlier test's quiet_lightning() may have set Lightning's loggers to WARNING
+    with caplog.at_level("INFO", logger="lightning.pytorch.utilities.rank_zero"):
         rank_zero_info("💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels]")
         rank_zero_info("a real message")
     assert "Tip:" not in caplog.text and "a real message" in caplog.text
