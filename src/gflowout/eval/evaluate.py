@@ -257,6 +257,7 @@ def evaluate_method(
     log: where such one-line notices go (stderr by default).
     """
     started = time.perf_counter()
+    samples = method.prediction_samples(samples)  # a deep ensemble's M members, whatever was asked (recorded)
     datasets, shift_module = _data()
     torch.manual_seed(seed)
     note = progress or (lambda message: None)

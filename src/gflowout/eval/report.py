@@ -33,7 +33,7 @@ CURVE_METRICS = ("accuracy", "nll", "ece15")
 OOD_METRICS = ("auroc", "aupr", "fpr95")
 # Sections of a result file whose numeric leaves are aggregated over seeds.
 SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "uncertainty")
-METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none")
+METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none", "ensemble")
 
 
 def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:

@@ -37,6 +37,7 @@ def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | N
         datamodule.setup("test")
         sums = ClassificationSums()
         torch.manual_seed(config.seed)
+        samples = method.prediction_samples(samples)  # a deep ensemble's M, whatever was asked
         for x, y in datamodule.test_dataloader():
             logits = method.predict(x.to(device), samples=samples)
             sums.update(logits, y.to(device))
