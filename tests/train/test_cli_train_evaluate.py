@@ -162,7 +162,7 @@ def test_evaluate_runs_shifts_rotations_and_ood_of_one_run(trained_run: tuple[Pa
     assert result["test_size"] == 100 and "rotated acc" in done.stdout
     # temperature scaling on the validation split (its fixed 100-row subset) and selective prediction, as the benchmark
     assert result["temperature_scaling"]["validation_size"] == 100 and set(result["ts"]["shifts"]) == {"fog"}
-    assert set(result["selective"]) == {"clean", "random_rotation"}
+    assert set(result["selective"]) == {"clean", "random_rotation"} and "none + TS" in done.stdout
     bad = _gflowout("evaluate", str(out), "--shifts", "fgo", "--limit", "10")
     assert bad.returncode == 2 and "did you mean 'fog'?" in bad.stderr and "Traceback" not in bad.stderr
 
