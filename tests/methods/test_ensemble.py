@@ -103,3 +103,35 @@ def test_a_backbone_that_cannot_be_reinitialised_is_refused() -> None:
             module.reset_parameters = lambda: None  # a layer whose reset draws nothing
     with pytest.raises(ValueError, match="changed no weight"):
         DeepEnsemble(net, members=2)
+
+
+def test_a_resnet_ensemble_keeps_its_initialisation_and_resets_batchnorm() -> None:
+    """CifarResNet18's members are re-drawn with its own (Kaiming) initialisation; BatchNorm statistics reset."""
+    from gflowout.nets.resnet import CifarResNet18
+
+    torch.manual_seed(0)
+    net = CifarResNet18(width=4, num_classes=CLASSES)
+    net.train()
+    net(torch.randn(8, 3, 32, 32))  # move the running statistics of member 0
+    method = DeepEnsemble(net, members=2)
+    copy = method.others[0]
+    stem = next(m for m in copy.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not torch.equal(stem.weight, next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).weight)
+    fan_out = stem.weight.shape[0] * stem.weight[0, 0].numel()
+    assert float(stem.weight.detach().std()) == pytest.approx((2.0 / fan_out) ** 0.5, rel=0.35)  # Kaiming normal, fan_out
+    norms = [m for m in copy.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in norms)
+    assert method.predict(torch.randn(2, 3, 32, 32)).shape == (2, 2, CLASSES)
+
+
+def test_an_ensemble_of_a_wrapped_user_module() -> None:
+    import gflowout
+
+    torch.manual_seed(0)
+    user = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                               torch.nn.Linear(12, CLASSES))
+    method = DeepEnsemble(gflowout.wrap(user, input_shape=(1, 4, 4), num_classes=CLASSES), members=3)
+    x, y = _data(8)
+    logits = method.predict(x)
+    assert logits.shape == (3, 8, CLASSES) and not torch.allclose(logits[0], logits[1])
+    method.train_step(x, y, method.make_optimizers())
