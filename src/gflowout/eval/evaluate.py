@@ -363,9 +363,7 @@ def evaluate_method(
         log(message)
     elif published_plan:
         _evaluate_published(results, published_set, published_plan, run, root, limit, note, log,
-                            scaled if ts is not None else None)
-        if ts is not None and "published_corruptions" in results:
-            ts["published_corruptions"] = results.pop("_published_ts")
+                            (ts, scaled) if ts is not None else None)
 
     explicit = ood_sets is not None
     scores_in = ood_scores(clean_logits)
@@ -421,9 +419,10 @@ def fit_on_validation(method: DropoutMethod, validation: tuple[Tensor, Tensor], 
 
 def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[str, Sequence[int]],
                         run: Callable[[np.ndarray], Tensor], root: Any, limit: int | None,
-                        note: Progress, log: Progress, scaled: Callable[[Tensor], Tensor] | None = None) -> None:
+                        note: Progress, log: Progress,
+                        tempered: tuple[dict[str, Any], Callable[[Tensor], Tensor]] | None = None) -> None:
     """Fill results["published_corruptions"] from the published -C files that are present; log what is not.
-    With `scaled` (temperature scaling), the tempered metrics go to results["_published_ts"]."""
+    tempered: (the "ts" section, logits -> logits / T): its "published_corruptions" is filled likewise."""
     datasets, _ = _data()
     missing = {c: published_files_missing(set_name, c, root) for c in plan}
     absent = [c for c, paths in missing.items() if paths]
@@ -439,13 +438,14 @@ def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[st
         return
     results["published_set"] = set_name
     results["published_corruptions"] = {}
-    if scaled is not None:
-        results["_published_ts"] = {}
+    ts_section = None
+    if tempered is not None:
+        ts_section = tempered[0]["published_corruptions"] = {}
     label = PUBLISHED_LABELS.get(set_name, set_name)
     for corruption in present:
         results["published_corruptions"][corruption] = {}
-        if scaled is not None:
-            results["_published_ts"][corruption] = {}
+        if ts_section is not None:
+            ts_section[corruption] = {}
         for severity in plan[corruption]:
             note(f"published {label} {corruption} severity {severity}")
             images, labels = datasets.load_corruption(set_name, corruption, severity, root)
@@ -455,5 +455,5 @@ def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[st
             logits = run(np.asarray(images, dtype=np.float32) / 255.0)
             labels = np.asarray(labels, dtype=np.int64)
             results["published_corruptions"][corruption][str(severity)] = condition_metrics(logits, labels)[0]
-            if scaled is not None:
-                results["_published_ts"][corruption][str(severity)] = condition_metrics(scaled(logits), labels)[0]
+            if ts_section is not None:
+                ts_section[corruption][str(severity)] = condition_metrics(tempered[1](logits), labels)[0]
