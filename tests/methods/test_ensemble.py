@@ -135,3 +135,20 @@ def test_an_ensemble_of_a_wrapped_user_module() -> None:
     logits = method.predict(x)
     assert logits.shape == (3, 8, CLASSES) and not torch.allclose(logits[0], logits[1])
     method.train_step(x, y, method.make_optimizers())
+
+
+def test_building_an_ensemble_draws_one_seed_and_reseeds_nothing() -> None:
+    """Construction takes one draw from torch's RNG (the members' base seed) and leaves every RNG state otherwise
+    as it was: the stream after it is the stream after one draw."""
+    torch.manual_seed(5)
+    net = MLP(input_shape=(1, 4, 4), hidden=(6,), num_classes=CLASSES)
+    state = torch.get_rng_state()
+    DeepEnsemble(net, members=3)
+    after_build = torch.rand(3)
+    torch.set_rng_state(state)
+    torch.randint(0, 2**62, (1,))
+    assert torch.equal(torch.rand(3), after_build)
+    DeepEnsemble(net, members=2, init_seed=11)  # a given seed draws nothing
+    state = torch.get_rng_state()
+    DeepEnsemble(net, members=2, init_seed=11)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -111,11 +111,16 @@ class DeepEnsemble(DropoutMethod):
 
 
 def reinitialised_copy(net: MaskedNet, seed: int) -> MaskedNet:
-    """A deep copy of `net` with fresh initial weights drawn under torch seed `seed` (torch's global RNG is left
-    as it was). A ValueError when nothing changed (a backbone whose layers have no `reset_parameters`)."""
+    """A deep copy of `net` with fresh initial weights drawn under seed `seed` from the default generator of the
+    net's device (every RNG state is left as it was: `torch.manual_seed` would also reseed every GPU). A ValueError
+    when nothing changed (a backbone whose layers have no `reset_parameters`)."""
     member = copy.deepcopy(net)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    on_gpu = device.type == "cuda"
+    index = device.index if device.index is not None else (torch.cuda.current_device() if on_gpu else 0)
+    with torch.random.fork_rng(devices=[index] if on_gpu else []):
+        generator = torch.cuda.default_generators[index] if on_gpu else torch.default_generator
+        generator.manual_seed(seed)
         member.reset_parameters()
     if all(torch.equal(a, b) for a, b in zip(net.parameters(), member.parameters())):
         raise ValueError(
