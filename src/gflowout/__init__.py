@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "ConcreteDropout": "gflowout.methods.concrete",
     "ContextualDropout": "gflowout.methods.contextual",
     "NoDropout": "gflowout.methods.none",
+    "DeepEnsemble": "gflowout.methods.ensemble",
     "method_class": "gflowout.methods",
     # training, checkpoints, configuration
     "fit": "gflowout.train",

@@ -232,7 +232,7 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
             "best_checkpoint": str(best_path) if best_path.exists() else None,  # None: stopped before any validation
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed, "world_size": trainer.world_size,
-            "val_samples": config.trainer.val_samples,
+            "val_samples": module.method.prediction_samples(config.trainer.val_samples),  # a deep ensemble: its M
             "rank_weight_digests": [_hex(row) for row in digest_rows],
         }
         atomic_write_json(out_dir / "results.json", results)

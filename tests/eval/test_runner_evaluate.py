@@ -121,3 +121,82 @@ def test_evaluate_method_leaves_the_callers_random_stream_alone(stand_in_data):
     evaluate_method(method, "digits", samples=2, shifts=(), rotation_angles=(), random_rotation=False,
                     ood_sets=[], limit=20)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+class MisreadingReader(BrightnessReader):
+    """Deterministic and over-confident: reads class 3 as class 4 with the same confidence as its right answers."""
+
+    name = "misreader"
+
+    def answer(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        position = (x.mean(dim=(1, 2, 3)) * STD + MEAN) * 20 - 1
+        logits = -((position[:, None] - torch.arange(10.0)) ** 2) * 4
+        wrong = position.round() == 3
+        logits[wrong] = logits[wrong].roll(1, dims=1)
+        return logits.unsqueeze(0).repeat(samples, 1, 1)
+
+
+def _normalised(labels: np.ndarray) -> torch.Tensor:
+    return (torch.as_tensor(class_images(labels), dtype=torch.float32)[:, None] / 255.0 - MEAN) / STD
+
+
+def test_temperature_scaling_and_selective_prediction_in_the_result(stand_in_data):
+    """T is fitted on the validation data given, every condition is also reported with it, and the selective
+    metrics are those of the logits; all against computations here from the stand-in's own logits."""
+    from scipy.special import logsumexp
+
+    from gflowout.eval.selective import selective_metrics
+    from gflowout.eval.temperature import fit_temperature
+
+    labels = stand_in_data
+    validation_labels = np.arange(200) % 10
+    validation = (_normalised(validation_labels), torch.as_tensor(validation_labels))
+    method = MisreadingReader()
+    result = evaluate_method(method, "digits", samples=2, severities=(1,), rotation_angles=(0, 90), batch_size=64,
+                             validation=validation)
+
+    expected_t = fit_temperature(method.answer(validation[0], 2), validation[1])
+    assert expected_t > 1.2  # over-confident: softened
+    assert result["temperature_scaling"]["temperature"] == pytest.approx(expected_t, rel=1e-9)
+    assert result["temperature_scaling"]["validation_nll_scaled"] < result["temperature_scaling"]["validation_nll"]
+    ts = result["ts"]
+    clean_logits = method.answer(_normalised(labels), 1)[0].double().numpy() / expected_t
+    log_probs = clean_logits - logsumexp(clean_logits, axis=1, keepdims=True)
+    assert ts["clean"]["nll"] == pytest.approx(-log_probs[np.arange(len(labels)), labels].mean(), rel=1e-6)
+    assert ts["clean"]["nll"] < result["clean"]["nll"]
+    assert ts["clean"]["accuracy"] == result["clean"]["accuracy"] == pytest.approx(0.9)
+    assert set(ts["shifts"]["brighter"]) == {"1"} and set(ts["rotation_sweep"]) == {"0", "90"}
+    assert set(ts["ood"]["other"]) == {"max_probability", "predictive_entropy", "mutual_information"}
+    assert set(ts["figures"]["reliability"]) == set(ts["selective"]) == {"clean", "random_rotation"}
+
+    correct = np.argmax(clean_logits, axis=1) == labels
+    confidence = np.exp(log_probs).max(axis=1)
+    expected = selective_metrics(confidence, correct)
+    for key, value in expected.items():
+        assert result["selective"]["clean"]["max_probability"][key] == pytest.approx(value, abs=1e-9)
+    assert set(result["selective"]) == {"clean", "random_rotation"}
+    assert set(result["selective"]["clean"]) == {"max_probability", "negative_entropy", "negative_mutual_information"}
+    assert len(result["figures"]["risk_coverage"]["clean"]["negative_entropy"]["risk"]) == 50
+
+
+def test_validation_changes_no_number_of_the_result_without_it(stand_in_data):
+    """The validation pass draws from its own seeded RNG: every key of a result without it is the same with it."""
+    validation = (_normalised(np.arange(50) % 10), torch.as_tensor(np.arange(50) % 10))
+    plain = evaluate_method(BrightnessReader(), "digits", samples=3, severities=(1,), rotation_angles=(0, 90))
+    with_ts = evaluate_method(BrightnessReader(), "digits", samples=3, severities=(1,), rotation_angles=(0, 90),
+                              validation=validation)
+    for key in plain:
+        if key != "eval_time_s":
+            assert json.dumps(with_ts[key], sort_keys=True) == json.dumps(plain[key], sort_keys=True), key
+    assert "ts" in with_ts and "ts" not in plain
+
+
+def test_a_deep_ensemble_is_evaluated_with_its_own_sample_count(stand_in_data):
+    from gflowout.methods.ensemble import DeepEnsemble
+    from gflowout.nets.mlp import MLP
+
+    torch.manual_seed(0)
+    method = DeepEnsemble(MLP(hidden=(8,)), members=3)
+    result = evaluate_method(method, "digits", samples=20, shifts=(), rotation_angles=(), random_rotation=False,
+                             ood_sets=[], limit=30)
+    assert result["samples"] == 3

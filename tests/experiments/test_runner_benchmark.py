@@ -70,6 +70,11 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
         assert set(result["shifts"]) == {"shot_noise", "fog"} and set(result["shifts"]["shot_noise"]) == {"1", "3"}
         assert set(result["rotation_sweep"]) == {"0", "90"} and result["test_size"] == 200
         assert 0.0 <= result["clean"]["accuracy"] <= 1.0
+        # temperature scaling (on by default) on the run's validation split, and selective prediction
+        assert result["temperature_scaling"]["temperature"] > 0 and result["ts"]["temperature"] > 0
+        assert result["temperature_scaling"]["validation_nll_scaled"] <= result["temperature_scaling"]["validation_nll"]
+        assert set(result["ts"]["clean"]) == set(result["clean"]) and set(result["ts"]["shifts"]) == {"shot_noise", "fog"}
+        assert set(result["selective"]) == {"clean", "random_rotation"}
 
     # the report: mean ± standard error over the two seeds, computed here from the files
     report = (out / "report" / "report.md").read_text()
@@ -77,6 +82,7 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
         a, b = (results[f"mnist__{method}__seed{s}"]["clean"]["accuracy"] for s in (1, 2))
         mean, se = (a + b) / 2, abs(a - b) / 2  # n = 2: sample std |a - b| / sqrt 2, over sqrt 2
         assert f"| {method} | 2 | {mean:.4f} ± {se:.4f} |" in report
+        assert f"| {method} + TS | 2 |" in report
     pngs = sorted((out / "report" / "figures").glob("*.png"))
     assert {"mnist_reliability_clean.png", "mnist_severity.png", "mnist_rotation.png"} <= {p.name for p in pngs}
     for png in pngs:

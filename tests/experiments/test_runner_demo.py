@@ -26,7 +26,8 @@ def test_shipped_benchmark_configs_build_every_run(name: str, monkeypatch):
     assert [c.method.name for c in configs] == [s.method for s in bench.runs()]
     assert [c.seed for c in configs] == [s.seed for s in bench.runs()]
     if name == "bench_mnist.yaml":  # the paper's grid
-        assert len(configs) == 6 * 5 and configs[0].trainer.max_epochs == 200
+        assert len(configs) == 7 * 5 and configs[0].trainer.max_epochs == 200
+        assert {c.method.name for c in configs} >= {"ensemble", "none"}
 
 
 def test_demo_config_is_found_from_anywhere(tmp_path, monkeypatch):

@@ -182,5 +182,23 @@ def test_shipped_cifar10_grid_asks_for_every_published_corruption() -> None:
     bench = load_benchmark_config(Path(__file__).resolve().parents[2] / "configs" / "bench_cifar10.yaml")
     assert bench.evaluation.published_corruptions == "all" and bench.evaluation.shifts is None
     configs = [run_config(bench, spec) for spec in bench.runs()]
-    assert len(configs) == 30 and {c.data.name for c in configs} == {"cifar10"}
+    assert len(configs) == 35 and {c.data.name for c in configs} == {"cifar10"}  # 7 methods x 5 seeds
     assert {c.model.backbone for c in configs} == {"resnet18"}
+
+
+def test_published_files_are_also_reported_with_the_temperature(root: Path) -> None:
+    """With validation data, the "ts" section has the published corruptions too, each the metrics of logits / T."""
+    from gflowout.eval.evaluate import condition_metrics
+
+    method = BrightnessReader()
+    validation_labels = np.arange(20) % 10
+    shifted = validation_labels + (np.arange(20) % 4 == 0)  # a quarter misread: the reader is over-confident
+    validation = (to_tensor(tagged((shifted + 1) / 20), "cifar10"), torch.as_tensor(validation_labels))
+    result, _ = evaluate(method, root, limit=16, published_corruptions=["frost"], validation=validation)
+    temperature = result["ts"]["temperature"]
+    assert temperature > 1.0 and set(result["ts"]["published_corruptions"]) == {"frost"}
+    clean_rows = np.asarray(method.tags()[1])  # tags()[0]: the validation batch, predicted first
+    frost_3 = to_tensor(frost_block(3)[clean_rows], "cifar10")
+    expected = condition_metrics(BrightnessReader().predict(frost_3, 2) / temperature, LABELS[clean_rows])[0]
+    assert result["ts"]["published_corruptions"]["frost"]["3"] == pytest.approx(expected)
+    assert result["ts"]["published_corruptions"]["frost"]["3"]["nll"] != result["published_corruptions"]["frost"]["3"]["nll"]

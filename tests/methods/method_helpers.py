@@ -23,6 +23,7 @@ EVERY_METHOD = [
     (MethodName.CONTEXTUAL, {"variant": "bernoulli"}),
     (MethodName.CONTEXTUAL, {"variant": "gaussian"}),
     (MethodName.NONE, {}),
+    (MethodName.ENSEMBLE, {"members": 3}),
 ]
 EVERY_METHOD_IDS = [f"{name.value}-{options.get('variant', '')}".rstrip("-") for name, options in EVERY_METHOD]
 

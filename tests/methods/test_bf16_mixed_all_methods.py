@@ -39,8 +39,8 @@ def test_trains_and_predicts_inside_bf16_autocast(name: MethodName, options: dic
     assert all(torch.isfinite(torch.tensor(totals)))
     assert totals[0] != totals[-1]  # the parameters moved
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = method.predict(x[:4], samples=3)  # as bf16-mixed validation calls it
-    assert logits.shape == (3, 4, CLASSES) and torch.isfinite(logits.float()).all()
+        logits = method.predict(x[:4], samples=method.prediction_samples(3))  # as bf16-mixed validation calls it
+    assert logits.shape == (method.prediction_samples(3), 4, CLASSES) and torch.isfinite(logits.float()).all()
 
 
 @pytest.mark.parametrize("keep", [0.999, 0.5])

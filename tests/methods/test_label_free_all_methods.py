@@ -58,15 +58,16 @@ def test_prediction_ignores_the_labels_seen_in_training(name: MethodName, option
 
     method.train()
     method.training_losses(x, y_a)  # no optimiser step: only state a method might cache
+    samples = method.prediction_samples(5)  # a deep ensemble predicts its M members
     torch.manual_seed(seed)
-    p_a = method.predict(x, samples=5)
+    p_a = method.predict(x, samples=samples)
 
     method.train()
     method.training_losses(x, y_b)
     torch.manual_seed(seed)
-    p_b = method.predict(x, samples=5)
+    p_b = method.predict(x, samples=samples)
 
-    assert p_a.shape == (5, BATCH, CLASSES)
+    assert p_a.shape == (samples, BATCH, CLASSES)
     assert torch.isfinite(p_a).all()
     assert torch.equal(p_a, p_b), (
         f"{name.value}: predictions depend on the labels of the last training batch "
@@ -83,7 +84,7 @@ def test_predict_changes_no_parameter_or_buffer(name: MethodName, options: dict)
     before = _snapshot(method)
     was_training = method.training
     torch.manual_seed(5)
-    method.predict(x, samples=5)
+    method.predict(x, samples=method.prediction_samples(5))
     _assert_same(before, _snapshot(method), f"{name.value}: predict")
     assert method.training == was_training, "predict must restore the train/eval mode it found"
 
@@ -99,4 +100,4 @@ def test_int32_labels_and_a_float64_batch_get_clear_errors(name: MethodName, opt
     with pytest.raises(ValueError, match=r"x has dtype torch.float64 but the network's parameters are torch.float32; convert with x.float\(\)"):
         method.training_losses(x.double(), y)
     with pytest.raises(ValueError, match="x has dtype torch.float64"):
-        method.predict(x.double(), samples=2)
+        method.predict(x.double(), samples=method.prediction_samples(2))

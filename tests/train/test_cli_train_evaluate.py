@@ -160,6 +160,9 @@ def test_evaluate_runs_shifts_rotations_and_ood_of_one_run(trained_run: tuple[Pa
     assert set(result["shifts"]) == {"fog"} and set(result["shifts"]["fog"]) == {"1", "3"}
     assert "random_rotation" in result and set(result["rotation_sweep"]) == {"0", "90"}
     assert result["test_size"] == 100 and "rotated acc" in done.stdout
+    # temperature scaling on the validation split (its fixed 100-row subset) and selective prediction, as the benchmark
+    assert result["temperature_scaling"]["validation_size"] == 100 and set(result["ts"]["shifts"]) == {"fog"}
+    assert set(result["selective"]) == {"clean", "random_rotation"} and "none + TS" in done.stdout
     bad = _gflowout("evaluate", str(out), "--shifts", "fgo", "--limit", "10")
     assert bad.returncode == 2 and "did you mean 'fog'?" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -169,3 +172,43 @@ def test_a_text_file_given_as_a_checkpoint_is_named_as_such(tmp_path: Path, caps
     text.write_text("epoch 3 was the best\n")
     assert main(["evaluate", str(text)]) == 2
     assert "is not a checkpoint file (a text file" in capsys.readouterr().err
+
+
+def test_evaluate_fits_a_temperature_on_the_validation_split_and_reports_ts_and_selective(
+    trained_run: tuple[Path, Path], capsys: pytest.CaptureFixture, one_torch_thread: None
+) -> None:
+    """T is that of an independent fit on the run's validation split; "ts" are the test metrics of the logits / T
+    (computed here from the checkpoint's own predictions); a row METHOD + TS goes to stderr."""
+    from gflowout.eval.metrics import classification_metrics
+    from gflowout.eval.predictive import log_mean_probs, mean_probs
+    from gflowout.eval.selective import aurc
+    from gflowout.eval.temperature import fit_temperature
+    from gflowout.training.build import build_datamodule
+
+    config, out = trained_run
+    trust = [] if config.name == "tiny_mnist.yaml" else ["--allow-custom-code"]
+    assert main(["evaluate", str(out), "--samples", "2", *trust]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert "none + TS (T=" in captured.err
+
+    method, cfg = load_method(out, allow_custom_code=True)  # "none": deterministic, so the logits are the same here
+    datamodule = build_datamodule(cfg.data)
+    datamodule.setup("fit")
+    val = [(method.predict(x, samples=1), y) for x, y in datamodule.val_dataloader()]
+    expected_t = fit_temperature(torch.cat([v[0] for v in val], dim=1), torch.cat([v[1] for v in val]))
+    assert printed["temperature"] == pytest.approx(expected_t, rel=1e-6)
+    datamodule.setup("test")
+    batches = [(method.predict(x, samples=1), y) for x, y in datamodule.test_dataloader()]
+    logits, labels = torch.cat([b[0] for b in batches], dim=1), torch.cat([b[1] for b in batches])
+    scaled = logits / expected_t
+    reference = classification_metrics(mean_probs(scaled), labels, log_probs=log_mean_probs(scaled))
+    for name in ("accuracy", "nll", "brier", "ece"):
+        assert printed["ts"][name] == pytest.approx(reference[name], rel=1e-5, abs=1e-8), name
+    assert printed["ts"]["accuracy"] == printed["accuracy"]
+    confidence = mean_probs(logits).max(dim=-1).values
+    correct = mean_probs(logits).argmax(dim=-1) == labels
+    assert printed["selective"]["max_probability"]["aurc"] == pytest.approx(aurc(confidence, correct), rel=1e-6)
+
+    assert main(["evaluate", str(out), "--samples", "2", "--no-temperature-scaling", *trust]) == 0
+    assert "ts" not in json.loads(capsys.readouterr().out)

@@ -68,7 +68,7 @@ def count_stages(bench) -> int:
     else:
         shifted = len(settings.shifts) * len(settings.severities)
     ood = len(settings.ood_sets) if settings.ood_sets is not None else len(DEFAULT_OOD.get("mnist", ()))
-    return 1 + 1 + int(settings.random_rotation) + sum(1 for angle in settings.rotation_angles if float(angle) % 360 != 0) + shifted + ood
+    return 1 + 1 + int(settings.temperature_scaling) + int(settings.random_rotation) + sum(1 for angle in settings.rotation_angles if float(angle) % 360 != 0) + shifted + ood
 
 
 def fetch_missing(bench, root: str | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from gflowout.cli.arguments import positive_int
@@ -16,10 +17,19 @@ examples:
   gflowout evaluate runs/mnist-gflowout-1 --shifts fog,shot_noise --severities 1,3,5 --rotation --ood fashion-mnist
 
 Prints accuracy, NLL, Brier score and ECE (15 bins) of p(y|x) = mean over S mask samples of softmax
-on the test split of the data set the model was trained on (the labels are never shown to the model).
+on the test split of the data set the model was trained on (the labels are never shown to the model),
+as JSON on stdout, with:
+  selective    per confidence score (max probability, negative entropy, negative mutual information):
+               AURC and the accuracy at 90 / 95 / 99 % coverage
+  temperature  T fitted on the run's validation split by the NLL of the S-sample predictive (Guo et al.
+               2017), and "ts": the test metrics with every sample's logits divided by T
+               (--no-temperature-scaling skips it and the validation pass)
+A short table of METHOD and METHOD + TS goes to stderr. A deep ensemble uses its M members as S.
 With --full, --shifts, --rotation, --rotation-angles or --ood it evaluates as `gflowout benchmark` does
 (clean, the paper's random rotation, a rotation sweep, MNIST-C-style / CIFAR-10-C-style corruptions,
-OOD detection) and prints a summary; --json then holds the whole result (the benchmark's schema).
+OOD detection, selective prediction and, unless --no-temperature-scaling, every condition also with the
+temperature) and prints a summary with rows METHOD and METHOD + TS; --json then holds the whole result
+(the benchmark's schema).
 """
 
 
@@ -51,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-custom-code", action="store_true",
                         help="build a method, backbone or data module the checkpoint names as package.module:Class "
                              "(imported, with options from the file): only for checkpoints you trust")
+    parser.add_argument("--no-temperature-scaling", dest="temperature_scaling", action="store_false",
+                        help="skip fitting a temperature on the validation split (and the 'ts' metrics)")
     parser.set_defaults(func=run)
 
 
@@ -68,9 +80,10 @@ def run(args: argparse.Namespace) -> int:
     if args.full or args.shifts or args.rotation or args.rotation_angles or args.ood or args.limit:
         return run_full(args, path)
     metrics = evaluate_checkpoint(path, samples=args.samples, batch_size=args.batch_size, root=args.root,
-                                  allow_custom_code=args.allow_custom_code)
+                                  allow_custom_code=args.allow_custom_code, temperature_scaling=args.temperature_scaling)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
+    print(summary_rows(metrics), file=sys.stderr)
     if args.json:
         atomic_write_json(Path(args.json), metrics)
     return 0
@@ -95,6 +108,7 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     from gflowout.errors import ConfigError
     from gflowout.eval.report import summarise_result
     from gflowout.experiments.grid_check import image_kind, shift_problems
+    from gflowout.training.evaluation import validation_tensors
 
     severities = _csv(args.severities, int, "--severities") or list(DEFAULT_SEVERITIES)
     if args.full:
@@ -111,10 +125,13 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     if problems:
         raise ConfigError("; ".join(problems))
     method.to("cuda" if torch.cuda.is_available() else "cpu")
+    if args.root:
+        config.data.root = args.root
+    validation = validation_tensors(config, limit=args.limit) if args.temperature_scaling else None
     result = evaluate_method(
         method, config.data.name, root=args.root or config.data.root, samples=args.samples, shifts=shifts,
         ood_sets=ood, seed=config.seed, severities=severities, rotation_angles=angles, random_rotation=rotation,
-        limit=args.limit, batch_size=args.batch_size or 256,
+        limit=args.limit, batch_size=args.batch_size or 256, validation=validation,
     )
     result.update(config=config.to_dict(), checkpoint=str(path))
     print(summarise_result(result))
@@ -122,3 +139,19 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
         atomic_write_json(Path(args.json), result)
         print(f"full result: {args.json}")
     return 0
+
+
+def summary_rows(metrics: dict) -> str:
+    """The rows METHOD and (when fitted) METHOD + TS: accuracy, NLL, ECE, Brier, AURC of the max probability."""
+    aurc = metrics.get("selective", {}).get("max_probability", {}).get("aurc", float("nan"))
+    header = f"{'method':<24} {'accuracy':>9} {'NLL':>8} {'ECE':>8} {'Brier':>8} {'AURC':>8}"
+    rows = [header, _row(metrics["method"], metrics, aurc)]
+    if "ts" in metrics:
+        rows.append(_row(f"{metrics['method']} + TS (T={metrics['temperature']:.3f})", metrics["ts"], float("nan")))
+    return "\n".join(rows)
+
+
+def _row(name: str, values: dict, aurc: float) -> str:
+    aurc_text = "-" if aurc != aurc else f"{aurc:.4f}"
+    return (f"{name:<24} {values['accuracy']:>9.4f} {values['nll']:>8.4f} {values['ece']:>8.4f} {values['brier']:>8.4f} "
+            f"{aurc_text:>8}")

@@ -47,11 +47,20 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
   uncertainty     {condition: {"<alpha>": {"uncertain_fraction", "pavpu", "accurate_given_certain",
                   "uncertain_given_inaccurate"}}}: the paper's paired t-test metrics, conditions
                   "clean" and "random_rotation"
+  selective       {condition: {score: {"aurc", "accuracy_at_90", "accuracy_at_95", "accuracy_at_99"}}}: selective
+                  prediction (gflowout.eval.selective), conditions "clean" and "random_rotation", scores
+                  "max_probability", "negative_entropy", "negative_mutual_information"
+  temperature_scaling  (only when `validation` data were given) {"temperature", "validation_size",
+                  "validation_nll", "validation_nll_scaled"}: T fitted on them (gflowout.eval.temperature)
+  ts              (only with `validation`) the same method with every sample's logits divided by T: "temperature",
+                  "clean", "random_rotation", "shifts", "rotation_sweep", "published_corruptions" (when
+                  evaluated), "ood", "selective", and "figures" {"reliability", "risk_coverage"}, each as above
   figures         raw material for figures, kept small:
       reliability     {condition: {"edges" [16], "confidence" [15], "accuracy" [15], "count" [15]}}
                       (15 equal-width bins; empty bins have null confidence/accuracy)
       ood_histograms  {ood set: {score: {"edges" [31], "in" [30], "out" [30]}}} counts on fixed edges
       roc             {ood set: {score: {"fpr" [51], "tpr" [51]}}}: best TPR at FPR <= each grid point
+      risk_coverage   {condition: {score: {"coverage" [50], "risk" [50]}}}: risk at coverages 0.02..1
   METRICS = {"accuracy", "nll", "brier", "ece15", "ece10"} of the S-sample predictive.
 """
 
@@ -72,6 +81,8 @@ from gflowout.eval.metrics import classification_metrics, ece, reliability_bins
 from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores, roc_curve
 from gflowout.eval.predictive import Predictive
 from gflowout.eval.published import PUBLISHED_LABELS, fetch_hint, plan_published_corruptions, published_files_missing
+from gflowout.eval.selective import selective_report
+from gflowout.eval.temperature import apply_temperature, fit_temperature, temperature_nll
 from gflowout.eval.uncertainty import ttest_uncertainty
 from gflowout.errors import DataError
 from gflowout.experiments.results import SCHEMA_VERSION, run_id
@@ -240,6 +251,7 @@ def evaluate_method(
     progress: Progress | None = None,
     published_corruptions: Sequence[str] | Mapping[str, Sequence[int]] | str | None = None,
     log: Progress = _stderr,
+    validation: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `method` on `data_name`'s test set, its shifts and OOD pairs; a dict in the RESULT SCHEMA.
 
@@ -255,8 +267,13 @@ def evaluate_method(
         cifar100 runs only): "all", corruption names (each at `severities`) or {name: severities};
         None or () for none. Missing files are skipped with one line to `log` naming the fetch command.
     log: where such one-line notices go (stderr by default).
+    validation: held-out (normalised images [N, C, H, W], labels [N]), e.g. the run's validation split: a
+        temperature is fitted on them (Guo et al. 2017) and every condition is also reported with it ("ts").
+        Its masks come from their own seeded RNG, so every other number is what it is without it.
+    samples: a method with a fixed sample count (a deep ensemble: its members) uses its own; recorded.
     """
     started = time.perf_counter()
+    samples = method.prediction_samples(samples)  # a deep ensemble's M members, whatever was asked (recorded)
     datasets, shift_module = _data()
     torch.manual_seed(seed)
     note = progress or (lambda message: None)
@@ -277,38 +294,67 @@ def evaluate_method(
         "evaluation": {"shifts": {k: list(v) for k, v in plan.items()}, "rotation_angles": list(rotation_angles),
                        "random_rotation": random_rotation, "limit": limit, "batch_size": batch_size, "seed": seed,
                        "published_corruptions": {k: list(v) for k, v in published_plan.items()}},
-        "shifts": {}, "rotation_sweep": {}, "ood": {}, "ood_skipped": {}, "uncertainty": {},
-        "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}},
+        "shifts": {}, "rotation_sweep": {}, "ood": {}, "ood_skipped": {}, "uncertainty": {}, "selective": {},
+        "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}, "risk_coverage": {}},
     }
+    ts: dict[str, Any] | None = None
+    if validation is not None:
+        note("validation (temperature scaling)")
+        results["temperature_scaling"] = fit_on_validation(method, validation, samples, batch_size, seed)
+        ts = results["ts"] = {"temperature": results["temperature_scaling"]["temperature"], "shifts": {},
+                              "rotation_sweep": {}, "ood": {}, "selective": {},
+                              "figures": {"reliability": {}, "risk_coverage": {}}}
+
+    def scaled(logits: Tensor) -> Tensor:
+        assert ts is not None
+        return apply_temperature(logits, ts["temperature"])
+
+    def full_condition(name: str, logits: Tensor) -> None:
+        """METRICS, selective prediction and figure material of one condition (and with T, when fitted)."""
+        for target, condition_logits in [(results, logits)] + ([(ts, scaled(logits))] if ts is not None else []):
+            target[name], summary = condition_metrics(condition_logits, labels)
+            target["figures"]["reliability"][name] = reliability_material(summary, labels)
+            target["selective"][name], target["figures"]["risk_coverage"][name] = selective_report(summary, labels)
+
+    def metrics_only(logits: Tensor) -> tuple[dict[str, float], dict[str, float] | None]:
+        return (condition_metrics(logits, labels)[0],
+                condition_metrics(scaled(logits), labels)[0] if ts is not None else None)
 
     note("clean")
     clean_logits = run(images)
-    results["clean"], clean_summary = condition_metrics(clean_logits, labels)
+    full_condition("clean", clean_logits)
     results["uncertainty"]["clean"] = ttest_uncertainty(clean_logits, labels)
-    results["figures"]["reliability"]["clean"] = reliability_material(clean_summary, labels)
 
     if random_rotation:
         note("random rotation")
         rotated_logits = run(shift_module.random_rotation(images, seed))
-        results["random_rotation"], rotated_summary = condition_metrics(rotated_logits, labels)
+        full_condition("random_rotation", rotated_logits)
         results["uncertainty"]["random_rotation"] = ttest_uncertainty(rotated_logits, labels)
-        results["figures"]["reliability"]["random_rotation"] = reliability_material(rotated_summary, labels)
         del rotated_logits
 
     for angle in rotation_angles:
         if float(angle) % 360 == 0:  # the identity: the clean images, already predicted
             results["rotation_sweep"][f"{angle:g}"] = dict(results["clean"])
+            if ts is not None:
+                ts["rotation_sweep"][f"{angle:g}"] = dict(ts["clean"])
             continue
         note(f"rotation {angle:g} deg")
-        logits = run(shift_module.rotate(images, float(angle)))
-        results["rotation_sweep"][f"{angle:g}"] = condition_metrics(logits, labels)[0]
+        plain, tempered = metrics_only(run(shift_module.rotate(images, float(angle))))
+        results["rotation_sweep"][f"{angle:g}"] = plain
+        if ts is not None:
+            ts["rotation_sweep"][f"{angle:g}"] = tempered
 
     for shift, levels in plan.items():
         results["shifts"][shift] = {}
+        if ts is not None:
+            ts["shifts"][shift] = {}
         for severity in levels:
             note(f"{shift} severity {severity}")
             shifted = shifted_test_images(data_name, shift, severity, seed, root, limit, clean=images)
-            results["shifts"][shift][str(severity)] = condition_metrics(run(shifted), labels)[0]
+            plain, tempered = metrics_only(run(shifted))
+            results["shifts"][shift][str(severity)] = plain
+            if ts is not None:
+                ts["shifts"][shift][str(severity)] = tempered
 
     if published_corruptions and published_set is None:
         message = (f"published corruptions: {data_name!r} has no published corruption set "
@@ -316,10 +362,12 @@ def evaluate_method(
         results["published_skipped"] = {data_name: message}
         log(message)
     elif published_plan:
-        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log)
+        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log,
+                            (ts, scaled) if ts is not None else None)
 
     explicit = ood_sets is not None
     scores_in = ood_scores(clean_logits)
+    scores_in_ts = ood_scores(scaled(clean_logits)) if ts is not None else None
     for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):
         try:
             ood_images, _ = load_test_images(ood_name, root, limit)
@@ -332,7 +380,12 @@ def evaluate_method(
             raise DataError(f"OOD set {ood_name!r} has images {ood_images.shape[1:]}, "
                             f"but {data_name!r} has {images.shape[1:]}: an OOD pair needs one image shape")
         note(f"OOD {ood_name}")
-        scores_out = ood_scores(run(ood_images))
+        ood_logits = run(ood_images)
+        scores_out = ood_scores(ood_logits)
+        if ts is not None:
+            scores_out_ts = ood_scores(scaled(ood_logits))
+            ts["ood"][ood_name] = {score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES}
+        del ood_logits
         results["ood"][ood_name] = {}
         results["figures"]["ood_histograms"][ood_name] = {}
         results["figures"]["roc"][ood_name] = {}
@@ -345,10 +398,31 @@ def evaluate_method(
     return results
 
 
+def fit_on_validation(method: DropoutMethod, validation: tuple[Tensor, Tensor], samples: int, batch_size: int,
+                      seed: int) -> dict[str, Any]:
+    """Fit the temperature on held-out (images [N, C, H, W], labels [N]); {"temperature", "validation_size",
+    "validation_nll" (T = 1), "validation_nll_scaled"}. The masks come from a private RNG seeded by `seed`."""
+    images, labels = validation
+    labels = torch.as_tensor(labels).long().cpu()
+    if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+        raise ValueError(f"validation needs as many labels as images (at least one), got {images.shape[0]} images "
+                         f"and {labels.shape[0]} labels")
+    device = next((p.device for p in method.parameters()), torch.device("cpu"))
+    with private_rng(device):
+        torch.manual_seed(seed)
+        logits = predict_logits(method, images, samples, batch_size)
+    temperature = fit_temperature(logits, labels)
+    return {"temperature": temperature, "validation_size": int(labels.shape[0]),
+            "validation_nll": temperature_nll(logits, labels, 1.0),
+            "validation_nll_scaled": temperature_nll(logits, labels, temperature)}
+
+
 def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[str, Sequence[int]],
                         run: Callable[[np.ndarray], Tensor], root: Any, limit: int | None,
-                        note: Progress, log: Progress) -> None:
-    """Fill results["published_corruptions"] from the published -C files that are present; log what is not."""
+                        note: Progress, log: Progress,
+                        tempered: tuple[dict[str, Any], Callable[[Tensor], Tensor]] | None = None) -> None:
+    """Fill results["published_corruptions"] from the published -C files that are present; log what is not.
+    tempered: (the "ts" section, logits -> logits / T): its "published_corruptions" is filled likewise."""
     datasets, _ = _data()
     missing = {c: published_files_missing(set_name, c, root) for c in plan}
     absent = [c for c, paths in missing.items() if paths]
@@ -364,15 +438,22 @@ def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[st
         return
     results["published_set"] = set_name
     results["published_corruptions"] = {}
+    ts_section = None
+    if tempered is not None:
+        ts_section = tempered[0]["published_corruptions"] = {}
     label = PUBLISHED_LABELS.get(set_name, set_name)
     for corruption in present:
         results["published_corruptions"][corruption] = {}
+        if ts_section is not None:
+            ts_section[corruption] = {}
         for severity in plan[corruption]:
             note(f"published {label} {corruption} severity {severity}")
             images, labels = datasets.load_corruption(set_name, corruption, severity, root)
             keep = subset_indices(len(labels), limit)  # the rows of the clean subset: -C rows follow the test set
             if keep is not None:
                 images, labels = images[keep], labels[keep]
-            metrics = condition_metrics(run(np.asarray(images, dtype=np.float32) / 255.0),
-                                        np.asarray(labels, dtype=np.int64))[0]
-            results["published_corruptions"][corruption][str(severity)] = metrics
+            logits = run(np.asarray(images, dtype=np.float32) / 255.0)
+            labels = np.asarray(labels, dtype=np.int64)
+            results["published_corruptions"][corruption][str(severity)] = condition_metrics(logits, labels)[0]
+            if ts_section is not None:
+                ts_section[corruption][str(severity)] = condition_metrics(tempered[1](logits), labels)[0]

@@ -28,6 +28,11 @@ SCORE_LABELS = {
     "predictive_entropy": "predictive entropy",
     "mutual_information": "mutual information",
 }
+SELECTIVE_LABELS = {
+    "max_probability": "max probability",
+    "negative_entropy": "negative predictive entropy",
+    "negative_mutual_information": "negative mutual information",
+}
 
 # One series: x values, means, standard errors (NaN where a single seed gives none).
 Series = tuple[Sequence[float], Sequence[float], Sequence[float]]
@@ -169,5 +174,34 @@ def plot_roc(per_method: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]
         axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="false positive rate", title=SCORE_LABELS.get(score, score))
     axes[0][0].set_ylabel("true positive rate")
     axes[0][0].legend(fontsize=7, loc="lower right")
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
+def plot_risk_coverage(per_method: Mapping[str, tuple[Mapping[str, Series], int]], title: str, path: str | Path) -> Path:
+    """Risk-coverage curves of selective prediction, one panel per confidence score, one line per method (mean over
+    its seeds, a standard-error band where there are several; the legend gives the seed count).
+
+    per_method[method] = ({score: (coverages, mean risks, standard errors)}, number of seeds).
+    """
+    methods = list(per_method)
+    scores = sorted({s for curves, _ in per_method.values() for s in curves})
+    colours = _colours(methods)
+    figure, axes = plt.subplots(1, max(len(scores), 1), figsize=(3.4 * max(len(scores), 1), 3.2), squeeze=False)
+    for axis, score in zip(axes[0], scores):
+        for method in methods:
+            curves, seeds = per_method[method]
+            if score not in curves:
+                continue
+            coverage, mean, se = (np.asarray(v, dtype=float) for v in curves[score])
+            style = "--" if method.endswith(" + TS") else "-"
+            axis.plot(coverage, mean, style, color=colours[method], label=f"{method} ({seeds} seed{'s' * (seeds > 1)})")
+            band = np.nan_to_num(se)
+            if band.any():
+                axis.fill_between(coverage, mean - band, mean + band, color=colours[method], alpha=0.2)
+        axis.set(xlim=(0, 1), xlabel="coverage", title=SELECTIVE_LABELS.get(score, score))
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("risk (error rate among answered)")
+    axes[0][0].legend(fontsize=6, loc="upper left")
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)

@@ -6,6 +6,12 @@ mean +- standard error over seeds (standard error = sample standard deviation / 
 seed has none and shows the mean alone). It writes `report.md`, `figures/*.png` and `report.html`
 (the same tables, figures inline as base64, so the page is one self-contained file).
 
+Temperature scaling: a run evaluated with a temperature fitted on its validation split (section "ts" of
+its result file) is also reported as the method "METHOD + TS" (`with_temperature_rows`), in every table
+and figure that the tempered numbers exist for, next to the method itself. Selective prediction: a table
+of AURC and accuracy at 90 / 95 / 99 % coverage per condition and score, and a figure of the
+risk-coverage curves (mean over seeds, with a standard-error band).
+
 Two kinds of corrupted test sets are kept apart: our generated "-style" shifts (section "shifts",
 titled "generated ... -style shifts") and, when a run evaluated them, the PUBLISHED CIFAR-10-C /
 CIFAR-100-C files (section "published_corruptions", titled "PUBLISHED CIFAR-10-C files"), each with
@@ -32,8 +38,15 @@ CLEAN_METRICS = ("accuracy", "nll", "brier", "ece15", "ece10")
 CURVE_METRICS = ("accuracy", "nll", "ece15")
 OOD_METRICS = ("auroc", "aupr", "fpr95")
 # Sections of a result file whose numeric leaves are aggregated over seeds.
-SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "uncertainty")
-METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none")
+SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "uncertainty",
+                   "selective", "temperature_scaling")
+METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none", "ensemble")
+TS_SUFFIX = " + TS"
+# the sections of a result's "ts" block: the same as the run's own, with every sample's logits divided by T
+TS_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "selective",
+               "figures")
+SELECTIVE_COLUMNS = (("aurc", "AURC"), ("accuracy_at_90", "acc @ 90%"), ("accuracy_at_95", "acc @ 95%"),
+                     ("accuracy_at_99", "acc @ 99%"))
 
 
 def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
@@ -81,14 +94,36 @@ class Group:
         return self.stats.get(tuple(str(p) for p in path), (math.nan, math.nan))
 
 
-def _method_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+def _method_key(method: str) -> tuple[int, str, bool]:
+    base = method[: -len(TS_SUFFIX)] if method.endswith(TS_SUFFIX) else method
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), base, base != method)
+
+
+def with_temperature_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The runs, and for each run with a "ts" section one more: method "METHOD + TS" with the tempered sections,
+    its "temperature_scaling" record, and the run's training time (TS costs no training)."""
+    expanded = [dict(run) for run in runs]
+    for run in runs:
+        ts = run.get("ts")
+        if not isinstance(ts, Mapping):
+            continue
+        derived = {key: run[key] for key in ("schema_version", "run_id", "seed", "dataset", "train_time_s") if key in run}
+        derived.update({section: ts[section] for section in TS_SECTIONS if section in ts})
+        derived["method"] = f"{run['method']}{TS_SUFFIX}"
+        derived["temperature_scaling"] = run.get("temperature_scaling", {"temperature": ts.get("temperature")})
+        expanded.append(derived)
+    return expanded
+
+
+def is_temperature_row(group: "Group") -> bool:
+    return group.method.endswith(TS_SUFFIX)
 
 
 def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Group]]:
-    """Group runs by data set then method (in a fixed method order), with mean +- SE per metric path."""
+    """Group runs by data set then method (in a fixed method order, each method's "+ TS" row after it), with
+    mean +- SE per metric path. Runs with a "ts" section also give a "METHOD + TS" group (`with_temperature_rows`)."""
     grouped: dict[tuple[str, str], Group] = {}
-    for run in runs:
+    for run in with_temperature_rows(runs):
         key = (run["dataset"], run["method"])
         grouped.setdefault(key, Group(*key)).runs.append(dict(run))
     by_dataset: dict[str, list[Group]] = defaultdict(list)
@@ -213,10 +248,36 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
             [[g.method, alpha, *(format_stat(g.get("uncertainty", condition, alpha, k)) for k in keys)]
              for g in groups for alpha in alphas],
         ))
+    for condition in _subkeys(groups, "selective"):
+        scores = _subkeys(groups, "selective", condition)
+        tables.append(Table(
+            f"{dataset}: selective prediction ({condition})",
+            ["method", "score", *(label for _, label in SELECTIVE_COLUMNS)],
+            [[g.method, score, *(format_stat(g.get("selective", condition, score, key)) for key, _ in SELECTIVE_COLUMNS)]
+             for g in groups for score in scores if ("selective", condition, score, "aurc") in g.stats],
+            note="Answer only where the confidence is at least a threshold: AURC is the area under the risk "
+                 "(error rate among the answered) against coverage (fraction answered), lower is better; "
+                 "accuracy at c is that of the most confident fraction c. Scores: max probability, negative "
+                 "predictive entropy, negative mutual information of the S-sample predictive; ties are "
+                 "admitted together.",
+        ))
+    scaled = [g for g in groups if is_temperature_row(g) and ("temperature_scaling", "temperature") in g.stats]
+    if scaled:
+        tables.append(Table(
+            f"{dataset}: temperature scaling (T fitted on the validation split by NLL, Guo et al. 2017)",
+            ["method", "T", "validation NLL", "validation NLL with T"],
+            [[g.method, format_stat(g.get("temperature_scaling", "temperature"), 3),
+              format_stat(g.get("temperature_scaling", "validation_nll")),
+              format_stat(g.get("temperature_scaling", "validation_nll_scaled"))] for g in scaled],
+            note="Rows METHOD + TS: the same trained network with every sample's logits divided by T; "
+                 "T > 1 softens an over-confident predictive. It costs one pass over the validation split.",
+        ))
     tables.append(Table(
         f"{dataset}: cost (seconds per run)",
         ["method", "train", "evaluate"],
-        [[g.method, format_stat(g.get("train_time_s"), 1), format_stat(g.get("eval_time_s"), 1)] for g in groups],
+        [[g.method, format_stat(g.get("train_time_s"), 1), format_stat(g.get("eval_time_s"), 1)] for g in groups
+         if not is_temperature_row(g)],
+        note="A deep ensemble (ensemble) trains M members: about M x one training.",
     ))
     return tables
 
@@ -268,6 +329,20 @@ def _pool_ood(runs: Sequence[Mapping[str, Any]], kind: str, pair: str) -> dict[s
     return pooled
 
 
+def _pool_risk_coverage(runs: Sequence[Mapping[str, Any]], condition: str) -> dict[str, plots.Series]:
+    """Risk-coverage curves of one condition, per score: the mean risk over seeds at each grid coverage and its
+    standard error."""
+    pooled: dict[str, plots.Series] = {}
+    items = [r["figures"]["risk_coverage"][condition] for r in runs
+             if condition in r.get("figures", {}).get("risk_coverage", {})]
+    for score in sorted({s for item in items for s in item}):
+        curves = [item[score] for item in items if score in item]
+        risks = np.asarray([c["risk"] for c in curves], dtype=float)
+        stats = [mean_and_standard_error(column) for column in risks.T]
+        pooled[score] = (curves[0]["coverage"], [s[0] for s in stats], [s[1] for s in stats])
+    return pooled
+
+
 def _nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
@@ -314,6 +389,14 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
         path = plots.plot_metric_curves(per_metric, "rotation angle (degrees)", f"{dataset}: fixed rotations",
                                         figure_dir / f"{name}_rotation.png")
         figures.append((f"Accuracy, NLL and ECE vs rotation angle, {dataset}", path))
+    selective_conditions = sorted({c for g in groups for r in g.runs for c in r.get("figures", {}).get("risk_coverage", {})})
+    for condition in selective_conditions:
+        curves = {g.method: (c, len(g.runs)) for g in groups if (c := _pool_risk_coverage(g.runs, condition))}
+        if curves:
+            path = plots.plot_risk_coverage(curves, f"{dataset}: risk-coverage ({condition})",
+                                            figure_dir / f"{name}_risk_coverage_{condition}.png")
+            figures.append((f"Risk-coverage curves (selective prediction), {dataset}, {condition}: mean over seeds "
+                            "with a standard-error band", path))
     pairs = sorted({p for g in groups for r in g.runs for p in r.get("figures", {}).get("ood_histograms", {})})
     for pair in pairs:
         hists = {g.method: h for g in groups if (h := _pool_ood(g.runs, "ood_histograms", pair))}
@@ -379,13 +462,15 @@ def summary_table(results_dir: str | Path) -> str:
 
 
 def summarise_result(result: Mapping[str, Any]) -> str:
-    """`summary_table`'s one row, for a single result (`gflowout evaluate --full`)."""
-    return summary_of_results([result])
+    """`summary_table`'s one row, for a single result (`gflowout evaluate --full`), and its METHOD + TS row when the
+    result has temperature-scaled sections."""
+    return summary_of_results([result], temperature_rows=True)
 
 
-def summary_of_results(runs: Sequence[Mapping[str, Any]]) -> str:
-    """The plain-text table of `summary_table` for results already loaded."""
-    groups = [g for gs in aggregate(runs).values() for g in gs]
+def summary_of_results(runs: Sequence[Mapping[str, Any]], temperature_rows: bool = False) -> str:
+    """The plain-text table of `summary_table` for results already loaded. Without `temperature_rows`, the runs' own
+    rows only (the "+ TS" rows are in the report), so the demo's table reads as before."""
+    groups = [g for gs in aggregate(runs).values() for g in gs if temperature_rows or not is_temperature_row(g)]
     pairs = _subkeys(groups, "ood")
     with_published = bool(_subkeys(groups, "published_corruptions"))
     header = ["data set", "method", "seeds", "accuracy", "NLL", "ECE", "rotated acc", "shifted acc",

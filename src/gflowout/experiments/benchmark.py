@@ -11,7 +11,7 @@ A benchmark config (YAML, see configs/bench_mnist.yaml):
     seeds: [1, 2, 3, 4, 5]
     evaluation: {samples: 20, shifts: null, severities: [1, 2, 3, 4, 5], rotation_angles: [0, 90, 180],
                  random_rotation: true, ood_sets: null, limit: null, batch_size: 256,
-                 published_corruptions: null}
+                 published_corruptions: null, temperature_scaling: true}
     # published_corruptions (CIFAR-10 / CIFAR-100 runs): also evaluate on the PUBLISHED CIFAR-10-C /
     # CIFAR-100-C files when they are under the data root: "all", a list of corruptions (each at
     # `severities`) or {corruption: [severities 1-5]}. Reported apart from our CIFAR-10-C-style
@@ -65,6 +65,9 @@ class EvaluationSettings:
     limit: int | None = None
     batch_size: int = 256
     published_corruptions: str | list[str] | dict[str, list[int]] | None = None  # "all", names or {name: severities}
+    # fit a temperature on the run's validation split (the first `limit` rows of a fixed shuffle when limit is set)
+    # and report every condition also with it: rows "METHOD + TS" (Guo et al. 2017)
+    temperature_scaling: bool = True
 
 
 @dataclass
@@ -342,8 +345,13 @@ def train_and_evaluate(
     method.to("cuda" if torch.cuda.is_available() else "cpu")
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")
+    validation = None
+    if settings.pop("temperature_scaling"):
+        from gflowout.training.evaluation import validation_tensors
+
+        validation = validation_tensors(config, limit=evaluation.limit)
     result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
-                             progress=progress, log=log, **settings)
+                             progress=progress, log=log, validation=validation, **settings)
     result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=digest)
     return result
 

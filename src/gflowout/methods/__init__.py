@@ -17,6 +17,7 @@ class MethodName(str, Enum):
     CONCRETE = "concrete"
     CONTEXTUAL = "contextual"
     NONE = "none"
+    ENSEMBLE = "ensemble"
 
 
 # name -> "module:Class", imported on first use so that one method's import cost is paid only when used.
@@ -27,6 +28,7 @@ _TABLE: dict[MethodName, str] = {
     MethodName.CONCRETE: "gflowout.methods.concrete:ConcreteDropout",
     MethodName.CONTEXTUAL: "gflowout.methods.contextual:ContextualDropout",
     MethodName.NONE: "gflowout.methods.none:NoDropout",
+    MethodName.ENSEMBLE: "gflowout.methods.ensemble:DeepEnsemble",
 }
 
 

@@ -80,6 +80,11 @@ class DropoutMethod(nn.Module):
         """A deterministic sampler (for example weight scaling), or None when the method has none."""
         return None
 
+    def prediction_samples(self, requested: int) -> int:
+        """The number of samples `predict` will give when S = `requested` is asked for: S itself, except for a
+        method whose sample count is fixed (a deep ensemble: its M members). Evaluation code calls it first."""
+        return requested
+
     def set_epoch(self, epoch: int) -> None:
         """Advance epoch-based schedules (for example GFlowOut's beta). Keep schedule state in buffers."""
 

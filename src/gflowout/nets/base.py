@@ -61,6 +61,14 @@ class MaskedNet(nn.Module):
             for module in self._site_modules:
                 module.sampler = None
 
+    def reset_parameters(self) -> None:
+        """Draw fresh initial weights from torch's RNG (and reset buffers such as BatchNorm statistics): every
+        submodule's own `reset_parameters`. Why: a deep ensemble re-initialises copies of one backbone. Backbones
+        with an initialisation of their own extend it (`CifarResNet18`)."""
+        for module in self.modules():
+            if module is not self and callable(getattr(module, "reset_parameters", None)):
+                module.reset_parameters()
+
     # --- forward -------------------------------------------------------------------------------
     def body(self, x: Tensor) -> Tensor:
         """The network itself: [batch, *input_shape] -> logits [batch, num_classes]."""

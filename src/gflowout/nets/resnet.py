@@ -97,6 +97,11 @@ class CifarResNet18(MaskedNet):
         self._init_weights()
         self.register_sites()
 
+    def reset_parameters(self) -> None:
+        """Fresh initial weights, drawn as at construction (the layers' defaults, then `_init_weights`)."""
+        super().reset_parameters()
+        self._init_weights()
+
     def _init_weights(self) -> None:
         """torchvision's ResNet initialisation: Kaiming-normal (fan_out) convs, BN weight 1 and bias 0."""
         for module in self.modules():

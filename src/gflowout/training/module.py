@@ -274,7 +274,7 @@ class MethodModule(pl.LightningModule):
 
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
         x, y = batch
-        logits = self.method.predict(x, samples=self.config.trainer.val_samples)
+        logits = self.method.predict(x, samples=self.method.prediction_samples(self.config.trainer.val_samples))
         self.metrics[stage].update(logits, y)
 
     def on_validation_epoch_start(self) -> None:

@@ -22,8 +22,11 @@ HARDWARE_KEYS = (
 # a resume may also change how long the run goes on
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
 # keys added after runs were recorded, with the value that reproduces the behaviour from before they existed:
-# at that value a key is left out of comparisons and digests, so older runs and results stay valid
-NEUTRAL_VALUES: dict[str, Any] = {"trainer.val_every_n_epochs": 1}
+# at that value a key is left out of comparisons and digests, so older runs and results stay valid. Keys of a
+# digest part other than the config are named "<part>.<key>" (the evaluation settings: "evaluation.<key>").
+# evaluation.temperature_scaling only adds sections ("temperature_scaling", "ts") to a result: none of the others
+# changes, so results made before it existed stay valid (a rerun without --out of a fresh folder keeps them)
+NEUTRAL_VALUES: dict[str, Any] = {"trainer.val_every_n_epochs": 1, "evaluation.temperature_scaling": True}
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -56,14 +59,19 @@ def _is_default_optim_key(key: str, value: Any, defaults: Mapping[str, Any]) -> 
     return False
 
 
-def comparable(config: Mapping[str, Any], optim_defaults: bool = False) -> dict[str, Any]:
+def comparable(config: Mapping[str, Any], optim_defaults: bool = False, part: str | None = None) -> dict[str, Any]:
     """The flattened config as compared and digested: no empty mappings (an absent block and `{}` are the
-    same settings) and no key at its `NEUTRAL_VALUES` value. optim_defaults: also drop optimiser-group keys
-    at their defaults (see `_optim_defaults`), for listing a resume's real differences; digests keep them,
-    so that digests of recorded results never change."""
+    same settings) and no key at its `NEUTRAL_VALUES` value (looked up as "<part>.<key>" for a named part, e.g.
+    "evaluation"). optim_defaults: also drop optimiser-group keys at their defaults (see `_optim_defaults`), for
+    listing a resume's real differences; digests keep them, so that digests of recorded results never change."""
     defaults = _optim_defaults() if optim_defaults else {}
+
+    def neutral(key: str, value: Any) -> bool:
+        name = f"{part}.{key}" if part else key
+        return name in NEUTRAL_VALUES and value == NEUTRAL_VALUES[name]
+
     return {key: value for key, value in flatten(config).items()
-            if value != {} and not (key in NEUTRAL_VALUES and value == NEUTRAL_VALUES[key])
+            if value != {} and not neutral(key, value)
             and not (optim_defaults and _is_default_optim_key(key, value, defaults))}
 
 
@@ -88,5 +96,6 @@ def settings_digest(**parts: Mapping[str, Any]) -> str:
     import hashlib
     import json
 
-    plain = {name: {k: v for k, v in comparable(part).items() if k not in HARDWARE_KEYS} for name, part in parts.items()}
+    plain = {name: {k: v for k, v in comparable(part, part=None if name == "config" else name).items() if k not in HARDWARE_KEYS}
+             for name, part in parts.items()}
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
