@@ -18,6 +18,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "gflowout.cli.benchmark",
     "gflowout.cli.report",
     "gflowout.cli.demo",
+    "gflowout.cli.cohort",
+    "gflowout.cli.masks",
 )
 
 
