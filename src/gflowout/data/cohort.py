@@ -67,7 +67,7 @@ class CohortSplit:
 
 def check_table(table: CohortTable, source: str) -> CohortTable:
     """Raise a DataError naming `source` for NaN features, non-binary labels, or a group with one class."""
-    if table.features.ndim != 2 or table.features.shape[0] != table.labels.shape[0] != table.groups.shape[0]:
+    if table.features.ndim != 2 or len({table.features.shape[0], table.labels.shape[0], table.groups.shape[0]}) != 1:
         raise DataError(f"{source}: features {table.features.shape}, labels {table.labels.shape} and groups "
                         f"{table.groups.shape} do not have one row each")
     if table.features.shape[0] == 0:

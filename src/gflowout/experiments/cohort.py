@@ -76,6 +76,10 @@ def cohort_config(values: dict[str, Any]) -> CohortConfig:
     top = _strict(CohortConfig, values, "cohort config")
     top["data"] = CohortData(**_strict(CohortData, top.get("data", {}), "data"))
     config = CohortConfig(**top)
+    if config.held_out is not None:  # YAML reads a hospital id such as 167 as a number; the CSV's groups are text
+        if not isinstance(config.held_out, list) or not config.held_out:
+            raise ConfigError(f"config key 'held_out' must be a non-empty list of groups or null, got {config.held_out!r}")
+        config.held_out = [str(group) for group in config.held_out]
     if config.data.source not in ("csv", "rotterdam-gbsg"):
         raise ConfigError(f"config key 'data.source' must be 'csv' or 'rotterdam-gbsg', got {config.data.source!r}")
     if config.data.source == "csv" and not config.data.path:

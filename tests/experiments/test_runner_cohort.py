@@ -70,6 +70,11 @@ def test_same_seed_gives_the_same_run(tmp_path, one_torch_thread):
     assert first["held_out"] == second["held_out"]
 
 
+def test_numeric_group_ids_in_the_config_are_read_as_text():
+    config = cohort_config({"data": {"source": "csv", "path": "x.csv"}, "held_out": [167]})
+    assert config.held_out == ["167"]
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="unknown config key"):
         cohort_config({"data": {"source": "csv", "path": "x.csv"}, "epoch": 3})
