@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gflowout.eval.masks import (
-    Diversity, class_mean_masks, inter_sample_diversity, intra_sample_diversity, masks_from_multipliers, mean_masks,
+    Diversity, class_mean_masks, inter_sample_diversity, shuffled_mean_masks, intra_sample_diversity, masks_from_multipliers, mean_masks,
     recording, sample_major,
 )
 from gflowout.methods import method_class
@@ -121,3 +121,19 @@ def test_mc_dropout_masks_are_binary_at_the_keep_rate():
     assert float(masks.mean()) == pytest.approx(0.3, abs=0.01)
     # independent Bernoulli(0.3) masks: expected pair distance 2 * 0.3 * 0.7 = 0.42
     assert intra_sample_diversity(sample_major(masks, 4, 50)).mean == pytest.approx(0.42, abs=0.01)
+
+
+def test_shuffled_means_remove_input_dependence_but_keep_the_noise_floor():
+    generator = torch.Generator().manual_seed(0)
+    # input-dependent masks: input i always keeps unit (i mod 2), never the other
+    masks = torch.zeros(8, 40, 2)
+    masks[:, ::2, 0] = 1.0
+    masks[:, 1::2, 1] = 1.0
+    assert inter_sample_diversity(mean_masks(masks)).mean == pytest.approx(20 / 39)  # pairs of different parity
+    floor = inter_sample_diversity(shuffled_mean_masks(masks, generator)).mean
+    assert floor < 0.25  # mixed inputs: means near 1/2 on both units
+    # input-independent masks: the floor and the measure agree closely
+    independent = (torch.rand(8, 200, 30, generator=generator) < 0.5).float()
+    plain = inter_sample_diversity(mean_masks(independent)).mean
+    shuffled = inter_sample_diversity(shuffled_mean_masks(independent, generator)).mean
+    assert shuffled == pytest.approx(plain, rel=0.05)

@@ -18,7 +18,9 @@ Diversity, per site (the paper's mask-analysis figures): the distance between tw
 site is mean_u |a_u - b_u| over the units defined in both (Hamming distance / width for 0/1 masks).
 Intra-sample diversity: the mean (and the max) over the S(S-1)/2 pairs of one input's S masks, averaged
 over inputs. Inter-sample diversity: the same between inputs' mean masks (mean over S), averaged (and
-maximised) over pairs of inputs. A deterministic method (none) has zero of both.
+maximised) over pairs of inputs. A deterministic method (none) has zero of both. Because mean masks
+come from S samples, input-independent masks also have some inter-sample diversity; `shuffled_mean_masks`
+measures that floor by mixing the samples of different inputs.
 """
 
 from __future__ import annotations
@@ -169,6 +171,18 @@ def intra_sample_diversity(masks: Tensor) -> Diversity:
 def mean_masks(masks: Tensor) -> Tensor:
     """Each input's mean mask over its S samples: [S, batch, width] -> [batch, width] (NaN samples left out)."""
     return masks.nanmean(dim=0)
+
+
+def shuffled_mean_masks(masks: Tensor, generator: torch.Generator) -> Tensor:
+    """Mean masks [batch, width] of pseudo-inputs whose S masks are drawn from S different random inputs.
+
+    Each sample s is permuted independently along the batch, which keeps the masks' distribution over the
+    batch and removes any dependence on the input. The inter-sample diversity of these means is the floor
+    that S-sample noise alone produces; a method's inter-sample diversity above it is input dependence.
+    """
+    samples, batch, _ = masks.shape
+    picks = torch.stack([torch.randperm(batch, generator=generator) for _ in range(samples)])  # [S, batch]
+    return torch.gather(masks, 1, picks.unsqueeze(-1).expand_as(masks)).nanmean(dim=0)
 
 
 def inter_sample_diversity(input_means: Tensor) -> Diversity:

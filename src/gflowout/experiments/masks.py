@@ -48,6 +48,8 @@ def analyse_condition(method: Any, images: torch.Tensor, labels: np.ndarray, sam
     intra_mean: dict[int, list[torch.Tensor]] = {s.index: [] for s in net.sites}
     intra_max: dict[int, list[torch.Tensor]] = {s.index: [] for s in net.sites}
     input_means: dict[int, list[torch.Tensor]] = {s.index: [] for s in net.sites}
+    shuffled_means: dict[int, list[torch.Tensor]] = {s.index: [] for s in net.sites}
+    shuffler = torch.Generator().manual_seed(0)  # its own stream: the masks' random stream is left alone
     undetermined = {s.index: 0 for s in net.sites}
     correct = 0
     for start in range(0, images.shape[0], batch_size):
@@ -64,17 +66,20 @@ def analyse_condition(method: Any, images: torch.Tensor, labels: np.ndarray, sam
                 intra_mean[site.index].append(mean)
                 intra_max[site.index].append(largest)
             input_means[site.index].append(mask_stats.mean_masks(stacked))
+            shuffled_means[site.index].append(mask_stats.shuffled_mean_masks(stacked, shuffler))
     label_tensor = torch.as_tensor(labels)
     per_site = {}
     for site in net.sites:
         means = torch.cat(input_means[site.index])
         inter = mask_stats.inter_sample_diversity(means)
+        floor = mask_stats.inter_sample_diversity(torch.cat(shuffled_means[site.index]))
         per_site[site.name] = {
             "width": site.width,
             "intra_mean": float(torch.cat(intra_mean[site.index]).mean()) if samples > 1 else 0.0,
             "intra_max": float(torch.cat(intra_max[site.index]).mean()) if samples > 1 else 0.0,
             "inter_mean": inter.mean,
             "inter_max": inter.max,
+            "inter_floor": floor.mean,
             "keep_rate": float(means.nanmean()),
             "undetermined": undetermined[site.index] / float(samples * means.numel()),
             "class_means": mask_stats.class_mean_masks(means, label_tensor, net.num_classes).tolist(),
@@ -119,9 +124,10 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
         "Inter: between inputs' mean masks, over pairs of inputs. Keep rate: mean mask. Masks are recorded at "
         "prediction, without labels; a method without sampled masks (none) has zero diversity by construction. "
         "Inter-sample diversity is measured on S-sample mean masks, so sampling noise alone gives input-independent "
-        "masks some (MC dropout's value is that floor for its keep rate): read it against MC dropout's.", "",
-        "| method | seed | condition | accuracy | site | intra (mean) | intra (max) | inter (mean) | inter (max) | keep rate | undetermined |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "masks some: 'inter floor' is the same measure after mixing the samples of different inputs (same mask "
+        "distribution, no input dependence); inter (mean) above its floor is input dependence.", "",
+        "| method | seed | condition | accuracy | site | intra (mean) | intra (max) | inter (mean) | inter floor | inter (max) | keep rate | undetermined |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
         for condition, entry in result["conditions"].items():
@@ -129,7 +135,7 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
                 lines.append(
                     f"| {result['method']} | {result['seed']} | {condition} | {entry['accuracy']:.4f} | {site} | "
                     f"{stats['intra_mean']:.4f} | {stats['intra_max']:.4f} | {stats['inter_mean']:.4f} | "
-                    f"{stats['inter_max']:.4f} | {stats['keep_rate']:.4f} | {stats['undetermined']:.2e} |")
+                    f"{stats['inter_floor']:.4f} | {stats['inter_max']:.4f} | {stats['keep_rate']:.4f} | {stats['undetermined']:.2e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -189,12 +195,35 @@ def plot_class_means(result: dict[str, Any], condition: str, path: Path) -> Path
     return path
 
 
+def split_class_means(results: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """(results without the per-class mean masks, {"<method>_seed<seed>/<condition>/<site>": [classes, width]}).
+
+    Why: the class means are [classes, width] per run, condition and site (megabytes of JSON for 1024-wide
+    sites); they go to a compressed .npz next to the JSON, which keeps the scalars."""
+    arrays: dict[str, np.ndarray] = {}
+    slim = []
+    for result in results:
+        copy = {**result, "conditions": {}}
+        for condition, entry in result["conditions"].items():
+            sites = {}
+            for site, stats in entry["sites"].items():
+                arrays[f"{result['method']}_seed{result['seed']}/{condition}/{site}"] = np.asarray(
+                    stats["class_means"], dtype=np.float32)
+                sites[site] = {k: v for k, v in stats.items() if k != "class_means"}
+            copy["conditions"][condition] = {**entry, "sites": sites}
+        slim.append(copy)
+    return slim, arrays
+
+
 def write_outputs(results: Sequence[dict[str, Any]], out: str | Path) -> Path:
-    """masks.json, masks.md (with the figures linked) and figures/ under `out`; returns the Markdown path."""
+    """masks.json (scalars), class_means.npz, masks.md (with the figures linked) and figures/ under `out`;
+    returns the Markdown path."""
     from gflowout.experiments.results import write_json_atomic
 
     out = Path(out)
-    write_json_atomic(out / "masks.json", {"runs": list(results)})
+    slim, arrays = split_class_means(results)
+    write_json_atomic(out / "masks.json", {"runs": slim})
+    np.savez_compressed(out / "class_means.npz", **arrays)
     text = table_markdown(results)
     figure = plot_diversity(results, out / "figures" / "mask_diversity.png")
     text += f"\n![mask diversity]({figure.relative_to(out)})\n"
