@@ -63,6 +63,15 @@ def test_csv_errors_name_the_problem(tmp_path, rows, columns, message):
         read_cohort_csv(path, *columns)
 
 
+def test_a_short_row_and_an_infinite_value_are_data_errors(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("hospital,death,age\nh1,0,50\nh1,1\n")
+    with pytest.raises(DataError, match="line 3 has 2 field"):
+        read_cohort_csv(path, "hospital", "death")
+    with pytest.raises(DataError, match="non-finite.*column 'age'"):
+        read_cohort_csv(write_csv(tmp_path / "inf.csv", ROWS[:1] + [["h1", 1, "inf", 3.0]] + ROWS[2:]), "hospital", "death")
+
+
 def test_missing_csv_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_cohort_csv(tmp_path / "absent.csv", "g", "y")

@@ -97,6 +97,24 @@ def _number(text: str, source: str, line: int, column: str) -> float:
         raise DataError(f"{source}: line {line}, column {column!r}: {text!r} is not a number") from None
 
 
+def _numbers(rows: list[list[str]], positions: list[int], names: list[str], source: str) -> np.ndarray:
+    """The columns at `positions` as float64 [rows, columns]; empty and NA-like cells become NaN.
+
+    numpy parses the whole block at once (an eICU extract has ~10^8 cells); only when a cell is not a plain
+    number does the cell-by-cell path run, to turn NA-like cells into NaN or name the offending cell.
+    """
+    picked = [[row[p] for p in positions] for row in rows]
+    try:
+        return np.array(picked, dtype=np.float64).reshape(len(rows), len(positions))
+    except ValueError:
+        pass
+    out = np.empty((len(rows), len(positions)), dtype=np.float64)
+    for index, values in enumerate(picked):
+        for j, text in enumerate(values):
+            out[index, j] = _number(text, source, index + 2, names[j])
+    return out
+
+
 def read_cohort_csv(
     path: str | Path, group_column: str, label_column: str, feature_columns: Sequence[str] | None = None
 ) -> CohortTable:
@@ -126,17 +144,12 @@ def read_cohort_csv(
     if not feature_columns:
         raise DataError(f"{source}: no feature columns")
     position = {name: header.index(name) for name in wanted}
-    features = np.empty((len(rows), len(feature_columns)), dtype=np.float64)
-    labels = np.empty(len(rows), dtype=np.float64)
-    groups = np.empty(len(rows), dtype=object)
     for index, row in enumerate(rows):
-        line = index + 2
         if len(row) != len(header):
-            raise DataError(f"{source}: line {line} has {len(row)} field(s), the header {len(header)}")
-        groups[index] = row[position[group_column]].strip()
-        labels[index] = _number(row[position[label_column]], source, line, label_column)
-        for j, name in enumerate(feature_columns):
-            features[index, j] = _number(row[position[name]], source, line, name)
+            raise DataError(f"{source}: line {index + 2} has {len(row)} field(s), the header {len(header)}")
+    groups = np.array([row[position[group_column]].strip() for row in rows], dtype=object)
+    labels = _numbers(rows, [position[label_column]], [label_column], source)[:, 0]
+    features = _numbers(rows, [position[name] for name in feature_columns], list(feature_columns), source)
     if np.isnan(labels).any():
         raise DataError(f"{source}: {int(np.isnan(labels).sum())} missing label(s) in column {label_column!r}, first "
                         f"on line {int(np.flatnonzero(np.isnan(labels))[0]) + 2}")
