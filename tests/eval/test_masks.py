@@ -137,3 +137,21 @@ def test_shuffled_means_remove_input_dependence_but_keep_the_noise_floor():
     plain = inter_sample_diversity(mean_masks(independent)).mean
     shuffled = inter_sample_diversity(shuffled_mean_masks(independent, generator)).mean
     assert shuffled == pytest.approx(plain, rel=0.05)
+
+
+def test_channel_sites_of_the_resnet_are_recorded_too():
+    from gflowout.nets.resnet import CifarResNet18
+
+    torch.manual_seed(0)
+    method = method_class("mc_dropout")(CifarResNet18(num_classes=10), keep_prob=0.5)
+    x = torch.randn(3, 3, 32, 32)
+    torch.manual_seed(2)
+    plain = method.predict(x, samples=2)
+    torch.manual_seed(2)
+    with recording(method.net) as recorder:
+        assert torch.equal(method.predict(x, samples=2), plain)
+    for site in method.net.sites:
+        assert site.kind == "channel"
+        masks = sample_major(recorder.masks[site.index][0], samples=2, batch=3)
+        known = masks[~masks.isnan()]
+        assert set(known.unique().tolist()) <= {0.0, 1.0} and 0.3 < float(known.mean()) < 0.7
