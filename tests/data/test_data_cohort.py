@@ -114,3 +114,37 @@ def test_rotterdam_and_gbsg_are_harmonised():
     assert set(np.unique(gbsg[:, names.index("size")])) <= {0.0, 1.0, 2.0}
     assert gbsg[:, names.index("nodes")].min() >= 1  # GBSG: node-positive patients only
     assert set(np.unique(table.labels)) == {0, 1}
+
+
+@pytest.mark.parametrize("install", [False, True])
+def test_a_debian_fetch_without_install_only_downloads_and_unpacks(tmp_path, monkeypatch, install):
+    import inspect
+    import subprocess
+
+    from gflowout.data import fetchers, sources
+
+    calls = []
+    system = tmp_path / "usr/lib/R/library/survival/data"  # absent: the package is not installed
+
+    def fake_run(command, cwd=None, env=None):
+        calls.append(command[:2])
+        if command[:2] == ["apt-get", "download"]:
+            (Path(cwd) / "r-cran-survival_3.5-3-1_amd64.deb").write_bytes(b"deb")
+        if command[0] == "dpkg":
+            unpacked = Path(command[3]) / str(system).lstrip("/")
+            unpacked.mkdir(parents=True)
+            for name in SHA256:
+                (unpacked / name).write_bytes(name.encode())
+        return subprocess.CompletedProcess(command, 1 if command[:2] == ["apt-get", "install"] else 0, "", "")
+
+    monkeypatch.setattr(fetchers, "_run", fake_run)
+    monkeypatch.setattr(fetchers.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(fetchers.os, "geteuid", lambda: 0, raising=False)
+    fetch = fetchers.debian_files("r-cran-survival", str(system), {n: n for n in SHA256}, gunzipped=False, install=install)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    fetch(staging, list(SHA256))
+    assert (staging / "Rdata.rdx").read_bytes() == b"Rdata.rdx"
+    assert (["apt-get", "install"] in calls) is install
+    spec_fetch = sources.get_spec("rotterdam-gbsg").sources[0].fetch
+    assert inspect.getclosurevars(spec_fetch).nonlocals["install"] is False  # never pulls in R

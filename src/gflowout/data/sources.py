@@ -168,7 +168,7 @@ def _build_table() -> dict[str, DatasetSpec]:
          FileSpec("Rdata.rdb", "2e74547bf2b9773c47411e26f7f2ad4efea118ba70579174192102f5d5b4e36d")),
         (Source("Debian package r-cran-survival", fetchers.debian_files(
             "r-cran-survival", "/usr/lib/R/library/survival/data", {"Rdata.rdx": "Rdata.rdx", "Rdata.rdb": "Rdata.rdb"},
-            gunzipped=False)),),
+            gunzipped=False, install=False)),),  # installing it would pull in R: only the two files are needed
     ))
     cifar_sets = (
         ("cifar10", "CIFAR-10, 50000 train + 10000 test, 32x32 colour", "cifar-10-batches-py", CIFAR10_MD5,
