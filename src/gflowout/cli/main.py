@@ -20,6 +20,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "gflowout.cli.demo",
     "gflowout.cli.active_learning",
     "gflowout.cli.transfer",
+    "gflowout.cli.cohort",
+    "gflowout.cli.masks",
 )
 
 

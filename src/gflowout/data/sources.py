@@ -161,6 +161,15 @@ def _build_table() -> dict[str, DatasetSpec]:
                 "animal-mnist==0.4", {name: f"animal_mnist/data/Animal_MNIST/{name}" for name in ANIMAL_SHA256})),),
         ),
     ]
+    specs.append(DatasetSpec(
+        "rotterdam-gbsg", "Rotterdam (2982) and GBSG (686) breast-cancer cohorts: R survival's data files from Debian "
+        "r-cran-survival 3.5-3-1 (read without R; needs the rdata package)",
+        (FileSpec("Rdata.rdx", "11265b8ae52a2c61c49a12ce9de24c62684cbfeae0a0e689d9a64cd43f1ce799"),
+         FileSpec("Rdata.rdb", "2e74547bf2b9773c47411e26f7f2ad4efea118ba70579174192102f5d5b4e36d")),
+        (Source("Debian package r-cran-survival", fetchers.debian_files(
+            "r-cran-survival", "/usr/lib/R/library/survival/data", {"Rdata.rdx": "Rdata.rdx", "Rdata.rdb": "Rdata.rdb"},
+            gunzipped=False, install=False)),),  # installing it would pull in R: only the two files are needed
+    ))
     cifar_sets = (
         ("cifar10", "CIFAR-10, 50000 train + 10000 test, 32x32 colour", "cifar-10-batches-py", CIFAR10_MD5,
          "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),

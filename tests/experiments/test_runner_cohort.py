@@ -1,0 +1,97 @@
+"""`gflowout cohort` end to end on a tiny CSV the test writes: one JSON per run, a resumed rerun skips them,
+the summary tables and figure; the shipped configs are valid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from gflowout.cli.main import main
+from gflowout.errors import ConfigError
+from gflowout.experiments.cohort import cohort_config, load_cohort_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_csv(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    lines = ["unit,mortality,x1,x2,x3"]
+    for hospital, shift in (("a", 0.0), ("b", 0.5), ("c", 1.0)):
+        for _ in range(40):
+            x = rng.normal(shift, 1.0, 3)
+            label = int(x[0] + 0.5 * x[1] + rng.normal(0, 0.5) > shift)
+            lines.append(f"{hospital},{label}," + ",".join(f"{v:.4f}" for v in x))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cohort_command_runs_resumes_and_summarises(tmp_path, capsys, one_torch_thread):
+    config = {
+        "data": {"source": "csv", "path": str(tiny_csv(tmp_path / "eicu.csv")), "group_column": "unit",
+                 "label_column": "mortality"},
+        "held_out": ["c"], "methods": ["none", "gflowout"], "seeds": [1], "hidden": [8, 8, 8],
+        "epochs": 2, "batch_size": 32, "samples": 3,
+    }
+    config_path = tmp_path / "cohort.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert main(["cohort", "--config", str(config_path), "--out", str(out)]) == 0
+    runs = sorted((out / "runs").glob("*.json"))
+    assert [p.name for p in runs] == ["heldout-c_gflowout_seed1.json", "heldout-c_none_seed1.json"]
+    result = json.loads(runs[0].read_text())
+    assert result["held_out_group"] == "c" and result["train_groups"] == ["a", "b"]
+    assert result["held_out"]["count"] == 40
+    assert result["in_distribution"]["count"] == 16  # a stratified fifth of the 80 training rows
+    for key in ("macro_f1", "balanced_accuracy", "precision", "recall", "auroc", "nll", "ece"):
+        assert 0.0 <= result["held_out"][key] < 10.0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["c"]) == {"none", "gflowout"}
+    assert "held-out group `c`" in (out / "summary.md").read_text()
+    assert (out / "figures" / "cohort_metrics.png").stat().st_size > 0
+    capsys.readouterr()
+    before = runs[0].stat().st_mtime_ns
+    assert main(["cohort", "--config", str(config_path), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("done already, skipped") == 2
+    assert runs[0].stat().st_mtime_ns == before
+
+
+def test_same_seed_gives_the_same_run(tmp_path, one_torch_thread):
+    from gflowout.data.cohort import leave_one_group_out, read_cohort_csv
+    from gflowout.experiments.cohort import train_and_evaluate
+
+    config = cohort_config({"data": {"source": "csv", "path": str(tiny_csv(tmp_path / "t.csv")), "group_column": "unit",
+                                     "label_column": "mortality"}, "hidden": [8], "epochs": 1, "samples": 2})
+    split = leave_one_group_out(read_cohort_csv(config.data.path, "unit", "mortality"), "a")
+    first, second = (train_and_evaluate(config, split, "mc_dropout", 3) for _ in range(2))
+    assert first["held_out"] == second["held_out"]
+
+
+def test_numeric_group_ids_in_the_config_are_read_as_text():
+    config = cohort_config({"data": {"source": "csv", "path": "x.csv"}, "held_out": [167]})
+    assert config.held_out == ["167"]
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="unknown config key"):
+        cohort_config({"data": {"source": "csv", "path": "x.csv"}, "epoch": 3})
+    with pytest.raises(ConfigError, match="'data.path' is required"):
+        cohort_config({"data": {"source": "csv"}})
+    with pytest.raises(ConfigError, match="unknown method"):
+        cohort_config({"data": {"source": "rotterdam-gbsg"}, "methods": ["dropconnect"]})
+
+
+@pytest.mark.parametrize("name", ["cohort_rotterdam_gbsg.yaml", "cohort_csv_example.yaml"])
+def test_shipped_cohort_configs_load(name):
+    config = load_cohort_config(REPO / "configs" / name)
+    assert config.hidden == [256, 256, 256] and len(config.seeds) == 5 and len(config.methods) == 6
+
+
+def test_cohort_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["cohort", "--help"])
+    text = capsys.readouterr().out
+    assert "--config FILE" in text and "resumes" in text
