@@ -33,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.cohort import load_cohort_config, run_cohort
 
+    from gflowout.writable import writable_folder
+
     config = load_cohort_config(args.config)
+    writable_folder(args.out, "output folder", "--out")
     if args.root is not None:
         config.data.root = args.root
     started = time.perf_counter()

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.masks import analyse_run, write_outputs
+    from gflowout.writable import writable_folder
+
+    writable_folder(args.out, "output folder", "--out")
 
     results = [analyse_run(path, samples=args.samples, limit=args.limit, conditions=args.condition, root=args.root,
                            allow_custom_code=args.allow_custom_code, log=lambda m: print(m, flush=True))
