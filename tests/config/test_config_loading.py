@@ -29,8 +29,17 @@ def _protocol(path: Path) -> str | None:
     return next((key for key in ("active", "transfer") if key in raw), None) if isinstance(raw, dict) else None
 
 
+def _is_cohort_config(path: Path) -> bool:
+    """A `gflowout cohort` protocol (its own schema: a tabular `data.source`, `held_out`)."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text()) or {}
+    return isinstance(raw, dict) and "held_out" in raw
+
+
 ALL_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-SHIPPED = [p for p in ALL_CONFIGS if not _is_benchmark_config(p)]
+COHORTS = [p for p in ALL_CONFIGS if _is_cohort_config(p)]
+SHIPPED = [p for p in ALL_CONFIGS if not _is_benchmark_config(p) and not _is_cohort_config(p)]
 GRIDS = [p for p in ALL_CONFIGS if _is_benchmark_config(p) and _protocol(p) is None]
 PROTOCOL_GRIDS = [p for p in ALL_CONFIGS if _is_benchmark_config(p) and _protocol(p) is not None]
 
@@ -254,3 +263,12 @@ def test_shipped_protocol_grids_load_and_resolve_every_run(path: Path) -> None:
             built.add((run.dataset, run.method))
             info = DATASET_INFO[run.dataset]
             optimizer_overrides(harness, build_seeded_method(harness, info.num_classes, info.image_shape, 100, 1))
+
+
+@pytest.mark.parametrize("path", COHORTS, ids=[p.name for p in COHORTS])
+def test_shipped_cohort_configs_load(path: Path) -> None:
+    from gflowout.experiments.cohort import load_cohort_config
+
+    config = load_cohort_config(path)
+    for name in config.methods:
+        assert name in {"none", "mc_dropout", "concrete", "contextual", "id_gflowout", "gflowout", "ensemble"}
