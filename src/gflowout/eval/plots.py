@@ -33,10 +33,11 @@ SCORE_LABELS = {
 Series = tuple[Sequence[float], Sequence[float], Sequence[float]]
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
+def _save(figure: plt.Figure, path: str | Path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    if tight:
+        figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
@@ -47,37 +48,80 @@ def _colours(methods: Sequence[str]) -> dict[str, tuple]:
     return {method: cmap(i % 10) for i, method in enumerate(methods)}
 
 
-def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], title: str, path: str | Path) -> Path:
-    """Reliability diagrams, one panel per method: accuracy per confidence bin against the diagonal.
+def pooled_ece(bins: Mapping[str, Sequence[float]]) -> float:
+    """ECE of binned material: sum over bins of count / total x |accuracy - confidence| (empty bins weigh 0)."""
+    counts = np.asarray(bins["count"], dtype=float)
+    gaps = np.abs(np.nan_to_num(np.asarray(bins["accuracy"], dtype=float))
+                  - np.nan_to_num(np.asarray(bins["confidence"], dtype=float)))
+    return float((counts * gaps).sum() / counts.sum()) if counts.sum() > 0 else float("nan")
 
-    per_method[method] = {"edges": [bins+1], "confidence": [bins], "accuracy": [bins], "count": [bins]};
-    empty bins (count 0) are not drawn.
+
+def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], title: str, path: str | Path) -> Path:
+    """Reliability diagrams, one column per method: accuracy per confidence bin against the diagonal (top) and
+    the number of test points in each bin on a log scale (bottom); the ECE in each panel's title.
+
+    per_method[method] = {"edges": [bins+1], "confidence": [bins], "accuracy": [bins], "count": [bins]} and
+    optionally "ece" (the number to print; by default the ECE of these bins); empty bins are not drawn.
     """
     methods = list(per_method)
-    figure, axes = plt.subplots(1, max(len(methods), 1), figsize=(3.2 * max(len(methods), 1), 3.2), squeeze=False)
-    for axis, method in zip(axes[0], methods):
+    columns = max(len(methods), 1)
+    figure, axes = plt.subplots(2, columns, figsize=(3.0 * columns, 4.4), squeeze=False,
+                                gridspec_kw={"height_ratios": [3, 1]}, sharex="col")
+    for column, method in enumerate(methods):
+        axis, count_axis = axes[0][column], axes[1][column]
         bins = per_method[method]
         edges = np.asarray(bins["edges"], dtype=float)
-        accuracy = np.asarray(bins["accuracy"], dtype=float)
-        confidence = np.asarray(bins["confidence"], dtype=float)
-        filled = np.asarray(bins["count"], dtype=float) > 0
+        accuracy = np.nan_to_num(np.asarray(bins["accuracy"], dtype=float))
+        confidence = np.nan_to_num(np.asarray(bins["confidence"], dtype=float))
+        counts = np.asarray(bins["count"], dtype=float)
+        filled = counts > 0
         widths = np.diff(edges)
         axis.bar(edges[:-1][filled], accuracy[filled], width=widths[filled], align="edge",
                  edgecolor="black", color="tab:blue", alpha=0.7, label="accuracy")
         axis.bar(edges[:-1][filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=widths[filled],
                  align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
         axis.plot([0, 1], [0, 1], "k--", linewidth=1)
-        axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=method)
-    axes[0][0].set_ylabel("accuracy")
+        ece = bins.get("ece", pooled_ece(bins))
+        axis.set(xlim=(0, 1), ylim=(0, 1), title=f"{method}\nECE (15 bins) {float(ece):.4f}")
+        axis.title.set_fontsize(8)
+        axis.tick_params(labelsize=7)
+        count_axis.bar(edges[:-1][filled], counts[filled], width=widths[filled], align="edge",
+                       color="grey", edgecolor="black")
+        count_axis.set_yscale("log")
+        count_axis.set_xlabel("confidence", fontsize=8)
+        count_axis.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("accuracy", fontsize=8)
+    axes[1][0].set_ylabel("points per bin", fontsize=8)
     axes[0][0].legend(loc="upper left", fontsize=7)
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
 
+def _single_x(series: Mapping[str, Series]) -> bool:
+    return bool(series) and all(len(x) == 1 for x, _, _ in series.values())
+
+
+def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tuple]) -> None:
+    """One bar per method (mean with a standard-error bar) for series that have a single x value."""
+    methods = list(series)
+    for index, method in enumerate(methods):
+        _, mean, se = series[method]
+        error = np.nan_to_num(np.asarray(se, dtype=float))
+        axis.bar(index, mean[0], yerr=error[0] if error[0] > 0 else None, capsize=3, color=colours[method],
+                 label=method, edgecolor="black", linewidth=0.5)
+    axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=7)
+    finite = [m for _, mean, _ in series.values() for m in mean if m is not None and np.isfinite(m)]
+    if finite:  # zoom on the values: bars from 0 would hide differences of a fraction of a percent
+        low, high = min(finite), max(finite)
+        pad = max((high - low) * 0.5, abs(high) * 0.02, 1e-6)
+        axis.set_ylim(max(low - pad, 0.0) if low >= 0 else low - pad, high + pad)
+
+
 def plot_metric_curves(
     per_metric: Mapping[str, Mapping[str, Series]], xlabel: str, title: str, path: str | Path
 ) -> Path:
-    """One panel per metric, one line per method (mean with standard-error bars) against x.
+    """One panel per metric, one line per method (mean with standard-error bars) against x; a panel whose
+    series have a single x value draws one bar per method instead.
 
     per_metric[metric][method] = (x, means, standard errors).
     """
@@ -86,12 +130,19 @@ def plot_metric_curves(
     colours = _colours(methods)
     figure, axes = plt.subplots(1, max(len(metrics), 1), figsize=(3.6 * max(len(metrics), 1), 3.2), squeeze=False)
     for axis, metric in zip(axes[0], metrics):
+        if _single_x(per_metric[metric]):  # one severity / angle: bars, not one dot per method on an axis
+            _bars(axis, per_metric[metric], colours)
+            x_value = next(iter(per_metric[metric].values()))[0][0]
+            axis.set(xlabel=f"{xlabel} {x_value:g}", ylabel=METRIC_LABELS.get(metric, metric))
+            axis.grid(alpha=0.3, axis="y")
+            continue
         for method, (x, mean, se) in per_metric[metric].items():
             se = np.nan_to_num(np.asarray(se, dtype=float))
             axis.errorbar(x, mean, yerr=se, marker="o", markersize=3, capsize=2, label=method, color=colours[method])
         axis.set(xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    if metrics and not _single_x(per_metric[metrics[0]]):
+        axes[0][0].legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
@@ -103,21 +154,39 @@ def plot_shift_grid(per_shift: Mapping[str, Mapping[str, Series]], metric: str, 
     rows = max(1, -(-len(shifts) // columns))
     methods = sorted({m for series in per_shift.values() for m in series})
     colours = _colours(methods)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.3 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.5 * rows), squeeze=False)
     for index, axis in enumerate(axes.flat):
         if index >= len(shifts):
             axis.axis("off")
             continue
         shift = shifts[index]
+        if _single_x(per_shift[shift]):  # one severity: bars
+            _bars(axis, per_shift[shift], colours)
+            severity = next(iter(per_shift[shift].values()))[0][0]
+            axis.set_title(f"{shift} (severity {severity:g})", fontsize=8)
+            axis.tick_params(labelsize=7)
+            axis.grid(alpha=0.3, axis="y")
+            continue
         for method, (x, mean, se) in per_shift[shift].items():
             axis.errorbar(x, mean, yerr=np.nan_to_num(np.asarray(se, dtype=float)), marker="o", markersize=2,
                           capsize=1, label=method, color=colours[method])
         axis.set_title(shift, fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=6)
+    handles = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
+    figure.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(len(handles), 6),
+                  bbox_to_anchor=(0.5, 0.0))
     figure.suptitle(f"{title}: {METRIC_LABELS.get(metric, metric)} vs severity", fontsize=10)
-    return _save(figure, path)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    return _save(figure, path, tight=False)
+
+
+# Each score is shown as a distance from a confident prediction (>= 0): the negated max probability plus one.
+SCORE_SHOWN = {
+    "max_probability": ("1 − max probability", 1.0),
+    "predictive_entropy": ("predictive entropy", 0.0),
+    "mutual_information": ("mutual information", 0.0),
+}
 
 
 def plot_ood_histograms(
@@ -125,13 +194,14 @@ def plot_ood_histograms(
 ) -> Path:
     """Histograms of each OOD score, in-distribution against OOD: rows methods, columns scores.
 
-    per_method[method][score] = {"edges": [bins+1], "in": [bins] counts, "out": [bins] counts}.
-    Counts are normalised to densities so sets of different sizes compare.
+    per_method[method][score] = {"edges": [bins+1], "in": [bins] counts, "out": [bins] counts} and optionally
+    "scale" ("log": log-spaced edges, drawn on a log axis). Each set's counts are normalised to fractions so
+    sets of different sizes compare; the axis spans the occupied bins only.
     """
     methods = list(per_method)
     scores = sorted({s for hists in per_method.values() for s in hists})
     figure, axes = plt.subplots(max(len(methods), 1), max(len(scores), 1),
-                                figsize=(3.0 * max(len(scores), 1), 2.2 * max(len(methods), 1)), squeeze=False)
+                                figsize=(3.2 * max(len(scores), 1), 2.3 * max(len(methods), 1)), squeeze=False)
     for row, method in enumerate(methods):
         for column, score in enumerate(scores):
             axis = axes[row][column]
@@ -139,13 +209,20 @@ def plot_ood_histograms(
             if hist is None:
                 axis.axis("off")
                 continue
-            edges = np.asarray(hist["edges"], dtype=float)
-            for key, colour, label in (("in", "tab:blue", "in-distribution"), ("out", "tab:orange", "OOD")):
+            label, offset = SCORE_SHOWN.get(score, (score, 0.0))
+            edges = np.asarray(hist["edges"], dtype=float) + offset
+            occupied = np.flatnonzero(np.asarray(hist["in"], dtype=float) + np.asarray(hist["out"], dtype=float))
+            for key, colour, name in (("in", "tab:blue", "in-distribution"), ("out", "tab:orange", "OOD")):
                 counts = np.asarray(hist[key], dtype=float)
-                density = counts / max(counts.sum(), 1.0)
-                axis.stairs(density, edges, fill=True, alpha=0.5, color=colour, label=label)
-            axis.set_title(f"{method}: {SCORE_LABELS.get(score, score)}", fontsize=8)
+                axis.stairs(counts / max(counts.sum(), 1.0), edges, fill=True, alpha=0.5, color=colour, label=name)
+            if hist.get("scale") == "log" and edges[0] > 0:
+                axis.set_xscale("log")
+            elif occupied.size:  # fixed full-range edges (older results): show the occupied range only
+                axis.set_xlim(edges[occupied[0]], edges[occupied[-1] + 1])
+            axis.set_title(f"{method}: {label}", fontsize=8)
             axis.tick_params(labelsize=7)
+            if column == 0:
+                axis.set_ylabel("fraction", fontsize=7)
     axes[0][0].legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
