@@ -75,7 +75,7 @@ SUMMARY_COLUMNS: list[Column] = [
 
 def ood_column(ood_set: str, score: str = OOD_SCORE) -> Column:
     """The AUROC column of one OOD set (OOD the positive class) for one score."""
-    return Column(f"ood_{ood_set}", f"AUROC {ood_set} (entropy)" if score == OOD_SCORE else f"AUROC {ood_set} ({score})",
+    return Column(f"ood_{ood_set}", f"AUROC {ood_set}" if score == OOD_SCORE else f"AUROC {ood_set} ({score})",
                   True, _path("ood", ood_set, score, "auroc"))
 
 
@@ -189,7 +189,7 @@ def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
 SUMMARY_NOTE = ("Mean ± standard error over seeds (one seed: the mean alone). Bold marks the best mean of each "
                 "column, not a significant win: the significance table below says which differences the seeds "
                 "support. ↑ higher is better, ↓ lower is better. Corrupted accuracy: the mean over every generated "
-                "shift and severity. AUROC: OOD is the positive class, scored by the predictive entropy.")
+                "shift and severity. AUROC: detecting the named OOD set (the positive class) by the predictive entropy.")
 
 
 def best_rows(means: Sequence[float], higher_is_better: bool) -> set[int]:
@@ -257,6 +257,11 @@ def compare(reference: Mapping[int, float], baseline: Mapping[int, float], highe
     return Comparison(difference, p_value, test, verdict)
 
 
+def _seed_counts(groups: Sequence["Group"]) -> str:
+    counts = sorted({len(g.runs) for g in groups})
+    return f"{counts[0]} seeds per method" if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per method"
+
+
 def _format_p(p_value: float) -> str:
     if math.isnan(p_value):
         return "-"
@@ -286,7 +291,8 @@ def build_significance_table(dataset: str, groups: Sequence["Group"], columns: S
             f"compared seed by seed; Welch t: unequal seeds or variances. The verdict is {reference}'s, at "
             f"alpha = {alpha:g}, two-sided: better / worse when p < alpha in the direction of the arrow, "
             "indistinguishable otherwise (no win is claimed inside the noise), n/a with fewer than two seeds. "
-            "No correction for the many comparisons; with three seeds the tests have little power.")
+            f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
+            "to find small differences.")
     return Table(f"{dataset}: {reference} against each baseline (tests over seeds)",
                  ["baseline", "column", f"difference ({reference} − baseline)", "test", "p-value",
                   f"{reference} is"], rows, note=note, bold=bold)

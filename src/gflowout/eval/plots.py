@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 METRIC_LABELS = {
@@ -65,7 +66,7 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
     """
     methods = list(per_method)
     columns = max(len(methods), 1)
-    figure, axes = plt.subplots(2, columns, figsize=(3.0 * columns, 4.4), squeeze=False,
+    figure, axes = plt.subplots(2, columns, figsize=(3.3 * columns, 4.6), squeeze=False,
                                 gridspec_kw={"height_ratios": [3, 1]}, sharex="col")
     for column, method in enumerate(methods):
         axis, count_axis = axes[0][column], axes[1][column]
@@ -88,6 +89,10 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
         count_axis.bar(edges[:-1][filled], counts[filled], width=widths[filled], align="edge",
                        color="grey", edgecolor="black")
         count_axis.set_yscale("log")
+        count_axis.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, numticks=4))
+        count_axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if filled.any():
+            count_axis.set_ylim(0.7, counts.max() * 2.0)
         count_axis.set_xlabel("confidence", fontsize=8)
         count_axis.tick_params(labelsize=7)
     axes[0][0].set_ylabel("accuracy", fontsize=8)
@@ -110,9 +115,10 @@ def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tu
         axis.bar(index, mean[0], yerr=error[0] if error[0] > 0 else None, capsize=3, color=colours[method],
                  label=method, edgecolor="black", linewidth=0.5)
     axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=7)
-    finite = [m for _, mean, _ in series.values() for m in mean if m is not None and np.isfinite(m)]
-    if finite:  # zoom on the values: bars from 0 would hide differences of a fraction of a percent
-        low, high = min(finite), max(finite)
+    ends = [(m - e, m + e) for _, mean, se in series.values() for m, e in zip(mean, np.nan_to_num(np.asarray(se, float)))
+            if m is not None and np.isfinite(m)]
+    if ends:  # zoom on the values (error bars included): bars from 0 would hide differences of a fraction of a percent
+        low, high = min(e[0] for e in ends), max(e[1] for e in ends)
         pad = max((high - low) * 0.5, abs(high) * 0.02, 1e-6)
         axis.set_ylim(max(low - pad, 0.0) if low >= 0 else low - pad, high + pad)
 

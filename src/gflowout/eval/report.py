@@ -40,6 +40,13 @@ OOD_METRICS = ("auroc", "aupr", "fpr95")
 # Sections of a result file whose numeric leaves are aggregated over seeds.
 SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "uncertainty")
 METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none")
+# Readable column names of the detail tables, with ↑ / ↓ for higher / lower is better.
+METRIC_HEADERS = {"accuracy": "accuracy ↑", "nll": "NLL ↓", "brier": "Brier ↓", "ece15": "ECE (15 bins) ↓",
+                  "ece10": "ECE (10 bins) ↓"}
+OOD_HEADERS = {"auroc": "AUROC ↑", "aupr": "AUPR ↑", "fpr95": "FPR at 95% TPR ↓"}
+UNCERTAINTY_HEADERS = {"uncertain_fraction": "uncertain fraction", "pavpu": "PAvPU ↑",
+                       "accurate_given_certain": "P(accurate | certain) ↑",
+                       "uncertain_given_inaccurate": "P(uncertain | inaccurate) ↑"}
 
 
 def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
@@ -165,13 +172,13 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
     methods = [g.method for g in groups]
     tables = [Table(
         f"{dataset}: clean test set",
-        ["method", "seeds", *CLEAN_METRICS],
+        ["method", "seeds", *(METRIC_HEADERS[m] for m in CLEAN_METRICS)],
         [[g.method, str(len(g.runs)), *(format_stat(g.get("clean", m)) for m in CLEAN_METRICS)] for g in groups],
     )]
     if any(("random_rotation", "accuracy") in g.stats for g in groups):
         tables.append(Table(
             f"{dataset}: random rotation (uniform 0-360 degrees)",
-            ["method", *CLEAN_METRICS],
+            ["method", *(METRIC_HEADERS[m] for m in CLEAN_METRICS)],
             [[g.method, *(format_stat(g.get("random_rotation", m)) for m in CLEAN_METRICS)] for g in groups],
         ))
     for section, label, column in _corruption_sections(dataset, groups):
@@ -195,8 +202,8 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
     for pair in _subkeys(groups, "ood"):
         tables.append(Table(
             f"OOD detection: {dataset} (in) vs {pair} (out)",
-            ["method", "score", "AUROC", "AUPR", "FPR95"],
-            [[g.method, score, *(format_stat(g.get("ood", pair, score, metric)) for metric in OOD_METRICS)]
+            ["method", "score", *(OOD_HEADERS[m] for m in OOD_METRICS)],
+            [[g.method, plots.SCORE_LABELS.get(score, score), *(format_stat(g.get("ood", pair, score, metric)) for metric in OOD_METRICS)]
              for g in groups for score in _subkeys(groups, "ood", pair)],
             note="Higher AUROC / AUPR and lower FPR at 95% TPR are better; OOD is the positive class. "
                  "Scores: the negated max probability, the predictive entropy and the mutual information of "
@@ -206,8 +213,8 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
         alphas = _subkeys(groups, "uncertainty", condition)
         keys = _subkeys(groups, "uncertainty", condition, alphas[0]) if alphas else []
         tables.append(Table(
-            f"{dataset}: paired t-test uncertainty metrics ({condition}; uncertain when p > alpha)",
-            ["method", "alpha", *keys],
+            f"{dataset}: paired t-test uncertainty metrics ({condition.replace('_', ' ')}; uncertain when p > alpha)",
+            ["method", "alpha", *(UNCERTAINTY_HEADERS.get(k, k) for k in keys)],
             [[g.method, alpha, *(format_stat(g.get("uncertainty", condition, alpha, k)) for k in keys)]
              for g in groups for alpha in alphas],
         ))
@@ -350,7 +357,8 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
         severities = _sorted_keys(sev for shift in shifts for sev in _subkeys(groups, section, shift))
         per_metric = {metric: {g.method: _severity_series(g, section, severities, metric) for g in groups}
                       for metric in CURVE_METRICS}
-        path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: {label}, mean over {len(shifts)}",
+        path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: {label}, mean over {len(shifts)} "
+                                        + ("corruptions" if published else "shifts"),
                                         figure_dir / f"{stem}_severity.png")
         seeds = seeds_phrase(groups, _runs_with(section))
         figures.append((f"Accuracy, NLL and ECE (15 bins) against severity, {dataset}: each run's mean over the "
@@ -378,7 +386,9 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
                                          figure_dir / f"{name}_ood_hist_{pair}.png")
         figures.append((f"OOD score histograms, {dataset} (in, blue) against {pair} (out, orange): the fraction of "
                         f"each set per bin, the counts of all seeds pooled ({seeds}); bins span the scores' own "
-                        "range, log-spaced where they span decades.", path))
+                        "range, log-spaced where they span decades"
+                        + (" (results written before that have fixed bins over each score's whole range: the axis "
+                           "is cut to the occupied bins)" if _fixed_bins(groups, pair) else "") + ".", path))
         rocs = {g.method: r for g in groups if (r := _pool_ood(g.runs, "roc", pair))}
         if rocs:
             path = plots.plot_roc(rocs, f"OOD ROC: {dataset} vs {pair}, true-positive rate averaged over seeds",
@@ -387,6 +397,12 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
                             f"pooled by averaging their true-positive rates at each false-positive rate ({seeds}).",
                             path))
     return figures
+
+
+def _fixed_bins(groups: Sequence[Group], pair: str) -> bool:
+    """True when some run's histograms of `pair` have the old fixed full-range bins (no "scale" recorded)."""
+    return any("scale" not in hist for g in groups for r in g.runs
+               for hist in r.get("figures", {}).get("ood_histograms", {}).get(pair, {}).values())
 
 
 def _figure_runs(kind: str, key: str) -> Callable[[Group], int]:
@@ -406,12 +422,13 @@ TAIL_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
     comparison.build_cost_table,
 ]
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1250px;margin:auto;padding:1em 1.5em;color:#222;"
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padding:1em 1.5em;color:#222;"
         "line-height:1.4}"
         "h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;margin-top:1.6em}h3{font-size:1.05em;margin-bottom:0.3em}"
-        "table{border-collapse:collapse;margin:0.4em 0;font-size:0.85em}"
-        "td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}th{background:#eee}"
-        "td:first-child,th:first-child{text-align:left}tbody tr:nth-child(even){background:#f7f7f7}"
+        "table{border-collapse:collapse;margin:0.4em 0;font-size:0.8em}"
+        "td,th{border:1px solid #bbb;padding:3px 5px;text-align:right;white-space:nowrap}"
+        "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}span.se{font-size:0.8em;color:#555}"
+        "th:first-child{text-align:left}div.wide{overflow-x:auto}tbody tr:nth-child(even){background:#f7f7f7}"
         "table.settings td{text-align:left}p.note{font-size:0.85em;color:#444;max-width:60em}"
         "code{background:#f0f0f0;padding:0 3px;border-radius:3px}"
         "figure{margin:1.2em 0}figcaption{font-size:0.85em;color:#444;max-width:60em}"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_SE = re.compile(r"( ± [0-9.]+)")
+_NUMBER = re.compile(r"^([-+−<]\s?)?[0-9.]|^-$")
 
 
 @dataclass
@@ -53,14 +55,14 @@ def table_markdown(table: Table) -> str:
 def table_html(table: Table) -> str:
     """The table as an HTML section: <h3> title, <table> (bold cells as <strong>) and the note as <p>."""
     def cell(row: int, column: int, text: str) -> str:
-        content = inline_html(text)
+        content = _SE.sub(r'<span class="se">\1</span>', inline_html(text))
         if (row, column) in table.bold and text not in ("", "-"):
             content = f"<strong>{content}</strong>"
-        return f"<td>{content}</td>"
+        return f"<td>{content}</td>" if _NUMBER.match(text) else f"<td class=\"text\">{content}</td>"
 
     head = "".join(f"<th>{inline_html(h)}</th>" for h in table.header)
     body = "".join("<tr>" + "".join(cell(r, c, text) for c, text in enumerate(row)) + "</tr>"
                    for r, row in enumerate(table.rows))
     note = f"<p class=\"note\">{inline_html(table.note)}</p>" if table.note else ""
-    return (f"<h3>{inline_html(table.title)}</h3><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>{note}")
+    return (f"<h3>{inline_html(table.title)}</h3><div class=\"wide\"><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>{note}")
