@@ -36,13 +36,13 @@ def _perturb(metrics: dict[str, Any], method: str, rng: np.random.Generator) -> 
     for key in list(metrics):
         if metrics[key] is None:
             continue
-        metrics[key] = float(metrics[key]) + OFFSETS[method].get(key, 0.0) + rng.normal(0.0, NOISE.get(key, 0.0))
+        metrics[key] = float(metrics[key]) + OFFSETS.get(method, {}).get(key, 0.0) + rng.normal(0.0, NOISE.get(key, 0.0))
 
 
 def fixture_run(method: str, seed: int, offsets_seed: int = 0) -> dict[str, Any]:
     """The template as a run of `method` with `seed`: offsets of OFFSETS plus seeded noise."""
     run = template()
-    rng = np.random.default_rng([offsets_seed, seed, METHODS.index(method) if method in METHODS else 99])
+    rng = np.random.default_rng([offsets_seed, seed, *method.encode()])
     run.update(method=method, seed=seed, run_id=f"mnist__{method}__seed{seed}")
     run["config"]["method"]["name"] = method
     run["config"]["seed"] = seed

@@ -78,16 +78,18 @@ def test_compare_says_better_worse_indistinguishable_or_n_a():
 def test_significance_table_reads_the_fixture_in_plain_words():
     groups = aggregate(fixture_runs())["mnist"]
     table = build_significance_table("mnist", groups)
-    assert table is not None and table.header[-1] == "gflowout is"
-    verdicts = {(row[0], row[1]): row[-1] for row in table.rows}
-    assert verdicts[("mc_dropout", "accuracy ↑")] == "better"  # +0.05 against noise of 0.002
-    assert verdicts[("none", "accuracy ↑")] == "worse"  # -0.05
-    assert verdicts[("mc_dropout", "ECE (15 bins) ↓")] == "better"  # lower ECE
-    assert verdicts[("mc_dropout", "NLL ↓")] == "indistinguishable"  # noise only
-    assert {row[3] for row in table.rows} == {"paired t"}
-    assert "alpha = 0.05" in table.note and "no win is claimed inside the noise" in table.note
+    assert table is not None and table.header == ["column", "gflowout vs mc_dropout", "gflowout vs none"]
+    cells = {(row[0], header): cell for row in table.rows for header, cell in zip(table.header[1:], row[1:])}
+    assert cells[("accuracy ↑", "gflowout vs mc_dropout")].startswith("better (+0.0")  # +0.05 against noise 0.002
+    assert cells[("accuracy ↑", "gflowout vs none")].startswith("worse (-0.0")
+    assert cells[("ECE (15 bins) ↓", "gflowout vs mc_dropout")].startswith("better (-0.0")  # lower ECE
+    assert cells[("NLL ↓", "gflowout vs mc_dropout")].startswith("indistinguishable")  # noise only
+    accuracy = next(i for i, row in enumerate(table.rows) if row[0] == "accuracy ↑")
+    assert (accuracy, 1) in table.bold and (accuracy, 2) in table.bold
+    assert "paired t-test, seed by seed" in table.note and "alpha = 0.05" in table.note
+    assert "no win is claimed inside the noise" in table.note
     single = aggregate([fixture_run("gflowout", 1), fixture_run("mc_dropout", 1)])["mnist"]
-    assert {row[-1] for row in build_significance_table("mnist", single).rows} == {"n/a"}
+    assert {row[1].split(" ")[0] for row in build_significance_table("mnist", single).rows} == {"n/a"}
     assert build_significance_table("mnist", aggregate(fixture_runs(methods=("mc_dropout", "none")))["mnist"]) is None
 
 

@@ -263,40 +263,62 @@ def _seed_counts(groups: Sequence["Group"]) -> str:
     return f"{counts[0]} seeds per method" if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per method"
 
 
-def _format_p(p_value: float) -> str:
-    if math.isnan(p_value):
+def comparisons(groups: Sequence["Group"], columns: Sequence[Column], reference: str = REFERENCE_METHOD,
+                alpha: float = ALPHA) -> dict[tuple[str, str], Comparison]:
+    """{(baseline method, column key): the reference against that baseline}, for every baseline and column with
+    values on both sides; {} when the reference has no runs."""
+    ref = next((g for g in groups if g.method == reference), None)
+    if ref is None:
+        return {}
+    out = {}
+    for baseline in (g for g in groups if g.method != reference):
+        for column in columns:
+            result = compare(values_by_seed(ref, column), values_by_seed(baseline, column), column.higher_is_better,
+                             alpha)
+            if not math.isnan(result.difference):
+                out[(baseline.method, column.key)] = result
+    return out
+
+
+def _verdict_cell(result: Comparison | None, digits: int) -> str:
+    if result is None:
         return "-"
-    return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+    if result.test == "n/a":
+        return f"n/a ({result.difference:+.{digits}f}; under two seeds)"
+    p_value = "p < 0.001" if result.p_value < 0.001 else f"p = {result.p_value:.3f}"
+    welch = ", Welch" if result.test == "Welch t" else ""
+    return f"{result.verdict} ({result.difference:+.{digits}f}; {p_value}{welch})"
 
 
 def build_significance_table(dataset: str, groups: Sequence["Group"], columns: Sequence[Column] | None = None,
                              reference: str = REFERENCE_METHOD, alpha: float = ALPHA) -> Table | None:
-    """For each baseline and summary column: the reference's mean minus the baseline's, the test, its p-value
-    and a plain verdict. None when the reference method has no runs or there is no baseline."""
-    ref = next((g for g in groups if g.method == reference), None)
-    baselines = [g for g in groups if g.method != reference]
-    if ref is None or not baselines:
+    """One row per summary column, one column per baseline: whether the reference is better, worse or
+    indistinguishable, its mean minus the baseline's and the p-value of the test over seeds. None when the
+    reference method has no runs or there is no baseline."""
+    baselines = [g.method for g in groups if g.method != reference]
+    if not any(g.method == reference for g in groups) or not baselines:
         return None
     columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
+    results = comparisons(groups, columns, reference, alpha)
     rows, bold = [], set()
-    for baseline in baselines:
-        for column in columns:
-            result = compare(values_by_seed(ref, column), values_by_seed(baseline, column), column.higher_is_better, alpha)
-            if result.test == "n/a" and math.isnan(result.difference):
-                continue
-            if result.verdict in ("better", "worse"):
-                bold.add((len(rows), 5))
-            rows.append([baseline.method, column.header, f"{result.difference:+.{column.digits}f}",
-                         result.test, _format_p(result.p_value), result.verdict])
-    note = (f"Difference: {reference}'s mean minus the baseline's. Paired t: both methods have the same seeds, "
-            f"compared seed by seed; Welch t: unequal seeds or variances. The verdict is {reference}'s, at "
-            f"alpha = {alpha:g}, two-sided: better / worse when p < alpha in the direction of the arrow, "
-            "indistinguishable otherwise (no win is claimed inside the noise), n/a with fewer than two seeds. "
+    for i, column in enumerate(columns):
+        row = [column.header]
+        for j, baseline in enumerate(baselines):
+            result = results.get((baseline, column.key))
+            row.append(_verdict_cell(result, column.digits))
+            if result is not None and result.verdict in ("better", "worse"):
+                bold.add((i, j + 1))
+        rows.append(row)
+    tests = {r.test for r in results.values() if r.test != "n/a"}
+    how = ("a paired t-test, seed by seed (every pair of methods has the same seeds)" if tests == {"paired t"} else
+           "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)")
+    note = (f"Each cell: {reference} against the baseline of the column at alpha = {alpha:g} (two-sided), its mean "
+            f"minus the baseline's, and the p-value of {how}. Better / worse: p < alpha, in the direction of the "
+            "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
             f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
             "to find small differences.")
-    return Table(f"{dataset}: {reference} against each baseline (tests over seeds)",
-                 ["baseline", "column", f"difference ({reference} − baseline)", "test", "p-value",
-                  f"{reference} is"], rows, note=note, bold=bold)
+    return Table(f"{dataset}: is {reference} better than each baseline? (tests over seeds)",
+                 ["column", *(f"{reference} vs {b}" for b in baselines)], rows, note=note, bold=bold)
 
 
 # --- cost ------------------------------------------------------------------------------------------

@@ -427,7 +427,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padd
         "h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;margin-top:1.6em}h3{font-size:1.05em;margin-bottom:0.3em}"
         "table{border-collapse:collapse;margin:0.4em 0;font-size:0.8em}"
         "td,th{border:1px solid #bbb;padding:3px 5px;text-align:right;white-space:nowrap}"
-        "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}span.se{font-size:0.8em;color:#555}"
+        "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}span.se{font-size:0.85em;color:#555}"
         "th:first-child{text-align:left}div.wide{overflow-x:auto}tbody tr:nth-child(even){background:#f7f7f7}"
         "table.settings td{text-align:left}p.note{font-size:0.85em;color:#444;max-width:60em}"
         "code{background:#f0f0f0;padding:0 3px;border-radius:3px}"

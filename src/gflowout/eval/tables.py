@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
-_SE = re.compile(r"( ± [0-9.]+)")
+_MEAN_SE = re.compile(r"^(\S+) (± \S+)(.*)$")
+_VERDICT = re.compile(r"^(better|worse|indistinguishable|n/a) (\(.*\))$")
 _NUMBER = re.compile(r"^([-+−<]\s?)?[0-9.]|^-$")
 
 
@@ -55,7 +56,10 @@ def table_markdown(table: Table) -> str:
 def table_html(table: Table) -> str:
     """The table as an HTML section: <h3> title, <table> (bold cells as <strong>) and the note as <p>."""
     def cell(row: int, column: int, text: str) -> str:
-        content = _SE.sub(r'<span class="se">\1</span>', inline_html(text))
+        content = inline_html(text)
+        # two short lines instead of one wide one: "mean" over "± SE", a verdict over its numbers
+        content = _MEAN_SE.sub(r'\1<br><span class="se">\2</span>\3', content)
+        content = _VERDICT.sub(r'\1<br><span class="se">\2</span>', content)
         if (row, column) in table.bold and text not in ("", "-"):
             content = f"<strong>{content}</strong>"
         return f"<td>{content}</td>" if _NUMBER.match(text) else f"<td class=\"text\">{content}</td>"
