@@ -44,9 +44,15 @@ def _save(figure: plt.Figure, path: str | Path, tight: bool = True) -> Path:
     return path
 
 
+# One colour per method in every figure of a report; other names take the remaining colours in turn.
+METHOD_COLOURS = {"gflowout": 3, "id_gflowout": 1, "mc_dropout": 0, "concrete": 2, "contextual": 4, "none": 7,
+                  "ensemble": 5}
+
+
 def _colours(methods: Sequence[str]) -> dict[str, tuple]:
     cmap = plt.get_cmap("tab10")
-    return {method: cmap(i % 10) for i, method in enumerate(methods)}
+    spare = iter([i for i in range(10) if i not in METHOD_COLOURS.values()] * 10)
+    return {method: cmap(METHOD_COLOURS[method] if method in METHOD_COLOURS else next(spare)) for method in methods}
 
 
 def pooled_ece(bins: Mapping[str, Sequence[float]]) -> float:
@@ -58,18 +64,23 @@ def pooled_ece(bins: Mapping[str, Sequence[float]]) -> float:
 
 
 def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], title: str, path: str | Path) -> Path:
-    """Reliability diagrams, one column per method: accuracy per confidence bin against the diagonal (top) and
+    """Reliability diagrams, one panel per method (three to a row): accuracy per confidence bin against the diagonal (top) and
     the number of test points in each bin on a log scale (bottom); the ECE in each panel's title.
 
     per_method[method] = {"edges": [bins+1], "confidence": [bins], "accuracy": [bins], "count": [bins]} and
     optionally "ece" (the number to print; by default the ECE of these bins); empty bins are not drawn.
     """
     methods = list(per_method)
-    columns = max(len(methods), 1)
-    figure, axes = plt.subplots(2, columns, figsize=(3.3 * columns, 4.6), squeeze=False,
-                                gridspec_kw={"height_ratios": [3, 1]}, sharex="col")
-    for column, method in enumerate(methods):
-        axis, count_axis = axes[0][column], axes[1][column]
+    columns = min(max(len(methods), 1), 3)
+    rows = -(-max(len(methods), 1) // columns)
+    figure = plt.figure(figsize=(3.3 * columns, 4.6 * rows))
+    grid = figure.add_gridspec(rows, columns)
+    for index, method in enumerate(methods):
+        row, column = divmod(index, columns)
+        cell = grid[row, column].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
+        axis = figure.add_subplot(cell[0])
+        count_axis = figure.add_subplot(cell[1], sharex=axis)
+        axis.tick_params(labelbottom=False)
         bins = per_method[method]
         edges = np.asarray(bins["edges"], dtype=float)
         accuracy = np.nan_to_num(np.asarray(bins["accuracy"], dtype=float))
@@ -95,9 +106,11 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
             count_axis.set_ylim(0.7, counts.max() * 2.0)
         count_axis.set_xlabel("confidence", fontsize=8)
         count_axis.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("accuracy", fontsize=8)
-    axes[1][0].set_ylabel("points per bin", fontsize=8)
-    axes[0][0].legend(loc="upper left", fontsize=7)
+        if column == 0:
+            axis.set_ylabel("accuracy", fontsize=8)
+            count_axis.set_ylabel("points per bin", fontsize=8)
+        if index == 0:
+            axis.legend(loc="upper left", fontsize=7)
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
@@ -180,10 +193,12 @@ def plot_shift_grid(per_shift: Mapping[str, Mapping[str, Series]], metric: str, 
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
     handles = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
-    figure.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(len(handles), 6),
+    figure.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center",
+                  ncol=max(1, min(len(handles), 2 * columns)),
                   bbox_to_anchor=(0.5, 0.0))
     figure.suptitle(f"{title}: {METRIC_LABELS.get(metric, metric)} vs severity", fontsize=10)
-    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    legend_rows = -(-len(handles) // max(1, min(len(handles), 2 * columns)))
+    figure.tight_layout(rect=(0, min(0.3, 0.05 * legend_rows / rows + 0.03), 1, 1))
     return _save(figure, path, tight=False)
 
 
