@@ -136,3 +136,16 @@ def test_build_figures_captions_count_seeds_per_method_when_they_differ(tmp_path
     runs = [r for r in fixture_runs() if not (r["method"] == "none" and r["seed"] > 1)]
     captions = [c for c, _ in build_figures("mnist", aggregate(runs)["mnist"], tmp_path)]
     assert all("seeds per method: gflowout 3, mc_dropout 3, none 1" in c for c in captions)
+
+
+def test_a_benchmark_folder_reads_its_results_not_its_harness_run_folders(tmp_path: Path):
+    from gflowout.experiments.results import load_report_runs
+
+    write_runs(tmp_path / "out" / "results", fixture_runs(methods=("gflowout",), seeds=(1,)))
+    for seed in (1, 2):  # seed 2 trained but not yet evaluated: must not enter with its clean metrics alone
+        folder = tmp_path / "out" / "runs" / f"mnist__gflowout__seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("seed: 1\n")
+        (folder / "results.json").write_text(json.dumps(
+            {"method": "gflowout", "dataset": "mnist", "seed": seed, "test": {"accuracy": 0.9}}))
+    assert [r["run_id"] for r in load_report_runs(tmp_path / "out")] == ["mnist__gflowout__seed1"]

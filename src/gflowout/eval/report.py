@@ -1,10 +1,13 @@
-"""Reports: aggregate result files over seeds and write Markdown tables, PNG figures and one HTML page.
+"""Reports: aggregate runs over seeds and write Markdown tables, PNG figures and one HTML page.
 
-`write_report(results_dir, out_dir)` reads every result file under `results_dir` (schema in
-`gflowout.eval.evaluate`), groups the runs by (data set, method), and reports each metric as
-mean +- standard error over seeds (standard error = sample standard deviation / sqrt(n); a single
-seed has none and shows the mean alone). It writes `report.md`, `figures/*.png` and `report.html`
-(the same tables, figures inline as base64, so the page is one self-contained file).
+`write_report(results_dir, out_dir)` reads every run under `results_dir`: benchmark result files (schema in
+`gflowout.eval.evaluate`) and `gflowout train` run folders (clean test metrics only), groups them by (data
+set, method) and reports each metric as mean +- standard error over seeds (standard error = sample standard
+deviation / sqrt(n); a single seed has none and shows the mean alone). Per data set it writes the settings
+the runs share, the summary table, the tests over seeds (`gflowout.eval.comparison`), the detail tables of
+`build_tables`, the cost and the figures of `build_figures`, to `report.md`, `figures/*.png` and
+`report.html` (the figures inline as base64, so the page is one self-contained file). The head and tail
+tables are the lists `HEAD_TABLES` and `TAIL_TABLES`: a new table is one more function there.
 
 Two kinds of corrupted test sets are kept apart: our generated "-style" shifts (section "shifts",
 titled "generated ... -style shifts") and, when a run evaluated them, the PUBLISHED CIFAR-10-C /

@@ -137,14 +137,16 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
     """The runs a report reads under `path`: benchmark result files (`load_results`) and `gflowout train` run
     folders (a results.json next to config.yaml; `read_train_run`), or `path` itself when it is a run folder.
 
-    A training folder whose run also has a benchmark result (a benchmark's runs/<run id>/) is left out: the
-    result holds the full evaluation of the same run. Two runs with one id raise DataError.
+    A benchmark's own training folders (runs/<run id>/ beside its results/) are left out: their evaluation is
+    in results/, and a run still being evaluated must not enter the report with its clean metrics alone. So is
+    a training folder whose run has a result file. Two runs with one id raise DataError.
     """
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"results folder {path} does not exist; run `gflowout benchmark` or `gflowout train` first")
     train_folders = [p.parent for p in sorted(path.rglob("results.json"))
-                     if (p.parent / "config.yaml").is_file() and not _is_result_file(p)]
+                     if (p.parent / "config.yaml").is_file() and not _is_result_file(p)
+                     and not _in_benchmark_folder(p.parent)]
     trained = [read_train_run(folder) for folder in train_folders]
     try:
         evaluated = load_results(path)
@@ -166,6 +168,11 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
                             "count as two seeds: point the report at one set of runs")
         seen[run["run_id"]] = where
     return sorted(runs, key=lambda r: r["run_id"])
+
+
+def _in_benchmark_folder(folder: Path) -> bool:
+    """True for a benchmark's harness run folder: OUT/runs/<run id>/ next to OUT/results/."""
+    return folder.parent.name == "runs" and (folder.parent.parent / "results").is_dir()
 
 
 def _is_result_file(path: Path) -> bool:
