@@ -217,7 +217,8 @@ def plot_ood_histograms(
 
     per_method[method][score] = {"edges": [bins+1], "in": [bins] counts, "out": [bins] counts} and optionally
     "scale" ("log": log-spaced edges, drawn on a log axis). Each set's counts are normalised to fractions so
-    sets of different sizes compare; the axis spans the occupied bins only.
+    sets of different sizes compare. Histograms without a "scale" (fixed full-range bins of older results) are
+    cut to their occupied bins, with a log y axis when one bin holds most of a set.
     """
     methods = list(per_method)
     scores = sorted({s for hists in per_method.values() for s in hists})
@@ -240,6 +241,10 @@ def plot_ood_histograms(
                 axis.set_xscale("log")
             elif occupied.size:  # fixed full-range edges (older results): show the occupied range only
                 axis.set_xlim(edges[occupied[0]], edges[occupied[-1] + 1])
+                crowded = any(np.max(np.asarray(hist[k], float)) > 0.5 * max(np.sum(hist[k]), 1) for k in ("in", "out"))
+                if crowded and occupied.size > 1:
+                    axis.set_yscale("log")  # one bin holds most points: a log scale shows the rest
+                    axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             axis.set_title(f"{method}: {label}", fontsize=8)
             axis.tick_params(labelsize=7)
             if column == 0:

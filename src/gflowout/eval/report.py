@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gflowout import __version__
 from gflowout.eval import comparison, plots
 from gflowout.eval.tables import Table, inline_html, table_html, table_markdown
 from gflowout.experiments.results import load_report_runs, load_results
@@ -390,8 +391,9 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
         figures.append((f"OOD score histograms, {dataset} (in, blue) against {pair} (out, orange): the fraction of "
                         f"each set per bin, the counts of all seeds pooled ({seeds}); bins span the scores' own "
                         "range, log-spaced where they span decades"
-                        + (" (results written before that have fixed bins over each score's whole range: the axis "
-                           "is cut to the occupied bins)" if _fixed_bins(groups, pair) else "") + ".", path))
+                        + (" (these results predate that: they hold fixed bins over each score's whole range, so "
+                           "the axis is cut to the occupied bins and the fraction is on a log scale where one bin "
+                           "holds most points)" if _fixed_bins(groups, pair) else "") + ".", path))
         rocs = {g.method: r for g in groups if (r := _pool_ood(g.runs, "roc", pair))}
         if rocs:
             path = plots.plot_roc(rocs, f"OOD ROC: {dataset} vs {pair}, true-positive rate averaged over seeds",
@@ -468,7 +470,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
     figure_dir.mkdir(parents=True, exist_ok=True)
     runs = load_report_runs(results_dir)
     by_dataset = aggregate(runs)
-    intro = (f"{len(runs)} run(s) from `{results_dir}`. Each cell is the mean ± standard error over seeds "
+    intro = (f"{len(runs)} run(s) from `{results_dir}`, reported by gflowout {__version__}. Each cell is the mean ± standard error over seeds "
              "(one seed: the mean alone). Predictive: the mean softmax of S mask samples.")
     sources = _sources_note(runs)
     markdown = [f"# {title}", "", intro, "", *([sources, ""] if sources else [])]
