@@ -8,7 +8,6 @@ Imported as `from report_fixture import ...` (pytest puts tests/eval on sys.path
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
