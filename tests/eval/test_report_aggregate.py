@@ -91,7 +91,7 @@ def test_write_report_tables_figures_and_html(tmp_path: Path):
         assert image.std() > 0  # not a blank canvas
 
     page = html_path.read_text()
-    assert "<table>" in page and '0.9700<br><span class="se">± 0.0100</span>' in page  # SE under the mean
+    assert "<table>" in page and "0.9700 ± 0.0100" in page
     inline = page.split('src="data:image/png;base64,')[1:]
     assert len(inline) == len(pngs)
     first = base64.b64decode(inline[0].split('"')[0])

@@ -149,3 +149,13 @@ def test_a_benchmark_folder_reads_its_results_not_its_harness_run_folders(tmp_pa
         (folder / "results.json").write_text(json.dumps(
             {"method": "gflowout", "dataset": "mnist", "seed": seed, "test": {"accuracy": 0.9}}))
     assert [r["run_id"] for r in load_report_runs(tmp_path / "out")] == ["mnist__gflowout__seed1"]
+
+
+def test_wide_tables_put_the_standard_error_under_the_mean_and_narrow_ones_keep_one_line():
+    from gflowout.eval.tables import STACK_ABOVE, Table, table_html
+
+    columns = STACK_ABOVE // len("0.9700 ± 0.0100") + 1
+    wide = Table("t", [f"c{i}" for i in range(columns)], [["0.9700 ± 0.0100"] * columns])
+    narrow = Table("t", ["a", "b"], [["0.9700 ± 0.0100", "better (+0.0100; p = 0.010)"]])
+    assert '0.9700<br><span class="se">± 0.0100</span>' in table_html(wide)
+    assert "0.9700 ± 0.0100" in table_html(narrow) and "<br>" not in table_html(narrow)

@@ -366,7 +366,7 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
                                         figure_dir / f"{stem}_severity.png")
         seeds = seeds_phrase(groups, _runs_with(section))
         figures.append((f"Accuracy, NLL and ECE (15 bins) against severity, {dataset}: each run's mean over the "
-                        f"{len(shifts)} {label}, then the mean ± standard error over seeds ({seeds})"
+                        f"{len(shifts)} {label} (those evaluated at that severity), then the mean ± standard error over seeds ({seeds})"
                         + (" (one severity: bars)" if len(severities) == 1 else "") + ".", path))
         per_shift = {s: {g.method: _series(g, (section, s), _subkeys(groups, section, s), "accuracy") for g in groups}
                      for s in shifts}

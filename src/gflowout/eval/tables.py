@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
+STACK_ABOVE = 130  # characters in the widest cells of all columns together: wider tables stack their cells
 _MEAN_SE = re.compile(r"^(\S+) (± \S+)(.*)$")
 _VERDICT = re.compile(r"^(better|worse|indistinguishable|n/a) (\(.*\))$")
 _NUMBER = re.compile(r"^([-+−<]\s?)?[0-9.]|^-$")
@@ -53,13 +54,23 @@ def table_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def width(table: Table) -> int:
+    """The characters of a table's widest cell in each column, added up: how wide it renders on one line."""
+    return sum(max(len(text) for text in column) for column in zip(table.header, *table.rows))
+
+
 def table_html(table: Table) -> str:
-    """The table as an HTML section: <h3> title, <table> (bold cells as <strong>) and the note as <p>."""
+    """The table as an HTML section: <h3> title, <table> (bold cells as <strong>) and the note as <p>.
+
+    A wide table (its widest cells, column by column, adding up to more than `STACK_ABOVE` characters) puts
+    each standard error under its mean and each verdict over its numbers, so it fits a page.
+    """
+    stacked = width(table) > STACK_ABOVE
     def cell(row: int, column: int, text: str) -> str:
         content = inline_html(text)
-        # two short lines instead of one wide one: "mean" over "± SE", a verdict over its numbers
-        content = _MEAN_SE.sub(r'\1<br><span class="se">\2</span>\3', content)
-        content = _VERDICT.sub(r'\1<br><span class="se">\2</span>', content)
+        if stacked:  # two short lines instead of one wide one: "mean" over "± SE", a verdict over its numbers
+            content = _MEAN_SE.sub(r'\1<br><span class="se">\2</span>\3', content)
+            content = _VERDICT.sub(r'\1<br><span class="se">\2</span>', content)
         if (row, column) in table.bold and text not in ("", "-"):
             content = f"<strong>{content}</strong>"
         return f"<td>{content}</td>" if _NUMBER.match(text) else f"<td class=\"text\">{content}</td>"
