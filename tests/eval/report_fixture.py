@@ -35,7 +35,8 @@ def _perturb(metrics: dict[str, Any], method: str, rng: np.random.Generator) -> 
     for key in list(metrics):
         if metrics[key] is None:
             continue
-        metrics[key] = float(metrics[key]) + OFFSETS.get(method, {}).get(key, 0.0) + rng.normal(0.0, NOISE.get(key, 0.0))
+        offset = OFFSETS.get(method, {}).get(key, 0.0)
+        metrics[key] = float(metrics[key]) + offset + rng.normal(0.0, NOISE.get(key, 0.0))
 
 
 def fixture_run(method: str, seed: int, offsets_seed: int = 0) -> dict[str, Any]:

@@ -77,7 +77,8 @@ def test_a_train_run_folder_is_read_and_its_missing_sections_stay_empty(tmp_path
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| gflowout | 2 | **0.9600 ± 0.0100** | **0.2000 ± 0.0000** |" in markdown  # NLL: a tie, both bold
     assert "| mc_dropout | 1 | 0.9400 | **0.2000** |" in markdown
-    assert "| method | seeds | accuracy ↑ | NLL ↓ | ECE (15 bins) ↓ | Brier ↓ |" in markdown  # nothing else recorded
+    # nothing else recorded: no other summary column
+    assert "| method | seeds | accuracy ↑ | NLL ↓ | ECE (15 bins) ↓ | Brier ↓ |" in markdown
     assert "| validation every n epochs | 5 |" in markdown and "| test-set size | 10000 |" in markdown
     assert "3 of the runs are `gflowout train` run folders" in markdown
     # a single folder given directly is read too

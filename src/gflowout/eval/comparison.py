@@ -190,9 +190,9 @@ def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
 # --- the summary table -----------------------------------------------------------------------------
 SUMMARY_NOTE = ("Mean ± standard error over seeds (one seed: the mean alone). Bold marks the best mean of each "
                 "column, not a significant win: the significance table below says which differences the seeds "
-                "support. ↑ higher is better, ↓ lower is better. Rotated: each test image turned by a random angle, "
-                "uniform 0-360 degrees. Corrupted accuracy: the mean over every generated "
-                "shift and severity. AUROC: detecting the named OOD set (the positive class) by the predictive entropy.")
+                "support. ↑ higher is better, ↓ lower is better. Rotated: each test image turned by a random "
+                "angle, uniform 0-360 degrees. Corrupted accuracy: the mean over every generated shift and "
+                "severity. AUROC: detecting the named OOD set (the positive class) by the predictive entropy.")
 
 
 def best_rows(means: Sequence[float], higher_is_better: bool) -> set[int]:

@@ -64,8 +64,8 @@ def pooled_ece(bins: Mapping[str, Sequence[float]]) -> float:
 
 
 def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], title: str, path: str | Path) -> Path:
-    """Reliability diagrams, one panel per method (three to a row): accuracy per confidence bin against the diagonal (top) and
-    the number of test points in each bin on a log scale (bottom); the ECE in each panel's title.
+    """Reliability diagrams, one panel per method (three to a row): accuracy per confidence bin against the
+    diagonal (top) and the number of test points in each bin on a log scale (bottom); the ECE in each title.
 
     per_method[method] = {"edges": [bins+1], "confidence": [bins], "accuracy": [bins], "count": [bins]} and
     optionally "ece" (the number to print; by default the ECE of these bins); empty bins are not drawn.
@@ -128,8 +128,8 @@ def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tu
         axis.bar(index, mean[0], yerr=error[0] if error[0] > 0 else None, capsize=3, color=colours[method],
                  label=method, edgecolor="black", linewidth=0.5)
     axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=7)
-    ends = [(m - e, m + e) for _, mean, se in series.values() for m, e in zip(mean, np.nan_to_num(np.asarray(se, float)))
-            if m is not None and np.isfinite(m)]
+    ends = [(m - e, m + e) for _, mean, se in series.values()
+            for m, e in zip(mean, np.nan_to_num(np.asarray(se, float))) if m is not None and np.isfinite(m)]
     if ends:  # zoom on the values (error bars included): bars from 0 would hide differences of a fraction of a percent
         low, high = min(e[0] for e in ends), max(e[1] for e in ends)
         pad = max((high - low) * 0.5, abs(high) * 0.02, 1e-6)

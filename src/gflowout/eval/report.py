@@ -351,7 +351,8 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
             counted = [g for g in groups if g.method in pooled]
             figures.append((f"Reliability diagrams, {dataset}, {label} test set: accuracy per confidence bin "
                             f"(15 bins) against the diagonal, and the number of test points per bin (log scale); "
-                            f"the bins of all seeds pooled ({seeds_phrase(counted, _figure_runs('reliability', condition))}); "
+                            f"the bins of all seeds pooled "
+                            f"({seeds_phrase(counted, _figure_runs('reliability', condition))}); "
                             "the ECE in each title is the mean of the seeds' ECEs, as in the tables.", path))
     for section, label, _ in _corruption_sections(dataset, groups):
         published = section == "published_corruptions"
@@ -366,11 +367,13 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
                                         figure_dir / f"{stem}_severity.png")
         seeds = seeds_phrase(groups, _runs_with(section))
         figures.append((f"Accuracy, NLL and ECE (15 bins) against severity, {dataset}: each run's mean over the "
-                        f"{len(shifts)} {label} (those evaluated at that severity), then the mean ± standard error over seeds ({seeds})"
+                        f"{len(shifts)} {label} (those evaluated at that severity), then the mean ± standard error "
+                        f"over seeds ({seeds})"
                         + (" (one severity: bars)" if len(severities) == 1 else "") + ".", path))
         per_shift = {s: {g.method: _series(g, (section, s), _subkeys(groups, section, s), "accuracy") for g in groups}
                      for s in shifts}
-        path = plots.plot_shift_grid(per_shift, "accuracy", f"{dataset}: {label}", figure_dir / f"{stem}_shift_accuracy.png")
+        path = plots.plot_shift_grid(per_shift, "accuracy", f"{dataset}: {label}",
+                                     figure_dir / f"{stem}_shift_accuracy.png")
         figures.append((f"Accuracy against severity per {'published corruption' if published else 'shift'} "
                         f"({label}), {dataset}: mean ± standard error over seeds ({seeds}); a shift evaluated at "
                         "one severity is drawn as bars.", path))
@@ -432,7 +435,8 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padd
         "h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;margin-top:1.6em}h3{font-size:1.05em;margin-bottom:0.3em}"
         "table{border-collapse:collapse;margin:0.4em 0;font-size:0.8em}"
         "td,th{border:1px solid #bbb;padding:3px 5px;text-align:right;white-space:nowrap}"
-        "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}span.se{font-size:0.85em;color:#555}"
+        "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}"
+        "span.se{font-size:0.85em;color:#555}"
         "th:first-child{text-align:left}div.wide{overflow-x:auto}tbody tr:nth-child(even){background:#f7f7f7}"
         "table.settings td{text-align:left}p.note{font-size:0.85em;color:#444;max-width:60em}"
         "code{background:#f0f0f0;padding:0 3px;border-radius:3px}"
@@ -470,7 +474,8 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
     figure_dir.mkdir(parents=True, exist_ok=True)
     runs = load_report_runs(results_dir)
     by_dataset = aggregate(runs)
-    intro = (f"{len(runs)} run(s) from `{results_dir}`, reported by gflowout {__version__}. Each cell is the mean ± standard error over seeds "
+    intro = (f"{len(runs)} run(s) from `{results_dir}`, reported by gflowout {__version__}. Each cell is the mean ± "
+             "standard error over seeds "
              "(one seed: the mean alone). Predictive: the mean softmax of S mask samples.")
     sources = _sources_note(runs)
     markdown = [f"# {title}", "", intro, "", *([sources, ""] if sources else [])]
