@@ -76,9 +76,9 @@ def test_write_report_tables_figures_and_html(tmp_path: Path):
     assert "| gflowout | 2 | 0.9700 ± 0.0100 |" in markdown  # 0.96, 0.98 -> mean 0.97, se 0.01
     assert "| mc_dropout | 1 | 0.9300 |" in markdown
     assert "OOD detection: mnist (in) vs fashion-mnist (out)" in markdown
-    assert "| mc_dropout | mutual_information | 0.7000 | 0.6000 | 0.5000 |" in markdown
+    assert "| mc_dropout | mutual information | 0.7000 | 0.6000 | 0.5000 |" in markdown
     assert "shot_noise" in markdown and "accuracy vs fixed rotation angle" in markdown
-    assert "| method | alpha | pavpu | uncertain_fraction |" in markdown  # t-test table, rows per alpha
+    assert "| method | alpha | PAvPU ↑ | uncertain fraction |" in markdown  # t-test table, rows per alpha
     assert "| gflowout | 0.05 | 0.9000 ± 0.0000 | 0.1000 ± 0.0000 |" in markdown
 
     pngs = sorted((tmp_path / "report" / "figures").glob("*.png"))

@@ -10,10 +10,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
         help="aggregate result files into Markdown tables, PNG figures and one HTML page",
-        description="Read every result JSON under RESULTS_DIR, aggregate mean ± standard error over seeds, "
-        "and write report.md, figures/*.png and a self-contained report.html.",
+        description="Read every result JSON under RESULTS_DIR (and every `gflowout train` run folder: its "
+        "results.json), aggregate mean ± standard error over seeds, and write report.md, figures/*.png and a "
+        "self-contained report.html: the settings, a summary table, tests over seeds, detail tables, the cost "
+        "and the figures.",
     )
-    parser.add_argument("results_dir", help="a benchmark's output folder, or any folder of result files (searched recursively)")
+    parser.add_argument("results_dir", help="a benchmark's output folder, any folder of result files or "
+                        "`gflowout train` run folders (searched recursively), or one run folder")
     parser.add_argument("--out", default=None,
                         help="report folder (default: RESULTS_DIR/report for a benchmark folder, else RESULTS_DIR/../report)")
     parser.add_argument("--title", default="gflowout report")

@@ -58,7 +58,9 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
   figures         raw material for figures, kept small:
       reliability     {condition: {"edges" [16], "confidence" [15], "accuracy" [15], "count" [15]}}
                       (15 equal-width bins; empty bins have null confidence/accuracy)
-      ood_histograms  {ood set: {score: {"edges" [31], "in" [30], "out" [30]}}} counts on fixed edges
+      ood_histograms  {ood set: {score: {"edges" [31], "scale", "in" [30], "out" [30]}}} counts on edges
+                      chosen from the run's scores ("scale" "log" or "linear"; results written before
+                      it had fixed edges from the score's full range and no "scale")
       roc             {ood set: {score: {"fpr" [51], "tpr" [51]}}}: best TPR at FPR <= each grid point
       risk_coverage   {condition: {score: {"coverage" [50], "risk" [50]}}}: risk at coverages 0.02..1
   METRICS = {"accuracy", "nll", "brier", "ece15", "ece10"} of the S-sample predictive.
@@ -195,17 +197,43 @@ def reliability_material(summary: Predictive, labels: np.ndarray) -> dict[str, l
             "accuracy": bins.accuracy.tolist(), "count": bins.count.tolist()}
 
 
+# Scores are shown as distances from a confident prediction: 1 - max probability (the negated max probability
+# plus one), the entropy and the mutual information; all are >= 0 and pile up near 0 for in-distribution data.
+SCORE_OFFSETS = {"max_probability": 1.0}
+
+
+def histogram_edges(values: np.ndarray, score: str, bins: int = HISTOGRAM_BINS) -> tuple[np.ndarray, str]:
+    """Histogram edges (in score units) chosen from the data, and their scale ("log" or "linear").
+
+    The shown value (score + SCORE_OFFSETS[score]) is >= 0 and usually piles up near 0: when its positive
+    values span more than two decades (0.5 % quantile to the maximum) the edges are log-spaced over that
+    span, smaller values falling in the first bin; otherwise they are linear from the minimum to the maximum.
+    """
+    offset = SCORE_OFFSETS.get(score, 0.0)
+    shown = np.asarray(values, dtype=np.float64) + offset
+    positive = shown[shown > 0]
+    if positive.size and positive.max() / max(np.quantile(positive, 0.005), 1e-300) > 100:
+        low = max(float(np.quantile(positive, 0.005)), 1e-12)
+        return np.geomspace(low, float(positive.max()), bins + 1) - offset, "log"
+    low, high = float(shown.min()), float(shown.max())
+    if high - low <= 0:  # every value equal (a deterministic net's mutual information is exactly 0)
+        pad = max(abs(high) * 0.1, 1e-3)
+        low, high = low - pad, high + pad
+    return np.linspace(low, high, bins + 1) - offset, "linear"
+
+
 def ood_material(scores_in: Tensor, scores_out: Tensor, score: str, classes: int) -> tuple[dict, dict]:
-    """A histogram on fixed edges (so seeds pool) and the ROC curve on a fixed FPR grid, for one score."""
-    top = -1.0 / classes if score == "max_probability" else math.log(classes)
-    low = -1.0 if score == "max_probability" else 0.0
-    edges = np.linspace(low, top, HISTOGRAM_BINS + 1)
-    hist_in = np.histogram(np.clip(scores_in.numpy(), low, top), edges)[0]
-    hist_out = np.histogram(np.clip(scores_out.numpy(), low, top), edges)[0]
+    """A histogram on edges chosen from this run's scores (in and out together; see `histogram_edges`) and
+    the ROC curve on a fixed FPR grid, for one score. Reports pool seeds by re-binning onto common edges."""
+    values_in, values_out = scores_in.double().numpy(), scores_out.double().numpy()
+    edges, scale = histogram_edges(np.concatenate([values_in, values_out]), score)
+    low, high = edges[0], edges[-1]
+    hist_in = np.histogram(np.clip(values_in, low, high), edges)[0]
+    hist_out = np.histogram(np.clip(values_out, low, high), edges)[0]
     roc = roc_curve(scores_in, scores_out)
     fpr, tpr = roc.fpr.numpy(), roc.tpr.numpy()
     last = np.searchsorted(fpr, ROC_GRID, side="right") - 1  # last ROC point with fpr <= grid value
-    return ({"edges": edges.tolist(), "in": hist_in.tolist(), "out": hist_out.tolist()},
+    return ({"edges": edges.tolist(), "scale": scale, "in": hist_in.tolist(), "out": hist_out.tolist()},
             {"fpr": ROC_GRID.tolist(), "tpr": tpr[last].tolist()})
 
 

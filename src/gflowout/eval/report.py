@@ -1,10 +1,13 @@
-"""Reports: aggregate result files over seeds and write Markdown tables, PNG figures and one HTML page.
+"""Reports: aggregate runs over seeds and write Markdown tables, PNG figures and one HTML page.
 
-`write_report(results_dir, out_dir)` reads every result file under `results_dir` (schema in
-`gflowout.eval.evaluate`), groups the runs by (data set, method), and reports each metric as
-mean +- standard error over seeds (standard error = sample standard deviation / sqrt(n); a single
-seed has none and shows the mean alone). It writes `report.md`, `figures/*.png` and `report.html`
-(the same tables, figures inline as base64, so the page is one self-contained file).
+`write_report(results_dir, out_dir)` reads every run under `results_dir`: benchmark result files (schema in
+`gflowout.eval.evaluate`) and `gflowout train` run folders (clean test metrics only), groups them by (data
+set, method) and reports each metric as mean +- standard error over seeds (standard error = sample standard
+deviation / sqrt(n); a single seed has none and shows the mean alone). Per data set it writes the settings
+the runs share, the summary table, the tests over seeds (`gflowout.eval.comparison`), the detail tables of
+`build_tables`, the cost and the figures of `build_figures`, to `report.md`, `figures/*.png` and
+`report.html` (the figures inline as base64, so the page is one self-contained file). The head and tail
+tables are the lists `HEAD_TABLES` and `TAIL_TABLES`: a new table is one more function there.
 
 Temperature scaling: a run evaluated with a temperature fitted on its validation split (section "ts" of
 its result file) is also reported as the method "METHOD + TS" (`with_temperature_rows`), in every table
@@ -23,6 +26,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Callable
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from gflowout.eval import plots
-from gflowout.experiments.results import load_results
+from gflowout import __version__
+from gflowout.eval import comparison, plots
+from gflowout.eval.tables import Table, inline_html, table_html, table_markdown
+from gflowout.experiments.results import load_report_runs, load_results
+
+__all__ = ["Group", "Stat", "Table", "aggregate", "build_figures", "build_tables", "format_stat", "load_results",
+           "mean_and_standard_error", "summarise_result", "summary_table", "table_html", "table_markdown",
+           "write_report"]
 
 CLEAN_METRICS = ("accuracy", "nll", "brier", "ece15", "ece10")
 CURVE_METRICS = ("accuracy", "nll", "ece15")
@@ -47,6 +57,13 @@ TS_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "r
                "figures")
 SELECTIVE_COLUMNS = (("aurc", "AURC"), ("accuracy_at_90", "acc @ 90%"), ("accuracy_at_95", "acc @ 95%"),
                      ("accuracy_at_99", "acc @ 99%"))
+# Readable column names of the detail tables, with ↑ / ↓ for higher / lower is better.
+METRIC_HEADERS = {"accuracy": "accuracy ↑", "nll": "NLL ↓", "brier": "Brier ↓", "ece15": "ECE (15 bins) ↓",
+                  "ece10": "ECE (10 bins) ↓"}
+OOD_HEADERS = {"auroc": "AUROC ↑", "aupr": "AUPR ↑", "fpr95": "FPR at 95% TPR ↓"}
+UNCERTAINTY_HEADERS = {"uncertain_fraction": "uncertain fraction", "pavpu": "PAvPU ↑",
+                       "accurate_given_certain": "P(accurate | certain) ↑",
+                       "uncertain_given_inaccurate": "P(uncertain | inaccurate) ↑"}
 
 
 def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
@@ -145,14 +162,6 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Group]]:
 
 
 # --- tables ------------------------------------------------------------------------------------
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    note: str = ""
-
-
 def format_stat(stat: tuple[float, float], digits: int = 4) -> str:
     """"mean ± SE" ("mean" for one value, "-" for none), with "(n=k)" when only k of the group's runs had a value."""
     mean, se = stat
@@ -198,17 +207,17 @@ def _corruption_sections(dataset: str, groups: Sequence[Group]) -> list[tuple[st
 
 
 def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
-    """The report's tables for one data set: clean, shifts, rotation, OOD, uncertainty, cost."""
+    """The detail tables of one data set: clean, rotation, shifts, rotation sweep, OOD, uncertainty."""
     methods = [g.method for g in groups]
     tables = [Table(
         f"{dataset}: clean test set",
-        ["method", "seeds", *CLEAN_METRICS],
+        ["method", "seeds", *(METRIC_HEADERS[m] for m in CLEAN_METRICS)],
         [[g.method, str(len(g.runs)), *(format_stat(g.get("clean", m)) for m in CLEAN_METRICS)] for g in groups],
     )]
     if any(("random_rotation", "accuracy") in g.stats for g in groups):
         tables.append(Table(
             f"{dataset}: random rotation (uniform 0-360 degrees)",
-            ["method", *CLEAN_METRICS],
+            ["method", *(METRIC_HEADERS[m] for m in CLEAN_METRICS)],
             [[g.method, *(format_stat(g.get("random_rotation", m)) for m in CLEAN_METRICS)] for g in groups],
         ))
     for section, label, column in _corruption_sections(dataset, groups):
@@ -232,8 +241,8 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
     for pair in _subkeys(groups, "ood"):
         tables.append(Table(
             f"OOD detection: {dataset} (in) vs {pair} (out)",
-            ["method", "score", "AUROC", "AUPR", "FPR95"],
-            [[g.method, score, *(format_stat(g.get("ood", pair, score, metric)) for metric in OOD_METRICS)]
+            ["method", "score", *(OOD_HEADERS[m] for m in OOD_METRICS)],
+            [[g.method, plots.SCORE_LABELS.get(score, score), *(format_stat(g.get("ood", pair, score, metric)) for metric in OOD_METRICS)]
              for g in groups for score in _subkeys(groups, "ood", pair)],
             note="Higher AUROC / AUPR and lower FPR at 95% TPR are better; OOD is the positive class. "
                  "Scores: the negated max probability, the predictive entropy and the mutual information of "
@@ -243,8 +252,8 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
         alphas = _subkeys(groups, "uncertainty", condition)
         keys = _subkeys(groups, "uncertainty", condition, alphas[0]) if alphas else []
         tables.append(Table(
-            f"{dataset}: paired t-test uncertainty metrics ({condition}; uncertain when p > alpha)",
-            ["method", "alpha", *keys],
+            f"{dataset}: paired t-test uncertainty metrics ({condition.replace('_', ' ')}; uncertain when p > alpha)",
+            ["method", "alpha", *(UNCERTAINTY_HEADERS.get(k, k) for k in keys)],
             [[g.method, alpha, *(format_stat(g.get("uncertainty", condition, alpha, k)) for k in keys)]
              for g in groups for alpha in alphas],
         ))
@@ -272,30 +281,7 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
             note="Rows METHOD + TS: the same trained network with every sample's logits divided by T; "
                  "T > 1 softens an over-confident predictive. It costs one pass over the validation split.",
         ))
-    tables.append(Table(
-        f"{dataset}: cost (seconds per run)",
-        ["method", "train", "evaluate"],
-        [[g.method, format_stat(g.get("train_time_s"), 1), format_stat(g.get("eval_time_s"), 1)] for g in groups
-         if not is_temperature_row(g)],
-        note="A deep ensemble (ensemble) trains M members: about M x one training.",
-    ))
     return tables
-
-
-def table_markdown(table: Table) -> str:
-    lines = [f"### {table.title}", "", "| " + " | ".join(table.header) + " |",
-             "|" + "|".join("---" for _ in table.header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-    if table.note:
-        lines += ["", table.note]
-    return "\n".join(lines) + "\n"
-
-
-def table_html(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
-    note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
-    return f"<h3>{html.escape(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -314,6 +300,43 @@ def _pool_reliability(runs: Sequence[Mapping[str, Any]], condition: str) -> dict
     return pooled
 
 
+def _rebin(part: Mapping[str, Any], edges: np.ndarray, log: bool) -> dict[str, np.ndarray]:
+    """A histogram's counts moved onto other `edges` that span it, spread evenly within each source bin
+    (evenly in log units on a log scale); totals are kept."""
+    def coordinate(values: np.ndarray) -> np.ndarray:
+        return np.log(values) if log else values
+
+    offset = plots.SCORE_SHOWN.get(part.get("score", ""), ("", 0.0))[1]
+    source = coordinate(np.asarray(part["edges"], dtype=float) + offset)
+    target = coordinate(edges + offset)
+    out = {}
+    for key in ("in", "out"):
+        cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(part[key], dtype=float))])
+        out[key] = np.diff(np.interp(target, source, cumulative))
+    return out
+
+
+def _pool_histograms(parts: Sequence[Mapping[str, Any]], score: str) -> dict[str, Any]:
+    """Pool one score's histograms over seeds: counts add on shared edges; runs with edges of their own (chosen
+    from each run's data) are re-binned onto common edges spanning them all first."""
+    edges = [np.asarray(p["edges"], dtype=float) for p in parts]
+    scale = "log" if all(p.get("scale") == "log" for p in parts) else "linear"
+    if all(e.shape == edges[0].shape and np.array_equal(e, edges[0]) for e in edges):
+        pooled = {"edges": edges[0].tolist(), "in": np.sum([p["in"] for p in parts], axis=0).tolist(),
+                  "out": np.sum([p["out"] for p in parts], axis=0).tolist()}
+        if "scale" in parts[0]:
+            pooled["scale"] = parts[0]["scale"]
+        return pooled
+    offset = plots.SCORE_SHOWN.get(score, ("", 0.0))[1]
+    low, high = min(e[0] for e in edges) + offset, max(e[-1] for e in edges) + offset
+    bins = max(len(e) - 1 for e in edges)
+    common = (np.geomspace(low, high, bins + 1) if scale == "log" and low > 0 else np.linspace(low, high, bins + 1))
+    common -= offset
+    moved = [_rebin({**p, "score": score}, common, scale == "log" and low > 0) for p in parts]
+    return {"edges": common.tolist(), "scale": scale, "in": np.sum([m["in"] for m in moved], axis=0).tolist(),
+            "out": np.sum([m["out"] for m in moved], axis=0).tolist()}
+
+
 def _pool_ood(runs: Sequence[Mapping[str, Any]], kind: str, pair: str) -> dict[str, dict[str, list[float]]]:
     """Pool OOD figure material over seeds: histogram counts add, ROC true-positive rates average."""
     pooled: dict[str, dict[str, list[float]]] = {}
@@ -321,9 +344,7 @@ def _pool_ood(runs: Sequence[Mapping[str, Any]], kind: str, pair: str) -> dict[s
     for score in sorted({s for item in items for s in item}):
         parts = [item[score] for item in items if score in item]
         if kind == "ood_histograms":
-            pooled[score] = {"edges": parts[0]["edges"],
-                             "in": np.sum([p["in"] for p in parts], axis=0).tolist(),
-                             "out": np.sum([p["out"] for p in parts], axis=0).tolist()}
+            pooled[score] = _pool_histograms(parts, score)
         else:
             pooled[score] = {"fpr": parts[0]["fpr"], "tpr": np.mean([p["tpr"] for p in parts], axis=0).tolist()}
     return pooled
@@ -353,42 +374,94 @@ def _series(group: Group, prefix: tuple[str, ...], keys: Sequence[str], metric: 
     return [float(k) for k in keys], [s[0] for s in stats], [s[1] for s in stats]
 
 
+def _severity_series(group: Group, section: str, severities: Sequence[str], metric: str) -> plots.Series:
+    """Per severity: each run's mean of `metric` over the shifts, then mean ± SE of those over the seeds."""
+    means, errors = [], []
+    for severity in severities:
+        per_run = [float(np.mean(values)) for run in group.runs
+                   if (values := [m[severity][metric] for m in (run.get(section) or {}).values()
+                                  if m.get(severity, {}).get(metric) is not None])]
+        mean, se = mean_and_standard_error(per_run)
+        means.append(mean)
+        errors.append(se)
+    return [float(s) for s in severities], means, errors
+
+
+def seeds_phrase(groups: Sequence[Group], runs_of: Callable[[Group], int] | None = None) -> str:
+    """"3 seeds per method" or "seeds per method: gflowout 3, none 1": how many runs each number rests on."""
+    counts = {g.method: (runs_of(g) if runs_of else len(g.runs)) for g in groups}
+    distinct = set(counts.values())
+    if len(distinct) == 1:
+        n = distinct.pop()
+        return f"{n} seed{'s' if n != 1 else ''} per method"
+    return "seeds per method: " + ", ".join(f"{m} {n}" for m, n in counts.items())
+
+
+def _runs_with(section: str, *keys: str) -> Callable[[Group], int]:
+    def count(group: Group) -> int:
+        return sum(1 for run in group.runs if _has(run.get(section), keys))
+    return count
+
+
+def _has(tree: Any, keys: Sequence[str]) -> bool:
+    for key in keys:
+        if not isinstance(tree, Mapping) or key not in tree:
+            return False
+        tree = tree[key]
+    return bool(tree)
+
+
 def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> list[tuple[str, Path]]:
-    """Draw every figure of one data set; returns (caption, path) pairs."""
+    """Draw every figure of one data set; returns (caption, path) pairs, each caption saying what is plotted
+    and over how many seeds."""
     figures: list[tuple[str, Path]] = []
     name = dataset.replace("/", "_")
     conditions = sorted({c for g in groups for r in g.runs for c in r.get("figures", {}).get("reliability", {})})
     for condition in conditions:
-        pooled = {g.method: p for g in groups if (p := _pool_reliability(g.runs, condition)) is not None}
+        pooled = {}
+        for g in groups:
+            if (bins := _pool_reliability(g.runs, condition)) is not None:
+                pooled[g.method] = {**bins, "ece": g.get(condition, "ece15")[0]}
         if pooled:
-            path = plots.plot_reliability(pooled, f"{dataset}: reliability ({condition})",
+            label = condition.replace("_", " ")
+            path = plots.plot_reliability(pooled, f"{dataset}: reliability, {label} test set (bins pooled over seeds)",
                                           figure_dir / f"{name}_reliability_{condition}.png")
-            figures.append((f"Reliability diagrams, {dataset}, {condition}", path))
+            counted = [g for g in groups if g.method in pooled]
+            figures.append((f"Reliability diagrams, {dataset}, {label} test set: accuracy per confidence bin "
+                            f"(15 bins) against the diagonal, and the number of test points per bin (log scale); "
+                            f"the bins of all seeds pooled "
+                            f"({seeds_phrase(counted, _figure_runs('reliability', condition))}); "
+                            "the ECE in each title is the mean of the seeds' ECEs, as in the tables.", path))
     for section, label, _ in _corruption_sections(dataset, groups):
         published = section == "published_corruptions"
         stem = f"{name}_published" if published else name
         label = label.split(" (")[0] if published else "generated shifts"
         shifts = _subkeys(groups, section)
         severities = _sorted_keys(sev for shift in shifts for sev in _subkeys(groups, section, shift))
-        per_metric: dict[str, dict[str, plots.Series]] = {}
-        for metric in CURVE_METRICS:
-            per_metric[metric] = {}
-            for g in groups:
-                means = [_nanmean([g.get(section, s, sev, metric)[0] for s in shifts]) for sev in severities]
-                per_metric[metric][g.method] = ([float(s) for s in severities], means, [math.nan] * len(means))
-        path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: {label}, mean over {len(shifts)}",
+        per_metric = {metric: {g.method: _severity_series(g, section, severities, metric) for g in groups}
+                      for metric in CURVE_METRICS}
+        path = plots.plot_metric_curves(per_metric, "severity", f"{dataset}: {label}, mean over {len(shifts)} "
+                                        + ("corruptions" if published else "shifts"),
                                         figure_dir / f"{stem}_severity.png")
-        figures.append((f"Accuracy, NLL and ECE vs severity (mean over {label}), {dataset}", path))
+        seeds = seeds_phrase(groups, _runs_with(section))
+        figures.append((f"Accuracy, NLL and ECE (15 bins) against severity, {dataset}: each run's mean over the "
+                        f"{len(shifts)} {label} (those evaluated at that severity), then the mean ± standard error "
+                        f"over seeds ({seeds})"
+                        + (" (one severity: bars)" if len(severities) == 1 else "") + ".", path))
         per_shift = {s: {g.method: _series(g, (section, s), _subkeys(groups, section, s), "accuracy") for g in groups}
                      for s in shifts}
-        path = plots.plot_shift_grid(per_shift, "accuracy", f"{dataset}: {label}", figure_dir / f"{stem}_shift_accuracy.png")
-        figures.append((f"Accuracy vs severity per {'published corruption' if published else 'shift'} ({label}), {dataset}", path))
+        path = plots.plot_shift_grid(per_shift, "accuracy", f"{dataset}: {label}",
+                                     figure_dir / f"{stem}_shift_accuracy.png")
+        figures.append((f"Accuracy against severity per {'published corruption' if published else 'shift'} "
+                        f"({label}), {dataset}: mean ± standard error over seeds ({seeds}); a shift evaluated at "
+                        "one severity is drawn as bars.", path))
     angles = _subkeys(groups, "rotation_sweep")
     if angles:
         per_metric = {m: {g.method: _series(g, ("rotation_sweep",), angles, m) for g in groups} for m in CURVE_METRICS}
         path = plots.plot_metric_curves(per_metric, "rotation angle (degrees)", f"{dataset}: fixed rotations",
                                         figure_dir / f"{name}_rotation.png")
-        figures.append((f"Accuracy, NLL and ECE vs rotation angle, {dataset}", path))
+        figures.append((f"Accuracy, NLL and ECE (15 bins) against a fixed rotation angle, {dataset}: mean ± standard "
+                        f"error over seeds ({seeds_phrase(groups, _runs_with('rotation_sweep'))}).", path))
     selective_conditions = sorted({c for g in groups for r in g.runs for c in r.get("figures", {}).get("risk_coverage", {})})
     for condition in selective_conditions:
         curves = {g.method: (c, len(g.runs)) for g in groups if (c := _pool_risk_coverage(g.runs, condition))}
@@ -400,48 +473,116 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
     pairs = sorted({p for g in groups for r in g.runs for p in r.get("figures", {}).get("ood_histograms", {})})
     for pair in pairs:
         hists = {g.method: h for g in groups if (h := _pool_ood(g.runs, "ood_histograms", pair))}
-        path = plots.plot_ood_histograms(hists, f"OOD scores: {dataset} vs {pair}", figure_dir / f"{name}_ood_hist_{pair}.png")
-        figures.append((f"OOD score histograms, {dataset} (in) vs {pair} (out)", path))
+        counted = [g for g in groups if g.method in hists]
+        seeds = seeds_phrase(counted, _figure_runs("ood_histograms", pair))
+        path = plots.plot_ood_histograms(hists, f"OOD scores: {dataset} (in) vs {pair} (out), seeds pooled",
+                                         figure_dir / f"{name}_ood_hist_{pair}.png")
+        figures.append((f"OOD score histograms, {dataset} (in, blue) against {pair} (out, orange): the fraction of "
+                        f"each set per bin, the counts of all seeds pooled ({seeds}); bins span the scores' own "
+                        "range, log-spaced where they span decades"
+                        + (" (these results predate that: they hold fixed bins over each score's whole range, so "
+                           "the axis is cut to the occupied bins and the fraction is on a log scale where one bin "
+                           "holds most points)" if _fixed_bins(groups, pair) else "") + ".", path))
         rocs = {g.method: r for g in groups if (r := _pool_ood(g.runs, "roc", pair))}
         if rocs:
-            path = plots.plot_roc(rocs, f"OOD ROC: {dataset} vs {pair}", figure_dir / f"{name}_ood_roc_{pair}.png")
-            figures.append((f"OOD ROC curves, {dataset} (in) vs {pair} (out)", path))
+            path = plots.plot_roc(rocs, f"OOD ROC: {dataset} vs {pair}, true-positive rate averaged over seeds",
+                                  figure_dir / f"{name}_ood_roc_{pair}.png")
+            figures.append((f"OOD ROC curves, {dataset} (in) against {pair} (out, the positive class): the seeds "
+                            f"pooled by averaging their true-positive rates at each false-positive rate ({seeds}).",
+                            path))
     return figures
 
 
+def _fixed_bins(groups: Sequence[Group], pair: str) -> bool:
+    """True when some run's histograms of `pair` have the old fixed full-range bins (no "scale" recorded)."""
+    return any("scale" not in hist for g in groups for r in g.runs
+               for hist in r.get("figures", {}).get("ood_histograms", {}).get(pair, {}).values())
+
+
+def _figure_runs(kind: str, key: str) -> Callable[[Group], int]:
+    def count(group: Group) -> int:
+        return sum(1 for run in group.runs if key in run.get("figures", {}).get(kind, {}))
+    return count
+
+
 # --- the report --------------------------------------------------------------------------------
-_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-        "table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em}"
-        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+# The sections at the head of each data set, in order; each returns a table or None (nothing to show).
+HEAD_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
+    comparison.build_summary_table,
+    comparison.build_significance_table,
+]
+# After the detail tables of `build_tables`.
+TAIL_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
+    comparison.build_cost_table,
+]
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padding:1em 1.5em;color:#222;"
+        "line-height:1.4}"
+        "h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;margin-top:1.6em}h3{font-size:1.05em;margin-bottom:0.3em}"
+        "table{border-collapse:collapse;margin:0.4em 0;font-size:0.8em}"
+        "td,th{border:1px solid #bbb;padding:3px 5px;text-align:right;white-space:nowrap}"
+        "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}"
+        "span.se{font-size:0.85em;color:#555}"
+        "th:first-child{text-align:left}div.wide{overflow-x:auto}tbody tr:nth-child(even){background:#f7f7f7}"
+        "table.settings td{text-align:left}p.note{font-size:0.85em;color:#444;max-width:60em}"
+        "code{background:#f0f0f0;padding:0 3px;border-radius:3px}"
+        "figure{margin:1.2em 0}figcaption{font-size:0.85em;color:#444;max-width:60em}"
         "img{max-width:100%;border:1px solid #ddd}")
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gflowout report") -> Path:
-    """Aggregate the result files under `results_dir`; write report.md, figures/ and report.html to `out_dir`.
+def _settings_markdown(rows: Sequence[tuple[str, str]]) -> str:
+    return "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
 
-    Returns the path of the HTML page.
+
+def _settings_html(rows: Sequence[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><td>{inline_html(k)}</td><td>{inline_html(v)}</td></tr>" for k, v in rows)
+    return f"<table class=\"settings\"><tbody>{body}</tbody></table>"
+
+
+def _sources_note(runs: Sequence[Mapping[str, Any]]) -> str:
+    trained = [r for r in runs if str(r.get("source", "")).startswith("gflowout train")]
+    if not trained:
+        return ""
+    return (f"{len(trained)} of the runs are `gflowout train` run folders: they record only the clean test metrics "
+            "of the best checkpoint (accuracy, NLL, Brier, ECE with 15 bins), so their other cells are empty (-); "
+            "`gflowout evaluate --full` gives the rest.")
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gflowout report") -> Path:
+    """Aggregate the runs under `results_dir` (benchmark result files and `gflowout train` run folders); write
+    report.md, figures/ and report.html (figures inline, one self-contained file) to `out_dir`.
+
+    Per data set: the settings, a summary table, the tests over seeds, the detail tables, the cost and the
+    figures. Returns the path of the HTML page.
     """
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
     figure_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_results(results_dir)
+    runs = load_report_runs(results_dir)
     by_dataset = aggregate(runs)
-    intro = (f"{len(runs)} run(s) from `{results_dir}`. Each cell is the mean ± standard error over seeds "
+    intro = (f"{len(runs)} run(s) from `{results_dir}`, reported by gflowout {__version__}. Each cell is the mean ± "
+             "standard error over seeds "
              "(one seed: the mean alone). Predictive: the mean softmax of S mask samples.")
-    markdown = [f"# {title}", "", intro, ""]
-    page = [f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
+    sources = _sources_note(runs)
+    markdown = [f"# {title}", "", intro, "", *([sources, ""] if sources else [])]
+    page = [f"<h1>{html.escape(title)}</h1><p>{inline_html(intro)}</p>"
+            + (f"<p class=\"note\">{inline_html(sources)}</p>" if sources else "")]
     for dataset, groups in by_dataset.items():
-        markdown += [f"## {dataset}", ""]
-        page.append(f"<h2>{html.escape(dataset)}</h2>")
-        for table in build_tables(dataset, groups):
+        settings = comparison.settings_rows([r for g in groups for r in g.runs])
+        markdown += [f"## {dataset}", "", "### Settings", "", _settings_markdown(settings)]
+        page.append(f"<h2>{html.escape(dataset)}</h2><h3>Settings</h3>{_settings_html(settings)}")
+        tables = [t for build in HEAD_TABLES if (t := build(dataset, groups)) is not None]
+        tables += build_tables(dataset, groups)
+        tables += [t for build in TAIL_TABLES if (t := build(dataset, groups)) is not None]
+        for table in tables:
             markdown.append(table_markdown(table))
             page.append(table_html(table))
         for caption, path in build_figures(dataset, groups, figure_dir):
             relative = path.relative_to(out_dir).as_posix()
-            markdown += [f"![{caption}]({relative})", ""]
+            markdown += [f"![{caption}]({relative})", "", f"*{caption}*", ""]
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             page.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+                        f"<figcaption>{inline_html(caption)}</figcaption></figure>")
     (out_dir / "report.md").write_text("\n".join(markdown))
     html_path = out_dir / "report.html"
     html_path.write_text(
@@ -458,7 +599,7 @@ def summary_table(results_dir: str | Path) -> str:
     sets (generated here), the mean accuracy over the PUBLISHED -C files when any run has them, and
     AUROC of predictive entropy for each OOD set (mean over seeds).
     """
-    return summary_of_results(load_results(results_dir))
+    return summary_of_results(load_report_runs(results_dir))
 
 
 def summarise_result(result: Mapping[str, Any]) -> str:

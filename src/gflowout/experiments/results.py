@@ -95,3 +95,89 @@ def load_results(results_dir: str | Path) -> list[dict[str, Any]]:
 def run_id(dataset: str, method: str, seed: int) -> str:
     """The id of one benchmark run, also its file name: e.g. 'mnist__gflowout__seed1'."""
     return f"{dataset}__{method}__seed{int(seed)}"
+
+
+def read_train_run(folder: str | Path) -> dict[str, Any]:
+    """A `gflowout train` run folder (its results.json and config.yaml) as a result in the RESULT SCHEMA.
+
+    A training run records only the test metrics of its best checkpoint, so only "clean" (accuracy, NLL,
+    Brier, ECE with 15 bins), the test-set size, S and the configuration are filled; every other section is
+    absent and shows as "-" in a report. "source" says where the run came from.
+    """
+    import yaml
+
+    folder = Path(folder)
+    path = folder / "results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read {path}: {error}") from error
+    if not isinstance(data, dict) or not {"method", "dataset", "seed"} <= set(data):
+        raise DataError(f"{path} is not a `gflowout train` results.json (needs 'method', 'dataset' and 'seed')")
+    config = None
+    if (folder / "config.yaml").is_file():
+        try:
+            config = yaml.safe_load((folder / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            config = None
+    test = data.get("test") or {}
+    clean = {"accuracy": test.get("accuracy"), "nll": test.get("nll"), "brier": test.get("brier"),
+             "ece15": test.get("ece")}
+    return {
+        "schema_version": SCHEMA_VERSION, "run_id": run_id(data["dataset"], data["method"], data["seed"]),
+        "method": data["method"], "seed": int(data["seed"]), "dataset": data["dataset"], "config": config,
+        "train_time_s": data.get("fit_time_s"), "eval_time_s": None, "samples": data.get("val_samples"),
+        "test_size": int(test["count"]) if test.get("count") is not None else None,
+        "clean": {k: v for k, v in clean.items() if v is not None},
+        "source": f"gflowout train run folder {folder}",
+    }
+
+
+def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The runs a report reads under `path`: benchmark result files (`load_results`) and `gflowout train` run
+    folders (a results.json next to config.yaml; `read_train_run`), or `path` itself when it is a run folder.
+
+    A benchmark's own training folders (runs/<run id>/ beside its results/) are left out: their evaluation is
+    in results/, and a run still being evaluated must not enter the report with its clean metrics alone. So is
+    a training folder whose run has a result file. Two runs with one id raise DataError.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"results folder {path} does not exist; run `gflowout benchmark` or `gflowout train` first")
+    train_folders = [p.parent for p in sorted(path.rglob("results.json"))
+                     if (p.parent / "config.yaml").is_file() and not _is_result_file(p)
+                     and not _in_benchmark_folder(p.parent)]
+    trained = [read_train_run(folder) for folder in train_folders]
+    try:
+        evaluated = load_results(path)
+    except DataError as error:
+        if not str(error).startswith("no result files"):
+            raise
+        if not trained:
+            raise DataError(f"no result files (*.json with a 'schema_version') and no `gflowout train` run folders "
+                            f"(results.json with config.yaml) under {path}") from None
+        evaluated = []
+    # a benchmark keeps each run's training folder (runs/<run id>/) next to its evaluated result: the result wins
+    evaluated_ids = {run["run_id"] for run in evaluated}
+    runs = evaluated + [run for run in trained if run["run_id"] not in evaluated_ids]
+    seen: dict[str, str] = {}
+    for run in runs:
+        where = run.get("source", "a benchmark result file")
+        if run["run_id"] in seen:
+            raise DataError(f"run {run['run_id']!r} appears twice ({seen[run['run_id']]} and {where}); they would "
+                            "count as two seeds: point the report at one set of runs")
+        seen[run["run_id"]] = where
+    return sorted(runs, key=lambda r: r["run_id"])
+
+
+def _in_benchmark_folder(folder: Path) -> bool:
+    """True for a benchmark's harness run folder: OUT/runs/<run id>/ next to OUT/results/."""
+    return folder.parent.name == "runs" and (folder.parent.parent / "results").is_dir()
+
+
+def _is_result_file(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "schema_version" in data

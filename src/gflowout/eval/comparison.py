@@ -1,0 +1,351 @@
+"""The head of a report: the settings the runs share, one summary table, the tests over seeds, the cost.
+
+Every summary column is a `Column` of `summary_columns`: a readable name, whether higher or lower is better,
+and how to read one run's value. The summary table, the significance table and the README's compact table
+all take their numbers from the same per-run values, so they cannot disagree. New rows or columns (a
+post-hoc method, another metric) are a new `Column` in `SUMMARY_COLUMNS` or a new entry of a table list.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import stats
+
+from gflowout.eval.tables import Table
+
+if TYPE_CHECKING:
+    from gflowout.eval.report import Group
+
+REFERENCE_METHOD = "gflowout"
+COST_REFERENCE = "mc_dropout"
+ALPHA = 0.05
+OOD_SCORE = "predictive_entropy"
+
+Value = Callable[[Mapping[str, Any]], "float | None"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One summary column: its key, readable name, direction and how to read a run's value (None: absent)."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    value: Value
+    digits: int = 4
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} {'↑' if self.higher_is_better else '↓'}"
+
+
+def _path(*keys: str) -> Value:
+    def read(run: Mapping[str, Any]) -> float | None:
+        node: Any = run
+        for key in keys:
+            if not isinstance(node, Mapping) or key not in node:
+                return None
+            node = node[key]
+        return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+    return read
+
+
+def mean_corrupted_accuracy(run: Mapping[str, Any]) -> float | None:
+    """The mean accuracy over every (shift, severity) of the run's generated shifts; None without shifts."""
+    values = [m.get("accuracy") for levels in (run.get("shifts") or {}).values() for m in levels.values()]
+    values = [float(v) for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+SUMMARY_COLUMNS: list[Column] = [
+    Column("clean_accuracy", "accuracy", True, _path("clean", "accuracy")),
+    Column("clean_nll", "NLL", False, _path("clean", "nll")),
+    Column("clean_ece15", "ECE (15 bins)", False, _path("clean", "ece15")),
+    Column("clean_brier", "Brier", False, _path("clean", "brier")),
+    Column("rotation_accuracy", "rotated accuracy", True, _path("random_rotation", "accuracy")),
+    Column("rotation_nll", "rotated NLL", False, _path("random_rotation", "nll")),
+    Column("corrupted_accuracy", "corrupted accuracy (mean)", True, mean_corrupted_accuracy),
+]
+
+
+def ood_column(ood_set: str, score: str = OOD_SCORE) -> Column:
+    """The AUROC column of one OOD set (OOD the positive class) for one score."""
+    return Column(f"ood_{ood_set}", f"AUROC {ood_set}" if score == OOD_SCORE else f"AUROC {ood_set} ({score})",
+                  True, _path("ood", ood_set, score, "auroc"))
+
+
+def summary_columns(runs: Sequence[Mapping[str, Any]]) -> list[Column]:
+    """The columns that at least one run has a value for: `SUMMARY_COLUMNS`, then one AUROC per OOD set."""
+    ood_sets = sorted({name for run in runs for name in (run.get("ood") or {})})
+    columns = [*SUMMARY_COLUMNS, *(ood_column(name) for name in ood_sets)]
+    return [c for c in columns if any(c.value(run) is not None for run in runs)]
+
+
+def values_by_seed(group: "Group", column: Column) -> dict[int, float]:
+    """{seed: value} of one column over a group's runs (runs without a value left out)."""
+    out = {}
+    for run in group.runs:
+        value = column.value(run)
+        if value is not None and math.isfinite(value):
+            out[int(run["seed"])] = value
+    return out
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (ddof 1 over sqrt n); NaN mean for none, NaN error for one value."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
+        return math.nan, math.nan
+    if array.size == 1:
+        return float(array[0]), math.nan
+    return float(array.mean()), float(array.std(ddof=1) / math.sqrt(array.size))
+
+
+def format_mean_se(mean: float, se: float, digits: int = 4) -> str:
+    """"mean ± SE", "mean" for one seed, "-" for none."""
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+# --- settings ------------------------------------------------------------------------------------
+def _get(tree: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(tree, Mapping) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _describe(values: Sequence[Any]) -> str:
+    """One value as text, or "mixed (a; b; ...)" when the runs differ; "not recorded" when none has it."""
+    def text(value: Any) -> str:
+        if isinstance(value, Mapping):
+            return ", ".join(f"{k}: {text(v)}" for k, v in value.items()) or "none"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(text(v) for v in value) or "none"
+        return str(value)
+
+    distinct: list[str] = []
+    for value in values:
+        if value is not None and text(value) not in distinct:
+            distinct.append(text(value))
+    if not distinct:
+        return "not recorded"
+    if len(distinct) == 1:
+        return distinct[0] + (" (not recorded for some runs)" if any(v is None for v in values) else "")
+    shown = "; ".join(distinct[:4]) + ("; ..." if len(distinct) > 4 else "")
+    return f"mixed ({shown})"
+
+
+# (label, how to read it from one run); None-valued entries are left out of the block when no run has them.
+SETTINGS: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
+    ("data set", lambda r: r.get("dataset")),
+    ("backbone", lambda r: _get(r, "config.model.backbone")),
+    ("backbone options", lambda r: _get(r, "config.model.options")),
+    ("epochs", lambda r: _get(r, "config.trainer.max_epochs")),
+    ("batch size", lambda r: _get(r, "config.data.batch_size")),
+    ("training subset", lambda r: _get(r, "config.data.limit_train")),
+    ("validation every n epochs", lambda r: _get(r, "config.trainer.val_every_n_epochs")),
+    ("validation batches per check", lambda r: _get(r, "config.trainer.limit_val_batches")),
+    ("validation samples S", lambda r: _get(r, "config.trainer.val_samples")),
+    ("test samples S", lambda r: r.get("samples")),
+    ("test-set size", lambda r: r.get("test_size")),
+    ("generated shifts", lambda r: sorted(r.get("shifts") or {}) or None),
+    ("severities", lambda r: sorted({int(k) for v in (r.get("shifts") or {}).values() for k in v}) or None),
+    ("rotation sweep angles", lambda r: _get(r, "evaluation.rotation_angles") or None),
+    ("OOD sets", lambda r: sorted(r.get("ood") or {}) or None),
+    ("gflowout version", lambda r: r.get("gflowout_version") or _get(r, "config.gflowout_version")),
+    ("commit", lambda r: r.get("commit") or r.get("git_commit") or _get(r, "config.commit")),
+]
+
+
+def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(setting, value) pairs the runs were made with; "mixed (...)" where they differ.
+
+    Settings no run records are left out, except the version and commit, which say "not recorded".
+    """
+    rows = []
+    by_method: dict[str, list[int]] = {}
+    for run in runs:
+        by_method.setdefault(str(run.get("method")), []).append(int(run.get("seed", 0)))
+    for label, read in SETTINGS:
+        values = [read(run) for run in runs]
+        if all(v is None for v in values) and label not in ("gflowout version", "commit"):
+            continue
+        rows.append((label, _describe(values)))
+    seeds = {m: sorted(s) for m, s in by_method.items()}
+    rows.insert(1, ("methods", ", ".join(seeds)))
+    distinct = {tuple(s) for s in seeds.values()}
+    rows.insert(2, ("seeds", ", ".join(map(str, next(iter(distinct)))) if len(distinct) == 1 else
+                    "mixed (" + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds.items()) + ")"))
+    return rows
+
+
+# --- the summary table -----------------------------------------------------------------------------
+SUMMARY_NOTE = ("Mean ± standard error over seeds (one seed: the mean alone). Bold marks the best mean of each "
+                "column, not a significant win: the significance table below says which differences the seeds "
+                "support. ↑ higher is better, ↓ lower is better. Rotated: each test image turned by a random "
+                "angle, uniform 0-360 degrees. Corrupted accuracy: the mean over every generated shift and "
+                "severity. AUROC: detecting the named OOD set (the positive class) by the predictive entropy.")
+
+
+def best_rows(means: Sequence[float], higher_is_better: bool) -> set[int]:
+    """Rows holding the best finite mean (all of them on a tie)."""
+    finite = [m for m in means if not math.isnan(m)]
+    if not finite:
+        return set()
+    best = max(finite) if higher_is_better else min(finite)
+    return {i for i, m in enumerate(means) if not math.isnan(m) and m == best}
+
+
+def build_summary_table(dataset: str, groups: Sequence["Group"], columns: Sequence[Column] | None = None) -> Table:
+    """One row per method: seeds and mean ± SE of every summary column, the best mean per column in bold."""
+    columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
+    cells = [[mean_se(list(values_by_seed(g, c).values())) for c in columns] for g in groups]
+    table = Table(f"{dataset}: summary", ["method", "seeds", *(c.header for c in columns)],
+                  [[g.method, str(len(g.runs)), *(format_mean_se(m, s, c.digits) for (m, s), c in zip(row, columns))]
+                   for g, row in zip(groups, cells)], note=SUMMARY_NOTE)
+    if len(groups) > 1:
+        for j, column in enumerate(columns):
+            for i in best_rows([row[j][0] for row in cells], column.higher_is_better):
+                table.bold.add((i, 2 + j))
+    return table
+
+
+# --- tests over seeds ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """The reference minus a baseline on one column, with its test over seeds."""
+
+    difference: float
+    p_value: float
+    test: str  # "paired t", "Welch t" or "n/a"
+    verdict: str  # "better", "worse", "indistinguishable" or "n/a" (the reference, relative to the baseline)
+
+
+def compare(reference: Mapping[int, float], baseline: Mapping[int, float], higher_is_better: bool,
+            alpha: float = ALPHA) -> Comparison:
+    """Test the reference's seeds against a baseline's: paired t-test when both have the same seeds (>= 2),
+    else Welch's t-test; "n/a" with fewer than two seeds on either side. No win is claimed at p >= alpha."""
+    ref, base = list(reference.values()), list(baseline.values())
+    if not ref or not base:
+        return Comparison(math.nan, math.nan, "n/a", "n/a")
+    difference = float(np.mean(ref) - np.mean(base))
+    if len(ref) < 2 or len(base) < 2:
+        return Comparison(difference, math.nan, "n/a", "n/a")
+    if set(reference) == set(baseline):
+        seeds = sorted(reference)
+        deltas = np.array([reference[s] - baseline[s] for s in seeds])
+        test = "paired t"
+        if np.all(deltas == deltas[0]):  # no spread: t is undefined; identical runs are no difference
+            p_value = 1.0 if deltas[0] == 0 else 0.0
+        else:
+            p_value = float(stats.ttest_rel([reference[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
+    else:
+        test = "Welch t"
+        if np.var(ref) == 0 and np.var(base) == 0:
+            p_value = 1.0 if difference == 0 else 0.0
+        else:
+            p_value = float(stats.ttest_ind(ref, base, equal_var=False).pvalue)
+    if math.isnan(p_value) or p_value >= alpha or difference == 0:
+        verdict = "indistinguishable"
+    else:
+        verdict = "better" if (difference > 0) == higher_is_better else "worse"
+    return Comparison(difference, p_value, test, verdict)
+
+
+def _seed_counts(groups: Sequence["Group"]) -> str:
+    counts = sorted({len(g.runs) for g in groups})
+    return f"{counts[0]} seeds per method" if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per method"
+
+
+def comparisons(groups: Sequence["Group"], columns: Sequence[Column], reference: str = REFERENCE_METHOD,
+                alpha: float = ALPHA) -> dict[tuple[str, str], Comparison]:
+    """{(baseline method, column key): the reference against that baseline}, for every baseline and column with
+    values on both sides; {} when the reference has no runs."""
+    ref = next((g for g in groups if g.method == reference), None)
+    if ref is None:
+        return {}
+    out = {}
+    for baseline in (g for g in groups if g.method != reference):
+        for column in columns:
+            result = compare(values_by_seed(ref, column), values_by_seed(baseline, column), column.higher_is_better,
+                             alpha)
+            if not math.isnan(result.difference):
+                out[(baseline.method, column.key)] = result
+    return out
+
+
+def _verdict_cell(result: Comparison | None, digits: int) -> str:
+    if result is None:
+        return "-"
+    if result.test == "n/a":
+        return f"n/a ({result.difference:+.{digits}f}; under two seeds)"
+    p_value = "p < 0.001" if result.p_value < 0.001 else f"p = {result.p_value:.3f}"
+    welch = ", Welch" if result.test == "Welch t" else ""
+    return f"{result.verdict} ({result.difference:+.{digits}f}; {p_value}{welch})"
+
+
+def build_significance_table(dataset: str, groups: Sequence["Group"], columns: Sequence[Column] | None = None,
+                             reference: str = REFERENCE_METHOD, alpha: float = ALPHA) -> Table | None:
+    """One row per summary column, one column per baseline: whether the reference is better, worse or
+    indistinguishable, its mean minus the baseline's and the p-value of the test over seeds. None when the
+    reference method has no runs or there is no baseline."""
+    baselines = [g.method for g in groups if g.method != reference]
+    if not any(g.method == reference for g in groups) or not baselines:
+        return None
+    columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
+    results = comparisons(groups, columns, reference, alpha)
+    rows, bold = [], set()
+    for i, column in enumerate(columns):
+        row = [column.header]
+        for j, baseline in enumerate(baselines):
+            result = results.get((baseline, column.key))
+            row.append(_verdict_cell(result, column.digits))
+            if result is not None and result.verdict in ("better", "worse"):
+                bold.add((i, j + 1))
+        rows.append(row)
+    tests = {r.test for r in results.values() if r.test != "n/a"}
+    how = ("a paired t-test, seed by seed (every pair of methods has the same seeds)" if tests == {"paired t"} else
+           "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)")
+    note = (f"Each cell: {reference} against the baseline of the column at alpha = {alpha:g} (two-sided), its mean "
+            f"minus the baseline's, and the p-value of {how}. Better / worse: p < alpha, in the direction of the "
+            "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
+            f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
+            "to find small differences.")
+    return Table(f"{dataset}: is {reference} better than each baseline? (tests over seeds)",
+                 ["column", *(f"{reference} vs {b}" for b in baselines)], rows, note=note, bold=bold)
+
+
+# --- cost ------------------------------------------------------------------------------------------
+def build_cost_table(dataset: str, groups: Sequence["Group"], reference: str = COST_REFERENCE) -> Table | None:
+    """Mean wall time of training and of evaluation per method, and their ratios to `reference` (MC dropout);
+    None when no run records a time. Temperature-scaled rows ("METHOD + TS") are the same trainings: left out.
+    A deep ensemble's time is that of its M members together."""
+    groups = [g for g in groups if not g.method.endswith(" + TS")]
+    timings = ("train_time_s", "eval_time_s")
+    means = {g.method: {t: mean_se([float(r[t]) for r in g.runs if r.get(t) is not None]) for t in timings}
+             for g in groups}
+    if all(math.isnan(m[t][0]) for m in means.values() for t in timings):
+        return None
+    base = means.get(reference)
+
+    def ratio(method: str, timing: str) -> str:
+        if base is None or math.isnan(base[timing][0]) or base[timing][0] <= 0 or math.isnan(means[method][timing][0]):
+            return "-"
+        return f"{means[method][timing][0] / base[timing][0]:.2f}×"
+
+    rows = [[g.method, str(len(g.runs)), format_mean_se(*means[g.method]["train_time_s"], 1),
+             ratio(g.method, "train_time_s"), format_mean_se(*means[g.method]["eval_time_s"], 1),
+             ratio(g.method, "eval_time_s")] for g in groups]
+    note = (f"Wall time in seconds per run, mean ± standard error over seeds; ratio: the method's mean over "
+            f"{reference}'s" + ("" if base is not None else f" ({reference} has no runs here: no ratios)") +
+            ". Times depend on the machine and on what else ran on it.")
+    return Table(f"{dataset}: cost", ["method", "seeds", "train (s)", f"train / {reference}", "evaluate (s)",
+                                      f"evaluate / {reference}"], rows, note=note)

@@ -1,0 +1,120 @@
+"""The head of a report: settings block, summary table (bold best mean, arrows, readable names), the tests
+over seeds in plain words, and the cost table; checked on a perturbed real result and on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from report_fixture import OFFSETS, fixture_run, fixture_runs
+from scipy import stats
+
+from gflowout.eval.comparison import (
+    build_cost_table,
+    build_significance_table,
+    build_summary_table,
+    compare,
+    settings_rows,
+)
+from gflowout.eval.report import aggregate
+from gflowout.eval.tables import table_html, table_markdown
+
+
+def test_summary_table_has_readable_names_arrows_and_the_best_mean_in_bold():
+    runs = fixture_runs()
+    groups = aggregate(runs)["mnist"]
+    table = build_summary_table("mnist", groups)
+    assert table.header[:6] == ["method", "seeds", "accuracy ↑", "NLL ↓", "ECE (15 bins) ↓", "Brier ↓"]
+    assert {"rotated accuracy ↑", "rotated NLL ↓", "corrupted accuracy (mean) ↑", "AUROC animal-mnist ↑",
+            "AUROC fashion-mnist ↑"} <= set(table.header)
+    assert not any("ece15" in h or "_" in h for h in table.header)
+    rows = {row[0]: i for i, row in enumerate(table.rows)}
+    column = {h: j for j, h in enumerate(table.header)}
+    # "none" has the largest accuracy offset, gflowout the lowest ECE offset (OFFSETS): bold there and only there
+    assert OFFSETS["none"]["accuracy"] > OFFSETS["gflowout"]["accuracy"] > 0
+    assert (rows["none"], column["accuracy ↑"]) in table.bold
+    assert (rows["gflowout"], column["accuracy ↑"]) not in table.bold
+    assert (rows["gflowout"], column["ECE (15 bins) ↓"]) in table.bold
+    assert sum(1 for _, j in table.bold if j == column["accuracy ↑"]) == 1
+    # the cell is mean ± standard error over the three seeds, computed here independently
+    values = np.array([r["clean"]["accuracy"] for r in runs if r["method"] == "mc_dropout"])
+    expected = f"{values.mean():.4f} ± {values.std(ddof=1) / math.sqrt(3):.4f}"
+    assert table.rows[rows["mc_dropout"]][column["accuracy ↑"]] == expected
+    markdown, page = table_markdown(table), table_html(table)
+    assert f"**{table.rows[rows['none']][column['accuracy ↑']]}**" in markdown
+    assert "<strong>" in page and "bold marks the best mean" in table.note.lower()
+    assert "not a significant win" in table.note
+
+
+def test_corrupted_accuracy_is_the_mean_over_shifts_and_severities_then_over_seeds():
+    runs = fixture_runs(methods=("gflowout",))
+    table = build_summary_table("mnist", aggregate(runs)["mnist"])
+    j = table.header.index("corrupted accuracy (mean) ↑")
+    per_run = [np.mean([m["accuracy"] for levels in r["shifts"].values() for m in levels.values()]) for r in runs]
+    assert table.rows[0][j].startswith(f"{np.mean(per_run):.4f} ± ")
+
+
+def test_compare_says_better_worse_indistinguishable_or_n_a():
+    rng = np.random.default_rng(0)
+    noise = {s: 0.9 + rng.normal(0, 0.01) for s in (1, 2, 3)}
+    clear = {s: v + 0.05 for s, v in noise.items()}
+    assert compare(clear, noise, higher_is_better=True).verdict == "better"
+    assert compare(clear, noise, higher_is_better=False).verdict == "worse"  # e.g. an NLL that went up
+    assert compare(noise, clear, higher_is_better=True).verdict == "worse"
+    same_seeds_noise = {s: 0.9 + rng.normal(0, 0.01) for s in (1, 2, 3)}
+    result = compare(same_seeds_noise, noise, higher_is_better=True)
+    assert result.verdict == "indistinguishable" and result.test == "paired t"
+    a, b = [same_seeds_noise[s] for s in (1, 2, 3)], [noise[s] for s in (1, 2, 3)]
+    d = np.subtract(a, b)  # paired t by hand: mean difference over its standard error, two-sided
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(3))
+    assert result.p_value == pytest.approx(2 * stats.t.sf(abs(t), df=2))
+    assert result.p_value >= 0.05
+    assert compare({1: 0.9, 2: 0.91}, {3: 0.5, 4: 0.52}, True).test == "Welch t"  # different seeds
+    one = compare({1: 0.99}, noise, higher_is_better=True)
+    assert one.verdict == "n/a" and math.isnan(one.p_value)
+
+
+def test_significance_table_reads_the_fixture_in_plain_words():
+    groups = aggregate(fixture_runs())["mnist"]
+    table = build_significance_table("mnist", groups)
+    assert table is not None and table.header == ["column", "gflowout vs mc_dropout", "gflowout vs none"]
+    cells = {(row[0], header): cell for row in table.rows for header, cell in zip(table.header[1:], row[1:])}
+    assert cells[("accuracy ↑", "gflowout vs mc_dropout")].startswith("better (+0.0")  # +0.05 against noise 0.002
+    assert cells[("accuracy ↑", "gflowout vs none")].startswith("worse (-0.0")
+    assert cells[("ECE (15 bins) ↓", "gflowout vs mc_dropout")].startswith("better (-0.0")  # lower ECE
+    assert cells[("NLL ↓", "gflowout vs mc_dropout")].startswith("indistinguishable")  # noise only
+    accuracy = next(i for i, row in enumerate(table.rows) if row[0] == "accuracy ↑")
+    assert (accuracy, 1) in table.bold and (accuracy, 2) in table.bold
+    assert "paired t-test, seed by seed" in table.note and "alpha = 0.05" in table.note
+    assert "no win is claimed inside the noise" in table.note
+    single = aggregate([fixture_run("gflowout", 1), fixture_run("mc_dropout", 1)])["mnist"]
+    assert {row[1].split(" ")[0] for row in build_significance_table("mnist", single).rows} == {"n/a"}
+    assert build_significance_table("mnist", aggregate(fixture_runs(methods=("mc_dropout", "none")))["mnist"]) is None
+
+
+def test_settings_block_says_mixed_where_runs_differ():
+    runs = fixture_runs()
+    runs[0]["config"]["trainer"]["max_epochs"] = 200
+    runs[1]["config"]["trainer"]["val_every_n_epochs"] = 5
+    rows = dict(settings_rows(runs))
+    assert rows["data set"] == "mnist" and rows["test samples S"] == "4" and rows["test-set size"] == "200"
+    assert rows["seeds"] == "1, 2, 3" and rows["methods"] == "gflowout, mc_dropout, none"
+    assert rows["epochs"].startswith("mixed (") and "200" in rows["epochs"]
+    assert rows["validation every n epochs"].startswith("mixed (")
+    assert rows["validation batches per check"] == "2"
+    assert rows["commit"] == "not recorded"
+    runs = [r for r in runs if not (r["method"] == "none" and r["seed"] == 3)]
+    assert dict(settings_rows(runs))["seeds"] == "mixed (gflowout: 1, 2, 3; mc_dropout: 1, 2, 3; none: 1, 2)"
+
+
+def test_cost_table_gives_mean_wall_time_and_the_ratio_to_mc_dropout():
+    table = build_cost_table("mnist", aggregate(fixture_runs())["mnist"])
+    rows = {row[0]: row for row in table.rows}
+    # train times 20 + 0.1 s, 10 + 0.1 s ... per seed (report_fixture): means 20.2 and 10.2
+    assert rows["gflowout"][2].startswith("20.2 ± ") and rows["gflowout"][3] == f"{20.2 / 10.2:.2f}×"
+    assert rows["mc_dropout"][3] == "1.00×"
+    untimed = fixture_runs(methods=("gflowout",))
+    for run in untimed:
+        run["train_time_s"] = run["eval_time_s"] = None
+    assert build_cost_table("mnist", aggregate(untimed)["mnist"]) is None
