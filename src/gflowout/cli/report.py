@@ -11,9 +11,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="aggregate result files into Markdown tables, PNG figures and one HTML page",
         description="Read every result JSON under RESULTS_DIR, aggregate mean ± standard error over seeds, "
-        "and write report.md, figures/*.png and a self-contained report.html.",
+        "and write report.md, figures/*.png and a self-contained report.html. Given one run folder of "
+        "`gflowout train` (config.yaml and logs/), draw its mask diagnostics over epochs instead: "
+        "run_report.md and figures/masks_*.png.",
     )
-    parser.add_argument("results_dir", help="a benchmark's output folder, or any folder of result files (searched recursively)")
+    parser.add_argument("results_dir", help="a benchmark's output folder, any folder of result files (searched recursively), "
+                        "or one run folder (mask diagnostics)")
     parser.add_argument("--out", default=None,
                         help="report folder (default: RESULTS_DIR/report for a benchmark folder, else RESULTS_DIR/../report)")
     parser.add_argument("--title", default="gflowout report")
@@ -21,9 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gflowout.eval.mask_report import is_run_folder, write_run_report
     from gflowout.eval.report import write_report
 
     results = Path(args.results_dir)
+    if is_run_folder(results):
+        out = Path(args.out) if args.out else results / "report"
+        page = write_run_report(results, out)
+        print(f"mask diagnostics report written: {page}")
+        return 0
     if args.out:
         out = Path(args.out)
     elif (results / "results").is_dir():  # a benchmark's output folder: results/, runs/, report/

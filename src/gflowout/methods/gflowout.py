@@ -301,6 +301,12 @@ class GFlowOut(DropoutMethod):
             "log_z": self.log_partition(x, y),
         }
 
+    def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-site keep probabilities, entropies and the trajectory-balance residual (`methods.diagnostics`)."""
+        from gflowout.methods.diagnostics import gflowout_diagnostics
+
+        return gflowout_diagnostics(self, x, y)
+
     # --- prediction ----------------------------------------------------------------------------
     def prediction_sampler(self) -> PriorSampler:
         return PriorSampler(self.prior)

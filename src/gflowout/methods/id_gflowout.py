@@ -261,6 +261,12 @@ class IDGFlowOut(DropoutMethod):
             "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
         }
 
+    def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-site keep probabilities, entropies and the trajectory-balance residual (`methods.diagnostics`)."""
+        from gflowout.methods.diagnostics import id_gflowout_diagnostics
+
+        return id_gflowout_diagnostics(self, x, y)
+
     def prediction_sampler(self) -> ChainSampler:
         return ChainSampler(self.generators, score=False)
 

@@ -18,12 +18,16 @@ HARDWARE_KEYS = (
     "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
     "trainer.checkpoint_every_n_steps", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
     "data.root", "data.num_workers",
+    "diagnostics.enabled", "diagnostics.batch_size", "diagnostics.residual_threshold",  # logging only
 )
 # a resume may also change how long the run goes on
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
 # keys added after runs were recorded, with the value that reproduces the behaviour from before they existed:
 # at that value a key is left out of comparisons and digests, so older runs and results stay valid
-NEUTRAL_VALUES: dict[str, Any] = {"trainer.val_every_n_epochs": 1}
+NEUTRAL_VALUES: dict[str, Any] = {
+    "trainer.val_every_n_epochs": 1,
+    "diagnostics.enabled": True, "diagnostics.batch_size": 256, "diagnostics.residual_threshold": 100.0,
+}
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
