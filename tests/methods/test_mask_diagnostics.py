@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from method_helpers import batch, small_mlp_method, tiny_method
 
@@ -61,13 +62,14 @@ def test_id_gflowout_residual_centred_residual_and_log_z_gap():
     assert abs(values[f"masks/{first.name}/q_keep"] - float(torch.sigmoid(constant).mean())) < 1e-6
 
 
-def test_diagnostics_draw_no_gradient_and_change_no_weight():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bf16: a bf16-true run's epoch-end diagnostics
+def test_diagnostics_are_finite_and_change_no_weight(dtype):
     for name, options in [(MethodName.GFLOWOUT, {}), (MethodName.ID_GFLOWOUT, {"dataset_size": 50}),
                           (MethodName.CONTEXTUAL, {}), (MethodName.CONCRETE, {"dataset_size": 50}),
                           (MethodName.MC_DROPOUT, {})]:
-        method = tiny_method(name, options, classes=3)
+        method = tiny_method(name, options, classes=3).to(dtype)
         before = {k: v.clone() for k, v in method.state_dict().items()}
-        x = torch.rand(6, 1, 4, 4)
+        x = torch.rand(6, 1, 4, 4).to(dtype)
         y = torch.randint(0, 3, (6,))
         values = method.mask_diagnostics(x, y)
         assert all(math.isfinite(v) for v in values.values()), (name, values)

@@ -95,9 +95,9 @@ def id_gflowout_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> di
     log_q = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
 
     def sampler(site: Site, activation: Tensor) -> Tensor:
-        q_logits = method.generators[site.index](masks if masks else None, activation.shape[0]).float()
-        mask = draw_policy_mask(q_logits, method.train_temperature, method.epsilon, method.epsilon_keep)
-        log_q.add_(bernoulli_log_prob(q_logits, mask))
+        q_logits = method.generators[site.index](masks if masks else None, activation.shape[0])
+        mask = draw_policy_mask(q_logits, method.train_temperature, method.epsilon, method.epsilon_keep)  # their dtype
+        log_q.add_(bernoulli_log_prob(q_logits.float(), mask.float()))
         stats.add(site, q_keep=torch.sigmoid(q_logits), q_entropy=bernoulli_entropy(q_logits), keep_rate=mask)
         masks.append(mask)
         return apply_mask(site, activation, mask.to(activation.dtype))
