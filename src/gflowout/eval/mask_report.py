@@ -103,7 +103,7 @@ def plot_network(network: Diagnostics, warned: list[int], title: str, path: Path
         axis.plot(epochs, [series[e] for e in epochs], marker="o", markersize=3)
         if key in LOG_SCALE and all(series[e] > 0 for e in epochs):
             axis.set_yscale("log")
-        for epoch in warned:
+        for epoch in warned if key == "tb_residual" else ():
             if epoch in series:
                 axis.plot([epoch], [series[epoch]], "rx", markersize=8)
         axis.set_title(key + (" (x: above threshold)" if warned and key == "tb_residual" else ""))
