@@ -18,8 +18,9 @@ or in Python:
 The run folder gets what `gflowout train` writes (checkpoints, logs, results.json; `--resume` continues
 it), plus posthoc.json (the source, its weights' digest, checked unchanged after the fit, and the
 fit's cost against the source's training) and, unless evaluation is skipped, comparison.json and
-comparison.md: the post-hoc GFlowOut against the source method on the same network (accuracy, NLL,
-ECE, shifted accuracy, OOD AUROC; `extra_methods` adds rows, for example a temperature-scaled model).
+comparison.md: the post-hoc GFlowOut against the source method and MC dropout on the same network
+(accuracy, NLL, ECE, shifted accuracy, OOD AUROC; `extra_methods` adds rows, for example a
+temperature-scaled model).
 """
 
 from __future__ import annotations
@@ -234,8 +235,14 @@ def posthoc(
     atomic_write_json(out_dir / "posthoc.json", record)
     if evaluate:
         source_model, _ = load_method(path, allow_custom_code=allow_custom_code)
-        compare_posthoc(out_dir, {source_method: source_model, "gflowout (post-hoc)": trained, **(extra_methods or {})},
-                        config, evaluation, record)
+        rows: dict[str, Any] = {source_method: source_model}
+        if source_method != "mc_dropout":  # MC dropout on the same network, as the issue's reference row
+            from gflowout.methods.mc import MCDropout
+
+            block = source_config.methods.get("mc_dropout")
+            rows["mc_dropout (same network)"] = MCDropout(copy.deepcopy(source_model.net), **(block.options if block else {}))
+        rows["gflowout (post-hoc)"] = trained
+        compare_posthoc(out_dir, {**rows, **(extra_methods or {})}, config, evaluation, record)
     return out_dir
 
 

@@ -51,6 +51,6 @@ def test_posthoc_fit_resume_and_comparison_on_a_network_trained_without_dropout(
     record = json.loads((out / "posthoc.json").read_text())
     assert record["source_method"] == "none" and record["fit_epochs"] == 2 and record["fit_time_s"] > 0
     rows = json.loads((out / "comparison.json").read_text())["rows"]
-    assert set(rows) == {"none", "gflowout (post-hoc)"}
+    assert set(rows) == {"none", "mc_dropout (same network)", "gflowout (post-hoc)"}
     assert all(0.0 <= row["accuracy"] <= 1.0 and row["nll"] > 0 for row in rows.values())
     assert "| gflowout (post-hoc) |" in (out / "comparison.md").read_text()
