@@ -4,6 +4,8 @@ dropout is warned about."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -14,6 +16,9 @@ from gflowout.config import load_config
 from gflowout.errors import CheckpointError
 from gflowout.methods.gflowout import GFlowOut
 from gflowout.posthoc import NoMaskTrainingWarning, load_backbone, warn_if_never_masked
+
+
+MNIST_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist_mlp.yaml"
 
 
 def bn_net() -> gflowout.MaskedNet:
@@ -90,3 +95,19 @@ def test_a_network_trained_without_dropout_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_never_masked("mc_dropout", "runs/x")
+
+
+def test_posthoc_config_keeps_the_runs_network_and_data_and_fits_only_the_generators():
+    from gflowout.errors import ConfigError
+    from gflowout.posthoc import posthoc_config
+
+    source = load_config(MNIST_CONFIG, [], method="mc_dropout").to_dict()
+    config = posthoc_config(source, epochs=3, overrides=["trainer.val_samples=4"])
+    assert config.method.name == "gflowout" and config.trainer.max_epochs == 3 and config.trainer.val_samples == 4
+    options = config.method_options()
+    assert options["freeze_backbone"] is True and options["beta"] == 1.0  # not the 200-epoch paper_mnist schedule
+    assert config.data == load_config(MNIST_CONFIG).data and config.seed == source["seed"]
+    with pytest.raises(CheckpointError, match="must use that network"):
+        posthoc_config(source, overrides=["model.options.hidden=[8, 8]"])
+    with pytest.raises(ConfigError, match="freeze_backbone"):
+        posthoc_config(source, overrides=["method.options.freeze_backbone=false"])

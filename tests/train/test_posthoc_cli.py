@@ -45,7 +45,7 @@ def test_posthoc_fit_resume_and_comparison_on_a_network_trained_without_dropout(
         assert fitted.keys() == trained.keys()
         assert all(torch.equal(trained[k], fitted[k]) for k in trained), name
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["gflowout"]["config"]["method"] == {"name": "gflowout", "options": {"freeze_backbone": True}}
+    assert last["gflowout"]["config"]["method"] == {"name": "gflowout", "options": {"freeze_backbone": True, "beta": 1.0}}
     assert len(last["optimizer_states"]) == 2  # posterior and prior: no backbone optimiser
 
     record = json.loads((out / "posthoc.json").read_text())

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=positive_int, default=None, help="epochs of the fit (default 5)")
     parser.add_argument("--resume", action="store_true", help="continue DIR from its checkpoints/last.ckpt")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key of the fit, e.g. --set methods.gflowout.options.beta=1.0 (repeatable)")
+                        help="override a config key of the fit, e.g. --set method.options.beta=0.1 (default beta 1; repeatable)")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the comparison after the fit")
     parser.add_argument("--samples", type=positive_int, default=20, help="mask samples S of the comparison (default 20)")
     parser.add_argument("--eval-limit", type=int, default=2000, metavar="N",
