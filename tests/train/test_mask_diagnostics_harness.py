@@ -8,7 +8,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from train_helpers import REPO, TINY_CONFIG, fit_command, run_fit, subprocess_env
+import torch
+
+from train_helpers import REPO, TINY_CONFIG, assert_runs_end_identical, fit_command, run_fit, subprocess_env
 
 from gflowout.config import load_config
 from gflowout.eval.mask_report import read_mask_diagnostics
@@ -53,3 +55,13 @@ def test_diagnostics_defaults_are_left_out_of_digests() -> None:
     older = json.loads(json.dumps(plain))
     del older["diagnostics"]  # a config written before the block existed
     assert settings_digest(config=plain) == settings_digest(config=older)
+
+
+def test_a_gflowout_run_with_diagnostics_resumes_bit_identical(tmp_path: Path) -> None:
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run_fit(TINY_CONFIG, whole, overrides=(*GFLOWOUT[:2], "trainer.max_epochs=2"))
+    run_fit(TINY_CONFIG, resumed, overrides=(*GFLOWOUT[:2], "trainer.max_epochs=1"))
+    run_fit(TINY_CONFIG, resumed, resume=True, overrides=(*GFLOWOUT[:2], "trainer.max_epochs=2"))
+    steps = int(torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
+    assert_runs_end_identical(whole, resumed, steps)
+    assert read_mask_diagnostics(resumed)["tb_residual"] == read_mask_diagnostics(whole)["tb_residual"]
