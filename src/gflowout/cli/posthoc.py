@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         out = posthoc(args.run_dir, Path(args.out), epochs=args.epochs, overrides=args.overrides, resume=args.resume,
                       evaluate=not args.no_evaluate, evaluation=evaluation, allow_custom_code=args.allow_custom_code)
     except SIGTERMException:
-        print(f"gflowout posthoc: stopped by SIGTERM; continue with the same command and --resume", file=sys.stderr)
+        print("gflowout posthoc: stopped by SIGTERM; continue with the same command and --resume", file=sys.stderr)
         return 143
     print(f"post-hoc run folder: {out} (posthoc.json" + ("" if args.no_evaluate else ", comparison.md") + ")")
     if not args.no_evaluate:
