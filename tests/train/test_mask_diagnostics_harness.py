@@ -65,3 +65,15 @@ def test_a_gflowout_run_with_diagnostics_resumes_bit_identical(tmp_path: Path) -
     steps = int(torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
     assert_runs_end_identical(whole, resumed, steps)
     assert read_mask_diagnostics(resumed)["tb_residual"] == read_mask_diagnostics(whole)["tb_residual"]
+
+
+def test_the_warning_names_the_fix_that_fits_the_diagnostics() -> None:
+    from gflowout.training.module import residual_warning_text
+
+    lagging = {"masks/tb_residual": 2.6e4, "masks/log_z": -27600.0, "masks/centred_residual": 1207.0}
+    assert "objective=vargrad" in residual_warning_text(3, lagging, 100.0, "tb")
+    assert "objective=vargrad" not in residual_warning_text(3, lagging, 100.0, "vargrad")
+    noisy = {"masks/tb_residual": 1403.0, "masks/log_z": -1275.0, "masks/centred_residual": 747.0}
+    assert "does not match the reward up to a constant" in residual_warning_text(3, noisy, 100.0, "tb")
+    conditional = {"masks/tb_residual": 140.0, "masks/log_z": 3.0}  # GFlowOut: log Z(x, y), no centred residual
+    assert "logz_lr" in residual_warning_text(0, conditional, 100.0, None)

@@ -44,6 +44,28 @@ class ResidualWarning(UserWarning):
     """The GFlowNet's trajectory-balance residual stayed above `diagnostics.residual_threshold` this epoch."""
 
 
+def residual_warning_text(epoch: int, values: dict[str, float], threshold: float, objective: str | None) -> str:
+    """The warning's message: the residual, log Z, and the fix that fits what the diagnostics show.
+
+    With a scalar log Z (ID-GFlowOut) the centred residual says how much of it a perfectly placed log Z would
+    remove: when most, log Z lags the reward (the log-variance objective removes that lag); when little, the
+    policy does not match the reward up to a constant (a noisy reward estimate, or a policy that learns slowly).
+    """
+    residual = values["masks/tb_residual"]
+    text = (f"epoch {epoch}: the GFlowNet's trajectory-balance residual mean |log Z + log q - log R| is {residual:.4g} "
+            f"nats on the diagnostic batch (threshold diagnostics.residual_threshold = {threshold:g}); "
+            f"log Z = {values.get('masks/log_z', math.nan):.4g}. ")
+    centred = values.get("masks/centred_residual")
+    if centred is None:
+        return text + ("The policy or log Z(x, y) is not keeping up with the reward: try a larger log Z learning rate "
+                       "(method.options.logz_lr), a smaller beta or more epochs")
+    text += f"With the best constant log Z for this batch it would be {centred:.4g} nats: "
+    if centred < 0.5 * residual and objective != "vargrad":
+        return text + "log Z lags the reward; try method.options.objective=vargrad (log Z from each batch)"
+    return text + ("the policy does not match the reward up to a constant (ID-GFlowOut's reward, beta * N * "
+                   "log-likelihood of one example, is a noisy estimate for large N); try a smaller beta or more epochs")
+
+
 def schedule_factor(schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
     """Multiplier of the base learning rate at `epoch` (0-based)."""
     if schedule.kind == "none":
@@ -271,14 +293,9 @@ class MethodModule(pl.LightningModule):
             alarm = not residual <= settings.residual_threshold  # NaN alarms too
             values["masks/residual_warning"] = float(alarm)
             if alarm and self.global_rank == 0:
-                warnings.warn(
-                    f"epoch {self.current_epoch}: the GFlowNet's trajectory-balance residual mean |log Z + log q - log R| "
-                    f"is {residual:.4g} nats on the diagnostic batch (threshold diagnostics.residual_threshold = "
-                    f"{settings.residual_threshold:g}); log Z = {values.get('masks/log_z', math.nan):.4g}. The policy or "
-                    "log Z is not keeping up with the reward: for ID-GFlowOut try method.options.objective=vargrad; "
-                    "otherwise a larger log Z learning rate (method.options.logz_lr) or a smaller beta",
-                    ResidualWarning, stacklevel=1,
-                )
+                warnings.warn(residual_warning_text(self.current_epoch, values, settings.residual_threshold,
+                                                    getattr(self.method, "objective", None)),
+                              ResidualWarning, stacklevel=1)
         for name, value in values.items():
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=True)
 
