@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 PREFIX = "masks/"
 # whole-network keys drawn in masks_network.png, in this order (those present)
@@ -86,6 +87,7 @@ def plot_per_site(per_site: dict[str, dict[str, dict[int, float]]], title: str, 
         _reference_line(axis, statistic)
         axis.set_title(statistic)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     for axis in list(axes.flat)[len(statistics):]:
         axis.axis("off")
     axes.flat[0].legend(fontsize=7)
@@ -108,6 +110,7 @@ def plot_network(network: Diagnostics, warned: list[int], title: str, path: Path
                 axis.plot([epoch], [series[epoch]], "rx", markersize=8)
         axis.set_title(key + (" (x: above threshold)" if warned and key == "tb_residual" else ""))
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(title)
     return _save(figure, path)
 
