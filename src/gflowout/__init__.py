@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "method_class": "gflowout.methods",
     # training, checkpoints, configuration
     "fit": "gflowout.train",
+    "posthoc": "gflowout.posthoc",
+    "load_backbone": "gflowout.posthoc",
     "load_method": "gflowout.checkpoint",
     "load_config": "gflowout.config",
     "ExperimentConfig": "gflowout.config",

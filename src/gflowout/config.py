@@ -137,6 +137,25 @@ class TrainerConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Mask diagnostics (`gflowout.methods.diagnostics`), logged once per epoch to CSV and TensorBoard.
+
+    enabled: compute them at the end of every training epoch, on the first `batch_size` examples of the
+        training split, in eval mode and a private random stream (training is unchanged, bit for bit).
+    residual_threshold: warn (once per epoch, in the log, and as masks/residual_warning = 1 in the CSV,
+        drawn by the run report) when that epoch's trajectory-balance residual mean |log Z + log q - log R|
+        is above this many nats. The default, 100 nats, is a factor e^100 between q(z) and R(z)/Z on a
+        typical trajectory: far from any partly trained GFlowNet, so the warning means log Z or the
+        policy is not keeping up with the reward (for example ID-GFlowOut's beta * N-scaled reward;
+        try method.options.objective=vargrad, a larger log Z learning rate, or a smaller beta).
+    """
+
+    enabled: bool = True
+    batch_size: int = 256
+    residual_threshold: float = 100.0
+
+
+@dataclass
 class ExperimentConfig:
     """One experiment: data, backbone, method, optimisers, trainer and seed."""
 
@@ -147,6 +166,7 @@ class ExperimentConfig:
     optim: dict[str, GroupOptimConfig] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     methods: dict[str, MethodBlock] = field(default_factory=dict)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
     # --- derived ---------------------------------------------------------------------------------
     def method_options(self) -> dict[str, Any]:
@@ -254,6 +274,7 @@ def _check_values(config: ExperimentConfig) -> None:
         "trainer.num_nodes": config.trainer.num_nodes,
         "trainer.log_every_n_steps": config.trainer.log_every_n_steps,
         "trainer.val_every_n_epochs": config.trainer.val_every_n_epochs,
+        "diagnostics.batch_size": config.diagnostics.batch_size,
     }
     for key, value in positive.items():
         if value < 1:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +119,13 @@ class BestCheckpoint(ModelCheckpoint):
 
 def weight_digest(module: torch.nn.Module) -> str:
     """sha256 of every parameter and buffer (name, dtype, bytes): equal digests mean bit-identical weights."""
+    return state_digest(module.state_dict())
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """`weight_digest` of a state dict {name: tensor}."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.dtype != torch.bfloat16
@@ -169,13 +176,15 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
 
 
 def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, datamodule: Any = None,
-        **trainer_overrides: Any) -> Path:
+        prepare_method: Callable[[Any], None] | None = None, **trainer_overrides: Any) -> Path:
     """Train `config`'s method into run folder `out_dir`, test best.ckpt, and return the folder.
 
     resume: continue from checkpoints/last.ckpt (mid-epoch included); with no last.ckpt yet it starts
     afresh, so the same command can be requeued. Without `resume`, a folder that already holds
     checkpoints is refused (a ConfigError) rather than overwritten.
     datamodule: an already built LightningDataModule (default: built from `config.data`).
+    prepare_method: called with the freshly built method before training starts afresh (not on a resume, whose
+        checkpoint holds everything), e.g. to load a trained backbone (`gflowout.posthoc`).
     trainer_overrides: extra keyword arguments of `lightning.pytorch.Trainer`.
     """
     out_dir = Path(out_dir)
@@ -204,6 +213,8 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     train_size = len(datamodule.train_dataloader().dataset)
     num_classes, input_shape = dataset_shape(datamodule, config.data)
     method = build_method_for(config, num_classes, input_shape, dataset_size=train_size)
+    if prepare_method is not None and ckpt_path is None:
+        prepare_method(method)
     metadata = checkpoint_metadata(config, num_classes, input_shape, train_size)
     module = MethodModule(method, config, datamodule, metadata)
 
@@ -213,6 +224,7 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
         # trainer.max_steps counts batches; Lightning's global step counts optimiser steps (one per group).
         trainer_overrides["max_steps"] = config.trainer.max_steps * len(module.group_names)
     trainer = build_trainer(config, out_dir, **trainer_overrides)
+    started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
@@ -233,6 +245,7 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed, "world_size": trainer.world_size,
             "val_samples": module.method.prediction_samples(config.trainer.val_samples),  # a deep ensemble: its M
+            "fit_time_s": time.perf_counter() - started,  # training and test of this call (a resume: since it)
             "rank_weight_digests": [_hex(row) for row in digest_rows],
         }
         atomic_write_json(out_dir / "results.json", results)

@@ -16,7 +16,7 @@ from gflowout.methods.mask_sampling import (
     mask_with_16_bits,
     sample_and_apply,
 )
-from gflowout.methods.trajectory_balance import trajectory_balance_loss
+from gflowout.methods.trajectory_balance import log_variance_loss, trajectory_balance_loss
 from gflowout.nets.sites import Site, apply_mask
 
 
@@ -31,6 +31,26 @@ def test_trajectory_balance_loss_matches_a_hand_computation():
     assert torch.allclose(log_z.grad, torch.tensor([-0.5, 0.5]))  # d/dlogZ mean(r^2) = r
     scalar = trajectory_balance_loss(torch.tensor(1.0), torch.tensor([-1.0, -2.0]), torch.tensor([0.0, 0.0]))
     assert scalar.item() == pytest.approx((0.0 + 1.0) / 2)
+
+
+def test_log_variance_loss_is_the_batch_variance_and_its_gradient_is_vargrads():
+    """loss = population variance of d = log q - log R (numpy); log Z_hat = mean(log R - log q); the gradient with
+    the detached estimate equals the gradient of the variance taken with the estimate attached (autograd of
+    torch.var), and equals VarGrad's (2 / B) sum_i (d_i - mean d) grad d_i by hand."""
+    log_forward = torch.tensor([-2.0, -3.0, -0.5, -4.0], dtype=torch.float64, requires_grad=True)
+    log_reward = torch.tensor([-1.0, -4.5, 2.0, -3.0], dtype=torch.float64, requires_grad=True)
+    loss, log_z_hat = log_variance_loss(log_forward, log_reward)
+    d = (log_forward - log_reward).detach().numpy()
+    assert loss.item() == pytest.approx(float(((d - d.mean()) ** 2).mean()))
+    assert log_z_hat.item() == pytest.approx(float(-d.mean())) and not log_z_hat.requires_grad
+    loss.backward()
+    assert log_reward.grad is None, "log R must be detached"
+    attached = log_forward.detach().clone().requires_grad_(True)
+    torch.var(attached - log_reward.detach(), unbiased=False).backward()
+    assert torch.allclose(log_forward.grad, attached.grad)
+    assert torch.allclose(log_forward.grad, torch.from_numpy(2.0 * (d - d.mean()) / len(d)))
+    with pytest.raises(ValueError, match="at least 2"):
+        log_variance_loss(torch.zeros(1), torch.zeros(1))
 
 
 @pytest.mark.parametrize("bad_term", ["log_z", "log_forward", "log_reward"])

@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "gflowout.cli.data",
     "gflowout.cli.train",
     "gflowout.cli.evaluate",
+    "gflowout.cli.posthoc",
     "gflowout.cli.benchmark",
     "gflowout.cli.report",
     "gflowout.cli.demo",

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read every result JSON under RESULTS_DIR (and every `gflowout train` run folder: its "
         "results.json), aggregate mean ± standard error over seeds, and write report.md, figures/*.png and a "
         "self-contained report.html: the settings, a summary table, tests over seeds, detail tables, the cost "
-        "and the figures.",
+        "and the figures. Given one run folder of `gflowout train` (config.yaml and logs/), it also draws the "
+        "run's mask diagnostics over epochs: run_report.md and figures/masks_*.png.",
     )
     parser.add_argument("results_dir", help="a benchmark's output folder, any folder of result files or "
                         "`gflowout train` run folders (searched recursively), or one run folder")
@@ -24,17 +25,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gflowout.eval.mask_report import is_run_folder, write_run_report
     from gflowout.eval.report import write_report
 
+    from gflowout.writable import writable_folder
+
     results = Path(args.results_dir)
+    if is_run_folder(results):
+        out = writable_folder(Path(args.out) if args.out else results / "report", "report folder", "--out")
+        page = write_run_report(results, out)
+        print(f"mask diagnostics report written: {page}")
+        if (results / "results.json").is_file():
+            html = write_report(results, out, title=args.title)
+            print(f"report written: {out / 'report.md'} and {html}")
+        return 0
     if args.out:
         out = Path(args.out)
     elif (results / "results").is_dir():  # a benchmark's output folder: results/, runs/, report/
         out = results / "report"
     else:
         out = results.resolve().parent / "report"
-    from gflowout.writable import writable_folder
-
     writable_folder(out, "report folder", "--out")
     html = write_report(results, out, title=args.title)
     print(f"report written: {out / 'report.md'} and {html}")

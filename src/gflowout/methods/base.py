@@ -88,6 +88,11 @@ class DropoutMethod(nn.Module):
     def set_epoch(self, epoch: int) -> None:
         """Advance epoch-based schedules (for example GFlowOut's beta). Keep schedule state in buffers."""
 
+    def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-site statistics of the learned mask distribution on a labelled batch (`methods.diagnostics`);
+        empty for methods whose masks are not learned. Called without gradients, in eval mode."""
+        return {}
+
     # --- shared --------------------------------------------------------------------------------
     def validate(self, x: Tensor, y: Tensor | None = None) -> None:
         """Raise a ValueError on a malformed batch before anything trains or predicts on it."""

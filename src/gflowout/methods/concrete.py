@@ -176,6 +176,12 @@ class ConcreteDropout(DropoutMethod):
         }
         return StepResult(losses={"backbone": ce + weight_term, "dropout": entropy_term}, logs=logs)
 
+    def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-site keep probabilities (`methods.diagnostics`)."""
+        from gflowout.methods.diagnostics import concrete_diagnostics
+
+        return concrete_diagnostics(self, x, y)
+
     def prediction_sampler(self) -> MaskSampler | None:
         return self.sample_masked
 

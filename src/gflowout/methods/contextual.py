@@ -191,6 +191,12 @@ class ContextualDropout(DropoutMethod):
             return activation
         return apply_mask(site, activation, torch.sigmoid(self.keep_logits(site, activation)))
 
+    def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-site keep probabilities and entropies (`methods.diagnostics`)."""
+        from gflowout.methods.diagnostics import contextual_diagnostics
+
+        return contextual_diagnostics(self, x, y)
+
     def prediction_sampler(self) -> MaskSampler | None:
         return self.sample_masked
 

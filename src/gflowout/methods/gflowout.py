@@ -200,6 +200,11 @@ class GFlowOut(DropoutMethod):
     generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0: decay pulls log Z to 0).
         log Z never gets weight decay.
     dataset_size: accepted so that every method takes the same options; GFlowOut's reward does not use it.
+    freeze_backbone: post-hoc GFlowOut on an already trained network: every backbone weight is frozen
+        (requires_grad False, no "backbone" loss or optimiser) and the backbone stays in eval mode, so
+        BatchNorm normalises with, and never updates, its running statistics; only q(z|x,y), p(z|x) and
+        log Z(x, y) train, by the same trajectory-balance and prior losses. The reward
+        log p(y | x, z) then scores masks under the fixed trained network (`gflowout.posthoc`).
     """
 
     name = "gflowout"
@@ -220,8 +225,13 @@ class GFlowOut(DropoutMethod):
         prior_lr: float = 1e-3,
         generator_weight_decay: float = 0.0,
         dataset_size: int | None = None,
+        freeze_backbone: bool = False,
     ) -> None:
         super().__init__(net)
+        self.freeze_backbone = bool(freeze_backbone)
+        if self.freeze_backbone:
+            net.requires_grad_(False)
+            net.eval()
         if dataset_size is not None and int(dataset_size) < 1:
             raise ValueError(f"dataset_size must be a positive number of training examples, got {dataset_size}")
         set_gflownet_options(self, beta, train_temperature, epsilon, epsilon_keep, logz_lr)
@@ -240,9 +250,16 @@ class GFlowOut(DropoutMethod):
         self.register_buffer("epoch", torch.tensor(0, dtype=torch.long))
 
     # --- groups and optimisers -----------------------------------------------------------------
+    def train(self, mode: bool = True) -> "GFlowOut":
+        """As nn.Module.train, except that a frozen backbone stays in eval mode (BatchNorm statistics fixed)."""
+        super().train(mode)
+        if self.freeze_backbone:
+            self.net.eval()
+        return self
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
-            "backbone": list(self.net.parameters()),
+            "backbone": [] if self.freeze_backbone else list(self.net.parameters()),
             "posterior": list(self.posterior.parameters()) + list(self.log_partition.parameters()),
             "prior": list(self.prior.parameters()),
         }
@@ -251,14 +268,14 @@ class GFlowOut(DropoutMethod):
         return dict(self._specs)
 
     def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
-        """Three optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
+        """Three optimisers (two with a frozen backbone); the "posterior" one has log Z as a second parameter group
+        (lr `logz_lr`, no decay)."""
         specs = self.resolve_specs(overrides)  # remembered: train_step clips with them
         generators, log_z = list(self.posterior.parameters()), list(self.log_partition.parameters())
-        return {
-            "backbone": build_optimizer(list(self.net.parameters()), specs["backbone"]),
-            "posterior": posterior_optimizer(generators, log_z, specs["posterior"], self.logz_lr),
-            "prior": build_optimizer(list(self.prior.parameters()), specs["prior"]),
-        }
+        optimizers = {} if self.freeze_backbone else {"backbone": build_optimizer(list(self.net.parameters()), specs["backbone"])}
+        optimizers["posterior"] = posterior_optimizer(generators, log_z, specs["posterior"], self.logz_lr)
+        optimizers["prior"] = build_optimizer(list(self.prior.parameters()), specs["prior"])
+        return optimizers
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch.fill_(int(epoch))
@@ -275,6 +292,8 @@ class GFlowOut(DropoutMethod):
         log_z = self.log_partition(x, y)
         tb_loss = trajectory_balance_loss(log_z, log_forward, log_reward)
         losses = {"backbone": -log_likelihood.mean(), "posterior": tb_loss, "prior": -log_prior.mean()}
+        if self.freeze_backbone:
+            del losses["backbone"]  # nothing to train: the frozen forward built no graph for it
         with torch.no_grad():
             kept = sum(float(m.sum()) for m in sampler.chain.masks)
             logs = {
@@ -300,6 +319,12 @@ class GFlowOut(DropoutMethod):
             "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
             "log_z": self.log_partition(x, y),
         }
+
+    def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-site keep probabilities, entropies and the trajectory-balance residual (`methods.diagnostics`)."""
+        from gflowout.methods.diagnostics import gflowout_diagnostics
+
+        return gflowout_diagnostics(self, x, y)
 
     # --- prediction ----------------------------------------------------------------------------
     def prediction_sampler(self) -> PriorSampler:

@@ -17,6 +17,14 @@
   On the first training batch log Z is set to mean(log R - log P_F), the closed-form minimiser of
   that batch's TB loss, before the step; a buffer records it, so a resumed run does not redo it.
   `logz_init="zero"` is the paper's start.
+* objective: "tb" (default, the paper's trajectory balance with the learned scalar log Z) or
+  "vargrad", the log-variance objective (Richter et al., NeurIPS 2020; Malkin et al., ICLR 2023):
+  log Z is replaced by the batch estimate mean(log R - log P_F) (detached; the gradient is the same
+  either way, see `log_variance_loss`) and the loss is the batch variance of log P_F - log R. Its
+  log Z cannot lag behind the reward, which with beta = 1 is ~N nats from 0 and moves by thousands
+  of nats while the backbone trains; a learned log Z (Adam, lr 0.1) moves ~10 nats an epoch.
+  Under "vargrad" the `log_z` parameter is not trained: each step writes the batch estimate into
+  it (averaged over processes under DDP), so logs, diagnostics and checkpoints still show log Z.
 Prediction samples masks from q(z) at T = 1; it never sees a label or an input.
 """
 
@@ -39,12 +47,13 @@ from gflowout.methods.mask_sampling import (
 )
 from gflowout.methods.gflowout import SiteChain, gflownet_group_specs, posterior_optimizer, set_gflownet_options
 from gflowout.methods.schedules import BetaSpec
-from gflowout.methods.trajectory_balance import trajectory_balance_loss
+from gflowout.methods.trajectory_balance import log_variance_loss, trajectory_balance_loss
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask
 
 
 LOGZ_INITS = ("first_batch", "zero")
+OBJECTIVES = ("tb", "vargrad")
 
 
 class ChainSampler:
@@ -107,7 +116,9 @@ class IDGFlowOut(DropoutMethod):
     backbone_lr: None = the baselines' backbone optimiser; posterior_lr, logz_lr: Adam lrs (paper 1e-3, 0.1).
     generator_weight_decay: default 0 (paper 0.1, which pulls log Z towards 0); log Z never gets weight decay.
     logz_init: "first_batch" (default; our improvement over the paper, see the module docstring) or
-        "zero" (the paper: log Z starts at 0).
+        "zero" (the paper: log Z starts at 0). Ignored by objective "vargrad".
+    objective: "tb" (default: trajectory balance, the paper) or "vargrad" (the log-variance objective;
+        see the module docstring).
     """
 
     name = "id_gflowout"
@@ -127,10 +138,14 @@ class IDGFlowOut(DropoutMethod):
         logz_lr: float = 0.1,
         generator_weight_decay: float = 0.0,
         logz_init: str = "first_batch",
+        objective: str = "tb",
     ) -> None:
         super().__init__(net)
         if logz_init not in LOGZ_INITS:
             raise ValueError(f"logz_init must be one of {LOGZ_INITS}, got {logz_init!r}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
         if not isinstance(dataset_size, (int, float)) or isinstance(dataset_size, bool) or int(dataset_size) != dataset_size or dataset_size < 1:
             raise ValueError(
                 f"dataset_size must be the number of training examples (an integer >= 1), got {dataset_size!r}; "
@@ -184,9 +199,16 @@ class IDGFlowOut(DropoutMethod):
         log_likelihood = -F.cross_entropy(logits, y, reduction="none")
         log_prior = self.log_prior(sampler.chain.masks)
         log_reward = self.beta * self.dataset_size * log_likelihood.detach() + log_prior
-        if not bool(self.logz_initialized):
-            self.initialize_log_z(log_reward, sampler.log_forward)
-        tb_loss = trajectory_balance_loss(self.log_z, sampler.log_forward, log_reward)
+        if self.objective == "vargrad":
+            tb_loss, log_z_hat = log_variance_loss(sampler.log_forward, log_reward)
+            self.record_log_z(log_z_hat)
+            # log Z takes part with a zero gradient: DDP expects a gradient for every parameter, and Adam's
+            # update of an all-zero gradient history is exactly zero
+            tb_loss = tb_loss + 0.0 * self.log_z
+        else:
+            if not bool(self.logz_initialized):
+                self.initialize_log_z(log_reward, sampler.log_forward)
+            tb_loss = trajectory_balance_loss(self.log_z, sampler.log_forward, log_reward)
         with torch.no_grad():
             logs = {
                 "accuracy": (logits.argmax(dim=1) == y).float().mean(),
@@ -211,6 +233,16 @@ class IDGFlowOut(DropoutMethod):
         self.log_z.copy_(value)
         self.logz_initialized.fill_(True)
 
+    @torch.no_grad()
+    def record_log_z(self, log_z_hat: Tensor) -> None:
+        """VarGrad: store the batch estimate of log Z (averaged over processes under DDP) in `log_z`, untrained."""
+        value = log_z_hat.detach().to(self.log_z.dtype).clone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(value)
+            value /= torch.distributed.get_world_size()
+        self.log_z.copy_(value)
+        self.logz_initialized.fill_(True)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         """Checkpoints from before `logz_init` have no flag: their log Z is trained, so it counts as initialised."""
         state_dict.setdefault(prefix + "logz_initialized", torch.tensor(True))
@@ -228,6 +260,12 @@ class IDGFlowOut(DropoutMethod):
             "log_prior": self.log_prior(list(masks)),
             "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
         }
+
+    def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
+        """Per-site keep probabilities, entropies and the trajectory-balance residual (`methods.diagnostics`)."""
+        from gflowout.methods.diagnostics import id_gflowout_diagnostics
+
+        return id_gflowout_diagnostics(self, x, y)
 
     def prediction_sampler(self) -> ChainSampler:
         return ChainSampler(self.generators, score=False)
@@ -248,4 +286,5 @@ class IDGFlowOut(DropoutMethod):
         return logits.reshape(int(samples), x.shape[0], -1)
 
     def extra_repr(self) -> str:
-        return f"dataset_size={self.dataset_size}, prior_keep={self.prior_keep}, logz_init={self.logz_init!r}"
+        return (f"dataset_size={self.dataset_size}, prior_keep={self.prior_keep}, logz_init={self.logz_init!r}, "
+                f"objective={self.objective!r}")

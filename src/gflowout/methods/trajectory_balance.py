@@ -40,6 +40,42 @@ def trajectory_balance_loss(log_z: Tensor, log_forward: Tensor, log_reward: Tens
     return loss
 
 
+def log_variance_loss(log_forward: Tensor, log_reward: Tensor) -> tuple[Tensor, Tensor]:
+    """The log-variance ("VarGrad") objective: the batch variance of log P_F - log R, and the log Z it implies.
+
+    Richter, Boustati, Nüsken, Ruiz & Akyildiz, "VarGrad: a low-variance gradient estimator for
+    variational inference", NeurIPS 2020; in GFlowNet terms, trajectory balance with log Z replaced by
+    its batch estimate (the log-variance loss of Malkin et al., "GFlowNets and variational inference",
+    ICLR 2023). With d_i = log P_F(tau_i) - log R(tau_i) over the B trajectories of a batch:
+
+        log Z_hat = mean_i (log R_i - log P_F_i) = -mean_i d_i
+        loss      = mean_i (log Z_hat + d_i)^2 = (1 / B) sum_i (d_i - mean_j d_j)^2
+
+    It is zero exactly when P_F(tau) ∝ R(tau) on the sampled trajectories, whatever distribution
+    drew them (so it stays valid off-policy, with tempered masks), and it needs no learned log Z,
+    so no log Z can lag behind a reward that moves by thousands of nats. log Z_hat is DETACHED:
+    the gradient is the same with or without that detach, since
+    d/dphi of the cross term, -2 (d/dphi mean_j d_j) * (1/B) sum_i (d_i - mean_j d_j), is zero
+    (the centred residuals sum to zero); VarGrad's estimator is therefore
+    (2 / B) sum_i (d_i - mean_j d_j) d/dphi log P_F(tau_i), REINFORCE-like with the batch mean as
+    baseline, and the detach only saves a backward path. log R is detached as in TB.
+
+    Returns (loss, log_z_hat) with log_z_hat a detached scalar. Needs B >= 2 (one trajectory has no variance).
+    Raises NonFiniteLossError as `trajectory_balance_loss` does.
+    """
+    if log_forward.dim() != 1 or log_reward.shape != log_forward.shape:
+        raise ValueError(
+            f"log_forward and log_reward must both be [batch]; got {tuple(log_forward.shape)} and {tuple(log_reward.shape)}"
+        )
+    if log_forward.shape[0] < 2:
+        raise ValueError("the log-variance objective needs at least 2 trajectories per batch (one has no variance)")
+    log_z_hat = (log_reward.detach() - log_forward.detach()).mean()
+    loss = (log_z_hat + log_forward - log_reward.detach()).pow(2).mean()
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(_diagnose(log_z_hat, log_forward, log_reward))
+    return loss, log_z_hat
+
+
 def _diagnose(log_z: Tensor, log_forward: Tensor, log_reward: Tensor) -> str:
     """A one-paragraph account of which term went non-finite and its range."""
     parts = []

@@ -13,12 +13,17 @@ Brier score. Each rank sums sufficient statistics over its shard; the sums are a
 metrics are exact over the whole split under DDP. `val/nll` (the S-sample NLL) selects best.ckpt.
 Validation and test draw their masks from a generator seeded by (seed, stage, epoch, rank), so they
 never disturb the training RNG stream (which is what makes a resumed run bit-identical).
+Mask diagnostics (config `diagnostics`, `gflowout.methods.diagnostics`): at the end of every training
+epoch, on the first `diagnostics.batch_size` training examples, in eval mode (BatchNorm statistics are
+not updated) and a private RNG stream, logged as masks/... (CSV and TensorBoard); a trajectory-balance
+residual above `diagnostics.residual_threshold` is warned about and logged as masks/residual_warning.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -28,11 +33,37 @@ from torch import Tensor
 
 from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
-from gflowout.methods.base import DropoutMethod, raise_if_nonfinite, resolve_group_specs
+from gflowout.methods.base import DropoutMethod, _eval_mode, raise_if_nonfinite, resolve_group_specs
 from gflowout.training import rng
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
 
 ECE_BINS = 15
+
+
+class ResidualWarning(UserWarning):
+    """The GFlowNet's trajectory-balance residual stayed above `diagnostics.residual_threshold` this epoch."""
+
+
+def residual_warning_text(epoch: int, values: dict[str, float], threshold: float, objective: str | None) -> str:
+    """The warning's message: the residual, log Z, and the fix that fits what the diagnostics show.
+
+    With a scalar log Z (ID-GFlowOut) the centred residual says how much of it a perfectly placed log Z would
+    remove: when most, log Z lags the reward (the log-variance objective removes that lag); when little, the
+    policy does not match the reward up to a constant (a noisy reward estimate, or a policy that learns slowly).
+    """
+    residual = values["masks/tb_residual"]
+    text = (f"epoch {epoch}: the GFlowNet's trajectory-balance residual mean |log Z + log q - log R| is {residual:.4g} "
+            f"nats on the diagnostic batch (threshold diagnostics.residual_threshold = {threshold:g}); "
+            f"log Z = {values.get('masks/log_z', math.nan):.4g}. ")
+    centred = values.get("masks/centred_residual")
+    if centred is None:
+        return text + ("The policy or log Z(x, y) is not keeping up with the reward: try a larger log Z learning rate "
+                       "(method.options.logz_lr), a smaller beta or more epochs")
+    text += f"With the best constant log Z for this batch it would be {centred:.4g} nats: "
+    if centred < 0.5 * residual and objective != "vargrad":
+        return text + "log Z lags the reward; try method.options.objective=vargrad (log Z from each batch)"
+    return text + ("the policy does not match the reward up to a constant (ID-GFlowOut's reward, beta * N * "
+                   "log-likelihood of one example, is a noisy estimate for large N); try a smaller beta or more epochs")
 
 
 def schedule_factor(schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
@@ -171,6 +202,7 @@ class MethodModule(pl.LightningModule):
         self._epoch_sums = torch.zeros(0, dtype=torch.float64)
         self._epoch_count = 0
         self._saved_rng: Any = None
+        self._diagnostic_batch: tuple[Tensor, Tensor] | None = None
 
     # --- optimisers and schedules ------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -240,6 +272,45 @@ class MethodModule(pl.LightningModule):
             for key, value in zip(self._epoch_keys, means):
                 self.log(f"{key}_epoch", float(value), on_step=False, on_epoch=True)
         self._epoch_keys, self._epoch_count = (), 0
+
+    def on_train_epoch_end(self) -> None:
+        """Mask diagnostics of this epoch (see the module docstring); the training RNG stream is left as it was."""
+        settings = self.config.diagnostics
+        if not settings.enabled:
+            return
+        saved = capture_rng_state()
+        try:
+            rng.seed_stream(self.config.seed, rng.DIAGNOSTICS, self.current_epoch, self.global_rank)
+            x, y = self._fixed_batch(settings.batch_size)
+            with torch.no_grad(), _eval_mode(self.method):
+                values = self.method.mask_diagnostics(x, y)
+        finally:
+            restore_rng_state(saved)
+        if not values:
+            return
+        residual = values.get("masks/tb_residual")
+        if residual is not None:
+            alarm = not residual <= settings.residual_threshold  # NaN alarms too
+            values["masks/residual_warning"] = float(alarm)
+            if alarm and self.global_rank == 0:
+                warnings.warn(residual_warning_text(self.current_epoch, values, settings.residual_threshold,
+                                                    getattr(self.method, "objective", None)),
+                              ResidualWarning, stacklevel=1)
+        for name, value in values.items():
+            self.log(name, value, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=True)
+
+    def _fixed_batch(self, size: int) -> tuple[Tensor, Tensor]:
+        """The first `size` examples of the training split (cached; its augmentation drawn in the private stream)."""
+        if self._diagnostic_batch is None:
+            from torch.utils.data import default_collate
+
+            dataset = self.datamodule.train_dataloader().dataset
+            items = [dataset[i] for i in range(min(size, len(dataset)))]
+            x, y = default_collate(items)[:2]
+            self._diagnostic_batch = (x, y)
+        x, y = self._diagnostic_batch
+        dtype = next(self.method.net.parameters()).dtype
+        return x.to(self.device, dtype=dtype if x.is_floating_point() else x.dtype), y.to(self.device).long()
 
     def _stop_on_nonfinite(self, result: Any) -> None:
         """Raise NonFiniteLossError on a NaN/inf loss; under DDP every rank raises together (no hang)."""

@@ -18,6 +18,7 @@ HARDWARE_KEYS = (
     "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
     "trainer.checkpoint_every_n_steps", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
     "data.root", "data.num_workers",
+    "diagnostics.enabled", "diagnostics.batch_size", "diagnostics.residual_threshold",  # logging only
 )
 # a resume may also change how long the run goes on
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
@@ -26,7 +27,10 @@ RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
 # digest part other than the config are named "<part>.<key>" (the evaluation settings: "evaluation.<key>").
 # evaluation.temperature_scaling only adds sections ("temperature_scaling", "ts") to a result: none of the others
 # changes, so results made before it existed stay valid (a rerun without --out of a fresh folder keeps them)
-NEUTRAL_VALUES: dict[str, Any] = {"trainer.val_every_n_epochs": 1, "evaluation.temperature_scaling": True}
+NEUTRAL_VALUES: dict[str, Any] = {
+    "trainer.val_every_n_epochs": 1, "evaluation.temperature_scaling": True,
+    "diagnostics.enabled": True, "diagnostics.batch_size": 256, "diagnostics.residual_threshold": 100.0,
+}
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -2,7 +2,7 @@
 depend on anything else it drew before (which is what lets a resumed run, or any DDP rank, draw the same).
 
 Stream ids, one per use: 1 validation masks, 2 test masks, 3 training masks under DDP, 4 training-batch
-augmentation.
+augmentation, 5 mask diagnostics.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-VALIDATION, TEST, DDP_TRAINING_MASKS, BATCH_AUGMENTATION = 1, 2, 3, 4
+VALIDATION, TEST, DDP_TRAINING_MASKS, BATCH_AUGMENTATION, DIAGNOSTICS = 1, 2, 3, 4, 5
 
 
 def seed_stream(seed: int, stream: int, *position: int) -> None:
