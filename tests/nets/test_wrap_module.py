@@ -1,5 +1,7 @@
 """gflowout.wrap on a user's own modules: a small transformer encoder classifier, and the errors."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -202,3 +204,16 @@ def test_input_shape_must_be_a_tuple_of_positive_ints(shape):
     module = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.Dropout(0.5), nn.Linear(8, 2))
     with pytest.raises(TypeError, match="input_shape must be a tuple of positive ints.*e.g. \\(784,\\)"):
         gflowout.wrap(module, input_shape=shape, num_classes=2)
+
+
+def test_concrete_and_contextual_start_at_the_wrapped_modules_own_rates(wrapped):
+    concrete = method_class("concrete")(wrapped, dataset_size=64)
+    assert concrete.drop_probabilities.tolist() == pytest.approx([0.1] * 6 + [0.3])
+    assert method_class("concrete")(wrapped, dataset_size=64, init_drop=0.2).drop_probabilities.tolist() == \
+        pytest.approx([0.2] * 7)
+    contextual = method_class("contextual")(wrapped)
+    keep_logits = [float(b.outer.bias.mean()) * contextual.k for b in contextual.bottlenecks]
+    # the bottleneck's output bias starts at logit(1 - r) / k: r from each replaced nn.Dropout
+    assert [1 / (1 + math.exp(-logit)) for logit in keep_logits] == pytest.approx([0.9] * 6 + [0.7])
+    mlp = gflowout.MLP(input_shape=(3,), hidden=(4,), num_classes=2)  # no rates of its own: the methods' defaults
+    assert method_class("concrete")(mlp, dataset_size=8).drop_probabilities.tolist() == pytest.approx([0.1])

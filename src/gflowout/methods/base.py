@@ -221,3 +221,14 @@ def raise_if_nonfinite(result: StepResult, method: str) -> None:
             f"{method}: non-finite loss in group(s) {bad}; all values this step: {values}. "
             "Lower the learning rate of that group, enable gradient clipping, or check the input data."
         )
+
+
+def site_rates(net: nn.Module, rate: float | None, default: float) -> list[float]:
+    """One drop rate per mask site: `rate` for every site when given; else the rate of the `nn.Dropout` each site
+    of a `gflowout.wrap` net replaced (its `dropout_rates`), so a user's model keeps its own rates; else
+    `default` for every site (backbones without rates of their own: MLP, CifarResNet18)."""
+    sites = getattr(net, "sites", ())
+    if rate is not None:
+        return [float(rate)] * len(sites)
+    rates = getattr(net, "dropout_rates", None) or {}
+    return [float(rates.get(site.name, default)) for site in sites]

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, site_rates
 from gflowout.methods.none import accuracy_of, backbone_spec, classification_step, dropout_spec
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import MaskSampler, MaskSite, Site, apply_mask
@@ -91,12 +91,17 @@ def consumer_weights(net: MaskedNet) -> list[list[nn.Parameter]]:
     return consumers
 
 
+DEFAULT_INIT_DROP = 0.1  # Gal's code, for backbones without rates of their own
+
+
 class ConcreteDropout(DropoutMethod):
     """Concrete dropout on every mask site of `net`.
 
     dataset_size: N, the number of training examples (scales the regulariser; required).
     temperature: relaxation temperature t = 0.1 (Gal et al. 2017; `concrete_temp` = 0.1 in GFNDropout).
-    init_drop: initial drop probability of every site, 0.1 (init_min = init_max = 0.1 in Gal's code).
+    init_drop: initial drop probability of every site. The default (None) starts each site of a
+        `gflowout.wrap` net at the rate of the `nn.Dropout` it replaced, and every other backbone's sites
+        at 0.1 (init_min = init_max = 0.1 in Gal's code); a float sets every site.
     length_scale: prior length-scale l = 1e-4 of Gal's examples, giving weight_reg = l^2 / N.
     weight_reg, dropout_reg: override l^2 / N and 2 / N (Gal's reference code).
     Parameter groups: "backbone" (the net; `backbone_spec`) and "dropout" (the drop logits;
@@ -114,7 +119,7 @@ class ConcreteDropout(DropoutMethod):
         net: MaskedNet,
         dataset_size: int,
         temperature: float = 0.1,
-        init_drop: float = 0.1,
+        init_drop: float | None = None,
         length_scale: float = 1e-4,
         weight_reg: float | None = None,
         dropout_reg: float | None = None,
@@ -123,13 +128,13 @@ class ConcreteDropout(DropoutMethod):
         self.dataset_size = check_dataset_size(dataset_size, "ConcreteDropout")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        if not 0.0 < init_drop < 1.0:
-            raise ValueError(f"init_drop must be in (0, 1), got {init_drop}")
+        drops = site_rates(net, init_drop, DEFAULT_INIT_DROP)
+        if not all(0.0 < drop < 1.0 for drop in drops):
+            raise ValueError(f"init_drop must be in (0, 1), got {init_drop if init_drop is not None else drops}")
         self.temperature = float(temperature)
         self.weight_reg = float(length_scale**2 / dataset_size if weight_reg is None else weight_reg)
         self.dropout_reg = float(2.0 / dataset_size if dropout_reg is None else dropout_reg)
-        logit = math.log(init_drop) - math.log1p(-init_drop)
-        self.drop_logits = nn.Parameter(torch.full((len(net.sites),), logit))
+        self.drop_logits = nn.Parameter(torch.tensor([math.log(p) - math.log1p(-p) for p in drops]))
         # Not a module attribute: these parameters belong to the net and must not be registered twice.
         object.__setattr__(self, "_consumers", consumer_weights(net))
 

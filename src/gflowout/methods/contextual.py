@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, site_rates
 from gflowout.methods.contextual_arm import (
     LEAKY_SLOPE,
     ArmObjective,
@@ -101,13 +101,17 @@ def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
                 module.num_batches_tracked.copy_(tracked)
 
 
+DEFAULT_INIT_DROP = 0.5  # GFNDropout's mlp_dr / wrn_dr, for backbones without rates of their own
+
+
 class ContextualDropout(DropoutMethod):
     """Contextual dropout on every mask site of `net`.
 
     variant: "bernoulli" (ARM gradients; the version GFNDropout compared against, `ctype` =
         "Bernoulli") or "gaussian" (reparameterised; the official Contextual code's default).
-    init_drop: initial drop rate r of every site, 0.5 (`mlp_dr` = `wrn_dr` = 0.5 in GFNDropout's
-        copy; the official Contextual code used 0.2).
+    init_drop: initial drop rate r of every site. The default (None) starts each site of a `gflowout.wrap`
+        net at the rate of the `nn.Dropout` it replaced, and every other backbone's sites at 0.5 (`mlp_dr` =
+        `wrn_dr` = 0.5 in GFNDropout's copy; the official Contextual code used 0.2); a float sets every site.
     prior_keep: initial prior keep probability sigmoid(k * eta), 0.8 (eta = 138.6, k = 0.01 in both
         codes' config.py).
     k: logit scale, 0.01 (config.py `k`). bottleneck_factor: width / hidden, 10 (`cha_factor`).
@@ -132,7 +136,7 @@ class ContextualDropout(DropoutMethod):
         self,
         net: MaskedNet,
         variant: Variant = "bernoulli",
-        init_drop: float = 0.5,
+        init_drop: float | None = None,
         prior_keep: float = 0.8,
         k: float = 0.01,
         bottleneck_factor: int = 10,
@@ -142,7 +146,8 @@ class ContextualDropout(DropoutMethod):
         super().__init__(net)
         if variant not in ("bernoulli", "gaussian"):
             raise ValueError(f"variant must be 'bernoulli' or 'gaussian', got {variant!r}")
-        for label, value in (("init_drop", init_drop), ("prior_keep", prior_keep)):
+        drops = site_rates(net, init_drop, DEFAULT_INIT_DROP)
+        for label, value in [*(("init_drop", d) for d in drops), ("prior_keep", prior_keep)]:
             if not 0.0 < value < 1.0:
                 raise ValueError(f"{label} must be in (0, 1), got {value}")
         if not k > 0 or bottleneck_factor < 1 or kl_weight < 0:
@@ -153,7 +158,8 @@ class ContextualDropout(DropoutMethod):
         self.k = float(k)
         self.kl_weight = float(kl_weight)
         self.bottlenecks = nn.ModuleList(
-            SiteBottleneck(s.width, max(1, s.width // bottleneck_factor), init_drop, self.k) for s in net.sites
+            SiteBottleneck(s.width, max(1, s.width // bottleneck_factor), drop, self.k)
+            for s, drop in zip(net.sites, drops)
         )
         eta = (math.log(prior_keep) - math.log1p(-prior_keep)) / self.k
         self.prior_eta = nn.Parameter(torch.full((len(net.sites),), eta), requires_grad=learn_prior)
