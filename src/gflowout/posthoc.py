@@ -283,10 +283,14 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
     if config.data.name in DATASET_INFO and config.data.module is None:
         from gflowout.eval.evaluate import evaluate_method
 
+        from gflowout.training.evaluation import validation_tensors
+
         settings = dict(evaluation)
         samples = settings.pop("samples", 20)
+        # a temperature fitted on the run's validation split: every row also gets its "+ TS" twin
+        validation = validation_tensors(config, limit=settings.get("limit"))
         return evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
-                               **settings)
+                               validation=validation, **settings)
     from gflowout.training.build import build_datamodule
     from gflowout.training.module import ClassificationSums
     from gflowout.training.rng import private_rng
@@ -310,7 +314,8 @@ def compare_posthoc(out_dir: str | Path, methods: Mapping[str, Any], config: Any
     """Evaluate each named method (same network, same test images and seeds) and write comparison.json / .md.
 
     methods: {row name: a DropoutMethod} (the source method and the post-hoc GFlowOut; add for example
-        "mc_dropout + TS" with a temperature-scaled model once one exists: any object with predict(x, samples)).
+        any object with predict(x, samples)); each row also gets a "NAME + TS" twin with a temperature fitted on
+        the validation split when the data set is a registered one.
     evaluation: keyword arguments of `evaluate_method` (default DEFAULT_EVALUATION: S = 20, a fixed 2000-image
         test subset, every shift of the data set's kind at severity 3, random rotation, the default OOD sets).
     """
@@ -323,6 +328,9 @@ def compare_posthoc(out_dir: str | Path, methods: Mapping[str, Any], config: Any
         result = _evaluate(method, config, settings)
         full[name] = result
         rows[name] = {**summarise(result), "eval_time_s": time.perf_counter() - started}
+        if result.get("ts"):  # the same network with its temperature (Guo et al. 2017), fitted on validation
+            rows[f"{name} + TS"] = {**summarise(result["ts"]),
+                                    "temperature": result.get("temperature_scaling", {}).get("temperature")}
     payload = {"evaluation": settings, "rows": rows, "posthoc": dict(record or {}), "results": full}
     atomic_write_json(out_dir / "comparison.json", payload)
     atomic_write_text(out_dir / "comparison.md", comparison_markdown(rows, record or {}, settings))

@@ -111,3 +111,22 @@ def test_posthoc_config_keeps_the_runs_network_and_data_and_fits_only_the_genera
         posthoc_config(source, overrides=["model.options.hidden=[8, 8]"])
     with pytest.raises(ConfigError, match="freeze_backbone"):
         posthoc_config(source, overrides=["method.options.freeze_backbone=false"])
+
+
+def test_the_comparison_gives_every_row_its_temperature_scaled_twin(tmp_path, monkeypatch) -> None:
+    """The issue's comparison: the same network with MC dropout, post-hoc GFlowOut, and each with TS."""
+    import json
+
+    import gflowout.posthoc as posthoc_module
+
+    def fake_evaluate(method, config, settings):
+        base = {"clean": {"accuracy": 0.9, "nll": 0.4, "ece15": 0.05}, "random_rotation": {"accuracy": 0.3}}
+        return {**base, "temperature_scaling": {"temperature": 1.7},
+                "ts": {"clean": {"accuracy": 0.9, "nll": 0.3, "ece15": 0.02}, "random_rotation": {"accuracy": 0.3}}}
+
+    monkeypatch.setattr(posthoc_module, "_evaluate", fake_evaluate)
+    payload = posthoc_module.compare_posthoc(tmp_path, {"mc_dropout": object(), "gflowout (post-hoc)": object()}, None)
+    assert list(payload["rows"]) == ["mc_dropout", "mc_dropout + TS", "gflowout (post-hoc)", "gflowout (post-hoc) + TS"]
+    assert payload["rows"]["mc_dropout + TS"]["nll"] == 0.3 and payload["rows"]["mc_dropout + TS"]["temperature"] == 1.7
+    assert "| mc_dropout + TS |" in (tmp_path / "comparison.md").read_text()
+    assert json.loads((tmp_path / "comparison.json").read_text())["rows"]["mc_dropout"]["nll"] == 0.4
