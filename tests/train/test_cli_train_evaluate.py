@@ -56,7 +56,7 @@ def test_train_writes_the_run_folder(trained_run: tuple[Path, Path]) -> None:
     expected_test = 10000 if config.name == "tiny_mnist.yaml" else 120
     assert results["test"]["count"] == expected_test
     header = (next((out / "logs").glob("version_*/metrics.csv"))).read_text().splitlines()[0]
-    for column in ("loss/backbone_step", "val/nll", "val/accuracy", "val/ece", "lr/backbone"):
+    for column in ("loss/backbone_step", "loss/backbone_epoch", "val/nll", "val/accuracy", "val/ece", "lr/backbone"):
         assert column in header.split(","), column
     best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["gflowout"]["method"] == "none" and best["gflowout"]["dataset"] == ("mnist" if expected_test == 10000 else "synthetic")

@@ -265,6 +265,11 @@ class MethodModule(pl.LightningModule):
                          batch_size=batch_size)
 
     def on_train_epoch_end(self) -> None:
+        """The epoch's training means, then its mask diagnostics."""
+        self._log_epoch_means()
+        self._log_mask_diagnostics()
+
+    def _log_epoch_means(self) -> None:
         """The epoch means of the training losses and logs (over the batches of this process since the epoch began,
         or since a mid-epoch resume)."""
         if self._epoch_keys and self._epoch_count:
@@ -273,7 +278,7 @@ class MethodModule(pl.LightningModule):
                 self.log(f"{key}_epoch", float(value), on_step=False, on_epoch=True)
         self._epoch_keys, self._epoch_count = (), 0
 
-    def on_train_epoch_end(self) -> None:
+    def _log_mask_diagnostics(self) -> None:
         """Mask diagnostics of this epoch (see the module docstring); the training RNG stream is left as it was."""
         settings = self.config.diagnostics
         if not settings.enabled:
