@@ -160,7 +160,7 @@ def test_report_keeps_published_apart_from_generated_shifts(root: Path, tmp_path
     figures = tmp_path / "report" / "figures"
     for name in ("cifar10_published_severity.png", "cifar10_published_shift_accuracy.png", "cifar10_severity.png"):
         assert mpimg.imread(figures / name).ndim == 3
-    assert "Accuracy vs severity per published corruption (PUBLISHED CIFAR-10-C files), cifar10" in report
+    assert "Accuracy against severity per published corruption (PUBLISHED CIFAR-10-C files), cifar10" in report
     assert "published-C acc" in summary_table(results_dir)
 
 

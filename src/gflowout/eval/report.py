@@ -200,7 +200,9 @@ def _corruption_sections(dataset: str, groups: Sequence[Group]) -> list[tuple[st
     if _subkeys(groups, "published_corruptions"):
         from gflowout.eval.evaluate import PUBLISHED_LABELS
 
-        sets = sorted({str(r.get("published_set")) for g in groups for r in g.runs if r.get("published_corruptions")})
+        # (the "METHOD + TS" rows carry the corruptions but not the set's name: that is their method's)
+        sets = sorted({str(r["published_set"]) for g in groups for r in g.runs
+                       if r.get("published_corruptions") and r.get("published_set")})
         names = ", ".join(PUBLISHED_LABELS.get(n, n) for n in sets)
         sections.append(("published_corruptions", f"PUBLISHED {names} files (Hendrycks & Dietterich 2019)", "corruption"))
     return sections
