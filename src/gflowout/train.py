@@ -44,8 +44,8 @@ from gflowout.checkpoint import (
 )
 from gflowout.config import ExperimentConfig
 from gflowout.errors import ConfigError
-from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
+from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.module import MethodModule
 from gflowout.training.resume import check_resume_config
 from gflowout.writable import writable_folder

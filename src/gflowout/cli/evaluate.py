@@ -104,8 +104,8 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     import torch
 
     from gflowout.checkpoint import atomic_write_json, load_method, refuse_custom_code
-    from gflowout.eval.evaluate import DEFAULT_ANGLES, DEFAULT_SEVERITIES, evaluate_method
     from gflowout.errors import ConfigError
+    from gflowout.eval.evaluate import DEFAULT_ANGLES, DEFAULT_SEVERITIES, evaluate_method
     from gflowout.eval.report import summarise_result
     from gflowout.experiments.grid_check import image_kind, shift_problems
     from gflowout.training.evaluation import validation_tensors

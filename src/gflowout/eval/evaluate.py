@@ -79,6 +79,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gflowout.errors import DataError
 from gflowout.eval.metrics import classification_metrics, ece, reliability_bins
 from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores, roc_curve
 from gflowout.eval.predictive import Predictive
@@ -86,7 +87,6 @@ from gflowout.eval.published import PUBLISHED_LABELS, fetch_hint, plan_published
 from gflowout.eval.selective import selective_report
 from gflowout.eval.temperature import apply_temperature, fit_temperature, temperature_nll
 from gflowout.eval.uncertainty import ttest_uncertainty
-from gflowout.errors import DataError
 from gflowout.experiments.results import SCHEMA_VERSION, run_id
 from gflowout.methods.base import DropoutMethod
 from gflowout.training.rng import private_rng
@@ -111,7 +111,7 @@ def _stderr(message: str) -> None:
 
 
 # --- data ----------------------------------------------------------------------------------------
-def _data():
+def _data() -> tuple[Any, Any]:
     """The data modules, imported on use (they belong to the data engineer)."""
     from gflowout.data import datasets, shifts
 

@@ -84,7 +84,7 @@ class MaskRecorder:
     def _site_modules(self) -> list[MaskSite]:
         return [m for m in self.net.modules() if isinstance(m, MaskSite)]
 
-    def __enter__(self) -> "MaskRecorder":
+    def __enter__(self) -> MaskRecorder:
         for module in self._site_modules():
             self._handles.append(module.register_forward_pre_hook(self._before))
             self._handles.append(module.register_forward_hook(self._after))

@@ -80,7 +80,7 @@ class Stat(tuple):
     """(mean, standard error) of a metric over a group's seeds, with `with_value` of its `runs` having a value
     (a metric can be undefined in a run, e.g. accuracy among certain predictions when none is certain)."""
 
-    def __new__(cls, mean: float, standard_error: float, with_value: int, runs: int) -> "Stat":
+    def __new__(cls, mean: float, standard_error: float, with_value: int, runs: int) -> Stat:
         stat = super().__new__(cls, (mean, standard_error))
         stat.with_value, stat.runs = with_value, runs
         return stat
@@ -132,7 +132,7 @@ def with_temperature_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return expanded
 
 
-def is_temperature_row(group: "Group") -> bool:
+def is_temperature_row(group: Group) -> bool:
     return group.method.endswith(TS_SUFFIX)
 
 

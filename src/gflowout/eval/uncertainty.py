@@ -19,7 +19,8 @@ top class wins in every sample, so p = 0 (certain); if it is zero (the two logit
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -83,7 +83,7 @@ class BenchmarkConfig:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     source: Path | None = None  # the YAML file it came from
 
-    def runs(self) -> list["RunSpec"]:
+    def runs(self) -> list[RunSpec]:
         """Every run, seed-major: each data set's first seed of every method, then the second, ...; so a grid
         stopped part-way has compared all methods on the same seeds."""
         datasets = self.datasets or [None]

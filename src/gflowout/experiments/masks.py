@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gflowout.eval import masks as mask_stats
 from gflowout.errors import ConfigError
+from gflowout.eval import masks as mask_stats
 
 DEFAULT_CORRUPTION = {"mnist": ("shot_noise", 3), "cifar": ("gaussian_noise", 3)}
 

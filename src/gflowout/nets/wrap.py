@@ -8,9 +8,8 @@ a dropout layer called twice in one forward, or one never called is an error nam
 from __future__ import annotations
 
 import copy as copy_module
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -153,7 +152,7 @@ def _trace_dropouts(
     widths: dict[str, int] = {}
     kinds: dict[str, SiteKind] = {}
 
-    def make_hook(name: str, channel: bool):  # noqa: ANN202 - a forward pre-hook
+    def make_hook(name: str, channel: bool) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:  # a forward pre-hook
         def hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
             activation = inputs[0]
             if activation.dim() < 2:

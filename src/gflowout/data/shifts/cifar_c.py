@@ -12,7 +12,7 @@ returns float [N, H, W, C] (clipped by the caller).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
