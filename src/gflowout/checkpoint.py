@@ -114,7 +114,7 @@ def _fsync_directory(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return atomic_write(path, lambda stream: stream.write(data))
+    return atomic_write(path, lambda stream: stream.write(data))  # type: ignore[arg-type]  # the callback's result (bytes written) is unused
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -107,7 +107,7 @@ def read_idx(path: str | Path) -> np.ndarray:
                 f"here ({MAX_IDX_BYTES} bytes); the header is corrupt"
             )
         array = np.empty(count, dtype=dtype)
-        found_bytes = _read_exactly(stream, memoryview(array).cast("B"))
+        found_bytes = _read_exactly(stream, memoryview(array).cast("B"))  # type: ignore[arg-type]  # numpy stub precision
         if found_bytes < expected_bytes:
             raise DataError(
                 f"{path}: truncated IDX payload: header says {'x'.join(map(str, dims))} ({expected_bytes} bytes), "

@@ -390,13 +390,13 @@ def evaluate_method(
         results["published_skipped"] = {data_name: message}
         log(message)
     elif published_plan:
-        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log,
+        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log,  # type: ignore[arg-type]  # not None here: set before use
                             (ts, scaled) if ts is not None else None)
 
     explicit = ood_sets is not None
     scores_in = ood_scores(clean_logits)
     scores_in_ts = ood_scores(scaled(clean_logits)) if ts is not None else None
-    for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):
+    for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):  # type: ignore[union-attr]  # not None here: set before use
         try:
             ood_images, _ = load_test_images(ood_name, root, limit)
         except DataError as error:
@@ -412,7 +412,7 @@ def evaluate_method(
         scores_out = ood_scores(ood_logits)
         if ts is not None:
             scores_out_ts = ood_scores(scaled(ood_logits))
-            ts["ood"][ood_name] = {score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES}
+            ts["ood"][ood_name] = {score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES}  # type: ignore[index]  # not None here: set before use
         del ood_logits
         results["ood"][ood_name] = {}
         results["figures"]["ood_histograms"][ood_name] = {}
@@ -484,4 +484,4 @@ def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[st
             labels = np.asarray(labels, dtype=np.int64)
             results["published_corruptions"][corruption][str(severity)] = condition_metrics(logits, labels)[0]
             if ts_section is not None:
-                ts_section[corruption][str(severity)] = condition_metrics(tempered[1](logits), labels)[0]
+                ts_section[corruption][str(severity)] = condition_metrics(tempered[1](logits), labels)[0]  # type: ignore[index]  # not None here: set before use

@@ -66,7 +66,7 @@ UNCERTAINTY_HEADERS = {"uncertain_fraction": "uncertain fraction", "pavpu": "PAv
                        "uncertain_given_inaccurate": "P(uncertain | inaccurate) ↑"}
 
 
-def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
+def mean_and_standard_error(values: Sequence[float | None]) -> tuple[float, float]:
     """Mean and standard error (sample std with ddof=1 over sqrt(n)); NaN error for one value."""
     array = np.asarray([v for v in values if v is not None], dtype=float)
     if array.size == 0:
@@ -79,6 +79,9 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
 class Stat(tuple):
     """(mean, standard error) of a metric over a group's seeds, with `with_value` of its `runs` having a value
     (a metric can be undefined in a run, e.g. accuracy among certain predictions when none is certain)."""
+
+    with_value: int
+    runs: int
 
     def __new__(cls, mean: float, standard_error: float, with_value: int, runs: int) -> Stat:
         stat = super().__new__(cls, (mean, standard_error))

@@ -223,7 +223,7 @@ def write_outputs(results: Sequence[dict[str, Any]], out: str | Path) -> Path:
     out = Path(out)
     slim, arrays = split_class_means(results)
     write_json_atomic(out / "masks.json", {"runs": slim})
-    np.savez_compressed(out / "class_means.npz", **arrays)
+    np.savez_compressed(out / "class_means.npz", **arrays)  # type: ignore[arg-type]  # numpy stub precision
     text = table_markdown(results)
     figure = plot_diversity(results, out / "figures" / "mask_diversity.png")
     text += f"\n![mask diversity]({figure.relative_to(out)})\n"

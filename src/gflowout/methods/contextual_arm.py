@@ -133,12 +133,12 @@ class ArmObjective(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, value: Tensor, plan: ArmPlan, prior_eta: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, value: Tensor, plan: ArmPlan, prior_eta: Tensor, *params: Tensor) -> Tensor:
         ctx.plan = plan
         return value.detach().clone()
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         # Lightning's manual_backward runs inside bf16-mixed autocast; the planned gradients are float32 and
         # accumulate in place, so autocast (which would make the products bf16) stays off here
         with torch.autocast(grad_output.device.type, enabled=False):

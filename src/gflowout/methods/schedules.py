@@ -72,5 +72,5 @@ def as_beta_schedule(beta: BetaSpec) -> BetaSchedule:
         unknown = set(beta) - set(BetaSchedule.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown beta schedule key(s) {sorted(unknown)}; valid: initial, factor, every, cap")
-        return BetaSchedule(**beta)
+        return BetaSchedule(**beta)  # type: ignore[arg-type]  # checked by hand just above
     raise ValueError(f"beta must be a number, a schedule name or a mapping, got {type(beta).__name__}")

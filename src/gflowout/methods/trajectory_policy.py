@@ -346,13 +346,13 @@ class _Trajectory(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, policy: TrajectoryPolicy, *parameters: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(ctx: Any, policy: TrajectoryPolicy, *parameters: Tensor) -> tuple[Tensor, Tensor]:
         ctx.policy, ctx.parameters = policy, parameters
         return policy._prior_and_log_probs()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:  # type: ignore[override]
+    def backward(ctx: Any, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:
         policy = ctx.policy
         reference = policy.tape.logits[0]
         with torch.autocast(reference.device.type, enabled=False):

@@ -94,7 +94,7 @@ class ResumableLoader:
             raise TypeError("ResumableLoader needs a DataLoader built on an EpochSampler")
         self.loader = loader
         self.sampler: EpochSampler = loader.sampler
-        self.batch_size = int(loader.batch_size)
+        self.batch_size = int(loader.batch_size)  # type: ignore[arg-type]  # not None here: set before use
         self._done = 0
         self._resume_done = 0
 

@@ -88,7 +88,7 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     radius, sigma = ladder(MNIST_C_STYLE_PARAMS["motion_blur"]["levels"], severity)
-    return _filters.motion_blur(x, radius, sigma, rng.uniform(-45.0, 45.0, size=x.shape[0]))
+    return _filters.motion_blur(x, radius, sigma, rng.uniform(-45.0, 45.0, size=x.shape[0]))  # type: ignore[arg-type]  # numpy stub precision
 
 
 def _random_signs(rng: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
