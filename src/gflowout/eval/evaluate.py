@@ -69,7 +69,6 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence

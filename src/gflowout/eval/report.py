@@ -26,9 +26,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Callable
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -427,7 +426,7 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
                 pooled[g.method] = {**bins, "ece": g.get(condition, "ece15")[0]}
         if pooled:
             label = condition.replace("_", " ")
-            path = plots.plot_reliability(pooled, f"{dataset}: reliability, {label} test set (bins pooled over seeds)",
+            path = plots.plot_reliability(pooled, f"{dataset}: reliability, {label} test set (bins pooled over seeds)",  # type: ignore[arg-type]  # bins and one "ece"
                                           figure_dir / f"{name}_reliability_{condition}.png")
             counted = [g for g in groups if g.method in pooled]
             figures.append((f"Reliability diagrams, {dataset}, {label} test set: accuracy per confidence bin "
