@@ -2,6 +2,7 @@
 #   make demo   create .venv, install, fetch MNIST + Fashion-MNIST + Animal-MNIST, run the demo
 #   make test   create .venv, install, fetch MNIST, run the test suite
 #   make docs   install the docs extra, build the documentation site strictly into site/ (make serve-docs: serve it)
+#   make lint   install the dev extra, then ruff (lint) and mypy (src/, basic mode) as configured in pyproject.toml
 # A torch already present in .venv (for example your CUDA build) is kept; otherwise torch 2.13.0 (CPU) is installed.
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,10 +10,11 @@ PY := $(VENV)/bin/python
 GFLOWOUT := $(VENV)/bin/gflowout
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
+LINT_STAMP := $(VENV)/.installed-lint
 DEMO_OUT ?= gflowout-demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test data docs serve-docs clean
+.PHONY: install demo test lint data docs serve-docs clean
 
 install: $(STAMP)
 
@@ -32,6 +34,15 @@ test: $(STAMP)
 	$(GFLOWOUT) data fetch mnist
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# mypy checks against the installed torch, Lightning and numpy, so lint installs what the tests install, plus dev
+$(LINT_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
 $(DOCS_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,docs]'
 	touch $(DOCS_STAMP)
@@ -44,4 +55,4 @@ serve-docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 clean:
-	rm -rf $(VENV) build site src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

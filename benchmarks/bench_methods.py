@@ -113,7 +113,7 @@ def run_suite(
         method.predict(predict_x, samples=20)
         entries.append((label, method, optimizers, [], []))
     for _ in range(repeats):
-        for label, method, optimizers, steps, predicts in entries:
+        for _label, method, optimizers, steps, predicts in entries:
             steps.append(timed(lambda: method.train_step(train_x, train_y, optimizers)))
             predicts.append(timed(lambda: method.predict(predict_x, samples=20)))
     medians = {label: (statistics.median(s), statistics.median(p)) for label, _, _, s, p in entries}

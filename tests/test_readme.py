@@ -24,8 +24,8 @@ def test_readme_has_two_setup_commands_first() -> None:
 
 
 def test_readme_example_runs_and_beats_chance() -> None:
-    from gflowout.data.sources import dataset_status  # noqa: F401  (the data layer is importable)
     from gflowout.data.datasets import load_split
+    from gflowout.data.sources import dataset_status  # noqa: F401  (the data layer is importable)
     from gflowout.errors import DataError
 
     try:

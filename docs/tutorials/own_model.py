@@ -83,7 +83,7 @@ def train_and_predict(module: nn.Module, input_shape: tuple[int, ...],
         print(f"  site {site.index}: {site.name:32s} {site.width:3d} {site.kind}")
     method = gflowout.GFlowOut(net)        # beta = 1: the Bayesian posterior
     optimizers = method.make_optimizers()  # backbone, posterior (+ log Z), prior
-    for step in range(steps):
+    for _step in range(steps):
         batch = torch.randint(0, 384, (64,))
         logs = method.train_step(x[batch], y[batch], optimizers)
     print(f"  last step: backbone loss {logs['backbone']:.3f}, "

@@ -30,7 +30,7 @@ def main(steps: int = 300) -> dict[str, float]:
     net = gflowout.MLP(input_shape=(10,), hidden=(64, 64), num_classes=4)
     method = gflowout.GFlowOut(net)              # or gflowout.MCDropout(net), ...
     optimizers = method.make_optimizers()        # one optimiser per parameter group
-    for step in range(steps):
+    for _step in range(steps):
         batch = torch.randint(0, len(x_train), (64,))
         logs = method.train_step(x_train[batch], y_train[batch], optimizers)
     logits = method.predict(x_test, samples=20)  # [20, 200, 4]; predict takes no label

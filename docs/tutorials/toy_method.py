@@ -80,7 +80,7 @@ def main(steps: int = 200) -> dict[str, float]:
     net = gflowout.MLP(input_shape=(10,), hidden=(64, 64), num_classes=4)
     method = GaussianDropout(net, drop_rate=0.3)
     optimizers = method.make_optimizers()
-    for step in range(steps):
+    for _step in range(steps):
         batch = torch.randint(0, 500, (64,))
         method.train_step(x[batch], y[batch], optimizers)
     logits = method.predict(x[500:], samples=8)  # [8, 100, 4]

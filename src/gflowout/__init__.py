@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written; pyproject.toml reads it from here
 
 _EXPORTS: dict[str, str] = {
     # backbones and the mask-site seam
@@ -48,7 +48,7 @@ _EXPORTS: dict[str, str] = {
     "NonFiniteLossError": "gflowout.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]  # noqa: PLE0605 - a list, built from the export table
 
 
 def __getattr__(name: str) -> Any:

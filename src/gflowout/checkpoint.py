@@ -22,9 +22,9 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -114,7 +114,7 @@ def _fsync_directory(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return atomic_write(path, lambda stream: stream.write(data))
+    return atomic_write(path, lambda stream: stream.write(data))  # type: ignore[arg-type]  # the callback's result (bytes written) is unused
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -208,7 +208,7 @@ def _first_line(error: BaseException) -> str:
 # --- metadata and loading a method -----------------------------------------------------------------
 
 
-def checkpoint_metadata(config: "ExperimentConfig", num_classes: int, input_shape: tuple[int, ...], dataset_size: int) -> dict[str, Any]:
+def checkpoint_metadata(config: ExperimentConfig, num_classes: int, input_shape: tuple[int, ...], dataset_size: int) -> dict[str, Any]:
     """What a checkpoint says about the model it holds (plain types only, so weights_only loading works)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -226,7 +226,7 @@ def describe(metadata: Mapping[str, Any]) -> str:
     return f"method={metadata.get('method')!r}, backbone={metadata.get('backbone')!r}, dataset={metadata.get('dataset')!r}"
 
 
-def check_expected(metadata: Mapping[str, Any], expect: Mapping[str, Any] | "ExperimentConfig" | None, source: str) -> None:
+def check_expected(metadata: Mapping[str, Any], expect: Mapping[str, Any] | ExperimentConfig | None, source: str) -> None:
     """Raise a CheckpointError when the checkpoint's method, backbone or dataset differs from `expect`."""
     if expect is None:
         return
@@ -267,13 +267,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def custom_code(config: "ExperimentConfig", data: bool = True) -> list[str]:
+def custom_code(config: ExperimentConfig, data: bool = True) -> list[str]:
     """The "package.module:Class" names a config would import: its method, backbone and (data=True) data module."""
     names = [config.method.name, config.model.backbone] + ([config.data.module or ""] if data else [])
     return [name for name in names if ":" in name]
 
 
-def refuse_custom_code(config: "ExperimentConfig", source: str, data: bool = True) -> None:
+def refuse_custom_code(config: ExperimentConfig, source: str, data: bool = True) -> None:
     """A CheckpointError when a checkpoint's config names code to import: weights_only loading keeps a file from
     running code through pickle, and this keeps it from doing so through the names in its metadata."""
     names = custom_code(config, data)
@@ -286,9 +286,9 @@ def refuse_custom_code(config: "ExperimentConfig", source: str, data: bool = Tru
 
 
 def load_method(
-    path: str | Path, expect: Mapping[str, Any] | "ExperimentConfig" | None = None, map_location: Any = "cpu",
+    path: str | Path, expect: Mapping[str, Any] | ExperimentConfig | None = None, map_location: Any = "cpu",
     allow_custom_code: bool = False,
-) -> tuple["DropoutMethod", "ExperimentConfig"]:
+) -> tuple[DropoutMethod, ExperimentConfig]:
     """Rebuild the trained method of a checkpoint (or run folder) and its config, in eval mode.
 
     expect: optional {"method": ..., "backbone": ..., "dataset": ...} (or a config); a checkpoint of

@@ -23,7 +23,7 @@ import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
@@ -123,8 +123,8 @@ class TrainerConfig:
     max_epochs: int = 200
     max_steps: int = -1
     val_samples: int = 20
-    precision: Union[str, int] = "32-true"  # Lightning's spellings; a bare 32 or 64 (YAML int) is read as "32"/"64"
-    devices: Union[int, str, list[int]] = 1
+    precision: str | int = "32-true"  # Lightning's spellings; a bare 32 or 64 (YAML int) is read as "32"/"64"
+    devices: int | str | list[int] = 1
     accelerator: str = "auto"
     strategy: str = "auto"
     num_nodes: int = 1
@@ -132,7 +132,7 @@ class TrainerConfig:
     deterministic: bool = False
     checkpoint_every_n_steps: int = 200
     enable_progress_bar: bool = True
-    limit_val_batches: Union[int, float] = 1.0
+    limit_val_batches: int | float = 1.0
     val_every_n_epochs: int = 1
 
 
@@ -244,7 +244,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like key.path=value, for example optim.backbone.lr=0.01")
     key, text = item.split("=", 1)
-    parts = [p for p in key.strip().split(".")]
+    parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"override {item!r} has an empty key part; write key.path=value")
     try:

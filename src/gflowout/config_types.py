@@ -29,7 +29,7 @@ def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
     if dataclasses.is_dataclass(tp):
-        return f"a mapping ({tp.__name__})"
+        return f"a mapping ({tp.__name__})"  # type: ignore[union-attr]  # an annotation: a dataclass here is a class
     return getattr(tp, "__name__", repr(tp))
 
 
@@ -66,7 +66,7 @@ def convert_value(tp: Any, value: Any, where: str) -> Any:
     """Check (and where lossless, convert: int -> float) `value` against annotation `tp`."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, where)
+        return build_dataclass(tp, value, where)  # type: ignore[arg-type]  # an annotation: a dataclass here is a class
     if origin in (Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:

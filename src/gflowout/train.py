@@ -44,8 +44,8 @@ from gflowout.checkpoint import (
 )
 from gflowout.config import ExperimentConfig
 from gflowout.errors import ConfigError
-from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
+from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.module import MethodModule
 from gflowout.training.resume import check_resume_config
 from gflowout.writable import writable_folder
@@ -107,7 +107,7 @@ class BestCheckpoint(ModelCheckpoint):
         old = state_dict.get("dirpath")
         if old is not None and self.dirpath is not None and old != self.dirpath:
             def moved(path: Any) -> Any:
-                return str(Path(self.dirpath) / Path(path).name) if path else path
+                return str(Path(self.dirpath) / Path(path).name) if path else path  # type: ignore[arg-type]  # not None here: set before use
 
             state_dict = dict(state_dict, dirpath=self.dirpath,
                               best_model_path=moved(state_dict.get("best_model_path")),
@@ -159,7 +159,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
     if t.enable_progress_bar:
         from lightning.pytorch.callbacks import TQDMProgressBar
 
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(t.log_every_n_steps, 20))))
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(t.log_every_n_steps, 20))))  # type: ignore[arg-type]  # the list holds any Lightning callback
     loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb", default_hp_metric=False)]
     kwargs: dict[str, Any] = dict(
         max_epochs=t.max_epochs, max_steps=t.max_steps, precision=t.precision, devices=t.devices,
@@ -195,7 +195,7 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     if last.exists() and not resume:
         raise ConfigError(f"run folder {str(out_dir)!r} already holds {last.name}; pass --resume to continue it "
                           "or choose another --out")
-    if not last.exists() and rank_zero_only.rank == 0:
+    if not last.exists() and rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # rank_zero_only.rank is set by Lightning at import
         # rank 0 only: under DDP the other ranks start after rank 0 wrote config.yaml into this very folder
         _refuse_another_run(out_dir, config, resume)
     ckpt_path = None
@@ -218,7 +218,7 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     metadata = checkpoint_metadata(config, num_classes, input_shape, train_size)
     module = MethodModule(method, config, datamodule, metadata)
 
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # rank_zero_only.rank is set by Lightning at import
         atomic_write_text(out_dir / "config.yaml", config.to_yaml())
     if config.trainer.max_steps > 0 and "max_steps" not in trainer_overrides:
         # trainer.max_steps counts batches; Lightning's global step counts optimiser steps (one per group).
@@ -273,7 +273,7 @@ def _refuse_another_run(out_dir: Path, config: ExperimentConfig, resume: bool) -
         raise ConfigError(f"run folder {str(out_dir)!r} holds {', '.join(held)} but no readable config.yaml: it cannot be "
                           "matched against this config; choose another --out or delete the folder")
     check_resume_config(saved, config.to_dict(), str(out_dir))  # another config's results are never overwritten
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # rank_zero_only.rank is set by Lightning at import
         print(f"no checkpoint in {out_dir}: starting that run afresh (same config)", file=sys.stderr)
 
 

@@ -9,8 +9,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import make_cifar10_archive, with_digests
+
 from gflowout.data.augment import random_crop_flip
 from gflowout.data.datamodule import ImageDataModule, split_indices
 from gflowout.data.datasets import load_split, to_tensor

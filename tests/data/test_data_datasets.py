@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-
 from data_fixtures import cifar_batch_bytes, colour_images, grey_images, with_digests
+
 from gflowout.data.datasets import DATASET_INFO, ImageDataset, load_split, to_tensor
 from gflowout.errors import DataError
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from data_fixtures import make_cifar10_archive, with_digests, write_idx
+
 from gflowout.data import fetchers, sources
 from gflowout.data.datasets import load_corruption, load_split
 from gflowout.data.fetchers import Source, SourceUnavailable
@@ -326,7 +326,7 @@ def test_an_unreadable_file_is_a_data_error_and_data_list_reports_it(toy: str, t
     monkeypatch.setitem(sources.DATASETS, toy, dataclasses.replace(sources.DATASETS[toy], sources=(writer(GOOD),)))
     sources.fetch(toy, tmp_path, log=lambda m: None)
 
-    def denied(folder, relative, algorithm):  # noqa: ANN001
+    def denied(folder, relative, algorithm):
         raise PermissionError(13, "Permission denied", str(folder / relative))
 
     monkeypatch.setattr(sources, "current_digest", denied)

@@ -71,7 +71,7 @@ def test_interrupted_write_leaves_no_file_and_a_rerun_succeeds(
 ) -> None:
     real_save = np.save
 
-    def crash_after_partial_write(stream, array, allow_pickle=False):  # noqa: ANN001
+    def crash_after_partial_write(stream, array, allow_pickle=False):
         stream.write(b"\x93NUMPY partial")
         raise KeyboardInterrupt("killed mid-write")
 
@@ -122,7 +122,7 @@ def test_an_unwritable_cache_computes_the_shift_and_warns(
     """A read-only shared data root made shifted_split raise PermissionError (so evaluation crashed)."""
     import gflowout.data.shifts.cache as cache
 
-    def read_only(path, array):  # noqa: ANN001
+    def read_only(path, array):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(cache, "save_atomic", read_only)

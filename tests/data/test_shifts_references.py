@@ -132,7 +132,7 @@ def test_defocus_disk_kernels_by_hand() -> None:
 
 def test_frost_is_a_weighted_sum_with_a_crop_of_the_fixed_bank() -> None:
     bank = frost_bank()
-    assert bank.shape[0] == 5 and bank.shape[-1] == 3 and 0 <= bank.min() and bank.max() <= 1
+    assert bank.shape[0] == 5 and bank.shape[-1] == 3 and bank.min() >= 0 and bank.max() <= 1
     assert bank.mean() == pytest.approx(0.45, abs=0.05)
     black = np.zeros((3, 32, 32, 3), np.float32)
     crops = apply_shift(black, "frost", 5, seed=9) / 0.45  # severity 5: 0.75 x + 0.45 frost

@@ -92,7 +92,7 @@ def test_random_acquisition_is_seeded():
     assert picks(3) == picks(3)
     assert picks(3) != picks(4)
     scores = acquisition_scores("random", count=1000, generator=torch.Generator().manual_seed(0)).numpy()
-    assert 0.0 <= scores.min() and scores.max() < 1.0 and len(np.unique(scores)) == 1000
+    assert scores.min() >= 0.0 and scores.max() < 1.0 and len(np.unique(scores)) == 1000
 
 
 def test_scores_never_need_labels_and_are_float64_per_example():

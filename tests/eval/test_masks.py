@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from gflowout.eval.masks import (
-    Diversity, class_mean_masks, inter_sample_diversity, shuffled_mean_masks, intra_sample_diversity, masks_from_multipliers, mean_masks,
-    recording, sample_major,
+    Diversity,
+    class_mean_masks,
+    inter_sample_diversity,
+    intra_sample_diversity,
+    masks_from_multipliers,
+    mean_masks,
+    recording,
+    sample_major,
+    shuffled_mean_masks,
 )
 from gflowout.methods import method_class
 from gflowout.nets.mlp import MLP

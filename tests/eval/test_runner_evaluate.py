@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from eval_helpers import RecordingMethod
 
 from gflowout.eval import evaluate as evaluate_module
 from gflowout.eval.evaluate import evaluate_method
-from gflowout.experiments.results import write_json_atomic, read_result
-from eval_helpers import RecordingMethod
+from gflowout.experiments.results import read_result, write_json_atomic
 
 MEAN, STD = 0.3, 0.2  # training statistics of the stand-in set: not 0 / 1, so a missing normalisation shows
 
@@ -81,7 +81,7 @@ def test_evaluate_method_normalises_batches_and_fills_the_schema(stand_in_data, 
     assert result["rotation_sweep"]["90"]["accuracy"] == pytest.approx(1.0)
     assert result["random_rotation"]["accuracy"] == pytest.approx(1.0)
     assert all(batch.shape[0] <= 64 for batch in method.batches)  # bounded memory
-    assert {k for k in result["clean"]} == {"accuracy", "nll", "brier", "ece15", "ece10"}
+    assert set(result["clean"]) == {"accuracy", "nll", "brier", "ece15", "ece10"}
 
     # OOD images sit between two classes: entropy is higher than in-distribution for every image
     assert set(result["ood"]) == {"other"} and "absent" in result["ood_skipped"]

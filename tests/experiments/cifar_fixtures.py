@@ -16,9 +16,9 @@ import pytest
 import scipy.io
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_fixtures import cifar_batch_bytes, with_digests  # noqa: E402
+from data_fixtures import cifar_batch_bytes, with_digests
 
-from gflowout.data import sources  # noqa: E402
+from gflowout.data import sources
 
 
 def write_tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:

@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import math
-import os
 import signal
 import subprocess
 import sys

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from cifar_fixtures import install_cifar10, install_cifar10_c, install_svhn_test
+from data_fixtures import colour_images
+
 from gflowout.cli.main import main
 from gflowout.data import datamodule
 from gflowout.data.datasets import load_split
-from data_fixtures import colour_images
 
 REPO = Path(__file__).resolve().parents[2]
 PER_BATCH, N_TEST, BATCH = 13, 32, 16  # 65 training images: 49 train + 16 validation (val_fraction 0.25)
@@ -75,7 +75,7 @@ def test_cifar_benchmark_end_to_end(cifar_root: Path, one_thread: str, tmp_path:
     out = tmp_path / "bench"
     assert main(["benchmark", "--config", str(bench), "--out", str(out), "--root", str(cifar_root),
                  "--threads", one_thread]) == 0
-    log = capsys.readouterr().out
+    capsys.readouterr()
     # crop + flip on every training batch of both runs, and on nothing else (validation, test, evaluation)
     assert augmented == [BATCH, BATCH, BATCH, TRAIN_SIZE - 3 * BATCH] * 2
     for method in ("gflowout", "mc_dropout"):

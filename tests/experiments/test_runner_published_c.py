@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from cifar_fixtures import constant_images, install_cifar10_c
+from data_fixtures import cifar_batch_bytes, with_digests
+
 from gflowout.data import sources
 from gflowout.data.datasets import DATASET_INFO, to_tensor
 from gflowout.errors import ConfigError
@@ -22,7 +23,6 @@ from gflowout.experiments.benchmark import load_benchmark_config, run_config
 from gflowout.experiments.results import write_json_atomic
 from gflowout.methods.base import DropoutMethod
 from gflowout.nets.mlp import MLP
-from data_fixtures import cifar_batch_bytes, with_digests
 
 N_TEST = 40
 MEAN = torch.tensor(DATASET_INFO["cifar10"].mean).view(1, 3, 1, 1)

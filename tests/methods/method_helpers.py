@@ -13,7 +13,6 @@ from gflowout.methods import MethodName, method_class
 from gflowout.methods.base import DropoutMethod
 from gflowout.nets.mlp import MLP
 
-
 # every MethodName with the options it needs, contextual in both variants (the all-methods tests' grid)
 EVERY_METHOD = [
     (MethodName.GFLOWOUT, {"dataset_size": 100}),

@@ -75,7 +75,7 @@ def reference_arm_losses(method, x, y):
 
 
 def _dropout_gradients(method, loss):
-    params = [p for p in method.param_groups()["dropout"]]
+    params = list(method.param_groups()["dropout"])
     return [g.detach().clone() for g in torch.autograd.grad(loss, params)]
 
 

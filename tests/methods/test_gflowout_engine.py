@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from method_helpers import assert_predict_leaves_parameters_untouched, batch, real_mnist_subset, small_mlp_method
 
 from gflowout.errors import NonFiniteLossError
 from gflowout.methods.generators import PosteriorGenerator, PriorGenerator
@@ -13,7 +14,6 @@ from gflowout.methods.gflowout import GFlowOut, PosteriorSampler, PriorSampler
 from gflowout.methods.schedules import BetaSchedule, as_beta_schedule
 from gflowout.nets.mlp import MLP
 from gflowout.nets.sites import site_features
-from method_helpers import assert_predict_leaves_parameters_untouched, batch, real_mnist_subset, small_mlp_method
 
 
 def small_method(**options) -> GFlowOut:
@@ -289,7 +289,7 @@ def test_short_mnist_run_beats_chance_and_trajectory_balance_falls(mnist_subset)
     optimizers = method.make_optimizers()
     generator = torch.Generator().manual_seed(0)
     tb_losses = []
-    for step in range(300):
+    for _step in range(300):
         index = torch.randint(0, len(y_train), (64,), generator=generator)
         tb_losses.append(method.train_step(x_train[index], y_train[index], optimizers)["posterior"])
     accuracy = (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
@@ -333,7 +333,7 @@ def test_train_step_clips_with_the_overrides_given_to_make_optimizers(kind: str,
     norms: dict[int, float] = {}
     real_step = torch.optim.Adam.step
 
-    def recording_step(self, *args, **kwargs):  # noqa: ANN001, ANN202
+    def recording_step(self, *args, **kwargs):
         grads = [p.grad.norm() for group in self.param_groups for p in group["params"] if p.grad is not None]
         norms[id(self)] = float(torch.stack(grads).norm())
         return real_step(self, *args, **kwargs)

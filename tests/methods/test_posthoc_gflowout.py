@@ -17,7 +17,6 @@ from gflowout.errors import CheckpointError
 from gflowout.methods.gflowout import GFlowOut
 from gflowout.posthoc import NoMaskTrainingWarning, load_backbone, warn_if_never_masked
 
-
 MNIST_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist_mlp.yaml"
 
 

@@ -11,7 +11,7 @@ def hand_parameter_count(width: int, classes: int) -> int:
     total = 3 * width * 9 + 2 * width  # stem conv + BN
     c_in = width
     for c in (width, 2 * width, 4 * width, 8 * width):
-        for block in range(2):
+        for _block in range(2):
             total += c_in * c * 9 + 2 * c + c * c * 9 + 2 * c
             if c_in != c:
                 total += c_in * c + 2 * c  # 1x1 shortcut conv + BN

@@ -4,12 +4,11 @@ DDP (gloo) the same code runs, the ranks agree, and it matches one process with 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 from pathlib import Path
-
-import json
 
 import torch
 from train_helpers import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env, wait_for_stall

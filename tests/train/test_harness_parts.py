@@ -91,7 +91,7 @@ def test_resumable_loader_skips_only_the_batches_done() -> None:
     rest = [b for (b,) in resumed]
     assert len(rest) == 3 and all(torch.equal(a, b) for a, b in zip(rest, batches[3:]))
     resumed.sampler.set_epoch(3)  # the next epoch is whole again
-    assert len([b for b in resumed]) == 6
+    assert len(list(resumed)) == 6
 
 
 def test_cuda_rng_states_restore_only_on_the_devices_this_process_sees(monkeypatch) -> None:

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import torch
-
 from train_helpers import REPO, TINY_CONFIG, assert_runs_end_identical, fit_command, run_fit, subprocess_env
 
 from gflowout.config import load_config

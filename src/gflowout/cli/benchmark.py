@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark, set_threads
-
     import os
+
+    from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark, set_threads
 
     shard = args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
     quiet_lightning()

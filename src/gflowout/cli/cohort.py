@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 EPILOG = """\
 examples:
@@ -32,7 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.cohort import load_cohort_config, run_cohort
-
     from gflowout.writable import writable_folder
 
     config = load_cohort_config(args.config)
@@ -42,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run_cohort(config, args.out, log=lambda message: print(message, flush=True))
     print(f"summary: {args.out}/summary.md ({time.perf_counter() - started:.1f} s)")
-    print(open(f"{args.out}/summary.md").read())
+    print(Path(args.out, "summary.md").read_text())
     return 0

@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gflowout.cli.arguments import positive_int
+
+if TYPE_CHECKING:
+    from gflowout.experiments.benchmark import BenchmarkConfig
 
 DEFAULT_OUT = "gflowout-demo"
 DEMO_CONFIG = "demo_mnist.yaml"
@@ -56,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def count_stages(bench) -> int:
+def count_stages(bench: BenchmarkConfig) -> int:
     """Progress units of one run: training plus each evaluation condition."""
     from gflowout.eval.evaluate import DEFAULT_OOD
 
@@ -71,7 +75,7 @@ def count_stages(bench) -> int:
     return 1 + 1 + int(settings.temperature_scaling) + int(settings.random_rotation) + sum(1 for angle in settings.rotation_angles if float(angle) % 360 != 0) + shifted + ood
 
 
-def fetch_missing(bench, root: str | None) -> None:
+def fetch_missing(bench: BenchmarkConfig, root: str | None) -> None:
     """Fetch the demo's data sets that are not there yet (verified by checksum), so run by itself it needs no
     `make data` first. The training set must arrive; an OOD set that cannot be fetched is left out, loudly."""
     from gflowout.data.sources import fetch

@@ -104,8 +104,8 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     import torch
 
     from gflowout.checkpoint import atomic_write_json, load_method, refuse_custom_code
-    from gflowout.eval.evaluate import DEFAULT_ANGLES, DEFAULT_SEVERITIES, evaluate_method
     from gflowout.errors import ConfigError
+    from gflowout.eval.evaluate import DEFAULT_ANGLES, DEFAULT_SEVERITIES, evaluate_method
     from gflowout.eval.report import summarise_result
     from gflowout.experiments.grid_check import image_kind, shift_problems
     from gflowout.training.evaluation import validation_tensors
@@ -116,7 +116,7 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     else:
         shifts = () if not args.shifts else (None if args.shifts == "all" else _csv(args.shifts, str, "--shifts"))
         rotation = args.rotation
-        angles = [float(a) for a in (_csv(args.rotation_angles, float, "--rotation-angles") or [])]
+        angles = [float(a) for a in (_csv(args.rotation_angles, float, "--rotation-angles") or [])]  # type: ignore[misc]  # _csv returns what its parser (float) returns
         ood = () if not args.ood else (None if args.ood == "default" else _csv(args.ood, str, "--ood"))
     method, config = load_method(path, allow_custom_code=args.allow_custom_code)
     if not args.allow_custom_code:

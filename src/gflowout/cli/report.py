@@ -27,7 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gflowout.eval.mask_report import is_run_folder, write_run_report
     from gflowout.eval.report import write_report
-
     from gflowout.writable import writable_folder
 
     results = Path(args.results_dir)

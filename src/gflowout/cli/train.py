@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return 143  # 128 + SIGTERM, as a shell reports a process ended by it
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # rank_zero_only.rank is set by Lightning at import
         print(final_summary(out))
     return 0
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from gflowout.cli.arguments import positive_int, shard_spec, slurm_array_shard
 
-
 EPILOG = """\
 examples:
   # seconds: a tiny grid on real MNIST

@@ -116,13 +116,13 @@ class ImageDataModule(L.LightningDataModule):
                 if stage is not None:
                     raise DataError(f"data set {self.name!r} has no training split (splits: {', '.join(self.info.splits)})")
             else:
-                full = ImageDataset.from_split(self.name, "train", self.root)
+                full = ImageDataset.from_split(self.name, "train", self.root)  # type: ignore[arg-type]  # not None here: set before use
                 train_index, val_index = split_indices(len(full), self.val_fraction, self.split_seed)
                 if self.limit_train is not None:
                     train_index = train_index[: self.limit_train]
                 self.train_set, self.val_set = full.subset(train_index), full.subset(val_index)
         if stage in (None, "test", "predict") and self.test_set is None and "test" in self.info.splits:
-            self.test_set = ImageDataset.from_split(self.name, "test", self.root)
+            self.test_set = ImageDataset.from_split(self.name, "test", self.root)  # type: ignore[arg-type]  # not None here: set before use
 
     def _loader(self, dataset: ImageDataset | None, shuffle: bool, augment: bool, batch_size: int) -> DataLoader:
         if dataset is None:
@@ -132,7 +132,7 @@ class ImageDataModule(L.LightningDataModule):
             fill = -torch.tensor(self.info.mean) / torch.tensor(self.info.std)
         return DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle, drop_last=False, num_workers=self.num_workers,
-            collate_fn=BatchCollate(augment, fill), persistent_workers=self.num_workers > 0,
+            collate_fn=BatchCollate(augment, fill), persistent_workers=self.num_workers > 0,  # type: ignore[arg-type]  # BatchCollate is called on a list of samples
         )
 
     def train_dataloader(self) -> DataLoader:

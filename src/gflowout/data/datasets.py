@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class DatasetInfo:
     class_names: tuple[str, ...] | None = None
 
 
-_GREY = dict(image_shape=(1, 28, 28), mean=(0.0,), std=(1.0,))  # the paper feeds MNIST pixels in [0, 1], unnormalised
+_GREY: dict[str, Any] = dict(image_shape=(1, 28, 28), mean=(0.0,), std=(1.0,))  # the paper feeds MNIST pixels in [0, 1], unnormalised
 DATASET_INFO: dict[str, DatasetInfo] = {
     info.name: info
     for info in (

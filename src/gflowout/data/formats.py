@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import gzip
 import math
-import zlib
 import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +48,7 @@ def open_maybe_gzip(path: str | Path) -> Iterator[BinaryIO]:
         raise DataError(f"{path}: file not found") from error
     except OSError as error:  # permissions, a folder in the file's place
         raise DataError(f"{path}: cannot be read ({error.strerror or error}); check its permissions") from error
-    stream: BinaryIO = gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[assignment]
+    stream: BinaryIO = gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115 - closed below
     try:
         yield stream
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:  # zlib.error: a corrupt stream
@@ -107,7 +107,7 @@ def read_idx(path: str | Path) -> np.ndarray:
                 f"here ({MAX_IDX_BYTES} bytes); the header is corrupt"
             )
         array = np.empty(count, dtype=dtype)
-        found_bytes = _read_exactly(stream, memoryview(array).cast("B"))
+        found_bytes = _read_exactly(stream, memoryview(array).cast("B"))  # type: ignore[arg-type]  # numpy stub precision
         if found_bytes < expected_bytes:
             raise DataError(
                 f"{path}: truncated IDX payload: header says {'x'.join(map(str, dims))} ({expected_bytes} bytes), "

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 import time
-import tarfile
 import warnings
 import zipfile
 import zlib
@@ -27,7 +27,14 @@ from pathlib import Path
 
 from gflowout.data import fetchers
 from gflowout.data.fetchers import Source, SourceUnavailable
-from gflowout.data.integrity import MANIFEST_FILE, current_digest, file_digest, read_json, record_stamp, write_json_atomic
+from gflowout.data.integrity import (
+    MANIFEST_FILE,
+    current_digest,
+    file_digest,
+    read_json,
+    record_stamp,
+    write_json_atomic,
+)
 from gflowout.errors import DataError
 
 ENV_DATA_ROOT = "GFLOWOUT_DATA"

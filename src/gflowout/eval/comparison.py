@@ -86,7 +86,7 @@ def summary_columns(runs: Sequence[Mapping[str, Any]]) -> list[Column]:
     return [c for c in columns if any(c.value(run) is not None for run in runs)]
 
 
-def values_by_seed(group: "Group", column: Column) -> dict[int, float]:
+def values_by_seed(group: Group, column: Column) -> dict[int, float]:
     """{seed: value} of one column over a group's runs (runs without a value left out)."""
     out = {}
     for run in group.runs:
@@ -204,7 +204,7 @@ def best_rows(means: Sequence[float], higher_is_better: bool) -> set[int]:
     return {i for i, m in enumerate(means) if not math.isnan(m) and m == best}
 
 
-def build_summary_table(dataset: str, groups: Sequence["Group"], columns: Sequence[Column] | None = None) -> Table:
+def build_summary_table(dataset: str, groups: Sequence[Group], columns: Sequence[Column] | None = None) -> Table:
     """One row per method: seeds and mean ± SE of every summary column, the best mean per column in bold."""
     columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
     cells = [[mean_se(list(values_by_seed(g, c).values())) for c in columns] for g in groups]
@@ -260,12 +260,12 @@ def compare(reference: Mapping[int, float], baseline: Mapping[int, float], highe
     return Comparison(difference, p_value, test, verdict)
 
 
-def _seed_counts(groups: Sequence["Group"]) -> str:
+def _seed_counts(groups: Sequence[Group]) -> str:
     counts = sorted({len(g.runs) for g in groups})
     return f"{counts[0]} seeds per method" if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per method"
 
 
-def comparisons(groups: Sequence["Group"], columns: Sequence[Column], reference: str = REFERENCE_METHOD,
+def comparisons(groups: Sequence[Group], columns: Sequence[Column], reference: str = REFERENCE_METHOD,
                 alpha: float = ALPHA) -> dict[tuple[str, str], Comparison]:
     """{(baseline method, column key): the reference against that baseline}, for every baseline and column with
     values on both sides; {} when the reference has no runs."""
@@ -292,7 +292,7 @@ def _verdict_cell(result: Comparison | None, digits: int) -> str:
     return f"{result.verdict} ({result.difference:+.{digits}f}; {p_value}{welch})"
 
 
-def build_significance_table(dataset: str, groups: Sequence["Group"], columns: Sequence[Column] | None = None,
+def build_significance_table(dataset: str, groups: Sequence[Group], columns: Sequence[Column] | None = None,
                              reference: str = REFERENCE_METHOD, alpha: float = ALPHA) -> Table | None:
     """One row per summary column, one column per baseline: whether the reference is better, worse or
     indistinguishable, its mean minus the baseline's and the p-value of the test over seeds. None when the
@@ -324,7 +324,7 @@ def build_significance_table(dataset: str, groups: Sequence["Group"], columns: S
 
 
 # --- cost ------------------------------------------------------------------------------------------
-def build_cost_table(dataset: str, groups: Sequence["Group"], reference: str = COST_REFERENCE) -> Table | None:
+def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COST_REFERENCE) -> Table | None:
     """Mean wall time of training and of evaluation per method, and their ratios to `reference` (MC dropout);
     None when no run records a time. Temperature-scaled rows ("METHOD + TS") are the same trainings: left out.
     A deep ensemble's time is that of its M members together."""

@@ -196,7 +196,7 @@ def transfer_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path) -> li
                 cell[run["method"]].append(run)
         methods = sorted(cell, key=_method_key)
         sizes = sorted({int(s) for group in cell.values() for run in group for s in run["subsets"]})
-        tables, finetuned, scratch = [], {}, {}
+        tables, finetuned, scratch = [], {}, {}  # type: ignore[var-annotated]  # filled below
         for kind, title in (("finetuned", "fine-tuned from the noisy pre-training"), ("scratch", "trained from scratch")):
             if not any(kind in run["subsets"][str(s)] for group in cell.values() for run in group for s in sizes
                        if str(s) in run["subsets"]):

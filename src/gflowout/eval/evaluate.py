@@ -69,7 +69,6 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -79,6 +78,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gflowout.errors import DataError
 from gflowout.eval.metrics import classification_metrics, ece, reliability_bins
 from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores, roc_curve
 from gflowout.eval.predictive import Predictive
@@ -86,7 +86,6 @@ from gflowout.eval.published import PUBLISHED_LABELS, fetch_hint, plan_published
 from gflowout.eval.selective import selective_report
 from gflowout.eval.temperature import apply_temperature, fit_temperature, temperature_nll
 from gflowout.eval.uncertainty import ttest_uncertainty
-from gflowout.errors import DataError
 from gflowout.experiments.results import SCHEMA_VERSION, run_id
 from gflowout.methods.base import DropoutMethod
 from gflowout.training.rng import private_rng
@@ -111,7 +110,7 @@ def _stderr(message: str) -> None:
 
 
 # --- data ----------------------------------------------------------------------------------------
-def _data():
+def _data() -> tuple[Any, Any]:
     """The data modules, imported on use (they belong to the data engineer)."""
     from gflowout.data import datasets, shifts
 
@@ -390,13 +389,13 @@ def evaluate_method(
         results["published_skipped"] = {data_name: message}
         log(message)
     elif published_plan:
-        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log,
+        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log,  # type: ignore[arg-type]  # not None here: set before use
                             (ts, scaled) if ts is not None else None)
 
     explicit = ood_sets is not None
     scores_in = ood_scores(clean_logits)
     scores_in_ts = ood_scores(scaled(clean_logits)) if ts is not None else None
-    for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):
+    for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):  # type: ignore[union-attr]  # not None here: set before use
         try:
             ood_images, _ = load_test_images(ood_name, root, limit)
         except DataError as error:
@@ -412,7 +411,7 @@ def evaluate_method(
         scores_out = ood_scores(ood_logits)
         if ts is not None:
             scores_out_ts = ood_scores(scaled(ood_logits))
-            ts["ood"][ood_name] = {score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES}
+            ts["ood"][ood_name] = {score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES}  # type: ignore[index]  # not None here: set before use
         del ood_logits
         results["ood"][ood_name] = {}
         results["figures"]["ood_histograms"][ood_name] = {}
@@ -484,4 +483,4 @@ def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[st
             labels = np.asarray(labels, dtype=np.int64)
             results["published_corruptions"][corruption][str(severity)] = condition_metrics(logits, labels)[0]
             if ts_section is not None:
-                ts_section[corruption][str(severity)] = condition_metrics(tempered[1](logits), labels)[0]
+                ts_section[corruption][str(severity)] = condition_metrics(tempered[1](logits), labels)[0]  # type: ignore[index]  # not None here: set before use

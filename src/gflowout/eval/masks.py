@@ -84,7 +84,7 @@ class MaskRecorder:
     def _site_modules(self) -> list[MaskSite]:
         return [m for m in self.net.modules() if isinstance(m, MaskSite)]
 
-    def __enter__(self) -> "MaskRecorder":
+    def __enter__(self) -> MaskRecorder:
         for module in self._site_modules():
             self._handles.append(module.register_forward_pre_hook(self._before))
             self._handles.append(module.register_forward_hook(self._after))
@@ -98,16 +98,16 @@ class MaskRecorder:
 
     def _before(self, module: MaskSite, inputs: tuple[Tensor, ...]) -> None:
         # a copy: a sampler may write into buffers it reuses, never into the activation, but a copy costs little here
-        self._inputs[module.site.index] = inputs[0].detach().clone()
+        self._inputs[module.site.index] = inputs[0].detach().clone()  # type: ignore[union-attr]  # not None here: set before use
 
     def _after(self, module: MaskSite, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         site = module.site
-        activation = self._inputs.pop(site.index)
+        activation = self._inputs.pop(site.index)  # type: ignore[union-attr]  # not None here: set before use
         if module.sampler is None:  # no sampler: the identity, every unit kept
-            masks = torch.ones(activation.shape[0], site.width)
+            masks = torch.ones(activation.shape[0], site.width)  # type: ignore[union-attr]  # not None here: set before use
         else:
-            masks = masks_from_multipliers(unit_multipliers(site.kind, activation, output.detach()))
-        self.masks[site.index].append(masks.cpu())
+            masks = masks_from_multipliers(unit_multipliers(site.kind, activation, output.detach()))  # type: ignore[union-attr]  # not None here: set before use
+        self.masks[site.index].append(masks.cpu())  # type: ignore[union-attr]  # not None here: set before use
 
 
 @contextmanager

@@ -16,7 +16,8 @@ Inputs: 1-D torch tensors (CPU or GPU) or numpy arrays; both sets non-empty, all
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor

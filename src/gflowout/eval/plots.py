@@ -13,9 +13,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -99,7 +99,7 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
                  align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
         axis.plot([0, 1], [0, 1], "k--", linewidth=1)
         ece = bins.get("ece", pooled_ece(bins))
-        axis.set(xlim=(0, 1), ylim=(0, 1), title=f"{method}\nECE (15 bins) {float(ece):.4f}")
+        axis.set(xlim=(0, 1), ylim=(0, 1), title=f"{method}\nECE (15 bins) {float(ece):.4f}")  # type: ignore[arg-type]  # "ece" holds one number
         axis.title.set_fontsize(8)
         axis.tick_params(labelsize=7)
         count_axis.bar(edges[:-1][filled], counts[filled], width=widths[filled], align="edge",

@@ -145,7 +145,7 @@ class Predictive:
     samples: int
 
     @classmethod
-    def from_logits(cls, logits: Any) -> "Predictive":
+    def from_logits(cls, logits: Any) -> Predictive:
         """Summarise logits [S, B, C] (one log_softmax, shared by every field)."""
         logits = check_logits(logits)
         per_sample_log_probs = torch.log_softmax(logits, dim=-1)

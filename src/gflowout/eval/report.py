@@ -26,9 +26,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Callable
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,7 @@ UNCERTAINTY_HEADERS = {"uncertain_fraction": "uncertain fraction", "pavpu": "PAv
                        "uncertain_given_inaccurate": "P(uncertain | inaccurate) ↑"}
 
 
-def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
+def mean_and_standard_error(values: Sequence[float | None]) -> tuple[float, float]:
     """Mean and standard error (sample std with ddof=1 over sqrt(n)); NaN error for one value."""
     array = np.asarray([v for v in values if v is not None], dtype=float)
     if array.size == 0:
@@ -80,7 +79,10 @@ class Stat(tuple):
     """(mean, standard error) of a metric over a group's seeds, with `with_value` of its `runs` having a value
     (a metric can be undefined in a run, e.g. accuracy among certain predictions when none is certain)."""
 
-    def __new__(cls, mean: float, standard_error: float, with_value: int, runs: int) -> "Stat":
+    with_value: int
+    runs: int
+
+    def __new__(cls, mean: float, standard_error: float, with_value: int, runs: int) -> Stat:
         stat = super().__new__(cls, (mean, standard_error))
         stat.with_value, stat.runs = with_value, runs
         return stat
@@ -132,7 +134,7 @@ def with_temperature_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return expanded
 
 
-def is_temperature_row(group: "Group") -> bool:
+def is_temperature_row(group: Group) -> bool:
     return group.method.endswith(TS_SUFFIX)
 
 
@@ -426,7 +428,7 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
                 pooled[g.method] = {**bins, "ece": g.get(condition, "ece15")[0]}
         if pooled:
             label = condition.replace("_", " ")
-            path = plots.plot_reliability(pooled, f"{dataset}: reliability, {label} test set (bins pooled over seeds)",
+            path = plots.plot_reliability(pooled, f"{dataset}: reliability, {label} test set (bins pooled over seeds)",  # type: ignore[arg-type]  # bins and one "ece"
                                           figure_dir / f"{name}_reliability_{condition}.png")
             counted = [g for g in groups if g.method in pooled]
             figures.append((f"Reliability diagrams, {dataset}, {label} test set: accuracy per confidence bin "

@@ -19,7 +19,8 @@ top class wins in every sample, so p = 0 (certain); if it is zero (the two logit
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ def top2_pvalues(logits: Any) -> Tensor:
     """
     logits = check_logits(logits)
     first, second, _ = _top2_logits(logits)
-    first, second = first.cpu().numpy(), second.cpu().numpy()
+    first, second = first.cpu().numpy(), second.cpu().numpy()  # type: ignore[assignment]  # numpy stub precision
     difference = first - second  # [S, B]
     constant = np.ptp(difference, axis=0) == 0
     pvalues = np.where(difference[0] != 0, 0.0, 1.0)  # the convention, overwritten where the test is defined

@@ -102,9 +102,9 @@ def acquire(method: DropoutMethod | None, x: Tensor, candidates: Sequence[int], 
     Raises ConfigError when k exceeds the candidates.
     """
     score = resolve_score(score)
-    candidates = np.asarray(candidates, dtype=np.int64)
-    if isinstance(k, bool) or int(k) != k or not 1 <= k <= candidates.size:
-        raise ConfigError(f"cannot acquire k = {k} examples from a pool of {candidates.size} unlabelled examples; "
+    candidates = np.asarray(candidates, dtype=np.int64)  # type: ignore[assignment]  # numpy stub precision
+    if isinstance(k, bool) or int(k) != k or not 1 <= k <= candidates.size:  # type: ignore[attr-defined]  # numpy stub precision
+        raise ConfigError(f"cannot acquire k = {k} examples from a pool of {candidates.size} unlabelled examples; "  # type: ignore[attr-defined]  # numpy stub precision
                           "lower active.acquire or active.rounds, or raise active.pool_size")
     if score.needs_predictions:
         if method is None:
@@ -116,9 +116,9 @@ def acquire(method: DropoutMethod | None, x: Tensor, candidates: Sequence[int], 
         values = acquisition_scores(score, logits)
     else:
         generator = torch.Generator().manual_seed(hash((seed, ACQUISITION, round_index)) % (2**62))
-        values = acquisition_scores(score, count=candidates.size, generator=generator)
+        values = acquisition_scores(score, count=candidates.size, generator=generator)  # type: ignore[attr-defined]  # numpy stub precision
     positions = top_k(values, int(k))
-    return [int(i) for i in candidates[positions]], [float(values[p]) for p in positions]
+    return [int(i) for i in candidates[positions]], [float(values[p]) for p in positions]  # type: ignore[call-overload]  # numpy stub precision
 
 
 def run_digest(config: ActiveLearningConfig, harness: Any) -> str:
@@ -142,7 +142,7 @@ def run_one(run: ActiveRun, config: ActiveLearningConfig, data: ProtocolData, ha
         state = {"settings_digest": digest, "initial": labelled, "labelled": list(labelled), "rounds": []}
     elif state["rounds"]:
         log(f"  {run.run_id}: resuming at round {len(state['rounds'])} of {active.rounds}")
-    labelled: list[int] = list(state["labelled"])
+    labelled: list[int] = list(state["labelled"])  # type: ignore[no-redef]  # the same list, read back from a checkpointed state
     for round_index in range(len(state["rounds"]), active.rounds + 1):
         rows = torch.as_tensor(labelled)
         method = build_seeded_method(harness, data.num_classes, data.input_shape, len(labelled), run.seed, round_index)

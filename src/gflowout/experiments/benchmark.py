@@ -83,10 +83,10 @@ class BenchmarkConfig:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     source: Path | None = None  # the YAML file it came from
 
-    def runs(self) -> list["RunSpec"]:
+    def runs(self) -> list[RunSpec]:
         """Every run, seed-major: each data set's first seed of every method, then the second, ...; so a grid
         stopped part-way has compared all methods on the same seeds."""
-        datasets = self.datasets or [None]
+        datasets = self.datasets or [None]  # type: ignore[list-item]  # None: the config's own data set
         return [RunSpec(d, m, s) for d in datasets for s in self.seeds for m in self.methods]
 
     def config_path(self) -> Path:
@@ -270,7 +270,7 @@ def run_benchmark(
         try:
             result = train_and_evaluate(config, out_dir / "runs" / identity, bench.evaluation, log=log,
                                         trainer_overrides={**bench.trainer_overrides, **(trainer_overrides or {})},
-                                        progress=(lambda stage, i=identity: progress(i, stage)) if progress else None)
+                                        progress=(lambda stage, i=identity: progress(i, stage)) if progress else None)  # type: ignore[misc]  # a lambda binding its loop value by default argument
         except GFlowOutError as error:
             if not keep_going:
                 raise

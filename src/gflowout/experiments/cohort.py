@@ -64,7 +64,7 @@ class CohortConfig:
 def _strict(cls: type, values: Any, where: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"config key {where!r} must be a mapping, got {type(values).__name__}")
-    known = set(cls.__dataclass_fields__)
+    known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]  # cls is a dataclass
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown} in {where!r}; valid keys: {sorted(known)}")
@@ -120,7 +120,7 @@ def load_cohort_config(path: str | Path) -> CohortConfig:
 def load_table(data: CohortData) -> CohortTable:
     """The configured table: the user's CSV, or the harmonised Rotterdam/GBSG cohorts (verified files)."""
     if data.source == "csv":
-        return read_cohort_csv(data.path, data.group_column, data.label_column, data.feature_columns)
+        return read_cohort_csv(data.path, data.group_column, data.label_column, data.feature_columns)  # type: ignore[arg-type]  # not None here: set before use
     from gflowout.data.sources import get_spec
     from gflowout.data.survival import harmonised_cohorts
 

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gflowout.eval import masks as mask_stats
 from gflowout.errors import ConfigError
+from gflowout.eval import masks as mask_stats
 
 DEFAULT_CORRUPTION = {"mnist": ("shot_noise", 3), "cifar": ("gaussian_noise", 3)}
 
@@ -223,7 +223,7 @@ def write_outputs(results: Sequence[dict[str, Any]], out: str | Path) -> Path:
     out = Path(out)
     slim, arrays = split_class_means(results)
     write_json_atomic(out / "masks.json", {"runs": slim})
-    np.savez_compressed(out / "class_means.npz", **arrays)
+    np.savez_compressed(out / "class_means.npz", **arrays)  # type: ignore[arg-type]  # numpy stub precision
     text = table_markdown(results)
     figure = plot_diversity(results, out / "figures" / "mask_diversity.png")
     text += f"\n![mask diversity]({figure.relative_to(out)})\n"

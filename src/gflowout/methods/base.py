@@ -146,7 +146,7 @@ class DropoutMethod(nn.Module):
         raise_if_nonfinite(result, self.name)
         for optimizer in optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        sum(result.losses.values()).backward()
+        sum(result.losses.values()).backward()  # type: ignore[union-attr]  # a method has at least one loss
         specs = getattr(self, "_optimizer_specs", None) or self.group_defaults()
         if any(spec.clip_norm is not None for spec in specs.values()):  # listing the groups costs ~60 us a step
             clip_group_gradients(self.param_groups(), specs)

@@ -61,7 +61,7 @@ def consumer_weights(net: MaskedNet) -> list[list[nn.Parameter]]:
     for other graphs.
     """
     if hasattr(net, "site_consumers"):
-        return net.site_consumers()
+        return net.site_consumers()  # type: ignore[operator]  # torch types Module attributes as Tensor | Module
     order: list[nn.Module] = []
     handles = [
         m.register_forward_pre_hook(lambda module, _inputs: order.append(module))
@@ -79,15 +79,15 @@ def consumer_weights(net: MaskedNet) -> list[list[nn.Parameter]]:
         for handle in handles:
             handle.remove()
     consumers: list[list[nn.Parameter]] = []
-    site_modules = sorted((m for m in net.modules() if isinstance(m, MaskSite)), key=lambda m: m.site.index)
+    site_modules = sorted((m for m in net.modules() if isinstance(m, MaskSite)), key=lambda m: m.site.index)  # type: ignore[union-attr]  # a MaskSite's site is set when the net is built
     for site_module in site_modules:
         start = order.index(site_module) + 1 if site_module in order else len(order)
         found = [
             m.weight
             for m in order[start:]
-            if not isinstance(m, MaskSite) and isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.dim() >= 2
+            if not isinstance(m, MaskSite) and isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.dim() >= 2  # type: ignore[operator]  # torch types Module attributes as Tensor | Module
         ]
-        consumers.append(found[:1])
+        consumers.append(found[:1])  # type: ignore[arg-type]  # torch types Module attributes as Tensor | Module
     return consumers
 
 
@@ -164,7 +164,7 @@ class ConcreteDropout(DropoutMethod):
         negative_entropy = log_p.exp() * log_p + log_keep.exp() * log_keep
         entropy_term = self.dropout_reg * (widths * negative_entropy).sum()
         weight_norms = torch.stack(
-            [sum((w.pow(2).sum() for w in weights), torch.zeros((), device=log_p.device)) for weights in self._consumers]
+            [sum((w.pow(2).sum() for w in weights), torch.zeros((), device=log_p.device)) for weights in self._consumers]  # type: ignore[union-attr]  # torch types Module attributes as Tensor | Module
         )
         weight_term = self.weight_reg * (weight_norms * torch.exp(-log_keep)).sum()
         return weight_term, entropy_term

@@ -98,7 +98,7 @@ def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
         for module, momentum, tracked in saved:
             module.momentum = momentum
             if tracked is not None:
-                module.num_batches_tracked.copy_(tracked)
+                module.num_batches_tracked.copy_(tracked)  # type: ignore[union-attr]  # not None here: set before use
 
 
 DEFAULT_INIT_DROP = 0.5  # GFNDropout's mlp_dr / wrn_dr, for backbones without rates of their own
@@ -232,7 +232,7 @@ class ContextualDropout(DropoutMethod):
         total = 0.0
         for index, logits in logits_by_site.items():
             prior_logit = self.k * self.prior_eta[index]  # a scalar: broadcast, not expanded
-            total = total + gaussian_kl(logits, prior_logit).sum() / logits.shape[0]
+            total = total + gaussian_kl(logits, prior_logit).sum() / logits.shape[0]  # type: ignore[assignment]  # 0.0, then a tensor from the first site on
         return total  # type: ignore[return-value]
 
     def _arm_losses(self, x: Tensor, y: Tensor) -> StepResult:
@@ -346,7 +346,7 @@ class ContextualDropout(DropoutMethod):
                 pseudo_draw.alpha_grad = centred.mul_(pseudo_term)
                 plan.passes.append([draw, pseudo_draw])
         plan.prior_grad = prior_grad if self.prior_eta.requires_grad else None
-        return kl, plan
+        return kl, plan  # type: ignore[return-value]  # kl is a tensor once a site is seen
 
     def extra_repr(self) -> str:
         return f"variant={self.variant}, k={self.k}, kl_weight={self.kl_weight}"

@@ -20,6 +20,7 @@ tests/methods/test_contextual_arm.py checks these gradients against the autograd
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,19 +133,19 @@ class ArmObjective(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, value: Tensor, plan: ArmPlan, prior_eta: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, value: Tensor, plan: ArmPlan, prior_eta: Tensor, *params: Tensor) -> Tensor:
         ctx.plan = plan
         return value.detach().clone()
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         # Lightning's manual_backward runs inside bf16-mixed autocast; the planned gradients are float32 and
         # accumulate in place, so autocast (which would make the products bf16) stays off here
         with torch.autocast(grad_output.device.type, enabled=False):
             return ArmObjective._backward(ctx, grad_output)
 
     @staticmethod
-    def _backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+    def _backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         plan: ArmPlan = ctx.plan
         scale = grad_output.reshape(())
         unscaled = bool(scale == 1.0)  # the usual case (loss.backward()): no multiplications

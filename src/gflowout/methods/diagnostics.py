@@ -58,7 +58,7 @@ class _SiteStats:
 
 
 @torch.no_grad()
-def gflowout_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> dict[str, float]:
+def gflowout_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
     """GFlowOut's diagnostics on (x, y); see the module docstring. Plain per-site generator calls (the
     readable reference path, not the fused training engine)."""
     stats, masks = _SiteStats(), []
@@ -89,7 +89,7 @@ def gflowout_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> dict[
 
 
 @torch.no_grad()
-def id_gflowout_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> dict[str, float]:
+def id_gflowout_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
     """ID-GFlowOut's diagnostics on (x, y); see the module docstring."""
     stats, masks = _SiteStats(), []
     log_q = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
@@ -116,7 +116,7 @@ def id_gflowout_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> di
 
 
 @torch.no_grad()
-def contextual_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> dict[str, float]:
+def contextual_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
     """Contextual dropout's diagnostics on x (the label is not used); see the module docstring."""
     stats, masks = _SiteStats(), []
 
@@ -135,7 +135,7 @@ def contextual_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> dic
 
 
 @torch.no_grad()
-def concrete_diagnostics(method: "DropoutMethod", x: Tensor, y: Tensor) -> dict[str, float]:
+def concrete_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
     """Concrete dropout's keep probability (1 - learned drop rate) per site; no forward pass needed."""
     stats = _SiteStats()
     for site, drop in zip(method.net.sites, method.drop_probabilities):

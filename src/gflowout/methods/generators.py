@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -102,13 +103,13 @@ class _BlockProjection(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, weight: Tensor, bias: Tensor, *blocks: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, weight: Tensor, bias: Tensor, *blocks: Tensor) -> Tensor:
         ctx.save_for_backward(*blocks)
         with torch.no_grad():
             return _project_blocks(weight, bias, blocks)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         blocks = ctx.saved_tensors
         grad_t = grad.t()
         grad_weight = torch.cat([grad_t.mm(block) for block in blocks], dim=1) if ctx.needs_input_grad[0] else None

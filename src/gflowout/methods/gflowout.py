@@ -250,7 +250,7 @@ class GFlowOut(DropoutMethod):
         self.register_buffer("epoch", torch.tensor(0, dtype=torch.long))
 
     # --- groups and optimisers -----------------------------------------------------------------
-    def train(self, mode: bool = True) -> "GFlowOut":
+    def train(self, mode: bool = True) -> GFlowOut:
         """As nn.Module.train, except that a frozen backbone stays in eval mode (BatchNorm statistics fixed)."""
         super().train(mode)
         if self.freeze_backbone:

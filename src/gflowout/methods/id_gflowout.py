@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,18 +40,17 @@ from torch import Tensor, nn
 
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer
 from gflowout.methods.generators import ChainGenerator
+from gflowout.methods.gflowout import SiteChain, gflownet_group_specs, posterior_optimizer, set_gflownet_options
 from gflowout.methods.mask_sampling import (
     bernoulli_log_prob,
     draw_policy_mask,
     reusable_buffer,
     sample_and_apply,
 )
-from gflowout.methods.gflowout import SiteChain, gflownet_group_specs, posterior_optimizer, set_gflownet_options
 from gflowout.methods.schedules import BetaSpec
 from gflowout.methods.trajectory_balance import log_variance_loss, trajectory_balance_loss
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask
-
 
 LOGZ_INITS = ("first_batch", "zero")
 OBJECTIVES = ("tb", "vargrad")
@@ -243,7 +243,7 @@ class IDGFlowOut(DropoutMethod):
         self.log_z.copy_(value)
         self.logz_initialized.fill_(True)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         """Checkpoints from before `logz_init` have no flag: their log Z is trained, so it counts as initialised."""
         state_dict.setdefault(prefix + "logz_initialized", torch.tensor(True))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

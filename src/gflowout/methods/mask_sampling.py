@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,12 +39,12 @@ class _BernoulliLogProb(torch.autograd.Function):
     """sum_i z_i a_i + logsigmoid(-a_i) with the gradient z - sigmoid(a) (see `bernoulli_log_prob`)."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, logits: Tensor, mask: Tensor) -> Tensor:
         ctx.save_for_backward(logits, mask)
         return torch.addcmul(F.logsigmoid(-logits), mask, logits).sum(dim=1)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         logits, mask = ctx.saved_tensors
         return (mask - torch.sigmoid(logits)).mul_(grad.unsqueeze(1)), None
 

@@ -60,7 +60,7 @@ class MCDropout(DropoutMethod):
         if keep_prob is None and not rates:
             keep_prob = DEFAULT_KEEP_PROB
         if keep_prob is None:
-            keeps = [1.0 - rates[site.name] for site in net.sites]
+            keeps = [1.0 - rates[site.name] for site in net.sites]  # type: ignore[index]  # not None here: set before use
         else:
             keeps = [float(keep_prob)] * len(net.sites)
         if not all(0.0 < keep <= 1.0 for keep in keeps):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,6 +41,7 @@ from torch import Tensor
 from gflowout.methods.generators import PosteriorGenerator, PriorGenerator, leaky_norm, leaky_norm_backward
 from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask, log_prob_grad
 from gflowout.methods.trajectory_arena import lease_arena
+
 
 class _Tape:
     """The stacked buffers of one trajectory ([sites, batch, ...]) and the stacked weights both passes read.
@@ -229,7 +231,7 @@ class TrajectoryPolicy:
                 bias, weight = tape.tail_b[i][1].unsqueeze(1), tape.tail_w[i][1].transpose(1, 2)
                 pre = torch.baddbmm(bias, normed, weight, out=tape.tail_pre[i + 1][1])
             else:
-                for g, group in enumerate(self.groups):
+                for g, _group in enumerate(self.groups):
                     bias, weight = tape.last_b[g][1].unsqueeze(1), tape.last_w[g][1].transpose(1, 2)
                     torch.baddbmm(bias, normed[self._index(g)], weight, out=tape.logits[g][1])
         total = None  # [2, batch]
@@ -344,13 +346,13 @@ class _Trajectory(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, policy: TrajectoryPolicy, *parameters: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(ctx: Any, policy: TrajectoryPolicy, *parameters: Tensor) -> tuple[Tensor, Tensor]:
         ctx.policy, ctx.parameters = policy, parameters
         return policy._prior_and_log_probs()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:  # type: ignore[override]
+    def backward(ctx: Any, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:
         policy = ctx.policy
         reference = policy.tape.logits[0]
         with torch.autocast(reference.device.type, enabled=False):

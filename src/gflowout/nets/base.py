@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +67,7 @@ class MaskedNet(nn.Module):
         with an initialisation of their own extend it (`CifarResNet18`)."""
         for module in self.modules():
             if module is not self and callable(getattr(module, "reset_parameters", None)):
-                module.reset_parameters()
+                module.reset_parameters()  # type: ignore[operator]  # torch types Module attributes as Tensor | Module
 
     # --- forward -------------------------------------------------------------------------------
     def body(self, x: Tensor) -> Tensor:

@@ -123,11 +123,11 @@ class CifarResNet18(MaskedNet):
                 consumers.append([self.head.weight])
                 continue
             following = blocks[i + 1]
-            weights = [following.conv1.weight]
+            weights = [following.conv1.weight]  # type: ignore[union-attr]  # torch types Module attributes as Tensor | Module
             if isinstance(following.shortcut, nn.Sequential):
                 weights.append(following.shortcut[0].weight)
-            consumers.append(weights)
-        return consumers
+            consumers.append(weights)  # type: ignore[arg-type]  # torch types Module attributes as Tensor | Module
+        return consumers  # type: ignore[return-value]  # torch types Module parameters as Tensor
 
     def body(self, x: Tensor) -> Tensor:
         features = self.blocks(self.stem(x))

@@ -8,9 +8,8 @@ a dropout layer called twice in one forward, or one never called is an error nam
 from __future__ import annotations
 
 import copy as copy_module
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -120,7 +119,7 @@ def wrap(
     if unknown_skips:
         raise ValueError(f"skip names {sorted(unknown_skips)} are not modules of {type(module).__name__}")
     for name, dropout in dropouts.items():
-        if not 0.0 < float(dropout.p) < 1.0:
+        if not 0.0 < float(dropout.p) < 1.0:  # type: ignore[arg-type]  # torch types Module attributes as Tensor | Module
             raise ValueError(
                 f"dropout layer {name!r} has p = {dropout.p}; a mask site needs 0 < p < 1 (p = 0 never drops, p = 1 "
                 "always does): set the rate of the layers that should become sites, or pass the others in skip=[...]"
@@ -140,7 +139,7 @@ def wrap(
         for path in paths[id(dropout)]:
             _set_submodule(module, path, site_module)
         ordered.append((f"module.{name}", site_module))
-        net.dropout_rates[f"module.{name}"] = float(dropout.p)
+        net.dropout_rates[f"module.{name}"] = float(dropout.p)  # type: ignore[arg-type]  # torch types Module attributes as Tensor | Module
     net.register_sites_in_order(ordered)
     return net
 
@@ -153,7 +152,7 @@ def _trace_dropouts(
     widths: dict[str, int] = {}
     kinds: dict[str, SiteKind] = {}
 
-    def make_hook(name: str, channel: bool):  # noqa: ANN202 - a forward pre-hook
+    def make_hook(name: str, channel: bool) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:  # a forward pre-hook
         def hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
             activation = inputs[0]
             if activation.dim() < 2:
@@ -170,7 +169,7 @@ def _trace_dropouts(
     was_training = module.training
     first = next(module.parameters(), None)
     if first is None:
-        first = next(module.buffers(), None)
+        first = next(module.buffers(), None)  # type: ignore[assignment]  # a buffer stands in: only its device and dtype are read
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.get_default_dtype()
     device = first.device if first is not None else None  # a module on a GPU is traced there
     example = torch.zeros((2,) + tuple(int(d) for d in input_shape), dtype=dtype, device=device)

@@ -57,7 +57,7 @@ class EpochSampler(Sampler[int]):
         self._skip = int(count)
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.world_size)  # ceil: short shards are padded
+        return -(-self.num_samples // self.world_size)  # noqa: PLE0303 - a ceil, never negative; short shards are padded
 
     def __iter__(self) -> Iterator[int]:
         order = epoch_permutation(self.num_samples, self.seed, self.epoch) if self.shuffle else torch.arange(self.num_samples)
@@ -94,7 +94,7 @@ class ResumableLoader:
             raise TypeError("ResumableLoader needs a DataLoader built on an EpochSampler")
         self.loader = loader
         self.sampler: EpochSampler = loader.sampler
-        self.batch_size = int(loader.batch_size)
+        self.batch_size = int(loader.batch_size)  # type: ignore[arg-type]  # not None here: set before use
         self._done = 0
         self._resume_done = 0
 

@@ -138,10 +138,10 @@ class ClassificationSums:
 
 def capture_rng_state() -> dict[str, Any]:
     """torch (CPU and CUDA), numpy and python RNG states, as plain types (weights_only-loadable)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
+    kind, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global state is saved
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),  # type: ignore[attr-defined]  # numpy stub precision (get_state's legacy tuple)
                   "has_gauss": int(has_gauss), "cached": float(cached)},
         "python": _python_state_to_plain(random.getstate()),
     }
@@ -153,7 +153,7 @@ def capture_rng_state() -> dict[str, Any]:
 def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))  # noqa: NPY002
     random.setstate(_python_state_from_plain(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         # only the devices this process sees: a run trained where 2 GPUs were visible and requeued with one
@@ -239,11 +239,11 @@ class MethodModule(pl.LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(sum(result.losses.values()))
+        self.manual_backward(sum(result.losses.values()))  # type: ignore[arg-type]  # a method has at least one loss
         for name, optimizer in zip(self.group_names, optimizers):
             clip = self.specs[name].clip_norm
             if clip is not None:  # through Lightning; fp16 (a loss scaler) is refused by the config, so grads are unscaled
-                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+                self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")  # type: ignore[arg-type]  # Lightning/torch stubs narrower than the API
         for optimizer in optimizers:
             optimizer.step()
         self._record_step(result, x.shape[0])
@@ -259,7 +259,7 @@ class MethodModule(pl.LightningModule):
             self._epoch_keys, self._epoch_sums, self._epoch_count = keys, torch.zeros_like(stacked), 0
         self._epoch_sums += stacked * batch_size
         self._epoch_count += batch_size
-        if (self.trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % self.trainer.log_every_n_steps == 0:
+        if (self.trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % self.trainer.log_every_n_steps == 0:  # type: ignore[attr-defined]  # Lightning/torch stubs narrower than the API
             for key, value in zip(keys, stacked):
                 self.log(f"{key}_step", value.float(), prog_bar=key.startswith("loss/"), on_step=True, on_epoch=False,
                          batch_size=batch_size)

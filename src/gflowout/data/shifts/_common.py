@@ -7,7 +7,8 @@ Every shift works on float images in [0, 1] BEFORE normalisation, laid out as nu
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -110,6 +111,6 @@ def shift_value_hsv(images: np.ndarray, delta: float) -> np.ndarray:
     return np.where(value > 0, images * (new_value / safe), new_value)
 
 
-def ladder(values: Sequence, severity: int):
+def ladder(values: Sequence, severity: int) -> Any:
     """The entry of a 5-level parameter table for severity 1..5."""
     return values[check_severity(severity) - 1]

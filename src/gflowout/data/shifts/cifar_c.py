@@ -12,7 +12,7 @@ returns float [N, H, W, C] (clipped by the caller).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -101,7 +101,7 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     radius, sigma = ladder(CIFAR_C_STYLE_PARAMS["motion_blur"], severity)
-    return _filters.motion_blur(x, radius, sigma, rng.uniform(-45.0, 45.0, size=x.shape[0]))
+    return _filters.motion_blur(x, radius, sigma, rng.uniform(-45.0, 45.0, size=x.shape[0]))  # type: ignore[arg-type]  # numpy stub precision
 
 
 def contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -144,7 +144,7 @@ def snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     layer = _filters.clipped_zoom(layer, zoom)
     layer[layer < threshold] = 0.0
     layer = np.floor(np.clip(layer, 0.0, 1.0) * 255.0) / 255.0  # astype(uint8) truncates
-    layer = _filters.motion_blur(layer, radius, sigma, rng.uniform(-135.0, -45.0, size=n))
+    layer = _filters.motion_blur(layer, radius, sigma, rng.uniform(-135.0, -45.0, size=n))  # type: ignore[arg-type]  # numpy stub precision
     layer = np.round(layer * 255.0) / 255.0
     brightened = np.maximum(x, rgb_to_grey(x) * 1.5 + 0.5)
     x = image_weight * x + (1.0 - image_weight) * brightened

@@ -12,7 +12,7 @@ returns float [N, H, W, C] (clipped by the caller). Random choices are per image
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -88,10 +88,10 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nda
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     radius, sigma = ladder(MNIST_C_STYLE_PARAMS["motion_blur"]["levels"], severity)
-    return _filters.motion_blur(x, radius, sigma, rng.uniform(-45.0, 45.0, size=x.shape[0]))
+    return _filters.motion_blur(x, radius, sigma, rng.uniform(-45.0, 45.0, size=x.shape[0]))  # type: ignore[arg-type]  # numpy stub precision
 
 
-def _random_signs(rng: np.random.Generator, shape) -> np.ndarray:
+def _random_signs(rng: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
     return rng.choice(np.array([-1.0, 1.0]), size=shape)
 
 
@@ -168,7 +168,8 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     return x * (1.0 - mask) + MUD_GREY * mask
 
 
-def _add_lines(x: np.ndarray, severity: int, rng: np.random.Generator, name: str, draw) -> np.ndarray:
+def _add_lines(x: np.ndarray, severity: int, rng: np.random.Generator, name: str,
+               draw: Callable[[np.random.Generator, int, int, int], np.ndarray]) -> np.ndarray:
     intensity, count = ladder(MNIST_C_STYLE_PARAMS[name]["levels"], severity)
     n, height, width, _ = x.shape
     layer = np.zeros((n, height, width))
