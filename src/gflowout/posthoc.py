@@ -282,7 +282,6 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
 
     if config.data.name in DATASET_INFO and config.data.module is None:
         from gflowout.eval.evaluate import evaluate_method
-
         from gflowout.training.evaluation import validation_tensors
 
         settings = dict(evaluation)
