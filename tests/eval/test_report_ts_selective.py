@@ -54,6 +54,7 @@ def test_ts_rows_follow_their_method_and_aggregate_over_seeds(tmp_path: Path) ->
     write_report(results, tmp_path / "report")
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| mc_dropout + TS | 2 |" in report
+    assert "| methods | gflowout, mc_dropout |" in report  # the settings are the runs': TS rows are not runs
     assert "### mnist: selective prediction (clean)" in report
     assert "| mc_dropout | max_probability | 0.0300 ± 0.0100 | 0.9900 ± 0.0000 |" in report
     assert "| mc_dropout + TS | 2.000 ± 0.500 | 0.4000 ± 0.0000 | 0.3000 ± 0.0000 |" in report

@@ -572,7 +572,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
     page = [f"<h1>{html.escape(title)}</h1><p>{inline_html(intro)}</p>"
             + (f"<p class=\"note\">{inline_html(sources)}</p>" if sources else "")]
     for dataset, groups in by_dataset.items():
-        settings = comparison.settings_rows([r for g in groups for r in g.runs])
+        settings = comparison.settings_rows([r for g in groups if not is_temperature_row(g) for r in g.runs])
         markdown += [f"## {dataset}", "", "### Settings", "", _settings_markdown(settings)]
         page.append(f"<h2>{html.escape(dataset)}</h2><h3>Settings</h3>{_settings_html(settings)}")
         tables = [t for build in HEAD_TABLES if (t := build(dataset, groups)) is not None]
