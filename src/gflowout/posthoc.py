@@ -290,9 +290,9 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
         validation = validation_tensors(config, limit=settings.get("limit"))
         return evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
                                validation=validation, **settings)
+    from gflowout.rng import private_rng
     from gflowout.training.build import build_datamodule
     from gflowout.training.module import ClassificationSums
-    from gflowout.training.rng import private_rng
 
     datamodule = build_datamodule(config.data)
     datamodule.prepare_data()

@@ -63,7 +63,7 @@ def fixture_runs(methods: Sequence[str] = METHODS, seeds: Sequence[int] = SEEDS)
 
 
 def write_runs(folder: Path, runs: Sequence[Mapping[str, Any]]) -> Path:
-    from gflowout.experiments.results import write_json_atomic
+    from gflowout.results import write_json_atomic
 
     for run in runs:
         write_json_atomic(folder / f"{run['run_id']}.json", dict(run))

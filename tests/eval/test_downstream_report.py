@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from gflowout.eval.downstream_report import normalised_auc, write_active_learning_report, write_transfer_report
-from gflowout.experiments.downstream_common import PROTOCOL_SCHEMA
-from gflowout.experiments.results import write_json_atomic
+from gflowout.results import PROTOCOL_SCHEMA, write_json_atomic
 
 
 def test_normalised_auc_by_hand():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gflowout.eval.report import aggregate, mean_and_standard_error, write_report
-from gflowout.experiments.results import SCHEMA_VERSION, load_results, write_json_atomic
+from gflowout.results import SCHEMA_VERSION, load_results, write_json_atomic
 
 
 def fake_result(method: str, seed: int, accuracy: float, dataset: str = "mnist") -> dict:

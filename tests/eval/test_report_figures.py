@@ -140,7 +140,7 @@ def test_build_figures_captions_count_seeds_per_method_when_they_differ(tmp_path
 
 
 def test_a_benchmark_folder_reads_its_results_not_its_harness_run_folders(tmp_path: Path):
-    from gflowout.experiments.results import load_report_runs
+    from gflowout.results import load_report_runs
 
     write_runs(tmp_path / "out" / "results", fixture_runs(methods=("gflowout",), seeds=(1,)))
     for seed in (1, 2):  # seed 2 trained but not yet evaluated: must not enter with its clean metrics alone

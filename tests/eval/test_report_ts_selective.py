@@ -13,7 +13,7 @@ from test_report_aggregate import fake_result
 
 from gflowout.eval.report import aggregate, summary_table, write_report
 from gflowout.eval.selective import CURVE_GRID
-from gflowout.experiments.results import write_json_atomic
+from gflowout.results import write_json_atomic
 
 
 def with_ts_and_selective(result: dict, temperature: float, aurc: float) -> dict:

@@ -14,7 +14,7 @@ from eval_helpers import RecordingMethod
 
 from gflowout.eval import evaluate as evaluate_module
 from gflowout.eval.evaluate import evaluate_method
-from gflowout.experiments.results import read_result, write_json_atomic
+from gflowout.results import read_result, write_json_atomic
 
 MEAN, STD = 0.3, 0.2  # training statistics of the stand-in set: not 0 / 1, so a missing normalisation shows
 

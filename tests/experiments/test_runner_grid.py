@@ -12,7 +12,7 @@ import yaml
 from gflowout.errors import NonFiniteLossError
 from gflowout.experiments import benchmark
 from gflowout.experiments.benchmark import BenchmarkError, load_benchmark_config, run_benchmark, seconds_left
-from gflowout.experiments.results import SCHEMA_VERSION, run_id
+from gflowout.results import SCHEMA_VERSION, run_id
 
 
 def write_bench(tmp_path: Path) -> Path:
@@ -131,7 +131,7 @@ def test_a_finished_training_of_another_config_is_not_reused(tmp_path: Path):
 
 def test_the_same_run_twice_under_one_results_folder_is_refused(tmp_path: Path):
     from gflowout.errors import DataError
-    from gflowout.experiments.results import load_results
+    from gflowout.results import load_results
 
     result = {"schema_version": SCHEMA_VERSION, "run_id": "mnist__none__seed1", "method": "none", "seed": 1}
     (tmp_path / "a").mkdir()

@@ -20,9 +20,9 @@ from gflowout.errors import ConfigError
 from gflowout.eval.evaluate import evaluate_method
 from gflowout.eval.report import summary_table, write_report
 from gflowout.experiments.benchmark import load_benchmark_config, run_config
-from gflowout.experiments.results import write_json_atomic
 from gflowout.methods.base import DropoutMethod
 from gflowout.nets.mlp import MLP
+from gflowout.results import write_json_atomic
 
 N_TEST = 40
 MEAN = torch.tensor(DATASET_INFO["cifar10"].mean).view(1, 3, 1, 1)

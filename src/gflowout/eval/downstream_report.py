@@ -26,7 +26,7 @@ import numpy as np
 
 from gflowout.errors import DataError
 from gflowout.eval.report import METHOD_ORDER, Table, format_stat, mean_and_standard_error, table_html, table_markdown
-from gflowout.experiments.downstream_common import load_protocol_results
+from gflowout.results import load_protocol_results
 
 Band = tuple[Sequence[float], Sequence[float], Sequence[float]]  # x, mean, standard error
 Section = tuple[str, list[Table], list[tuple[str, Path]]]  # heading, tables, (caption, figure path)

@@ -3,7 +3,7 @@
 `evaluate_method(method, data_name)` predicts with S mask samples (in batches, under no_grad, so
 memory stays bounded by one batch of S x batch rows plus the [S, N, C] logits of one condition) and
 returns one dictionary in the RESULT SCHEMA below. `gflowout benchmark` adds the run's identity and
-writes it with `gflowout.experiments.results.write_json_atomic` (one file per run); `gflowout report`
+writes it with `gflowout.results.write_json_atomic` (one file per run); `gflowout report`
 aggregates the files.
 
 The MNIST-C-style / CIFAR-10-C-style shifts are read from `gflowout.data.shifts.shifted_split`: the
@@ -86,9 +86,9 @@ from gflowout.eval.published import PUBLISHED_LABELS, fetch_hint, plan_published
 from gflowout.eval.selective import selective_report
 from gflowout.eval.temperature import apply_temperature, fit_temperature, temperature_nll
 from gflowout.eval.uncertainty import ttest_uncertainty
-from gflowout.experiments.results import SCHEMA_VERSION, run_id
 from gflowout.methods.base import DropoutMethod
-from gflowout.training.rng import private_rng
+from gflowout.results import SCHEMA_VERSION, run_id
+from gflowout.rng import private_rng
 
 DEFAULT_OOD: dict[str, tuple[str, ...]] = {
     "mnist": ("fashion-mnist", "animal-mnist"),

@@ -37,7 +37,7 @@ import numpy as np
 from gflowout import __version__
 from gflowout.eval import comparison, plots
 from gflowout.eval.tables import Table, inline_html, table_html, table_markdown
-from gflowout.experiments.results import load_report_runs, load_results
+from gflowout.results import load_report_runs, load_results
 
 __all__ = ["Group", "Stat", "Table", "aggregate", "build_figures", "build_tables", "format_stat", "load_results",
            "mean_and_standard_error", "summarise_result", "summary_table", "table_html", "table_markdown",

@@ -46,9 +46,9 @@ from gflowout.experiments.plain_training import (
     resolve_device,
     train_for_steps,
 )
-from gflowout.experiments.results import write_json_atomic
 from gflowout.methods.base import DropoutMethod
-from gflowout.training.rng import private_rng, seed_stream
+from gflowout.results import write_json_atomic
+from gflowout.rng import private_rng, seed_stream
 
 PROTOCOL = "active_learning"
 

@@ -42,7 +42,7 @@ import yaml
 from gflowout.config_types import closest_match
 from gflowout.errors import ConfigError, GFlowOutError
 from gflowout.experiments.grid_check import check_grid, check_method_names
-from gflowout.experiments.results import read_result, run_id, write_json_atomic
+from gflowout.results import read_result, run_id, write_json_atomic
 from gflowout.training.resume import settings_digest
 
 TRAINED_MARKER = "trained.json"

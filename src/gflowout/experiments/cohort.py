@@ -214,7 +214,7 @@ def run_path(out: Path, held_out: str, method: str, seed: int) -> Path:
 
 def run_cohort(config: CohortConfig, out: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every (held-out group, method, seed) run not already in `out`, then the summary; returns the summary."""
-    from gflowout.experiments.results import write_json_atomic
+    from gflowout.results import write_json_atomic
 
     out = Path(out)
     torch.set_num_threads(config.threads)
@@ -263,7 +263,7 @@ def _mean_se(values: Sequence[float]) -> tuple[float, float]:
 def write_summary(out: Path, digest: str | None = None) -> dict[str, Any]:
     """Aggregate the run JSONs in `out/runs` (of config `digest`, when given) into summary.json / summary.md / a figure."""
     from gflowout.eval.report import METHOD_ORDER
-    from gflowout.experiments.results import write_json_atomic
+    from gflowout.results import write_json_atomic
 
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     runs = [r for r in runs if digest is None or r.get("config_digest") == digest]

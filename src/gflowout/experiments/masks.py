@@ -218,7 +218,7 @@ def split_class_means(results: Sequence[dict[str, Any]]) -> tuple[list[dict[str,
 def write_outputs(results: Sequence[dict[str, Any]], out: str | Path) -> Path:
     """masks.json (scalars), class_means.npz, masks.md (with the figures linked) and figures/ under `out`;
     returns the Markdown path."""
-    from gflowout.experiments.results import write_json_atomic
+    from gflowout.results import write_json_atomic
 
     out = Path(out)
     slim, arrays = split_class_means(results)

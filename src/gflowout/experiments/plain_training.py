@@ -28,9 +28,9 @@ from gflowout.errors import ConfigError
 from gflowout.eval.metrics import accuracy, nll
 from gflowout.eval.predictive import check_logits
 from gflowout.methods.base import DropoutMethod, resolve_group_specs
-from gflowout.training.rng import private_rng, seed_stream
+from gflowout.rng import private_rng, seed_stream
 
-# Stream ids of the downstream loops (the harness uses 1-4, see gflowout.training.rng).
+# Stream ids of the downstream loops (the harness uses 1-4, see gflowout.rng).
 INITIALISATION, TRAINING, ACQUISITION, EVALUATION, DATA_ORDER = 11, 12, 13, 14, 15
 
 __all__ = ["TrainingSummary", "build_seeded_method", "evaluate_predictive", "optimizer_overrides",

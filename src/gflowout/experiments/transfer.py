@@ -42,8 +42,8 @@ from gflowout.experiments.plain_training import (
     train_for_steps,
     weights_digest,
 )
-from gflowout.experiments.results import write_json_atomic
 from gflowout.methods.base import DropoutMethod
+from gflowout.results import write_json_atomic
 
 PROTOCOL = "transfer"
 # positions of the seeded streams: pre-training, then (FINETUNE, n) and (SCRATCH, n) per subset size n

@@ -13,9 +13,9 @@ from gflowout.eval.evaluate import fit_on_validation, subset_indices
 from gflowout.eval.predictive import Predictive
 from gflowout.eval.selective import confidence_scores, selective_metrics
 from gflowout.eval.temperature import apply_temperature
+from gflowout.rng import private_rng
 from gflowout.training.build import build_datamodule
 from gflowout.training.module import ClassificationSums
-from gflowout.training.rng import private_rng
 
 
 def validation_tensors(config: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from gflowout.training.rng import BATCH_AUGMENTATION, seed_stream
+from gflowout.rng import BATCH_AUGMENTATION, seed_stream
 
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> torch.Tensor:

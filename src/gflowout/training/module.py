@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gflowout import rng
 from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
 from gflowout.methods.base import DropoutMethod, _eval_mode, raise_if_nonfinite, resolve_group_specs
-from gflowout.training import rng
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
 
 ECE_BINS = 15

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from gflowout.errors import DataError
+from gflowout.errors import ConfigError, DataError
 
 SCHEMA_VERSION = 1
 
@@ -181,3 +181,34 @@ def _is_result_file(path: Path) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     return isinstance(data, dict) and "schema_version" in data
+
+
+# --- the downstream protocols' result files (active learning, transfer) ----------------------------
+PROTOCOL_SCHEMA = 1
+
+
+def read_protocol_result(path: Path, protocol: str, digest: str | None = None) -> dict[str, Any]:
+    """One result file of `protocol`; with `digest`, a ConfigError if it was made with other settings."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"cannot read result file {path}: {error}; delete it and rerun the command") from error
+    if not isinstance(data, dict) or data.get("protocol") != protocol:
+        raise DataError(f"{path} is not a {protocol} result file (no \"protocol\": {protocol!r})")
+    if data.get("protocol_schema") != PROTOCOL_SCHEMA:
+        raise DataError(f"{path} has schema {data.get('protocol_schema')}, this gflowout reads {PROTOCOL_SCHEMA}; rerun it")
+    if digest is not None and data.get("settings_digest") != digest:
+        raise ConfigError(f"{path} was made with other settings than this config's; a report would mix them. Use "
+                          "another --out, or delete that file (and its runs/ folder) to redo the run")
+    return data
+
+
+def load_protocol_results(results_dir: str | Path, protocol: str) -> list[dict[str, Any]]:
+    """Every `protocol` result file under `results_dir`, sorted by run id."""
+    results_dir = Path(results_dir)
+    runs = []
+    for path in sorted(results_dir.glob("*.json")):
+        runs.append(read_protocol_result(path, protocol))
+    if not runs:
+        raise DataError(f"no {protocol} result files under {results_dir}")
+    return sorted(runs, key=lambda run: run["run_id"])
