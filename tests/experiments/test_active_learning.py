@@ -63,6 +63,15 @@ def test_acquired_examples_leave_the_pool_and_are_never_acquired_twice(tmp_path:
     assert len(result["accuracy"]) == len(result["nll"]) == 4
 
 
+@pytest.mark.parametrize("method", ["ensemble", "gflowout"])
+def test_every_score_runs_for_a_sampled_and_a_fixed_size_predictive(tmp_path: Path, method: str):
+    """The ensemble predicts its M members whatever S is asked; BALD and the others still rank its pool."""
+    for score in ("bald", "dempster_shafer"):
+        result = run(tiny_config(score, method=method, rounds=2), tmp_path / score)
+        assert result["labelled_sizes"] == [6, 10, 14]
+        assert all(len(record["acquired"]) == 4 for record in result["rounds"][:-1])
+
+
 def test_acquisition_never_reads_the_labels_of_the_pool(tmp_path: Path):
     """Changing the labels of every example that is never acquired changes no pick and no number. (The balanced
     initial set reads the labels of the pool's first examples, up to its last pick: those stay.)"""

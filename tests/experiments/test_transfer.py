@@ -46,7 +46,7 @@ def run(config: TransferConfig, out: Path, log=lambda line: None) -> dict:
                       torch.device("cpu"), log)
 
 
-@pytest.mark.parametrize("method", ["mc_dropout", "gflowout", "concrete", "id_gflowout", "contextual", "none"])
+@pytest.mark.parametrize("method", ["mc_dropout", "gflowout", "concrete", "id_gflowout", "contextual", "none", "ensemble"])
 def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path: Path, monkeypatch, method: str):
     """The weights each training starts from, captured at its first step, against the saved pre-trained ones."""
     starts: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}

@@ -125,9 +125,13 @@ def train_for_steps(method: DropoutMethod, x: Tensor, y: Tensor, *, steps: int, 
 
 def predict_in_batches(method: DropoutMethod, x: Tensor, *, samples: int, batch_size: int,
                        device: torch.device | str = "cpu") -> Tensor:
-    """Per-sample logits [S, N, C] on the CPU, from `method.predict` over batches of `batch_size` rows (no labels)."""
+    """Per-sample logits [S, N, C] on the CPU, from `method.predict` over batches of `batch_size` rows (no labels).
+
+    S is `method.prediction_samples(samples)`: `samples` for the masked methods, M for a deep ensemble.
+    """
     device = torch.device(device)
     method.to(device)
+    samples = method.prediction_samples(samples)
     parts = [method.predict(x[start : start + batch_size].to(device), samples=samples).cpu()
              for start in range(0, int(x.shape[0]), batch_size)]
     return torch.cat(parts, dim=1)
