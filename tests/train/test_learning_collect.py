@@ -1,0 +1,53 @@
+"""learning.json from a real run folder: curves from the CSV logs, epoch times from the events, and the mask
+diagnostics of the best and last checkpoints (gflowout.experiments.learning)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from train_helpers import TINY_CONFIG, run_fit
+
+from gflowout.experiments.learning import collect_learning, read_learning, run_learning
+
+GFLOWOUT = ("method.name=gflowout", "method.options={}", "trainer.max_epochs=3")
+
+
+@pytest.fixture(scope="module")
+def gflowout_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    run_fit(TINY_CONFIG, runs / "synthetic__gflowout__seed3", overrides=GFLOWOUT)
+    return runs
+
+
+def test_a_run_folder_gives_curves_timing_and_checkpoint_masks(gflowout_run: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the stand-in data module of the tiny config
+    record = run_learning(gflowout_run / "synthetic__gflowout__seed3")
+    curves = record["curves"]
+    assert sorted(curves["train/keep_rate_epoch"], key=int) == ["0", "1", "2"]
+    assert all(0.0 < value < 1.0 for value in curves["train/keep_rate_epoch"].values())
+    assert {"train/log_forward_epoch", "train/beta_epoch", "val/nll", "masks/log_z"} <= set(curves)
+    assert record["timing"]["epochs"] == 2 and record["timing"]["median_s"] > 0  # epoch 0 has no start in the file
+    last = record["checkpoints"]["last"]
+    assert last["epoch"] == 2 and last["units"] == 32
+    means = last["site_means"]
+    assert set(means) >= {"q_keep", "q_entropy", "p_keep", "p_entropy", "keep_rate"}
+    assert 0.0 <= means["q_entropy"] <= 0.6932 and 0.0 < means["p_keep"] < 1.0
+    sites = [key for key in last["diagnostics"] if key.endswith("/q_entropy")]
+    assert len(sites) == 2
+    assert means["q_entropy"] == pytest.approx(sum(last["diagnostics"][k] for k in sites) / 2)
+
+
+def test_collect_writes_a_learning_json_the_report_can_read(gflowout_run: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    written = collect_learning(gflowout_run, tmp_path / "learning.json", log=lambda line: None)
+    assert read_learning(tmp_path / "learning.json") == written
+    assert list(written) == ["synthetic__gflowout__seed3"]
+    with pytest.raises(FileNotFoundError, match="no run folders"):
+        collect_learning(tmp_path, tmp_path / "other.json", log=lambda line: None)
+    (tmp_path / "bad.json").write_text('{"runs": []}')
+    with pytest.raises(ValueError, match="not a learning.json"):
+        read_learning(tmp_path / "bad.json")
+
+
