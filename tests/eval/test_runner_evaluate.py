@@ -140,6 +140,49 @@ def _normalised(labels: np.ndarray) -> torch.Tensor:
     return (torch.as_tensor(class_images(labels), dtype=torch.float32)[:, None] / 255.0 - MEAN) / STD
 
 
+class UnevenReader(BrightnessReader):
+    """Imperfect, with a confidence that varies by class: reads classes 2, 5 and 8 as the next class, is sharper
+    for higher classes, and each of the S samples shifts every logit by its own amount (the predictive is a mixture)."""
+
+    name = "uneven"
+
+    def answer(self, x: torch.Tensor, samples: int) -> torch.Tensor:
+        position = (x.mean(dim=(1, 2, 3)) * STD + MEAN) * 20 - 1
+        classes = torch.arange(10.0)
+        sharpness = 0.3 + 0.25 * position.round()
+        logits = -((position[:, None] - classes) ** 2) * sharpness[:, None]
+        wrong = position.round() % 3 == 2
+        logits[wrong] = logits[wrong].roll(1, dims=1)
+        shifts = torch.stack([0.7 * torch.cos(classes * (s + 1)) for s in range(samples)])  # [S, 10]
+        return logits.unsqueeze(0) + shifts[:, None, :]
+
+
+def test_every_clean_metric_is_the_metrics_modules_value_of_an_imperfect_predictive(stand_in_data):
+    """accuracy, NLL (exact log predictive), Brier and ECE with 15 and 10 bins of the S-sample predictive, each
+    against `gflowout.eval.metrics` on the stand-in's own logits; the predictive is wrong on some inputs and its
+    confidence varies, so every metric is informative and 15 and 10 bins give different ECEs."""
+    from gflowout.eval import metrics
+    from gflowout.eval.predictive import log_mean_probs
+
+    labels = stand_in_data
+    method, samples = UnevenReader(), 3
+    result = evaluate_method(method, "digits", samples=samples, shifts=(), rotation_angles=(0,), ood_sets=[], batch_size=64)
+
+    log_probs = log_mean_probs(method.answer(_normalised(labels), samples))
+    probs = log_probs.exp()
+    expected = {"accuracy": metrics.accuracy(probs, labels), "nll": metrics.nll(probs, labels, log_probs=log_probs),
+                "brier": metrics.brier(probs, labels), "ece15": metrics.ece(probs, labels, bins=15),
+                "ece10": metrics.ece(probs, labels, bins=10)}
+    assert 0.5 < expected["accuracy"] < 1.0
+    assert len(torch.unique(probs.max(dim=1).values.round(decimals=4))) >= 8, "confidence must vary"
+    assert abs(expected["ece15"] - expected["ece10"]) > 0.005, expected
+    assert set(result["clean"]) == set(expected), "a clean metric without a check here"
+    for condition in ("clean", "random_rotation"):  # constant images: the stand-in rotations change nothing
+        for name, value in expected.items():
+            assert result[condition][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (condition, name)
+    assert result["rotation_sweep"]["0"] == pytest.approx(result["clean"], rel=1e-6)
+
+
 def test_temperature_scaling_and_selective_prediction_in_the_result(stand_in_data):
     """T is fitted on the validation data given, every condition is also reported with it, and the selective
     metrics are those of the logits; all against computations here from the stand-in's own logits."""

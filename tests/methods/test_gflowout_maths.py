@@ -13,6 +13,7 @@ from gflowout.methods.generators import GroupedMLPTail, PosteriorGenerator, proj
 from gflowout.methods.mask_sampling import (
     bernoulli_log_prob,
     keep_with_16_bits,
+    log_prob_grad,
     mask_with_16_bits,
     sample_and_apply,
 )
@@ -75,6 +76,23 @@ def test_bernoulli_log_prob_matches_torch_distributions_and_stays_finite():
     reference = logits.clone().requires_grad_()
     (torch.distributions.Bernoulli(logits=reference).log_prob(mask).sum(dim=1) * weights).sum().backward()
     assert torch.allclose(leaf.grad, reference.grad, atol=1e-6)
+
+
+def test_hand_written_bernoulli_gradients_equal_autograd_in_float64():
+    """`bernoulli_log_prob`'s backward passes torch.autograd.gradcheck, and `log_prob_grad` (the trajectory node's
+    d/da of w * log q, [2, sites, batch, width] logits) equals autograd through torch.distributions."""
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(5, 7, dtype=torch.float64)).requires_grad_()
+    mask = (torch.rand(5, 7) < 0.5).double()
+    assert torch.autograd.gradcheck(lambda a: bernoulli_log_prob(a, mask), (logits,), eps=1e-6, atol=1e-8)
+
+    logits = 3 * torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    mask = (torch.rand(2, 3, 5, 7) < 0.5).double()
+    weights = torch.randn(2, 1, 5, dtype=torch.float64)  # one weight per generator and example, as the node's
+    leaf = logits.clone().requires_grad_()
+    log_q = torch.distributions.Bernoulli(logits=leaf).log_prob(mask).sum(dim=-1)  # [2, 3, 5]
+    (expected,) = torch.autograd.grad((weights * log_q).sum(), leaf)
+    assert torch.allclose(log_prob_grad(logits.clone(), mask, weights), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_grouped_tail_equals_separate_branch_mlps():

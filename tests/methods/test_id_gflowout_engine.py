@@ -10,6 +10,7 @@ from method_helpers import assert_predict_leaves_parameters_untouched, batch, re
 
 from gflowout.methods import method_class
 from gflowout.methods.id_gflowout import ChainSampler, IDGFlowOut
+from gflowout.methods.mask_sampling import bernoulli_log_prob
 from gflowout.nets.mlp import MLP
 
 
@@ -76,6 +77,28 @@ def test_prediction_masks_come_from_q_without_label_or_input():
     with torch.no_grad():
         method.net(torch.rand(4000, 1, 28, 28), sampler)
     assert sampler.chain.masks[0].mean().item() == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item(), abs=0.01)
+
+
+def test_training_masks_follow_q_at_the_temperature_and_log_q_is_scored_at_one():
+    """As GFlowOut's policy (test_trajectory_policy_engine.py): masks come from sigmoid(logits / T), T = 2 here,
+    within 5 SE per unit, while log q(z) is that of the drawn masks under the policy at T = 1."""
+    method = small_method()
+    rows = 4000
+    torch.manual_seed(0)
+    with torch.no_grad():
+        method.generators[0].constant.copy_(torch.linspace(-3.0, 3.0, method.net.sites[0].width))
+    sampler = ChainSampler(method.generators, temperature=2.0)
+    with torch.no_grad():
+        method.net(torch.rand(1, 1, 28, 28).expand(rows, -1, -1, -1), sampler)
+    masks = sampler.chain.masks
+    keep = torch.sigmoid(method.generators[0].constant.detach() / 2.0)
+    tolerance = 5 * torch.sqrt(keep * (1 - keep) / rows) + 1e-3
+    assert ((masks[0].mean(dim=0) - keep).abs() <= tolerance).all()
+    untempered = torch.sigmoid(method.generators[0].constant.detach())
+    assert ((masks[0].mean(dim=0) - untempered).abs() > tolerance).any(), "T = 2 and T = 1 must be told apart"
+    with torch.no_grad():
+        expected = sum(bernoulli_log_prob(g(masks[:k] or None, rows), masks[k]) for k, g in enumerate(method.generators))
+    assert torch.allclose(sampler.log_forward, expected, rtol=1e-5, atol=1e-4)  # scored at T = 1
 
 
 @pytest.mark.parametrize("rows, samples", [(1, 1), (1, 3), (4, 1), (4, 5)])

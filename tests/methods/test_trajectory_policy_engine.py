@@ -102,6 +102,21 @@ def test_values_and_gradients_equal_the_modules(layout, forced):
     assert_same_gradients(loss, loss_reference, posterior, prior)
 
 
+def test_hand_written_backward_equals_finite_differences_in_float64():
+    """torch.autograd.gradcheck of the trajectory node against finite differences of its own forward, on small
+    generators: independent of `bernoulli_log_prob`'s hand-written gradient, which the module reference uses."""
+    widths = (3, 2)
+    posterior, prior = generators(widths, hidden=(3, 2))
+    features, masks, labels, weights = inputs(widths, batch=4)
+    params = [t for _, t in named_parameters(posterior, prior)]
+
+    def weighted_log_probs(*_: torch.Tensor) -> torch.Tensor:
+        log_q, log_p = run_policy(posterior, prior, features, labels, masks).finish()  # reads the parameters in place
+        return torch.stack([weights[0] * log_q, weights[1] * log_p])
+
+    assert torch.autograd.gradcheck(weighted_log_probs, params, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
 @pytest.mark.parametrize("hidden", [(6,), (6, 5, 4)])
 def test_other_generator_depths(hidden):
     """One hidden layer (no hidden-to-hidden linear) and three (two of them): same values and gradients."""
