@@ -3,7 +3,6 @@ diagnostics of the best and last checkpoints (gflowout.experiments.learning)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
