@@ -217,3 +217,12 @@ def test_active_learning_command_end_to_end_on_real_mnist(tmp_path: Path):
     before = {p.name: p.read_text() for p in (out / "results").glob("*.json")}
     assert main(argv) == 0  # a rerun skips the finished runs
     assert before == {p.name: p.read_text() for p in (out / "results").glob("*.json")}
+
+
+def test_gflowout_report_recognises_an_active_learning_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gflowout.cli.main import main
+
+    run(tiny_config(), tmp_path)
+    assert main(["report", str(tmp_path / "results"), "--out", str(tmp_path / "report")]) == 0
+    assert "active learning report written" in capsys.readouterr().out
+    assert (tmp_path / "report" / "report.md").read_text().count("|") > 10

@@ -176,3 +176,14 @@ def test_transfer_command_end_to_end_on_real_mnist(tmp_path: Path):
     report = (out / "report" / "report.md").read_text()
     assert "fine-tuned from the noisy pre-training" in report and "mnist_transfer_accuracy.png" in report
     assert (out / "report" / "figures" / "mnist_transfer_accuracy.png").stat().st_size > 1000
+
+
+def test_gflowout_report_recognises_a_transfer_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gflowout.cli.main import main
+
+    run(tiny_config(), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "results").glob("*.json")) == ["mnist__mc_dropout__seed1.json"]
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    assert "transfer report written" in capsys.readouterr().out
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "mc_dropout" in text.lower().replace(" ", "_") and (tmp_path / "report" / "report.html").is_file()

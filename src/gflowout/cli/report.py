@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "results.json), aggregate mean ± standard error over seeds, and write report.md, figures/*.png and a "
         "self-contained report.html: the settings, a summary table, tests over seeds, detail tables, the cost "
         "and the figures. Given one run folder of `gflowout train` (config.yaml and logs/), it also draws the "
-        "run's mask diagnostics over epochs: run_report.md and figures/masks_*.png.",
+        "run's mask diagnostics over epochs: run_report.md and figures/masks_*.png. Given the output folder of "
+        "`gflowout transfer` or `gflowout active-learning`, it writes that protocol's report.",
     )
     parser.add_argument("results_dir", help="a benchmark's output folder, any folder of result files or "
                         "`gflowout train` run folders (searched recursively), or one run folder")
@@ -45,6 +46,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = results.resolve().parent / "report"
     writable_folder(out, "report folder", "--out")
+    protocol, folder = downstream_protocol(results)
+    if protocol is not None:
+        from gflowout.eval import downstream_report
+
+        writer = {"transfer": downstream_report.write_transfer_report,
+                  "active_learning": downstream_report.write_active_learning_report}[protocol]
+        print(f"{protocol.replace('_', ' ')} report written: {writer(folder, out)}")
+        return 0
     html = write_report(results, out, title=args.title)
     print(f"report written: {out / 'report.md'} and {html}")
     return 0
+
+
+def downstream_protocol(results: Path) -> tuple[str | None, Path]:
+    """("transfer" or "active_learning", the folder of its result files) when RESULTS holds a downstream
+    protocol's results (the folder itself or its results/ subfolder), else (None, RESULTS)."""
+    import json
+
+    for folder in (results / "results", results):
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+            try:
+                protocol = json.loads(path.read_text()).get("protocol")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if protocol in ("transfer", "active_learning"):
+                return protocol, folder
+    return None, results
