@@ -16,12 +16,12 @@ import numpy as np
 
 # Sections of a result file whose numeric leaves are aggregated over seeds.
 SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "uncertainty",
-                   "selective", "temperature_scaling")
+                   "selective", "temperature_scaling", "conformal")
 METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none", "ensemble")
 TS_SUFFIX = " + TS"
 # the sections of a result's "ts" block: the same as the run's own, with every sample's logits divided by T
 TS_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "selective",
-               "figures")
+               "figures", "conformal")
 
 
 def mean_and_standard_error(values: Sequence[float | None]) -> tuple[float, float]:

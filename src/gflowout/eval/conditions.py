@@ -1,6 +1,7 @@
 """Prediction and the numbers of one evaluated condition: S-sample logits batch by batch, METRICS of the
 predictive, the validation pass of temperature scaling, and `ConditionRecorder`, which writes a condition's
-numbers into a result and into its temperature-scaled "ts" block alike."""
+numbers (and its conformal prediction sets, when calibrated) into a result and its temperature-scaled "ts" block
+alike."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gflowout.eval.conformal import ConformalClassifier, set_report
 from gflowout.eval.figure_material import reliability_material
 from gflowout.eval.metrics import classification_metrics, ece
 from gflowout.eval.predictive import Predictive
@@ -82,40 +84,64 @@ class ConditionRecorder:
     result's "ts" block holding "temperature"), the same numbers of the tempered predictive into `ts`.
 
     labels: the test labels [N] of the conditions (a condition with labels of its own passes them).
+    conformal: split-conformal predictors by score name, calibrated on the validation predictive, for the result
+        and (second, when `ts` is given) for the tempered predictive: each condition's coverage and mean set size
+        go to the block's "conformal" section at the condition's path ("clean", ("shifts", shift, "<severity>")).
     """
 
-    def __init__(self, results: dict[str, Any], labels: np.ndarray, ts: dict[str, Any] | None = None) -> None:
+    def __init__(self, results: dict[str, Any], labels: np.ndarray, ts: dict[str, Any] | None = None,
+                 conformal: Sequence[dict[str, ConformalClassifier]] = ()) -> None:
         self.results, self.labels, self.ts = results, labels, ts
+        self.conformal = list(conformal)
 
     def scaled(self, logits: Tensor) -> Tensor:
         """Logits divided by the fitted temperature (requires one)."""
         assert self.ts is not None
         return apply_temperature(logits, self.ts["temperature"])
 
+    def _blocks(self) -> list[dict[str, Any]]:
+        return [self.results] + ([self.ts] if self.ts is not None else [])
+
     def targets(self, logits: Tensor) -> list[tuple[dict[str, Any], Tensor]]:
         """(section, logits) pairs: the result with the logits, and "ts" with the tempered logits when fitted."""
         return [(self.results, logits)] + ([(self.ts, self.scaled(logits))] if self.ts is not None else [])
 
+    def _sets(self, index: int, target: dict[str, Any], path: Sequence[str], summary: Predictive,
+              labels: np.ndarray, stratified: bool = False) -> None:
+        if index < len(self.conformal) and self.conformal[index]:
+            probs = summary.probs.double().cpu().numpy()
+            _at(target, ("conformal", *path[:-1]))[path[-1]] = {
+                name: set_report(predictor.predict_sets(probs), labels, stratified)
+                for name, predictor in self.conformal[index].items()}
+
     def open(self, *path: str) -> None:
         """An empty mapping at `path` of every target (a section filled later, listed even when left empty)."""
-        for target in [self.results] + ([self.ts] if self.ts is not None else []):
+        for target in self._blocks():
             _at(target, path[:-1])[path[-1]] = {}
 
     def full(self, name: str, logits: Tensor) -> None:
-        """METRICS, selective prediction and figure material of condition `name` ("clean", "random_rotation")."""
+        """METRICS, selective prediction and figure material of condition `name` ("clean", "random_rotation"), and
+        the conformal sets' coverage, mean size and size-stratified coverage."""
         labels = self.labels
-        for target, condition_logits in self.targets(logits):
+        for index, (target, condition_logits) in enumerate(self.targets(logits)):
             target[name], summary = condition_metrics(condition_logits, labels)
             target["figures"]["reliability"][name] = reliability_material(summary, labels)
             target["selective"][name], target["figures"]["risk_coverage"][name] = selective_report(summary, labels)
+            self._sets(index, target, (name,), summary, labels, stratified=True)
 
     def metrics(self, path: Sequence[str], logits: Tensor, labels: np.ndarray | None = None) -> None:
-        """METRICS of one condition at `path` (e.g. ("shifts", shift, "<severity>"))."""
-        for target, condition_logits in self.targets(logits):
-            _at(target, path[:-1])[path[-1]] = condition_metrics(condition_logits,
-                                                                 self.labels if labels is None else labels)[0]
+        """METRICS (and conformal coverage and mean set size) of one condition at `path`, e.g. ("shifts", shift,
+        "<severity>")."""
+        labels = self.labels if labels is None else labels
+        for index, (target, condition_logits) in enumerate(self.targets(logits)):
+            _at(target, path[:-1])[path[-1]], summary = condition_metrics(condition_logits, labels)
+            self._sets(index, target, path, summary, labels)
 
     def copy(self, path: Sequence[str], source: str) -> None:
         """The numbers of condition `source` again at `path` (a rotation by 0 degrees is the clean test set)."""
-        for target in [self.results] + ([self.ts] if self.ts is not None else []):
+        for target in self._blocks():
             _at(target, path[:-1])[path[-1]] = dict(target[source])
+            if source in target.get("conformal", {}):
+                _at(target, ("conformal", *path[:-1]))[path[-1]] = {
+                    name: {k: v for k, v in sets.items() if k != "by_size"}
+                    for name, sets in target["conformal"][source].items()}

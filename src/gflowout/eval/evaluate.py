@@ -52,9 +52,17 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
                   "max_probability", "negative_entropy", "negative_mutual_information"
   temperature_scaling  (only when `validation` data were given) {"temperature", "validation_size",
                   "validation_nll", "validation_nll_scaled"}: T fitted on them (gflowout.eval.temperature)
+  conformal       (only with `validation` and `conformal_alpha`) split-conformal prediction sets calibrated on the
+                  validation predictive (gflowout.eval.conformal): "alpha", "calibration_size", "raps_lambda",
+                  "raps_k_reg", "quantile" {score: q}, and per condition "clean", "random_rotation" {score: SETS
+                  with "by_size"}, "shifts" {shift: {"<severity>": {score: SETS}}}, "rotation_sweep" {"<angle>":
+                  {score: SETS}}, "published_corruptions" (when evaluated). Scores "lac", "aps", "aps_randomized"
+                  by default (also "raps", "raps_randomized"). SETS = {"coverage", "mean_size"}; "by_size" {stratum
+                  "0", "1", "2", "3", "4-5", ...: {"fraction", "coverage"}}
   ts              (only with `validation`) the same method with every sample's logits divided by T: "temperature",
                   "clean", "random_rotation", "shifts", "rotation_sweep", "published_corruptions" (when
-                  evaluated), "ood", "selective", and "figures" {"reliability", "risk_coverage"}, each as above
+                  evaluated), "ood", "selective", "conformal" (calibrated on the tempered validation predictive),
+                  and "figures" {"reliability", "risk_coverage"}, each as above
   figures         raw material for figures, kept small:
       reliability     {condition: {"edges" [16], "confidence" [15], "accuracy" [15], "count" [15]}}
                       (15 equal-width bins; empty bins have null confidence/accuracy)
@@ -87,6 +95,7 @@ from gflowout.eval.conditions import (
     temperature_record,
     validation_logits,
 )
+from gflowout.eval.conformal import ConformalClassifier, fit_scores, predictive_probs
 from gflowout.eval.figure_material import (
     HISTOGRAM_BINS,
     ROC_GRID,
@@ -98,6 +107,7 @@ from gflowout.eval.figure_material import (
 from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores
 from gflowout.eval.published import PUBLISHED_LABELS, plan_published_corruptions
 from gflowout.eval.published_eval import evaluate_published
+from gflowout.eval.temperature import apply_temperature
 from gflowout.eval.test_sets import (
     DEFAULT_ANGLES,
     DEFAULT_OOD,
@@ -125,6 +135,7 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
+DEFAULT_CONFORMAL_SCORES: tuple[str, ...] = ("lac", "aps", "aps_randomized")
 
 
 def _stderr(message: str) -> None:
@@ -172,6 +183,11 @@ def evaluate_method(
     published_corruptions: Sequence[str] | Mapping[str, Sequence[int]] | str | None = None,
     log: Progress = _stderr,
     validation: tuple[Tensor, Tensor] | None = None,
+    temperature_scaling: bool = True,
+    conformal_alpha: float | None = 0.1,
+    conformal_scores: Sequence[str] = DEFAULT_CONFORMAL_SCORES,
+    conformal_raps_lambda: float = 0.01,
+    conformal_raps_k_reg: int = 5,
 ) -> dict[str, Any]:
     """Evaluate `method` on `data_name`'s test set, its shifts and OOD pairs; a dict in the RESULT SCHEMA.
 
@@ -190,6 +206,11 @@ def evaluate_method(
     validation: held-out (normalised images [N, C, H, W], labels [N]), e.g. the run's validation split: a
         temperature is fitted on them (Guo et al. 2017) and every condition is also reported with it ("ts").
         Its masks come from their own seeded RNG, so every other number is what it is without it.
+    temperature_scaling: fit the temperature on `validation` (False: use it for conformal calibration only).
+    conformal_alpha: calibrate split-conformal prediction sets on `validation` with this miscoverage rate and report
+        their coverage and mean size in every condition ("conformal"; "ts" too); None for none.
+    conformal_scores: the set scores (`gflowout.eval.conformal`): "lac", "aps", "aps_randomized", "raps",
+        "raps_randomized"; conformal_raps_lambda, conformal_raps_k_reg: the RAPS penalty and its free set size.
     samples: a method with a fixed sample count (a deep ensemble: its members) uses its own; recorded.
     """
     started = time.perf_counter()
@@ -218,14 +239,25 @@ def evaluate_method(
         "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}, "risk_coverage": {}},
     }
     ts: dict[str, Any] | None = None
+    predictors: list[dict[str, ConformalClassifier]] = []
     if validation is not None:
-        note("validation (temperature scaling)")
+        note("validation (temperature scaling)" if temperature_scaling else "validation (conformal calibration)")
         val_logits, val_labels = validation_logits(method, validation, samples, batch_size, seed)
-        results["temperature_scaling"] = temperature_record(val_logits, val_labels)
-        ts = results["ts"] = {"temperature": results["temperature_scaling"]["temperature"], "shifts": {},
-                              "rotation_sweep": {}, "ood": {}, "selective": {},
-                              "figures": {"reliability": {}, "risk_coverage": {}}}
-    recorder = ConditionRecorder(results, labels, ts)
+        if temperature_scaling:
+            results["temperature_scaling"] = temperature_record(val_logits, val_labels)
+            ts = results["ts"] = {"temperature": results["temperature_scaling"]["temperature"], "shifts": {},
+                                  "rotation_sweep": {}, "ood": {}, "selective": {},
+                                  "figures": {"reliability": {}, "risk_coverage": {}}}
+        if conformal_alpha is not None:
+            raps = {"lam": float(conformal_raps_lambda), "k_reg": int(conformal_raps_k_reg)}
+            for block, block_logits in [(results, val_logits)] + ([(ts, apply_temperature(val_logits, ts["temperature"]))]
+                                                                  if ts is not None else []):
+                predictors.append(fit_scores(predictive_probs(block_logits, logits=True), val_labels.numpy(),
+                                             conformal_alpha, conformal_scores, raps, seed))
+                block["conformal"] = {"alpha": float(conformal_alpha), "calibration_size": int(val_labels.shape[0]),
+                                      "raps_lambda": raps["lam"], "raps_k_reg": raps["k_reg"],
+                                      "quantile": {name: p.quantile for name, p in predictors[-1].items()}}
+    recorder = ConditionRecorder(results, labels, ts, predictors)
 
     note("clean")
     clean_logits = run(images)

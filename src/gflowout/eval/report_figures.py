@@ -12,6 +12,7 @@ import numpy as np
 
 from gflowout.eval import plots
 from gflowout.eval.aggregate import Group, _sorted_keys, _subkeys, mean_and_standard_error
+from gflowout.eval.report_conformal import build_conformal_figures
 from gflowout.eval.report_tables import CURVE_METRICS, _corruption_sections
 
 
@@ -195,6 +196,7 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
                                             figure_dir / f"{name}_risk_coverage_{condition}.png")
             figures.append((f"Risk-coverage curves (selective prediction), {dataset}, {condition}: mean over seeds "
                             "with a standard-error band", path))
+    figures += build_conformal_figures(dataset, groups, figure_dir, seeds_phrase)
     pairs = sorted({p for g in groups for r in g.runs for p in r.get("figures", {}).get("ood_histograms", {})})
     for pair in pairs:
         hists = {g.method: h for g in groups if (h := _pool_ood(g.runs, "ood_histograms", pair))}

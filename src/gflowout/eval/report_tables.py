@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from gflowout.eval import plots
 from gflowout.eval.aggregate import Group, _subkeys, format_stat, is_temperature_row
+from gflowout.eval.report_conformal import build_conformal_tables
 from gflowout.eval.tables import Table
 
 CLEAN_METRICS = ("accuracy", "nll", "brier", "ece15", "ece10")
@@ -46,7 +47,8 @@ def _corruption_sections(dataset: str, groups: Sequence[Group]) -> list[tuple[st
 
 
 def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
-    """The detail tables of one data set: clean, rotation, shifts, rotation sweep, OOD, uncertainty."""
+    """The detail tables of one data set: clean, rotation, shifts, rotation sweep, OOD, uncertainty, selective
+    prediction, temperature scaling and conformal prediction sets."""
     methods = [g.method for g in groups]
     tables = [Table(
         f"{dataset}: clean test set",
@@ -120,5 +122,5 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
             note="Rows METHOD + TS: the same trained network with every sample's logits divided by T; "
                  "T > 1 softens an over-confident predictive. It costs one pass over the validation split.",
         ))
-    return tables
+    return tables + build_conformal_tables(dataset, groups)
 
