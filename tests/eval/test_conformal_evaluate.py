@@ -25,9 +25,9 @@ def validation_set(count: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     return (images - MEAN) / STD, torch.as_tensor(labels)
 
 
-def evaluate(**kwargs):
+def evaluate(validation_size: int = 100, **kwargs):
     return evaluate_method(BrightnessReader(), "digits", samples=3, severities=(1, 2), rotation_angles=(0, 90),
-                           ood_sets=[], validation=validation_set(), **kwargs)
+                           ood_sets=[], validation=validation_set(validation_size), **kwargs)
 
 
 @pytest.mark.usefixtures("stand_in_data")
@@ -66,6 +66,10 @@ def test_conformal_settings() -> None:
     alone = evaluate(temperature_scaling=False, conformal_scores=("raps_randomized",), conformal_raps_k_reg=2)
     assert "ts" not in alone and "temperature_scaling" not in alone
     assert set(alone["conformal"]["clean"]) == {"raps_randomized"} and alone["conformal"]["raps_k_reg"] == 2
+    logged: list[str] = []  # a validation split too small for alpha skips the sets, with a line, not the run
+    tiny = evaluate(validation_size=5, log=logged.append)
+    assert "conformal" not in tiny and "ts" in tiny and "at least 9 examples" in tiny["conformal_skipped"]
+    assert logged == [tiny["conformal_skipped"]]
     plain = evaluate(conformal_alpha=None)
     for key in ("clean", "shifts", "rotation_sweep", "ts"):  # conformal sets change no other number
         assert json.dumps(plain[key], sort_keys=True) == json.dumps(

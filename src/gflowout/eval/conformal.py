@@ -46,6 +46,7 @@ __all__ = [
     "predictive_probs",
     "score_settings",
     "set_report",
+    "settings_problems",
     "size_stratified_coverage",
 ]
 
@@ -265,6 +266,27 @@ def score_settings(name: str) -> dict[str, Any]:
     if score not in SCORES or variant not in ("", "randomized") or (score == "lac" and variant):
         raise ValueError(f"conformal score {name!r} is not one of lac, aps, aps_randomized, raps, raps_randomized")
     return {"score": score, "randomized": variant == "randomized"}
+
+
+def settings_problems(alpha: Any, scores: Any, raps_lambda: Any, raps_k_reg: Any) -> list[str]:
+    """What is wrong with evaluation settings of conformal sets (empty when nothing): alpha None or in (0, 1), a
+    non-empty list of score variant names (`score_settings`), RAPS lambda and k_reg numbers >= 0."""
+    problems = []
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1):
+        problems.append(f"conformal_alpha must be null or a miscoverage rate in (0, 1) (0.1 for 90% sets), found "
+                        f"{alpha!r}")
+    if not isinstance(scores, (list, tuple)) or not scores:
+        problems.append(f"conformal_scores must be a non-empty list, found {scores!r}")
+    else:
+        for name in scores:
+            try:
+                score_settings(str(name))
+            except ValueError as error:
+                problems.append(f"conformal_scores: {error}")
+    for key, value in (("conformal_raps_lambda", raps_lambda), ("conformal_raps_k_reg", raps_k_reg)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            problems.append(f"{key} must be a number >= 0, found {value!r}")
+    return problems
 
 
 def fit_scores(probs: np.ndarray, labels: Any, alpha: float, names: Sequence[str],

@@ -59,6 +59,7 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
                   {score: SETS}}, "published_corruptions" (when evaluated). Scores "lac", "aps", "aps_randomized"
                   by default (also "raps", "raps_randomized"). SETS = {"coverage", "mean_size"}; "by_size" {stratum
                   "0", "1", "2", "3", "4-5", ...: {"fraction", "coverage"}}
+  conformal_skipped  (instead of "conformal") why none were made: a validation split too small for alpha
   ts              (only with `validation`) the same method with every sample's logits divided by T: "temperature",
                   "clean", "random_rotation", "shifts", "rotation_sweep", "published_corruptions" (when
                   evaluated), "ood", "selective", "conformal" (calibrated on the tempered validation predictive),
@@ -95,7 +96,7 @@ from gflowout.eval.conditions import (
     temperature_record,
     validation_logits,
 )
-from gflowout.eval.conformal import ConformalClassifier, fit_scores, predictive_probs
+from gflowout.eval.conformal import ConformalClassifier, calibration_index, fit_scores, predictive_probs
 from gflowout.eval.figure_material import (
     HISTOGRAM_BINS,
     ROC_GRID,
@@ -148,6 +149,15 @@ def _data() -> tuple[Any, Any]:
     from gflowout.data import datasets, shifts
 
     return datasets, shifts
+
+
+def _too_few_to_calibrate(count: int, alpha: float) -> str:
+    """"" when `count` validation examples can calibrate conformal sets at `alpha`, else the one-line reason."""
+    try:
+        calibration_index(count, alpha)
+    except ValueError as error:
+        return f"conformal sets skipped: {error}"
+    return ""
 
 
 # --- the evaluation ------------------------------------------------------------------------------
@@ -248,7 +258,10 @@ def evaluate_method(
             ts = results["ts"] = {"temperature": results["temperature_scaling"]["temperature"], "shifts": {},
                                   "rotation_sweep": {}, "ood": {}, "selective": {},
                                   "figures": {"reliability": {}, "risk_coverage": {}}}
-        if conformal_alpha is not None:
+        if conformal_alpha is not None and (small := _too_few_to_calibrate(int(val_labels.shape[0]), conformal_alpha)):
+            results["conformal_skipped"] = small  # on by default: a tiny validation split skips it, with a line
+            log(small)
+        elif conformal_alpha is not None:
             raps = {"lam": float(conformal_raps_lambda), "k_reg": int(conformal_raps_k_reg)}
             for block, block_logits in [(results, val_logits)] + ([(ts, apply_temperature(val_logits, ts["temperature"]))]
                                                                   if ts is not None else []):

@@ -14,6 +14,9 @@ its result file) is also reported as the method "METHOD + TS" (`with_temperature
 and figure that the tempered numbers exist for, next to the method itself. Selective prediction: a table
 of AURC and accuracy at 90 / 95 / 99 % coverage per condition and score, and a figure of the
 risk-coverage curves (mean over seeds, with a standard-error band).
+Conformal prediction sets (`gflowout.eval.report_conformal`): coverage and mean set size per method and score,
+clean and under every shift and rotation, size-stratified coverage, and figures against severity and angle; a
+result without them (older files) leaves the section out.
 
 Two kinds of corrupted test sets are kept apart: our generated "-style" shifts (section "shifts",
 titled "generated ... -style shifts") and, when a run evaluated them, the PUBLISHED CIFAR-10-C /

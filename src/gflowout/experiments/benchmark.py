@@ -156,25 +156,14 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
 
 
 def _check_conformal(evaluation: dict[str, Any], path: Path) -> None:
-    """Check the conformal settings before any training: alpha null or in (0, 1), known scores, RAPS >= 0."""
-    from gflowout.eval.conformal import score_settings
+    """Check the conformal settings before any training (`gflowout.eval.conformal.settings_problems`)."""
+    from gflowout.eval.conformal import settings_problems
 
-    alpha = evaluation.get("conformal_alpha", 0.1)
-    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1):
-        raise ConfigError(f"{path}: evaluation.conformal_alpha must be null or a miscoverage rate in (0, 1) (0.1 for "
-                          f"90% sets), found {alpha!r}")
-    scores = evaluation.get("conformal_scores", ["lac"])
-    if not isinstance(scores, list) or not scores:
-        raise ConfigError(f"{path}: evaluation.conformal_scores must be a non-empty list, found {scores!r}")
-    for name in scores:
-        try:
-            score_settings(str(name))
-        except ValueError as error:
-            raise ConfigError(f"{path}: evaluation.conformal_scores: {error}") from None
-    for key in ("conformal_raps_lambda", "conformal_raps_k_reg"):
-        value = evaluation.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{path}: evaluation.{key} must be a number >= 0, found {value!r}")
+    defaults = EvaluationSettings()
+    problems = settings_problems(*(evaluation.get(f"conformal_{key}", getattr(defaults, f"conformal_{key}"))
+                                   for key in ("alpha", "scores", "raps_lambda", "raps_k_reg")))
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(f"evaluation.{problem}" for problem in problems))
 
 
 def _check_published(request: Any, path: Path) -> None:
