@@ -33,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "NoDropout": "gflowout.methods.none",
     "DeepEnsemble": "gflowout.methods.ensemble",
     "method_class": "gflowout.methods",
+    # evaluation
+    "ConformalClassifier": "gflowout.eval.conformal",
     # training, checkpoints, configuration
     "fit": "gflowout.train",
     "posthoc": "gflowout.posthoc",

@@ -28,9 +28,23 @@ A short table of METHOD and METHOD + TS goes to stderr. A deep ensemble uses its
 With --full, --shifts, --rotation, --rotation-angles or --ood it evaluates as `gflowout benchmark` does
 (clean, the paper's random rotation, a rotation sweep, MNIST-C-style / CIFAR-10-C-style corruptions,
 OOD detection, selective prediction and, unless --no-temperature-scaling, every condition also with the
-temperature) and prints a summary with rows METHOD and METHOD + TS; --json then holds the whole result
-(the benchmark's schema).
+temperature) and prints a summary with rows METHOD and METHOD + TS, and the coverage and mean size of
+split-conformal prediction sets calibrated on the validation split (--conformal-alpha, default 0.1; none to
+skip); --json then holds the whole result (the benchmark's schema).
 """
+
+
+def conformal_alpha(text: str) -> float | None:
+    """--conformal-alpha: a miscoverage rate in (0, 1), or "none"."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a miscoverage rate in (0, 1) (0.1 for 90% sets) or 'none', got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shifted.add_argument("--rotation-angles", default=None, metavar="LIST", help="comma-separated angles of a sweep (e.g. 0,45,90)")
     shifted.add_argument("--ood", default=None, metavar="NAMES",
                          help="comma-separated OOD data sets, or 'default' (those fetched of the data set's defaults)")
+    shifted.add_argument("--conformal-alpha", type=conformal_alpha, default=0.1, metavar="ALPHA",
+                         help="split-conformal prediction sets at miscoverage ALPHA, calibrated on the validation "
+                         "split, in every condition (default 0.1; 'none' to skip)")
     shifted.add_argument("--limit", type=positive_int, default=None, help="evaluate a fixed random subset of N test images")
     parser.add_argument("--allow-custom-code", action="store_true",
                         help="build a method, backbone or data module the checkpoint names as package.module:Class "
@@ -127,18 +144,30 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     method.to("cuda" if torch.cuda.is_available() else "cpu")
     if args.root:
         config.data.root = args.root
-    validation = validation_tensors(config, limit=args.limit) if args.temperature_scaling else None
+    wants_validation = args.temperature_scaling or args.conformal_alpha is not None
+    validation = validation_tensors(config, limit=args.limit) if wants_validation else None
     result = evaluate_method(
         method, config.data.name, root=args.root or config.data.root, samples=args.samples, shifts=shifts,
         ood_sets=ood, seed=config.seed, severities=severities, rotation_angles=angles, random_rotation=rotation,
         limit=args.limit, batch_size=args.batch_size or 256, validation=validation,
+        temperature_scaling=args.temperature_scaling, conformal_alpha=args.conformal_alpha,
     )
     result.update(config=config.to_dict(), checkpoint=str(path))
     print(summarise_result(result))
+    if "conformal" in result:
+        print(conformal_line(result["conformal"]))
     if args.json:
         atomic_write_json(Path(args.json), result)
         print(f"full result: {args.json}")
     return 0
+
+
+def conformal_line(conformal: dict) -> str:
+    """One line: the clean test set's coverage and mean set size per conformal score."""
+    parts = [f"{score} coverage {sets['coverage']:.3f}, mean size {sets['mean_size']:.2f}"
+             for score, sets in conformal.get("clean", {}).items()]
+    return (f"conformal sets (alpha {conformal['alpha']:g}, calibrated on {conformal['calibration_size']} validation "
+            f"examples), clean test set: " + "; ".join(parts))
 
 
 def summary_rows(metrics: dict) -> str:

@@ -19,7 +19,7 @@ from scipy import stats
 from gflowout.eval.tables import Table
 
 if TYPE_CHECKING:
-    from gflowout.eval.report import Group
+    from gflowout.eval.aggregate import Group
 
 REFERENCE_METHOD = "gflowout"
 COST_REFERENCE = "mc_dropout"

@@ -52,9 +52,18 @@ RESULT SCHEMA (version 1; JSON; NaN is written as null)
                   "max_probability", "negative_entropy", "negative_mutual_information"
   temperature_scaling  (only when `validation` data were given) {"temperature", "validation_size",
                   "validation_nll", "validation_nll_scaled"}: T fitted on them (gflowout.eval.temperature)
+  conformal       (only with `validation` and `conformal_alpha`) split-conformal prediction sets calibrated on the
+                  validation predictive (gflowout.eval.conformal): "alpha", "calibration_size", "raps_lambda",
+                  "raps_k_reg", "quantile" {score: q}, and per condition "clean", "random_rotation" {score: SETS
+                  with "by_size"}, "shifts" {shift: {"<severity>": {score: SETS}}}, "rotation_sweep" {"<angle>":
+                  {score: SETS}}, "published_corruptions" (when evaluated). Scores "lac", "aps", "aps_randomized"
+                  by default (also "raps", "raps_randomized"). SETS = {"coverage", "mean_size"}; "by_size" {stratum
+                  "0", "1", "2", "3", "4-5", ...: {"fraction", "coverage"}}
+  conformal_skipped  (instead of "conformal") why none were made: a validation split too small for alpha
   ts              (only with `validation`) the same method with every sample's logits divided by T: "temperature",
                   "clean", "random_rotation", "shifts", "rotation_sweep", "published_corruptions" (when
-                  evaluated), "ood", "selective", and "figures" {"reliability", "risk_coverage"}, each as above
+                  evaluated), "ood", "selective", "conformal" (calibrated on the tempered validation predictive),
+                  and "figures" {"reliability", "risk_coverage"}, each as above
   figures         raw material for figures, kept small:
       reliability     {condition: {"edges" [16], "confidence" [15], "accuracy" [15], "count" [15]}}
                       (15 equal-width bins; empty bins have null confidence/accuracy)
@@ -79,171 +88,76 @@ import torch
 from torch import Tensor
 
 from gflowout.errors import DataError
-from gflowout.eval.metrics import classification_metrics, ece, reliability_bins
-from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores, roc_curve
-from gflowout.eval.predictive import Predictive
-from gflowout.eval.published import PUBLISHED_LABELS, fetch_hint, plan_published_corruptions, published_files_missing
-from gflowout.eval.selective import selective_report
-from gflowout.eval.temperature import apply_temperature, fit_temperature, temperature_nll
+from gflowout.eval.conditions import (
+    ConditionRecorder,
+    condition_metrics,
+    fit_on_validation,
+    predict_logits,
+    temperature_record,
+    validation_logits,
+)
+from gflowout.eval.conformal import ConformalClassifier, calibration_index, fit_scores, predictive_probs
+from gflowout.eval.figure_material import (
+    HISTOGRAM_BINS,
+    ROC_GRID,
+    SCORE_OFFSETS,
+    histogram_edges,
+    ood_material,
+    reliability_material,
+)
+from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores
+from gflowout.eval.published import PUBLISHED_LABELS, plan_published_corruptions
+from gflowout.eval.published_eval import evaluate_published
+from gflowout.eval.temperature import apply_temperature
+from gflowout.eval.test_sets import (
+    DEFAULT_ANGLES,
+    DEFAULT_OOD,
+    DEFAULT_SEVERITIES,
+    PUBLISHED_SETS,
+    is_rotation,
+    load_test_images,
+    normalise,
+    shift_plan,
+    shifted_test_images,
+    subset_indices,
+)
 from gflowout.eval.uncertainty import ttest_uncertainty
 from gflowout.methods.base import DropoutMethod
 from gflowout.results import SCHEMA_VERSION, run_id
 from gflowout.rng import private_rng
 
-DEFAULT_OOD: dict[str, tuple[str, ...]] = {
-    "mnist": ("fashion-mnist", "animal-mnist"),
-    "fashion-mnist": ("mnist",),
-    "cifar10": ("svhn", "cifar100"),
-}
-DEFAULT_ANGLES: tuple[int, ...] = tuple(range(0, 181, 15))
-DEFAULT_SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
-# The published corruption set of each in-distribution set, and how the report names it.
-PUBLISHED_SETS: dict[str, str] = {"cifar10": "cifar10-c", "cifar100": "cifar100-c"}
-HISTOGRAM_BINS = 30
-ROC_GRID = np.linspace(0.0, 1.0, 51)
+# the names this module offered before its parts moved to their own modules (test_sets, conditions,
+# figure_material, published_eval) stay importable from here
+__all__ = [
+    "DEFAULT_ANGLES", "DEFAULT_OOD", "DEFAULT_SEVERITIES", "HISTOGRAM_BINS", "PUBLISHED_LABELS", "PUBLISHED_SETS",
+    "ROC_GRID", "SCORE_OFFSETS", "DataError", "condition_metrics", "evaluate_method", "fit_on_validation",
+    "histogram_edges", "is_rotation", "load_test_images", "normalise", "ood_material", "predict_logits",
+    "reliability_material", "shifted_test_images", "subset_indices",
+]
 
 Progress = Callable[[str], None]
+DEFAULT_CONFORMAL_SCORES: tuple[str, ...] = ("lac", "aps", "aps_randomized")
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# --- data ----------------------------------------------------------------------------------------
 def _data() -> tuple[Any, Any]:
-    """The data modules, imported on use (they belong to the data engineer)."""
+    """The data modules, imported on use (they belong to the data engineer). Every part of the evaluation reads
+    them through this function (`gflowout.eval.test_sets._data`), so replacing it swaps them everywhere."""
     from gflowout.data import datasets, shifts
 
     return datasets, shifts
 
 
-def normalise(images: np.ndarray, name: str) -> Tensor:
-    """Float images in [0, 1], [N, H, W] or [N, H, W, 3], to a tensor [N, C, H, W] normalised with the
-    TRAINING statistics of data set `name` (`gflowout.data.datasets.to_tensor`), whatever set they came from."""
-    datasets, _ = _data()
-    return datasets.to_tensor(np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0), name)
-
-
-def load_test_images(name: str, root: Any = None, limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Test images as float32 in [0, 1] ([N, H, W] or [N, H, W, 3]) and int64 labels [N].
-
-    limit: keep a fixed random subset of that many images (the same for every method and seed), sorted.
-    """
-    datasets, _ = _data()
-    images, labels = datasets.load_split(name, "test", root)
-    keep = subset_indices(len(labels), limit, seed)
-    if keep is not None:
-        images, labels = images[keep], labels[keep]
-    return images.astype(np.float32) / 255.0, np.asarray(labels, dtype=np.int64)
-
-
-def subset_indices(count: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
-    """The sorted fixed random subset of `limit` of `count` rows (None: keep all), the same for every method."""
-    if limit is None or limit >= count:
-        return None
-    return np.sort(np.random.default_rng(seed).permutation(count)[:limit])
-
-
-def is_rotation(shift: str) -> bool:
-    """True for the rotation shift names ("random_rotation", "rotation_<deg>"), which are not cached."""
-    return shift == "random_rotation" or shift.startswith("rotation_")
-
-
-def shifted_test_images(name: str, shift: str, severity: int, seed: int, root: Any = None,
-                        limit: int | None = None, clean: np.ndarray | None = None) -> np.ndarray:
-    """Float32 images in [0, 1] of `load_test_images(name, root, limit)`'s rows under `shift` at `severity`.
-
-    Corruptions come from the cached shifted FULL test split (`shifted_split`), so every method and run
-    reads the same images. Rotations, and shift modules that offer no cache (stand-ins for data sets that
-    gflowout.data cannot load by name), are computed on the fly from `clean` (the clean subset).
-    """
-    _, shift_module = _data()
-    cached_split = getattr(shift_module, "shifted_split", None)
-    if cached_split is None or is_rotation(shift):
-        if clean is None:
-            clean = load_test_images(name, root, limit)[0]
-        return shift_module.apply_shift(clean, shift, severity, seed)
-    shifted, _ = cached_split(name, shift, severity, seed, root)
-    keep = subset_indices(len(shifted), limit)  # the rows of the clean subset (load_test_images)
-    if keep is not None:
-        shifted = shifted[keep]
-    return shifted.astype(np.float32) / 255.0
-
-
-# --- prediction and per-condition summaries -----------------------------------------------------
-@torch.no_grad()
-def predict_logits(method: DropoutMethod, images: Tensor, samples: int, batch_size: int = 256) -> Tensor:
-    """Per-sample logits [S, N, C] (float32, CPU) of normalised images [N, C, H, W], batch by batch."""
-    device = next(method.parameters()).device
-    parts = [method.predict(images[i:i + batch_size].to(device), samples=samples).float().cpu()
-             for i in range(0, images.shape[0], batch_size)]
-    return torch.cat(parts, dim=1)
-
-
-def condition_metrics(logits: Tensor, labels: np.ndarray) -> tuple[dict[str, float], Predictive]:
-    """METRICS of one condition (accuracy, NLL from the exact log predictive, Brier, ECE 15 and 10 bins)."""
-    summary = Predictive.from_logits(logits)
-    labels_t = torch.as_tensor(labels)
-    base = classification_metrics(summary.probs, labels_t, bins=15, log_probs=summary.log_probs)
-    metrics = {"accuracy": base["accuracy"], "nll": base["nll"], "brier": base["brier"], "ece15": base["ece"],
-               "ece10": ece(summary.probs, labels_t, bins=10)}
-    return metrics, summary
-
-
-def reliability_material(summary: Predictive, labels: np.ndarray) -> dict[str, list[float]]:
-    bins = reliability_bins(summary.probs, torch.as_tensor(labels), bins=15)
-    return {"edges": bins.edges.tolist(), "confidence": bins.confidence.tolist(),
-            "accuracy": bins.accuracy.tolist(), "count": bins.count.tolist()}
-
-
-# Scores are shown as distances from a confident prediction: 1 - max probability (the negated max probability
-# plus one), the entropy and the mutual information; all are >= 0 and pile up near 0 for in-distribution data.
-SCORE_OFFSETS = {"max_probability": 1.0}
-
-
-def histogram_edges(values: np.ndarray, score: str, bins: int = HISTOGRAM_BINS) -> tuple[np.ndarray, str]:
-    """Histogram edges (in score units) chosen from the data, and their scale ("log" or "linear").
-
-    The shown value (score + SCORE_OFFSETS[score]) is >= 0 and usually piles up near 0: when its positive
-    values span more than two decades (0.5 % quantile to the maximum) the edges are log-spaced over that
-    span, smaller values falling in the first bin; otherwise they are linear from the minimum to the maximum.
-    """
-    offset = SCORE_OFFSETS.get(score, 0.0)
-    shown = np.asarray(values, dtype=np.float64) + offset
-    positive = shown[shown > 0]
-    if positive.size and positive.max() / max(np.quantile(positive, 0.005), 1e-300) > 100:
-        low = max(float(np.quantile(positive, 0.005)), 1e-12)
-        return np.geomspace(low, float(positive.max()), bins + 1) - offset, "log"
-    low, high = float(shown.min()), float(shown.max())
-    if high - low <= 0:  # every value equal (a deterministic net's mutual information is exactly 0)
-        pad = max(abs(high) * 0.1, 1e-3)
-        low, high = low - pad, high + pad
-    return np.linspace(low, high, bins + 1) - offset, "linear"
-
-
-def ood_material(scores_in: Tensor, scores_out: Tensor, score: str, classes: int) -> tuple[dict, dict]:
-    """A histogram on edges chosen from this run's scores (in and out together; see `histogram_edges`) and
-    the ROC curve on a fixed FPR grid, for one score. Reports pool seeds by re-binning onto common edges."""
-    values_in, values_out = scores_in.double().numpy(), scores_out.double().numpy()
-    edges, scale = histogram_edges(np.concatenate([values_in, values_out]), score)
-    low, high = edges[0], edges[-1]
-    hist_in = np.histogram(np.clip(values_in, low, high), edges)[0]
-    hist_out = np.histogram(np.clip(values_out, low, high), edges)[0]
-    roc = roc_curve(scores_in, scores_out)
-    fpr, tpr = roc.fpr.numpy(), roc.tpr.numpy()
-    last = np.searchsorted(fpr, ROC_GRID, side="right") - 1  # last ROC point with fpr <= grid value
-    return ({"edges": edges.tolist(), "scale": scale, "in": hist_in.tolist(), "out": hist_out.tolist()},
-            {"fpr": ROC_GRID.tolist(), "tpr": tpr[last].tolist()})
-
-
-def _shift_plan(shifts: Sequence[str] | Mapping[str, Sequence[int]] | None, kind: str,
-                severities: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    if shifts is None:
-        _, shift_module = _data()
-        shifts = shift_module.available_shifts(kind)
-    if isinstance(shifts, Mapping):
-        return {str(k): tuple(int(s) for s in v) for k, v in shifts.items()}
-    return {str(name): tuple(int(s) for s in severities) for name in shifts}
+def _too_few_to_calibrate(count: int, alpha: float) -> str:
+    """"" when `count` validation examples can calibrate conformal sets at `alpha`, else the one-line reason."""
+    try:
+        calibration_index(count, alpha)
+    except ValueError as error:
+        return f"conformal sets skipped: {error}"
+    return ""
 
 
 # --- the evaluation ------------------------------------------------------------------------------
@@ -279,6 +193,11 @@ def evaluate_method(
     published_corruptions: Sequence[str] | Mapping[str, Sequence[int]] | str | None = None,
     log: Progress = _stderr,
     validation: tuple[Tensor, Tensor] | None = None,
+    temperature_scaling: bool = True,
+    conformal_alpha: float | None = 0.1,
+    conformal_scores: Sequence[str] = DEFAULT_CONFORMAL_SCORES,
+    conformal_raps_lambda: float = 0.01,
+    conformal_raps_k_reg: int = 5,
 ) -> dict[str, Any]:
     """Evaluate `method` on `data_name`'s test set, its shifts and OOD pairs; a dict in the RESULT SCHEMA.
 
@@ -297,6 +216,11 @@ def evaluate_method(
     validation: held-out (normalised images [N, C, H, W], labels [N]), e.g. the run's validation split: a
         temperature is fitted on them (Guo et al. 2017) and every condition is also reported with it ("ts").
         Its masks come from their own seeded RNG, so every other number is what it is without it.
+    temperature_scaling: fit the temperature on `validation` (False: use it for conformal calibration only).
+    conformal_alpha: calibrate split-conformal prediction sets on `validation` with this miscoverage rate and report
+        their coverage and mean size in every condition ("conformal"; "ts" too); None for none.
+    conformal_scores: the set scores (`gflowout.eval.conformal`): "lac", "aps", "aps_randomized", "raps",
+        "raps_randomized"; conformal_raps_lambda, conformal_raps_k_reg: the RAPS penalty and its free set size.
     samples: a method with a fixed sample count (a deep ensemble: its members) uses its own; recorded.
     """
     started = time.perf_counter()
@@ -306,7 +230,7 @@ def evaluate_method(
     note = progress or (lambda message: None)
     images, labels = load_test_images(data_name, root, limit)
     kind = "mnist" if images.ndim == 3 and images.shape[1:] == (28, 28) else "cifar"
-    plan = _shift_plan(shifts, kind, severities)
+    plan = shift_plan(shifts, kind, severities)
     published_set = PUBLISHED_SETS.get(data_name)
     published_plan = plan_published_corruptions(published_corruptions, published_set, severities) if published_set else {}
     classes = int(datasets.DATASET_INFO[data_name].num_classes)
@@ -325,63 +249,54 @@ def evaluate_method(
         "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}, "risk_coverage": {}},
     }
     ts: dict[str, Any] | None = None
+    predictors: list[dict[str, ConformalClassifier]] = []
     if validation is not None:
-        note("validation (temperature scaling)")
-        results["temperature_scaling"] = fit_on_validation(method, validation, samples, batch_size, seed)
-        ts = results["ts"] = {"temperature": results["temperature_scaling"]["temperature"], "shifts": {},
-                              "rotation_sweep": {}, "ood": {}, "selective": {},
-                              "figures": {"reliability": {}, "risk_coverage": {}}}
-
-    def scaled(logits: Tensor) -> Tensor:
-        assert ts is not None
-        return apply_temperature(logits, ts["temperature"])
-
-    def full_condition(name: str, logits: Tensor) -> None:
-        """METRICS, selective prediction and figure material of one condition (and with T, when fitted)."""
-        for target, condition_logits in [(results, logits)] + ([(ts, scaled(logits))] if ts is not None else []):
-            target[name], summary = condition_metrics(condition_logits, labels)
-            target["figures"]["reliability"][name] = reliability_material(summary, labels)
-            target["selective"][name], target["figures"]["risk_coverage"][name] = selective_report(summary, labels)
-
-    def metrics_only(logits: Tensor) -> tuple[dict[str, float], dict[str, float] | None]:
-        return (condition_metrics(logits, labels)[0],
-                condition_metrics(scaled(logits), labels)[0] if ts is not None else None)
+        note("validation (temperature scaling)" if temperature_scaling else "validation (conformal calibration)")
+        val_logits, val_labels = validation_logits(method, validation, samples, batch_size, seed)
+        if temperature_scaling:
+            results["temperature_scaling"] = temperature_record(val_logits, val_labels)
+            ts = results["ts"] = {"temperature": results["temperature_scaling"]["temperature"], "shifts": {},
+                                  "rotation_sweep": {}, "ood": {}, "selective": {},
+                                  "figures": {"reliability": {}, "risk_coverage": {}}}
+        if conformal_alpha is not None and (small := _too_few_to_calibrate(int(val_labels.shape[0]), conformal_alpha)):
+            results["conformal_skipped"] = small  # on by default: a tiny validation split skips it, with a line
+            log(small)
+        elif conformal_alpha is not None:
+            raps = {"lam": float(conformal_raps_lambda), "k_reg": int(conformal_raps_k_reg)}
+            for block, block_logits in [(results, val_logits)] + ([(ts, apply_temperature(val_logits, ts["temperature"]))]
+                                                                  if ts is not None else []):
+                predictors.append(fit_scores(predictive_probs(block_logits, logits=True), val_labels.numpy(),
+                                             conformal_alpha, conformal_scores, raps, seed))
+                block["conformal"] = {"alpha": float(conformal_alpha), "calibration_size": int(val_labels.shape[0]),
+                                      "raps_lambda": raps["lam"], "raps_k_reg": raps["k_reg"],
+                                      "quantile": {name: p.quantile for name, p in predictors[-1].items()}}
+    recorder = ConditionRecorder(results, labels, ts, predictors)
 
     note("clean")
     clean_logits = run(images)
-    full_condition("clean", clean_logits)
+    recorder.full("clean", clean_logits)
     results["uncertainty"]["clean"] = ttest_uncertainty(clean_logits, labels)
 
     if random_rotation:
         note("random rotation")
         rotated_logits = run(shift_module.random_rotation(images, seed))
-        full_condition("random_rotation", rotated_logits)
+        recorder.full("random_rotation", rotated_logits)
         results["uncertainty"]["random_rotation"] = ttest_uncertainty(rotated_logits, labels)
         del rotated_logits
 
     for angle in rotation_angles:
         if float(angle) % 360 == 0:  # the identity: the clean images, already predicted
-            results["rotation_sweep"][f"{angle:g}"] = dict(results["clean"])
-            if ts is not None:
-                ts["rotation_sweep"][f"{angle:g}"] = dict(ts["clean"])
+            recorder.copy(("rotation_sweep", f"{angle:g}"), "clean")
             continue
         note(f"rotation {angle:g} deg")
-        plain, tempered = metrics_only(run(shift_module.rotate(images, float(angle))))
-        results["rotation_sweep"][f"{angle:g}"] = plain
-        if ts is not None:
-            ts["rotation_sweep"][f"{angle:g}"] = tempered
+        recorder.metrics(("rotation_sweep", f"{angle:g}"), run(shift_module.rotate(images, float(angle))))
 
     for shift, levels in plan.items():
-        results["shifts"][shift] = {}
-        if ts is not None:
-            ts["shifts"][shift] = {}
+        recorder.open("shifts", shift)
         for severity in levels:
             note(f"{shift} severity {severity}")
             shifted = shifted_test_images(data_name, shift, severity, seed, root, limit, clean=images)
-            plain, tempered = metrics_only(run(shifted))
-            results["shifts"][shift][str(severity)] = plain
-            if ts is not None:
-                ts["shifts"][shift][str(severity)] = tempered
+            recorder.metrics(("shifts", shift, str(severity)), run(shifted))
 
     if published_corruptions and published_set is None:
         message = (f"published corruptions: {data_name!r} has no published corruption set "
@@ -389,12 +304,11 @@ def evaluate_method(
         results["published_skipped"] = {data_name: message}
         log(message)
     elif published_plan:
-        _evaluate_published(results, published_set, published_plan, run, root, limit, note, log,  # type: ignore[arg-type]  # not None here: set before use
-                            (ts, scaled) if ts is not None else None)
+        evaluate_published(recorder, published_set, published_plan, run, root, limit, note, log)  # type: ignore[arg-type]  # not None here: set before use
 
     explicit = ood_sets is not None
     scores_in = ood_scores(clean_logits)
-    scores_in_ts = ood_scores(scaled(clean_logits)) if ts is not None else None
+    scores_in_ts = ood_scores(recorder.scaled(clean_logits)) if ts is not None else None
     for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):  # type: ignore[union-attr]  # not None here: set before use
         try:
             ood_images, _ = load_test_images(ood_name, root, limit)
@@ -410,7 +324,7 @@ def evaluate_method(
         ood_logits = run(ood_images)
         scores_out = ood_scores(ood_logits)
         if ts is not None:
-            scores_out_ts = ood_scores(scaled(ood_logits))
+            scores_out_ts = ood_scores(recorder.scaled(ood_logits))
             ts["ood"][ood_name] = {score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES}  # type: ignore[index]  # not None here: set before use
         del ood_logits
         results["ood"][ood_name] = {}
@@ -423,64 +337,3 @@ def evaluate_method(
             results["figures"]["roc"][ood_name][score] = roc
     results["eval_time_s"] = time.perf_counter() - started
     return results
-
-
-def fit_on_validation(method: DropoutMethod, validation: tuple[Tensor, Tensor], samples: int, batch_size: int,
-                      seed: int) -> dict[str, Any]:
-    """Fit the temperature on held-out (images [N, C, H, W], labels [N]); {"temperature", "validation_size",
-    "validation_nll" (T = 1), "validation_nll_scaled"}. The masks come from a private RNG seeded by `seed`."""
-    images, labels = validation
-    labels = torch.as_tensor(labels).long().cpu()
-    if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
-        raise ValueError(f"validation needs as many labels as images (at least one), got {images.shape[0]} images "
-                         f"and {labels.shape[0]} labels")
-    device = next((p.device for p in method.parameters()), torch.device("cpu"))
-    with private_rng(device):
-        torch.manual_seed(seed)
-        logits = predict_logits(method, images, samples, batch_size)
-    temperature = fit_temperature(logits, labels)
-    return {"temperature": temperature, "validation_size": int(labels.shape[0]),
-            "validation_nll": temperature_nll(logits, labels, 1.0),
-            "validation_nll_scaled": temperature_nll(logits, labels, temperature)}
-
-
-def _evaluate_published(results: dict[str, Any], set_name: str, plan: Mapping[str, Sequence[int]],
-                        run: Callable[[np.ndarray], Tensor], root: Any, limit: int | None,
-                        note: Progress, log: Progress,
-                        tempered: tuple[dict[str, Any], Callable[[Tensor], Tensor]] | None = None) -> None:
-    """Fill results["published_corruptions"] from the published -C files that are present; log what is not.
-    tempered: (the "ts" section, logits -> logits / T): its "published_corruptions" is filled likewise."""
-    datasets, _ = _data()
-    missing = {c: published_files_missing(set_name, c, root) for c in plan}
-    absent = [c for c, paths in missing.items() if paths]
-    if absent:
-        where = missing[absent[0]][0].parent
-        what = "not found" if len(absent) == len(plan) else f"{len(absent)} of {len(plan)} corruption(s) missing"
-        message = (f"published {PUBLISHED_LABELS.get(set_name, set_name)} {what} under {where}: skipped "
-                   f"{', '.join(absent)}; to evaluate on it, run {fetch_hint(set_name)}")
-        results["published_skipped"] = {set_name: message}
-        log(message)
-    present = [c for c in plan if c not in absent]
-    if not present:
-        return
-    results["published_set"] = set_name
-    results["published_corruptions"] = {}
-    ts_section = None
-    if tempered is not None:
-        ts_section = tempered[0]["published_corruptions"] = {}
-    label = PUBLISHED_LABELS.get(set_name, set_name)
-    for corruption in present:
-        results["published_corruptions"][corruption] = {}
-        if ts_section is not None:
-            ts_section[corruption] = {}
-        for severity in plan[corruption]:
-            note(f"published {label} {corruption} severity {severity}")
-            images, labels = datasets.load_corruption(set_name, corruption, severity, root)
-            keep = subset_indices(len(labels), limit)  # the rows of the clean subset: -C rows follow the test set
-            if keep is not None:
-                images, labels = images[keep], labels[keep]
-            logits = run(np.asarray(images, dtype=np.float32) / 255.0)
-            labels = np.asarray(labels, dtype=np.int64)
-            results["published_corruptions"][corruption][str(severity)] = condition_metrics(logits, labels)[0]
-            if ts_section is not None:
-                ts_section[corruption][str(severity)] = condition_metrics(tempered[1](logits), labels)[0]  # type: ignore[index]  # not None here: set before use

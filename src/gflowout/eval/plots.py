@@ -142,12 +142,14 @@ def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tu
 
 
 def plot_metric_curves(
-    per_metric: Mapping[str, Mapping[str, Series]], xlabel: str, title: str, path: str | Path
+    per_metric: Mapping[str, Mapping[str, Series]], xlabel: str, title: str, path: str | Path,
+    reference: Mapping[str, tuple[float, str]] | None = None,
 ) -> Path:
     """One panel per metric, one line per method (mean with standard-error bars) against x; a panel whose
     series have a single x value draws one bar per method instead.
 
-    per_metric[metric][method] = (x, means, standard errors).
+    per_metric[metric][method] = (x, means, standard errors). reference: {metric: (y, label)}, a dashed horizontal
+    line on that metric's panel (e.g. the 1 - alpha a conformal coverage is guaranteed on exchangeable data).
     """
     metrics = list(per_metric)
     methods = sorted({m for series in per_metric.values() for m in series})
@@ -165,6 +167,9 @@ def plot_metric_curves(
             axis.errorbar(x, mean, yerr=se, marker="o", markersize=3, capsize=2, label=method, color=colours[method])
         axis.set(xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
         axis.grid(alpha=0.3)
+    for axis, metric in zip(axes[0], metrics):
+        if reference and metric in reference:
+            axis.axhline(reference[metric][0], color="black", linestyle="--", linewidth=1, label=reference[metric][1])
     if metrics and not _single_x(per_metric[metrics[0]]):
         axes[0][0].legend(fontsize=7)
     figure.suptitle(title, fontsize=10)

@@ -11,7 +11,8 @@ A benchmark config (YAML, see configs/bench_mnist.yaml):
     seeds: [1, 2, 3, 4, 5]
     evaluation: {samples: 20, shifts: null, severities: [1, 2, 3, 4, 5], rotation_angles: [0, 90, 180],
                  random_rotation: true, ood_sets: null, limit: null, batch_size: 256,
-                 published_corruptions: null, temperature_scaling: true}
+                 published_corruptions: null, temperature_scaling: true, conformal_alpha: 0.1,
+                 conformal_scores: [lac, aps, aps_randomized], conformal_raps_lambda: 0.01, conformal_raps_k_reg: 5}
     # published_corruptions (CIFAR-10 / CIFAR-100 runs): also evaluate on the PUBLISHED CIFAR-10-C /
     # CIFAR-100-C files when they are under the data root: "all", a list of corruptions (each at
     # `severities`) or {corruption: [severities 1-5]}. Reported apart from our CIFAR-10-C-style
@@ -68,6 +69,12 @@ class EvaluationSettings:
     # fit a temperature on the run's validation split (the first `limit` rows of a fixed shuffle when limit is set)
     # and report every condition also with it: rows "METHOD + TS" (Guo et al. 2017)
     temperature_scaling: bool = True
+    # split-conformal prediction sets calibrated on the validation split (gflowout.eval.conformal): coverage and mean
+    # set size in every condition, for every row (+ TS too); null alpha for none
+    conformal_alpha: float | None = 0.1
+    conformal_scores: list[str] = field(default_factory=lambda: ["lac", "aps", "aps_randomized"])
+    conformal_raps_lambda: float = 0.01
+    conformal_raps_k_reg: int = 5
 
 
 @dataclass
@@ -143,8 +150,20 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     if not isinstance(raw.get("overrides", []), list):
         raise ConfigError(f"{path}: 'overrides' must be a list of key.path=value strings")
     _check_published(evaluation.get("published_corruptions"), path)
+    _check_conformal(evaluation, path)
     check_method_names(raw["methods"], f"{path}: benchmark key 'methods'")
     return BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
+
+
+def _check_conformal(evaluation: dict[str, Any], path: Path) -> None:
+    """Check the conformal settings before any training (`gflowout.eval.conformal.settings_problems`)."""
+    from gflowout.eval.conformal import settings_problems
+
+    defaults = EvaluationSettings()
+    problems = settings_problems(*(evaluation.get(f"conformal_{key}", getattr(defaults, f"conformal_{key}"))
+                                   for key in ("alpha", "scores", "raps_lambda", "raps_k_reg")))
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(f"evaluation.{problem}" for problem in problems))
 
 
 def _check_published(request: Any, path: Path) -> None:
@@ -346,7 +365,7 @@ def train_and_evaluate(
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")
     validation = None
-    if settings.pop("temperature_scaling"):
+    if evaluation.temperature_scaling or evaluation.conformal_alpha is not None:
         from gflowout.training.evaluation import validation_tensors
 
         validation = validation_tensors(config, limit=evaluation.limit)
