@@ -1,4 +1,4 @@
-"""The report's "What the GFlowNets learned" and "Cost per epoch" sections, from a learning.json.
+"""The report's "What the masks became" and "Cost per epoch" tables and the GFlowNets' training curves.
 
 `gflowout report RESULTS --runs RUNS` distils the run folders into REPORT/learning.json
 (`gflowout.experiments.learning`); this module only reads that file, so a published report can be written
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-__all__ = ["cost_lines", "learning_lines", "plot_learning_curves"]
+from gflowout.eval.tables import Table
+
+__all__ = ["cost_table", "learning_caption", "learning_table", "plot_learning_curves"]
 
 MASKED_ORDER = ("gflowout", "id_gflowout", "contextual", "concrete")
 LOG2 = math.log(2)
@@ -52,17 +55,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def learning_lines(runs: dict[str, Any], figure: Path | None, labels: dict[str, str]) -> list[str]:
-    """Markdown of "What the masks became"; `figure` is the curves' PNG (relative link written as figures/NAME)."""
+def learning_table(runs: dict[str, Any], labels: Mapping[str, str] | None = None) -> Table | None:
+    """"What the masks became": mask statistics at the best and last checkpoints, per method and seed."""
+    labels = labels or {}
     grouped = _by_method(runs)
-    lines = ["## What the masks became", "",
-             "Mask statistics of the best checkpoint (the one evaluated) and the last one, on the first 256 training "
-             "images, averaged over the mask sites: keep probability and Bernoulli entropy (nats per unit) of the "
-             "posterior q(z | x, y) and, for GFlowOut, of the learned prior p(z | x). MC dropout's keep-0.5 masks "
-             "have keep 0.5 and entropy log 2 = 0.693; a deterministic mask has entropy 0.", "",
-             "| method | seed | checkpoint | epoch | q keep | q entropy | p keep | p entropy | training keep rate |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    rows = 0
+    rows = []
     for method in [m for m in MASKED_ORDER if m in grouped] + sorted(set(grouped) - set(MASKED_ORDER)):
         for seed, record in sorted(grouped[method].items()):
             for which in ("best", "last"):
@@ -70,24 +67,31 @@ def learning_lines(runs: dict[str, Any], figure: Path | None, labels: dict[str, 
                 if not point:
                     continue
                 means = point["site_means"]
-                q_keep = means.get("q_keep", means.get("keep"))
-                q_entropy = means.get("q_entropy", means.get("entropy"))
                 epoch = point.get("epoch")
-                lines.append(f"| {labels.get(method, method)} | {seed} | {which} | "
-                             f"{'-' if epoch is None else epoch + 1} | {_fmt(q_keep)} | {_fmt(q_entropy)} | "
-                             f"{_fmt(means.get('p_keep'))} | {_fmt(means.get('p_entropy'))} | "
-                             f"{_fmt(means.get('keep_rate'))} |")
-                rows += 1
+                rows.append([labels.get(method, method), str(seed), which, "-" if epoch is None else str(epoch + 1),
+                             _fmt(means.get("q_keep", means.get("keep"))),
+                             _fmt(means.get("q_entropy", means.get("entropy"))), _fmt(means.get("p_keep")),
+                             _fmt(means.get("p_entropy")), _fmt(means.get("keep_rate"))])
     if not rows:
-        return []
-    lines.append("")
-    if figure is not None:
-        lines += [f"![GFlowNet training curves](figures/{figure.name})", "",
-                  f"*Training curves of the GFlowNet methods over epochs, one line per seed ({_seed_note(grouped)}): "
-                  "the keep rate of the masks drawn for training, the mean log q of a training mask per unit "
-                  "(-log 2 = -0.693 is uniform keep-0.5 masks), beta (the reward's temperature), and the "
-                  "validation NLL (at the validated epochs).*", ""]
-    return lines
+        return None
+    return Table(
+        title="What the masks became (best and last checkpoints)",
+        header=["method", "seed", "checkpoint", "epoch", "q keep", "q entropy (nats)", "p keep", "p entropy (nats)",
+                "training keep rate"],
+        rows=rows,
+        note="Mask statistics of the best checkpoint (the one evaluated) and the last one, on the first 256 training "
+             "images, averaged over the mask sites: keep probability and Bernoulli entropy per unit of the posterior "
+             "q(z | x, y) and, for GFlowOut, of the learned prior p(z | x); the training keep rate counts the masks "
+             "drawn as training draws them. MC dropout's keep-0.5 masks have keep 0.5 and entropy log 2 = 0.693; a "
+             "deterministic mask has entropy 0.")
+
+
+def learning_caption(runs: dict[str, Any]) -> str:
+    """The caption of `plot_learning_curves`' figure: what is plotted, over how many seeds."""
+    return (f"Training curves of the GFlowNet methods over epochs, one line per seed ({_seed_note(_by_method(runs))}): "
+            "the keep rate of the masks drawn for training, the mean log q of a training mask per unit (-log 2 = "
+            "-0.693 is uniform keep-0.5 masks), beta (the reward's temperature), and the validation NLL at the "
+            "validated epochs.")
 
 
 def _seed_note(grouped: dict[str, dict[int, dict[str, Any]]]) -> str:
@@ -95,8 +99,9 @@ def _seed_note(grouped: dict[str, dict[int, dict[str, Any]]]) -> str:
     return ", ".join(f"{method}: {count} seed{'s' if count != 1 else ''}" for method, count in sorted(counts.items()))
 
 
-def plot_learning_curves(runs: dict[str, Any], path: Path, labels: dict[str, str]) -> Path | None:
+def plot_learning_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, str] | None = None) -> Path | None:
     """Keep rate, log q per unit, beta and validation NLL over epochs for GFlowOut and ID-GFlowOut; None if absent."""
+    labels = labels or {}
     grouped = _by_method(runs)
     methods = [m for m in ("gflowout", "id_gflowout") if m in grouped]
     panels = [("train/keep_rate_epoch", "training keep rate", 0.5), ("log_q_per_unit", "log q per unit", -LOG2),
@@ -135,8 +140,9 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, labels: dict[str, str
     return path
 
 
-def cost_lines(runs: dict[str, Any], labels: dict[str, str], order: list[str]) -> list[str]:
-    """Markdown of "Cost per epoch": median epoch wall time per method (mean over seeds), ratio to MC dropout."""
+def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, str] | None = None) -> Table | None:
+    """"Cost per epoch": median epoch wall time per method (mean over seeds) and its ratio to MC dropout's."""
+    labels = labels or {}
     per_method: dict[str, list[float]] = defaultdict(list)
     for method, seeds in _by_method(runs).items():
         for record in seeds.values():
@@ -144,15 +150,17 @@ def cost_lines(runs: dict[str, Any], labels: dict[str, str], order: list[str]) -
             if timing and timing.get("epochs"):
                 per_method[method].append(float(timing["median_s"]))
     if not per_method:
-        return []
+        return None
     reference = statistics.fmean(per_method["mc_dropout"]) if per_method.get("mc_dropout") else None
-    lines = ["## Cost per epoch", "",
-             "Median wall time of one training epoch (validation epochs included), from each run's TensorBoard "
-             "events, averaged over seeds; measured on the machine that ran these runs while it also ran other "
-             "work, so ratios are indicative. Peak memory is measured separately (benchmarks/bench_memory.py).", "",
-             "| method | seeds | seconds per epoch | x MC dropout |", "|---|---|---|---|"]
+    rows = []
     for method in [m for m in order if m in per_method] + sorted(set(per_method) - set(order)):
         seconds = statistics.fmean(per_method[method])
-        ratio = "-" if reference is None else f"{seconds / reference:.2f}"
-        lines.append(f"| {labels.get(method, method)} | {len(per_method[method])} | {seconds:.1f} | {ratio} |")
-    return [*lines, ""]
+        rows.append([labels.get(method, method), str(len(per_method[method])), f"{seconds:.1f}",
+                     "-" if reference is None else f"{seconds / reference:.2f}"])
+    return Table(
+        title="Cost per training epoch (from the runs' event files)",
+        header=["method", "seeds", "seconds per epoch", "x MC dropout"], rows=rows,
+        note="Median wall time of one training epoch (validation epochs included), from each run's TensorBoard "
+             "events, averaged over seeds; measured on the machine that ran these runs while it also ran other "
+             "work, so the ratios are indicative. Peak memory is not in the run logs: benchmarks/bench_memory.py "
+             "measures it on the same model.")

@@ -108,12 +108,14 @@ def _sources_note(runs: Sequence[Mapping[str, Any]]) -> str:
             "`gflowout evaluate --full` gives the rest.")
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gflowout report") -> Path:
+def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gflowout report",
+                 learning: Mapping[str, Any] | None = None) -> Path:
     """Aggregate the runs under `results_dir` (benchmark result files and `gflowout train` run folders); write
     report.md, figures/ and report.html (figures inline, one self-contained file) to `out_dir`.
 
     Per data set: the settings, a summary table, the tests over seeds, the detail tables, the cost and the
-    figures. Returns the path of the HTML page.
+    figures. With `learning` (the runs of a learning.json, `gflowout.experiments.learning`), a last section: what
+    the masks became, the GFlowNets' training curves and the cost per epoch. Returns the path of the HTML page.
     """
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
@@ -143,6 +145,8 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             page.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
                         f"<figcaption>{inline_html(caption)}</figcaption></figure>")
+    if learning:
+        _learning_section(dict(learning), figure_dir, out_dir, markdown, page)
     (out_dir / "report.md").write_text("\n".join(markdown))
     html_path = out_dir / "report.html"
     html_path.write_text(
@@ -150,6 +154,27 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
         f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>"
     )
     return html_path
+
+
+def _learning_section(learning: dict[str, Any], figure_dir: Path, out_dir: Path, markdown: list[str],
+                      page: list[str]) -> None:
+    """Append "What the masks became", the training curves and the cost per epoch to both pages."""
+    from gflowout.eval import learning_report
+
+    heading = "What the GFlowNets learned, and the cost per epoch"
+    markdown += [f"## {heading}", ""]
+    page.append(f"<h2>{html.escape(heading)}</h2>")
+    tables = [learning_report.learning_table(learning), learning_report.cost_table(learning, METHOD_ORDER)]
+    for table in (t for t in tables if t is not None):
+        markdown.append(table_markdown(table))
+        page.append(table_html(table))
+    path = learning_report.plot_learning_curves(learning, figure_dir / "learning_curves.png")
+    if path is not None:
+        caption = learning_report.learning_caption(learning)
+        markdown += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", "", f"*{caption}*", ""]
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        page.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
+                    f"<figcaption>{inline_html(caption)}</figcaption></figure>")
 
 
 def summary_table(results_dir: str | Path) -> str:

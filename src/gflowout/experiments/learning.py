@@ -101,10 +101,13 @@ def run_learning(run_folder: str | Path) -> dict[str, Any]:
     return record
 
 
-def collect_learning(runs_dir: str | Path, out_path: str | Path, log: Any = print) -> dict[str, Any]:
-    """`run_learning` of every run folder under `runs_dir` (by run id), written atomically to `out_path`."""
+def collect_learning(runs_dir: str | Path, out_path: str | Path, log: Any = print,
+                     only: set[str] | None = None) -> dict[str, Any]:
+    """`run_learning` of every run folder under `runs_dir` (by run id; with `only`, of those run ids alone),
+    written atomically to `out_path`."""
     runs_dir = Path(runs_dir)
-    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and (p / "logs").is_dir())
+    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and (p / "logs").is_dir()
+                     and (only is None or p.name in only))
     if not folders:
         raise FileNotFoundError(f"no run folders (with logs/) under {str(runs_dir)!r}: pass the folder that holds "
                                 "the benchmark's runs/<run id>/ folders")
