@@ -210,8 +210,7 @@ class ContextualDropout(DropoutMethod):
         return self.expected_masked
 
     # --- training ----------------------------------------------------------------------------
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         if self.variant == "bernoulli":
             return self._arm_losses(x, y)
         logits_by_site: dict[int, Tensor] = {}

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer
+from gflowout.methods.base import DropoutMethod, GroupSpec, Optimizers, StepResult, build_optimizer, repeated_pass
 from gflowout.methods.generators import LogPartition, PosteriorGenerator, PriorGenerator
 from gflowout.methods.mask_sampling import (
     reusable_buffer,
@@ -267,23 +267,22 @@ class GFlowOut(DropoutMethod):
     def group_defaults(self) -> dict[str, GroupSpec]:
         return dict(self._specs)
 
-    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> Optimizers:
         """Three optimisers (two with a frozen backbone); the "posterior" one has log Z as a second parameter group
-        (lr `logz_lr`, no decay)."""
-        specs = self.resolve_specs(overrides)  # remembered: train_step clips with them
+        (lr `logz_lr`, no decay). Returned with their specs, which `train_step` clips with."""
+        specs = self.resolve_specs(overrides)
         generators, log_z = list(self.posterior.parameters()), list(self.log_partition.parameters())
         optimizers = {} if self.freeze_backbone else {"backbone": build_optimizer(list(self.net.parameters()), specs["backbone"])}
         optimizers["posterior"] = posterior_optimizer(generators, log_z, specs["posterior"], self.logz_lr)
         optimizers["prior"] = build_optimizer(list(self.prior.parameters()), specs["prior"])
-        return optimizers
+        return Optimizers(optimizers, specs)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch.fill_(int(epoch))
         self.beta.fill_(self.beta_schedule.value(int(epoch)))
 
     # --- training ------------------------------------------------------------------------------
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         sampler = PosteriorSampler(self.posterior, self.prior, y, self.train_temperature, self.epsilon, self.epsilon_keep)
         logits = self.net(x, sampler)
         log_forward, log_prior = sampler.finish()
@@ -330,20 +329,14 @@ class GFlowOut(DropoutMethod):
     def prediction_sampler(self) -> PriorSampler:
         return PriorSampler(self.prior)
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
+    def sample_logits(self, x: Tensor, samples: int) -> Tensor:
         """Per-sample logits [samples, batch, classes], masks from the prior p(z | x) at T = 1; no label.
 
-        As `DropoutMethod.predict` (one batched pass over x repeated S times, sample-major), with a
-        sampler told about the S copies so that the first site's prior runs once per input.
+        One batched pass over x repeated S times (`repeated_pass`), with a sampler told about the S copies
+        so that the first site's prior runs once per input, and whose per-site buffers are reused between
+        calls (its masks die with the pass, unlike those of a `prediction_sampler()` handed out).
         """
-        if int(samples) != samples or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        self.validate(x)
-        expanded = x.repeat(samples, *([1] * (x.dim() - 1)))
-        with _eval_mode(self):
-            logits = self.net(expanded, PriorSampler(self.prior, copies=int(samples), reuse_buffers=True))
-        return logits.reshape(int(samples), x.shape[0], -1)
+        return repeated_pass(self.net, x, samples, PriorSampler(self.prior, copies=samples, reuse_buffers=True))
 
 
 def set_gflownet_options(

@@ -90,8 +90,7 @@ class MCDropout(DropoutMethod):
             return activation
         return activation * self.keep_probs[site.index]
 
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         cross_entropy, logits = classification_step(self.net, x, y, self.sample_masked)
         loss = cross_entropy.mean()
         return StepResult(losses={"backbone": loss}, logs={"cross_entropy": loss.detach(), "accuracy": accuracy_of(logits, y)})

@@ -6,11 +6,10 @@ cross-entropy step.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import MaskSampler, ones_sampler
 
@@ -62,8 +61,7 @@ class NoDropout(DropoutMethod):
     def group_defaults(self) -> dict[str, GroupSpec]:
         return {"backbone": backbone_spec(self.net)}
 
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         cross_entropy, logits = classification_step(self.net, x, y, None)
         loss = cross_entropy.mean()
         return StepResult(losses={"backbone": loss}, logs={"cross_entropy": loss.detach(), "accuracy": accuracy_of(logits, y)})
@@ -74,12 +72,6 @@ class NoDropout(DropoutMethod):
     def deterministic_sampler(self) -> MaskSampler | None:
         return ones_sampler
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
+    def sample_logits(self, x: Tensor, samples: int) -> Tensor:
         """Logits [samples, batch, classes]: one pass, repeated (all samples are equal)."""
-        if int(samples) != samples or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        self.validate(x)
-        with _eval_mode(self):
-            logits = self.net(x, None)
-        return logits.unsqueeze(0).repeat(int(samples), 1, 1)
+        return self.net(x, None).unsqueeze(0).repeat(samples, 1, 1)
