@@ -38,9 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, Optimizers, StepResult, build_optimizer, repeated_pass
+from gflowout.methods.base import GroupSpec, Optimizers, StepResult, build_optimizer, repeated_pass
 from gflowout.methods.generators import ChainGenerator
-from gflowout.methods.gflowout import SiteChain, gflownet_group_specs, posterior_optimizer, set_gflownet_options
+from gflowout.methods.gflownet_common import (
+    GFlowNetMethod,
+    SiteChain,
+    gflownet_group_specs,
+    posterior_optimizer,
+    set_gflownet_options,
+)
 from gflowout.methods.mask_sampling import (
     bernoulli_log_prob,
     draw_policy_mask,
@@ -105,7 +111,7 @@ class ChainSampler:
         return apply_mask(site, activation, mask)
 
 
-class IDGFlowOut(DropoutMethod):
+class IDGFlowOut(GFlowNetMethod):
     """ID-GFlowOut on any MaskedNet; see the module docstring.
 
     dataset_size: N, the number of training examples (required, >= 1).
@@ -182,10 +188,6 @@ class IDGFlowOut(DropoutMethod):
             "posterior": posterior_optimizer(list(self.generators.parameters()), [self.log_z], specs["posterior"], self.logz_lr),
         }
         return Optimizers(optimizers, specs)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch.fill_(int(epoch))
-        self.beta.fill_(self.beta_schedule.value(int(epoch)))
 
     def log_prior(self, masks: Sequence[Tensor]) -> Tensor:
         """log p(z) under the fixed Bernoulli(prior_keep) prior: [batch]."""
