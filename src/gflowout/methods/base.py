@@ -28,20 +28,14 @@ from torch import Tensor, nn
 from gflowout.errors import NonFiniteLossError
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import MaskSampler
+from gflowout.optim_spec import GroupSpec
+
+__all__ = [
+    "DropoutMethod", "GroupSpec", "Optimizers", "StepResult", "build_optimizer", "clip_group_gradients", "eval_mode",
+    "raise_if_nonfinite", "repeated_pass", "resolve_group_specs", "site_rates",
+]
 
 DEFAULT_PREDICT_SAMPLES = 20  # S of `predict` when none is given (a method with a fixed count gives its own)
-
-
-@dataclass(frozen=True)
-class GroupSpec:
-    """Optimiser defaults of one parameter group (the published method's, where it has them)."""
-
-    lr: float
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # "adam" or "sgd"
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    clip_norm: float | None = None  # gradient-norm clipping, None for none
 
 
 @dataclass

@@ -15,17 +15,13 @@ from gflowout.nets.sites import MaskSampler, ones_sampler
 
 
 def backbone_spec(net: MaskedNet) -> GroupSpec:
-    """Backbone optimiser defaults of the published baselines, by backbone (the official scripts').
+    """Optimiser defaults of the "backbone" group: the ones the backbone declares (`MaskedNet.default_optimizer`).
 
     CifarResNet18: SGD, Nesterov momentum 0.9, lr 0.1, weight decay 5e-4 (the CIFAR Concrete and
-    Contextual scripts). Every other backbone (the MNIST MLP, wrapped modules): Adam lr 1e-3, no
-    weight decay (MNIST_MLP_all.sh and the MNIST ARMMLP scripts). The harness may override both.
+    Contextual scripts). The MLP and wrapped modules: Adam lr 1e-3, no weight decay (MNIST_MLP_all.sh
+    and the MNIST ARMMLP scripts). A config may override them under `optim.backbone`.
     """
-    from gflowout.nets.resnet import CifarResNet18
-
-    if isinstance(net, CifarResNet18):
-        return GroupSpec(lr=0.1, weight_decay=5e-4, optimizer="sgd", momentum=0.9, nesterov=True)
-    return GroupSpec(lr=1e-3, weight_decay=0.0, optimizer="adam")
+    return net.default_optimizer()
 
 
 def dropout_spec(net: MaskedNet) -> GroupSpec:
