@@ -46,11 +46,14 @@ from gflowout.methods.mask_sampling import (
     reusable_buffer,
     sample_and_apply,
 )
+from gflowout.methods.reference_sampler import ReferencePosteriorSampler
 from gflowout.methods.schedules import BetaSpec
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
 from gflowout.methods.trajectory_policy import TrajectoryPolicy
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask, site_features
+
+ENGINES = ("fused", "reference")
 
 
 class PosteriorSampler:
@@ -180,6 +183,9 @@ class GFlowOut(GFlowNetMethod):
         BatchNorm normalises with, and never updates, its running statistics; only q(z|x,y), p(z|x) and
         log Z(x, y) train, by the same trajectory-balance and prior losses. The reward
         log p(y | x, z) then scores masks under the fixed trained network (`gflowout.posthoc`).
+    engine: how the training sampler computes the posterior and prior: "fused" (default, the fast
+        `trajectory_policy` engine) or "reference" (`methods.reference_sampler`: the generator modules
+        called site by site with autograd, the plain version to read). Same masks, losses and gradients.
     """
 
     name = "gflowout"
@@ -201,8 +207,12 @@ class GFlowOut(GFlowNetMethod):
         generator_weight_decay: float = 0.0,
         dataset_size: int | None = None,
         freeze_backbone: bool = False,
+        engine: str = "fused",
     ) -> None:
         super().__init__(net)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
         self.freeze_backbone = bool(freeze_backbone)
         if self.freeze_backbone:
             net.requires_grad_(False)
@@ -254,7 +264,7 @@ class GFlowOut(GFlowNetMethod):
 
     # --- training ------------------------------------------------------------------------------
     def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        sampler = PosteriorSampler(self.posterior, self.prior, y, self.train_temperature, self.epsilon, self.epsilon_keep)
+        sampler = self.training_sampler(y, self.train_temperature, self.epsilon, self.epsilon_keep)
         logits = self.net(x, sampler)
         log_forward, log_prior = sampler.finish()
         log_likelihood = -F.cross_entropy(logits, y, reduction="none")  # [batch]
@@ -280,7 +290,7 @@ class GFlowOut(GFlowNetMethod):
     def score_masks(self, x: Tensor, y: Tensor, masks: Sequence[Tensor]) -> dict[str, Tensor]:
         """Exact scores of given masks (one [batch, width] per site): log q(z|x,y), log p(z|x), log p(y|x,z), log Z(x,y)."""
         self.validate(x, y)
-        sampler = PosteriorSampler(self.posterior, self.prior, y, forced_masks=list(masks))
+        sampler = self.training_sampler(y, forced_masks=list(masks))
         logits = self.net(x, sampler)
         log_forward, log_prior = sampler.finish()
         return {
@@ -289,6 +299,19 @@ class GFlowOut(GFlowNetMethod):
             "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
             "log_z": self.log_partition(x, y),
         }
+
+    def training_sampler(
+        self,
+        labels: Tensor,
+        temperature: float = 1.0,
+        epsilon: float = 0.0,
+        epsilon_keep: float = 0.5,
+        forced_masks: Sequence[Tensor] | None = None,
+    ) -> PosteriorSampler | ReferencePosteriorSampler:
+        """The posterior sampler of this method's `engine`: "fused" (`PosteriorSampler`) or "reference"
+        (`ReferencePosteriorSampler`); both draw the same masks and give the same (log q, log p) from `finish()`."""
+        cls = PosteriorSampler if self.engine == "fused" else ReferencePosteriorSampler
+        return cls(self.posterior, self.prior, labels, temperature, epsilon, epsilon_keep, forced_masks)
 
     def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
         """Per-site keep probabilities, entropies and the trajectory-balance residual (`methods.diagnostics`)."""
