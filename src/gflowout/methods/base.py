@@ -294,9 +294,9 @@ def resolve_group_specs(
 
 
 def build_optimizer(params: list[nn.Parameter], spec: GroupSpec) -> torch.optim.Optimizer:
-    """Adam (fused where this torch and device allow it: ~30 % faster steps on CPU here) or SGD for one group.
+    """Adam (fused where this torch and device allow it: the same maths in fewer kernels) or SGD for one group.
 
-    Fused Adam on CPU needs torch >= 2.4 (we support 2.1): where it is refused, plain Adam (same maths).
+    Fused Adam on CPU needs torch >= 2.4 (2.1 is supported): where it is refused, plain Adam.
     """
     if spec.optimizer == "adam":
         if all(p.device.type in ("cpu", "cuda") for p in params):

@@ -67,7 +67,7 @@ def project_earlier_masks(layer: nn.Linear, earlier: EarlierMasks, batch: int) -
     earlier: one [batch, mask_features] tensor, or the list of per-site masks [batch, width_j] in
     site order (the prior appends the activation summary as a last block), whose concatenation is never built: the product is summed block by block over
     column slices of the weight, which saves writing a [batch, sum of widths] copy per site
-    (at S = 20 x 128 that copy cost as much as a generator's matmul here).
+    (at S = 20 x 128 prediction that copy costs as much as a generator's matmul).
     """
     expected = layer.in_features
     if isinstance(earlier, Tensor):
@@ -98,9 +98,9 @@ class _BlockProjection(torch.autograd.Function):
     """`_project_blocks` for inputs that need no gradient (masks, detached activations), with a cheaper backward.
 
     Autograd's own backward of the column slices computes each block's weight gradient as
-    block.T @ grad ([width, batch] x [batch, 32], a slow layout for this CPU's matmul) and then
-    scatters it into a zero-filled full-size gradient; here it is grad.T @ block ([32, batch] x
-    [batch, width], ~1.5x faster) per block, joined by one `cat`. Same values (tested).
+    block.T @ grad ([width, batch] x [batch, 32], a slow layout for CPU matmul) and then scatters it
+    into a zero-filled full-size gradient; here it is grad.T @ block ([32, batch] x [batch, width])
+    per block, joined by one `cat`. Same values (tested).
     """
 
     @staticmethod
@@ -221,8 +221,8 @@ class GroupedMLPTail(nn.Module):
         batch = h.shape[0]
         last = len(self.linears) - 1
         for i, linear in enumerate(self.linears):
-            # LayerNorm of each group's features: layer_norm over a [batch, groups, hidden] view is
-            # ~2x faster here than group_norm on [batch, groups * hidden].
+            # LayerNorm of each group's features: layer_norm over a [batch, groups, hidden] view (cheaper on CPU
+            # than group_norm on [batch, groups * hidden]).
             grouped = F.leaky_relu(h, NEGATIVE_SLOPE).view(batch, self.groups, -1)
             normed = F.layer_norm(grouped, grouped.shape[-1:]).view(batch, -1)
             if i == last and out is not None and self.groups == 1 and not torch.is_grad_enabled():

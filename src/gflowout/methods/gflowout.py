@@ -163,29 +163,38 @@ class PriorSampler:
 class GFlowOut(GFlowNetMethod):
     """GFlowOut on any MaskedNet. See the module docstring for the step; defaults follow the paper's code.
 
-    beta: reward temperature: a number (fixed; default 1: the Bayesian posterior, and the paper's
-        CIFAR runs), "paper_mnist" (the MNIST runs: 0.001, x3.16 every 30 epochs, capped at 1), a
-        mapping of `BetaSchedule` fields or a BetaSchedule. Advanced by `set_epoch`; the current
-        value lives in the `beta` buffer, so checkpoints carry it.
-    train_temperature: masks are sampled from sigmoid(logit / T) during training (paper: 2).
-    epsilon, epsilon_keep: probability of replacing an example's site mask by a Bernoulli(keep) mask.
-    generator_hidden, branch_out: generator MLP sizes (paper: [32, 32]; the posterior's branches output 10).
-    logz_hidden: hidden width of log Z(x, y) (paper: 16).
-    backbone_lr: None (default) takes the baselines' backbone optimiser (`methods.none.backbone_spec`: MLP
-        Adam 1e-3 as the paper; CifarResNet18 SGD) so every method trains the same backbone alike;
-        a number means Adam with that lr.
-    posterior_lr, logz_lr, prior_lr: Adam learning rates (paper: 1e-3, 0.1, 1e-3).
-    generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0: decay pulls log Z to 0).
-        log Z never gets weight decay.
-    dataset_size: accepted so that every method takes the same options; GFlowOut's reward does not use it.
-    freeze_backbone: post-hoc GFlowOut on an already trained network: every backbone weight is frozen
-        (requires_grad False, no "backbone" loss or optimiser) and the backbone stays in eval mode, so
-        BatchNorm normalises with, and never updates, its running statistics; only q(z|x,y), p(z|x) and
-        log Z(x, y) train, by the same trajectory-balance and prior losses. The reward
-        log p(y | x, z) then scores masks under the fixed trained network (`gflowout.posthoc`).
-    engine: how the training sampler computes the posterior and prior: "fused" (default, the fast
-        `trajectory_policy` engine) or "reference" (`methods.reference_sampler`: the generator modules
-        called site by site with autograd, the plain version to read). Same masks, losses and gradients.
+    Three parameter groups, each with its own loss and optimiser: "backbone" (cross-entropy of the masked
+    forward), "posterior" (q(z | x, y) and log Z(x, y), trajectory balance) and "prior" (p(z | x), maximum
+    likelihood of the posterior's masks). Prediction draws masks from the prior only.
+
+    Args:
+        net: the backbone (`gflowout.MLP`, `gflowout.CifarResNet18`, `gflowout.wrap(module)`).
+        beta: reward temperature: a number (fixed; default 1: the Bayesian posterior, and the paper's
+            CIFAR runs), "paper_mnist" (the MNIST runs: 0.001, x3.16 every 30 epochs, capped at 1), a
+            mapping of `BetaSchedule` fields or a BetaSchedule. Advanced by `set_epoch`; the current
+            value lives in the `beta` buffer, so checkpoints carry it.
+        train_temperature: masks are sampled from sigmoid(logit / T) during training (paper: 2).
+        epsilon, epsilon_keep: probability of replacing an example's site mask by a Bernoulli(keep) mask.
+        generator_hidden, branch_out: generator MLP sizes (paper: [32, 32]; the posterior's branches output 10).
+        logz_hidden: hidden width of log Z(x, y) (paper: 16).
+        backbone_lr: None (default) takes the baselines' backbone optimiser (`methods.none.backbone_spec`: MLP
+            Adam 1e-3 as the paper; CifarResNet18 SGD) so every method trains the same backbone alike;
+            a number means Adam with that lr.
+        posterior_lr, logz_lr, prior_lr: Adam learning rates (paper: 1e-3, 0.1, 1e-3).
+        generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0: decay pulls log Z to 0).
+            log Z never gets weight decay.
+        dataset_size: accepted so that every method takes the same options; GFlowOut's reward does not use it.
+        freeze_backbone: post-hoc GFlowOut on an already trained network: every backbone weight is frozen
+            (requires_grad False, no "backbone" loss or optimiser) and the backbone stays in eval mode, so
+            BatchNorm normalises with, and never updates, its running statistics; only q(z|x,y), p(z|x) and
+            log Z(x, y) train, by the same trajectory-balance and prior losses. The reward
+            log p(y | x, z) then scores masks under the fixed trained network (`gflowout.posthoc`).
+        engine: how the training sampler computes the posterior and prior: "fused" (default, the fast
+            `trajectory_policy` engine) or "reference" (`methods.reference_sampler`: the generator modules
+            called site by site with autograd, the plain version to read). Same masks, losses and gradients.
+
+    Raises:
+        ValueError: for an option outside its range (temperature, epsilon, dataset_size, engine).
     """
 
     name = "gflowout"
@@ -236,7 +245,8 @@ class GFlowOut(GFlowNetMethod):
 
     # --- groups and optimisers -----------------------------------------------------------------
     def train(self, mode: bool = True) -> GFlowOut:
-        """As nn.Module.train, except that a frozen backbone stays in eval mode (BatchNorm statistics fixed)."""
+        """As nn.Module.train (returns self), except that a frozen backbone stays in eval mode (BatchNorm statistics
+        fixed)."""
         super().train(mode)
         if self.freeze_backbone:
             self.net.eval()
@@ -288,7 +298,16 @@ class GFlowOut(GFlowNetMethod):
 
     @torch.no_grad()
     def score_masks(self, x: Tensor, y: Tensor, masks: Sequence[Tensor]) -> dict[str, Tensor]:
-        """Exact scores of given masks (one [batch, width] per site): log q(z|x,y), log p(z|x), log p(y|x,z), log Z(x,y)."""
+        """Exact scores of given masks, without gradients.
+
+        Args:
+            x, y: a labelled batch.
+            masks: one 0/1 mask [batch, width] per site, in site order.
+
+        Returns:
+            Each [batch]: "log_forward" log q(z | x, y), "log_prior" log p(z | x), "log_likelihood"
+            log p(y | x, z) and "log_z" log Z(x, y).
+        """
         self.validate(x, y)
         sampler = self.training_sampler(y, forced_masks=list(masks))
         logits = self.net(x, sampler)
@@ -308,8 +327,17 @@ class GFlowOut(GFlowNetMethod):
         epsilon_keep: float = 0.5,
         forced_masks: Sequence[Tensor] | None = None,
     ) -> PosteriorSampler | ReferencePosteriorSampler:
-        """The posterior sampler of this method's `engine`: "fused" (`PosteriorSampler`) or "reference"
-        (`ReferencePosteriorSampler`); both draw the same masks and give the same (log q, log p) from `finish()`."""
+        """A posterior sampler for one forward pass of the backbone, from this method's `engine`.
+
+        Args:
+            labels: the batch's labels [batch].
+            temperature, epsilon, epsilon_keep: exploration (`draw_policy_mask`); 1, 0, 0.5 sample q itself.
+            forced_masks: score these masks (one [batch, width] per site) instead of drawing.
+
+        Returns:
+            "fused": a `PosteriorSampler`; "reference": a `ReferencePosteriorSampler`. Both draw the same masks
+            and give the same (log q, log p) from `finish()`.
+        """
         cls = PosteriorSampler if self.engine == "fused" else ReferencePosteriorSampler
         return cls(self.posterior, self.prior, labels, temperature, epsilon, epsilon_keep, forced_masks)
 

@@ -11,8 +11,8 @@
   towards the prior (docs: The method, Pitfalls).
 * Two parameter groups: "backbone" (cross-entropy on the masked forward) and "posterior"
   (generators + log Z, trajectory balance). The prior is fixed, so there is no "prior" group.
-* log Z starts where the first training batch puts it (`logz_init="first_batch"`, our addition, not
-  the paper's): the reward beta * N * log p(y | x, z) is of order -N (thousands), so a log Z started
+* log Z starts where the first training batch puts it (`logz_init="first_batch"`, an addition to
+  the paper): the reward beta * N * log p(y | x, z) is of order -N (thousands), so a log Z started
   at 0 with lr 0.1 trails it for tens of thousands of steps (TB loss ~1e6 after 3 MNIST epochs).
   On the first training batch log Z is set to mean(log R - log P_F), the closed-form minimiser of
   that batch's TB loss, before the step; a buffer records it, so a resumed run does not redo it.
@@ -121,7 +121,7 @@ class IDGFlowOut(GFlowNetMethod):
     generator_hidden: hidden sizes of each site's MLP on the earlier masks (paper: [32, 32]).
     backbone_lr: None = the baselines' backbone optimiser; posterior_lr, logz_lr: Adam lrs (paper 1e-3, 0.1).
     generator_weight_decay: default 0 (paper 0.1, which pulls log Z towards 0); log Z never gets weight decay.
-    logz_init: "first_batch" (default; our improvement over the paper, see the module docstring) or
+    logz_init: "first_batch" (default; an addition to the paper, see the module docstring) or
         "zero" (the paper: log Z starts at 0). Ignored by objective "vargrad".
     objective: "tb" (default: trajectory balance, the paper) or "vargrad" (the log-variance objective;
         see the module docstring).

@@ -177,8 +177,8 @@ class TrajectoryPolicy:
             raise ValueError(f"features of site {k} have shape {tuple(features.shape)}, expected {expected}")
         features = features.to(dtype)
         first = tape.first[k]  # [batch, 2h]: [posterior activation branch | prior], both with their bias
-        # one product per generator and input block: at 2 threads two [.., 32]-wide products beat one over
-        # concatenated weights (A/B in one process: ~0.4 ms a step less, though 5 % slower at 1 thread)
+        # one product per generator and input block rather than one over concatenated weights: the faster
+        # choice with 2 threads (`benchmarks/README.md`)
         torch.addmm(activation_in.bias, features, activation_in.weight.t(), out=first[:, :h])
         torch.addmm(prior_first.bias, features, prior_first.weight[:, posterior.mask_features :].t(), out=first[:, h:])
         mask_part = posterior.mask_const.expand(batch, -1) if k == 0 else tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
@@ -267,7 +267,7 @@ class TrajectoryPolicy:
             grad_logits = log_prob_grad(tape.logits[g], tape.masks[g], weights, out=tape.arena.scratch[g][0])
             grad_logits = grad_logits.view(2 * n, tape.batch, width)
             normed = tails[-1][0][:, self._index(g)].reshape(2 * n, tape.batch, hidden[-1])
-            # [2n, width, hidden], a transposed view: the faster layout here even with AccumulateGrad's copy
+            # [2n, width, hidden], a transposed view: the faster matmul layout even with AccumulateGrad's copy
             grad_weight = torch.bmm(normed.transpose(1, 2), grad_logits).transpose(1, 2)
             grad_bias = grad_logits.sum(dim=1)
             grad_group = torch.bmm(grad_logits, tape.last_w[g].view(2 * n, width, hidden[-1]))
