@@ -14,6 +14,10 @@ One training step (docs: The method, One training step), on one batch and one se
   (trains the posterior generators and log Z(x, y));
   "prior": -log p(z | x) of the sampled masks (maximum likelihood of the prior on posterior samples).
 
+A reader starts from `methods.reference_sampler`: the same sampler written as a plain loop over the
+mask sites with the generator modules (`GFlowOut(net, engine="reference")` trains with it). The
+default engine computes the same values faster (`trajectory_policy`) and is tested equal to it.
+
 Prediction samples masks from the prior p(z | x) at T = 1. The prior generators have no label
 argument and the prediction sampler holds no reference to the posterior or to log Z, so a test-time
 label cannot reach a mask (docs: The method, Pitfalls).

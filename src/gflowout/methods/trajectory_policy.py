@@ -26,7 +26,8 @@ over sites:
 
 Sites of different widths (CifarResNet18) are grouped by width for the last layers and the
 log-probabilities; everything else is batched over all sites. Same values as the modules' forward
-with autograd (tested in float64). Measured speed: see `benchmarks/bench_engine.py`.
+with autograd (tested in float64); the plain version of this sampler is `methods.reference_sampler`.
+Measured speed: see `benchmarks/bench_engine.py`.
 """
 
 from __future__ import annotations
