@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+# --8<-- [start:method]
 import torch
 from torch import Tensor, nn
 
-# --8<-- [start:method]
 from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
 from gflowout.methods.none import accuracy_of, backbone_spec, classification_step
 from gflowout.nets.base import MaskedNet
@@ -50,8 +50,7 @@ class GaussianDropout(DropoutMethod):
         return apply_mask(site, activation, noise.to(activation.dtype), scale=1.0)
 
     # 3. one loss per parameter group, from a labelled batch
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         cross_entropy, logits = classification_step(self.net, x, y, self.noisy)
         loss = cross_entropy.mean()
         logs = {"accuracy": accuracy_of(logits, y)}

@@ -36,7 +36,8 @@ class DataConfig:
     """The data set and its splits (passed to `gflowout.data.datamodule.ImageDataModule`).
 
     module: optional "package.module:Class" of a user's own LightningDataModule, built with the same
-    keyword arguments; None uses ImageDataModule.
+    keyword arguments, with `num_classes` and `input_shape` attributes (`training.build.ClassificationData`);
+    None uses ImageDataModule.
     """
 
     name: str = "mnist"

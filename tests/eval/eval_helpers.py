@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from gflowout.methods.base import DropoutMethod
+from gflowout.methods.none import NoDropout
 from gflowout.nets.mlp import MLP
 
 
-class RecordingMethod(DropoutMethod):
+class RecordingMethod(NoDropout):
     """A stand-in method that records every batch given to predict; a subclass says which logits to answer."""
 
     name = "recording"

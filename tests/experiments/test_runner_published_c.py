@@ -20,7 +20,7 @@ from gflowout.errors import ConfigError
 from gflowout.eval.evaluate import evaluate_method
 from gflowout.eval.report import summary_table, write_report
 from gflowout.experiments.benchmark import load_benchmark_config, run_config
-from gflowout.methods.base import DropoutMethod
+from gflowout.methods.none import NoDropout
 from gflowout.nets.mlp import MLP
 from gflowout.results import write_json_atomic
 
@@ -29,7 +29,7 @@ MEAN = torch.tensor(DATASET_INFO["cifar10"].mean).view(1, 3, 1, 1)
 STD = torch.tensor(DATASET_INFO["cifar10"].std).view(1, 3, 1, 1)
 
 
-class BrightnessReader(DropoutMethod):
+class BrightnessReader(NoDropout):
     """A stand-in method: undoes the CIFAR-10 normalisation, reads the class from the brightness of rows
     1.. ((k + 1) / 20 for class k) and records each image's row tag (pixel [0, 0] of channel 0)."""
 

@@ -106,7 +106,7 @@ class TinyMC(DropoutMethod):
     def group_defaults(self):
         return {"backbone": GroupSpec(lr=self.lr)}
 
-    def training_losses(self, x, y) -> StepResult:
+    def compute_losses(self, x, y) -> StepResult:
         logits = self.net(x, self._sampler)
         loss = torch.nn.functional.cross_entropy(logits, y)
         self.calls += 1

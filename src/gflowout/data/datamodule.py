@@ -97,7 +97,8 @@ class ImageDataModule(L.LightningDataModule):
         return self.info.num_classes
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one example, (C, H, W)."""
         return self.info.image_shape
 
     @property

@@ -169,8 +169,7 @@ class ConcreteDropout(DropoutMethod):
         weight_term = self.weight_reg * (weight_norms * torch.exp(-log_keep)).sum()
         return weight_term, entropy_term
 
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         cross_entropy, logits = classification_step(self.net, x, y, self.sample_masked)
         ce = cross_entropy.mean()
         weight_term, entropy_term = self.regularisers()

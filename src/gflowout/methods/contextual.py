@@ -210,8 +210,7 @@ class ContextualDropout(DropoutMethod):
         return self.expected_masked
 
     # --- training ----------------------------------------------------------------------------
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         if self.variant == "bernoulli":
             return self._arm_losses(x, y)
         logits_by_site: dict[int, Tensor] = {}
@@ -244,8 +243,7 @@ class ContextualDropout(DropoutMethod):
         first site the real keep logits are reused (phi' = phi, ARM's term). Every later site evaluates
         the bottleneck on the pseudo pass's own activation and gets phi' f(z') (u - 1/2) - phi f(z) (u - 1/2);
         where that activation happens to equal the real one, phi' = phi and this is ARM's term again
-        (the previous code checked for that case with a full comparison per site; it is rare and the
-        value is the same, so the comparison is no longer paid every step).
+        (the same value either way, so that rare case is not tested for).
         """
         real: dict[int, BottleneckPass] = {}
         probs: dict[int, Tensor] = {}

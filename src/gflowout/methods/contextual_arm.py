@@ -4,8 +4,8 @@ Why a hand-written gradient: the bottleneck inputs are detached and the masks ar
 only gradients that reach the bottlenecks are d(loss) / d(keep logits), known in closed form (the
 analytic KL's and ARM's). Building them directly and sending them through one matrix backward per
 site saves the autograd graph of 3 x 2 thin linears, the surrogate's passes over [batch, width]
-tensors, and the KL's autograd chain (the ARM step on the paper's MLP spent about a third of its
-non-matrix time there). The estimator is unchanged (`ContextualDropout`):
+tensors, and the KL's autograd chain, a large share of the ARM step's time outside its matrix
+products (`benchmarks/README.md`). The estimator is the one `ContextualDropout` describes:
 
     d/d phi  = kl_weight / B * pi (1 - pi) (phi - phi_p)        (the analytic KL)
              + (u - 1/2) (f(z') - f(z)) / B                      (ARM, where phi' = phi)
@@ -65,7 +65,7 @@ def bottleneck_backward(bottleneck: nn.Module, passes: list[BottleneckPass]) -> 
 
     alpha = W2 a + b2 with a = LeakyReLU(W1 h + b1); a > 0 exactly where the pre-activation is > 0
     (slope 0.1 > 0), so the saved output gives the LeakyReLU derivative. W2's gradient is computed
-    as (a^T G)^T: [hidden, rows] x [rows, width] ran about 30 % faster here than G^T a.
+    as (a^T G)^T ([hidden, rows] x [rows, width]), the faster layout for CPU matmul than G^T a.
     """
     outer_weight = bottleneck.outer.weight
     grads: list[Tensor] = []
@@ -100,8 +100,8 @@ def bernoulli_kl_and_grad_(logits: Tensor, probs: Tensor, prior_logit: Tensor, g
 
     KL = logsigmoid(-phi) - logsigmoid(-phi_p) + pi (phi - phi_p) (`contextual.bernoulli_kl`), whose
     derivative is pi (1 - pi) (phi - phi_p). probs = sigmoid(phi); prior_logit is a scalar tensor.
-    The gradient is written over `logits`, sparing [batch, width] temporaries (fewer fresh tensors measured
-    faster per step here); the caller must not need the logits afterwards.
+    The gradient is written over `logits`, sparing [batch, width] temporaries; the caller must not need the
+    logits afterwards.
     """
     width = logits.shape[1]
     negated = logits.neg_()  # -phi, in place

@@ -27,7 +27,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
 from gflowout.methods.none import backbone_spec, classification_step
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import MaskSampler, ones_sampler
@@ -71,10 +71,9 @@ class DeepEnsemble(DropoutMethod):
     def group_defaults(self) -> dict[str, GroupSpec]:
         return {"backbone": backbone_spec(self.net)}
 
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         """Sum over members of each member's mean cross-entropy on the batch (logs: their mean, and the accuracy
         of the ensemble's predictive)."""
-        self.validate(x, y)
         losses, logits = [], []
         for member in self.members:
             cross_entropy, member_logits = classification_step(member, x, y, None)
@@ -93,18 +92,9 @@ class DeepEnsemble(DropoutMethod):
         """Always M: one sample per member, whatever was requested."""
         return self.members_count
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, samples: int | None = None) -> Tensor:
-        """Logits [M, batch, classes], row m from member m. samples: None or M; any other count is a ValueError."""
-        if samples is not None and samples != self.members_count:
-            raise ValueError(
-                f"a deep ensemble of {self.members_count} members predicts exactly {self.members_count} samples (one "
-                f"per member), got samples={samples!r}; pass samples=None or "
-                f"samples=method.prediction_samples(S) (it returns {self.members_count})"
-            )
-        self.validate(x)
-        with _eval_mode(self):
-            return torch.stack([member(x, None) for member in self.members])
+    def sample_logits(self, x: Tensor, samples: int) -> Tensor:
+        """Logits [M, batch, classes], row m from member m (`predict` accepts only samples=None or M)."""
+        return torch.stack([member(x, None) for member in self.members])
 
     def extra_repr(self) -> str:
         return f"members={self.members_count}, init_seed={self.init_seed}"

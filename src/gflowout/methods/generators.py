@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,7 +67,7 @@ def project_earlier_masks(layer: nn.Linear, earlier: EarlierMasks, batch: int) -
     earlier: one [batch, mask_features] tensor, or the list of per-site masks [batch, width_j] in
     site order (the prior appends the activation summary as a last block), whose concatenation is never built: the product is summed block by block over
     column slices of the weight, which saves writing a [batch, sum of widths] copy per site
-    (at S = 20 x 128 that copy cost as much as a generator's matmul here).
+    (at S = 20 x 128 prediction that copy costs as much as a generator's matmul).
     """
     expected = layer.in_features
     if isinstance(earlier, Tensor):
@@ -97,9 +98,9 @@ class _BlockProjection(torch.autograd.Function):
     """`_project_blocks` for inputs that need no gradient (masks, detached activations), with a cheaper backward.
 
     Autograd's own backward of the column slices computes each block's weight gradient as
-    block.T @ grad ([width, batch] x [batch, 32], a slow layout for this CPU's matmul) and then
-    scatters it into a zero-filled full-size gradient; here it is grad.T @ block ([32, batch] x
-    [batch, width], ~1.5x faster) per block, joined by one `cat`. Same values (tested).
+    block.T @ grad ([width, batch] x [batch, 32], a slow layout for CPU matmul) and then scatters it
+    into a zero-filled full-size gradient; here it is grad.T @ block ([32, batch] x [batch, width])
+    per block, joined by one `cat`. Same values (tested).
     """
 
     @staticmethod
@@ -118,6 +119,46 @@ class _BlockProjection(torch.autograd.Function):
 
 
 # --- building blocks -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LinearParams:
+    """One linear layer of a generator as the fused engine (`trajectory_policy`) reads it.
+
+    weight [out, in] and bias [out] are the parameters themselves (gradients are assigned to them);
+    block_mask is the fixed 0/1 block-diagonal mask of a grouped layer (None for a plain one): the layer
+    computes x @ (weight * block_mask).T + bias, and its weight gradient is masked alike.
+    """
+
+    weight: nn.Parameter
+    bias: nn.Parameter
+    block_mask: Tensor | None = None
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+
+def linear_params(layer: nn.Module) -> LinearParams:
+    """The `LinearParams` of an `nn.Linear` or a `BlockLinear` (its block mask when it has several groups)."""
+    if isinstance(layer, BlockLinear):
+        return LinearParams(layer.weight, layer.bias, layer.block_mask if layer.groups > 1 else None)
+    if isinstance(layer, nn.Linear) and layer.bias is not None:
+        return LinearParams(layer.weight, layer.bias)
+    raise TypeError(f"expected an nn.Linear with a bias or a BlockLinear, got {type(layer).__name__}")
+
+
+def stack_layers(layers: Sequence[LinearParams]) -> tuple[Tensor, Tensor]:
+    """The weights [n, out, in] (block-masked where a layer has a mask) and biases [n, out] of n like-shaped layers."""
+    weights = torch.stack([layer.weight for layer in layers])
+    mask = layers[0].block_mask
+    if mask is not None:
+        weights.mul_(mask)
+    return weights, torch.stack([layer.bias for layer in layers])
+
+
 class BlockLinear(nn.Module):
     """`groups` independent linear maps [in_features] -> [out_features], applied to a [batch, groups * in] tensor.
 
@@ -164,14 +205,24 @@ class GroupedMLPTail(nn.Module):
         sizes = list(hidden) + [out_features]
         self.linears = nn.ModuleList([BlockLinear(groups, sizes[i], sizes[i + 1]) for i in range(len(hidden))])
 
+    @property
+    def layers(self) -> list[LinearParams]:
+        """Its linear layers in order (hidden[1:] and the output layer), for the fused engine."""
+        return [linear_params(linear) for linear in self.linears]
+
+    @property
+    def input_sizes(self) -> list[int]:
+        """The width of each layer's input per group: the MLP's hidden sizes."""
+        return [linear.in_features for linear in self.linears]
+
     def forward(self, pre_activation: Tensor, out: Tensor | None = None) -> Tensor:
         """out: optional [batch, groups * out_features] tensor to write the result into (no autograd, one group only)."""
         h = pre_activation
         batch = h.shape[0]
         last = len(self.linears) - 1
         for i, linear in enumerate(self.linears):
-            # LayerNorm of each group's features: layer_norm over a [batch, groups, hidden] view is
-            # ~2x faster here than group_norm on [batch, groups * hidden].
+            # LayerNorm of each group's features: layer_norm over a [batch, groups, hidden] view (cheaper on CPU
+            # than group_norm on [batch, groups * hidden]).
             grouped = F.leaky_relu(h, NEGATIVE_SLOPE).view(batch, self.groups, -1)
             normed = F.layer_norm(grouped, grouped.shape[-1:]).view(batch, -1)
             if i == last and out is not None and self.groups == 1 and not torch.is_grad_enabled():
@@ -221,6 +272,42 @@ class PosteriorGenerator(nn.Module):
         parts = [mask_part, self.activation_in(features), self.label_in(labels)]
         return self.combiner_tail(self.combiner_in(self.branch_tail(torch.cat(parts, dim=1))))
 
+    # --- its layers, as the fused engine (`trajectory_policy`) reads them ---------------------------
+    @property
+    def hidden(self) -> list[int]:
+        """The hidden sizes of its branch and combiner MLPs."""
+        return self.combiner_tail.input_sizes
+
+    @property
+    def mask_input(self) -> LinearParams | None:
+        """First layer of the earlier-masks branch (None at the first site, which has `mask_const` instead)."""
+        return None if self.mask_in is None else linear_params(self.mask_in)
+
+    @property
+    def activation_input(self) -> LinearParams:
+        """First layer of the activation branch."""
+        return linear_params(self.activation_in)
+
+    @property
+    def label_table(self) -> nn.Parameter:
+        """First layer of the label branch, as an embedding table [num_classes, hidden[0]] (onehot(y) @ W + b)."""
+        return self.label_in.weight
+
+    @property
+    def branch_layers(self) -> list[LinearParams]:
+        """The three branches' later layers, side by side (block-diagonal: hidden[1:] and the branch outputs)."""
+        return self.branch_tail.layers
+
+    @property
+    def combiner_input(self) -> LinearParams:
+        """The combiner's first layer, on the concatenated branch outputs."""
+        return linear_params(self.combiner_in)
+
+    @property
+    def combiner_layers(self) -> list[LinearParams]:
+        """The combiner's later layers, its output layer last."""
+        return self.combiner_tail.layers
+
 
 class PriorGenerator(nn.Module):
     """p(z_l | z_<l, h_l) of one site: logits [batch, site_width]. It takes no label, by design.
@@ -245,6 +332,22 @@ class PriorGenerator(nn.Module):
         else:
             blocks = [*(earlier_masks or ()), features]
         return self.tail(project_earlier_masks(self.first, blocks, features.shape[0]), out=out)
+
+    # --- its layers, as the fused engine (`trajectory_policy`) reads them ---------------------------
+    @property
+    def hidden(self) -> list[int]:
+        """The hidden sizes of its MLP."""
+        return self.tail.input_sizes
+
+    @property
+    def first_layer(self) -> LinearParams:
+        """Its first layer, on [earlier masks | activation summary] (columns mask_features: are the activation's)."""
+        return linear_params(self.first)
+
+    @property
+    def tail_layers(self) -> list[LinearParams]:
+        """Its later layers, the output layer last."""
+        return self.tail.layers
 
 
 class ChainGenerator(nn.Module):

@@ -14,6 +14,10 @@ One training step (docs: The method, One training step), on one batch and one se
   (trains the posterior generators and log Z(x, y));
   "prior": -log p(z | x) of the sampled masks (maximum likelihood of the prior on posterior samples).
 
+A reader starts from `methods.reference_sampler`: the same sampler written as a plain loop over the
+mask sites with the generator modules (`GFlowOut(net, engine="reference")` trains with it). The
+default engine computes the same values faster (`trajectory_policy`) and is tested equal to it.
+
 Prediction samples masks from the prior p(z | x) at T = 1. The prior generators have no label
 argument and the prediction sampler holds no reference to the posterior or to log Z, so a test-time
 label cannot reach a mask (docs: The method, Pitfalls).
@@ -27,55 +31,33 @@ applied (docs: The method, Pitfalls).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer
+from gflowout.methods.base import GroupSpec, Optimizers, StepResult, build_optimizer, repeated_pass
 from gflowout.methods.generators import LogPartition, PosteriorGenerator, PriorGenerator
+from gflowout.methods.gflownet_common import (
+    GFlowNetMethod,
+    SiteChain,
+    gflownet_group_specs,
+    posterior_optimizer,
+    set_gflownet_options,
+)
 from gflowout.methods.mask_sampling import (
     reusable_buffer,
     sample_and_apply,
 )
-from gflowout.methods.none import backbone_spec
-from gflowout.methods.schedules import BetaSpec, as_beta_schedule
+from gflowout.methods.reference_sampler import ReferencePosteriorSampler
+from gflowout.methods.schedules import BetaSpec
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
 from gflowout.methods.trajectory_policy import TrajectoryPolicy
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import Site, apply_mask, site_features
 
-
-class SiteChain:
-    """The masks drawn so far in one forward pass, in site order; checks that sites come in order.
-
-    `earlier` is the list of the masks drawn so far, which the generators consume block by block
-    (never concatenated: see `project_earlier_masks`).
-    """
-
-    def __init__(self, num_sites: int) -> None:
-        self.num_sites = num_sites
-        self.masks: list[Tensor] = []
-
-    @property
-    def earlier(self) -> list[Tensor]:
-        return self.masks
-
-    def expect(self, site: Site) -> None:
-        if site.index != len(self.masks):
-            raise RuntimeError(
-                f"mask site {site.name!r} (index {site.index}) was reached after {len(self.masks)} site(s); sites must be "
-                "visited once each, in order, per forward pass"
-            )
-
-    def push(self, mask: Tensor) -> None:
-        self.masks.append(mask)
-
-    def check_complete(self) -> None:
-        if len(self.masks) != self.num_sites:
-            raise RuntimeError(f"the forward pass visited {len(self.masks)} of {self.num_sites} mask sites")
+ENGINES = ("fused", "reference")
 
 
 class PosteriorSampler:
@@ -182,29 +164,41 @@ class PriorSampler:
         return out
 
 
-class GFlowOut(DropoutMethod):
+class GFlowOut(GFlowNetMethod):
     """GFlowOut on any MaskedNet. See the module docstring for the step; defaults follow the paper's code.
 
-    beta: reward temperature: a number (fixed; default 1: the Bayesian posterior, and the paper's
-        CIFAR runs), "paper_mnist" (the MNIST runs: 0.001, x3.16 every 30 epochs, capped at 1), a
-        mapping of `BetaSchedule` fields or a BetaSchedule. Advanced by `set_epoch`; the current
-        value lives in the `beta` buffer, so checkpoints carry it.
-    train_temperature: masks are sampled from sigmoid(logit / T) during training (paper: 2).
-    epsilon, epsilon_keep: probability of replacing an example's site mask by a Bernoulli(keep) mask.
-    generator_hidden, branch_out: generator MLP sizes (paper: [32, 32]; the posterior's branches output 10).
-    logz_hidden: hidden width of log Z(x, y) (paper: 16).
-    backbone_lr: None (default) takes the baselines' backbone optimiser (`methods.none.backbone_spec`: MLP
-        Adam 1e-3 as the paper; CifarResNet18 SGD) so every method trains the same backbone alike;
-        a number means Adam with that lr.
-    posterior_lr, logz_lr, prior_lr: Adam learning rates (paper: 1e-3, 0.1, 1e-3).
-    generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0: decay pulls log Z to 0).
-        log Z never gets weight decay.
-    dataset_size: accepted so that every method takes the same options; GFlowOut's reward does not use it.
-    freeze_backbone: post-hoc GFlowOut on an already trained network: every backbone weight is frozen
-        (requires_grad False, no "backbone" loss or optimiser) and the backbone stays in eval mode, so
-        BatchNorm normalises with, and never updates, its running statistics; only q(z|x,y), p(z|x) and
-        log Z(x, y) train, by the same trajectory-balance and prior losses. The reward
-        log p(y | x, z) then scores masks under the fixed trained network (`gflowout.posthoc`).
+    Three parameter groups, each with its own loss and optimiser: "backbone" (cross-entropy of the masked
+    forward), "posterior" (q(z | x, y) and log Z(x, y), trajectory balance) and "prior" (p(z | x), maximum
+    likelihood of the posterior's masks). Prediction draws masks from the prior only.
+
+    Args:
+        net: the backbone (`gflowout.MLP`, `gflowout.CifarResNet18`, `gflowout.wrap(module)`).
+        beta: reward temperature: a number (fixed; default 1: the Bayesian posterior, and the paper's
+            CIFAR runs), "paper_mnist" (the MNIST runs: 0.001, x3.16 every 30 epochs, capped at 1), a
+            mapping of `BetaSchedule` fields or a BetaSchedule. Advanced by `set_epoch`; the current
+            value lives in the `beta` buffer, so checkpoints carry it.
+        train_temperature: masks are sampled from sigmoid(logit / T) during training (paper: 2).
+        epsilon, epsilon_keep: probability of replacing an example's site mask by a Bernoulli(keep) mask.
+        generator_hidden, branch_out: generator MLP sizes (paper: [32, 32]; the posterior's branches output 10).
+        logz_hidden: hidden width of log Z(x, y) (paper: 16).
+        backbone_lr: None (default) takes the baselines' backbone optimiser (`methods.none.backbone_spec`: MLP
+            Adam 1e-3 as the paper; CifarResNet18 SGD) so every method trains the same backbone alike;
+            a number means Adam with that lr.
+        posterior_lr, logz_lr, prior_lr: Adam learning rates (paper: 1e-3, 0.1, 1e-3).
+        generator_weight_decay: Adam weight decay of the generators (paper: 0.1; default 0: decay pulls log Z to 0).
+            log Z never gets weight decay.
+        dataset_size: accepted so that every method takes the same options; GFlowOut's reward does not use it.
+        freeze_backbone: post-hoc GFlowOut on an already trained network: every backbone weight is frozen
+            (requires_grad False, no "backbone" loss or optimiser) and the backbone stays in eval mode, so
+            BatchNorm normalises with, and never updates, its running statistics; only q(z|x,y), p(z|x) and
+            log Z(x, y) train, by the same trajectory-balance and prior losses. The reward
+            log p(y | x, z) then scores masks under the fixed trained network (`gflowout.posthoc`).
+        engine: how the training sampler computes the posterior and prior: "fused" (default, the fast
+            `trajectory_policy` engine) or "reference" (`methods.reference_sampler`: the generator modules
+            called site by site with autograd, the plain version to read). Same masks, losses and gradients.
+
+    Raises:
+        ValueError: for an option outside its range (temperature, epsilon, dataset_size, engine).
     """
 
     name = "gflowout"
@@ -226,8 +220,12 @@ class GFlowOut(DropoutMethod):
         generator_weight_decay: float = 0.0,
         dataset_size: int | None = None,
         freeze_backbone: bool = False,
+        engine: str = "fused",
     ) -> None:
         super().__init__(net)
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.engine = engine
         self.freeze_backbone = bool(freeze_backbone)
         if self.freeze_backbone:
             net.requires_grad_(False)
@@ -251,7 +249,8 @@ class GFlowOut(DropoutMethod):
 
     # --- groups and optimisers -----------------------------------------------------------------
     def train(self, mode: bool = True) -> GFlowOut:
-        """As nn.Module.train, except that a frozen backbone stays in eval mode (BatchNorm statistics fixed)."""
+        """As nn.Module.train (returns self), except that a frozen backbone stays in eval mode (BatchNorm statistics
+        fixed)."""
         super().train(mode)
         if self.freeze_backbone:
             self.net.eval()
@@ -267,24 +266,19 @@ class GFlowOut(DropoutMethod):
     def group_defaults(self) -> dict[str, GroupSpec]:
         return dict(self._specs)
 
-    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
+    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> Optimizers:
         """Three optimisers (two with a frozen backbone); the "posterior" one has log Z as a second parameter group
-        (lr `logz_lr`, no decay)."""
-        specs = self.resolve_specs(overrides)  # remembered: train_step clips with them
+        (lr `logz_lr`, no decay). Returned with their specs, which `train_step` clips with."""
+        specs = self.resolve_specs(overrides)
         generators, log_z = list(self.posterior.parameters()), list(self.log_partition.parameters())
         optimizers = {} if self.freeze_backbone else {"backbone": build_optimizer(list(self.net.parameters()), specs["backbone"])}
         optimizers["posterior"] = posterior_optimizer(generators, log_z, specs["posterior"], self.logz_lr)
         optimizers["prior"] = build_optimizer(list(self.prior.parameters()), specs["prior"])
-        return optimizers
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch.fill_(int(epoch))
-        self.beta.fill_(self.beta_schedule.value(int(epoch)))
+        return Optimizers(optimizers, specs)
 
     # --- training ------------------------------------------------------------------------------
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
-        sampler = PosteriorSampler(self.posterior, self.prior, y, self.train_temperature, self.epsilon, self.epsilon_keep)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
+        sampler = self.training_sampler(y, self.train_temperature, self.epsilon, self.epsilon_keep)
         logits = self.net(x, sampler)
         log_forward, log_prior = sampler.finish()
         log_likelihood = -F.cross_entropy(logits, y, reduction="none")  # [batch]
@@ -308,9 +302,18 @@ class GFlowOut(DropoutMethod):
 
     @torch.no_grad()
     def score_masks(self, x: Tensor, y: Tensor, masks: Sequence[Tensor]) -> dict[str, Tensor]:
-        """Exact scores of given masks (one [batch, width] per site): log q(z|x,y), log p(z|x), log p(y|x,z), log Z(x,y)."""
+        """Exact scores of given masks, without gradients.
+
+        Args:
+            x, y: a labelled batch.
+            masks: one 0/1 mask [batch, width] per site, in site order.
+
+        Returns:
+            Each [batch]: "log_forward" log q(z | x, y), "log_prior" log p(z | x), "log_likelihood"
+            log p(y | x, z) and "log_z" log Z(x, y).
+        """
         self.validate(x, y)
-        sampler = PosteriorSampler(self.posterior, self.prior, y, forced_masks=list(masks))
+        sampler = self.training_sampler(y, forced_masks=list(masks))
         logits = self.net(x, sampler)
         log_forward, log_prior = sampler.finish()
         return {
@@ -319,6 +322,28 @@ class GFlowOut(DropoutMethod):
             "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
             "log_z": self.log_partition(x, y),
         }
+
+    def training_sampler(
+        self,
+        labels: Tensor,
+        temperature: float = 1.0,
+        epsilon: float = 0.0,
+        epsilon_keep: float = 0.5,
+        forced_masks: Sequence[Tensor] | None = None,
+    ) -> PosteriorSampler | ReferencePosteriorSampler:
+        """A posterior sampler for one forward pass of the backbone, from this method's `engine`.
+
+        Args:
+            labels: the batch's labels [batch].
+            temperature, epsilon, epsilon_keep: exploration (`draw_policy_mask`); 1, 0, 0.5 sample q itself.
+            forced_masks: score these masks (one [batch, width] per site) instead of drawing.
+
+        Returns:
+            "fused": a `PosteriorSampler`; "reference": a `ReferencePosteriorSampler`. Both draw the same masks
+            and give the same (log q, log p) from `finish()`.
+        """
+        cls = PosteriorSampler if self.engine == "fused" else ReferencePosteriorSampler
+        return cls(self.posterior, self.prior, labels, temperature, epsilon, epsilon_keep, forced_masks)
 
     def mask_diagnostics(self, x: Tensor, y: Tensor) -> dict[str, float]:
         """Per-site keep probabilities, entropies and the trajectory-balance residual (`methods.diagnostics`)."""
@@ -330,57 +355,11 @@ class GFlowOut(DropoutMethod):
     def prediction_sampler(self) -> PriorSampler:
         return PriorSampler(self.prior)
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
+    def sample_logits(self, x: Tensor, samples: int) -> Tensor:
         """Per-sample logits [samples, batch, classes], masks from the prior p(z | x) at T = 1; no label.
 
-        As `DropoutMethod.predict` (one batched pass over x repeated S times, sample-major), with a
-        sampler told about the S copies so that the first site's prior runs once per input.
+        One batched pass over x repeated S times (`repeated_pass`), with a sampler told about the S copies
+        so that the first site's prior runs once per input, and whose per-site buffers are reused between
+        calls (its masks die with the pass, unlike those of a `prediction_sampler()` handed out).
         """
-        if int(samples) != samples or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        self.validate(x)
-        expanded = x.repeat(samples, *([1] * (x.dim() - 1)))
-        with _eval_mode(self):
-            logits = self.net(expanded, PriorSampler(self.prior, copies=int(samples), reuse_buffers=True))
-        return logits.reshape(int(samples), x.shape[0], -1)
-
-
-def set_gflownet_options(
-    method: DropoutMethod, beta: BetaSpec, train_temperature: float, epsilon: float, epsilon_keep: float, logz_lr: float
-) -> None:
-    """Check and store the options GFlowOut and ID-GFlowOut share: beta schedule, exploration, log Z learning rate."""
-    check_exploration(train_temperature, epsilon, epsilon_keep)
-    method.beta_schedule = as_beta_schedule(beta)
-    method.train_temperature = float(train_temperature)
-    method.epsilon, method.epsilon_keep = float(epsilon), float(epsilon_keep)
-    method.logz_lr = float(logz_lr)
-
-
-def gflownet_group_specs(
-    net: MaskedNet, backbone_lr: float | None, posterior_lr: float, weight_decay: float
-) -> dict[str, GroupSpec]:
-    """The "backbone" (the baselines' optimiser unless backbone_lr is given) and "posterior" group defaults."""
-    return {
-        "backbone": backbone_spec(net) if backbone_lr is None else GroupSpec(lr=backbone_lr),
-        "posterior": GroupSpec(lr=posterior_lr, weight_decay=weight_decay),
-    }
-
-
-def check_exploration(temperature: float, epsilon: float, epsilon_keep: float) -> None:
-    """ValueErrors for exploration options outside their ranges."""
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"train_temperature must be a positive number, got {temperature}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
-    if not 0.0 <= epsilon_keep <= 1.0:
-        raise ValueError(f"epsilon_keep must be in [0, 1], got {epsilon_keep}")
-
-
-def posterior_optimizer(
-    generators: list[nn.Parameter], log_z: list[nn.Parameter], spec: GroupSpec, logz_lr: float
-) -> torch.optim.Optimizer:
-    """The optimiser of the "posterior" group: generators with `spec`, log Z with its own lr and no weight decay."""
-    optimizer = build_optimizer(generators, spec)
-    optimizer.add_param_group({"params": log_z, "lr": logz_lr, "weight_decay": 0.0})
-    return optimizer
+        return repeated_pass(self.net, x, samples, PriorSampler(self.prior, copies=samples, reuse_buffers=True))

@@ -11,8 +11,8 @@
   towards the prior (docs: The method, Pitfalls).
 * Two parameter groups: "backbone" (cross-entropy on the masked forward) and "posterior"
   (generators + log Z, trajectory balance). The prior is fixed, so there is no "prior" group.
-* log Z starts where the first training batch puts it (`logz_init="first_batch"`, our addition, not
-  the paper's): the reward beta * N * log p(y | x, z) is of order -N (thousands), so a log Z started
+* log Z starts where the first training batch puts it (`logz_init="first_batch"`, an addition to
+  the paper): the reward beta * N * log p(y | x, z) is of order -N (thousands), so a log Z started
   at 0 with lr 0.1 trails it for tens of thousands of steps (TB loss ~1e6 after 3 MNIST epochs).
   On the first training batch log Z is set to mean(log R - log P_F), the closed-form minimiser of
   that batch's TB loss, before the step; a buffer records it, so a resumed run does not redo it.
@@ -38,9 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode, build_optimizer
+from gflowout.methods.base import GroupSpec, Optimizers, StepResult, build_optimizer, repeated_pass
 from gflowout.methods.generators import ChainGenerator
-from gflowout.methods.gflowout import SiteChain, gflownet_group_specs, posterior_optimizer, set_gflownet_options
+from gflowout.methods.gflownet_common import (
+    GFlowNetMethod,
+    SiteChain,
+    gflownet_group_specs,
+    posterior_optimizer,
+    set_gflownet_options,
+)
 from gflowout.methods.mask_sampling import (
     bernoulli_log_prob,
     draw_policy_mask,
@@ -105,7 +111,7 @@ class ChainSampler:
         return apply_mask(site, activation, mask)
 
 
-class IDGFlowOut(DropoutMethod):
+class IDGFlowOut(GFlowNetMethod):
     """ID-GFlowOut on any MaskedNet; see the module docstring.
 
     dataset_size: N, the number of training examples (required, >= 1).
@@ -115,7 +121,7 @@ class IDGFlowOut(DropoutMethod):
     generator_hidden: hidden sizes of each site's MLP on the earlier masks (paper: [32, 32]).
     backbone_lr: None = the baselines' backbone optimiser; posterior_lr, logz_lr: Adam lrs (paper 1e-3, 0.1).
     generator_weight_decay: default 0 (paper 0.1, which pulls log Z towards 0); log Z never gets weight decay.
-    logz_init: "first_batch" (default; our improvement over the paper, see the module docstring) or
+    logz_init: "first_batch" (default; an addition to the paper, see the module docstring) or
         "zero" (the paper: log Z starts at 0). Ignored by objective "vargrad".
     objective: "tb" (default: trajectory balance, the paper) or "vargrad" (the log-variance objective;
         see the module docstring).
@@ -173,17 +179,15 @@ class IDGFlowOut(DropoutMethod):
     def group_defaults(self) -> dict[str, GroupSpec]:
         return dict(self._specs)
 
-    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, torch.optim.Optimizer]:
-        """Two optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay)."""
-        specs = self.resolve_specs(overrides)  # remembered: train_step clips with them
-        return {
+    def make_optimizers(self, overrides: Mapping[str, Mapping[str, object]] | None = None) -> Optimizers:
+        """Two optimisers; the "posterior" one has log Z as a second parameter group (lr `logz_lr`, no decay).
+        Returned with their specs, which `train_step` clips with."""
+        specs = self.resolve_specs(overrides)
+        optimizers = {
             "backbone": build_optimizer(list(self.net.parameters()), specs["backbone"]),
             "posterior": posterior_optimizer(list(self.generators.parameters()), [self.log_z], specs["posterior"], self.logz_lr),
         }
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch.fill_(int(epoch))
-        self.beta.fill_(self.beta_schedule.value(int(epoch)))
+        return Optimizers(optimizers, specs)
 
     def log_prior(self, masks: Sequence[Tensor]) -> Tensor:
         """log p(z) under the fixed Bernoulli(prior_keep) prior: [batch]."""
@@ -191,8 +195,7 @@ class IDGFlowOut(DropoutMethod):
         total = sum(m.shape[1] for m in masks)
         return kept * math.log(self.prior_keep) + (total - kept) * math.log1p(-self.prior_keep)
 
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         sampler = ChainSampler(self.generators, self.train_temperature, self.epsilon, self.epsilon_keep)
         logits = self.net(x, sampler)
         sampler.chain.check_complete()
@@ -270,20 +273,14 @@ class IDGFlowOut(DropoutMethod):
     def prediction_sampler(self) -> ChainSampler:
         return ChainSampler(self.generators, score=False)
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
-        """Per-sample logits [samples, batch, classes], masks from q(z) at T = 1; no label (`DropoutMethod.predict`).
+    def sample_logits(self, x: Tensor, samples: int) -> Tensor:
+        """Per-sample logits [samples, batch, classes], masks from q(z) at T = 1; no label.
 
-        Its own sampler writes each site's logits (then masks) into per-thread buffers reused between
-        calls: its masks die with the pass, unlike those of a `prediction_sampler()` handed out.
+        One batched pass over x repeated S times (`repeated_pass`) with a sampler that writes each site's
+        logits (then masks) into per-thread buffers reused between calls: its masks die with the pass,
+        unlike those of a `prediction_sampler()` handed out.
         """
-        if int(samples) != samples or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        self.validate(x)
-        expanded = x.repeat(samples, *([1] * (x.dim() - 1)))
-        with _eval_mode(self):
-            logits = self.net(expanded, ChainSampler(self.generators, score=False, reuse_buffers=True))
-        return logits.reshape(int(samples), x.shape[0], -1)
+        return repeated_pass(self.net, x, samples, ChainSampler(self.generators, score=False, reuse_buffers=True))
 
     def extra_repr(self) -> str:
         return (f"dataset_size={self.dataset_size}, prior_keep={self.prior_keep}, logz_init={self.logz_init!r}, "

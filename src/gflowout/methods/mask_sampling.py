@@ -28,7 +28,7 @@ def bernoulli_log_prob(logits: Tensor, mask: Tensor) -> Tensor:
     stays finite for every finite logit (no log of a rounded probability; docs: The method, Pitfalls).
     The mask carries no gradient (it is a sample). The backward pass is the closed form
     d/da = z - sigmoid(a), one fused expression instead of autograd's chain through
-    addcmul, logsigmoid and neg (about 25 % less time per call on [128, 1024] here).
+    addcmul, logsigmoid and neg.
     """
     if not torch.is_grad_enabled() or not logits.requires_grad:
         return torch.addcmul(F.logsigmoid(-logits), mask, logits).sum(dim=1)
@@ -59,13 +59,13 @@ def chunked_log_prob(logits: Tensor, mask: Tensor, scratch: tuple[Tensor, Tensor
     log sigmoid(t) = min(t, 0) + log sigmoid(|t|), where sigmoid(|t|) lies in [1/2, 1]. So the
     products of `LOG_CHUNK` such factors stay >= 2^-64 (no underflow, no log of a rounded-to-zero
     probability: docs: The method, Pitfalls) and one log per chunk replaces one softplus per unit. Why:
-    on this CPU `sigmoid` is ~5x cheaper than `softplus`/`logsigmoid`/`exp`/`log` per element, and
+    on CPU `sigmoid` is several times cheaper than `softplus`/`logsigmoid`/`exp`/`log` per element, and
     this function runs on 2 x [batch, width] logits at every site. float32 error: <= 64 ulp per
     chunk product, ~4e-6 in its log, comparable to summing 1024 softplus terms (tested against
     `bernoulli_log_prob`).
     -t = a - 2za is formed in one exact op (z is 0 or 1), and sum min(t, 0) = -sum max(-t, 0) exactly.
     scratch: two tensors of the broadcast shape of logits and mask for the two full-size temporaries
-    (reused memory: a fresh multi-megabyte tensor costs page faults here); same values without.
+    (reused memory: a fresh multi-megabyte tensor costs page faults); same values without.
     """
     negated, positive = scratch if scratch is not None else (None, None)
     negated = torch.addcmul(logits, mask, logits, value=-2.0, out=negated)  # -t = (1 - 2z) a
@@ -87,10 +87,10 @@ def log_prob_grad(logits: Tensor, mask: Tensor, grad: Tensor, out: Tensor | None
 
 
 def sample_bernoulli(probs: Tensor) -> Tensor:
-    """A float 0/1 sample with P(1) = probs, same shape; `rand < p` is ~2.5x cheaper than torch.bernoulli here.
+    """A float 0/1 sample with P(1) = probs, same shape; `rand < p` is cheaper than torch.bernoulli on CPU.
 
-    The bool result is converted through a uint8 view: on this CPU bool -> float is a slow
-    element-by-element path (2 ms for 2560 x 1024) while uint8 -> float is vectorised (0.6 ms).
+    The bool result is converted through a uint8 view: on CPU bool -> float is an element-by-element
+    path while uint8 -> float is vectorised.
     """
     return as_float_mask(torch.rand_like(probs) < probs, probs.dtype)
 
@@ -108,8 +108,8 @@ def draw_policy_mask(logits: Tensor, temperature: float = 1.0, epsilon: float = 
     epsilon: each example's mask at this site is, with this probability, replaced by a
     Bernoulli(epsilon_keep) mask. The caller scores the mask this function RETURNS, i.e. the mask
     actually applied (the official code scored the unapplied policy sample: docs: The method, Pitfalls).
-    Policy samples come from `mask_with_16_bits` (P(keep) = p rounded up by < 2^-16; about 0.15 ms
-    less per [128, 1024] site than `rand < p` here); the log-probability is that of the drawn mask
+    Policy samples come from `mask_with_16_bits` (P(keep) = p rounded up by < 2^-16; a quarter of the
+    random words of `rand < p`); the log-probability is that of the drawn mask
     under the exact policy, so trajectory balance is unaffected (the tiny rounding is off-policy).
     """
     logits = logits.detach()
@@ -148,8 +148,8 @@ def sample_and_apply(site: Site, activation: Tensor, logits: Tensor) -> tuple[Te
 def random_words(rows: int, words: int) -> Tensor:
     """A [rows, words] int64 tensor of uniformly random 64-bit words (every bit random), seeded from torch's generator.
 
-    The bits come from numpy's SFC64 generator (`random_raw`), about 2x faster per word than
-    `Tensor.random_()` on this CPU (whose words carry 63 random bits); its seed is one draw of
+    The bits come from numpy's SFC64 generator (`random_raw`), cheaper per word than
+    `Tensor.random_()` on CPU (whose words carry 63 random bits); its seed is one draw of
     torch's default generator, so `torch.manual_seed` still makes every mask reproducible.
     """
     seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
@@ -216,7 +216,7 @@ def _draw_16_bit_mask(probs: Tensor) -> Tensor:
     Four passes over the rows: v * 2^-16 is widened into a reused scratch buffer (exact: v is an
     integer below 2^16), then p - v * 2^-16 (`sub_` with alpha; its sign is exact) and `gt_(0)`.
     No fresh full-size temporary is written (no bool tensor, no widened copy of the draws), which
-    matters at S = 20 x 128 prediction, where every full-size pass costs milliseconds here.
+    matters at S = 20 x 128 prediction, where every full-size pass over the masks counts.
     """
     rows, width = probs.shape
     uniform = random_words(rows, (width + 3) // 4).view(torch.int16)[:, :width]

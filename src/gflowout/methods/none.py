@@ -6,27 +6,22 @@ cross-entropy step.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult, _eval_mode
+from gflowout.methods.base import DropoutMethod, GroupSpec, StepResult
 from gflowout.nets.base import MaskedNet
 from gflowout.nets.sites import MaskSampler, ones_sampler
 
 
 def backbone_spec(net: MaskedNet) -> GroupSpec:
-    """Backbone optimiser defaults of the published baselines, by backbone (the official scripts').
+    """Optimiser defaults of the "backbone" group: the ones the backbone declares (`MaskedNet.default_optimizer`).
 
     CifarResNet18: SGD, Nesterov momentum 0.9, lr 0.1, weight decay 5e-4 (the CIFAR Concrete and
-    Contextual scripts). Every other backbone (the MNIST MLP, wrapped modules): Adam lr 1e-3, no
-    weight decay (MNIST_MLP_all.sh and the MNIST ARMMLP scripts). The harness may override both.
+    Contextual scripts). The MLP and wrapped modules: Adam lr 1e-3, no weight decay (MNIST_MLP_all.sh
+    and the MNIST ARMMLP scripts). A config may override them under `optim.backbone`.
     """
-    from gflowout.nets.resnet import CifarResNet18
-
-    if isinstance(net, CifarResNet18):
-        return GroupSpec(lr=0.1, weight_decay=5e-4, optimizer="sgd", momentum=0.9, nesterov=True)
-    return GroupSpec(lr=1e-3, weight_decay=0.0, optimizer="adam")
+    return net.default_optimizer()
 
 
 def dropout_spec(net: MaskedNet) -> GroupSpec:
@@ -62,8 +57,7 @@ class NoDropout(DropoutMethod):
     def group_defaults(self) -> dict[str, GroupSpec]:
         return {"backbone": backbone_spec(self.net)}
 
-    def training_losses(self, x: Tensor, y: Tensor) -> StepResult:
-        self.validate(x, y)
+    def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         cross_entropy, logits = classification_step(self.net, x, y, None)
         loss = cross_entropy.mean()
         return StepResult(losses={"backbone": loss}, logs={"cross_entropy": loss.detach(), "accuracy": accuracy_of(logits, y)})
@@ -74,12 +68,6 @@ class NoDropout(DropoutMethod):
     def deterministic_sampler(self) -> MaskSampler | None:
         return ones_sampler
 
-    @torch.no_grad()
-    def predict(self, x: Tensor, samples: int = 20) -> Tensor:
+    def sample_logits(self, x: Tensor, samples: int) -> Tensor:
         """Logits [samples, batch, classes]: one pass, repeated (all samples are equal)."""
-        if int(samples) != samples or samples < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        self.validate(x)
-        with _eval_mode(self):
-            logits = self.net(x, None)
-        return logits.unsqueeze(0).repeat(int(samples), 1, 1)
+        return self.net(x, None).unsqueeze(0).repeat(samples, 1, 1)

@@ -18,10 +18,9 @@ class Arena:
     """The trajectory's multi-megabyte arrays, per group g of equal-width sites: logits [2, n_g, batch, width_g],
     masks [n_g, batch, width_g] (copies of the drawn masks) and two scratch arrays of the logits' shape.
 
-    Why: a fresh multi-megabyte tensor is page-faulted in at its first write, which here costs more
-    than the arithmetic done in it (measured: ~4300 minor faults, ~3 ms, per MLP step with fresh
-    arrays), so the arena of a released trajectory is reused by the next one of the same thread and
-    shapes once it has been dropped (a training step drops it with its losses). None of these arrays
+    Why: a fresh multi-megabyte tensor is page-faulted in at its first write, which can cost more
+    than the arithmetic done in it (`benchmarks/README.md`), so the arena of a released trajectory is
+    reused by the next one of the same thread and shapes once it has been dropped (a training step drops it with its losses). None of these arrays
     leaves the trajectory (the backbone gets its own mask tensors).
     """
 

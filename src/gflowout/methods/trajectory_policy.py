@@ -26,7 +26,8 @@ over sites:
 
 Sites of different widths (CifarResNet18) are grouped by width for the last layers and the
 log-probabilities; everything else is batched over all sites. Same values as the modules' forward
-with autograd (tested in float64). Measured speed: see `benchmarks/bench_engine.py`.
+with autograd (tested in float64); the plain version of this sampler is `methods.reference_sampler`.
+Measured speed: see `benchmarks/bench_engine.py`.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gflowout.methods.generators import PosteriorGenerator, PriorGenerator, leaky_norm, leaky_norm_backward
+from gflowout.methods.generators import (
+    LinearParams,
+    PosteriorGenerator,
+    PriorGenerator,
+    leaky_norm,
+    leaky_norm_backward,
+    stack_layers,
+)
 from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask, log_prob_grad
 from gflowout.methods.trajectory_arena import lease_arena
 
@@ -63,11 +71,11 @@ class _Tape:
             return torch.empty(shape, dtype=dtype, device=device)
 
         self.branch_pre = [empty(sites, batch, 3 * size) for size in hidden]
-        self.branches = empty(sites, batch, posterior[0].combiner_in.in_features)
+        self.branches = empty(sites, batch, posterior[0].combiner_input.in_features)
         self.tail_pre = [empty(2, sites, batch, size) for size in hidden]
         self.first = empty(sites, batch, 2 * h)
         zeros = torch.zeros(h, dtype=dtype, device=device)
-        later = [t for q in posterior[1:] for t in (q.mask_in.bias, zeros)]
+        later = [t for q in posterior[1:] for t in (q.mask_input.bias, zeros)]
         self.earlier = torch.cat(later).expand(batch, -1).contiguous() if later else empty(batch, 0)
         shapes = tuple((len(sites_g), batch, policy.widths[sites_g[0]]) for sites_g in policy.groups)
         self.lease = object()
@@ -75,19 +83,18 @@ class _Tape:
         # released when the trajectory is dropped (its graph included: backward may run more than once with retain_graph)
         weakref.finalize(self, self.arena.release, self.lease)
         self.logits, self.masks = self.arena.logits, self.arena.masks
-        self.labels = torch.stack([q.label_in.weight for q in posterior]).index_select(1, policy.labels)  # [sites, batch, h]
-        branch = [[q.branch_tail.linears[i] for q in posterior] for i in range(len(hidden))]
-        self.branch_w = [torch.stack([lin.weight for lin in layer]).mul_(layer[0].block_mask) for layer in branch]
-        self.branch_b = [torch.stack([lin.bias for lin in layer]) for layer in branch]
-        self.combiner_w = torch.stack([q.combiner_in.weight for q in posterior])  # [sites, h, 3 * branch_out]
-        self.combiner_b = torch.stack([q.combiner_in.bias for q in posterior])
-        tails = [q.combiner_tail for q in posterior] + [p.tail for p in prior]  # [2 * sites]: posterior, then prior
-        hidden_layers = [[t.linears[i] for t in tails] for i in range(len(hidden) - 1)]
-        self.tail_w = [torch.stack([lin.weight for lin in layer]).unflatten(0, (2, sites)) for layer in hidden_layers]
-        self.tail_b = [torch.stack([lin.bias for lin in layer]).unflatten(0, (2, sites)) for layer in hidden_layers]
-        last = [[tails[k].linears[-1] for k in (*group, *(sites + s for s in group))] for group in policy.groups]
-        self.last_w = [torch.stack([lin.weight for lin in g]).unflatten(0, (2, -1)) for g in last]  # [2, n_g, width, hidden]
-        self.last_b = [torch.stack([lin.bias for lin in g]).unflatten(0, (2, -1)) for g in last]
+        self.labels = torch.stack([q.label_table for q in posterior]).index_select(1, policy.labels)  # [sites, batch, h]
+        # branch layers are block-diagonal: stack_layers applies their block masks
+        branch = [stack_layers([q.branch_layers[i] for q in posterior]) for i in range(len(hidden))]
+        self.branch_w, self.branch_b = [w for w, _ in branch], [b for _, b in branch]
+        self.combiner_w, self.combiner_b = stack_layers([q.combiner_input for q in posterior])  # [sites, h, 3 * branch_out]
+        tails = [q.combiner_layers for q in posterior] + [p.tail_layers for p in prior]  # [2 * sites]: posterior, then prior
+        hidden_layers = [stack_layers([t[i] for t in tails]) for i in range(len(hidden) - 1)]
+        self.tail_w = [w.unflatten(0, (2, sites)) for w, _ in hidden_layers]
+        self.tail_b = [b.unflatten(0, (2, sites)) for _, b in hidden_layers]
+        last = [stack_layers([tails[k][-1] for k in (*group, *(sites + s for s in group))]) for group in policy.groups]
+        self.last_w = [w.unflatten(0, (2, -1)) for w, _ in last]  # [2, n_g, width, hidden]
+        self.last_b = [b.unflatten(0, (2, -1)) for _, b in last]
 
 
 class TrajectoryPolicy:
@@ -114,10 +121,10 @@ class TrajectoryPolicy:
             raise ValueError(f"labels must have shape [batch], found {tuple(labels.shape)}")
         self.exploration = (float(temperature), float(epsilon), float(epsilon_keep))
         self.num_sites = len(self.posterior)
-        self.hidden = [lin.in_features for lin in self.posterior[0].combiner_tail.linears]
+        self.hidden = self.posterior[0].hidden
         for q, p in zip(self.posterior, self.prior):
-            sizes = ([lin.in_features for lin in q.combiner_tail.linears], [lin.in_features for lin in p.tail.linears])
-            if sizes[0] != self.hidden or sizes[1] != self.hidden or q.branch_tail.linears[0].in_features != self.hidden[0]:
+            sizes = (q.hidden, p.hidden)
+            if sizes[0] != self.hidden or sizes[1] != self.hidden:
                 raise ValueError(f"TrajectoryPolicy needs every site's generators built with one generator_hidden, found {sizes}")
             if (q.mask_features, q.site_width) != (p.mask_features, p.site_width):
                 raise ValueError(
@@ -159,7 +166,8 @@ class TrajectoryPolicy:
 
     def _step(self, k: int, features: Tensor, forced_mask: Tensor | None) -> Tensor:
         posterior, prior = self.posterior[k], self.prior[k]
-        dtype = posterior.activation_in.weight.dtype
+        activation_in, prior_first = posterior.activation_input, prior.first_layer
+        dtype = activation_in.weight.dtype
         if self.tape is None:
             self.tape = _Tape(self, features.shape[0], dtype, features.device)
         tape, h, batch = self.tape, self.hidden[0], self.tape.batch
@@ -170,10 +178,10 @@ class TrajectoryPolicy:
             raise ValueError(f"features of site {k} have shape {tuple(features.shape)}, expected {expected}")
         features = features.to(dtype)
         first = tape.first[k]  # [batch, 2h]: [posterior activation branch | prior], both with their bias
-        # one product per generator and input block: at 2 threads two [.., 32]-wide products beat one over
-        # concatenated weights (A/B in one process: ~0.4 ms a step less, though 5 % slower at 1 thread)
-        torch.addmm(posterior.activation_in.bias, features, posterior.activation_in.weight.t(), out=first[:, :h])
-        torch.addmm(prior.first.bias, features, prior.first.weight[:, posterior.mask_features :].t(), out=first[:, h:])
+        # one product per generator and input block rather than one over concatenated weights: the faster
+        # choice with 2 threads (`benchmarks/README.md`)
+        torch.addmm(activation_in.bias, features, activation_in.weight.t(), out=first[:, :h])
+        torch.addmm(prior_first.bias, features, prior_first.weight[:, posterior.mask_features :].t(), out=first[:, h:])
         mask_part = posterior.mask_const.expand(batch, -1) if k == 0 else tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
         pre = torch.cat([mask_part, first[:, :h], tape.labels[k]], dim=1, out=tape.branch_pre[0][k])
         layers = len(self.hidden)
@@ -198,7 +206,7 @@ class TrajectoryPolicy:
                 raise ValueError(f"forced_mask of site {k} must hold only 0 and 1 (a mask to score), found other values")
         if k + 1 < self.num_sites:  # this mask's share of every later site's first layers, both generators
             columns = slice(self.offsets[k], self.offsets[k] + self.widths[k])
-            later = [(self.posterior[j].mask_in.weight, self.prior[j].first.weight) for j in range(k + 1, self.num_sites)]
+            later = [(self.posterior[j].mask_input.weight, self.prior[j].first_layer.weight) for j in range(k + 1, self.num_sites)]
             for i, weight in enumerate((w[:, columns] for pair in later for w in pair), start=2 * k):
                 tape.earlier[:, i * h : (i + 1) * h].addmm_(mask, weight.t())
         self.masks.append(mask)
@@ -260,7 +268,7 @@ class TrajectoryPolicy:
             grad_logits = log_prob_grad(tape.logits[g], tape.masks[g], weights, out=tape.arena.scratch[g][0])
             grad_logits = grad_logits.view(2 * n, tape.batch, width)
             normed = tails[-1][0][:, self._index(g)].reshape(2 * n, tape.batch, hidden[-1])
-            # [2n, width, hidden], a transposed view: the faster layout here even with AccumulateGrad's copy
+            # [2n, width, hidden], a transposed view: the faster matmul layout even with AccumulateGrad's copy
             grad_weight = torch.bmm(normed.transpose(1, 2), grad_logits).transpose(1, 2)
             grad_bias = grad_logits.sum(dim=1)
             grad_group = torch.bmm(grad_logits, tape.last_w[g].view(2 * n, width, hidden[-1]))
@@ -268,7 +276,7 @@ class TrajectoryPolicy:
                 grad_normed = grad_group
             else:
                 grad_normed[:, self._index(g)] = grad_group.view(2, n, tape.batch, -1)
-            linears = [self.posterior[k].combiner_tail.linears[-1] for k in group] + [self.prior[k].tail.linears[-1] for k in group]
+            linears = [self.posterior[k].combiner_layers[-1] for k in group] + [self.prior[k].tail_layers[-1] for k in group]
             _assign(grads, linears, grad_weight, grad_bias)
         for i in reversed(range(layers)):  # hidden layers of the combiner and prior tails: [2 * sites] batches
             normed, activated, mean, rstd = tails[i]
@@ -280,7 +288,7 @@ class TrajectoryPolicy:
             grad_weight = torch.bmm(grad_flat.transpose(1, 2), previous)
             grad_bias = grad_flat.sum(dim=1)
             grad_normed = torch.bmm(grad_flat, tape.tail_w[i - 1].view(2 * sites, *tape.tail_w[i - 1].shape[2:]))
-            linears = [q.combiner_tail.linears[i - 1] for q in self.posterior] + [p.tail.linears[i - 1] for p in self.prior]
+            linears = [q.combiner_layers[i - 1] for q in self.posterior] + [p.tail_layers[i - 1] for p in self.prior]
             _assign(grads, linears, grad_weight, grad_bias)
         grad_combined, grad_prior_first = grad_pre[0], grad_pre[1]  # [sites, batch, h]
         grad_branch_in = self._posterior_branches_backward(grad_combined, grads)
@@ -292,14 +300,16 @@ class TrajectoryPolicy:
         tape, layers = self.tape, len(self.hidden)
         grad_weight = torch.bmm(grad_combined.transpose(1, 2), tape.branches)
         grad_bias = grad_combined.sum(dim=1)
-        _assign(grads, [q.combiner_in for q in self.posterior], grad_weight, grad_bias)
+        _assign(grads, [q.combiner_input for q in self.posterior], grad_weight, grad_bias)
         grad = torch.bmm(grad_combined, tape.combiner_w)  # [sites, batch, 3 * branch_out]
         for i in reversed(range(layers)):
             normed, activated, mean, rstd = leaky_norm(tape.branch_pre[i], 3)
-            block_mask = self.posterior[0].branch_tail.linears[i].block_mask
-            grad_weight = torch.bmm(grad.transpose(1, 2), normed.flatten(-2)).mul_(block_mask)
+            layers_i = [q.branch_layers[i] for q in self.posterior]
+            grad_weight = torch.bmm(grad.transpose(1, 2), normed.flatten(-2))
+            if layers_i[0].block_mask is not None:
+                grad_weight.mul_(layers_i[0].block_mask)
             grad_bias = grad.sum(dim=1)
-            _assign(grads, [q.branch_tail.linears[i] for q in self.posterior], grad_weight, grad_bias)
+            _assign(grads, layers_i, grad_weight, grad_bias)
             grad = leaky_norm_backward(torch.bmm(grad, tape.branch_w[i]), tape.branch_pre[i], activated, mean, rstd)
         return grad
 
@@ -309,7 +319,7 @@ class TrajectoryPolicy:
         grad_mask, grad_activation, grad_label = grad_branch_in.split(h, dim=2)
         bias_sums = grad_branch_in.sum(dim=1)  # [sites, 3h]
         prior_bias = grad_prior_first.sum(dim=1)
-        labels = torch.zeros(sites, *self.posterior[0].label_in.weight.shape, dtype=grad_label.dtype, device=grad_label.device)
+        labels = torch.zeros(sites, *self.posterior[0].label_table.shape, dtype=grad_label.dtype, device=grad_label.device)
         labels.index_add_(1, self.labels, grad_label)
         features = torch.cat([grad_activation, grad_prior_first], dim=2)  # [sites, batch, 2h], as `first`
         pieces: list[list[Tensor]] = [[] for _ in range(sites)]  # column blocks of each site's [posterior mask | prior] weights
@@ -321,18 +331,19 @@ class TrajectoryPolicy:
                     pieces[k].append(stacked[(k - 1 - j) * 2 * h : (k - j) * 2 * h])
         for k, (q, p) in enumerate(zip(self.posterior, self.prior)):
             stacked = features[k].t().mm(self.features[k])  # [2h, width_k]
-            grads[q.activation_in.weight], grads[q.activation_in.bias] = stacked[:h], bias_sums[k, h : 2 * h]
-            grads[q.label_in.weight] = labels[k]
-            grads[p.first.bias] = prior_bias[k]
-            grads[p.first.weight] = torch.cat([piece[h:] for piece in pieces[k]] + [stacked[h:]], dim=1)
-            if q.mask_in is None:
+            activation_in, prior_first, mask_in = q.activation_input, p.first_layer, q.mask_input
+            grads[activation_in.weight], grads[activation_in.bias] = stacked[:h], bias_sums[k, h : 2 * h]
+            grads[q.label_table] = labels[k]
+            grads[prior_first.bias] = prior_bias[k]
+            grads[prior_first.weight] = torch.cat([piece[h:] for piece in pieces[k]] + [stacked[h:]], dim=1)
+            if mask_in is None:
                 grads[q.mask_const] = bias_sums[k, :h]
             else:
-                grads[q.mask_in.weight] = torch.cat([piece[:h] for piece in pieces[k]], dim=1)
-                grads[q.mask_in.bias] = bias_sums[k, :h]
+                grads[mask_in.weight] = torch.cat([piece[:h] for piece in pieces[k]], dim=1)
+                grads[mask_in.bias] = bias_sums[k, :h]
 
 
-def _assign(grads: dict[Tensor, Tensor], linears: Sequence[torch.nn.Module], weight: Tensor, bias: Tensor) -> None:
+def _assign(grads: dict[Tensor, Tensor], linears: Sequence[LinearParams], weight: Tensor, bias: Tensor) -> None:
     """grads of each linear's weight and bias from stacked [len(linears), ...] gradients (one `unbind` each)."""
     for linear, grad_weight, grad_bias in zip(linears, weight.unbind(0), bias.unbind(0)):
         grads[linear.weight], grads[linear.bias] = grad_weight, grad_bias

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from gflowout.nets.sites import MaskSampler, MaskSite, Site
+from gflowout.optim_spec import GroupSpec
 
 
 class MaskedNet(nn.Module):
@@ -60,6 +61,15 @@ class MaskedNet(nn.Module):
         finally:
             for module in self._site_modules:
                 module.sampler = None
+
+    def default_optimizer(self) -> GroupSpec:
+        """The optimiser this backbone's weights train with unless a config says otherwise.
+
+        Every method reads it (`methods.none.backbone_spec`), so all methods train one backbone alike.
+        Default: Adam, lr 1e-3, no weight decay (the MNIST MLP scripts of the paper); a backbone whose
+        published recipe differs overrides it (CifarResNet18: SGD).
+        """
+        return GroupSpec(lr=1e-3, weight_decay=0.0, optimizer="adam")
 
     def reset_parameters(self) -> None:
         """Draw fresh initial weights from torch's RNG (and reset buffers such as BatchNorm statistics): every

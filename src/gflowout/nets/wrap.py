@@ -80,19 +80,29 @@ def wrap(
 ) -> WrappedNet:
     """Return a `MaskedNet` whose mask sites replace the dropout layers of `module`.
 
-    module: a classifier whose forward takes x [batch, *input_shape] only and returns logits
-        [batch, num_classes]; any extra arguments must have defaults.
-    input_shape: the shape of one example; a zero batch of it runs once through the module (eval mode,
-        no grad) to learn each site's width and the execution order.
-    rescale: binary masks rescale kept units by width / number kept, as the inverted scaling of the
-        `nn.Dropout` they replace (True), or not (False).
-    skip: names (as in `module.named_modules()`) of dropout layers to leave as they are.
-    copy: wrap a deep copy (default) instead of changing `module` in place.
-
     `nn.Dropout` on [batch, width] or [batch, tokens, width] becomes a unit-wise site over the last
     dimension (per example, shared over tokens); `nn.Dropout1d/2d/3d`, and `nn.Dropout` on conv maps
     [batch, channels, H, W(, D)], a channel-wise site over dimension 1. Functional dropout (`F.dropout`,
     the attention-weight dropout of `nn.MultiheadAttention`) is not a module and stays as it is.
+
+    Args:
+        module: a classifier whose forward takes x [batch, *input_shape] only and returns logits
+            [batch, num_classes]; any extra arguments must have defaults.
+        input_shape: the shape of one example; a zero batch of it runs once through the module (eval mode,
+            no grad) to learn each site's width and the execution order.
+        num_classes: the number of classes of the module's logits.
+        rescale: binary masks rescale kept units by width / number kept, as the inverted scaling of the
+            `nn.Dropout` they replace (True), or not (False).
+        skip: names (as in `module.named_modules()`) of dropout layers to leave as they are.
+        copy: wrap a deep copy (default) instead of changing `module` in place.
+
+    Returns:
+        A `WrappedNet` (a `MaskedNet`) with one mask site per dropout layer, in execution order, and each
+        layer's rate in `dropout_rates` (site name -> p), which the built-in methods start from.
+
+    Raises:
+        TypeError: for a module that is not an `nn.Module`, is already a `MaskedNet`, or a malformed input_shape.
+        ValueError: when the module has no dropout layer to wrap, a rate outside (0, 1), or unknown skip names.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"wrap needs an nn.Module, got {type(module).__name__}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from gflowout.config import DataConfig, ExperimentConfig, accepts_keyword, check_options
 from gflowout.config_types import closest_match
@@ -104,23 +104,32 @@ def build_datamodule(data: DataConfig) -> Any:
     return cls(**kwargs)
 
 
-def dataset_shape(datamodule: Any, data: DataConfig) -> tuple[int, tuple[int, ...]]:
-    """(num_classes, input_shape) of the data module: its attributes, else DATASET_INFO of the name."""
-    num_classes = getattr(datamodule, "num_classes", None)
-    input_shape = getattr(datamodule, "input_shape", None) or getattr(datamodule, "image_shape", None)
-    if num_classes is None or input_shape is None:
-        from gflowout.data.datasets import DATASET_INFO
+@runtime_checkable
+class ClassificationData(Protocol):
+    """What the harness reads from a data module to build the backbone: `ImageDataModule` provides both, and a
+    `data.module` of a user's own must too (as attributes or properties)."""
 
-        info = DATASET_INFO[data.name]
-        num_classes = num_classes or _field(info, "num_classes")
-        input_shape = input_shape or _field(info, "shape", "image_shape", "input_shape")
-    return int(num_classes), tuple(int(d) for d in input_shape)
+    @property
+    def num_classes(self) -> int:
+        """The number of classes (labels are 0 .. num_classes - 1)."""
+        ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example, without the batch dimension (for example (1, 28, 28))."""
+        ...
 
 
-def _field(info: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(info, dict) and name in info:
-            return info[name]
-        if hasattr(info, name):
-            return getattr(info, name)
-    raise ConfigError(f"dataset info {info!r} has none of {names}")
+def dataset_shape(datamodule: object, data: DataConfig) -> tuple[int, tuple[int, ...]]:
+    """(num_classes, input_shape) of a data module that satisfies `ClassificationData`.
+
+    Raises:
+        ConfigError: when the data module lacks either attribute (named by `data.module`).
+    """
+    if not isinstance(datamodule, ClassificationData):
+        missing = [name for name in ("num_classes", "input_shape") if not hasattr(datamodule, name)]
+        raise ConfigError(
+            f"data module {data.module or type(datamodule).__name__!r} has no {' or '.join(missing)}: a data module must "
+            "provide num_classes (an int) and input_shape (the shape of one example, e.g. (1, 28, 28))"
+        )
+    return int(datamodule.num_classes), tuple(int(d) for d in datamodule.input_shape)

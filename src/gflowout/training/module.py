@@ -34,7 +34,7 @@ from torch import Tensor
 from gflowout import rng
 from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
-from gflowout.methods.base import DropoutMethod, _eval_mode, raise_if_nonfinite, resolve_group_specs
+from gflowout.methods.base import DropoutMethod, eval_mode, raise_if_nonfinite, resolve_group_specs
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
 
 ECE_BINS = 15
@@ -287,7 +287,7 @@ class MethodModule(pl.LightningModule):
         try:
             rng.seed_stream(self.config.seed, rng.DIAGNOSTICS, self.current_epoch, self.global_rank)
             x, y = self._fixed_batch(settings.batch_size)
-            with torch.no_grad(), _eval_mode(self.method):
+            with torch.no_grad(), eval_mode(self.method):
                 values = self.method.mask_diagnostics(x, y)
         finally:
             restore_rng_state(saved)
