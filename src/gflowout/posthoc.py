@@ -36,9 +36,8 @@ from typing import Any
 
 import torch
 
+from gflowout.atomic import atomic_write_json, atomic_write_text
 from gflowout.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
     load_method,
     metadata_of,
     read_checkpoint,

@@ -34,9 +34,8 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from gflowout.atomic import atomic_write_json, atomic_write_text
 from gflowout.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
     check_expected,
     checkpoint_metadata,
     metadata_of,

@@ -10,7 +10,8 @@ import torch
 from train_helpers import TINY_CONFIG
 from train_standins import SyntheticDataModule
 
-from gflowout.checkpoint import atomic_torch_save, checkpoint_metadata
+from gflowout.atomic import atomic_torch_save
+from gflowout.checkpoint import checkpoint_metadata
 from gflowout.config import load_config
 from gflowout.errors import CheckpointError, NonFiniteLossError
 from gflowout.train import fit

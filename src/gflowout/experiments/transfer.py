@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from gflowout.checkpoint import atomic_torch_save, read_checkpoint
+from gflowout.atomic import atomic_torch_save
+from gflowout.checkpoint import read_checkpoint
 from gflowout.data.label_noise import symmetric_label_noise
 from gflowout.errors import CheckpointError
 from gflowout.experiments.downstream_common import (
