@@ -30,14 +30,6 @@ if TYPE_CHECKING:
 METADATA_KEY = "gflowout"
 
 
-def __getattr__(name: str) -> Any:
-    # AtomicCheckpointIO lives with the Lightning code, so that loading a checkpoint never imports Lightning.
-    if name == "AtomicCheckpointIO":
-        from gflowout.training.checkpoint_io import AtomicCheckpointIO
-
-        return AtomicCheckpointIO
-    raise AttributeError(f"module 'gflowout.checkpoint' has no attribute {name!r}")
-
 FORMAT_VERSION = 1
 
 

@@ -82,7 +82,7 @@ def test_two_methods_read_the_same_cached_shifted_images(temp_root: Path, tmp_pa
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("the shifted images were recomputed instead of read from the cache")
 
-    monkeypatch.setattr(shifts, "apply_shift", must_not_run)
+    monkeypatch.setattr(shifts.cache, "apply_shift", must_not_run)
     second = OtherRecorder()
     evaluate(second, temp_root)
     assert cached.stat().st_mtime_ns == written and sorted((temp_root / "shifted").rglob("*.npy")) == [cached]

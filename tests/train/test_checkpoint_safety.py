@@ -14,7 +14,6 @@ import torch
 
 from gflowout.atomic import atomic_torch_save, atomic_write_json
 from gflowout.checkpoint import (
-    AtomicCheckpointIO,
     checkpoint_metadata,
     load_method,
     read_checkpoint,
@@ -22,6 +21,7 @@ from gflowout.checkpoint import (
 from gflowout.config import config_from_dict
 from gflowout.errors import CheckpointError
 from gflowout.training.build import build_method_for
+from gflowout.training.checkpoint_io import AtomicCheckpointIO
 
 CONFIG = {"seed": 5, "data": {"name": "mnist"}, "model": {"backbone": "mlp", "options": {"hidden": [8, 8]}},
           "method": {"name": "concrete"}}

@@ -24,6 +24,7 @@ import numpy as np
 from gflowout.atomic import atomic_save_npy
 
 from ._common import check_severity
+from .registry import apply_shift, available_shifts, is_known_shift
 
 #: Bump when any shift's output changes, so old cache files are no longer used.
 SHIFTS_VERSION = "v1"
@@ -84,8 +85,6 @@ def shifted_split(
     loader's DataError when the data set is missing.
     """
     from gflowout.data import datasets, sources  # the DATA engineer's modules; imported when used
-
-    from . import apply_shift, available_shifts, is_known_shift  # late: the package imports this module
 
     severity = check_severity(severity)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
