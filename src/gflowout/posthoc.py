@@ -289,18 +289,16 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
         validation = validation_tensors(config, limit=settings.get("limit"))
         return evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
                                validation=validation, **settings)
+    from gflowout.eval.streaming import stream_predictions
     from gflowout.rng import private_rng
     from gflowout.training.build import build_datamodule
-    from gflowout.training.module import ClassificationSums
 
     datamodule = build_datamodule(config.data)
     datamodule.prepare_data()
     datamodule.setup("test")
-    sums = ClassificationSums()
     with private_rng(torch.device("cpu")):
         torch.manual_seed(config.seed)
-        for x, y in datamodule.test_dataloader():
-            sums.update(method.predict(x, samples=int(evaluation.get("samples", 20))), y)
+        sums, _, _ = stream_predictions(method, datamodule.test_dataloader(), int(evaluation.get("samples", 20)))
     return {"clean": sums.compute()}
 
 

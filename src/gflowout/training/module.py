@@ -9,7 +9,7 @@ schedule factor at that epoch (a pure function of the epoch, so a resume needs n
 Validation and test: under `torch.no_grad`, `method.predict(x, samples=S)` (the S samples batched),
 the predictive p(y|x) = mean_s softmax(logits_s); accuracy, NLL = mean -log p(y|x) (from logsumexp,
 no clamp), ECE (15 equal-width right-closed bins, the conventions of gflowout.eval.metrics) and the
-Brier score. Each rank sums sufficient statistics over its shard; the sums are all-reduced, so the
+Brier score, streamed by gflowout.eval.streaming.ClassificationSums. Each rank sums sufficient statistics over its shard; the sums are all-reduced, so the
 metrics are exact over the whole split under DDP. `val/nll` (the S-sample NLL) selects best.ckpt.
 Validation and test draw their masks from a generator seeded by (seed, stage, epoch, rank), so they
 never disturb the training RNG stream (which is what makes a resumed run bit-identical).
@@ -34,10 +34,9 @@ from torch import Tensor
 from gflowout import rng
 from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
+from gflowout.eval.streaming import ClassificationSums
 from gflowout.methods.base import DropoutMethod, _eval_mode, raise_if_nonfinite, resolve_group_specs
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
-
-ECE_BINS = 15
 
 
 class ResidualWarning(UserWarning):
@@ -88,52 +87,6 @@ def scheduled_lr(base_lr: float, schedule: ScheduleConfig, epoch: int, max_epoch
     if schedule.kind == "cosine":
         return schedule.eta_min + (base_lr - schedule.eta_min) * factor
     return base_lr * factor
-
-
-class ClassificationSums:
-    """Sufficient statistics of accuracy, NLL, Brier and ECE, summed over batches (and ranks)."""
-
-    def __init__(self, bins: int = ECE_BINS) -> None:
-        self.bins = bins
-        self.reset()
-
-    def reset(self) -> None:
-        # [count, correct, nll_sum, brier_sum, bin_count x bins, bin_conf x bins, bin_correct x bins]
-        self.sums = torch.zeros(4 + 3 * self.bins, dtype=torch.float64)
-
-    def update(self, logits: Tensor, labels: Tensor) -> None:
-        """Add a batch: per-sample logits [S, B, C], labels [B]."""
-        samples = logits.shape[0]
-        log_probs = torch.logsumexp(torch.log_softmax(logits.double(), dim=-1), dim=0) - math.log(samples)
-        probs = log_probs.exp()
-        labels = labels.long()
-        confidence, prediction = probs.max(dim=1)
-        correct = (prediction == labels).double()
-        onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).double()
-        edges = torch.linspace(0.0, 1.0, self.bins + 1, dtype=torch.float64, device=probs.device)
-        index = torch.bucketize(confidence, edges[1:-1], right=False)
-        batch = torch.zeros_like(self.sums, device=probs.device)
-        batch[0] = labels.numel()
-        batch[1] = correct.sum()
-        batch[2] = -log_probs.gather(1, labels[:, None]).sum()
-        batch[3] = ((probs - onehot) ** 2).sum()
-        b = self.bins
-        batch[4 : 4 + b].index_add_(0, index, torch.ones_like(confidence))
-        batch[4 + b : 4 + 2 * b].index_add_(0, index, confidence)
-        batch[4 + 2 * b :].index_add_(0, index, correct)
-        self.sums = self.sums.to(probs.device) + batch
-
-    def compute(self, sums: Tensor | None = None) -> dict[str, float]:
-        """{"accuracy", "nll", "brier", "ece", "count"} from (possibly all-reduced) sums."""
-        s = (self.sums if sums is None else sums).double().cpu()
-        count = float(s[0])
-        if count == 0:
-            return {"accuracy": float("nan"), "nll": float("nan"), "brier": float("nan"), "ece": float("nan"), "count": 0.0}
-        b = self.bins
-        bin_conf, bin_correct = s[4 + b : 4 + 2 * b], s[4 + 2 * b :]  # s[4 : 4 + b] holds the bin counts
-        ece = float((bin_conf - bin_correct).abs().sum() / count)  # sum_b n_b/N |acc_b - conf_b|
-        return {"accuracy": float(s[1]) / count, "nll": float(s[2]) / count, "brier": float(s[3]) / count, "ece": ece,
-                "count": count}
 
 
 def capture_rng_state() -> dict[str, Any]:
