@@ -8,7 +8,7 @@ import torch
 
 from gflowout.config import ScheduleConfig
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, epoch_permutation
-from gflowout.training.module import scheduled_lr
+from gflowout.training.schedules import scheduled_lr
 
 
 @pytest.mark.parametrize("kind", ["multistep", "cosine"])
@@ -81,7 +81,7 @@ def test_cuda_rng_states_restore_only_on_the_devices_this_process_sees(monkeypat
     (IndexError). Simulated: no GPU here; torch.cuda answers as a 1-GPU machine."""
     import torch
 
-    from gflowout.training.module import capture_rng_state, restore_rng_state
+    from gflowout.training.rng_state import capture_rng_state, restore_rng_state
 
     state = capture_rng_state()
     state["cuda"] = [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]  # two devices' states

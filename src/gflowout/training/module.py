@@ -4,7 +4,8 @@ Per training step: `method.training_losses(x, y)` gives one loss per parameter g
 loss stops training (NonFiniteLossError); one backward of their sum (each loss reaches only its own
 group), gradient clipping per group (GroupSpec.clip_norm), then every group's optimiser steps.
 Per epoch: `method.set_epoch` (beta schedule) and each group's learning rate = base lr x its
-schedule factor at that epoch (a pure function of the epoch, so a resume needs no scheduler state).
+schedule factor at that epoch (gflowout.training.schedules: a pure function of the epoch, so a resume needs
+no scheduler state).
 
 Validation and test: under `torch.no_grad`, `method.predict(x, samples=S)` (the S samples batched),
 the predictive p(y|x) = mean_s softmax(logits_s); accuracy, NLL = mean -log p(y|x) (from logsumexp,
@@ -22,21 +23,21 @@ residual above `diagnostics.residual_threshold` is warned about and logged as ma
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import Tensor
 
 from gflowout import rng
-from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
+from gflowout.config import ExperimentConfig, GroupOptimConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
 from gflowout.eval.streaming import ClassificationSums
 from gflowout.methods.base import DropoutMethod, _eval_mode, raise_if_nonfinite, resolve_group_specs
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
+from gflowout.training.rng_state import capture_rng_state, restore_rng_state
+from gflowout.training.schedules import scheduled_lr
 
 
 class ResidualWarning(UserWarning):
@@ -63,66 +64,6 @@ def residual_warning_text(epoch: int, values: dict[str, float], threshold: float
         return text + "log Z lags the reward; try method.options.objective=vargrad (log Z from each batch)"
     return text + ("the policy does not match the reward up to a constant (ID-GFlowOut's reward, beta * N * "
                    "log-likelihood of one example, is a noisy estimate for large N); try a smaller beta or more epochs")
-
-
-def schedule_factor(schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
-    """Multiplier of the base learning rate at `epoch` (0-based)."""
-    if schedule.kind == "none":
-        return 1.0
-    if schedule.kind == "multistep":
-        return schedule.gamma ** sum(1 for m in schedule.milestones if epoch >= m)
-    if schedule.kind == "cosine":
-        t_max = schedule.t_max or max_epochs
-        progress = min(epoch, t_max) / t_max
-        return float("nan") if t_max < 1 else 0.5 * (1 + math.cos(math.pi * progress))
-    raise ConfigError(f"unknown schedule kind {schedule.kind!r}")
-
-
-def scheduled_lr(base_lr: float, schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
-    """Learning rate at `epoch` of a parameter group whose epoch-0 rate is `base_lr`.
-
-    Cosine decays from base_lr to eta_min; the other kinds scale base_lr.
-    """
-    factor = schedule_factor(schedule, epoch, max_epochs)
-    if schedule.kind == "cosine":
-        return schedule.eta_min + (base_lr - schedule.eta_min) * factor
-    return base_lr * factor
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and python RNG states, as plain types (weights_only-loadable)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global state is saved
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),  # type: ignore[attr-defined]  # numpy stub precision (get_state's legacy tuple)
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": _python_state_to_plain(random.getstate()),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))  # noqa: NPY002
-    random.setstate(_python_state_from_plain(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        # only the devices this process sees: a run trained where 2 GPUs were visible and requeued with one
-        # made set_rng_state_all fail (IndexError) on the missing device
-        for device, cuda_state in enumerate(list(state["cuda"])[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, device)
-
-
-def _python_state_to_plain(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _python_state_from_plain(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
 
 
 class MethodModule(pl.LightningModule):
