@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_fixtures import grey_images, with_digests, write_idx
+
+from tests.helpers.data import grey_images, with_digests, write_idx
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from eval_helpers import RecordingMethod
 
 import gflowout.data.shifts as shifts
 from gflowout.data.datasets import load_split, to_tensor
 from gflowout.data.sources import get_spec
 from gflowout.errors import DataError
 from gflowout.eval.evaluate import evaluate_method, subset_indices
+from tests.helpers.evaluation import RecordingMethod
 
 SHIFT, SEVERITY, SEED, LIMIT = "brightness", 2, 3, 40
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_helpers import TINY_CONFIG
+
+from tests.helpers.train import TINY_CONFIG
 
 
 @pytest.fixture
