@@ -240,7 +240,7 @@ def posthoc(
     if evaluate:
         source_model, _ = load_method(path, allow_custom_code=allow_custom_code)
         rows: dict[str, Any] = {source_method: source_model}
-        if source_method != "mc_dropout":  # MC dropout on the same network, as the reference row
+        if source_method != "mc_dropout":  # MC dropout on the same network: the reference row
             from gflowout.methods.mc import MCDropout
 
             block = source_config.methods.get("mc_dropout")

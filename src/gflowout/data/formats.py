@@ -204,7 +204,7 @@ def read_corruption(folder: str | Path, corruption: str, severity: int) -> tuple
     """
     folder = Path(folder)
     if isinstance(severity, (bool, np.bool_)) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
-        # strict, as the shift functions: 2.7 or True used to select the rows of severity 2 or 1
+        # strict, as the shift functions: 2.7 or True would otherwise select the rows of severity 2 or 1
         raise DataError(f"{folder}: severity: expected an integer 1 to 5, found {severity!r}")
     images_path, labels_path = folder / f"{corruption}.npy", folder / "labels.npy"
     images = _load_npy(images_path)

@@ -156,8 +156,8 @@ def run_config(bench: BenchmarkConfig, spec: RunSpec, root: str | Path | None = 
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads: `threads`, or by default 1 on a machine with <= 2 cores and
     cores - 1 above. On 2 shared cores, 2 threads per process oversubscribe the CPU as soon as anything
-    else runs (a GFlowOut step measured ~6x slower than with 1 thread under load); idle, 1 thread costs
-    little here because the per-step work is many small operations."""
+    else runs; idle, 1 thread costs little because the per-step work is many small operations
+    (measurements: benchmarks/README.md, "Threads")."""
     import os
 
     import torch

@@ -144,8 +144,8 @@ class MethodModule(pl.LightningModule):
 
     def _record_step(self, result: Any, batch_size: int) -> None:
         """Sum this batch's losses and logs for the epoch means, and hand them to Lightning only on the steps its
-        loggers write (every `trainer.log_every_n_steps`): nine `self.log` calls a step cost ~4 % of a GFlowOut
-        step for values nobody reads. Rank-local values (no per-step all-reduce); rank 0's are written."""
+        loggers write (every `trainer.log_every_n_steps`): a `self.log` call per value and step costs a share of
+        the step for values nobody reads (benchmarks/README.md, "The harness"). Rank-local values (no per-step all-reduce); rank 0's are written."""
         values = {**{f"loss/{k}": v for k, v in result.losses.items()}, **{f"train/{k}": v for k, v in result.logs.items()}}
         stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()]).double()
         keys = tuple(values)

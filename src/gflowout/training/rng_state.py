@@ -31,8 +31,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))  # noqa: NPY002
     random.setstate(_python_state_from_plain(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        # only the devices this process sees: a run trained where 2 GPUs were visible and requeued with one
-        # made set_rng_state_all fail (IndexError) on the missing device
+        # only the devices this process sees: set_rng_state_all fails (IndexError) on a missing device when a run
+        # trained where 2 GPUs were visible is requeued with one
         for device, cuda_state in enumerate(list(state["cuda"])[: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda_state, device)
 

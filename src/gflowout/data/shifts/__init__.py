@@ -4,8 +4,7 @@ All shifts act on float images in [0, 1] BEFORE normalisation, numpy [N, H, W] (
 [N, H, W, 3] (colour), and return the same shape as float32 clipped to [0, 1]. They are
 deterministic given `seed` and the batch (a fresh np.random.default_rng(seed) per call draws for
 the whole batch at once, so a sub-batch gets other draws; the global RNG is never used) and
-vectorised over the batch: 10000 MNIST images take well under 2 s per corruption on 2 cores
-(benchmarks/bench_shifts.py).
+vectorised over the batch (timings: benchmarks/bench_shifts.py and benchmarks/README.md).
 
 Names (see available_shifts):
 - corruptions, 5 severities each: MNIST-C-style for grey images (mnist_c.py, after Mu & Gilmer

@@ -84,7 +84,7 @@ def shifted_split(
     gflowout.data.sources.data_root). Raises ValueError for a bad shift name or severity and the
     loader's DataError when the data set is missing.
     """
-    from gflowout.data import datasets, sources  # the DATA engineer's modules; imported when used
+    from gflowout.data import datasets, sources  # imported when used
 
     severity = check_severity(severity)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
