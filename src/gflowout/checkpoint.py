@@ -1,10 +1,8 @@
-"""Checkpoints and result files: atomic writes, safe loading, and loading a trained method back.
+"""Checkpoints: safe loading, and loading a trained method back.
 
-Atomic: every file is written to a temporary name in the same folder, flushed and fsync'ed, then
-renamed over the target with `os.replace` (atomic on POSIX), and the folder is fsync'ed. A process
-killed during the write leaves the previous file intact (plus, at worst, a stray `.tmp-*` file).
-Lightning's own checkpoint saving goes through `AtomicCheckpointIO` (gflowout.training.checkpoint_io),
-so last.ckpt and best.ckpt are atomic too.
+Atomic: every file is written through gflowout.atomic (temporary file in the same folder, fsync, os.replace).
+Lightning's own checkpoint saving goes through `AtomicCheckpointIO`
+(gflowout.training.checkpoint_io), so last.ckpt and best.ckpt are atomic too.
 
 Safe: checkpoints load with `torch.load(weights_only=True)`, which only rebuilds tensors and plain
 containers; a file whose pickle would import or call anything else is refused with a CheckpointError.
@@ -16,13 +14,8 @@ checkpoint of another model.
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import pickle
-import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,106 +30,7 @@ if TYPE_CHECKING:
 METADATA_KEY = "gflowout"
 
 
-def __getattr__(name: str) -> Any:
-    # AtomicCheckpointIO lives with the Lightning code, so that loading a checkpoint never imports Lightning.
-    if name == "AtomicCheckpointIO":
-        from gflowout.training.checkpoint_io import AtomicCheckpointIO
-
-        return AtomicCheckpointIO
-    raise AttributeError(f"module 'gflowout.checkpoint' has no attribute {name!r}")
-
 FORMAT_VERSION = 1
-
-
-# --- atomic writes ---------------------------------------------------------------------------------
-
-
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Write a file atomically: `write(handle)` fills a temporary file that then replaces `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    try:
-        # mkstemp makes the file 0600 whatever the umask; give it the mode a plain open() would (results and
-        # checkpoints readable by the group on a shared cluster, as Lightning's own logs are)
-        if hasattr(os, "fchmod"):
-            os.fchmod(handle, 0o666 & ~_current_umask())
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(path.parent)
-    _remove_stale_temporaries(path)
-    return path
-
-
-STALE_TEMPORARY_SECONDS = 3600  # a temporary untouched this long belongs to a write that was killed
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete the `.tmp-<name>.*` files of killed writes of `path` (an hour old: a running write's are newer);
-    a killed checkpoint write can leave hundreds of megabytes."""
-    now = time.time()
-    for temporary in path.parent.glob(f".tmp-{path.name}.*"):
-        try:
-            if now - temporary.stat().st_mtime > STALE_TEMPORARY_SECONDS:
-                temporary.unlink()
-        except OSError:
-            pass
-
-
-def _current_umask() -> int:
-    """The process umask (read by setting and restoring it: POSIX has no call that only reads it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the rename itself durable (a no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return atomic_write(path, lambda stream: stream.write(data))  # type: ignore[arg-type]  # the callback's result (bytes written) is unused
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, payload: Any) -> Path:
-    """Write JSON (indented, sorted keys, trailing newline) atomically."""
-    return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """`torch.save` to a temporary file, then rename over `path`."""
-    return atomic_write(path, lambda stream: torch.save(obj, stream))
 
 
 # --- safe loading ----------------------------------------------------------------------------------

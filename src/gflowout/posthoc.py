@@ -36,9 +36,8 @@ from typing import Any
 
 import torch
 
+from gflowout.atomic import atomic_write_json, atomic_write_text
 from gflowout.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
     load_method,
     metadata_of,
     read_checkpoint,
@@ -241,7 +240,7 @@ def posthoc(
     if evaluate:
         source_model, _ = load_method(path, allow_custom_code=allow_custom_code)
         rows: dict[str, Any] = {source_method: source_model}
-        if source_method != "mc_dropout":  # MC dropout on the same network, as the reference row
+        if source_method != "mc_dropout":  # MC dropout on the same network: the reference row
             from gflowout.methods.mc import MCDropout
 
             block = source_config.methods.get("mc_dropout")
@@ -290,18 +289,16 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
         validation = validation_tensors(config, limit=settings.get("limit"))
         return evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
                                validation=validation, **settings)
+    from gflowout.eval.streaming import stream_predictions
     from gflowout.rng import private_rng
     from gflowout.training.build import build_datamodule
-    from gflowout.training.module import ClassificationSums
 
     datamodule = build_datamodule(config.data)
     datamodule.prepare_data()
     datamodule.setup("test")
-    sums = ClassificationSums()
     with private_rng(torch.device("cpu")):
         torch.manual_seed(config.seed)
-        for x, y in datamodule.test_dataloader():
-            sums.update(method.predict(x, samples=int(evaluation.get("samples", 20))), y)
+        sums, _, _ = stream_predictions(method, datamodule.test_dataloader(), int(evaluation.get("samples", 20)))
     return {"clean": sums.compute()}
 
 

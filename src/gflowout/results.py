@@ -2,7 +2,7 @@
 
 The schema of a result file is documented in `gflowout.eval.evaluate`. This module only moves
 those dictionaries to and from disk, so that a run killed halfway never leaves a half-written file:
-a result file either exists complete or not at all (writes go through `gflowout.checkpoint.atomic_write`).
+a result file either exists complete or not at all (writes go through `gflowout.atomic`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gflowout.atomic import atomic_write_text
 from gflowout.errors import ConfigError, DataError
 
 SCHEMA_VERSION = 1
@@ -41,9 +42,7 @@ def _clean_json(value: Any) -> Any:
 
 
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write `data` as strict JSON (NaN -> null) atomically: the harness's temporary file + os.replace."""
-    from gflowout.checkpoint import atomic_write_text
-
+    """Write `data` as strict JSON (NaN -> null) atomically (gflowout.atomic)."""
     return atomic_write_text(path, json.dumps(_clean_json(data), indent=1, allow_nan=False) + "\n")
 
 

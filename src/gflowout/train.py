@@ -34,9 +34,8 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from gflowout.atomic import atomic_write_json, atomic_write_text
 from gflowout.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
     check_expected,
     checkpoint_metadata,
     metadata_of,
@@ -99,8 +98,8 @@ class BestCheckpoint(ModelCheckpoint):
 
     @property
     def state_key(self) -> str:
-        # the key Lightning's ModelCheckpoint files its state under, so checkpoints written before this class
-        # (and after it) resume with their best score
+        # the key Lightning's ModelCheckpoint files its state under, so a checkpoint resumes with its best score
+        # whichever of the two wrote it
         return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -179,13 +178,24 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
         prepare_method: Callable[[Any], None] | None = None, **trainer_overrides: Any) -> Path:
     """Train `config`'s method into run folder `out_dir`, test best.ckpt, and return the folder.
 
-    resume: continue from checkpoints/last.ckpt (mid-epoch included); with no last.ckpt yet it starts
-    afresh, so the same command can be requeued. Without `resume`, a folder that already holds
-    checkpoints is refused (a ConfigError) rather than overwritten.
-    datamodule: an already built LightningDataModule (default: built from `config.data`).
-    prepare_method: called with the freshly built method before training starts afresh (not on a resume, whose
-        checkpoint holds everything), e.g. to load a trained backbone (`gflowout.posthoc`).
-    trainer_overrides: extra keyword arguments of `lightning.pytorch.Trainer`.
+    Args:
+        config: the experiment (data, model, method, optimisers, trainer); see `gflowout.config`.
+        out_dir: the run folder: config.yaml, checkpoints/last.ckpt and best.ckpt, logs, results.json.
+        resume: continue from checkpoints/last.ckpt (mid-epoch included); with no last.ckpt yet it starts
+            afresh, so the same command can be requeued. Without `resume`, a folder that already holds
+            checkpoints is refused rather than overwritten.
+        datamodule: an already built LightningDataModule (default: built from `config.data`).
+        prepare_method: called with the freshly built method before training starts afresh (not on a resume,
+            whose checkpoint holds everything), e.g. to load a trained backbone (`gflowout.posthoc`).
+        **trainer_overrides: extra keyword arguments of `lightning.pytorch.Trainer`.
+
+    Returns:
+        `out_dir` as a Path; its results.json holds the test metrics of best.ckpt and its validation NLL.
+
+    Raises:
+        ConfigError: `out_dir` is a file or holds another run, the checkpoint to resume was made with other
+            settings, or an option does not fit its method or backbone.
+        NonFiniteLossError: a loss became NaN or infinite (training stops at that step).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -251,7 +261,7 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
         atomic_write_json(out_dir / "results.json", results)
     trainer.strategy.barrier("results")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()  # a clean exit; otherwise gloo ranks linger ~4 s at shutdown
+        torch.distributed.destroy_process_group()  # a clean exit; otherwise gloo ranks linger for seconds at shutdown
     return out_dir
 
 

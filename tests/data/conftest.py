@@ -1,11 +1,12 @@
-"""Shared fixtures of the data tests (the writers live in data_fixtures.py)."""
+"""Shared fixtures of the data tests (the writers live in tests/helpers/data.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from data_fixtures import grey_images, with_digests, write_idx
+
+from tests.helpers.data import grey_images, with_digests, write_idx
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from data_fixtures import make_cifar10_archive, with_digests
 
 from gflowout.data.augment import random_crop_flip
 from gflowout.data.datamodule import ImageDataModule, split_indices
 from gflowout.data.datasets import load_split, to_tensor
 from gflowout.errors import ConfigError, DataError
+from tests.helpers.data import make_cifar10_archive, with_digests
 
 
 def test_split_is_seeded_disjoint_and_sized() -> None:

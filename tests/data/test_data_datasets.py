@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from data_fixtures import cifar_batch_bytes, colour_images, grey_images, with_digests
 
 from gflowout.data.datasets import DATASET_INFO, ImageDataset, load_split, to_tensor
 from gflowout.errors import DataError
+from tests.helpers.data import cifar_batch_bytes, colour_images, grey_images, with_digests
 
 
 def test_mnist_layout_splits(mnist_root: Path) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from data_fixtures import cifar_batch_bytes, colour_images, grey_images, idx_bytes, make_cifar10_archive, write_idx
 
 from gflowout.data import formats
 from gflowout.errors import DataError
+from tests.helpers.data import cifar_batch_bytes, colour_images, grey_images, idx_bytes, make_cifar10_archive, write_idx
 
 
 # ---- IDX ----------------------------------------------------------------------------------------

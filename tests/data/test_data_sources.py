@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_fixtures import make_cifar10_archive, with_digests, write_idx
 
 from gflowout.data import fetchers, sources
 from gflowout.data.datasets import load_corruption, load_split
 from gflowout.data.fetchers import Source, SourceUnavailable
 from gflowout.errors import DataError
+from tests.helpers.data import make_cifar10_archive, with_digests, write_idx
 
 GOOD = b"the real bytes" * 100
 GOOD_SHA256 = hashlib.sha256(GOOD).hexdigest()

@@ -51,7 +51,7 @@ def test_second_call_reads_the_cache_and_returns_identical_arrays(
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached split was recomputed")
 
-    monkeypatch.setattr(shifts, "apply_shift", must_not_run)
+    monkeypatch.setattr(shifts.cache, "apply_shift", must_not_run)
     second, second_labels = shifted_split("mnist", "random_rotation", 1, seed=0, root=mnist_root)
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(first_labels, second_labels)

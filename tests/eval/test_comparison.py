@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from report_fixture import OFFSETS, fixture_run, fixture_runs
 from scipy import stats
 
 from gflowout.eval.comparison import (
@@ -19,6 +18,7 @@ from gflowout.eval.comparison import (
 )
 from gflowout.eval.report import aggregate
 from gflowout.eval.tables import table_html, table_markdown
+from tests.helpers.report import OFFSETS, fixture_run, fixture_runs
 
 
 def test_summary_table_has_readable_names_arrows_and_the_best_mean_in_bold():

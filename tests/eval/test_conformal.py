@@ -164,7 +164,7 @@ def test_size_stratified_coverage_by_hand() -> None:
 
 
 def test_fit_on_loader_calibrates_a_method() -> None:
-    from eval_helpers import RecordingMethod
+    from tests.helpers.evaluation import RecordingMethod
 
     class Fixed(RecordingMethod):
         def answer(self, x: torch.Tensor, samples: int) -> torch.Tensor:

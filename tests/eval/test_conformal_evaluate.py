@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from report_fixture import fixture_runs, write_runs
 from test_runner_evaluate import MEAN, STD, BrightnessReader, class_images, stand_in_data  # noqa: F401  (a fixture, used by name)
 
 from gflowout.eval.evaluate import evaluate_method
 from gflowout.eval.report import aggregate, write_report
 from gflowout.results import read_result, write_json_atomic
+from tests.helpers.report import fixture_runs, write_runs
 
 
 def validation_set(count: int = 100) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_fixture import fixture_runs, write_runs
 
 from gflowout.eval.learning_report import cost_table, learning_table, plot_learning_curves
 from gflowout.eval.report import write_report
+from tests.helpers.report import fixture_runs, write_runs
 
 
 def learning_record(method: str, seed: int, seconds: float, q_entropy: float | None) -> dict[str, Any]:

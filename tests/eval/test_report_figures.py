@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import yaml
-from report_fixture import fixture_runs, write_runs
 
 from gflowout.eval import plots
 from gflowout.eval.evaluate import histogram_edges
 from gflowout.eval.report import _pool_histograms, aggregate, build_figures, write_report
+from tests.helpers.report import fixture_runs, write_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from eval_helpers import RecordingMethod
 
 from gflowout.eval import evaluate as evaluate_module
 from gflowout.eval.evaluate import evaluate_method
 from gflowout.results import read_result, write_json_atomic
+from tests.helpers.evaluation import RecordingMethod
 
 MEAN, STD = 0.3, 0.2  # training statistics of the stand-in set: not 0 / 1, so a missing normalisation shows
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from eval_helpers import RecordingMethod
 
 import gflowout.data.shifts as shifts
 from gflowout.data.datasets import load_split, to_tensor
 from gflowout.data.sources import get_spec
 from gflowout.errors import DataError
 from gflowout.eval.evaluate import evaluate_method, subset_indices
+from tests.helpers.evaluation import RecordingMethod
 
 SHIFT, SEVERITY, SEED, LIMIT = "brightness", 2, 3, 40
 
@@ -82,7 +82,7 @@ def test_two_methods_read_the_same_cached_shifted_images(temp_root: Path, tmp_pa
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("the shifted images were recomputed instead of read from the cache")
 
-    monkeypatch.setattr(shifts, "apply_shift", must_not_run)
+    monkeypatch.setattr(shifts.cache, "apply_shift", must_not_run)
     second = OtherRecorder()
     evaluate(second, temp_root)
     assert cached.stat().st_mtime_ns == written and sorted((temp_root / "shifted").rglob("*.npy")) == [cached]

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from downstream_helpers import CLASSES, harness, synthetic_data
 
 from gflowout.cli.main import main
 from gflowout.errors import ConfigError, DataError
@@ -24,6 +23,7 @@ from gflowout.experiments.downstream_config import (
     load_active_learning_config,
 )
 from gflowout.experiments.plain_training import build_seeded_method, train_for_steps
+from tests.helpers.downstream import CLASSES, harness, synthetic_data
 
 REPO = Path(__file__).resolve().parents[2]
 

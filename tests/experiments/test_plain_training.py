@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from downstream_helpers import CLASSES, harness, synthetic_data
 
 from gflowout.config import config_from_dict
 from gflowout.errors import ConfigError
@@ -15,6 +14,7 @@ from gflowout.experiments.plain_training import (
     train_for_steps,
     weights_digest,
 )
+from tests.helpers.downstream import CLASSES, harness, synthetic_data
 
 
 @pytest.fixture(autouse=True)

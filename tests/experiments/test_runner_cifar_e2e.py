@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cifar_fixtures import install_cifar10, install_cifar10_c, install_svhn_test
-from data_fixtures import colour_images
 
 from gflowout.cli.main import main
 from gflowout.data import datamodule
 from gflowout.data.datasets import load_split
+from tests.helpers.cifar import install_cifar10, install_cifar10_c, install_svhn_test
+from tests.helpers.data import colour_images
 
 REPO = Path(__file__).resolve().parents[2]
 PER_BATCH, N_TEST, BATCH = 13, 32, 16  # 65 training images: 49 train + 16 validation (val_fraction 0.25)

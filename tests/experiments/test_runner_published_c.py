@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from cifar_fixtures import constant_images, install_cifar10_c
-from data_fixtures import cifar_batch_bytes, with_digests
 
 from gflowout.data import sources
 from gflowout.data.datasets import DATASET_INFO, to_tensor
@@ -23,6 +21,8 @@ from gflowout.experiments.benchmark import load_benchmark_config, run_config
 from gflowout.methods.none import NoDropout
 from gflowout.nets.mlp import MLP
 from gflowout.results import write_json_atomic
+from tests.helpers.cifar import constant_images, install_cifar10_c
+from tests.helpers.data import cifar_batch_bytes, with_digests
 
 N_TEST = 40
 MEAN = torch.tensor(DATASET_INFO["cifar10"].mean).view(1, 3, 1, 1)

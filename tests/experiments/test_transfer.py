@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from downstream_helpers import CLASSES, harness, synthetic_data
 
 from gflowout.cli.main import main
 from gflowout.errors import CheckpointError, ConfigError, DataError
@@ -22,6 +21,7 @@ from gflowout.experiments.downstream_config import (
     load_transfer_config,
 )
 from gflowout.experiments.plain_training import build_seeded_method
+from tests.helpers.downstream import CLASSES, harness, synthetic_data
 
 REPO = Path(__file__).resolve().parents[2]
 

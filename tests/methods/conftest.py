@@ -1,4 +1,4 @@
-"""Shared fixtures of the method tests (plain helpers live in method_helpers.py)."""
+"""Shared fixtures of the method tests (plain helpers live in tests/helpers/methods.py)."""
 
 from __future__ import annotations
 

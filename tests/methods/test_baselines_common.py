@@ -5,10 +5,10 @@ import inspect
 
 import pytest
 import torch
-from method_helpers import real_mnist_subset
 
 from gflowout.methods import method_class
 from gflowout.nets.mlp import MLP
+from tests.helpers.methods import real_mnist_subset
 
 TRAIN_SIZE, TEST_SIZE = 8000, 1000  # the real-MNIST run
 BASELINES = [

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from method_helpers import EVERY_METHOD, EVERY_METHOD_IDS, tiny_method
 
 from gflowout.methods import MethodName
+from tests.helpers.methods import EVERY_METHOD, EVERY_METHOD_IDS, tiny_method
 
 CLASSES = 5
 @pytest.mark.parametrize(("name", "options"), EVERY_METHOD, ids=EVERY_METHOD_IDS)  # every MethodName (checked there)

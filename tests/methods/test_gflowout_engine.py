@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from method_helpers import assert_predict_leaves_parameters_untouched, batch, real_mnist_subset, small_mlp_method
 
 from gflowout.errors import NonFiniteLossError
 from gflowout.methods.generators import PosteriorGenerator, PriorGenerator
@@ -14,6 +13,7 @@ from gflowout.methods.gflowout import GFlowOut, PosteriorSampler, PriorSampler
 from gflowout.methods.schedules import BetaSchedule, as_beta_schedule
 from gflowout.nets.mlp import MLP
 from gflowout.nets.sites import site_features
+from tests.helpers.methods import assert_predict_leaves_parameters_untouched, batch, real_mnist_subset, small_mlp_method
 
 
 def small_method(**options) -> GFlowOut:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from method_helpers import batch, small_mlp_method
 
 import gflowout.methods.gflowout as gflowout_module
 from gflowout.methods.gflowout import GFlowOut
 from gflowout.methods.trajectory_balance import trajectory_balance_loss
+from tests.helpers.methods import batch, small_mlp_method
 
 BETA = 0.3  # not 1: a reward that drops beta is then wrong (the shipped MNIST configs start at 0.001)
 

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from method_helpers import assert_predict_leaves_parameters_untouched, batch, real_mnist_subset, small_mlp_method
 
 from gflowout.methods import method_class
 from gflowout.methods.id_gflowout import ChainSampler, IDGFlowOut
 from gflowout.methods.mask_sampling import bernoulli_log_prob
 from gflowout.nets.mlp import MLP
+from tests.helpers.methods import assert_predict_leaves_parameters_untouched, batch, real_mnist_subset, small_mlp_method
 
 
 def small_method(**options) -> IDGFlowOut:

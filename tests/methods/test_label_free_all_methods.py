@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from method_helpers import EVERY_METHOD, EVERY_METHOD_IDS, tiny_method
 
 from gflowout.methods import MethodName
+from tests.helpers.methods import EVERY_METHOD, EVERY_METHOD_IDS, tiny_method
 
 BATCH, CLASSES = 6, 5
 METHODS, IDS = EVERY_METHOD, EVERY_METHOD_IDS

@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-from method_helpers import batch, small_mlp_method, tiny_method
 
 from gflowout.methods import MethodName
 from gflowout.methods.diagnostics import bernoulli_entropy
 from gflowout.methods.gflowout import GFlowOut
 from gflowout.methods.id_gflowout import IDGFlowOut
 from gflowout.nets.sites import full_masks
+from tests.helpers.methods import batch, small_mlp_method, tiny_method
 
 
 def test_bernoulli_entropy_matches_torch_distributions_and_stays_finite():

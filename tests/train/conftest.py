@@ -1,11 +1,12 @@
-"""Fixtures of the harness tests; the helpers themselves live in train_helpers.py."""
+"""Fixtures of the harness tests; the helpers themselves live in tests/helpers/train.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from train_helpers import TINY_CONFIG
+
+from tests.helpers.train import TINY_CONFIG
 
 
 @pytest.fixture

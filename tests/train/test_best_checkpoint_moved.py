@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from train_helpers import TINY_CONFIG, run_fit
+
+from tests.helpers.train import TINY_CONFIG, run_fit
 
 
 def test_a_moved_run_keeps_its_best_score_on_resume(tmp_path: Path) -> None:

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gflowout.atomic import atomic_torch_save, atomic_write_json
 from gflowout.checkpoint import (
-    AtomicCheckpointIO,
-    atomic_torch_save,
-    atomic_write_json,
     checkpoint_metadata,
     load_method,
     read_checkpoint,
@@ -23,6 +21,7 @@ from gflowout.checkpoint import (
 from gflowout.config import config_from_dict
 from gflowout.errors import CheckpointError
 from gflowout.training.build import build_method_for
+from gflowout.training.checkpoint_io import AtomicCheckpointIO
 
 CONFIG = {"seed": 5, "data": {"name": "mnist"}, "model": {"backbone": "mlp", "options": {"hidden": [8, 8]}},
           "method": {"name": "concrete"}}
@@ -135,7 +134,7 @@ def test_weights_of_another_shape_are_a_checkpoint_error(tmp_path: Path) -> None
 
 _CRASH_DURING_WRITE = """
 import os, sys, torch
-from gflowout.checkpoint import atomic_torch_save, atomic_write_json
+from gflowout.atomic import atomic_torch_save, atomic_write_json
 
 class Crash:
     def __reduce__(self):          # runs in the middle of torch.save / json.dumps: die like SIGKILL would
@@ -146,8 +145,8 @@ big = torch.zeros(200_000)
 if kind == "torch":
     atomic_torch_save({"weights": big, "crash": Crash()}, path)
 else:
-    import gflowout.checkpoint as c
-    c.json.dumps = lambda *a, **k: os._exit(9)
+    import json
+    json.dumps = lambda *a, **k: os._exit(9)
     atomic_write_json(path, {"new": 1})
 """
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import REPO, TINY_CONFIG, subprocess_env
 
 from gflowout.checkpoint import load_method
 from gflowout.cli.main import main
 from gflowout.errors import DataError
+from tests.helpers.train import REPO, TINY_CONFIG, subprocess_env
 
 
 def _mnist_available() -> bool:

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 import torch
-from train_helpers import run_fit
+
+from tests.helpers.train import run_fit
 
 COMMON = ("method.name=none", "method.options={}", "optim.backbone.optimizer=sgd", "optim.backbone.lr=0.2",
           "optim.backbone.momentum=0.9", "trainer.checkpoint_every_n_steps=0")
@@ -67,7 +68,7 @@ def test_a_nan_on_one_rank_stops_every_rank_promptly(tmp_path: Path, tiny_config
     """Rank 1 alone gets a NaN loss: both ranks raise (no rank left waiting in a collective until a timeout)."""
     import subprocess
 
-    from train_helpers import REPO, fit_command, subprocess_env
+    from tests.helpers.train import REPO, fit_command, subprocess_env
 
     overrides = ("method.name=train_standins:TinyMC", "method.options={nan_at_call: 3, nan_rank: 1}",
                  "trainer.devices=2", "trainer.strategy=ddp")
@@ -84,7 +85,7 @@ def test_an_evaluation_split_smaller_than_the_process_count_is_a_clear_error(tmp
     and rank 0 with a gloo 'connection closed'; now both say what to change."""
     import subprocess
 
-    from train_helpers import REPO, fit_command, subprocess_env
+    from tests.helpers.train import REPO, fit_command, subprocess_env
 
     overrides = ("data.val_fraction=0.0025", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1")
     done = subprocess.run(fit_command(tiny_config, tmp_path / "run", overrides=overrides), env=subprocess_env(),

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 import torch
-from train_helpers import run_fit
+
+from tests.helpers.train import run_fit
 
 OVERRIDES = ("method.name=gflowout", "method.options={}", "trainer.checkpoint_every_n_steps=0",
              "trainer.max_epochs=2", "data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import assert_runs_end_identical, run_fit
+
+from tests.helpers.train import assert_runs_end_identical, run_fit
 
 GROUPS = 3  # GFlowOut's optimisers: Lightning's global step counts 3 per batch
 COMMON = ("method.name=gflowout", "method.options={generator_hidden: [8]}", "trainer.max_epochs=3",

@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import torch
-from train_helpers import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env, wait_for_stall
+
+from tests.helpers.train import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env, wait_for_stall
 
 OVERRIDES = ("method.name=ensemble", "method.options={members: 3}")
 

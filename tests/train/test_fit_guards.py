@@ -7,14 +7,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from train_helpers import TINY_CONFIG
 from train_standins import SyntheticDataModule
 
-from gflowout.checkpoint import atomic_torch_save, checkpoint_metadata
+from gflowout.atomic import atomic_torch_save
+from gflowout.checkpoint import checkpoint_metadata
 from gflowout.config import load_config
 from gflowout.errors import CheckpointError, NonFiniteLossError
 from gflowout.train import fit
 from gflowout.training.build import build_method_for
+from tests.helpers.train import TINY_CONFIG
 
 QUIET = ("trainer.enable_progress_bar=false", "trainer.max_epochs=1")
 

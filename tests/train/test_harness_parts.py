@@ -1,4 +1,5 @@
-"""The harness's pure parts against independent references: streamed metrics, lr schedules, samplers."""
+"""The harness's pure parts against independent references: lr schedules, samplers (the streamed metrics:
+tests/eval/test_streaming.py)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,8 @@ import pytest
 import torch
 
 from gflowout.config import ScheduleConfig
-from gflowout.eval.metrics import classification_metrics
-from gflowout.eval.predictive import log_mean_probs, mean_probs
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, epoch_permutation
-from gflowout.training.module import ClassificationSums, scheduled_lr
-
-
-def test_streamed_and_reduced_sums_equal_whole_set_metrics() -> None:
-    """Batches split over two 'ranks' and summed give gflowout.eval.metrics on the concatenated set."""
-    generator = torch.Generator().manual_seed(0)
-    logits = 3 * torch.randn(5, 203, 7, generator=generator)  # S = 5 samples, 203 examples, 7 classes
-    labels = torch.randint(0, 7, (203,), generator=generator)
-    ranks = [ClassificationSums(), ClassificationSums()]
-    for start in range(0, 203, 16):
-        rank = (start // 16) % 2
-        ranks[rank].update(logits[:, start : start + 16], labels[start : start + 16])
-    reduced = ranks[0].sums + ranks[1].sums  # what the all-reduce(sum) computes
-    streamed = ClassificationSums().compute(reduced)
-    reference = classification_metrics(mean_probs(logits), labels, bins=15, log_probs=log_mean_probs(logits))
-    assert streamed["count"] == 203
-    for name in ("accuracy", "nll", "brier", "ece"):
-        assert streamed[name] == pytest.approx(reference[name], rel=1e-9, abs=1e-12), name
+from gflowout.training.schedules import scheduled_lr
 
 
 @pytest.mark.parametrize("kind", ["multistep", "cosine"])
@@ -99,7 +81,7 @@ def test_cuda_rng_states_restore_only_on_the_devices_this_process_sees(monkeypat
     (IndexError). Simulated: no GPU here; torch.cuda answers as a 1-GPU machine."""
     import torch
 
-    from gflowout.training.module import capture_rng_state, restore_rng_state
+    from gflowout.training.rng_state import capture_rng_state, restore_rng_state
 
     state = capture_rng_state()
     state["cuda"] = [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]  # two devices' states

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_helpers import TINY_CONFIG, run_fit
 
 from gflowout.experiments.learning import collect_learning, read_learning, run_learning
+from tests.helpers.train import TINY_CONFIG, run_fit
 
 GFLOWOUT = ("method.name=gflowout", "method.options={}", "trainer.max_epochs=3")
 

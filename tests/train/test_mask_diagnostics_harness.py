@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import torch
-from train_helpers import REPO, TINY_CONFIG, assert_runs_end_identical, fit_command, run_fit, subprocess_env
 
 from gflowout.config import load_config
 from gflowout.eval.mask_report import read_mask_diagnostics
 from gflowout.training.resume import settings_digest
+from tests.helpers.train import REPO, TINY_CONFIG, assert_runs_end_identical, fit_command, run_fit, subprocess_env
 
 GFLOWOUT = ("method.name=gflowout", "method.options={}", "trainer.max_epochs=2")
 

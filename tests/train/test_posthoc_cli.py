@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import torch
-from train_helpers import REPO, TINY_CONFIG, run_fit, subprocess_env
+
+from tests.helpers.train import REPO, TINY_CONFIG, run_fit, subprocess_env
 
 
 def posthoc(source: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:

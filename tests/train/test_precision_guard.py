@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from train_helpers import REPO, TINY_CONFIG, run_fit, subprocess_env
 
 from gflowout.cli.main import main
 from gflowout.config import load_config
 from gflowout.errors import ConfigError
+from tests.helpers.train import REPO, TINY_CONFIG, run_fit, subprocess_env
 
 
 def test_without_the_precision_override_the_same_command_line_is_valid() -> None:

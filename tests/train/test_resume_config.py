@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-from train_helpers import TINY_CONFIG, run_fit
 
 from gflowout.cli.main import main
+from tests.helpers.train import TINY_CONFIG, run_fit
 
 
 @pytest.fixture(scope="module")

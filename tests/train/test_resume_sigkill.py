@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env, wait_for_stall
+
+from tests.helpers.train import REPO, assert_runs_end_identical, fit_command, run_fit, subprocess_env, wait_for_stall
 
 # 9 batches per epoch, a step checkpoint every 2 batches. Stalling at the 14th training batch (13 done)
 # leaves the step-12 checkpoint (mid-epoch 1: batches 10..18); at the 10th (9 done), the end-of-epoch-0 one.

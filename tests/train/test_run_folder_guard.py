@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_helpers import TINY_CONFIG
 
 from gflowout.config import load_config
 from gflowout.errors import ConfigError
 from gflowout.train import fit
 from gflowout.training.resume import check_resume_config
+from tests.helpers.train import TINY_CONFIG
 
 QUIET = ("trainer.enable_progress_bar=false", "trainer.max_epochs=1")
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from train_helpers import REPO, run_fit, subprocess_env, wait_for_stall
+from tests.helpers.train import REPO, run_fit, subprocess_env, wait_for_stall
 
 
 def test_sigterm_exits_143_with_the_way_to_resume(tmp_path: Path, tiny_config: Path) -> None:

@@ -7,10 +7,9 @@ import csv
 import json
 from pathlib import Path
 
-from train_helpers import TINY_CONFIG, assert_runs_end_identical, run_fit
-
 from gflowout.config import load_config
 from gflowout.training.resume import settings_digest
+from tests.helpers.train import TINY_CONFIG, assert_runs_end_identical, run_fit
 
 
 def _validated_epochs(run: Path) -> list[int]:

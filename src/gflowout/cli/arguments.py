@@ -1,8 +1,10 @@
-"""Argument types shared by the sub-commands."""
+"""Argument types and the grid options shared by the sub-commands."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -43,3 +45,32 @@ def slurm_array_shard(environ: dict[str, str]) -> tuple[int, int] | None:
             "submit a contiguous --array (e.g. 0-3) or pass --shard I/N"
         )
     return index, count
+
+
+SHARD_HELP = ("run only shard I of N of the grid (every N-th run from run I), so N workers share one --out; default: "
+              "from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1/1")
+
+
+def add_grid_arguments(parser: argparse.ArgumentParser, config_help: str, out_prefix: str) -> None:
+    """The options every grid sub-command (benchmark, active-learning, transfer) takes: --config, --out, --root,
+    --shard, --threads and --no-report; the default --out is `<out_prefix>-<config name>` (see `grid_out_folder`)."""
+    parser.add_argument("--config", required=True, help=config_help)
+    parser.add_argument("--out", default=None, help=f"output folder (default: {out_prefix}-<config name>)")
+    parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
+    parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N", help=SHARD_HELP)
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
+    parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+
+
+def grid_shard(args: argparse.Namespace) -> tuple[int, int]:
+    """The shard this worker runs: --shard, else the SLURM array task's, else (1, 1)."""
+    return args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
+
+
+def grid_out_folder(args: argparse.Namespace, out_prefix: str) -> Path:
+    """--out (default `<out_prefix>-<config name>`), checked writable before hours of training rather than after."""
+    from gflowout.writable import writable_folder
+
+    return writable_folder(Path(args.out) if args.out else Path(f"{out_prefix}-{Path(args.config).stem}"),
+                           "output folder", "--out")

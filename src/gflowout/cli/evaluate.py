@@ -84,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gflowout.checkpoint import atomic_write_json, resolve_checkpoint
+    from gflowout.atomic import atomic_write_json
+    from gflowout.checkpoint import resolve_checkpoint
     from gflowout.training.evaluation import evaluate_checkpoint
 
     if args.samples < 1:
@@ -120,7 +121,8 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     """The benchmark's evaluation of one checkpoint: clean, rotations, corruptions, OOD; a summary and --json."""
     import torch
 
-    from gflowout.checkpoint import atomic_write_json, load_method, refuse_custom_code
+    from gflowout.atomic import atomic_write_json
+    from gflowout.checkpoint import load_method, refuse_custom_code
     from gflowout.errors import ConfigError
     from gflowout.eval.evaluate import DEFAULT_ANGLES, DEFAULT_SEVERITIES, evaluate_method
     from gflowout.eval.report import summarise_result

@@ -4,10 +4,8 @@ fine-tune the loaded weights on clean subsets, for every method; resumable per s
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
-from gflowout.cli.arguments import positive_int, shard_spec, slurm_array_shard
+from gflowout.cli.arguments import add_grid_arguments, grid_out_folder, grid_shard
 
 EPILOG = """\
 examples:
@@ -33,14 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True, help="transfer YAML (e.g. configs/transfer_mnist.yaml)")
-    parser.add_argument("--out", default=None, help="output folder (default: transfer-<config name>)")
-    parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
-    parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N",
-                        help="run only shard I of N of the grid, so N workers share one --out")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
-    parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    add_grid_arguments(parser, "transfer YAML (e.g. configs/transfer_mnist.yaml)", "transfer")
     parser.set_defaults(func=run)
 
 
@@ -49,13 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.downstream_config import load_transfer_config
     from gflowout.experiments.transfer import run_transfer
 
-    shard = args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
+    shard = grid_shard(args)
     config = load_transfer_config(args.config)  # a bad config stops here, before anything changes
     set_threads(args.threads)
-    from gflowout.writable import writable_folder
-
-    out = writable_folder(Path(args.out) if args.out else Path(f"transfer-{Path(args.config).stem}"),
-                          "output folder", "--out")  # before hours of training, not after
+    out = grid_out_folder(args, "transfer")
     paths = run_transfer(config, out, root=args.root, shard=shard, report=not args.no_report)
     print(f"{len(paths)} result file(s) in {out / 'results'}")
     return 0

@@ -10,21 +10,16 @@ was found. (How to fetch the file again is added by `gflowout.data.datasets`, wh
 
 from __future__ import annotations
 
-import gzip
 import math
 import struct
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from gflowout.data.compressed import open_maybe_gzip
 from gflowout.data.restricted_pickle import restricted_load_path
 from gflowout.errors import DataError
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 # IDX dtype codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT"); multi-byte types are big-endian.
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -35,28 +30,6 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-
-
-@contextmanager
-def open_maybe_gzip(path: str | Path) -> Iterator[BinaryIO]:
-    """Open `path` for binary reading, through gzip when its first two bytes are the gzip magic."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as raw:
-            compressed = raw.read(2) == GZIP_MAGIC
-    except FileNotFoundError as error:
-        raise DataError(f"{path}: file not found") from error
-    except OSError as error:  # permissions, a folder in the file's place
-        raise DataError(f"{path}: cannot be read ({error.strerror or error}); check its permissions") from error
-    stream: BinaryIO = gzip.open(path, "rb") if compressed else open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115 - closed below
-    try:
-        yield stream
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:  # zlib.error: a corrupt stream
-        if isinstance(error, DataError):
-            raise
-        raise DataError(f"{path}: unreadable ({type(error).__name__}: {error}); the file is truncated or corrupt") from error
-    finally:
-        stream.close()
 
 
 def _read_exactly(stream: BinaryIO, buffer: memoryview) -> int:
@@ -231,7 +204,7 @@ def read_corruption(folder: str | Path, corruption: str, severity: int) -> tuple
     """
     folder = Path(folder)
     if isinstance(severity, (bool, np.bool_)) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
-        # strict, as the shift functions: 2.7 or True used to select the rows of severity 2 or 1
+        # strict, as the shift functions: 2.7 or True would otherwise select the rows of severity 2 or 1
         raise DataError(f"{folder}: severity: expected an integer 1 to 5, found {severity!r}")
     images_path, labels_path = folder / f"{corruption}.npy", folder / "labels.npy"
     images = _load_npy(images_path)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from gflowout.atomic import atomic_write_json
 
 STAMP_FILE = ".verified.json"
 MANIFEST_FILE = ".manifest.json"
@@ -30,17 +30,8 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it over `path` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o644)
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=1, sort_keys=True)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write a stamp or manifest as JSON atomically (gflowout.atomic: never half-written)."""
+    atomic_write_json(path, payload, indent=1, trailing_newline=False)
 
 
 def read_json(path: Path) -> dict:

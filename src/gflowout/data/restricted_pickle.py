@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from gflowout.data.compressed import open_maybe_gzip
 from gflowout.errors import DataError
 
 # (module, name) pairs a data pickle may reference. numpy 2 moved numpy.core to numpy._core; pickles
@@ -90,7 +91,5 @@ def restricted_loads(data: bytes, source: str = "<bytes>", encoding: str = "byte
 
 def restricted_load_path(path: Path, encoding: str = "bytes") -> Any:
     """Unpickle a file (gzip-compressed when its first bytes say so) with the restricted unpickler."""
-    from gflowout.data.formats import open_maybe_gzip  # local import: formats imports this module
-
     with open_maybe_gzip(path) as stream:
         return restricted_load(stream, source=str(path), encoding=encoding)

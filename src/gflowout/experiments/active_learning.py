@@ -32,9 +32,9 @@ from gflowout.eval.acquisition import AcquisitionScore, acquisition_scores, reso
 from gflowout.experiments.downstream_common import (
     PROTOCOL_SCHEMA,
     ProtocolData,
-    load_protocol_data,
-    read_protocol_result,
+    protocol_digest,
     read_state,
+    run_protocol_grid,
 )
 from gflowout.experiments.downstream_config import ActiveLearningConfig, check_pool_budget, protocol_settings
 from gflowout.experiments.plain_training import (
@@ -43,7 +43,6 @@ from gflowout.experiments.plain_training import (
     evaluate_predictive,
     optimizer_overrides,
     predict_in_batches,
-    resolve_device,
     train_for_steps,
 )
 from gflowout.methods.base import DropoutMethod
@@ -121,17 +120,10 @@ def acquire(method: DropoutMethod | None, x: Tensor, candidates: Sequence[int], 
     return [int(i) for i in candidates[positions]], [float(values[p]) for p in positions]  # type: ignore[call-overload]  # numpy stub precision
 
 
-def run_digest(config: ActiveLearningConfig, harness: Any) -> str:
-    """Fingerprint of what a run's numbers depend on (its harness config and the protocol settings)."""
-    from gflowout.training.resume import settings_digest
-
-    return settings_digest(config=harness.to_dict(), protocol=protocol_settings(config))
-
-
 def run_one(run: ActiveRun, config: ActiveLearningConfig, data: ProtocolData, harness: Any, out_dir: Path,
             device: torch.device, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Do (or finish) one active-learning run and write its result file; returns the result."""
-    digest = run_digest(config, harness)
+    digest = protocol_digest(config, harness)
     active, training, evaluation = config.active, config.training, config.evaluation
     pool = pool_indices(int(data.y_train.shape[0]), active.pool_size, run.seed)
     check_pool_budget(active, int(pool.size), data.num_classes, f"{config.source}: {run.dataset}")
@@ -192,44 +184,20 @@ def run_active_learning(config: ActiveLearningConfig, out_dir: str | Path, root:
 
     Returns the result files of this shard's runs.
     """
-    from gflowout.experiments.benchmark import shard_runs
 
-    out_dir = Path(out_dir)
-    device = resolve_device(config.device)
-    first = config.harness_config(None, config.methods[0], config.seeds[0], root)
-    runs = grid(config, first.data.name)
-    harnesses = {run: config.harness_config(run.dataset, run.method, run.seed, root) for run in runs}
-    from gflowout.training.build import validate_model_options
-
-    for harness in harnesses.values():  # every option of every method, before the first run trains
-        validate_model_options(harness)
-    if config.active.pool_size is not None:  # the budget against the pool, before any data is read
+    def check_pool(runs: Sequence[ActiveRun]) -> None:
+        if config.active.pool_size is None:
+            return
         from gflowout.data.datasets import get_info
 
-        for dataset in {run.dataset for run in runs}:
+        for dataset in {run.dataset for run in runs}:  # the budget against the pool, before any data is read
             check_pool_budget(config.active, config.active.pool_size, get_info(dataset).num_classes,
                               f"{config.source}: {dataset}")
-    mine = shard_runs(runs, *shard)
-    data_cache: dict[str, ProtocolData] = {}
-    paths: list[Path] = []
-    for index, run in enumerate(mine, start=1):
-        harness = harnesses[run]
-        path = out_dir / "results" / f"{run.run_id}.json"
-        if path.is_file():
-            read_protocol_result(path, PROTOCOL, run_digest(config, harness))
-            log(f"[{index}/{len(mine)}] {run.run_id}: done earlier, skipped")
-            paths.append(path)
-            continue
-        if run.dataset not in data_cache:
-            data_cache = {run.dataset: load_protocol_data(run.dataset, root, config.evaluation.test_limit)}
-        log(f"[{index}/{len(mine)}] {run.run_id}")
-        run_one(run, config, data_cache[run.dataset], harness, out_dir, device, log)
-        paths.append(path)
-    finished = all((out_dir / "results" / f"{run.run_id}.json").is_file() for run in runs)
-    if report and finished:
+
+    def write_report(results: Path, folder: Path) -> Path:
         from gflowout.eval.downstream_report import write_active_learning_report
 
-        log(f"report: {write_active_learning_report(out_dir / 'results', out_dir / 'report')}")
-    elif report:
-        log("this shard is done; the report is written by the worker that finishes the grid")
-    return paths
+        return write_active_learning_report(results, folder)
+
+    return run_protocol_grid(config, Path(out_dir), root, shard, log, protocol=PROTOCOL, grid=grid, run_one=run_one,
+                             write_report=write_report if report else None, check_runs=check_pool)

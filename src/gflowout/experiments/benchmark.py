@@ -28,7 +28,6 @@ finishes the remaining runs only. (A resumed training's `train_time_s` counts th
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -38,11 +37,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from gflowout.config_types import closest_match
 from gflowout.errors import ConfigError, GFlowOutError
 from gflowout.experiments.grid_check import check_grid, check_method_names
+from gflowout.experiments.grid_config import (
+    RunSpec,
+    check_required_keys,
+    harness_config_path,
+    read_grid_yaml,
+    run_harness_config,
+    shard_runs,
+)
 from gflowout.results import read_result, run_id, write_json_atomic
 from gflowout.training.resume import settings_digest
 
@@ -98,39 +104,18 @@ class BenchmarkConfig:
 
     def config_path(self) -> Path:
         assert isinstance(self.config, str)
-        path = Path(self.config)
-        if not path.is_absolute() and not path.exists() and self.source is not None:
-            path = self.source.parent / path
-        if not path.is_file():
-            raise ConfigError(f"benchmark key 'config': harness config {self.config!r} not found "
-                              f"(looked in the current folder and next to {self.source})")
-        return path
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One cell of the grid (dataset None = the harness config's data set)."""
-
-    dataset: str | None
-    method: str
-    seed: int
+        return harness_config_path(self.config, self.source)
 
 
 def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     """Read and validate a benchmark YAML file; unknown keys and bad types raise ConfigError."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"benchmark config {str(path)!r} does not exist; see configs/bench_mnist.yaml")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"benchmark config {str(path)!r} must hold a mapping at the top")
+    raw = read_grid_yaml(path, "benchmark config", "configs/bench_mnist.yaml")
     valid = {f.name for f in dataclasses.fields(BenchmarkConfig)} - {"source"}
     unknown = set(raw) - valid
     if unknown:
         raise ConfigError(f"{path}: unknown benchmark key(s) {sorted(unknown)}; valid keys: {sorted(valid)}")
-    for key in ("config", "methods", "seeds"):
-        if key not in raw:
-            raise ConfigError(f"{path}: benchmark key {key!r} is required")
+    check_required_keys(raw, path, "benchmark key")
     evaluation = raw.pop("evaluation", None) or {}
     valid_eval = sorted(f.name for f in dataclasses.fields(EvaluationSettings))
     if not isinstance(evaluation, dict):
@@ -184,26 +169,14 @@ def _check_published(request: Any, path: Path) -> None:
 
 def run_config(bench: BenchmarkConfig, spec: RunSpec, root: str | Path | None = None) -> Any:
     """The harness `ExperimentConfig` of one run: the base config, the overrides, data set, method and seed."""
-    from gflowout.config import apply_override, config_from_dict, load_config
-
-    overrides = list(bench.overrides) + ([f"data.name={spec.dataset}"] if spec.dataset else [])
-    if root is not None:
-        overrides.append(f"data.root={root}")
-    if isinstance(bench.config, str):
-        return load_config(bench.config_path(), overrides, method=spec.method, seed=spec.seed)
-    raw = copy.deepcopy(bench.config)
-    for item in overrides:
-        apply_override(raw, item)
-    raw.setdefault("method", {})["name"] = spec.method
-    raw["seed"] = spec.seed
-    return config_from_dict(raw)
+    return run_harness_config(bench.config, bench.overrides, spec, bench.source, root)
 
 
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads: `threads`, or by default 1 on a machine with <= 2 cores and
     cores - 1 above. On 2 shared cores, 2 threads per process oversubscribe the CPU as soon as anything
-    else runs (a GFlowOut step measured ~6x slower than with 1 thread under load); idle, 1 thread costs
-    little here because the per-step work is many small operations."""
+    else runs; idle, 1 thread costs little because the per-step work is many small operations
+    (measurements: benchmarks/README.md, "Threads")."""
     import os
 
     import torch
@@ -322,13 +295,6 @@ def run_benchmark(
         raise BenchmarkError(f"{len(failures)} of {len(specs)} run(s) failed ({listing}); "
                              "fix the cause and rerun the same command to do only those")
     return done_paths
-
-
-def shard_runs(items: Sequence[Any], index: int, count: int) -> list[Any]:
-    """The items of shard `index` of `count` (1-based): every count-th item from position index - 1."""
-    if not (isinstance(index, int) and isinstance(count, int) and 1 <= index <= count):
-        raise ConfigError(f"shard {index}/{count}: the shard must be I/N with 1 <= I <= N")
-    return list(items[index - 1 :: count])
 
 
 def train_and_evaluate(

@@ -1,4 +1,5 @@
-"""What the downstream protocols share: in-memory data, their result files, per-run state, digests.
+"""What the downstream protocols share: in-memory data, their result files, per-run state, digests, and the
+loop over a grid (`run_protocol_grid`: skip finished runs, resume the others, write the report at the end).
 
 Layout of a protocol's output folder (`--out`):
 
@@ -14,6 +15,7 @@ not a benchmark result file (`gflowout report` of a benchmark folder never mixes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,3 +73,74 @@ def read_state(path: Path, digest: str) -> dict[str, Any] | None:
         raise ConfigError(f"{path} was made with other settings than this config's; use another --out, or delete "
                           f"{path.parent} to redo that run")
     return state
+
+
+def protocol_digest(config: Any, harness: Any) -> str:
+    """Fingerprint of what a protocol run's numbers depend on: its harness config and the protocol settings."""
+    from gflowout.experiments.downstream_config import protocol_settings
+    from gflowout.training.resume import settings_digest
+
+    return settings_digest(config=harness.to_dict(), protocol=protocol_settings(config))
+
+
+def run_protocol_grid(
+    config: Any, out_dir: Path, root: str | Path | None, shard: tuple[int, int], log: Callable[[str], None], *,
+    protocol: str, grid: Callable[[Any, str], Sequence[Any]], run_one: Callable[..., dict[str, Any]],
+    write_report: Callable[[Path, Path], Path] | None,
+    check_runs: Callable[[Sequence[Any]], None] | None = None,
+    check_data: Callable[[Any, ProtocolData], None] | None = None,
+) -> list[Path]:
+    """Every run of a protocol's grid (this shard's) that has no result file yet, then the report once the whole
+    grid is done; returns the result files of this shard's runs.
+
+    Args:
+        config: the protocol config (ActiveLearningConfig, TransferConfig).
+        out_dir: the output folder (see the module docstring for its layout).
+        root: the data folder (None: GFLOWOUT_DATA or the cache).
+        shard: (i, n): only every n-th run from run i, so n workers share `out_dir`.
+        log: progress lines.
+        protocol: the `protocol` of the result files (a finished run's file is checked against it and its digest).
+        grid: (config, the harness config's data set) -> the runs, in order.
+        run_one: (run, config, data, harness, out_dir, device, log) -> result; does or finishes one run and writes
+            its result file.
+        write_report: (results folder, report folder) -> the report file; None: no report.
+        check_runs: called with every run before any data is read (budgets that need no data).
+        check_data: called with a run and its data before the run starts (budgets against the data).
+    """
+    from gflowout.experiments.grid_config import shard_runs
+    from gflowout.experiments.plain_training import resolve_device
+    from gflowout.training.build import validate_model_options
+
+    device = resolve_device(config.device)
+    first = config.harness_config(None, config.methods[0], config.seeds[0], root)
+    runs = grid(config, first.data.name)
+    harnesses = {run: config.harness_config(run.dataset, run.method, run.seed, root) for run in runs}
+    for harness in harnesses.values():  # every option of every method, before the first run trains
+        validate_model_options(harness)
+    if check_runs is not None:
+        check_runs(runs)
+    mine = shard_runs(runs, *shard)
+    data_cache: dict[str, ProtocolData] = {}
+    paths: list[Path] = []
+    for index, run in enumerate(mine, start=1):
+        harness = harnesses[run]
+        path = out_dir / "results" / f"{run.run_id}.json"
+        if path.is_file():
+            read_protocol_result(path, protocol, protocol_digest(config, harness))
+            log(f"[{index}/{len(mine)}] {run.run_id}: done earlier, skipped")
+            paths.append(path)
+            continue
+        if run.dataset not in data_cache:
+            data_cache = {run.dataset: load_protocol_data(run.dataset, root, config.evaluation.test_limit)}
+        data = data_cache[run.dataset]
+        if check_data is not None:
+            check_data(run, data)
+        log(f"[{index}/{len(mine)}] {run.run_id}")
+        run_one(run, config, data, harness, out_dir, device, log)
+        paths.append(path)
+    finished = all((out_dir / "results" / f"{run.run_id}.json").is_file() for run in runs)
+    if write_report is not None and finished:
+        log(f"report: {write_report(out_dir / 'results', out_dir / 'report')}")
+    elif write_report is not None:
+        log("this shard is done; the report is written by the worker that finishes the grid")
+    return paths

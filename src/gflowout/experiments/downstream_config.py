@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gflowout.config_types import build_dataclass
 from gflowout.errors import ConfigError
 from gflowout.eval.acquisition import resolve_score
 from gflowout.experiments.grid_check import check_method_names
+from gflowout.experiments.grid_config import RunSpec, check_required_keys, read_grid_yaml, run_harness_config
 
 
 @dataclass
@@ -82,11 +81,7 @@ class DownstreamConfig:
 
     def harness_config(self, dataset: str | None, method: str, seed: int, root: str | Path | None) -> Any:
         """The harness `ExperimentConfig` of one run (data set, method and seed set; data.root when given)."""
-        from gflowout.experiments.benchmark import BenchmarkConfig, RunSpec, run_config
-
-        bench = BenchmarkConfig(config=self.config, methods=self.methods, seeds=self.seeds, datasets=self.datasets,
-                                overrides=list(self.overrides), source=self.source)
-        return run_config(bench, RunSpec(dataset, method, seed), root)
+        return run_harness_config(self.config, self.overrides, RunSpec(dataset, method, seed), self.source, root)
 
 
 @dataclass
@@ -181,19 +176,8 @@ def check_transfer(config: TransferConfig, where: str) -> None:
 
 def _load(cls: type, path: str | Path) -> Any:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config {str(path)!r} does not exist; the shipped ones are in configs/")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config {str(path)!r} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {str(path)!r} must hold a mapping at the top")
-    if "source" in raw:
-        raise ConfigError(f"{path}: 'source' is not a config key")
-    for key in ("config", "methods", "seeds"):
-        if key not in raw:
-            raise ConfigError(f"{path}: key {key!r} is required")
+    raw = read_grid_yaml(path, "config", "the shipped ones in configs/")
+    check_required_keys(raw, path)
     config = build_dataclass(cls, raw, "")
     config.source = path
     return config

@@ -23,22 +23,22 @@ from typing import Any
 
 import torch
 
-from gflowout.checkpoint import atomic_torch_save, read_checkpoint
+from gflowout.atomic import atomic_torch_save
+from gflowout.checkpoint import read_checkpoint
 from gflowout.data.label_noise import symmetric_label_noise
-from gflowout.errors import CheckpointError
+from gflowout.errors import CheckpointError, ConfigError
 from gflowout.experiments.downstream_common import (
     PROTOCOL_SCHEMA,
     ProtocolData,
-    load_protocol_data,
-    read_protocol_result,
+    protocol_digest,
     read_state,
+    run_protocol_grid,
 )
 from gflowout.experiments.downstream_config import TransferConfig, protocol_settings
 from gflowout.experiments.plain_training import (
     build_seeded_method,
     evaluate_predictive,
     optimizer_overrides,
-    resolve_device,
     train_for_steps,
     weights_digest,
 )
@@ -75,12 +75,6 @@ def clean_subset(train_size: int, size: int, seed: int) -> torch.Tensor:
         raise ValueError(f"a fine-tuning subset of {size} images does not fit in a training split of {train_size}")
     generator = torch.Generator().manual_seed(hash((seed, SUBSET, size)) % (2**62))
     return torch.randperm(train_size, generator=generator)[:size]
-
-
-def run_digest(config: TransferConfig, harness: Any) -> str:
-    from gflowout.training.resume import settings_digest
-
-    return settings_digest(config=harness.to_dict(), protocol=protocol_settings(config))
 
 
 def pretrain(run: TransferRun, config: TransferConfig, data: ProtocolData, harness: Any, run_dir: Path,
@@ -130,7 +124,7 @@ def load_pretrained(method: DropoutMethod, checkpoint: dict[str, Any]) -> str:
 def run_one(run: TransferRun, config: TransferConfig, data: ProtocolData, harness: Any, out_dir: Path,
             device: torch.device, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Do (or finish) one transfer run and write its result file; returns the result."""
-    digest = run_digest(config, harness)
+    digest = protocol_digest(config, harness)
     run_dir = out_dir / "runs" / run.run_id
     state_path = run_dir / "state.json"
     state = read_state(state_path, digest) or {"settings_digest": digest, "subsets": {}}
@@ -176,44 +170,17 @@ def run_transfer(config: TransferConfig, out_dir: str | Path, root: str | Path |
                  shard: tuple[int, int] = (1, 1), report: bool = True,
                  log: Callable[[str], None] = print) -> list[Path]:
     """Every run of the grid without a result file (this shard's), then the report once the grid is done."""
-    from gflowout.experiments.benchmark import shard_runs
-    from gflowout.training.build import validate_model_options
 
-    out_dir = Path(out_dir)
-    device = resolve_device(config.device)
-    first = config.harness_config(None, config.methods[0], config.seeds[0], root)
-    runs = grid(config, first.data.name)
-    harnesses = {run: config.harness_config(run.dataset, run.method, run.seed, root) for run in runs}
-    for harness in harnesses.values():
-        validate_model_options(harness)
-    mine = shard_runs(runs, *shard)
-    data_cache: dict[str, ProtocolData] = {}
-    paths: list[Path] = []
-    for index, run in enumerate(mine, start=1):
-        harness = harnesses[run]
-        path = out_dir / "results" / f"{run.run_id}.json"
-        if path.is_file():
-            read_protocol_result(path, PROTOCOL, run_digest(config, harness))
-            log(f"[{index}/{len(mine)}] {run.run_id}: done earlier, skipped")
-            paths.append(path)
-            continue
-        if run.dataset not in data_cache:
-            data_cache = {run.dataset: load_protocol_data(run.dataset, root, config.evaluation.test_limit)}
-        data = data_cache[run.dataset]
+    def check_subsets(run: TransferRun, data: ProtocolData) -> None:
         too_big = [s for s in config.transfer.subset_sizes if s > data.y_train.shape[0]]
         if too_big:
-            from gflowout.errors import ConfigError
-
             raise ConfigError(f"{config.source}: transfer.subset_sizes {too_big} exceed the {data.y_train.shape[0]} "
                               f"training images of {run.dataset}")
-        log(f"[{index}/{len(mine)}] {run.run_id}")
-        run_one(run, config, data, harness, out_dir, device, log)
-        paths.append(path)
-    finished = all((out_dir / "results" / f"{run.run_id}.json").is_file() for run in runs)
-    if report and finished:
+
+    def write_report(results: Path, folder: Path) -> Path:
         from gflowout.eval.downstream_report import write_transfer_report
 
-        log(f"report: {write_transfer_report(out_dir / 'results', out_dir / 'report')}")
-    elif report:
-        log("this shard is done; the report is written by the worker that finishes the grid")
-    return paths
+        return write_transfer_report(results, folder)
+
+    return run_protocol_grid(config, Path(out_dir), root, shard, log, protocol=PROTOCOL, grid=grid, run_one=run_one,
+                             write_report=write_report if report else None, check_data=check_subsets)

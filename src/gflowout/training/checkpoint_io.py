@@ -7,7 +7,8 @@ from typing import Any
 
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 
-from gflowout.checkpoint import atomic_torch_save, read_checkpoint
+from gflowout.atomic import atomic_torch_save
+from gflowout.checkpoint import read_checkpoint
 
 
 class AtomicCheckpointIO(CheckpointIO):

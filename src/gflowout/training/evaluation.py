@@ -1,4 +1,7 @@
-"""Clean test metrics of a checkpoint, outside Lightning (one process, the device of your choice)."""
+"""Clean test metrics of a checkpoint, outside Lightning (one process, the device of your choice).
+
+The metrics come from the evaluation layer: the streamed sums of gflowout.eval.streaming (the harness's own
+validation and test metrics), the selective-prediction report and the temperature fit of gflowout.eval."""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from gflowout.checkpoint import load_method, refuse_custom_code
 from gflowout.errors import ConfigError
 from gflowout.eval.evaluate import fit_on_validation, subset_indices
 from gflowout.eval.predictive import Predictive
-from gflowout.eval.selective import confidence_scores, selective_metrics
+from gflowout.eval.selective import selective_report
+from gflowout.eval.streaming import ClassificationSums, stream_predictions
 from gflowout.eval.temperature import apply_temperature
 from gflowout.rng import private_rng
 from gflowout.training.build import build_datamodule
-from gflowout.training.module import ClassificationSums
 
 
 def validation_tensors(config: Any, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,24 +65,16 @@ def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | N
         datamodule = build_datamodule(config.data)
         datamodule.prepare_data()
         datamodule.setup("test")
-        sums = ClassificationSums()
         torch.manual_seed(config.seed)
         samples = method.prediction_samples(samples)  # a deep ensemble's M, whatever was asked
-        all_logits, all_labels = [], []
-        for x, y in datamodule.test_dataloader():
-            logits = method.predict(x.to(device), samples=samples)
-            sums.update(logits, y.to(device))
-            all_logits.append(logits.float().cpu())
-            all_labels.append(y.cpu())
+        sums, logits, labels = stream_predictions(method, datamodule.test_dataloader(), samples, device,
+                                                  keep_logits=True)
         record = fit_on_validation(method, validation_tensors(config), samples, config.data.batch_size, config.seed) \
             if temperature_scaling else None
+    assert logits is not None and labels is not None  # keep_logits=True
     metrics: dict[str, Any] = sums.compute()
     metrics.update(checkpoint=str(path), method=config.method.name, dataset=config.data.name, samples=samples)
-    logits, labels = torch.cat(all_logits, dim=1), torch.cat(all_labels).long()
-    summary = Predictive.from_logits(logits)
-    correct = summary.prediction == labels
-    metrics["selective"] = {score: selective_metrics(confidence, correct)
-                            for score, confidence in confidence_scores(summary).items()}
+    metrics["selective"] = selective_report(Predictive.from_logits(logits), labels)[0]
     if record is not None:
         tempered = ClassificationSums()
         tempered.update(apply_temperature(logits, record["temperature"]), labels)

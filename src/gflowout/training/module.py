@@ -4,12 +4,13 @@ Per training step: `method.training_losses(x, y)` gives one loss per parameter g
 loss stops training (NonFiniteLossError); one backward of their sum (each loss reaches only its own
 group), gradient clipping per group (GroupSpec.clip_norm), then every group's optimiser steps.
 Per epoch: `method.set_epoch` (beta schedule) and each group's learning rate = base lr x its
-schedule factor at that epoch (a pure function of the epoch, so a resume needs no scheduler state).
+schedule factor at that epoch (gflowout.training.schedules: a pure function of the epoch, so a resume needs
+no scheduler state).
 
 Validation and test: under `torch.no_grad`, `method.predict(x, samples=S)` (the S samples batched),
 the predictive p(y|x) = mean_s softmax(logits_s); accuracy, NLL = mean -log p(y|x) (from logsumexp,
 no clamp), ECE (15 equal-width right-closed bins, the conventions of gflowout.eval.metrics) and the
-Brier score. Each rank sums sufficient statistics over its shard; the sums are all-reduced, so the
+Brier score, streamed by gflowout.eval.streaming.ClassificationSums. Each rank sums sufficient statistics over its shard; the sums are all-reduced, so the
 metrics are exact over the whole split under DDP. `val/nll` (the S-sample NLL) selects best.ckpt.
 Validation and test draw their masks from a generator seeded by (seed, stage, epoch, rank), so they
 never disturb the training RNG stream (which is what makes a resumed run bit-identical).
@@ -22,22 +23,21 @@ residual above `diagnostics.residual_threshold` is warned about and logged as ma
 from __future__ import annotations
 
 import math
-import random
 import warnings
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import Tensor
 
 from gflowout import rng
-from gflowout.config import ExperimentConfig, GroupOptimConfig, ScheduleConfig
+from gflowout.config import ExperimentConfig, GroupOptimConfig
 from gflowout.errors import ConfigError, NonFiniteLossError
+from gflowout.eval.streaming import ClassificationSums
 from gflowout.methods.base import DropoutMethod, eval_mode, raise_if_nonfinite, resolve_group_specs
 from gflowout.training.loaders import EpochSampler, ResumableLoader, ShardSampler, rebuild_loader
-
-ECE_BINS = 15
+from gflowout.training.rng_state import capture_rng_state, restore_rng_state
+from gflowout.training.schedules import scheduled_lr
 
 
 class ResidualWarning(UserWarning):
@@ -64,112 +64,6 @@ def residual_warning_text(epoch: int, values: dict[str, float], threshold: float
         return text + "log Z lags the reward; try method.options.objective=vargrad (log Z from each batch)"
     return text + ("the policy does not match the reward up to a constant (ID-GFlowOut's reward, beta * N * "
                    "log-likelihood of one example, is a noisy estimate for large N); try a smaller beta or more epochs")
-
-
-def schedule_factor(schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
-    """Multiplier of the base learning rate at `epoch` (0-based)."""
-    if schedule.kind == "none":
-        return 1.0
-    if schedule.kind == "multistep":
-        return schedule.gamma ** sum(1 for m in schedule.milestones if epoch >= m)
-    if schedule.kind == "cosine":
-        t_max = schedule.t_max or max_epochs
-        progress = min(epoch, t_max) / t_max
-        return float("nan") if t_max < 1 else 0.5 * (1 + math.cos(math.pi * progress))
-    raise ConfigError(f"unknown schedule kind {schedule.kind!r}")
-
-
-def scheduled_lr(base_lr: float, schedule: ScheduleConfig, epoch: int, max_epochs: int) -> float:
-    """Learning rate at `epoch` of a parameter group whose epoch-0 rate is `base_lr`.
-
-    Cosine decays from base_lr to eta_min; the other kinds scale base_lr.
-    """
-    factor = schedule_factor(schedule, epoch, max_epochs)
-    if schedule.kind == "cosine":
-        return schedule.eta_min + (base_lr - schedule.eta_min) * factor
-    return base_lr * factor
-
-
-class ClassificationSums:
-    """Sufficient statistics of accuracy, NLL, Brier and ECE, summed over batches (and ranks)."""
-
-    def __init__(self, bins: int = ECE_BINS) -> None:
-        self.bins = bins
-        self.reset()
-
-    def reset(self) -> None:
-        # [count, correct, nll_sum, brier_sum, bin_count x bins, bin_conf x bins, bin_correct x bins]
-        self.sums = torch.zeros(4 + 3 * self.bins, dtype=torch.float64)
-
-    def update(self, logits: Tensor, labels: Tensor) -> None:
-        """Add a batch: per-sample logits [S, B, C], labels [B]."""
-        samples = logits.shape[0]
-        log_probs = torch.logsumexp(torch.log_softmax(logits.double(), dim=-1), dim=0) - math.log(samples)
-        probs = log_probs.exp()
-        labels = labels.long()
-        confidence, prediction = probs.max(dim=1)
-        correct = (prediction == labels).double()
-        onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).double()
-        edges = torch.linspace(0.0, 1.0, self.bins + 1, dtype=torch.float64, device=probs.device)
-        index = torch.bucketize(confidence, edges[1:-1], right=False)
-        batch = torch.zeros_like(self.sums, device=probs.device)
-        batch[0] = labels.numel()
-        batch[1] = correct.sum()
-        batch[2] = -log_probs.gather(1, labels[:, None]).sum()
-        batch[3] = ((probs - onehot) ** 2).sum()
-        b = self.bins
-        batch[4 : 4 + b].index_add_(0, index, torch.ones_like(confidence))
-        batch[4 + b : 4 + 2 * b].index_add_(0, index, confidence)
-        batch[4 + 2 * b :].index_add_(0, index, correct)
-        self.sums = self.sums.to(probs.device) + batch
-
-    def compute(self, sums: Tensor | None = None) -> dict[str, float]:
-        """{"accuracy", "nll", "brier", "ece", "count"} from (possibly all-reduced) sums."""
-        s = (self.sums if sums is None else sums).double().cpu()
-        count = float(s[0])
-        if count == 0:
-            return {"accuracy": float("nan"), "nll": float("nan"), "brier": float("nan"), "ece": float("nan"), "count": 0.0}
-        b = self.bins
-        bin_conf, bin_correct = s[4 + b : 4 + 2 * b], s[4 + 2 * b :]  # s[4 : 4 + b] holds the bin counts
-        ece = float((bin_conf - bin_correct).abs().sum() / count)  # sum_b n_b/N |acc_b - conf_b|
-        return {"accuracy": float(s[1]) / count, "nll": float(s[2]) / count, "brier": float(s[3]) / count, "ece": ece,
-                "count": count}
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and python RNG states, as plain types (weights_only-loadable)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global state is saved
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),  # type: ignore[attr-defined]  # numpy stub precision (get_state's legacy tuple)
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": _python_state_to_plain(random.getstate()),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))  # noqa: NPY002
-    random.setstate(_python_state_from_plain(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        # only the devices this process sees: a run trained where 2 GPUs were visible and requeued with one
-        # made set_rng_state_all fail (IndexError) on the missing device
-        for device, cuda_state in enumerate(list(state["cuda"])[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, device)
-
-
-def _python_state_to_plain(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _python_state_from_plain(state: list) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
 
 
 class MethodModule(pl.LightningModule):
@@ -250,8 +144,8 @@ class MethodModule(pl.LightningModule):
 
     def _record_step(self, result: Any, batch_size: int) -> None:
         """Sum this batch's losses and logs for the epoch means, and hand them to Lightning only on the steps its
-        loggers write (every `trainer.log_every_n_steps`): nine `self.log` calls a step cost ~4 % of a GFlowOut
-        step for values nobody reads. Rank-local values (no per-step all-reduce); rank 0's are written."""
+        loggers write (every `trainer.log_every_n_steps`): a `self.log` call per value and step costs a share of
+        the step for values nobody reads (benchmarks/README.md, "The harness"). Rank-local values (no per-step all-reduce); rank 0's are written."""
         values = {**{f"loss/{k}": v for k, v in result.losses.items()}, **{f"train/{k}": v for k, v in result.logs.items()}}
         stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()]).double()
         keys = tuple(values)

@@ -4,7 +4,7 @@ A shifted split is stored as uint8 .npy (the layout of gflowout.data.datasets.lo
 the published MNIST-C / CIFAR-10-C files) under <data root>/shifted/<name>/. The file name holds
 the shift, severity, seed, SHIFTS_VERSION and a digest of the clean images and labels, so a
 changed algorithm (bump SHIFTS_VERSION) or changed source data never reads a stale file.
-Writes are atomic (temporary file in the same folder, then os.replace).
+Writes are atomic (gflowout.atomic: temporary file in the same folder, then os.replace).
 
 Normalisation is NOT applied here: pass the returned uint8 images to
 gflowout.data.datasets.to_tensor(images, name), which normalises with the TRAINING statistics
@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from gflowout.atomic import atomic_save_npy
+
 from ._common import check_severity
+from .registry import apply_shift, available_shifts, is_known_shift
 
 #: Bump when any shift's output changes, so old cache files are no longer used.
 SHIFTS_VERSION = "v1"
@@ -49,20 +51,8 @@ def cache_path(root: Path, name: str, split: str, shift: str, severity: int, see
 
 
 def save_atomic(path: Path, array: np.ndarray) -> None:
-    """np.save to path via a temporary file in the same folder and os.replace (never a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 would keep other users of a shared data root out
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array, allow_pickle=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+    """np.save to path atomically (gflowout.atomic: never a partial file)."""
+    atomic_save_npy(path, array)
 
 
 def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -94,9 +84,7 @@ def shifted_split(
     gflowout.data.sources.data_root). Raises ValueError for a bad shift name or severity and the
     loader's DataError when the data set is missing.
     """
-    from gflowout.data import datasets, sources  # the DATA engineer's modules; imported when used
-
-    from . import apply_shift, available_shifts, is_known_shift  # late: the package imports this module
+    from gflowout.data import datasets, sources  # imported when used
 
     severity = check_severity(severity)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import sys
 import tarfile
 from pathlib import Path
 
@@ -15,10 +14,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from data_fixtures import cifar_batch_bytes, with_digests
-
 from gflowout.data import sources
+from tests.helpers.data import cifar_batch_bytes, with_digests
 
 
 def write_tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:

@@ -3,7 +3,6 @@
 `bench_tiny_result.json` is one run of `configs/bench_tiny.yaml` (gflowout, seed 1). `fixture_runs` copies
 it for several methods and seeds, adding each method a known offset (a clear difference) and each seed
 small seeded noise, so the tests know which method is best in a column and which differences are real.
-Imported as `from report_fixture import ...` (pytest puts tests/eval on sys.path).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-TEMPLATE = Path(__file__).parent / "data" / "bench_tiny_result.json"
+TEMPLATE = Path(__file__).resolve().parents[1] / "eval" / "data" / "bench_tiny_result.json"
 METHODS = ("gflowout", "mc_dropout", "none")
 SEEDS = (1, 2, 3)
 # Per method, offsets added to a metric in every condition (clean, rotation, shifts, sweep): clear differences.

@@ -1,7 +1,4 @@
-"""Helpers of the downstream-protocol tests: a small synthetic data set in memory and tiny inline configs.
-
-Imported as `from downstream_helpers import ...` (pytest puts this folder on sys.path; the basename is unique).
-"""
+"""Helpers of the downstream-protocol tests: a small synthetic data set in memory and tiny inline configs."""
 
 from __future__ import annotations
 

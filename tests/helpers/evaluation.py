@@ -1,7 +1,4 @@
-"""Stand-ins shared by the runner tests in tests/eval/.
-
-Imported as `from eval_helpers import ...` (pytest puts this folder on sys.path; the basename is unique in tests/).
-"""
+"""Stand-ins shared by the runner tests in tests/eval/."""
 
 from __future__ import annotations
 

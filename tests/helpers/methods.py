@@ -1,7 +1,4 @@
-"""Helpers shared by the method tests: seeded small methods, stand-in batches, the real-MNIST subset.
-
-Imported as `from method_helpers import ...` (pytest puts this folder on sys.path; the basename is unique in tests/).
-"""
+"""Helpers shared by the method tests: seeded small methods, stand-in batches, the real-MNIST subset."""
 
 from __future__ import annotations
 

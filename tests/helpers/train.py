@@ -1,6 +1,6 @@
 """Shared helpers of the harness tests: run the stand-in training in a fresh, single-threaded process.
 
-A plain module (not conftest.py), so that test files import it by a name no other test folder uses."""
+A plain module (not conftest.py), imported as `from tests.helpers.train import ...`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-STANDINS = Path(__file__).resolve().parent
+STANDINS = REPO / "tests" / "train"  # train_standins.py (named by configs/tiny_synthetic.yaml) and fit_standin.py
 TINY_CONFIG = REPO / "configs" / "tiny_synthetic.yaml"
 
 
