@@ -41,6 +41,7 @@ $(LINT_STAMP): pyproject.toml $(STAMP)
 
 lint: $(LINT_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check src tests benchmarks docs
 	$(VENV)/bin/mypy
 
 $(DOCS_STAMP): pyproject.toml $(STAMP)

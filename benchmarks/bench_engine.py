@@ -129,7 +129,12 @@ def bench_steps(net: MLP, batch: int, calls: int, repeats: int) -> dict[str, flo
     torch.manual_seed(0)
     x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
     mc, none = baseline_methods(net)
-    methods = {"gflowout": GFlowOut(copy.deepcopy(net)), "id_gflowout": IDGFlowOut(copy.deepcopy(net), dataset_size=42000), "mc_dropout": mc, "none": none}
+    methods = {
+        "gflowout": GFlowOut(copy.deepcopy(net)),
+        "id_gflowout": IDGFlowOut(copy.deepcopy(net), dataset_size=42000),
+        "mc_dropout": mc,
+        "none": none,
+    }
     optimizers = {name: m.make_optimizers() for name, m in methods.items()}
     steps = {name: (lambda m=m, o=optimizers[name]: m.train_step(x, y, o)) for name, m in methods.items()}
     return fastest_times(steps, calls, repeats)
@@ -158,7 +163,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--step-calls", type=int, default=10)
     parser.add_argument(
-        "--clock", choices=("wall", "cpu"), default="wall",
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
         help="cpu: this process's CPU time (steadier on a busy machine; with --threads 1 only, as it sums the threads)",
     )
     parser.add_argument("--only", choices=("all", "steps", "predict"), default="all", help="run one part only")
@@ -189,7 +196,10 @@ def report_steps(net: MLP, args: argparse.Namespace) -> None:
 
 
 def report_predict(net: MLP, args: argparse.Namespace) -> None:
-    for name, method in (("GFlowOut", GFlowOut(copy.deepcopy(net))), ("ID-GFlowOut", IDGFlowOut(copy.deepcopy(net), dataset_size=42000))):
+    for name, method in (
+        ("GFlowOut", GFlowOut(copy.deepcopy(net))),
+        ("ID-GFlowOut", IDGFlowOut(copy.deepcopy(net), dataset_size=42000)),
+    ):
         print(f"\n{name} predict(samples=20) (ms):")
         for batch, calls in ((1, 20), (8, 10), (128, 2)):
             t = bench_predict(method, batch, 20, calls, args.repeats)

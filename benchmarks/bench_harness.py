@@ -46,10 +46,18 @@ class BatchTimer:
 def _config(method: str, batches: int):
     from gflowout.config import load_config
 
-    return load_config(REPO / "configs" / "mnist_mlp.yaml", [
-        f"data.limit_train={batches * 128}", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-        "trainer.val_every_n_epochs=1000", "trainer.accelerator=cpu",
-    ], method=method, seed=1)
+    return load_config(
+        REPO / "configs" / "mnist_mlp.yaml",
+        [
+            f"data.limit_train={batches * 128}",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+            "trainer.val_every_n_epochs=1000",
+            "trainer.accelerator=cpu",
+        ],
+        method=method,
+        seed=1,
+    )
 
 
 def in_loop(method_name: str, batches: int, warmup: int) -> tuple[float, float]:
@@ -72,8 +80,14 @@ def in_loop(method_name: str, batches: int, warmup: int) -> tuple[float, float]:
     method = build_method_for(config, classes, shape, dataset_size=train_size)
     module = MethodModule(method, config, datamodule, checkpoint_metadata(config, classes, shape, train_size))
     timer = BatchTimer()
-    hooks = type("Timer", (Callback,), {"on_train_batch_start": lambda self, *a: timer.on_train_batch_start(),
-                                          "on_train_batch_end": lambda self, *a: timer.on_train_batch_end()})()
+    hooks = type(
+        "Timer",
+        (Callback,),
+        {
+            "on_train_batch_start": lambda self, *a: timer.on_train_batch_start(),
+            "on_train_batch_end": lambda self, *a: timer.on_train_batch_end(),
+        },
+    )()
     with tempfile.TemporaryDirectory() as out:
         trainer = build_trainer(config, Path(out), limit_val_batches=0)
         trainer.callbacks.append(hooks)
@@ -118,14 +132,20 @@ def main() -> None:
     from gflowout.experiments.benchmark import quiet_lightning
 
     quiet_lightning()
-    print(f"torch {torch.__version__}, 1 thread, CPU clock, {args.batches} batches of 128, fastest of {args.repeats} "
-          f"rounds, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"torch {torch.__version__}, 1 thread, CPU clock, {args.batches} batches of 128, fastest of {args.repeats} "
+        f"rounds, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     for name in args.methods.split(","):
-        rounds = [(bare(name, args.batches, args.warmup), *in_loop(name, args.batches, args.warmup))
-                  for _ in range(args.repeats)]
+        rounds = [
+            (bare(name, args.batches, args.warmup), *in_loop(name, args.batches, args.warmup))
+            for _ in range(args.repeats)
+        ]
         b, step, loop = (min(r[i] for r in rounds) for i in range(3))
-        print(f"{name:12s} bare {b * 1e3:6.1f} ms | in-loop step {step * 1e3:6.1f} ms ({step / b:.2f}x) | "
-              f"loop per batch {loop * 1e3:6.1f} ms ({loop / b:.2f}x)")
+        print(
+            f"{name:12s} bare {b * 1e3:6.1f} ms | in-loop step {step * 1e3:6.1f} ms ({step / b:.2f}x) | "
+            f"loop per batch {loop * 1e3:6.1f} ms ({loop / b:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

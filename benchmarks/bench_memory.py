@@ -59,8 +59,12 @@ def measure(method_name: str, steps: int, predicts: int) -> dict[str, float]:
     with torch.no_grad():
         for _ in range(predicts):
             method.predict(predict_x, samples=samples)
-    return {"parameters_mib": parameters_mib, "train_mib": train_peak, "peak_mib": peak_mib() - baseline,
-            "samples": samples}
+    return {
+        "parameters_mib": parameters_mib,
+        "train_mib": train_peak,
+        "peak_mib": peak_mib() - baseline,
+        "samples": samples,
+    }
 
 
 def main() -> None:
@@ -78,18 +82,30 @@ def main() -> None:
         names.insert(0, "mc_dropout")
     results = {}
     for name in names:
-        command = [sys.executable, __file__, "--child", name, "--steps", str(args.steps),
-                   "--predicts", str(args.predicts)]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--steps",
+            str(args.steps),
+            "--predicts",
+            str(args.predicts),
+        ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[name] = json.loads(output.strip().splitlines()[-1])
     reference = results["mc_dropout"]
-    print(f"MNIST MLP 784-1024x3-10, {args.steps} training steps of batch 128, {args.predicts} predictions of "
-          f"500 inputs x S samples, 1 thread; MiB above the process's start")
+    print(
+        f"MNIST MLP 784-1024x3-10, {args.steps} training steps of batch 128, {args.predicts} predictions of "
+        f"500 inputs x S samples, 1 thread; MiB above the process's start"
+    )
     print(f"{'method':14s} {'weights':>8s} {'train':>8s} {'x MC':>6s} {'+predict':>9s} {'x MC':>6s} {'S':>3s}")
     for name, row in results.items():
-        print(f"{name:14s} {row['parameters_mib']:8.1f} {row['train_mib']:8.1f} "
-              f"{row['train_mib'] / reference['train_mib']:6.2f} {row['peak_mib']:9.1f} "
-              f"{row['peak_mib'] / reference['peak_mib']:6.2f} {row['samples']:3d}")
+        print(
+            f"{name:14s} {row['parameters_mib']:8.1f} {row['train_mib']:8.1f} "
+            f"{row['train_mib'] / reference['train_mib']:6.2f} {row['peak_mib']:9.1f} "
+            f"{row['peak_mib'] / reference['peak_mib']:6.2f} {row['samples']:3d}"
+        )
 
 
 if __name__ == "__main__":

@@ -128,13 +128,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
-        "--clock", choices=sorted(CLOCKS), default="wall",
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
         help="wall: elapsed time; cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)",
     )
     parser.add_argument("--skip-mlp", action="store_true")
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument(
-        "--methods", default=None,
+        "--methods",
+        default=None,
         help="comma-separated method names to time (e.g. contextual,concrete); mc_dropout is always timed as the reference",
     )
     args = parser.parse_args()

@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
-def subcommands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+def subcommands(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], argparse.ArgumentParser]:
     """Every command path, from () for `gflowout` itself to ("data", "fetch"), with its parser."""
     found = {prefix: parser}
     for action in parser._actions:  # argparse has no public accessor for sub-parsers
@@ -78,6 +80,7 @@ def on_files(files: Any, config: Any) -> Any:
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     """Fill the help and report markers of a page."""
+
     def help_block(match: re.Match[str]) -> str:
         command = tuple(match.group(1).split())
         return f"```text\n$ gflowout {' '.join(command + ('--help',))}\n{help_text(command)}\n```"

@@ -66,8 +66,7 @@ def test_the_package_has_no_other_atomic_writer() -> None:
     """Every `os.replace` of a written file goes through gflowout.atomic (data/sources.py moves a fetched file out
     of its staging folder, which is a rename of a finished download, not a write)."""
     package = Path(__file__).resolve().parents[1] / "src" / "gflowout"
-    users = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
-                   if "os.replace(" in p.read_text())
+    users = sorted(str(p.relative_to(package)) for p in package.rglob("*.py") if "os.replace(" in p.read_text())
     assert users == ["atomic.py", "data/sources.py"], users
 
 

@@ -27,9 +27,12 @@ def _imports(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_a_layer_does_not_import_the_layers_above_it(layer: str) -> None:
-    offenders = [f"{path.relative_to(PACKAGE)}: {name}" for path in sorted((PACKAGE / layer).rglob("*.py"))
-                 for name in _imports(path)
-                 if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer])]
+    offenders = [
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for name in _imports(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN[layer])
+    ]
     assert offenders == []
 
 
@@ -65,7 +68,8 @@ def _resolve(node: ast.ImportFrom | ast.Import, module: str, is_package: bool) -
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _gflowout_imports(module: str, functions: bool) -> set[str]:
@@ -81,7 +85,8 @@ def _gflowout_imports(module: str, functions: bool) -> set[str]:
         elif isinstance(node, ast.If) and _is_type_checking(node):
             pending += node.orelse
         elif isinstance(node, (ast.If, ast.Try)) or (
-                functions and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))):
+            functions and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        ):
             pending += list(ast.iter_child_nodes(node))
         elif functions and isinstance(node, ast.stmt):
             pending += [child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt)]
@@ -151,7 +156,11 @@ def test_every_function_level_import_names_a_module_that_exists() -> None:
     missing = []
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("gflowout")
-                    and node.module not in MODULES):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and not node.level
+                and (node.module or "").startswith("gflowout")
+                and node.module not in MODULES
+            ):
                 missing.append(f"{module}: {node.module}")
     assert missing == []

@@ -19,14 +19,10 @@ from gflowout.eval.predictive import mean_probs, mutual_information
 class TokenClassifier(nn.Module):
     """Transformer encoder over [batch, tokens, features], then a linear head."""
 
-    def __init__(
-        self, features: int = 8, width: int = 32, classes: int = 3
-    ) -> None:
+    def __init__(self, features: int = 8, width: int = 32, classes: int = 3) -> None:
         super().__init__()
         self.embed = nn.Linear(features, width)
-        layer = nn.TransformerEncoderLayer(
-            width, nhead=4, dim_feedforward=64, dropout=0.1, batch_first=True
-        )
+        layer = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=64, dropout=0.1, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
         self.drop = nn.Dropout(0.5)
         self.head = nn.Linear(width, classes)
@@ -41,9 +37,13 @@ class SmallCNN(nn.Module):
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.2),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Dropout2d(0.2),
             nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Dropout2d(0.2),
             nn.AdaptiveAvgPool2d(1),
         )
         self.drop = nn.Dropout(0.5)
@@ -51,11 +51,14 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.features(x).flatten(1)))
+
+
 # --8<-- [end:models]
 
 
-def toy_data(shape: tuple[int, ...], n: int = 512, classes: int = 3,
-             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def toy_data(
+    shape: tuple[int, ...], n: int = 512, classes: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Separable synthetic data: each class adds its own fixed pattern to Gaussian noise.
 
     For images [channels, H, W] the patterns are coarse (constant on 4 x 4 blocks), so that a
@@ -72,8 +75,7 @@ def toy_data(shape: tuple[int, ...], n: int = 512, classes: int = 3,
 
 
 # --8<-- [start:train]
-def train_and_predict(module: nn.Module, input_shape: tuple[int, ...],
-                      steps: int) -> dict[str, float]:
+def train_and_predict(module: nn.Module, input_shape: tuple[int, ...], steps: int) -> dict[str, float]:
     """Wrap `module`, train GFlowOut on toy data, return accuracy and MI."""
     torch.manual_seed(0)
     x, y = toy_data(input_shape)  # 512 examples: the first 384 train, the rest test
@@ -81,17 +83,17 @@ def train_and_predict(module: nn.Module, input_shape: tuple[int, ...],
     net = gflowout.wrap(module, input_shape=input_shape, num_classes=3)
     for site in net.sites:
         print(f"  site {site.index}: {site.name:32s} {site.width:3d} {site.kind}")
-    method = gflowout.GFlowOut(net)        # beta = 1: the Bayesian posterior
+    method = gflowout.GFlowOut(net)  # beta = 1: the Bayesian posterior
     optimizers = method.make_optimizers()  # backbone, posterior (+ log Z), prior
     for _step in range(steps):
         batch = torch.randint(0, 384, (64,))
         logs = method.train_step(x[batch], y[batch], optimizers)
-    print(f"  last step: backbone loss {logs['backbone']:.3f}, "
-          f"trajectory balance {logs['posterior']:.3f}")
+    print(f"  last step: backbone loss {logs['backbone']:.3f}, trajectory balance {logs['posterior']:.3f}")
     logits = method.predict(x[384:], samples=10)  # [10, 128, 3]; takes no label
     accuracy = (mean_probs(logits).argmax(1) == y[384:]).float().mean().item()
-    return {"accuracy": accuracy,
-            "mutual_information": mutual_information(logits).mean().item()}
+    return {"accuracy": accuracy, "mutual_information": mutual_information(logits).mean().item()}
+
+
 # --8<-- [end:train]
 
 
@@ -105,8 +107,7 @@ def main(steps: int = 150) -> dict[str, dict[str, float]]:
     results["cnn"] = train_and_predict(SmallCNN(), (1, 12, 12), steps)
     # --8<-- [end:run]
     for name, result in results.items():
-        print(f"{name}: accuracy {result['accuracy']:.3f}, "
-              f"mean mutual information {result['mutual_information']:.4f}")
+        print(f"{name}: accuracy {result['accuracy']:.3f}, mean mutual information {result['mutual_information']:.4f}")
     return results
 
 

@@ -28,8 +28,8 @@ def main(steps: int = 300) -> dict[str, float]:
     import gflowout
 
     net = gflowout.MLP(input_shape=(10,), hidden=(64, 64), num_classes=4)
-    method = gflowout.GFlowOut(net)              # or gflowout.MCDropout(net), ...
-    optimizers = method.make_optimizers()        # one optimiser per parameter group
+    method = gflowout.GFlowOut(net)  # or gflowout.MCDropout(net), ...
+    optimizers = method.make_optimizers()  # one optimiser per parameter group
     for _step in range(steps):
         batch = torch.randint(0, len(x_train), (64,))
         logs = method.train_step(x_train[batch], y_train[batch], optimizers)
@@ -38,8 +38,8 @@ def main(steps: int = 300) -> dict[str, float]:
     # --8<-- [start:predictive]
     from gflowout.eval.predictive import mean_probs, mutual_information
 
-    probs = mean_probs(logits)                   # the Bayesian model average, [200, 4]
-    epistemic = mutual_information(logits)       # sample disagreement, [200], nats
+    probs = mean_probs(logits)  # the Bayesian model average, [200, 4]
+    epistemic = mutual_information(logits)  # sample disagreement, [200], nats
     accuracy = (probs.argmax(dim=1) == y_test).float().mean().item()
     # --8<-- [end:predictive]
     print(f"losses of the last step: { {k: round(v, 3) for k, v in logs.items()} }")

@@ -62,6 +62,8 @@ class GaussianDropout(DropoutMethod):
 
     def deterministic_sampler(self) -> MaskSampler | None:
         return lambda site, activation: activation  # E[z] = 1: the plain network
+
+
 # --8<-- [end:method]
 
 

@@ -72,13 +72,20 @@ def _refuse_non_checkpoint(path: Path) -> None:
         with path.open("rb") as handle:
             head = handle.read(4)
     except OSError as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({error.strerror or error}); check its permissions") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({error.strerror or error}); check its permissions"
+        ) from None
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip format, or the legacy pickle format
         return
-    kind = "an empty file" if not head else ("a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head)
-                                             else "not a torch checkpoint")
-    raise CheckpointError(f"{str(path)!r} is not a checkpoint file ({kind}; a checkpoint written by gflowout train is a "
-                          "torch zip archive, e.g. RUN/checkpoints/best.ckpt)")
+    kind = (
+        "an empty file"
+        if not head
+        else ("a text file" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "not a torch checkpoint")
+    )
+    raise CheckpointError(
+        f"{str(path)!r} is not a checkpoint file ({kind}; a checkpoint written by gflowout train is a "
+        "torch zip archive, e.g. RUN/checkpoints/best.ckpt)"
+    )
 
 
 def _unpickler_detail(error: BaseException) -> str:
@@ -102,7 +109,9 @@ def _first_line(error: BaseException) -> str:
 # --- metadata and loading a method -----------------------------------------------------------------
 
 
-def checkpoint_metadata(config: ExperimentConfig, num_classes: int, input_shape: tuple[int, ...], dataset_size: int) -> dict[str, Any]:
+def checkpoint_metadata(
+    config: ExperimentConfig, num_classes: int, input_shape: tuple[int, ...], dataset_size: int
+) -> dict[str, Any]:
     """What a checkpoint says about the model it holds (plain types only, so weights_only loading works)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -117,10 +126,14 @@ def checkpoint_metadata(config: ExperimentConfig, num_classes: int, input_shape:
 
 
 def describe(metadata: Mapping[str, Any]) -> str:
-    return f"method={metadata.get('method')!r}, backbone={metadata.get('backbone')!r}, dataset={metadata.get('dataset')!r}"
+    return (
+        f"method={metadata.get('method')!r}, backbone={metadata.get('backbone')!r}, dataset={metadata.get('dataset')!r}"
+    )
 
 
-def check_expected(metadata: Mapping[str, Any], expect: Mapping[str, Any] | ExperimentConfig | None, source: str) -> None:
+def check_expected(
+    metadata: Mapping[str, Any], expect: Mapping[str, Any] | ExperimentConfig | None, source: str
+) -> None:
     """Raise a CheckpointError when the checkpoint's method, backbone or dataset differs from `expect`."""
     if expect is None:
         return
@@ -180,7 +193,9 @@ def refuse_custom_code(config: ExperimentConfig, source: str, data: bool = True)
 
 
 def load_method(
-    path: str | Path, expect: Mapping[str, Any] | ExperimentConfig | None = None, map_location: Any = "cpu",
+    path: str | Path,
+    expect: Mapping[str, Any] | ExperimentConfig | None = None,
+    map_location: Any = "cpu",
     allow_custom_code: bool = False,
 ) -> tuple[DropoutMethod, ExperimentConfig]:
     """Rebuild the trained method of a checkpoint (or run folder) and its config, in eval mode.
@@ -201,13 +216,17 @@ def load_method(
     if not allow_custom_code:
         refuse_custom_code(config, str(path), data=False)
     method = build_method_for(
-        config, num_classes=metadata["num_classes"], input_shape=tuple(metadata["input_shape"]),
+        config,
+        num_classes=metadata["num_classes"],
+        input_shape=tuple(metadata["input_shape"]),
         dataset_size=metadata["dataset_size"],
     )
-    state = {k[len("method."):]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("method.")}
+    state = {k[len("method.") :]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("method.")}
     try:
         method.load_state_dict(state)
     except RuntimeError as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} does not fit {describe(metadata)}: {_first_line(error)}") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit {describe(metadata)}: {_first_line(error)}"
+        ) from None
     method.eval()
     return method, config

@@ -205,7 +205,9 @@ class ExperimentConfig:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), method: str | None = None,
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    method: str | None = None,
     seed: int | None = None,
 ) -> ExperimentConfig:
     """Read a YAML config (or start from defaults), apply `key.path=value` overrides, select a method, validate."""
@@ -219,7 +221,9 @@ def load_config(
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top, found {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {str(path)!r} must hold a mapping at the top, found {type(loaded).__name__}"
+            )
         raw = loaded or {}
     for item in overrides:
         apply_override(raw, item)
@@ -264,7 +268,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-LIGHTNING_PRECISIONS = frozenset({"32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16"})
+LIGHTNING_PRECISIONS = frozenset(
+    {"32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16"}
+)
 
 
 def _check_values(config: ExperimentConfig) -> None:
@@ -297,15 +303,23 @@ def _check_values(config: ExperimentConfig) -> None:
     for name in config.methods:
         if ":" not in name and name not in known:  # a typo'd block would be ignored silently
             raise ConfigError(f"unknown method block 'methods.{name}'; methods are {known}{closest_match(name, known)}")
-    blocks = [("optim", config.optim)] + [(f"methods.{name}.optim", block.optim) for name, block in config.methods.items()]
+    blocks = [("optim", config.optim)] + [
+        (f"methods.{name}.optim", block.optim) for name, block in config.methods.items()
+    ]
     for where, groups in blocks:
         for group, spec in groups.items():
-            for field_name, lowest, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False), ("momentum", 0.0, False),
-                                               ("clip_norm", 0.0, True)):
+            for field_name, lowest, strict in (
+                ("lr", 0.0, True),
+                ("weight_decay", 0.0, False),
+                ("momentum", 0.0, False),
+                ("clip_norm", 0.0, True),
+            ):
                 value = getattr(spec, field_name)
                 if value is not None and (value < lowest or (strict and value == lowest) or value != value):
                     bound = ">" if strict else ">="
-                    raise ConfigError(f"config key '{where}.{group}.{field_name}' must be {bound} {lowest}, found {value}")
+                    raise ConfigError(
+                        f"config key '{where}.{group}.{field_name}' must be {bound} {lowest}, found {value}"
+                    )
     if config.trainer.checkpoint_every_n_steps < 0:
         raise ConfigError("config key 'trainer.checkpoint_every_n_steps' must be >= 0 (0 = only at epoch ends)")
     if config.trainer.max_epochs < 1 and config.trainer.max_steps < 1:
@@ -332,8 +346,10 @@ def check_options(target: Any, options: dict[str, Any], where: str) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
     valid = [
-        name for name, p in parameters.items()
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) and name not in ("self", "net")
+        name
+        for name, p in parameters.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and name not in ("self", "net")
     ]
     for key in options:
         if key not in valid:

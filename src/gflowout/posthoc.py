@@ -65,9 +65,11 @@ def _source(path: str | Path, allow_custom_code: bool) -> tuple[Path, dict[str, 
     if not allow_custom_code:
         refuse_custom_code(config_from_dict(metadata["config"]), str(checkpoint_path))
     prefix = "method.net."
-    state = {k[len(prefix):]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith(prefix)}
     if not state:
-        raise CheckpointError(f"checkpoint {str(checkpoint_path)!r} holds no backbone weights (no 'method.net.*' entries)")
+        raise CheckpointError(
+            f"checkpoint {str(checkpoint_path)!r} holds no backbone weights (no 'method.net.*' entries)"
+        )
     return checkpoint_path, metadata, state
 
 
@@ -85,8 +87,12 @@ def load_backbone_state(net: MaskedNet, state: Mapping[str, torch.Tensor], sourc
     if missing or unexpected or shapes:
         parts = []
         if shapes:
-            parts.append("shapes differ for " + ", ".join(
-                f"{k} {tuple(state[k].shape)} in the checkpoint vs {tuple(own[k].shape)}" for k in shapes[:3]))
+            parts.append(
+                "shapes differ for "
+                + ", ".join(
+                    f"{k} {tuple(state[k].shape)} in the checkpoint vs {tuple(own[k].shape)}" for k in shapes[:3]
+                )
+            )
         if missing:
             parts.append(f"missing from the checkpoint: {missing[:3]}")
         if unexpected:
@@ -124,7 +130,8 @@ def warn_if_never_masked(method_name: str, source: str) -> None:
             f"{source} was trained without dropout (method 'none'): the network never saw masks, so every mask "
             "GFlowOut samples changes it in a way it was not trained for; expect lower accuracy than the run itself. "
             f"Post-hoc GFlowOut is meant for networks trained with masks ({', '.join(MASKED_SOURCES)})",
-            NoMaskTrainingWarning, stacklevel=3,
+            NoMaskTrainingWarning,
+            stacklevel=3,
         )
 
 
@@ -148,8 +155,10 @@ def posthoc_config(source_config: Mapping[str, Any], epochs: int | None = None, 
         apply_override(raw, item)
     config = config_from_dict(raw)
     if config.method.name != "gflowout" or config.method_options().get("freeze_backbone") is not True:
-        raise ConfigError("a post-hoc fit is GFlowOut with method.options.freeze_backbone=true; do not override "
-                          "method.name or freeze_backbone (to retrain the network use `gflowout train`)")
+        raise ConfigError(
+            "a post-hoc fit is GFlowOut with method.options.freeze_backbone=true; do not override "
+            "method.name or freeze_backbone (to retrain the network use `gflowout train`)"
+        )
     model = source_config.get("model", {})
     if (config.model.backbone, config.model.options) != (model.get("backbone"), model.get("options", {})):
         raise CheckpointError(
@@ -204,10 +213,17 @@ def posthoc(
     config = posthoc_config(metadata["config"], epochs, overrides)
     source_config = config_from_dict(metadata["config"])
     if (config.data.name, config.data.split_seed, config.data.val_fraction, config.data.limit_train) != (
-        source_config.data.name, source_config.data.split_seed, source_config.data.val_fraction, source_config.data.limit_train
+        source_config.data.name,
+        source_config.data.split_seed,
+        source_config.data.val_fraction,
+        source_config.data.limit_train,
     ):
-        warnings.warn("the post-hoc fit's data split differs from the source run's (data.* overrides): the generators "
-                      "are fitted on other examples than the network was trained on", UserWarning, stacklevel=2)
+        warnings.warn(
+            "the post-hoc fit's data split differs from the source run's (data.* overrides): the generators "
+            "are fitted on other examples than the network was trained on",
+            UserWarning,
+            stacklevel=2,
+        )
     out_dir = Path(out_dir)
     described = _describe_backbone(metadata)
 
@@ -223,16 +239,23 @@ def posthoc(
     reference = state_digest(state)
     after = weight_digest(trained.net)
     if after != reference:
-        raise CheckpointError(f"the post-hoc fit in {str(out_dir)!r} changed the backbone's weights or buffers "
-                              f"(digest {after[:12]} vs the source's {reference[:12]}); this is a bug, please report it")
+        raise CheckpointError(
+            f"the post-hoc fit in {str(out_dir)!r} changed the backbone's weights or buffers "
+            f"(digest {after[:12]} vs the source's {reference[:12]}); this is a bug, please report it"
+        )
     source_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     source_time = source_train_time(source_dir)
     results = json.loads((out_dir / "results.json").read_text()) if (out_dir / "results.json").is_file() else {}
     fit_time = float(results.get("fit_time_s", fit_time))  # as the source's: fit's own timing (training + test)
     record = {
-        "source": str(path), "source_method": source_method, "source_epochs": source_config.trainer.max_epochs,
-        "source_train_time_s": source_time, "backbone_digest": reference,
-        "fit_time_s": fit_time, "fit_epochs": config.trainer.max_epochs, "fit_batches": results.get("batches"),
+        "source": str(path),
+        "source_method": source_method,
+        "source_epochs": source_config.trainer.max_epochs,
+        "source_train_time_s": source_time,
+        "backbone_digest": reference,
+        "fit_time_s": fit_time,
+        "fit_epochs": config.trainer.max_epochs,
+        "fit_batches": results.get("batches"),
         "fit_time_fraction": fit_time / source_time if source_time else None,
         "resumed": bool(resume),
     }
@@ -244,7 +267,9 @@ def posthoc(
             from gflowout.methods.mc import MCDropout
 
             block = source_config.methods.get("mc_dropout")
-            rows["mc_dropout (same network)"] = MCDropout(copy.deepcopy(source_model.net), **(block.options if block else {}))
+            rows["mc_dropout (same network)"] = MCDropout(
+                copy.deepcopy(source_model.net), **(block.options if block else {})
+            )
         rows["gflowout (post-hoc)"] = trained
         compare_posthoc(out_dir, {**rows, **(extra_methods or {})}, config, evaluation, record)
     return out_dir
@@ -266,7 +291,8 @@ def summarise(result: Mapping[str, Any]) -> dict[str, float]:
         return float(sum(values) / len(values)) if values else math.nan
 
     return {
-        "accuracy": clean.get("accuracy", math.nan), "nll": clean.get("nll", math.nan),
+        "accuracy": clean.get("accuracy", math.nan),
+        "nll": clean.get("nll", math.nan),
         "ece": clean.get("ece15", clean.get("ece", math.nan)),
         "shifted_accuracy": mean(shifted),
         "rotated_accuracy": result.get("random_rotation", {}).get("accuracy", math.nan),
@@ -287,8 +313,15 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
         samples = settings.pop("samples", 20)
         # a temperature fitted on the run's validation split: every row also gets its "+ TS" twin
         validation = validation_tensors(config, limit=settings.get("limit"))
-        return evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
-                               validation=validation, **settings)
+        return evaluate_method(
+            method,
+            config.data.name,
+            root=config.data.root,
+            samples=samples,
+            seed=config.seed,
+            validation=validation,
+            **settings,
+        )
     from gflowout.eval.streaming import stream_predictions
     from gflowout.rng import private_rng
     from gflowout.training.build import build_datamodule
@@ -305,8 +338,13 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
 DEFAULT_EVALUATION: dict[str, Any] = {"samples": 20, "limit": 2000, "rotation_angles": [], "severities": [3]}
 
 
-def compare_posthoc(out_dir: str | Path, methods: Mapping[str, Any], config: Any,
-                    evaluation: Mapping[str, Any] | None = None, record: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def compare_posthoc(
+    out_dir: str | Path,
+    methods: Mapping[str, Any],
+    config: Any,
+    evaluation: Mapping[str, Any] | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Evaluate each named method (same network, same test images and seeds) and write comparison.json / .md.
 
     methods: {row name: a DropoutMethod} (the source method and the post-hoc GFlowOut; add for example
@@ -325,37 +363,57 @@ def compare_posthoc(out_dir: str | Path, methods: Mapping[str, Any], config: Any
         full[name] = result
         rows[name] = {**summarise(result), "eval_time_s": time.perf_counter() - started}
         if result.get("ts"):  # the same network with its temperature (Guo et al. 2017), fitted on validation
-            rows[f"{name} + TS"] = {**summarise(result["ts"]),
-                                    "temperature": result.get("temperature_scaling", {}).get("temperature")}
+            rows[f"{name} + TS"] = {
+                **summarise(result["ts"]),
+                "temperature": result.get("temperature_scaling", {}).get("temperature"),
+            }
     payload = {"evaluation": settings, "rows": rows, "posthoc": dict(record or {}), "results": full}
     atomic_write_json(out_dir / "comparison.json", payload)
     atomic_write_text(out_dir / "comparison.md", comparison_markdown(rows, record or {}, settings))
     return payload
 
 
-COLUMNS = (("accuracy", "accuracy"), ("nll", "NLL"), ("ece", "ECE"), ("shifted_accuracy", "shifted acc."),
-           ("rotated_accuracy", "rotated acc."), ("ood_auroc_entropy", "OOD AUROC (entropy)"),
-           ("ood_auroc_mi", "OOD AUROC (MI)"))
+COLUMNS = (
+    ("accuracy", "accuracy"),
+    ("nll", "NLL"),
+    ("ece", "ECE"),
+    ("shifted_accuracy", "shifted acc."),
+    ("rotated_accuracy", "rotated acc."),
+    ("ood_auroc_entropy", "OOD AUROC (entropy)"),
+    ("ood_auroc_mi", "OOD AUROC (MI)"),
+)
 
 
-def comparison_markdown(rows: Mapping[str, Mapping[str, float]], record: Mapping[str, Any],
-                        settings: Mapping[str, Any]) -> str:
+def comparison_markdown(
+    rows: Mapping[str, Mapping[str, float]], record: Mapping[str, Any], settings: Mapping[str, Any]
+) -> str:
     """The comparison as a Markdown table, with the fit's cost."""
+
     def cell(value: Any) -> str:
         return "–" if not isinstance(value, (int, float)) or value != value else f"{value:.4f}"
 
-    lines = ["# Post-hoc GFlowOut on a trained network", "",
-             f"Same network, same test images; S = {settings.get('samples')} mask samples; test subset "
-             f"{settings.get('limit') or 'all'}; shifted accuracy = mean over the shifts at severities "
-             f"{settings.get('severities')}.", "",
-             "| method | " + " | ".join(label for _, label in COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 1) + "|"]
+    lines = [
+        "# Post-hoc GFlowOut on a trained network",
+        "",
+        f"Same network, same test images; S = {settings.get('samples')} mask samples; test subset "
+        f"{settings.get('limit') or 'all'}; shifted accuracy = mean over the shifts at severities "
+        f"{settings.get('severities')}.",
+        "",
+        "| method | " + " | ".join(label for _, label in COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(cell(row.get(key)) for key, _ in COLUMNS) + " |")
     if record:
         source_time = record.get("source_train_time_s")
-        lines += ["", f"Fit: {record.get('fit_epochs')} epochs, {record.get('fit_time_s', math.nan):.1f} s "
-                  f"(source: {record.get('source_method')}, {record.get('source_epochs')} epochs, "
-                  + (f"{source_time:.1f} s recorded; the fit took {100 * record['fit_time_fraction']:.1f} % of it)"
-                     if source_time else "training time not recorded)")]
+        lines += [
+            "",
+            f"Fit: {record.get('fit_epochs')} epochs, {record.get('fit_time_s', math.nan):.1f} s "
+            f"(source: {record.get('source_method')}, {record.get('source_epochs')} epochs, "
+            + (
+                f"{source_time:.1f} s recorded; the fit took {100 * record['fit_time_fraction']:.1f} % of it)"
+                if source_time
+                else "training time not recorded)"
+            ),
+        ]
     return "\n".join(lines) + "\n"

@@ -120,12 +120,22 @@ def read_train_run(folder: str | Path) -> dict[str, Any]:
         except (OSError, yaml.YAMLError):
             config = None
     test = data.get("test") or {}
-    clean = {"accuracy": test.get("accuracy"), "nll": test.get("nll"), "brier": test.get("brier"),
-             "ece15": test.get("ece")}
+    clean = {
+        "accuracy": test.get("accuracy"),
+        "nll": test.get("nll"),
+        "brier": test.get("brier"),
+        "ece15": test.get("ece"),
+    }
     return {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id(data["dataset"], data["method"], data["seed"]),
-        "method": data["method"], "seed": int(data["seed"]), "dataset": data["dataset"], "config": config,
-        "train_time_s": data.get("fit_time_s"), "eval_time_s": None, "samples": data.get("val_samples"),
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id(data["dataset"], data["method"], data["seed"]),
+        "method": data["method"],
+        "seed": int(data["seed"]),
+        "dataset": data["dataset"],
+        "config": config,
+        "train_time_s": data.get("fit_time_s"),
+        "eval_time_s": None,
+        "samples": data.get("val_samples"),
         "test_size": int(test["count"]) if test.get("count") is not None else None,
         "clean": {k: v for k, v in clean.items() if v is not None},
         "source": f"gflowout train run folder {folder}",
@@ -143,9 +153,11 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"results folder {path} does not exist; run `gflowout benchmark` or `gflowout train` first")
-    train_folders = [p.parent for p in sorted(path.rglob("results.json"))
-                     if (p.parent / "config.yaml").is_file() and not _is_result_file(p)
-                     and not _in_benchmark_folder(p.parent)]
+    train_folders = [
+        p.parent
+        for p in sorted(path.rglob("results.json"))
+        if (p.parent / "config.yaml").is_file() and not _is_result_file(p) and not _in_benchmark_folder(p.parent)
+    ]
     trained = [read_train_run(folder) for folder in train_folders]
     try:
         evaluated = load_results(path)
@@ -153,8 +165,10 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
         if not str(error).startswith("no result files"):
             raise
         if not trained:
-            raise DataError(f"no result files (*.json with a 'schema_version') and no `gflowout train` run folders "
-                            f"(results.json with config.yaml) under {path}") from None
+            raise DataError(
+                f"no result files (*.json with a 'schema_version') and no `gflowout train` run folders "
+                f"(results.json with config.yaml) under {path}"
+            ) from None
         evaluated = []
     # a benchmark keeps each run's training folder (runs/<run id>/) next to its evaluated result: the result wins
     evaluated_ids = {run["run_id"] for run in evaluated}
@@ -163,8 +177,10 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
     for run in runs:
         where = run.get("source", "a benchmark result file")
         if run["run_id"] in seen:
-            raise DataError(f"run {run['run_id']!r} appears twice ({seen[run['run_id']]} and {where}); they would "
-                            "count as two seeds: point the report at one set of runs")
+            raise DataError(
+                f"run {run['run_id']!r} appears twice ({seen[run['run_id']]} and {where}); they would "
+                "count as two seeds: point the report at one set of runs"
+            )
         seen[run["run_id"]] = where
     return sorted(runs, key=lambda r: r["run_id"])
 
@@ -193,12 +209,16 @@ def read_protocol_result(path: Path, protocol: str, digest: str | None = None) -
     except (OSError, json.JSONDecodeError) as error:
         raise DataError(f"cannot read result file {path}: {error}; delete it and rerun the command") from error
     if not isinstance(data, dict) or data.get("protocol") != protocol:
-        raise DataError(f"{path} is not a {protocol} result file (no \"protocol\": {protocol!r})")
+        raise DataError(f'{path} is not a {protocol} result file (no "protocol": {protocol!r})')
     if data.get("protocol_schema") != PROTOCOL_SCHEMA:
-        raise DataError(f"{path} has schema {data.get('protocol_schema')}, this gflowout reads {PROTOCOL_SCHEMA}; rerun it")
+        raise DataError(
+            f"{path} has schema {data.get('protocol_schema')}, this gflowout reads {PROTOCOL_SCHEMA}; rerun it"
+        )
     if digest is not None and data.get("settings_digest") != digest:
-        raise ConfigError(f"{path} was made with other settings than this config's; a report would mix them. Use "
-                          "another --out, or delete that file (and its runs/ folder) to redo the run")
+        raise ConfigError(
+            f"{path} was made with other settings than this config's; a report would mix them. Use "
+            "another --out, or delete that file (and its runs/ folder) to redo the run"
+        )
     return data
 
 

@@ -100,19 +100,23 @@ class BestCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         # the key Lightning's ModelCheckpoint files its state under, so a checkpoint resumes with its best score
         # whichever of the two wrote it
-        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__) :]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old = state_dict.get("dirpath")
         if old is not None and self.dirpath is not None and old != self.dirpath:
+
             def moved(path: Any) -> Any:
                 return str(Path(self.dirpath) / Path(path).name) if path else path  # type: ignore[arg-type]  # not None here: set before use
 
-            state_dict = dict(state_dict, dirpath=self.dirpath,
-                              best_model_path=moved(state_dict.get("best_model_path")),
-                              kth_best_model_path=moved(state_dict.get("kth_best_model_path")),
-                              last_model_path=moved(state_dict.get("last_model_path")),
-                              best_k_models={moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()})
+            state_dict = dict(
+                state_dict,
+                dirpath=self.dirpath,
+                best_model_path=moved(state_dict.get("best_model_path")),
+                kth_best_model_path=moved(state_dict.get("kth_best_model_path")),
+                last_model_path=moved(state_dict.get("last_model_path")),
+                best_k_models={moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()},
+            )
         super().load_state_dict(state_dict)
 
 
@@ -127,8 +131,11 @@ def state_digest(state: Mapping[str, torch.Tensor]) -> str:
     for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes() if tensor.dtype != torch.bfloat16
-                      else tensor.detach().float().cpu().numpy().tobytes())
+        digest.update(
+            tensor.detach().cpu().contiguous().numpy().tobytes()
+            if tensor.dtype != torch.bfloat16
+            else tensor.detach().float().cpu().numpy().tobytes()
+        )
     return digest.hexdigest()
 
 
@@ -152,8 +159,16 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
     silence_lightning_tips()
     t = config.trainer
     checkpoints = out_dir / "checkpoints"
-    best = BestCheckpoint(dirpath=checkpoints, filename="best", monitor=BEST_MONITOR, mode="min", save_top_k=1,
-                           save_last=False, enable_version_counter=False, auto_insert_metric_name=False)
+    best = BestCheckpoint(
+        dirpath=checkpoints,
+        filename="best",
+        monitor=BEST_MONITOR,
+        mode="min",
+        save_top_k=1,
+        save_last=False,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
     callbacks = [best, LastCheckpoint(checkpoints / "last.ckpt", t.checkpoint_every_n_steps)]
     if t.enable_progress_bar:
         from lightning.pytorch.callbacks import TQDMProgressBar
@@ -161,12 +176,25 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(t.log_every_n_steps, 20))))  # type: ignore[arg-type]  # the list holds any Lightning callback
     loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb", default_hp_metric=False)]
     kwargs: dict[str, Any] = dict(
-        max_epochs=t.max_epochs, max_steps=t.max_steps, precision=t.precision, devices=t.devices,
-        accelerator=t.accelerator, strategy=t.strategy, num_nodes=t.num_nodes,
-        log_every_n_steps=t.log_every_n_steps, deterministic=t.deterministic, callbacks=callbacks, logger=loggers,
-        plugins=[AtomicCheckpointIO()], enable_progress_bar=t.enable_progress_bar, num_sanity_val_steps=0,
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        precision=t.precision,
+        devices=t.devices,
+        accelerator=t.accelerator,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=t.enable_progress_bar,
+        num_sanity_val_steps=0,
         use_distributed_sampler=False,  # our samplers shard by rank themselves (and resume mid-epoch)
-        limit_val_batches=t.limit_val_batches, check_val_every_n_epoch=t.val_every_n_epochs, enable_model_summary=False, default_root_dir=out_dir,
+        limit_val_batches=t.limit_val_batches,
+        check_val_every_n_epoch=t.val_every_n_epochs,
+        enable_model_summary=False,
+        default_root_dir=out_dir,
     )
     # strategy "ddp" is Lightning's plain DDP: every shipped method uses all its parameters each step (checked
     # with 2 ranks); a user's method that skips some can pass "ddp_find_unused_parameters_true".
@@ -174,8 +202,14 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
     return pl.Trainer(**kwargs)
 
 
-def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, datamodule: Any = None,
-        prepare_method: Callable[[Any], None] | None = None, **trainer_overrides: Any) -> Path:
+def fit(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    datamodule: Any = None,
+    prepare_method: Callable[[Any], None] | None = None,
+    **trainer_overrides: Any,
+) -> Path:
     """Train `config`'s method into run folder `out_dir`, test best.ckpt, and return the folder.
 
     Args:
@@ -203,8 +237,10 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     writable_folder(out_dir, "run folder", "--out")  # before any work: a read-only --out must not cost a training
     last = out_dir / "checkpoints" / "last.ckpt"
     if last.exists() and not resume:
-        raise ConfigError(f"run folder {str(out_dir)!r} already holds {last.name}; pass --resume to continue it "
-                          "or choose another --out")
+        raise ConfigError(
+            f"run folder {str(out_dir)!r} already holds {last.name}; pass --resume to continue it "
+            "or choose another --out"
+        )
     if not last.exists() and rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # rank_zero_only.rank is set by Lightning at import
         # rank 0 only: under DDP the other ranks start after rank 0 wrote config.yaml into this very folder
         _refuse_another_run(out_dir, config, resume)
@@ -248,12 +284,17 @@ def fit(config: ExperimentConfig, out_dir: str | Path, resume: bool = False, dat
     if trainer.is_global_zero:
         digest_rows = digests.reshape(-1, digests.shape[-1]) if digests.dim() > 1 else digests.reshape(1, -1)
         results = {
-            "method": config.method.name, "backbone": config.model.backbone, "dataset": config.data.name,
-            "seed": config.seed, "test": module.last_metrics["test"],
+            "method": config.method.name,
+            "backbone": config.model.backbone,
+            "dataset": config.data.name,
+            "seed": config.seed,
+            "test": module.last_metrics["test"],
             "best_val_nll": _score(trainer),
             "best_checkpoint": str(best_path) if best_path.exists() else None,  # None: stopped before any validation
-            "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-            "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed, "world_size": trainer.world_size,
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "batches": trainer.fit_loop.epoch_loop.batch_progress.total.completed,
+            "world_size": trainer.world_size,
             "val_samples": module.method.prediction_samples(config.trainer.val_samples),  # a deep ensemble: its M
             "fit_time_s": time.perf_counter() - started,  # training and test of this call (a resume: since it)
             "rank_weight_digests": [_hex(row) for row in digest_rows],
@@ -272,16 +313,20 @@ def _refuse_another_run(out_dir: Path, config: ExperimentConfig, resume: bool) -
     if not held:
         return
     if not resume:
-        raise ConfigError(f"run folder {str(out_dir)!r} already holds a run ({', '.join(held)}) and no checkpoint; "
-                          "choose another --out, or delete the folder to redo that run")
+        raise ConfigError(
+            f"run folder {str(out_dir)!r} already holds a run ({', '.join(held)}) and no checkpoint; "
+            "choose another --out, or delete the folder to redo that run"
+        )
     saved_path = out_dir / "config.yaml"
     try:
         saved = yaml.safe_load(saved_path.read_text()) if saved_path.is_file() else None
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{saved_path} is unreadable ({error}); choose another --out or delete the folder") from None
     if not isinstance(saved, dict):
-        raise ConfigError(f"run folder {str(out_dir)!r} holds {', '.join(held)} but no readable config.yaml: it cannot be "
-                          "matched against this config; choose another --out or delete the folder")
+        raise ConfigError(
+            f"run folder {str(out_dir)!r} holds {', '.join(held)} but no readable config.yaml: it cannot be "
+            "matched against this config; choose another --out or delete the folder"
+        )
     check_resume_config(saved, config.to_dict(), str(out_dir))  # another config's results are never overwritten
     if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # rank_zero_only.rank is set by Lightning at import
         print(f"no checkpoint in {out_dir}: starting that run afresh (same config)", file=sys.stderr)

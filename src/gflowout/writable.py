@@ -40,8 +40,10 @@ def writable_folder(path: str | os.PathLike[str], what: str, option: str) -> Pat
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
-        raise OutputError(f"cannot write the {what} {str(folder)!r}: {_reason(error)}; choose a writable {option} "
-                          "(or fix the folder's permissions or mount)") from None
+        raise OutputError(
+            f"cannot write the {what} {str(folder)!r}: {_reason(error)}; choose a writable {option} "
+            "(or fix the folder's permissions or mount)"
+        ) from None
     return folder
 
 

@@ -22,17 +22,21 @@ def under_a_file(tmp_path: Path) -> Path:
     return blocker / "inside"
 
 
-@pytest.mark.parametrize("argv", [
-    ["data", "fetch", "fashion-mnist", "--root", "{path}"],
-    ["train", "--config", str(REPO / "configs" / "tiny_mnist.yaml"), "--out", "{path}/run"],
-    ["report", str(REPO / "configs"), "--out", "{path}"],
-    ["benchmark", "--config", str(REPO / "configs" / "bench_tiny.yaml"), "--out", "{path}"],
-    ["evaluate", "{path}/run", "--json", "{path}/x.json"],
-    ["active-learning", "--config", str(REPO / "configs" / "active_tiny.yaml"), "--out", "{path}"],
-    ["transfer", "--config", str(REPO / "configs" / "transfer_tiny.yaml"), "--out", "{path}"],
-])
-def test_every_command_refuses_an_unwritable_path_in_one_line(argv: list[str], under_a_file: Path,
-                                                              capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "fetch", "fashion-mnist", "--root", "{path}"],
+        ["train", "--config", str(REPO / "configs" / "tiny_mnist.yaml"), "--out", "{path}/run"],
+        ["report", str(REPO / "configs"), "--out", "{path}"],
+        ["benchmark", "--config", str(REPO / "configs" / "bench_tiny.yaml"), "--out", "{path}"],
+        ["evaluate", "{path}/run", "--json", "{path}/x.json"],
+        ["active-learning", "--config", str(REPO / "configs" / "active_tiny.yaml"), "--out", "{path}"],
+        ["transfer", "--config", str(REPO / "configs" / "transfer_tiny.yaml"), "--out", "{path}"],
+    ],
+)
+def test_every_command_refuses_an_unwritable_path_in_one_line(
+    argv: list[str], under_a_file: Path, capsys: pytest.CaptureFixture
+) -> None:
     code = main([part.replace("{path}", str(under_a_file)) for part in argv])
     err = capsys.readouterr().err
     assert code == 2
@@ -61,8 +65,9 @@ def test_a_read_only_file_system_is_named(tmp_path: Path, monkeypatch: pytest.Mo
         writable_folder(tmp_path, "data folder", "--root")
 
 
-def test_any_other_os_error_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_any_other_os_error_is_one_line_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import gflowout.eval.report as report
 
     def fails(*args, **kwargs):

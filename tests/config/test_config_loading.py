@@ -22,7 +22,7 @@ def _is_benchmark_config(path: Path) -> bool:
 
 
 def _protocol(path: Path) -> str | None:
-    """"active" or "transfer" for a downstream-protocol grid (`gflowout active-learning` / `gflowout transfer`)."""
+    """ "active" or "transfer" for a downstream-protocol grid (`gflowout active-learning` / `gflowout transfer`)."""
     import yaml
 
     raw = yaml.safe_load(path.read_text()) or {}
@@ -70,7 +70,11 @@ def test_unknown_top_level_key_and_nested_group_key() -> None:
         ({"seed": True}, "seed", "int"),
         ({"optim": {"backbone": {"lr": "fast"}}}, "optim.backbone.lr", "float or null"),
         ({"optim": {"backbone": {"schedule": {"kind": "step"}}}}, "optim.backbone.schedule.kind", "'multistep'"),
-        ({"optim": {"backbone": {"schedule": {"milestones": [25, "x"]}}}}, "optim.backbone.schedule.milestones[1]", "int"),
+        (
+            {"optim": {"backbone": {"schedule": {"milestones": [25, "x"]}}}},
+            "optim.backbone.schedule.milestones[1]",
+            "int",
+        ),
         ({"model": {"options": [1, 2]}}, "model.options", "dict"),
     ],
 )
@@ -88,8 +92,16 @@ def test_ints_are_accepted_where_floats_are_expected() -> None:
 def test_overrides_parse_yaml_scalars_and_lists(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("seed: 1\ndata: {name: mnist, batch_size: 128}\n")
-    config = load_config(path, ["data.batch_size=64", "optim.backbone.schedule.milestones=[25, 40]",
-                                "optim.backbone.lr=5e-2", "trainer.devices=[0, 1]", "data.root=null"])
+    config = load_config(
+        path,
+        [
+            "data.batch_size=64",
+            "optim.backbone.schedule.milestones=[25, 40]",
+            "optim.backbone.lr=5e-2",
+            "trainer.devices=[0, 1]",
+            "data.root=null",
+        ],
+    )
     assert config.data.batch_size == 64
     assert config.optim["backbone"].schedule.milestones == [25, 40]
     assert config.optim["backbone"].lr == 0.05
@@ -109,7 +121,10 @@ def test_method_blocks_merge_over_shared_settings() -> None:
         "method": {"name": "gflowout", "options": {"train_temperature": 1.5}},
         "optim": {"backbone": {"lr": 0.05, "optimizer": "sgd", "schedule": {"kind": "multistep", "milestones": [25]}}},
         "methods": {
-            "gflowout": {"options": {"beta": "paper_mnist", "train_temperature": 2.0}, "optim": {"backbone": {"lr": 0.01}}},
+            "gflowout": {
+                "options": {"beta": "paper_mnist", "train_temperature": 2.0},
+                "optim": {"backbone": {"lr": 0.01}},
+            },
             "mc_dropout": {"options": {"keep_prob": 0.5}},
         },
     }
@@ -213,10 +228,16 @@ def test_precision_takes_lightnings_spellings_including_a_bare_yaml_int() -> Non
         ({"optim": {"backbone": {"lr": -1.0}}}, r"'optim.backbone.lr' must be > 0.0"),
         ({"optim": {"backbone": {"lr": 0.0}}}, r"'optim.backbone.lr' must be > 0.0"),
         ({"optim": {"prior": {"weight_decay": -0.1}}}, r"'optim.prior.weight_decay' must be >= 0.0"),
-        ({"methods": {"mc_dropout": {"optim": {"backbone": {"clip_norm": 0.0}}}}}, r"'methods.mc_dropout.optim.backbone.clip_norm'"),
+        (
+            {"methods": {"mc_dropout": {"optim": {"backbone": {"clip_norm": 0.0}}}}},
+            r"'methods.mc_dropout.optim.backbone.clip_norm'",
+        ),
         ({"data": {"num_workers": -1}}, r"'data.num_workers' must be >= 0"),
         ({"trainer": {"limit_val_batches": -1}}, r"'trainer.limit_val_batches' must be > 0"),
-        ({"methods": {"gflowuot": {"options": {"beta": 1.0}}}}, r"unknown method block 'methods.gflowuot'.*did you mean 'gflowout'"),
+        (
+            {"methods": {"gflowuot": {"options": {"beta": 1.0}}}},
+            r"unknown method block 'methods.gflowuot'.*did you mean 'gflowout'",
+        ),
     ],
 )
 def test_out_of_range_values_and_unknown_method_blocks_are_config_errors(raw: dict, message: str) -> None:
@@ -226,8 +247,14 @@ def test_out_of_range_values_and_unknown_method_blocks_are_config_errors(raw: di
 
 
 def test_in_range_edges_and_custom_method_blocks_are_accepted() -> None:
-    config = config_from_dict({"seed": 2**32 - 1, "optim": {"backbone": {"lr": 1e-9, "weight_decay": 0.0}},
-                               "data": {"num_workers": 0}, "methods": {"my_pkg.methods:Custom": {"options": {}}}})
+    config = config_from_dict(
+        {
+            "seed": 2**32 - 1,
+            "optim": {"backbone": {"lr": 1e-9, "weight_decay": 0.0}},
+            "data": {"num_workers": 0},
+            "methods": {"my_pkg.methods:Custom": {"options": {}}},
+        }
+    )
     assert config.seed == 2**32 - 1
 
 

@@ -15,7 +15,9 @@ from gflowout.data import sources
 
 def _lines(capsys: pytest.CaptureFixture) -> dict[str, str]:
     out = capsys.readouterr().out
-    return {line.split()[0]: line for line in out.splitlines() if line and not line.startswith(("data root", "name", " "))}
+    return {
+        line.split()[0]: line for line in out.splitlines() if line and not line.startswith(("data root", "name", " "))
+    }
 
 
 def test_list_shows_state_of_every_known_set(mnist_root: Path, capsys: pytest.CaptureFixture) -> None:
@@ -30,7 +32,9 @@ def test_list_shows_state_of_every_known_set(mnist_root: Path, capsys: pytest.Ca
     assert "FAILED" in out and "checksum mismatch" in out and "t10k-labels-idx1-ubyte" in out
 
 
-def test_fetch_from_a_file_that_fails_verification_installs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_fetch_from_a_file_that_fails_verification_installs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     fake = tmp_path / "train_32x32.mat"  # right name, not the published bytes
     scipy.io.savemat(fake, {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.ones((2, 1), np.uint8)})
     root = tmp_path / "root"
@@ -43,7 +47,9 @@ def test_fetch_from_a_file_that_fails_verification_installs_nothing(tmp_path: Pa
         main(["data", "fetch", "imagenet"])  # argparse lists the known names
 
 
-def test_fetch_of_present_set_is_a_no_op(mnist_root: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_of_present_set_is_a_no_op(
+    mnist_root: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def must_not_run(staging, wanted):
         pytest.fail("a source ran although the set is present and verified")
 

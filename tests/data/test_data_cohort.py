@@ -18,9 +18,15 @@ def write_csv(path: Path, rows: list[list[object]], header: str = "hospital,deat
     return path
 
 
-ROWS = [["h1", 0, 50, 1.0], ["h1", 1, 70, 3.0], ["h1", 0, 60, 2.0],
-        ["h2", 1, 80, 4.0], ["h2", 0, 40, 1.5],
-        ["h3", 1, 75, 5.0], ["h3", 0, 45, 0.5]]
+ROWS = [
+    ["h1", 0, 50, 1.0],
+    ["h1", 1, 70, 3.0],
+    ["h1", 0, 60, 2.0],
+    ["h2", 1, 80, 4.0],
+    ["h2", 0, 40, 1.5],
+    ["h3", 1, 75, 5.0],
+    ["h3", 0, 45, 0.5],
+]
 
 
 def test_csv_reads_the_named_columns_and_groups(tmp_path):
@@ -46,17 +52,27 @@ def test_leave_one_group_out_standardises_with_the_training_groups_only(tmp_path
         leave_one_group_out(table, "h9")
 
 
-@pytest.mark.parametrize("rows, columns, message", [
-    (ROWS, ("hospital", "death", ["age", "bmi"]), r"column\(s\) \['bmi'\] not in the header"),
-    (ROWS, ("site", "death", None), r"column\(s\) \['site'\] not in the header"),
-    (ROWS[:1] + [["h1", 1, "", 3.0]] + ROWS[2:], ("hospital", "death", None), r"missing or non-finite.*row 2 column 'age'"),
-    (ROWS[:1] + [["h1", 1, "NA", 3.0]] + ROWS[2:], ("hospital", "death", None), r"missing or non-finite"),
-    (ROWS[:1] + [["h1", 2, 70, 3.0]] + ROWS[2:], ("hospital", "death", None), r"must be binary.*\[2\.0\]"),
-    (ROWS[:1] + [["h1", "", 70, 3.0]] + ROWS[2:], ("hospital", "death", None), r"missing label"),
-    (ROWS[:3] + [["h2", 1, 80, 4.0], ["h2", 1, 40, 1.5]] + ROWS[5:], ("hospital", "death", None),
-     r"group 'h2' has only label 1"),
-    (ROWS[:1] + [["h1", 1, "tall", 3.0]] + ROWS[2:], ("hospital", "death", None), r"'tall' is not a number"),
-])
+@pytest.mark.parametrize(
+    "rows, columns, message",
+    [
+        (ROWS, ("hospital", "death", ["age", "bmi"]), r"column\(s\) \['bmi'\] not in the header"),
+        (ROWS, ("site", "death", None), r"column\(s\) \['site'\] not in the header"),
+        (
+            ROWS[:1] + [["h1", 1, "", 3.0]] + ROWS[2:],
+            ("hospital", "death", None),
+            r"missing or non-finite.*row 2 column 'age'",
+        ),
+        (ROWS[:1] + [["h1", 1, "NA", 3.0]] + ROWS[2:], ("hospital", "death", None), r"missing or non-finite"),
+        (ROWS[:1] + [["h1", 2, 70, 3.0]] + ROWS[2:], ("hospital", "death", None), r"must be binary.*\[2\.0\]"),
+        (ROWS[:1] + [["h1", "", 70, 3.0]] + ROWS[2:], ("hospital", "death", None), r"missing label"),
+        (
+            ROWS[:3] + [["h2", 1, 80, 4.0], ["h2", 1, 40, 1.5]] + ROWS[5:],
+            ("hospital", "death", None),
+            r"group 'h2' has only label 1",
+        ),
+        (ROWS[:1] + [["h1", 1, "tall", 3.0]] + ROWS[2:], ("hospital", "death", None), r"'tall' is not a number"),
+    ],
+)
 def test_csv_errors_name_the_problem(tmp_path, rows, columns, message):
     path = write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(DataError, match=message):
@@ -69,7 +85,9 @@ def test_a_short_row_and_an_infinite_value_are_data_errors(tmp_path):
     with pytest.raises(DataError, match="line 3 has 2 field"):
         read_cohort_csv(path, "hospital", "death")
     with pytest.raises(DataError, match="non-finite.*column 'age'"):
-        read_cohort_csv(write_csv(tmp_path / "inf.csv", ROWS[:1] + [["h1", 1, "inf", 3.0]] + ROWS[2:]), "hospital", "death")
+        read_cohort_csv(
+            write_csv(tmp_path / "inf.csv", ROWS[:1] + [["h1", 1, "inf", 3.0]] + ROWS[2:]), "hospital", "death"
+        )
 
 
 def test_missing_csv_is_a_data_error(tmp_path):
@@ -101,7 +119,9 @@ def _survival_folder() -> Path | None:
     return folder if all((folder / name).is_file() for name in SHA256) else None
 
 
-@pytest.mark.skipif(_survival_folder() is None, reason="run `gflowout data fetch rotterdam-gbsg` (Debian r-cran-survival)")
+@pytest.mark.skipif(
+    _survival_folder() is None, reason="run `gflowout data fetch rotterdam-gbsg` (Debian r-cran-survival)"
+)
 def test_rotterdam_and_gbsg_are_harmonised():
     pytest.importorskip("rdata")
     table = harmonised_cohorts(_survival_folder())
@@ -140,7 +160,9 @@ def test_a_debian_fetch_without_install_only_downloads_and_unpacks(tmp_path, mon
     monkeypatch.setattr(fetchers, "_run", fake_run)
     monkeypatch.setattr(fetchers.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(fetchers.os, "geteuid", lambda: 0, raising=False)
-    fetch = fetchers.debian_files("r-cran-survival", str(system), {n: n for n in SHA256}, gunzipped=False, install=install)
+    fetch = fetchers.debian_files(
+        "r-cran-survival", str(system), {n: n for n in SHA256}, gunzipped=False, install=install
+    )
     staging = tmp_path / "staging"
     staging.mkdir()
     fetch(staging, list(SHA256))

@@ -48,7 +48,9 @@ def test_datamodule_splits_and_loaders(mnist_root: Path) -> None:
     rows = {tuple(row.tolist()) for row in everything.flatten(1)[:, ::7]}
     train_rows = [tuple(row.tolist()) for row in train_x.flatten(1)[:, ::7]]
     val_rows = [tuple(row.tolist()) for row in val_x.flatten(1)[:, ::7]]
-    assert len(set(train_rows)) == 70 and not set(train_rows) & set(val_rows) and set(train_rows) | set(val_rows) == rows
+    assert (
+        len(set(train_rows)) == 70 and not set(train_rows) & set(val_rows) and set(train_rows) | set(val_rows) == rows
+    )
     assert sorted(train_y.tolist() + val_y.tolist()) == sorted(labels.tolist())
     test_x, test_y = _collect(module.test_dataloader())  # whole test set, last partial batch kept
     assert test_x.shape == (30, 1, 28, 28)
@@ -79,11 +81,11 @@ def _reference_candidates(image: np.ndarray, padding: int, fill: np.ndarray) -> 
     channels, height, width = image.shape
     padded = np.empty((channels, height + 2 * padding, width + 2 * padding), image.dtype)
     padded[:] = fill[:, None, None]
-    padded[:, padding:padding + height, padding:padding + width] = image
+    padded[:, padding : padding + height, padding : padding + width] = image
     crops = []
     for dy in range(2 * padding + 1):
         for dx in range(2 * padding + 1):
-            crop = padded[:, dy:dy + height, dx:dx + width]
+            crop = padded[:, dy : dy + height, dx : dx + width]
             crops += [crop, crop[:, :, ::-1]]
     return crops
 
@@ -120,7 +122,9 @@ def test_cifar_module_augments_train_only(tmp_path: Path, monkeypatch: pytest.Mo
     torch.testing.assert_close(test_x, to_tensor(arrays["test_batch"][0], "cifar10"))  # not augmented
     train_x, _ = _collect(module.train_dataloader())
     plain = module.train_set.images
-    assert train_x.shape == plain.shape and not torch.equal(torch.sort(train_x.flatten())[0], torch.sort(plain.flatten())[0])
+    assert train_x.shape == plain.shape and not torch.equal(
+        torch.sort(train_x.flatten())[0], torch.sort(plain.flatten())[0]
+    )
     # Padding is black: the normalised value of pixel 0 appears where a crop reaches into the border.
     black = -torch.tensor(module.info.mean) / torch.tensor(module.info.std)
     assert any(torch.allclose(train_x[i, :, 0, 0], black) for i in range(len(train_x)))

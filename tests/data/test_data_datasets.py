@@ -31,7 +31,9 @@ def test_svhn_animal_cifar100_through_load_split(tmp_path: Path, monkeypatch: py
     for split in ("train", "test"):
         path = tmp_path / "svhn" / f"{split}_32x32.mat"
         path.parent.mkdir(parents=True, exist_ok=True)
-        scipy.io.savemat(path, {"X": svhn_images.transpose(1, 2, 3, 0), "y": np.where(digits == 0, 10, digits)[:, None]})
+        scipy.io.savemat(
+            path, {"X": svhn_images.transpose(1, 2, 3, 0), "y": np.where(digits == 0, 10, digits)[:, None]}
+        )
     with_digests("svhn", tmp_path, monkeypatch)
     images, labels = load_split("svhn", "test", tmp_path)
     np.testing.assert_array_equal(images, svhn_images)
@@ -41,7 +43,9 @@ def test_svhn_animal_cifar100_through_load_split(tmp_path: Path, monkeypatch: py
     folder = tmp_path / "animal-mnist"
     folder.mkdir()
     (folder / "animal_data_version_3.gz").write_bytes(gzip.compress(pickle.dumps(animals, protocol=4)))
-    (folder / "animal_label_version_3.gz").write_bytes(gzip.compress(pickle.dumps(animal_labels.astype(np.int64), protocol=4)))
+    (folder / "animal_label_version_3.gz").write_bytes(
+        gzip.compress(pickle.dumps(animal_labels.astype(np.int64), protocol=4))
+    )
     with_digests("animal-mnist", tmp_path, monkeypatch)
     images, labels = load_split("animal-mnist", "test", tmp_path)
     np.testing.assert_array_equal(images, animals)
@@ -72,8 +76,12 @@ def test_dataset_info_facts() -> None:
     assert DATASET_INFO["mnist"].image_shape == (1, 28, 28) and DATASET_INFO["mnist"].std == (1.0,)
     assert DATASET_INFO["cifar100"].num_classes == 100 and DATASET_INFO["cifar10"].image_shape == (3, 32, 32)
     # CIFAR-100's published statistics are (129.3, 124.1, 112.4) / 255 and (68.2, 65.4, 70.4) / 255.
-    np.testing.assert_allclose(DATASET_INFO["cifar100"].mean, np.array([129.3, 124.1, 112.4]) / 255, atol=1e-3)  # the quoted values are rounded to 0.1 / 255
-    np.testing.assert_allclose(DATASET_INFO["cifar100"].std, np.array([68.2, 65.4, 70.4]) / 255, atol=1e-3)  # the quoted values are rounded to 0.1 / 255
+    np.testing.assert_allclose(
+        DATASET_INFO["cifar100"].mean, np.array([129.3, 124.1, 112.4]) / 255, atol=1e-3
+    )  # the quoted values are rounded to 0.1 / 255
+    np.testing.assert_allclose(
+        DATASET_INFO["cifar100"].std, np.array([68.2, 65.4, 70.4]) / 255, atol=1e-3
+    )  # the quoted values are rounded to 0.1 / 255
 
 
 def test_to_tensor_hand_computed() -> None:

@@ -36,7 +36,7 @@ def test_idx_multibyte_types_are_big_endian(tmp_path: Path, dtype: str) -> None:
     np.testing.assert_array_equal(read, array)
     # Hand-check the first element's bytes: big-endian on disk whatever the machine.
     raw = (tmp_path / "a.idx").read_bytes()
-    assert raw[4 + 12: 4 + 12 + np.dtype(dtype).itemsize] == np.array(array.flat[0]).astype(dtype).tobytes()
+    assert raw[4 + 12 : 4 + 12 + np.dtype(dtype).itemsize] == np.array(array.flat[0]).astype(dtype).tobytes()
 
 
 def test_idx_header_fields_are_validated(tmp_path: Path) -> None:
@@ -90,7 +90,9 @@ def test_missing_file_is_a_data_error(tmp_path: Path) -> None:
 def test_cifar_batch_pixel_layout(tmp_path: Path) -> None:
     images, labels = colour_images(3, seed=5)
     # Build the 3072-byte rows by hand: 1024 red values (row-major), then green, then blue.
-    rows = np.array([[images[n, y, x, c] for c in range(3) for y in range(32) for x in range(32)] for n in range(3)], np.uint8)
+    rows = np.array(
+        [[images[n, y, x, c] for c in range(3) for y in range(32) for x in range(32)] for n in range(3)], np.uint8
+    )
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": rows, b"labels": labels.tolist()}, protocol=2))
     read_images, read_labels = formats.read_cifar_batch(path)
@@ -154,7 +156,7 @@ def test_corruption_severity_rows(tmp_path: Path) -> None:
     rows = 4  # the published files have 10000 rows per severity; the reader derives it as len / 5
     images = np.zeros((5 * rows, 32, 32, 3), np.uint8)
     for severity in range(1, 6):
-        images[(severity - 1) * rows: severity * rows] = severity * 10  # mark each block
+        images[(severity - 1) * rows : severity * rows] = severity * 10  # mark each block
     labels = np.tile(np.arange(rows), 5).astype(np.uint8)
     np.save(tmp_path / "snow.npy", images)
     np.save(tmp_path / "labels.npy", labels)

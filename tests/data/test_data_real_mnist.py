@@ -24,7 +24,9 @@ _folder = data_root() / "mnist"
 _present = all((_folder / name).is_file() for name in PUBLISHED_SHA256)
 
 
-@pytest.mark.skipif(not _present, reason=f"real MNIST not present in {_folder}: run `gflowout data fetch mnist` (make test does)")
+@pytest.mark.skipif(
+    not _present, reason=f"real MNIST not present in {_folder}: run `gflowout data fetch mnist` (make test does)"
+)
 def test_real_mnist_is_complete_and_verified() -> None:
     for name, digest in PUBLISHED_SHA256.items():
         assert hashlib.sha256((_folder / name).read_bytes()).hexdigest() == digest, name  # independent of the stamps

@@ -89,7 +89,9 @@ def test_all_sources_failing_leaves_nothing(toy: str, tmp_path: Path, monkeypatc
 
 
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
-def test_fetch_interrupted_half_way_leaves_no_file(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interruption) -> None:
+def test_fetch_interrupted_half_way_leaves_no_file(
+    toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interruption
+) -> None:
     def half_then_stop(staging: Path, wanted):
         target = staging / wanted[0]
         target.parent.mkdir(parents=True)
@@ -122,10 +124,14 @@ class _StallingResponse:
         return None
 
 
-def test_real_download_fetcher_interrupted_mid_stream(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_download_fetcher_interrupted_mid_stream(
+    toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     payload = gzip.compress(GOOD)
     monkeypatch.setattr(fetchers.urllib.request, "urlopen", lambda url, timeout: _StallingResponse(payload))
-    chain = (Source("official", fetchers.url_files(("https://example.invalid/",), {"a/b.bin": "b.bin.gz"}, gunzipped=True)),)
+    chain = (
+        Source("official", fetchers.url_files(("https://example.invalid/",), {"a/b.bin": "b.bin.gz"}, gunzipped=True)),
+    )
     monkeypatch.setitem(sources.DATASETS, toy, dataclasses.replace(sources.DATASETS[toy], sources=chain))
     with pytest.raises(KeyboardInterrupt):
         sources.fetch(toy, tmp_path, log=lambda m: None)
@@ -145,7 +151,9 @@ def test_missing_and_corrupt_files_on_load(mnist_root: Path) -> None:
     path.write_bytes(bytes(data))
     os.utime(path, ns=(1, 1))  # a different mtime than the stamp, however coarse the file system clock
     expected = sources.DATASETS["mnist"].files[0].digest
-    with pytest.raises(DataError, match=f"checksum mismatch: sha256 expected {expected}, found {hashlib.sha256(data).hexdigest()}") as info:
+    with pytest.raises(
+        DataError, match=f"checksum mismatch: sha256 expected {expected}, found {hashlib.sha256(data).hexdigest()}"
+    ) as info:
         load_split("mnist", "train", mnist_root)
     assert str(path) in str(info.value) and "gflowout data fetch mnist" in str(info.value)
     path.unlink()
@@ -207,7 +215,9 @@ def test_corruption_set_vouched_by_archive_checksum(tmp_path: Path, monkeypatch:
     assert leftovers(root / "cifar10-c") == []
     spec = sources.DATASETS["cifar10-c"]
     archive_md5 = hashlib.md5(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(sources.DATASETS, "cifar10-c", dataclasses.replace(spec, archive=(archive.name, "md5", archive_md5)))
+    monkeypatch.setitem(
+        sources.DATASETS, "cifar10-c", dataclasses.replace(spec, archive=(archive.name, "md5", archive_md5))
+    )
     sources.fetch("cifar10-c", root, from_path=archive, log=lambda m: None)
     images, labels = load_corruption("cifar10-c", "frost", 3, root)
     np.testing.assert_array_equal(images, arrays["frost"][4:6])
@@ -224,10 +234,13 @@ def test_mnist_falls_back_to_the_subset_loudly(tmp_path: Path, monkeypatch: pyte
     rows = "\n".join(",".join(["7"] * 784 + [str(n % 10)]) for n in range(20)).encode()
     csv = gzip.compress(rows)
     subset = sources.DATASETS["mnist-5k"]
-    subset = dataclasses.replace(subset, files=(sources.FileSpec("mnist_5k.csv.gz", hashlib.sha256(csv).hexdigest()),),
-                                 sources=(writer(csv),))
+    subset = dataclasses.replace(
+        subset, files=(sources.FileSpec("mnist_5k.csv.gz", hashlib.sha256(csv).hexdigest()),), sources=(writer(csv),)
+    )
     monkeypatch.setitem(sources.DATASETS, "mnist-5k", subset)
-    monkeypatch.setitem(sources.DATASETS, "mnist", dataclasses.replace(sources.DATASETS["mnist"], sources=(failing("offline"),)))
+    monkeypatch.setitem(
+        sources.DATASETS, "mnist", dataclasses.replace(sources.DATASETS["mnist"], sources=(failing("offline"),))
+    )
     messages: list[str] = []
     with pytest.warns(UserWarning, match="NOT the full data set"):
         folder = sources.fetch("mnist", tmp_path, log=messages.append)
@@ -250,7 +263,9 @@ def _corrupt_gzip(path: Path) -> Path:
     return path
 
 
-def test_a_corrupt_gzip_from_one_source_lets_the_chain_go_on(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_corrupt_gzip_from_one_source_lets_the_chain_go_on(
+    toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """zlib.error is not an OSError: a damaged download from the first source stopped the fetch with a traceback."""
     from gflowout.data import fetchers
 
@@ -306,7 +321,9 @@ def test_from_a_folder_takes_gzipped_files_too(tmp_path: Path) -> None:
     assert (staging / "a" / "b.bin").read_bytes() == GOOD
 
 
-def test_a_killed_fetchs_staging_folder_is_removed_by_the_next_fetch(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_fetchs_staging_folder_is_removed_by_the_next_fetch(
+    toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     monkeypatch.setitem(sources.DATASETS, toy, dataclasses.replace(sources.DATASETS[toy], sources=(writer(GOOD),)))
@@ -319,7 +336,9 @@ def test_a_killed_fetchs_staging_folder_is_removed_by_the_next_fetch(toy: str, t
     assert not stale.exists() and fresh.exists()  # a recent one may belong to a fetch still running
 
 
-def test_an_unreadable_file_is_a_data_error_and_data_list_reports_it(toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_file_is_a_data_error_and_data_list_reports_it(
+    toy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file the user cannot read gave a raw PermissionError (and `gflowout data list` crashed for every set).
     As root here, permissions cannot be taken away: the digest read is made to fail as it would."""
 

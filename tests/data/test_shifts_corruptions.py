@@ -13,12 +13,32 @@ from scipy import ndimage
 from gflowout.data.shifts import apply_shift, available_shifts
 
 MNIST_C_NAMES = [
-    "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "scale", "rotate", "brightness",
-    "translate", "stripe", "fog", "spatter", "dotted_line", "zigzag", "canny_edges",
+    "shot_noise",
+    "impulse_noise",
+    "glass_blur",
+    "motion_blur",
+    "shear",
+    "scale",
+    "rotate",
+    "brightness",
+    "translate",
+    "stripe",
+    "fog",
+    "spatter",
+    "dotted_line",
+    "zigzag",
+    "canny_edges",
 ]
 CIFAR_REQUIRED = [
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "gaussian_blur", "contrast", "brightness",
-    "snow", "frost",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "gaussian_blur",
+    "contrast",
+    "brightness",
+    "snow",
+    "frost",
 ]
 # shifts that draw no random numbers: their output must not depend on the seed
 DETERMINISTIC = {

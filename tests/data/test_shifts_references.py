@@ -195,7 +195,9 @@ def test_shear_and_rotate_match_scipy_with_a_random_sign() -> None:
             if np.allclose(sh, _affine_reference(image, np.array([[np.cos(c), 0], [-np.sin(c), 1]])), atol=1e-4):
                 signs["shear"].add(sign)
             r = sign * angle
-            if np.allclose(ro, _affine_reference(image, np.array([[np.cos(r), np.sin(r)], [-np.sin(r), np.cos(r)]])), atol=1e-4):
+            if np.allclose(
+                ro, _affine_reference(image, np.array([[np.cos(r), np.sin(r)], [-np.sin(r), np.cos(r)]])), atol=1e-4
+            ):
                 signs["rotate"].add(sign)
     assert signs == {"shear": {-1, 1}, "rotate": {-1, 1}}
 

@@ -66,7 +66,9 @@ def test_sweep_is_0_to_180_in_steps_of_15() -> None:
 
 def test_rotation_names_through_apply_shift() -> None:
     images = _random_images((2, 28, 28))
-    np.testing.assert_allclose(apply_shift(images, "rotation_90", 1, seed=0), np.rot90(images, 1, axes=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(
+        apply_shift(images, "rotation_90", 1, seed=0), np.rot90(images, 1, axes=(1, 2)), atol=1e-5
+    )
     np.testing.assert_array_equal(apply_shift(images, "random_rotation", 1, seed=4), random_rotation(images, 4))
 
 

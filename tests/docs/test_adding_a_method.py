@@ -48,8 +48,11 @@ def test_the_hooks_the_page_lists_are_the_abstract_ones() -> None:
     section = PAGE.read_text().split("## The four things to implement")[1].split("## ")[0]
     listed = set(re.findall(r"^\d\. \*\*(.*?)\*\*", section, flags=re.M))
     names = {name for item in listed for name in re.findall(r"`(\w+)", item)}
-    assert names == set(DropoutMethod.__abstractmethods__) == {
-        "param_groups", "group_defaults", "compute_losses", "prediction_sampler"}
+    assert (
+        names
+        == set(DropoutMethod.__abstractmethods__)
+        == {"param_groups", "group_defaults", "compute_losses", "prediction_sampler"}
+    )
 
 
 def test_a_method_that_forgets_a_hook_is_refused_at_construction() -> None:

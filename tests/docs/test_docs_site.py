@@ -64,8 +64,12 @@ def test_toy_method_is_accepted_by_name_in_a_config(monkeypatch: pytest.MonkeyPa
     from gflowout.training.build import method_type, validate_model_options
 
     monkeypatch.syspath_prepend(str(TUTORIALS))
-    config = config_from_dict({"method": {"name": "toy_method:GaussianDropout", "options": {"drop_rate": 0.3}},
-                               "model": {"backbone": "mlp", "options": {"hidden": [8]}}})
+    config = config_from_dict(
+        {
+            "method": {"name": "toy_method:GaussianDropout", "options": {"drop_rate": 0.3}},
+            "model": {"backbone": "mlp", "options": {"hidden": [8]}},
+        }
+    )
     assert method_type(config.method.name).__name__ == "GaussianDropout"
     validate_model_options(config)
     config.method.options = {"drop_rat": 0.3}
@@ -94,13 +98,18 @@ def test_tests_named_in_the_docs_exist() -> None:
 
 def test_docstrings_point_to_no_outside_document() -> None:
     outside = re.compile(r"method\.md|performance\.md|data\.md|design\.md|[Pp]itfall [0-9]")
-    hits = [f"{path.relative_to(REPO)}:{number}"
-            for path in sorted((REPO / "src").rglob("*.py"))
-            for number, line in enumerate(path.read_text().splitlines(), 1) if outside.search(line)]
+    hits = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted((REPO / "src").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if outside.search(line)
+    ]
     assert not hits, hits
 
 
-def test_reports_page_links_committed_reports_and_says_so_without(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reports_page_links_committed_reports_and_says_so_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from types import SimpleNamespace
 
     hooks = load_script(DOCS / "hooks.py")

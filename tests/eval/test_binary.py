@@ -21,7 +21,9 @@ def test_binary_metrics_match_scikit_learn(seed):
     got = binary_metrics(probs, labels)
     assert got["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(labels, predicted, average="macro"))
     assert got["balanced_accuracy"] == pytest.approx(sklearn_metrics.balanced_accuracy_score(labels, predicted))
-    assert got["precision"] == pytest.approx(sklearn_metrics.precision_score(labels, predicted, average="macro", zero_division=0))
+    assert got["precision"] == pytest.approx(
+        sklearn_metrics.precision_score(labels, predicted, average="macro", zero_division=0)
+    )
     assert got["recall"] == pytest.approx(sklearn_metrics.recall_score(labels, predicted, average="macro"))
     assert got["sensitivity"] == pytest.approx(sklearn_metrics.recall_score(labels, predicted))
     assert got["auroc"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, p1))
@@ -34,8 +36,12 @@ def test_a_class_never_predicted_has_zero_precision_as_scikit_learn():
     probs = np.array([[0.9, 0.1]] * 4)
     got = binary_metrics(probs, labels)
     predicted = np.zeros(4, dtype=int)
-    assert got["precision"] == pytest.approx(sklearn_metrics.precision_score(labels, predicted, average="macro", zero_division=0))
-    assert got["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(labels, predicted, average="macro", zero_division=0))
+    assert got["precision"] == pytest.approx(
+        sklearn_metrics.precision_score(labels, predicted, average="macro", zero_division=0)
+    )
+    assert got["macro_f1"] == pytest.approx(
+        sklearn_metrics.f1_score(labels, predicted, average="macro", zero_division=0)
+    )
 
 
 def test_one_class_labels_give_nan_auroc_and_bad_shapes_raise():

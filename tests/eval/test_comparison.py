@@ -26,8 +26,13 @@ def test_summary_table_has_readable_names_arrows_and_the_best_mean_in_bold():
     groups = aggregate(runs)["mnist"]
     table = build_summary_table("mnist", groups)
     assert table.header[:6] == ["method", "seeds", "accuracy ↑", "NLL ↓", "ECE (15 bins) ↓", "Brier ↓"]
-    assert {"rotated accuracy ↑", "rotated NLL ↓", "corrupted accuracy (mean) ↑", "AUROC animal-mnist ↑",
-            "AUROC fashion-mnist ↑"} <= set(table.header)
+    assert {
+        "rotated accuracy ↑",
+        "rotated NLL ↓",
+        "corrupted accuracy (mean) ↑",
+        "AUROC animal-mnist ↑",
+        "AUROC fashion-mnist ↑",
+    } <= set(table.header)
     assert not any("ece15" in h or "_" in h for h in table.header)
     rows = {row[0]: i for i, row in enumerate(table.rows)}
     column = {h: j for j, h in enumerate(table.header)}

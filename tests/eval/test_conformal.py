@@ -31,8 +31,10 @@ def test_scores_by_hand() -> None:
     aps = [[0.5, 0.8, 1.0], [1.0, 0.6, 0.9], [0.8, 1.0, 0.6], [0.7, 0.9, 1.0]]
     np.testing.assert_allclose(conformal_scores(PROBS, "aps"), aps)
     # RAPS, lam 0.1, k_reg 1: + 0.1 per rank beyond the first
-    np.testing.assert_allclose(conformal_scores(PROBS, "raps", lam=0.1, k_reg=1),
-                               np.array(aps) + 0.1 * np.array([[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 1, 2]]))
+    np.testing.assert_allclose(
+        conformal_scores(PROBS, "raps", lam=0.1, k_reg=1),
+        np.array(aps) + 0.1 * np.array([[0, 1, 2], [2, 0, 1], [1, 2, 0], [0, 1, 2]]),
+    )
     # randomised APS: the last term (p_y) times U, one U per example
     uniform = np.array([0.5, 0.0, 1.0, 0.25])
     np.testing.assert_allclose(conformal_scores(PROBS, "aps", uniform), np.array(aps) - uniform[:, None] * PROBS)
@@ -61,27 +63,35 @@ def test_quantile_is_the_ceil_n_plus_one_order_statistic() -> None:
 
 
 def test_too_small_a_calibration_set_is_refused_with_what_works() -> None:
-    with pytest.raises(ValueError, match=r"too small for alpha = 0.1.*at least 9 examples.*alpha >= 1/\(n \+ 1\) = 0.1667"):
+    with pytest.raises(
+        ValueError, match=r"too small for alpha = 0.1.*at least 9 examples.*alpha >= 1/\(n \+ 1\) = 0.1667"
+    ):
         ConformalClassifier.fit(np.tile(PROBS, (2, 1))[:5], np.tile(LABELS, 2)[:5], alpha=0.1)
     ConformalClassifier.fit(np.tile(PROBS, (3, 1))[:9], np.tile(LABELS, 3)[:9], alpha=0.1)  # n = 9 = 1/alpha - 1 works
     with pytest.raises(ValueError, match="at least 19 examples"):
         calibration_index(18, 0.05)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda p, y: (np.where(p == 0.5, np.nan, p), y), "NaN or inf"),
-    (lambda p, y: (p[:, :1].ravel(), y), r"shape \[N, C\]"),
-    (lambda p, y: (p, y[:3]), "vector of 12 class indices"),
-    (lambda p, y: (p, y + 2), r"labels must lie in 0..2"),
-    (lambda p, y: (p, y.astype(float)), "integer class indices"),
-    (lambda p, y: (p * 2, y), "summing to 1.*logits=True"),
-    (lambda p, y: (np.log(p), y), "probabilities in \\[0, 1\\]"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p, y: (np.where(p == 0.5, np.nan, p), y), "NaN or inf"),
+        (lambda p, y: (p[:, :1].ravel(), y), r"shape \[N, C\]"),
+        (lambda p, y: (p, y[:3]), "vector of 12 class indices"),
+        (lambda p, y: (p, y + 2), r"labels must lie in 0..2"),
+        (lambda p, y: (p, y.astype(float)), "integer class indices"),
+        (lambda p, y: (p * 2, y), "summing to 1.*logits=True"),
+        (lambda p, y: (np.log(p), y), "probabilities in \\[0, 1\\]"),
+    ],
+)
 def test_bad_input_is_named(change, message) -> None:
     probs, labels = change(PROBS.copy(), LABELS.copy())
     with pytest.raises(ValueError, match=message):
-        ConformalClassifier.fit(np.tile(probs, (3, 1)) if probs.ndim == 2 else probs,
-                                np.tile(labels, 3) if len(labels) == 4 else labels, alpha=0.2)
+        ConformalClassifier.fit(
+            np.tile(probs, (3, 1)) if probs.ndim == 2 else probs,
+            np.tile(labels, 3) if len(labels) == 4 else labels,
+            alpha=0.2,
+        )
 
 
 def test_bad_settings_are_named() -> None:
@@ -119,10 +129,14 @@ def _synthetic(rng: np.random.Generator, shape: tuple[int, ...], sharpness: floa
 def test_coverage_guarantee_over_random_splits(score: str, randomized: bool) -> None:
     splits, n, m, alpha = 2000, 20, 200, 0.1
     probs, labels = _synthetic(np.random.default_rng(7), (splits, n + m), 2.0)
-    coverages = np.array([
-        ConformalClassifier.fit(probs[i, :n], labels[i, :n], alpha=alpha, score=score, randomized=randomized,
-                                lam=0.05, k_reg=2, seed=i).coverage(probs[i, n:], labels[i, n:])
-        for i in range(splits)])
+    coverages = np.array(
+        [
+            ConformalClassifier.fit(
+                probs[i, :n], labels[i, :n], alpha=alpha, score=score, randomized=randomized, lam=0.05, k_reg=2, seed=i
+            ).coverage(probs[i, n:], labels[i, n:])
+            for i in range(splits)
+        ]
+    )
     mean, error = coverages.mean(), coverages.std(ddof=1) / math.sqrt(splits)
     assert mean >= 1 - alpha - 3 * error  # the guarantee, within sampling error
     if randomized:  # no ties: exactly k / (n + 1) in expectation, so at most 1 - alpha + 1/(n + 1)
@@ -172,7 +186,7 @@ def test_fit_on_loader_calibrates_a_method() -> None:
 
     x = torch.randn(60, 1, 1, 10, generator=torch.Generator().manual_seed(2))
     y = x.flatten(1).argmax(1)
-    loader = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 60, 16)]
+    loader = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 60, 16)]
     predictor = fit_on_loader(Fixed(), loader, samples=2, alpha=0.2, score="lac")
     expected = ConformalClassifier.fit_logits(x.flatten(1) * 3, y, alpha=0.2, score="lac")
     assert predictor.quantile == pytest.approx(expected.quantile) and predictor.calibration_size == 60

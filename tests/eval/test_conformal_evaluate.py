@@ -26,8 +26,16 @@ def validation_set(count: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate(validation_size: int = 100, **kwargs):
-    return evaluate_method(BrightnessReader(), "digits", samples=3, severities=(1, 2), rotation_angles=(0, 90),
-                           ood_sets=[], validation=validation_set(validation_size), **kwargs)
+    return evaluate_method(
+        BrightnessReader(),
+        "digits",
+        samples=3,
+        severities=(1, 2),
+        rotation_angles=(0, 90),
+        ood_sets=[],
+        validation=validation_set(validation_size),
+        **kwargs,
+    )
 
 
 @pytest.mark.usefixtures("stand_in_data")
@@ -43,7 +51,10 @@ def test_conformal_sets_in_every_condition(tmp_path: Path) -> None:
         assert sum(stratum["fraction"] for stratum in clean["by_size"].values()) == pytest.approx(1.0)
         covered = sum(s["fraction"] * s["coverage"] for s in clean["by_size"].values() if s["coverage"] is not None)
         assert covered == pytest.approx(clean["coverage"])
-        assert conformal["rotation_sweep"]["0"][score] == {"coverage": clean["coverage"], "mean_size": clean["mean_size"]}
+        assert conformal["rotation_sweep"]["0"][score] == {
+            "coverage": clean["coverage"],
+            "mean_size": clean["mean_size"],
+        }
         assert conformal["random_rotation"][score]["coverage"] >= 0.85
     for severity in (1, 2):  # brighter by severity / 20: class k is read as min(k + severity, 9), confidently, so
         # LAC's sets (the confident class at most) hold the label exactly where the prediction is right
@@ -74,7 +85,8 @@ def test_conformal_settings() -> None:
     for key in ("clean", "shifts", "rotation_sweep", "ts"):  # conformal sets change no other number
         assert json.dumps(plain[key], sort_keys=True) == json.dumps(
             {k: v for k, v in evaluate()[key].items() if k != "conformal"} if key == "ts" else evaluate()[key],
-            sort_keys=True)
+            sort_keys=True,
+        )
 
 
 @pytest.mark.usefixtures("stand_in_data")

@@ -22,11 +22,22 @@ def test_normalised_auc_by_hand():
 
 
 def active_result(seed: int, accuracy: list[float], method: str = "gflowout", score: str = "bald") -> dict:
-    return {"protocol": "active_learning", "protocol_schema": PROTOCOL_SCHEMA,
-            "run_id": f"mnist__{method}__{score}__seed{seed}", "dataset": "mnist", "method": method, "score": score,
-            "seed": seed, "labelled_sizes": [20, 30, 40], "accuracy": accuracy, "nll": [1.0, 0.8, 0.6],
-            "protocol_settings": {"active": {"initial_per_class": 2, "rounds": 2, "acquire": 10, "samples": 4},
-                                  "training": {"steps": 5, "batch_size": 8}}}
+    return {
+        "protocol": "active_learning",
+        "protocol_schema": PROTOCOL_SCHEMA,
+        "run_id": f"mnist__{method}__{score}__seed{seed}",
+        "dataset": "mnist",
+        "method": method,
+        "score": score,
+        "seed": seed,
+        "labelled_sizes": [20, 30, 40],
+        "accuracy": accuracy,
+        "nll": [1.0, 0.8, 0.6],
+        "protocol_settings": {
+            "active": {"initial_per_class": 2, "rounds": 2, "acquire": 10, "samples": 4},
+            "training": {"steps": 5, "batch_size": 8},
+        },
+    }
 
 
 def test_active_learning_report_tables_are_mean_and_standard_error_over_seeds(tmp_path: Path):
@@ -46,12 +57,26 @@ def test_transfer_report_tables(tmp_path: Path):
     results = tmp_path / "results"
     for seed, accuracy in ((1, 0.9), (2, 0.8)):
         subsets = {"512": {"finetuned": {"accuracy": accuracy, "nll": 0.3}, "scratch": {"accuracy": 0.5, "nll": 1.0}}}
-        write_json_atomic(results / f"{seed}.json", {
-            "protocol": "transfer", "protocol_schema": PROTOCOL_SCHEMA, "run_id": f"mnist__none__seed{seed}",
-            "dataset": "mnist", "method": "none", "seed": seed, "subsets": subsets,
-            "pretrained": {"noise_rate": 0.3, "accuracy": 0.7, "nll": 0.9},
-            "protocol_settings": {"transfer": {"noise_rate": 0.3, "pretrain": {"steps": 3, "batch_size": 4},
-                                               "finetune": {"steps": 2, "batch_size": 4}}}})
+        write_json_atomic(
+            results / f"{seed}.json",
+            {
+                "protocol": "transfer",
+                "protocol_schema": PROTOCOL_SCHEMA,
+                "run_id": f"mnist__none__seed{seed}",
+                "dataset": "mnist",
+                "method": "none",
+                "seed": seed,
+                "subsets": subsets,
+                "pretrained": {"noise_rate": 0.3, "accuracy": 0.7, "nll": 0.9},
+                "protocol_settings": {
+                    "transfer": {
+                        "noise_rate": 0.3,
+                        "pretrain": {"steps": 3, "batch_size": 4},
+                        "finetune": {"steps": 2, "batch_size": 4},
+                    }
+                },
+            },
+        )
     write_transfer_report(results, tmp_path / "report")
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert f"| none | 2 | {0.85:.4f} ± {0.05:.4f} |" in markdown

@@ -16,16 +16,36 @@ from tests.helpers.report import fixture_runs, write_runs
 
 
 def learning_record(method: str, seed: int, seconds: float, q_entropy: float | None) -> dict[str, Any]:
-    curves = {"train/keep_rate_epoch": {str(e): 0.5 + 0.01 * e for e in range(4)},
-              "train/log_forward_epoch": {str(e): -32 * math.log(2) for e in range(4)},
-              "train/beta_epoch": {str(e): 0.001 * 10**e for e in range(4)}, "val/nll": {"3": 0.1}}
-    checkpoints = {} if q_entropy is None else {
-        which: {"epoch": epoch, "units": 32, "diagnostics": {},
-                "site_means": {"q_keep": 0.5, "q_entropy": q_entropy if which == "last" else math.log(2),
-                               "p_keep": 0.5, "p_entropy": math.log(2), "keep_rate": 0.5}}
-        for which, epoch in (("best", 1), ("last", 3))}
-    return {"curves": curves if q_entropy is not None else {}, "checkpoints": checkpoints,
-            "timing": {"epochs": 3, "median_s": seconds, "mean_s": seconds, "total_s": 3 * seconds}}
+    curves = {
+        "train/keep_rate_epoch": {str(e): 0.5 + 0.01 * e for e in range(4)},
+        "train/log_forward_epoch": {str(e): -32 * math.log(2) for e in range(4)},
+        "train/beta_epoch": {str(e): 0.001 * 10**e for e in range(4)},
+        "val/nll": {"3": 0.1},
+    }
+    checkpoints = (
+        {}
+        if q_entropy is None
+        else {
+            which: {
+                "epoch": epoch,
+                "units": 32,
+                "diagnostics": {},
+                "site_means": {
+                    "q_keep": 0.5,
+                    "q_entropy": q_entropy if which == "last" else math.log(2),
+                    "p_keep": 0.5,
+                    "p_entropy": math.log(2),
+                    "keep_rate": 0.5,
+                },
+            }
+            for which, epoch in (("best", 1), ("last", 3))
+        }
+    )
+    return {
+        "curves": curves if q_entropy is not None else {},
+        "checkpoints": checkpoints,
+        "timing": {"epochs": 3, "median_s": seconds, "mean_s": seconds, "total_s": 3 * seconds},
+    }
 
 
 LEARNING = {
@@ -38,8 +58,12 @@ LEARNING = {
 def test_the_mask_table_has_one_row_per_checkpoint_with_epochs_counted_from_one() -> None:
     table = learning_table(LEARNING)
     assert table is not None
-    assert [row[:4] for row in table.rows] == [["gflowout", "1", "best", "2"], ["gflowout", "1", "last", "4"],
-                                               ["gflowout", "2", "best", "2"], ["gflowout", "2", "last", "4"]]
+    assert [row[:4] for row in table.rows] == [
+        ["gflowout", "1", "best", "2"],
+        ["gflowout", "1", "last", "4"],
+        ["gflowout", "2", "best", "2"],
+        ["gflowout", "2", "last", "4"],
+    ]
     assert [row[5] for row in table.rows] == ["0.693", "0.000", "0.693", "0.500"]
     assert learning_table({"mnist__mc_dropout__seed1": LEARNING["mnist__mc_dropout__seed1"]}) is None
 
@@ -55,8 +79,10 @@ def test_cost_is_the_mean_over_seeds_of_the_median_epoch_as_a_ratio_to_mc_dropou
 def test_the_curves_figure_is_written_only_for_gflownet_methods(tmp_path: Path) -> None:
     path = plot_learning_curves(LEARNING, tmp_path / "curves.png")
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
-    assert plot_learning_curves({"mnist__mc_dropout__seed1": LEARNING["mnist__mc_dropout__seed1"]},
-                                tmp_path / "none.png") is None
+    assert (
+        plot_learning_curves({"mnist__mc_dropout__seed1": LEARNING["mnist__mc_dropout__seed1"]}, tmp_path / "none.png")
+        is None
+    )
 
 
 def test_write_report_appends_the_learning_section(tmp_path: Path) -> None:

@@ -24,9 +24,13 @@ from gflowout.nets.mlp import MLP
 from gflowout.nets.sites import apply_mask
 
 METHODS = [
-    ("gflowout", {"dataset_size": 100}), ("id_gflowout", {"dataset_size": 100}), ("mc_dropout", {}),
-    ("concrete", {"dataset_size": 100}), ("contextual", {"variant": "bernoulli"}),
-    ("contextual", {"variant": "gaussian"}), ("none", {}),
+    ("gflowout", {"dataset_size": 100}),
+    ("id_gflowout", {"dataset_size": 100}),
+    ("mc_dropout", {}),
+    ("concrete", {"dataset_size": 100}),
+    ("contextual", {"variant": "bernoulli"}),
+    ("contextual", {"variant": "gaussian"}),
+    ("none", {}),
 ]
 
 
@@ -66,7 +70,9 @@ def test_mean_and_class_masks_by_hand():
 
 
 def test_multipliers_become_masks():
-    multipliers = torch.tensor([[2.0, 0.0, 2.0, 2.0], [0.5, 0.25, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [3.0, math.nan, 0.0, 3.0]])
+    multipliers = torch.tensor(
+        [[2.0, 0.0, 2.0, 2.0], [0.5, 0.25, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [3.0, math.nan, 0.0, 3.0]]
+    )
     got = masks_from_multipliers(multipliers)
     expected = torch.tensor([[1.0, 0, 1, 1], [0.5, 0.25, 0, 1], [0, 0, 0, 0], [1, math.nan, 0, 1]])
     torch.testing.assert_close(got, expected, equal_nan=True)

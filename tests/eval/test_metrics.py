@@ -26,7 +26,9 @@ def random_problem(n: int = 400, classes: int = 6, seed: int = 0) -> tuple[np.nd
     return scipy.special.softmax(logits, axis=1), labels
 
 
-def away_from_edges(probs: np.ndarray, labels: np.ndarray, bins: int, gap: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+def away_from_edges(
+    probs: np.ndarray, labels: np.ndarray, bins: int, gap: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep examples whose confidence is not within `gap` of a bin edge (where binning conventions differ)."""
     confidence = probs.max(axis=1)
     distance = np.abs(confidence[:, None] - np.linspace(0, 1, bins + 1)[None]).min(axis=1)
@@ -51,7 +53,9 @@ def test_accuracy_nll_brier_match_sklearn(device: str) -> None:
     probs, labels = random_problem()
     tensor_probs, tensor_labels = torch.tensor(probs, device=device), torch.tensor(labels, device=device)
     classes = list(range(probs.shape[1]))
-    assert accuracy(tensor_probs, tensor_labels) == pytest.approx(accuracy_score(labels, probs.argmax(axis=1)), abs=1e-12)
+    assert accuracy(tensor_probs, tensor_labels) == pytest.approx(
+        accuracy_score(labels, probs.argmax(axis=1)), abs=1e-12
+    )
     assert nll(tensor_probs, tensor_labels) == pytest.approx(log_loss(labels, probs, labels=classes), rel=1e-10)
     hand_brier = float(((probs - np.eye(probs.shape[1])[labels]) ** 2).sum(axis=1).mean())
     assert brier(tensor_probs, tensor_labels) == pytest.approx(hand_brier, rel=1e-12)

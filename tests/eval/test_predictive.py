@@ -60,7 +60,9 @@ def test_entropies_match_scipy(device: str) -> None:
     np.testing.assert_allclose(
         mutual_information(tensor).cpu().numpy(), reference_total - reference_expected, rtol=1e-8, atol=1e-12
     )
-    np.testing.assert_allclose(max_probability(tensor).cpu().numpy(), reference_mean_probs(logits).max(axis=-1), rtol=1e-12)
+    np.testing.assert_allclose(
+        max_probability(tensor).cpu().numpy(), reference_mean_probs(logits).max(axis=-1), rtol=1e-12
+    )
 
 
 def test_mutual_information_is_zero_when_samples_agree() -> None:

@@ -21,20 +21,39 @@ def fake_result(method: str, seed: int, accuracy: float, dataset: str = "mnist")
     metrics = {"accuracy": accuracy, "nll": 1 - accuracy, "brier": 0.1, "ece15": 0.05, "ece10": 0.04}
     edges = np.linspace(0, 1, 16).tolist()
     return {
-        "schema_version": SCHEMA_VERSION, "run_id": f"{dataset}__{method}__seed{seed}", "method": method,
-        "seed": seed, "dataset": dataset, "config": {"epochs": 1}, "train_time_s": 10.0 * seed, "eval_time_s": 1.0,
-        "samples": 4, "test_size": 100,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": f"{dataset}__{method}__seed{seed}",
+        "method": method,
+        "seed": seed,
+        "dataset": dataset,
+        "config": {"epochs": 1},
+        "train_time_s": 10.0 * seed,
+        "eval_time_s": 1.0,
+        "samples": 4,
+        "test_size": 100,
         "clean": metrics,
         "random_rotation": {**metrics, "accuracy": accuracy / 2},
         "shifts": {"shot_noise": {"1": metrics, "2": {**metrics, "accuracy": accuracy - 0.1}}},
         "rotation_sweep": {"0": metrics, "90": {**metrics, "accuracy": 0.3}},
-        "ood": {"fashion-mnist": {"max_probability": {"auroc": 0.9, "aupr": 0.8, "fpr95": 0.3},
-                                  "mutual_information": {"auroc": 0.7, "aupr": 0.6, "fpr95": 0.5}}},
+        "ood": {
+            "fashion-mnist": {
+                "max_probability": {"auroc": 0.9, "aupr": 0.8, "fpr95": 0.3},
+                "mutual_information": {"auroc": 0.7, "aupr": 0.6, "fpr95": 0.5},
+            }
+        },
         "uncertainty": {"clean": {"0.05": {"uncertain_fraction": 0.1, "pavpu": 0.9}}},
         "figures": {
-            "reliability": {"clean": {"edges": edges, "count": [0] * 14 + [100],
-                                      "confidence": [None] * 14 + [0.99], "accuracy": [None] * 14 + [accuracy]}},
-            "ood_histograms": {"fashion-mnist": {"max_probability": {"edges": [0, 0.5, 1], "in": [90, 10], "out": [20, 80]}}},
+            "reliability": {
+                "clean": {
+                    "edges": edges,
+                    "count": [0] * 14 + [100],
+                    "confidence": [None] * 14 + [0.99],
+                    "accuracy": [None] * 14 + [accuracy],
+                }
+            },
+            "ood_histograms": {
+                "fashion-mnist": {"max_probability": {"edges": [0, 0.5, 1], "in": [90, 10], "out": [20, 80]}}
+            },
             "roc": {"fashion-mnist": {"max_probability": {"fpr": [0, 0.5, 1], "tpr": [0, 0.9, 1]}}},
         },
     }
@@ -50,8 +69,7 @@ def test_mean_and_standard_error_by_hand():
 
 
 def test_aggregate_groups_by_method_and_averages_over_seeds():
-    runs = [fake_result("mc_dropout", 1, 0.90), fake_result("mc_dropout", 2, 0.94),
-            fake_result("gflowout", 1, 0.96)]
+    runs = [fake_result("mc_dropout", 1, 0.90), fake_result("mc_dropout", 2, 0.94), fake_result("gflowout", 1, 0.96)]
     groups = aggregate(runs)["mnist"]
     assert [g.method for g in groups] == ["gflowout", "mc_dropout"]
     mc = groups[1]
@@ -83,8 +101,14 @@ def test_write_report_tables_figures_and_html(tmp_path: Path):
 
     pngs = sorted((tmp_path / "report" / "figures").glob("*.png"))
     names = {p.name for p in pngs}
-    assert {"mnist_reliability_clean.png", "mnist_severity.png", "mnist_shift_accuracy.png", "mnist_rotation.png",
-            "mnist_ood_hist_fashion-mnist.png", "mnist_ood_roc_fashion-mnist.png"} <= names
+    assert {
+        "mnist_reliability_clean.png",
+        "mnist_severity.png",
+        "mnist_shift_accuracy.png",
+        "mnist_rotation.png",
+        "mnist_ood_hist_fashion-mnist.png",
+        "mnist_ood_roc_fashion-mnist.png",
+    } <= names
     for png in pngs:
         image = mpimg.imread(png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100

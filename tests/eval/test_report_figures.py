@@ -38,9 +38,17 @@ def test_report_of_the_fixture_writes_every_figure_and_a_clean_page(tmp_path: Pa
     results = write_runs(tmp_path / "results", fixture_runs())
     html_path = write_report(results, tmp_path / "report")
     figures = {p.name: p for p in (tmp_path / "report" / "figures").glob("*.png")}
-    expected = {"mnist_reliability_clean.png", "mnist_reliability_random_rotation.png", "mnist_severity.png",
-                "mnist_shift_accuracy.png", "mnist_rotation.png", "mnist_ood_hist_fashion-mnist.png",
-                "mnist_ood_roc_fashion-mnist.png", "mnist_ood_hist_animal-mnist.png", "mnist_ood_roc_animal-mnist.png"}
+    expected = {
+        "mnist_reliability_clean.png",
+        "mnist_reliability_random_rotation.png",
+        "mnist_severity.png",
+        "mnist_shift_accuracy.png",
+        "mnist_rotation.png",
+        "mnist_ood_hist_fashion-mnist.png",
+        "mnist_ood_roc_fashion-mnist.png",
+        "mnist_ood_hist_animal-mnist.png",
+        "mnist_ood_roc_animal-mnist.png",
+    }
     assert expected <= set(figures)
     for path in figures.values():
         data = path.read_bytes()
@@ -67,12 +75,28 @@ def test_a_train_run_folder_is_read_and_its_missing_sections_stay_empty(tmp_path
     for method, seed, accuracy in [("gflowout", 1, 0.95), ("gflowout", 2, 0.97), ("mc_dropout", 1, 0.94)]:
         folder = runs / f"{method}-{seed}"
         folder.mkdir(parents=True)
-        (folder / "config.yaml").write_text(yaml.safe_dump(
-            {"seed": seed, "data": {"name": "mnist", "batch_size": 128}, "method": {"name": method},
-             "trainer": {"max_epochs": 200, "val_samples": 20, "val_every_n_epochs": 5}}))
-        (folder / "results.json").write_text(json.dumps(
-            {"method": method, "dataset": "mnist", "seed": seed, "val_samples": 20, "epochs": 200,
-             "test": {"accuracy": accuracy, "nll": 0.2, "ece": 0.01, "brier": 0.05, "count": 10000.0}}))
+        (folder / "config.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "seed": seed,
+                    "data": {"name": "mnist", "batch_size": 128},
+                    "method": {"name": method},
+                    "trainer": {"max_epochs": 200, "val_samples": 20, "val_every_n_epochs": 5},
+                }
+            )
+        )
+        (folder / "results.json").write_text(
+            json.dumps(
+                {
+                    "method": method,
+                    "dataset": "mnist",
+                    "seed": seed,
+                    "val_samples": 20,
+                    "epochs": 200,
+                    "test": {"accuracy": accuracy, "nll": 0.2, "ece": 0.01, "brier": 0.05, "count": 10000.0},
+                }
+            )
+        )
     write_report(runs, tmp_path / "report")
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| gflowout | 2 | **0.9600 ± 0.0100** | **0.2000 ± 0.0000** |" in markdown  # NLL: a tie, both bold
@@ -93,16 +117,21 @@ def test_one_severity_is_drawn_as_bars_not_one_dot(captured):
     assert len(axis.patches) == 2
     heights = sorted(round(p.get_height(), 6) for p in axis.patches)
     assert heights == [0.8, 0.9]
-    plots.plot_shift_grid({"fog": one, "noise": {m: ([1.0, 3.0], [0.9, 0.8], [0, 0]) for m in one}},
-                          "accuracy", "t", "unused.png")
+    plots.plot_shift_grid(
+        {"fog": one, "noise": {m: ([1.0, 3.0], [0.9, 0.8], [0, 0]) for m in one}}, "accuracy", "t", "unused.png"
+    )
     fog, noise = captured[-1].axes[:2]
     assert len(fog.patches) == 2 and len(noise.patches) == 0 and len(noise.lines) >= 2
 
 
 def test_reliability_diagram_shows_the_ece_and_the_bin_counts(captured):
     edges = np.linspace(0, 1, 16).tolist()
-    bins = {"edges": edges, "count": [0] * 13 + [10, 90], "confidence": [None] * 13 + [0.9, 0.99],
-            "accuracy": [None] * 13 + [0.8, 0.97]}
+    bins = {
+        "edges": edges,
+        "count": [0] * 13 + [10, 90],
+        "confidence": [None] * 13 + [0.9, 0.99],
+        "accuracy": [None] * 13 + [0.8, 0.97],
+    }
     plots.plot_reliability({"gflowout": bins}, "t", "unused.png")
     top, counts = captured[-1].axes
     assert "ECE (15 bins) 0.0280" in top.get_title()  # (10 * 0.1 + 90 * 0.02) / 100, by hand
@@ -126,8 +155,10 @@ def test_histogram_bins_fit_scores_that_pile_up_near_zero():
 
 
 def test_histograms_with_their_own_bins_pool_over_seeds_keeping_every_count():
-    parts = [{"edges": np.geomspace(1e-4, 1, 31).tolist(), "scale": "log", "in": [10] * 30, "out": [1] * 30},
-             {"edges": np.geomspace(1e-5, 0.5, 31).tolist(), "scale": "log", "in": [20] * 30, "out": [2] * 30}]
+    parts = [
+        {"edges": np.geomspace(1e-4, 1, 31).tolist(), "scale": "log", "in": [10] * 30, "out": [1] * 30},
+        {"edges": np.geomspace(1e-5, 0.5, 31).tolist(), "scale": "log", "in": [20] * 30, "out": [2] * 30},
+    ]
     pooled = _pool_histograms(parts, "predictive_entropy")
     assert pooled["scale"] == "log" and pooled["edges"][0] == pytest.approx(1e-5) and pooled["edges"][-1] == 1
     assert sum(pooled["in"]) == pytest.approx(900) and sum(pooled["out"]) == pytest.approx(90)
@@ -147,8 +178,9 @@ def test_a_benchmark_folder_reads_its_results_not_its_harness_run_folders(tmp_pa
         folder = tmp_path / "out" / "runs" / f"mnist__gflowout__seed{seed}"
         folder.mkdir(parents=True)
         (folder / "config.yaml").write_text("seed: 1\n")
-        (folder / "results.json").write_text(json.dumps(
-            {"method": "gflowout", "dataset": "mnist", "seed": seed, "test": {"accuracy": 0.9}}))
+        (folder / "results.json").write_text(
+            json.dumps({"method": "gflowout", "dataset": "mnist", "seed": seed, "test": {"accuracy": 0.9}})
+        )
     assert [r["run_id"] for r in load_report_runs(tmp_path / "out")] == ["mnist__gflowout__seed1"]
 
 

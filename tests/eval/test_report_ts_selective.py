@@ -19,26 +19,44 @@ from gflowout.results import write_json_atomic
 def with_ts_and_selective(result: dict, temperature: float, aurc: float) -> dict:
     """`fake_result` plus the sections evaluate_method adds with validation data."""
     result = copy.deepcopy(result)
-    selective = {"clean": {score: {"aurc": aurc, "accuracy_at_90": 0.99, "accuracy_at_95": 0.98, "accuracy_at_99": 0.97}
-                           for score in ("max_probability", "negative_entropy")}}
+    selective = {
+        "clean": {
+            score: {"aurc": aurc, "accuracy_at_90": 0.99, "accuracy_at_95": 0.98, "accuracy_at_99": 0.97}
+            for score in ("max_probability", "negative_entropy")
+        }
+    }
     curve = {"coverage": list(CURVE_GRID), "risk": [aurc * c for c in CURVE_GRID]}
     result["selective"] = selective
     result["figures"]["risk_coverage"] = {"clean": {"max_probability": curve, "negative_entropy": curve}}
-    ts = {"temperature": temperature, "clean": {**result["clean"], "nll": result["clean"]["nll"] / 2},
-          "random_rotation": result["random_rotation"], "shifts": result["shifts"],
-          "rotation_sweep": result["rotation_sweep"], "ood": result["ood"],
-          "selective": copy.deepcopy(selective),
-          "figures": {"reliability": result["figures"]["reliability"], "risk_coverage": result["figures"]["risk_coverage"]}}
+    ts = {
+        "temperature": temperature,
+        "clean": {**result["clean"], "nll": result["clean"]["nll"] / 2},
+        "random_rotation": result["random_rotation"],
+        "shifts": result["shifts"],
+        "rotation_sweep": result["rotation_sweep"],
+        "ood": result["ood"],
+        "selective": copy.deepcopy(selective),
+        "figures": {
+            "reliability": result["figures"]["reliability"],
+            "risk_coverage": result["figures"]["risk_coverage"],
+        },
+    }
     result["ts"] = ts
-    result["temperature_scaling"] = {"temperature": temperature, "validation_size": 50, "validation_nll": 0.4,
-                                     "validation_nll_scaled": 0.3}
+    result["temperature_scaling"] = {
+        "temperature": temperature,
+        "validation_size": 50,
+        "validation_nll": 0.4,
+        "validation_nll_scaled": 0.3,
+    }
     return result
 
 
 def test_ts_rows_follow_their_method_and_aggregate_over_seeds(tmp_path: Path) -> None:
-    runs = [with_ts_and_selective(fake_result("mc_dropout", 1, 0.90), 1.5, 0.02),
-            with_ts_and_selective(fake_result("mc_dropout", 2, 0.94), 2.5, 0.04),
-            fake_result("gflowout", 1, 0.96)]
+    runs = [
+        with_ts_and_selective(fake_result("mc_dropout", 1, 0.90), 1.5, 0.02),
+        with_ts_and_selective(fake_result("mc_dropout", 2, 0.94), 2.5, 0.04),
+        fake_result("gflowout", 1, 0.96),
+    ]
     groups = aggregate(runs)["mnist"]
     assert [g.method for g in groups] == ["gflowout", "mc_dropout", "mc_dropout + TS"]
     ts = groups[2]
@@ -58,7 +76,7 @@ def test_ts_rows_follow_their_method_and_aggregate_over_seeds(tmp_path: Path) ->
     assert "### mnist: selective prediction (clean)" in report
     assert "| mc_dropout | max_probability | 0.0300 ± 0.0100 | 0.9900 ± 0.0000 |" in report
     assert "| mc_dropout + TS | 2.000 ± 0.500 | 0.4000 ± 0.0000 | 0.3000 ± 0.0000 |" in report
-    after = report[report.index("### mnist: cost"):].split("\n\n")[1]  # the table under the heading
+    after = report[report.index("### mnist: cost") :].split("\n\n")[1]  # the table under the heading
     cost = "\n".join(line for line in after.splitlines() if line.startswith("|"))
     assert "| mc_dropout |" in cost and "mc_dropout + TS" not in cost
     figure = tmp_path / "report" / "figures" / "mnist_risk_coverage_clean.png"

@@ -29,7 +29,11 @@ def test_scalars_come_back_with_their_times_steps_and_values(tmp_path: Path) -> 
     path = write_events(tmp_path / "tb" / "version_0", {0: [1.0, 2.5]}, start=1000.0)
     scalars = read_scalars(path)
     assert [(t, s, tag) for t, s, tag, _ in scalars] == [
-        (1001.0, 0, "loss"), (1001.0, 0, "epoch"), (1002.5, 1, "loss"), (1002.5, 1, "epoch")]
+        (1001.0, 0, "loss"),
+        (1001.0, 0, "epoch"),
+        (1002.5, 1, "loss"),
+        (1002.5, 1, "epoch"),
+    ]
     assert scalars[2][3] == pytest.approx(0.5)
 
 

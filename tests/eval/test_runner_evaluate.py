@@ -107,8 +107,9 @@ def test_evaluate_method_normalises_batches_and_fills_the_schema(stand_in_data, 
 
 def test_evaluate_method_limit_and_explicit_missing_ood(stand_in_data):
     method = BrightnessReader()
-    result = evaluate_method(method, "digits", samples=2, shifts=(), rotation_angles=(), random_rotation=False,
-                             ood_sets=[], limit=50)
+    result = evaluate_method(
+        method, "digits", samples=2, shifts=(), rotation_angles=(), random_rotation=False, ood_sets=[], limit=50
+    )
     assert result["test_size"] == 50 and result["shifts"] == {} and result["ood"] == {}
     with pytest.raises(evaluate_module.DataError, match="absent"):
         evaluate_method(method, "digits", samples=2, shifts=(), rotation_angles=(), ood_sets=["absent"])
@@ -118,8 +119,9 @@ def test_evaluate_method_leaves_the_callers_random_stream_alone(stand_in_data):
     method = BrightnessReader()
     torch.manual_seed(11)
     state = torch.get_rng_state()
-    evaluate_method(method, "digits", samples=2, shifts=(), rotation_angles=(), random_rotation=False,
-                    ood_sets=[], limit=20)
+    evaluate_method(
+        method, "digits", samples=2, shifts=(), rotation_angles=(), random_rotation=False, ood_sets=[], limit=20
+    )
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -166,13 +168,19 @@ def test_every_clean_metric_is_the_metrics_modules_value_of_an_imperfect_predict
 
     labels = stand_in_data
     method, samples = UnevenReader(), 3
-    result = evaluate_method(method, "digits", samples=samples, shifts=(), rotation_angles=(0,), ood_sets=[], batch_size=64)
+    result = evaluate_method(
+        method, "digits", samples=samples, shifts=(), rotation_angles=(0,), ood_sets=[], batch_size=64
+    )
 
     log_probs = log_mean_probs(method.answer(_normalised(labels), samples))
     probs = log_probs.exp()
-    expected = {"accuracy": metrics.accuracy(probs, labels), "nll": metrics.nll(probs, labels, log_probs=log_probs),
-                "brier": metrics.brier(probs, labels), "ece15": metrics.ece(probs, labels, bins=15),
-                "ece10": metrics.ece(probs, labels, bins=10)}
+    expected = {
+        "accuracy": metrics.accuracy(probs, labels),
+        "nll": metrics.nll(probs, labels, log_probs=log_probs),
+        "brier": metrics.brier(probs, labels),
+        "ece15": metrics.ece(probs, labels, bins=15),
+        "ece10": metrics.ece(probs, labels, bins=10),
+    }
     assert 0.5 < expected["accuracy"] < 1.0
     assert len(torch.unique(probs.max(dim=1).values.round(decimals=4))) >= 8, "confidence must vary"
     assert abs(expected["ece15"] - expected["ece10"]) > 0.005, expected
@@ -195,8 +203,9 @@ def test_temperature_scaling_and_selective_prediction_in_the_result(stand_in_dat
     validation_labels = np.arange(200) % 10
     validation = (_normalised(validation_labels), torch.as_tensor(validation_labels))
     method = MisreadingReader()
-    result = evaluate_method(method, "digits", samples=2, severities=(1,), rotation_angles=(0, 90), batch_size=64,
-                             validation=validation)
+    result = evaluate_method(
+        method, "digits", samples=2, severities=(1,), rotation_angles=(0, 90), batch_size=64, validation=validation
+    )
 
     expected_t = fit_temperature(method.answer(validation[0], 2), validation[1])
     assert expected_t > 1.2  # over-confident: softened
@@ -226,8 +235,9 @@ def test_validation_changes_no_number_of_the_result_without_it(stand_in_data):
     """The validation pass draws from its own seeded RNG: every key of a result without it is the same with it."""
     validation = (_normalised(np.arange(50) % 10), torch.as_tensor(np.arange(50) % 10))
     plain = evaluate_method(BrightnessReader(), "digits", samples=3, severities=(1,), rotation_angles=(0, 90))
-    with_ts = evaluate_method(BrightnessReader(), "digits", samples=3, severities=(1,), rotation_angles=(0, 90),
-                              validation=validation)
+    with_ts = evaluate_method(
+        BrightnessReader(), "digits", samples=3, severities=(1,), rotation_angles=(0, 90), validation=validation
+    )
     for key in plain:
         if key != "eval_time_s":
             assert json.dumps(with_ts[key], sort_keys=True) == json.dumps(plain[key], sort_keys=True), key
@@ -240,6 +250,7 @@ def test_a_deep_ensemble_is_evaluated_with_its_own_sample_count(stand_in_data):
 
     torch.manual_seed(0)
     method = DeepEnsemble(MLP(hidden=(8,)), members=3)
-    result = evaluate_method(method, "digits", samples=20, shifts=(), rotation_angles=(), random_rotation=False,
-                             ood_sets=[], limit=30)
+    result = evaluate_method(
+        method, "digits", samples=20, shifts=(), rotation_angles=(), random_rotation=False, ood_sets=[], limit=30
+    )
     assert result["samples"] == 3

@@ -57,8 +57,19 @@ def _cache_under_the_data_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def evaluate(method: Recorder, root: Path) -> dict:
-    return evaluate_method(method, "mnist", root=root, samples=1, shifts={SHIFT: [SEVERITY]}, ood_sets=(),
-                           rotation_angles=(), random_rotation=False, limit=LIMIT, seed=SEED, batch_size=LIMIT)
+    return evaluate_method(
+        method,
+        "mnist",
+        root=root,
+        samples=1,
+        shifts={SHIFT: [SEVERITY]},
+        ood_sets=(),
+        rotation_angles=(),
+        random_rotation=False,
+        limit=LIMIT,
+        seed=SEED,
+        batch_size=LIMIT,
+    )
 
 
 def test_two_methods_read_the_same_cached_shifted_images(temp_root: Path, tmp_path: Path, monkeypatch) -> None:

@@ -83,7 +83,12 @@ def test_hand_built_pavpu() -> None:
     assert (pvalues[:3] < 0.01).all() and (pvalues[3:] > 0.1).all()  # the construction does what it says
     for metrics in ttest_uncertainty(logits, labels).values():
         assert metrics == pytest.approx(
-            {"uncertain_fraction": 2 / 5, "pavpu": 3 / 5, "accurate_given_certain": 2 / 3, "uncertain_given_inaccurate": 1 / 2}
+            {
+                "uncertain_fraction": 2 / 5,
+                "pavpu": 3 / 5,
+                "accurate_given_certain": 2 / 3,
+                "uncertain_given_inaccurate": 1 / 2,
+            }
         )
 
 
@@ -95,7 +100,12 @@ def test_identical_samples_follow_the_documented_convention() -> None:
     labels = np.array([0, 2, 1])  # certain & right, uncertain & wrong (whichever way the tie breaks), certain & wrong
     report = ttest_uncertainty(repeated, labels)["0.05"]
     assert report == pytest.approx(
-        {"uncertain_fraction": 1 / 3, "pavpu": 2 / 3, "accurate_given_certain": 1 / 2, "uncertain_given_inaccurate": 1 / 2}
+        {
+            "uncertain_fraction": 1 / 3,
+            "pavpu": 2 / 3,
+            "accurate_given_certain": 1 / 2,
+            "uncertain_given_inaccurate": 1 / 2,
+        }
     )
 
 
@@ -123,4 +133,6 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 def test_accepts_logits_that_require_grad() -> None:
     logits = torch.tensor(varied_logits(batch=20, seed=4), requires_grad=True)
-    np.testing.assert_allclose(top2_pvalues(logits).numpy(), loop_pvalues(varied_logits(batch=20, seed=4))[0], rtol=1e-9)
+    np.testing.assert_allclose(
+        top2_pvalues(logits).numpy(), loop_pvalues(varied_logits(batch=20, seed=4))[0], rtol=1e-9
+    )

@@ -35,7 +35,11 @@ def _one_thread(one_torch_thread):
 
 def tiny_config(score: str = "bald", method: str = "mc_dropout", rounds: int = 3) -> ActiveLearningConfig:
     return ActiveLearningConfig(
-        config=harness(), methods=[method], seeds=[1], scores=[score], device="cpu",
+        config=harness(),
+        methods=[method],
+        seeds=[1],
+        scores=[score],
+        device="cpu",
         training=TrainingSettings(steps=4, batch_size=8),
         active=ActiveLearningSettings(initial_per_class=2, acquire=4, rounds=rounds, samples=3, pool_size=90),
     )
@@ -43,8 +47,15 @@ def tiny_config(score: str = "bald", method: str = "mc_dropout", rounds: int = 3
 
 def run(config: ActiveLearningConfig, out: Path, log=lambda line: None) -> dict:
     spec = al.ActiveRun("mnist", config.methods[0], config.scores[0], 1)
-    return al.run_one(spec, config, synthetic_data(), config.harness_config("mnist", spec.method, 1, None), out,
-                      torch.device("cpu"), log)
+    return al.run_one(
+        spec,
+        config,
+        synthetic_data(),
+        config.harness_config("mnist", spec.method, 1, None),
+        out,
+        torch.device("cpu"),
+        log,
+    )
 
 
 @pytest.mark.parametrize("score", [s.value for s in AcquisitionScore])
@@ -99,13 +110,16 @@ def test_acquire_takes_the_highest_scores_among_the_candidates_only():
     method = build_seeded_method(harness_config, CLASSES, data.input_shape, 20, 1, 0)
     train_for_steps(method, data.x_train[:20], data.y_train[:20], steps=3, batch_size=8, seed=1)
     candidates = list(range(40, 100))
-    chosen, scores = al.acquire(method, data.x_train, candidates, "entropy", 5, samples=4, batch_size=16, seed=1,
-                                round_index=0)
+    chosen, scores = al.acquire(
+        method, data.x_train, candidates, "entropy", 5, samples=4, batch_size=16, seed=1, round_index=0
+    )
     assert set(chosen) <= set(candidates) and len(set(chosen)) == 5
     assert scores == sorted(scores, reverse=True)
     # the same seed and round pick the same; random acquisition of another seed picks others
-    assert al.acquire(method, data.x_train, candidates, "entropy", 5, samples=4, batch_size=16, seed=1,
-                      round_index=0)[0] == chosen
+    assert (
+        al.acquire(method, data.x_train, candidates, "entropy", 5, samples=4, batch_size=16, seed=1, round_index=0)[0]
+        == chosen
+    )
     random_1 = al.acquire(None, data.x_train, candidates, "random", 5, samples=4, batch_size=16, seed=1, round_index=0)
     random_2 = al.acquire(None, data.x_train, candidates, "random", 5, samples=4, batch_size=16, seed=2, round_index=0)
     assert random_1[0] != random_2[0]
@@ -205,12 +219,20 @@ def test_active_learning_command_end_to_end_on_real_mnist(tmp_path: Path):
     except DataError as error:
         pytest.skip(f"real MNIST is needed (`make test` fetches it): {error}")
     out = tmp_path / "al"
-    argv = ["active-learning", "--config", str(REPO / "configs" / "active_tiny.yaml"), "--out", str(out),
-            "--threads", str(torch.get_num_threads())]
+    argv = [
+        "active-learning",
+        "--config",
+        str(REPO / "configs" / "active_tiny.yaml"),
+        "--out",
+        str(out),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
     assert main(argv) == 0
     results = sorted(p.name for p in (out / "results").glob("*.json"))
-    assert results == sorted(f"mnist__{m}__{s}__seed1.json" for m in ("mc_dropout", "gflowout")
-                             for s in ("bald", "random"))
+    assert results == sorted(
+        f"mnist__{m}__{s}__seed1.json" for m in ("mc_dropout", "gflowout") for s in ("bald", "random")
+    )
     report = (out / "report" / "report.md").read_text()
     assert "normalised area under the accuracy" in report and "mnist_active_accuracy.png" in report
     assert (out / "report" / "figures" / "mnist_active_accuracy.png").stat().st_size > 1000

@@ -14,8 +14,12 @@ from gflowout.experiments.benchmark import load_benchmark_config, run_benchmark
 
 
 def _bench(tmp_path: Path, **changes) -> Path:
-    raw = {"config": {"data": {"name": "mnist"}, "model": {"options": {"hidden": [8]}}},
-           "methods": ["none", "mc_dropout"], "seeds": [1, 2], "evaluation": {"samples": 2, "limit": 10}}
+    raw = {
+        "config": {"data": {"name": "mnist"}, "model": {"options": {"hidden": [8]}}},
+        "methods": ["none", "mc_dropout"],
+        "seeds": [1, 2],
+        "evaluation": {"samples": 2, "limit": 10},
+    }
     raw.update(changes)
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -52,7 +56,9 @@ def test_an_unknown_shift_is_named_before_any_run(tmp_path: Path, no_training: l
     bench = load_benchmark_config(_bench(tmp_path, evaluation={"samples": 2, "shifts": ["fgo"], "severities": [1, 6]}))
     with pytest.raises(ConfigError) as error:
         run_benchmark(bench, tmp_path / "out", log=lambda line: None)
-    assert "did you mean 'fog'?" in str(error.value) and "severities must be integers 1..5, found [6]" in str(error.value)
+    assert "did you mean 'fog'?" in str(error.value) and "severities must be integers 1..5, found [6]" in str(
+        error.value
+    )
     assert no_training == []
 
 
@@ -66,8 +72,9 @@ def test_a_data_set_that_is_not_fetched_stops_the_grid_before_any_run(tmp_path: 
 def test_missing_default_ood_sets_are_one_note_not_silence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gflowout.experiments import grid_check
 
-    monkeypatch.setattr(grid_check, "_missing_data",
-                        lambda name, root: None if name == "mnist" else f"{name} is not fetched")
+    monkeypatch.setattr(
+        grid_check, "_missing_data", lambda name, root: None if name == "mnist" else f"{name} is not fetched"
+    )
     bench = load_benchmark_config(_bench(tmp_path))
     configs = [benchmark.run_config(bench, spec) for spec in bench.runs()]
     lines: list[str] = []

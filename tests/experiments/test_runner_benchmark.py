@@ -72,7 +72,10 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
         # temperature scaling (on by default) on the run's validation split, and selective prediction
         assert result["temperature_scaling"]["temperature"] > 0 and result["ts"]["temperature"] > 0
         assert result["temperature_scaling"]["validation_nll_scaled"] <= result["temperature_scaling"]["validation_nll"]
-        assert set(result["ts"]["clean"]) == set(result["clean"]) and set(result["ts"]["shifts"]) == {"shot_noise", "fog"}
+        assert set(result["ts"]["clean"]) == set(result["clean"]) and set(result["ts"]["shifts"]) == {
+            "shot_noise",
+            "fog",
+        }
         assert set(result["selective"]) == {"clean", "random_rotation"}
 
     # the report: mean ± standard error over the two seeds, computed here from the files
@@ -93,7 +96,7 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
 
     # `gflowout report OUT` on the benchmark folder rebuilds the same tables
     assert main(["report", str(out)]) == 0
-    tables = report[report.index("## mnist"):]
+    tables = report[report.index("## mnist") :]
     assert (out / "report" / "report.md").read_text().endswith(tables)
 
     # a rerun of a finished grid trains nothing; a lost result file is re-evaluated without retraining,

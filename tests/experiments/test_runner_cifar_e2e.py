@@ -51,7 +51,9 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def test_cifar_benchmark_end_to_end(cifar_root: Path, one_thread: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_cifar_benchmark_end_to_end(
+    cifar_root: Path, one_thread: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     augmented: list[int] = []
 
     def counting_crop_flip(images, *args, **kwargs):
@@ -61,20 +63,42 @@ def test_cifar_benchmark_end_to_end(cifar_root: Path, one_thread: str, tmp_path:
     original = datamodule.random_crop_flip
     monkeypatch.setattr(datamodule, "random_crop_flip", counting_crop_flip)
     bench = tmp_path / "bench_cifar_tiny.yaml"
-    bench.write_text(yaml.safe_dump({
-        "config": str(REPO / "configs" / "cifar10_resnet18.yaml"),  # the paper's CIFAR set-up, shrunk below
-        "overrides": [f"data.batch_size={BATCH}", "data.val_fraction=0.25", "model.options.width=4",
-                      "trainer.max_epochs=1", "trainer.val_samples=2", "trainer.checkpoint_every_n_steps=0",
-                      "trainer.enable_progress_bar=false", "trainer.accelerator=cpu", "trainer.log_every_n_steps=1"],
-        "trainer_overrides": {"limit_test_batches": 1},
-        "methods": ["gflowout", "mc_dropout"], "seeds": [1],
-        "evaluation": {"samples": 2, "random_rotation": True, "rotation_angles": [0, 90],
-                       "shifts": {"gaussian_noise": [1], "contrast": [3]}, "batch_size": 64,
-                       "published_corruptions": ["frost", "gaussian_noise"]},
-    }))
+    bench.write_text(
+        yaml.safe_dump(
+            {
+                "config": str(REPO / "configs" / "cifar10_resnet18.yaml"),  # the paper's CIFAR set-up, shrunk below
+                "overrides": [
+                    f"data.batch_size={BATCH}",
+                    "data.val_fraction=0.25",
+                    "model.options.width=4",
+                    "trainer.max_epochs=1",
+                    "trainer.val_samples=2",
+                    "trainer.checkpoint_every_n_steps=0",
+                    "trainer.enable_progress_bar=false",
+                    "trainer.accelerator=cpu",
+                    "trainer.log_every_n_steps=1",
+                ],
+                "trainer_overrides": {"limit_test_batches": 1},
+                "methods": ["gflowout", "mc_dropout"],
+                "seeds": [1],
+                "evaluation": {
+                    "samples": 2,
+                    "random_rotation": True,
+                    "rotation_angles": [0, 90],
+                    "shifts": {"gaussian_noise": [1], "contrast": [3]},
+                    "batch_size": 64,
+                    "published_corruptions": ["frost", "gaussian_noise"],
+                },
+            }
+        )
+    )
     out = tmp_path / "bench"
-    assert main(["benchmark", "--config", str(bench), "--out", str(out), "--root", str(cifar_root),
-                 "--threads", one_thread]) == 0
+    assert (
+        main(
+            ["benchmark", "--config", str(bench), "--out", str(out), "--root", str(cifar_root), "--threads", one_thread]
+        )
+        == 0
+    )
     capsys.readouterr()
     # crop + flip on every training batch of both runs, and on nothing else (validation, test, evaluation)
     assert augmented == [BATCH, BATCH, BATCH, TRAIN_SIZE - 3 * BATCH] * 2
@@ -87,13 +111,18 @@ def test_cifar_benchmark_end_to_end(cifar_root: Path, one_thread: str, tmp_path:
         assert {k: set(v) for k, v in result["shifts"].items()} == {"gaussian_noise": {"1"}, "contrast": {"3"}}
         assert result["published_set"] == "cifar10-c"
         assert {k: set(v) for k, v in result["published_corruptions"].items()} == {
-            c: {"1", "2", "3", "4", "5"} for c in ("frost", "gaussian_noise")}
+            c: {"1", "2", "3", "4", "5"} for c in ("frost", "gaussian_noise")
+        }
         assert set(result["ood"]) == {"svhn"} and set(result["ood_skipped"]) == {"cifar100"}
         assert 0.0 <= result["ood"]["svhn"]["predictive_entropy"]["auroc"] <= 1.0
     report = (out / "report" / "report.md").read_text()
     assert "PUBLISHED CIFAR-10-C files" in report and "CIFAR-10-C-style shifts" in report
     assert "OOD detection: cifar10 (in) vs svhn (out)" in report
     figures = {p.name for p in (out / "report" / "figures").glob("*.png")}
-    assert {"cifar10_severity.png", "cifar10_published_severity.png", "cifar10_ood_roc_svhn.png",
-            "cifar10_reliability_clean.png"} <= figures
+    assert {
+        "cifar10_severity.png",
+        "cifar10_published_severity.png",
+        "cifar10_ood_roc_svhn.png",
+        "cifar10_reliability_clean.png",
+    } <= figures
     assert mpimg.imread(out / "report" / "figures" / "cifar10_published_severity.png").ndim == 3

@@ -31,10 +31,19 @@ def tiny_csv(path: Path) -> Path:
 
 def test_cohort_command_runs_resumes_and_summarises(tmp_path, capsys, one_torch_thread):
     config = {
-        "data": {"source": "csv", "path": str(tiny_csv(tmp_path / "eicu.csv")), "group_column": "unit",
-                 "label_column": "mortality"},
-        "held_out": ["c"], "methods": ["none", "gflowout"], "seeds": [1], "hidden": [8, 8, 8],
-        "epochs": 2, "batch_size": 32, "samples": 3,
+        "data": {
+            "source": "csv",
+            "path": str(tiny_csv(tmp_path / "eicu.csv")),
+            "group_column": "unit",
+            "label_column": "mortality",
+        },
+        "held_out": ["c"],
+        "methods": ["none", "gflowout"],
+        "seeds": [1],
+        "hidden": [8, 8, 8],
+        "epochs": 2,
+        "batch_size": 32,
+        "samples": 3,
     }
     config_path = tmp_path / "cohort.yaml"
     config_path.write_text(yaml.safe_dump(config))
@@ -63,8 +72,19 @@ def test_same_seed_gives_the_same_run(tmp_path, one_torch_thread):
     from gflowout.data.cohort import leave_one_group_out, read_cohort_csv
     from gflowout.experiments.cohort import train_and_evaluate
 
-    config = cohort_config({"data": {"source": "csv", "path": str(tiny_csv(tmp_path / "t.csv")), "group_column": "unit",
-                                     "label_column": "mortality"}, "hidden": [8], "epochs": 1, "samples": 2})
+    config = cohort_config(
+        {
+            "data": {
+                "source": "csv",
+                "path": str(tiny_csv(tmp_path / "t.csv")),
+                "group_column": "unit",
+                "label_column": "mortality",
+            },
+            "hidden": [8],
+            "epochs": 1,
+            "samples": 2,
+        }
+    )
     split = leave_one_group_out(read_cohort_csv(config.data.path, "unit", "mortality"), "a")
     first, second = (train_and_evaluate(config, split, "mc_dropout", 3) for _ in range(2))
     assert first["held_out"] == second["held_out"]

@@ -45,7 +45,9 @@ def test_tiny_demo_prints_the_table_and_names_the_folder(tmp_path, monkeypatch, 
     config = yaml.safe_load((REPO / "configs" / "demo_mnist.yaml").read_text())
     config["config"]["data"]["limit_train"] = 128
     config["config"]["model"]["options"]["hidden"] = [16]
-    config["config"]["trainer"].update(max_epochs=1, limit_val_batches=1, enable_progress_bar=False, log_every_n_steps=1)
+    config["config"]["trainer"].update(
+        max_epochs=1, limit_val_batches=1, enable_progress_bar=False, log_every_n_steps=1
+    )
     config["trainer_overrides"] = {"limit_test_batches": 1}
     config["evaluation"].update(samples=2, limit=100, rotation_angles=[0, 90], shifts={"fog": [1]}, ood_sets=[])
     tiny = tmp_path / "demo_tiny.yaml"
@@ -53,7 +55,9 @@ def test_tiny_demo_prints_the_table_and_names_the_folder(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
 
     threads = torch.get_num_threads()
-    assert main(["demo", "--config", str(tiny), "--methods", "mc_dropout", "--out", "out", "--threads", str(threads)]) == 0
+    assert (
+        main(["demo", "--config", str(tiny), "--methods", "mc_dropout", "--out", "out", "--threads", str(threads)]) == 0
+    )
     assert torch.get_num_threads() == threads
     captured = capsys.readouterr()
     result = json.loads((tmp_path / "out" / "results" / "mnist__mc_dropout__seed1.json").read_text())

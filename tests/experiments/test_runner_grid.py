@@ -17,11 +17,16 @@ from gflowout.results import SCHEMA_VERSION, run_id
 
 def write_bench(tmp_path: Path) -> Path:
     path = tmp_path / "bench.yaml"
-    path.write_text(yaml.safe_dump({
-        "config": {"data": {"name": "mnist"}, "model": {"options": {"hidden": [8]}}},
-        "methods": ["mc_dropout", "none"], "seeds": [1, 2, 3],
-        "evaluation": {"samples": 2, "limit": 10},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "config": {"data": {"name": "mnist"}, "model": {"options": {"hidden": [8]}}},
+                "methods": ["mc_dropout", "none"],
+                "seeds": [1, 2, 3],
+                "evaluation": {"samples": 2, "limit": 10},
+            }
+        )
+    )
     return path
 
 
@@ -34,10 +39,17 @@ def test_grid_order_skip_eta_and_keep_going(tmp_path: Path, monkeypatch):
         if (config.method.name, config.seed) == ("none", 2):
             raise NonFiniteLossError("loss became NaN")
         accuracy = 0.5 + config.seed / 10
-        return {"schema_version": SCHEMA_VERSION, "run_id": run_id(config.data.name, config.method.name, config.seed),
-                "method": config.method.name, "seed": config.seed, "settings_digest": benchmark.run_digest(config, evaluation),
-                "dataset": config.data.name, "train_time_s": 1.0, "eval_time_s": 1.0,
-                "clean": {"accuracy": accuracy, "nll": 1.0, "brier": 0.5, "ece15": 0.1, "ece10": 0.1}}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id(config.data.name, config.method.name, config.seed),
+            "method": config.method.name,
+            "seed": config.seed,
+            "settings_digest": benchmark.run_digest(config, evaluation),
+            "dataset": config.data.name,
+            "train_time_s": 1.0,
+            "eval_time_s": 1.0,
+            "clean": {"accuracy": accuracy, "nll": 1.0, "brier": 0.5, "ece15": 0.1, "ece10": 0.1},
+        }
 
     monkeypatch.setattr(benchmark, "train_and_evaluate", stand_in)
     bench = load_benchmark_config(write_bench(tmp_path))
@@ -49,8 +61,10 @@ def test_grid_order_skip_eta_and_keep_going(tmp_path: Path, monkeypatch):
     assert "ETA" not in lines[0] and "0 done, 6 left" in lines[0]
     assert any("ETA" in line for line in lines[1:])
     files = sorted(p.name for p in (tmp_path / "out" / "results").glob("*.json"))
-    assert files == [f"mnist__{m}__seed{s}.json" for m, s in
-                     [("mc_dropout", 1), ("mc_dropout", 2), ("mc_dropout", 3), ("none", 1), ("none", 3)]]
+    assert files == [
+        f"mnist__{m}__seed{s}.json"
+        for m, s in [("mc_dropout", 1), ("mc_dropout", 2), ("mc_dropout", 3), ("none", 1), ("none", 3)]
+    ]
     assert json.loads((tmp_path / "out" / "results" / files[1]).read_text())["clean"]["accuracy"] == pytest.approx(0.7)
     report = (tmp_path / "out" / "report" / "report.md").read_text()
     assert "| mc_dropout | 3 | 0.7000 ± 0.0577 |" in report  # 0.6, 0.7, 0.8: sd 0.1, se 0.1 / sqrt 3
@@ -84,10 +98,17 @@ def test_two_shards_share_one_folder_and_the_last_writes_the_report(tmp_path: Pa
 
     def stand_in(config, run_dir, evaluation, log, trainer_overrides, progress):
         calls.append((config.method.name, config.seed))
-        return {"schema_version": SCHEMA_VERSION, "run_id": run_id(config.data.name, config.method.name, config.seed),
-                "method": config.method.name, "seed": config.seed, "settings_digest": benchmark.run_digest(config, evaluation),
-                "dataset": config.data.name, "train_time_s": 1.0, "eval_time_s": 1.0,
-                "clean": {"accuracy": 0.5, "nll": 1.0, "brier": 0.5, "ece15": 0.1, "ece10": 0.1}}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id(config.data.name, config.method.name, config.seed),
+            "method": config.method.name,
+            "seed": config.seed,
+            "settings_digest": benchmark.run_digest(config, evaluation),
+            "dataset": config.data.name,
+            "train_time_s": 1.0,
+            "eval_time_s": 1.0,
+            "clean": {"accuracy": 0.5, "nll": 1.0, "brier": 0.5, "ece15": 0.1, "ece10": 0.1},
+        }
 
     monkeypatch.setattr(benchmark, "train_and_evaluate", stand_in)
     bench = load_benchmark_config(write_bench(tmp_path))
@@ -106,8 +127,12 @@ def test_slurm_array_variables_pick_the_shard():
     from gflowout.cli.arguments import shard_spec, slurm_array_shard
 
     assert slurm_array_shard({}) is None
-    assert slurm_array_shard({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0"}) == (1, 4)
-    assert slurm_array_shard({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}) == (4, 4)
+    assert slurm_array_shard(
+        {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0"}
+    ) == (1, 4)
+    assert slurm_array_shard(
+        {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    ) == (4, 4)
     with pytest.raises(argparse.ArgumentTypeError, match="contiguous"):
         slurm_array_shard({"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0"})
     assert shard_spec("2/3") == (2, 3)

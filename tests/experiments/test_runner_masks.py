@@ -30,16 +30,53 @@ def _mnist_available() -> bool:
 @pytest.mark.skipif(not _mnist_available(), reason="needs MNIST: gflowout data fetch mnist")
 def test_masks_command_on_a_trained_run(tmp_path, capsys, one_torch_thread):
     run = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "gflowout.cli.main", "train", "--config", str(REPO / "configs" / "tiny_mnist.yaml"),
-               "--method", "id_gflowout", "--seed", "1", "--out", str(run), "--set", "trainer.max_epochs=1",
-               "--devices", "1", "--accelerator", "cpu"]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "gflowout.cli.main",
+        "train",
+        "--config",
+        str(REPO / "configs" / "tiny_mnist.yaml"),
+        "--method",
+        "id_gflowout",
+        "--seed",
+        "1",
+        "--out",
+        str(run),
+        "--set",
+        "trainer.max_epochs=1",
+        "--devices",
+        "1",
+        "--accelerator",
+        "cpu",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "masks"
-    assert main(["masks", str(run), "--out", str(out), "--samples", "3", "--limit", "30",
-                 "--condition", "clean", "--condition", "random_rotation"]) == 0
+    assert (
+        main(
+            [
+                "masks",
+                str(run),
+                "--out",
+                str(out),
+                "--samples",
+                "3",
+                "--limit",
+                "30",
+                "--condition",
+                "clean",
+                "--condition",
+                "random_rotation",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| id_gflowout | 1 | random_rotation |" in printed
     result = json.loads((out / "masks.json").read_text())["runs"][0]

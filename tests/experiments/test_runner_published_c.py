@@ -49,8 +49,10 @@ class BrightnessReader(NoDropout):
 
     def tags(self) -> list[list[int]]:
         """Per recorded batch, the row tags of its images."""
-        return [torch.round((b[:, 0, 0, 0] * STD[0, 0, 0, 0] + MEAN[0, 0, 0, 0]) * 255).long().tolist()
-                for b in self.batches]
+        return [
+            torch.round((b[:, 0, 0, 0] * STD[0, 0, 0, 0] + MEAN[0, 0, 0, 0]) * 255).long().tolist()
+            for b in self.batches
+        ]
 
 
 def tagged(brightness: np.ndarray) -> np.ndarray:
@@ -83,8 +85,10 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     test_batch.parent.mkdir(parents=True)
     test_batch.write_bytes(cifar_batch_bytes(TEST_IMAGES, LABELS))
     with_digests("cifar10", root, monkeypatch)
-    corruptions = {"frost": np.concatenate([frost_block(s) for s in range(1, 6)]),
-                   "gaussian_noise": np.concatenate([TEST_IMAGES] * 5)}
+    corruptions = {
+        "frost": np.concatenate([frost_block(s) for s in range(1, 6)]),
+        "gaussian_noise": np.concatenate([TEST_IMAGES] * 5),
+    }
     archive = install_cifar10_c(root, monkeypatch, corruptions, np.tile(LABELS, 5).astype(np.uint8))
     sources.fetch("cifar10-c", root, from_path=archive, log=lambda m: None)
     return root
@@ -111,14 +115,17 @@ def test_published_files_evaluated_apart_normalised_and_paired_with_clean(root: 
     assert set(published) == {"frost", "gaussian_noise"} and set(published["frost"]) == {"1", "2", "3", "4", "5"}
     for severity in range(1, 6):
         assert published["frost"][str(severity)]["accuracy"] == pytest.approx(
-            expected_frost_accuracy(severity, clean_rows))
+            expected_frost_accuracy(severity, clean_rows)
+        )
         assert published["gaussian_noise"][str(severity)]["accuracy"] == 1.0
     assert published["gaussian_noise"]["3"] == pytest.approx(result["clean"])
     # snow was requested but is not under the root: one line naming the fetch command, recorded too
     assert len(lines) == 1 and "\n" not in lines[0]
     assert "gflowout data fetch cifar10-c --from FILE" in lines[0] and "snow" in lines[0]
     assert result["published_skipped"]["cifar10-c"] == lines[0]
-    assert result["evaluation"]["published_corruptions"] == {c: [1, 2, 3, 4, 5] for c in ("frost", "gaussian_noise", "snow")}
+    assert result["evaluation"]["published_corruptions"] == {
+        c: [1, 2, 3, 4, 5] for c in ("frost", "gaussian_noise", "snow")
+    }
 
 
 def test_absent_published_set_is_skipped_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,8 +148,9 @@ def test_report_keeps_published_apart_from_generated_shifts(root: Path, tmp_path
     results_dir = tmp_path / "results"
     runs = []
     for seed in (1, 2):
-        result, _ = evaluate(BrightnessReader(), root, seed=seed, shifts={"brightness": [1]},
-                             published_corruptions={"frost": [1, 2, 5]})
+        result, _ = evaluate(
+            BrightnessReader(), root, seed=seed, shifts={"brightness": [1]}, published_corruptions={"frost": [1, 2, 5]}
+        )
         result["run_id"] = f"cifar10__reader__seed{seed}"
         write_json_atomic(results_dir / f"{result['run_id']}.json", result)
         runs.append(result)
@@ -164,13 +172,30 @@ def test_report_keeps_published_apart_from_generated_shifts(root: Path, tmp_path
     assert "published-C acc" in summary_table(results_dir)
 
 
-@pytest.mark.parametrize("request_, ok", [("all", True), (["frost", "snow"], True), ({"frost": [1, 5]}, True),
-                                          (["rain"], False), ({"frost": [0]}, False), ({"frost": 3}, False),
-                                          ("frost", False)])
+@pytest.mark.parametrize(
+    "request_, ok",
+    [
+        ("all", True),
+        (["frost", "snow"], True),
+        ({"frost": [1, 5]}, True),
+        (["rain"], False),
+        ({"frost": [0]}, False),
+        ({"frost": 3}, False),
+        ("frost", False),
+    ],
+)
 def test_benchmark_key_checked_before_training(tmp_path: Path, request_, ok: bool) -> None:
     path = tmp_path / "bench.yaml"
-    path.write_text(yaml.safe_dump({"config": {"data": {"name": "cifar10"}}, "methods": ["none"], "seeds": [1],
-                                    "evaluation": {"published_corruptions": request_}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "config": {"data": {"name": "cifar10"}},
+                "methods": ["none"],
+                "seeds": [1],
+                "evaluation": {"published_corruptions": request_},
+            }
+        )
+    )
     if ok:
         assert load_benchmark_config(path).evaluation.published_corruptions == request_
     else:
@@ -201,4 +226,7 @@ def test_published_files_are_also_reported_with_the_temperature(root: Path) -> N
     frost_3 = to_tensor(frost_block(3)[clean_rows], "cifar10")
     expected = condition_metrics(BrightnessReader().predict(frost_3, 2) / temperature, LABELS[clean_rows])[0]
     assert result["ts"]["published_corruptions"]["frost"]["3"] == pytest.approx(expected)
-    assert result["ts"]["published_corruptions"]["frost"]["3"]["nll"] != result["published_corruptions"]["frost"]["3"]["nll"]
+    assert (
+        result["ts"]["published_corruptions"]["frost"]["3"]["nll"]
+        != result["published_corruptions"]["frost"]["3"]["nll"]
+    )

@@ -33,20 +33,36 @@ def _one_thread(one_torch_thread):
 
 def tiny_config(method: str = "mc_dropout", scratch: bool = True) -> TransferConfig:
     return TransferConfig(
-        config=harness(), methods=[method], seeds=[1], device="cpu",
-        transfer=TransferSettings(noise_rate=0.3, subset_sizes=[12, 24],
-                                  pretrain=TrainingSettings(steps=6, batch_size=16),
-                                  finetune=TrainingSettings(steps=3, batch_size=8), scratch=scratch),
+        config=harness(),
+        methods=[method],
+        seeds=[1],
+        device="cpu",
+        transfer=TransferSettings(
+            noise_rate=0.3,
+            subset_sizes=[12, 24],
+            pretrain=TrainingSettings(steps=6, batch_size=16),
+            finetune=TrainingSettings(steps=3, batch_size=8),
+            scratch=scratch,
+        ),
     )
 
 
 def run(config: TransferConfig, out: Path, log=lambda line: None) -> dict:
     spec = tr.TransferRun("mnist", config.methods[0], 1)
-    return tr.run_one(spec, config, synthetic_data(), config.harness_config("mnist", spec.method, 1, None), out,
-                      torch.device("cpu"), log)
+    return tr.run_one(
+        spec,
+        config,
+        synthetic_data(),
+        config.harness_config("mnist", spec.method, 1, None),
+        out,
+        torch.device("cpu"),
+        log,
+    )
 
 
-@pytest.mark.parametrize("method", ["mc_dropout", "gflowout", "concrete", "id_gflowout", "contextual", "none", "ensemble"])
+@pytest.mark.parametrize(
+    "method", ["mc_dropout", "gflowout", "concrete", "id_gflowout", "contextual", "none", "ensemble"]
+)
 def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path: Path, monkeypatch, method: str):
     """The weights each training starts from, captured at its first step, against the saved pre-trained ones."""
     starts: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
@@ -67,7 +83,9 @@ def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path: Path, monkeypa
         assert finetune_start.keys() == saved.keys()
         assert all(torch.equal(finetune_start[k], saved[k]) for k in saved), "fine-tuning did not load the weights"
         scratch_start = starts[(tr.SCRATCH, size)]
-        assert any(not torch.equal(scratch_start[k], saved[k]) for k in saved), "the from-scratch reference is not fresh"
+        assert any(not torch.equal(scratch_start[k], saved[k]) for k in saved), (
+            "the from-scratch reference is not fresh"
+        )
         assert result["subsets"][str(size)]["finetuned"]["start_weights_digest"] == pretrained["weights_digest"]
 
 
@@ -81,11 +99,13 @@ def test_pretraining_noise_covers_every_class(tmp_path: Path):
 def test_load_pretrained_refuses_weights_of_another_model():
     config = tiny_config()
     data = synthetic_data()
-    small = build_seeded_method(config.harness_config("mnist", "mc_dropout", 1, None), CLASSES, data.input_shape,
-                                10, 1, 0)
+    small = build_seeded_method(
+        config.harness_config("mnist", "mc_dropout", 1, None), CLASSES, data.input_shape, 10, 1, 0
+    )
     wide_config = TransferConfig(config=harness(hidden=(9, 8)), methods=["mc_dropout"], seeds=[1])
-    wide = build_seeded_method(wide_config.harness_config("mnist", "mc_dropout", 1, None), CLASSES, data.input_shape,
-                               10, 1, 0)
+    wide = build_seeded_method(
+        wide_config.harness_config("mnist", "mc_dropout", 1, None), CLASSES, data.input_shape, 10, 1, 0
+    )
     from gflowout.experiments.plain_training import weights_digest
 
     state = {k: v.clone() for k, v in wide.state_dict().items()}
@@ -164,8 +184,15 @@ def test_transfer_command_end_to_end_on_real_mnist(tmp_path: Path):
     except DataError as error:
         pytest.skip(f"real MNIST is needed (`make test` fetches it): {error}")
     out = tmp_path / "transfer"
-    argv = ["transfer", "--config", str(REPO / "configs" / "transfer_tiny.yaml"), "--out", str(out),
-            "--threads", str(torch.get_num_threads())]
+    argv = [
+        "transfer",
+        "--config",
+        str(REPO / "configs" / "transfer_tiny.yaml"),
+        "--out",
+        str(out),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
     assert main(argv) == 0
     results = {p.name: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
     assert sorted(results) == ["mnist__gflowout__seed1.json", "mnist__mc_dropout__seed1.json"]

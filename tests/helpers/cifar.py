@@ -33,8 +33,12 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def install_cifar10(root: Path, monkeypatch: pytest.MonkeyPatch, train: list[tuple[np.ndarray, np.ndarray]],
-                    test: tuple[np.ndarray, np.ndarray]) -> Path:
+def install_cifar10(
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    train: list[tuple[np.ndarray, np.ndarray]],
+    test: tuple[np.ndarray, np.ndarray],
+) -> Path:
     """cifar-10-python.tar.gz (5 training batches + test_batch, python pickles as the authors wrote them),
     fetched with --from after pinning its members' md5s in the table. train: 5 (images, labels) batches."""
     members = {f"cifar-10-batches-py/data_batch_{i + 1}": cifar_batch_bytes(*batch) for i, batch in enumerate(train)}
@@ -48,8 +52,9 @@ def install_cifar10(root: Path, monkeypatch: pytest.MonkeyPatch, train: list[tup
     return archive
 
 
-def install_cifar10_c(root: Path, monkeypatch: pytest.MonkeyPatch, corruptions: dict[str, np.ndarray],
-                      labels: np.ndarray) -> Path:
+def install_cifar10_c(
+    root: Path, monkeypatch: pytest.MonkeyPatch, corruptions: dict[str, np.ndarray], labels: np.ndarray
+) -> Path:
     """CIFAR-10-C.tar (CIFAR-10-C/<corruption>.npy uint8 [5*M, 32, 32, 3] + labels.npy) with the table's
     archive md5 replaced by this archive's, so `gflowout data fetch cifar10-c --from` vouches for it."""
     members = {f"CIFAR-10-C/{name}.npy": npy_bytes(array) for name, array in corruptions.items()}

@@ -17,8 +17,14 @@ import pytest
 
 from gflowout.data import sources
 
-IDX_CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
-             np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+IDX_CODES = {
+    np.dtype("u1"): 0x08,
+    np.dtype("i1"): 0x09,
+    np.dtype(">i2"): 0x0B,
+    np.dtype(">i4"): 0x0C,
+    np.dtype(">f4"): 0x0D,
+    np.dtype(">f8"): 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -53,12 +59,18 @@ def colour_images(count: int, seed: int, classes: int = 10) -> tuple[np.ndarray,
 def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray, label_key: bytes = b"labels") -> bytes:
     """A CIFAR python batch as the authors wrote it: dict with bytes keys, data [N, 3072] as R, G, B planes."""
     planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # independent of the reader's reshape
-    batch = {b"batch_label": b"testing batch", b"data": planes, label_key: [int(v) for v in labels],
-             b"filenames": [b"x.png"] * len(images)}
+    batch = {
+        b"batch_label": b"testing batch",
+        b"data": planes,
+        label_key: [int(v) for v in labels],
+        b"filenames": [b"x.png"] * len(images),
+    }
     return pickle.dumps(batch, protocol=2)
 
 
-def make_cifar10_archive(path: Path, per_batch: int = 6, test_count: int = 5) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def make_cifar10_archive(
+    path: Path, per_batch: int = 6, test_count: int = 5
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A cifar-10-python.tar.gz laid out like the real one (cifar-10-batches-py/...). Returns the arrays."""
     arrays, members = {}, {}
     for index in range(1, 6):

@@ -45,8 +45,12 @@ def fixture_run(method: str, seed: int, offsets_seed: int = 0) -> dict[str, Any]
     run.update(method=method, seed=seed, run_id=f"mnist__{method}__seed{seed}")
     run["config"]["method"]["name"] = method
     run["config"]["seed"] = seed
-    conditions = [run["clean"], run["random_rotation"], *run["rotation_sweep"].values(),
-                  *(m for levels in run["shifts"].values() for m in levels.values())]
+    conditions = [
+        run["clean"],
+        run["random_rotation"],
+        *run["rotation_sweep"].values(),
+        *(m for levels in run["shifts"].values() for m in levels.values()),
+    ]
     for metrics in conditions:
         _perturb(metrics, method, rng)
     for scores in run["ood"].values():

@@ -35,14 +35,28 @@ def wait_for_stall(process: subprocess.Popen, marker: Path, timeout: float = 90)
 
 
 def fit_command(config: Path, out: Path, resume: bool = False, overrides: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, str(STANDINS / "fit_standin.py"), str(config), str(out), "resume" if resume else "fresh", *overrides]
+    return [
+        sys.executable,
+        str(STANDINS / "fit_standin.py"),
+        str(config),
+        str(out),
+        "resume" if resume else "fresh",
+        *overrides,
+    ]
 
 
-def run_fit(config: Path, out: Path, resume: bool = False, overrides: tuple[str, ...] = (), timeout: float = 120,
-            **env: str) -> None:
+def run_fit(
+    config: Path, out: Path, resume: bool = False, overrides: tuple[str, ...] = (), timeout: float = 120, **env: str
+) -> None:
     """Train in a child process (extra environment variables `env`); fail the test with its output when it fails."""
-    done = subprocess.run(fit_command(config, out, resume, overrides), env=subprocess_env(**env), capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO)
+    done = subprocess.run(
+        fit_command(config, out, resume, overrides),
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
     assert done.returncode == 0, f"training failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 

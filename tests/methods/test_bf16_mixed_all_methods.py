@@ -17,6 +17,8 @@ from gflowout.methods import MethodName
 from tests.helpers.methods import EVERY_METHOD, EVERY_METHOD_IDS, tiny_method
 
 CLASSES = 5
+
+
 @pytest.mark.parametrize(("name", "options"), EVERY_METHOD, ids=EVERY_METHOD_IDS)  # every MethodName (checked there)
 def test_trains_and_predicts_inside_bf16_autocast(name: MethodName, options: dict) -> None:
     method = tiny_method(name, options, CLASSES)
@@ -32,7 +34,9 @@ def test_trains_and_predicts_inside_bf16_autocast(name: MethodName, options: dic
             total.backward()  # inside autocast, as Lightning's manual_backward under bf16-mixed
         for parameter in method.parameters():
             assert parameter.dtype == torch.float32
-            assert parameter.grad is None or (parameter.grad.dtype == torch.float32 and torch.isfinite(parameter.grad).all())
+            assert parameter.grad is None or (
+                parameter.grad.dtype == torch.float32 and torch.isfinite(parameter.grad).all()
+            )
         for optimizer in optimizers.values():
             optimizer.step()
         totals.append(float(total.detach()))

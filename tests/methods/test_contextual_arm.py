@@ -53,12 +53,16 @@ def reference_arm_losses(method, x, y):
         # f_j = CE + kl_weight * (KL of every later site) of each trajectory, per example
         prior = method.k * method.prior_eta.detach()
         real_kl = {i: bernoulli_kl(lg.detach(), prior[i]).sum(1) for i, lg in logits_by_site.items()}
-        pseudo_kl = {i: bernoulli_kl(pseudo_logits_by_site[i].detach(), prior[i]).sum(1) if i in pseudo_logits_by_site
-                     else real_kl[i] for i in logits_by_site}
+        pseudo_kl = {
+            i: bernoulli_kl(pseudo_logits_by_site[i].detach(), prior[i]).sum(1)
+            if i in pseudo_logits_by_site
+            else real_kl[i]
+            for i in logits_by_site
+        }
         order = list(logits_by_site)
         terms = {}
         for position, index in enumerate(order):
-            later = order[position + 1:]
+            later = order[position + 1 :]
             real_f = real_ce + method.kl_weight * sum((real_kl[i] for i in later), torch.zeros_like(real_ce))
             pseudo_f = pseudo_ce + method.kl_weight * sum((pseudo_kl[i] for i in later), torch.zeros_like(real_ce))
             terms[index] = (real_f.div(batch).unsqueeze(1), pseudo_f.div(batch).unsqueeze(1))
@@ -181,7 +185,9 @@ def test_bottleneck_backward_equals_autograd_through_the_module():
         draw.alpha_grad = torch.randn(rows, 8, dtype=torch.float64)
         total = total + (logits * draw.alpha_grad).sum() / k
         passes.append(draw)
-    expected = torch.autograd.grad(total, [bottleneck.inner.weight, bottleneck.inner.bias, bottleneck.outer.weight, bottleneck.outer.bias])
+    expected = torch.autograd.grad(
+        total, [bottleneck.inner.weight, bottleneck.inner.bias, bottleneck.outer.weight, bottleneck.outer.bias]
+    )
     for got, want in zip(bottleneck_backward(bottleneck, passes), expected):
         assert got.shape == want.shape
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-13)

@@ -199,7 +199,9 @@ def _exact_two_site_gradient(method, x, y):
     def log_q(mask, logits):
         return (mask * F.logsigmoid(logits) + (1 - mask) * F.logsigmoid(-logits)).sum(dim=1)
 
-    masks = [torch.tensor(bits, dtype=x.dtype).expand(x.shape[0], -1) for bits in itertools.product([0.0, 1.0], repeat=3)]
+    masks = [
+        torch.tensor(bits, dtype=x.dtype).expand(x.shape[0], -1) for bits in itertools.product([0.0, 1.0], repeat=3)
+    ]
     hidden0 = F.leaky_relu(net.hidden[0](x), 0.01)
     logits0 = method.keep_logits(site0, hidden0)
     prior = method.k * method.prior_eta.detach()
@@ -270,4 +272,6 @@ def test_two_site_arm_with_the_kl_matches_the_exact_gradient_for_every_parameter
     exact = _exact_two_site_gradient(method, x, y)
     mean, standard_error = _two_site_arm_estimates(method, x, y)
     assert exact.abs().max() > 10 * standard_error.max()
-    assert torch.all((mean - exact).abs() <= 4.5 * standard_error + 1e-12), ((mean - exact) / standard_error).abs().max()
+    assert torch.all((mean - exact).abs() <= 4.5 * standard_error + 1e-12), (
+        ((mean - exact) / standard_error).abs().max()
+    )

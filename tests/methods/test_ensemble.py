@@ -118,7 +118,9 @@ def test_a_resnet_ensemble_keeps_its_initialisation_and_resets_batchnorm() -> No
     stem = next(m for m in copy.modules() if isinstance(m, torch.nn.Conv2d))
     assert not torch.equal(stem.weight, next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).weight)
     fan_out = stem.weight.shape[0] * stem.weight[0, 0].numel()
-    assert float(stem.weight.detach().std()) == pytest.approx((2.0 / fan_out) ** 0.5, rel=0.35)  # Kaiming normal, fan_out
+    assert float(stem.weight.detach().std()) == pytest.approx(
+        (2.0 / fan_out) ** 0.5, rel=0.35
+    )  # Kaiming normal, fan_out
     norms = [m for m in copy.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(torch.equal(m.running_mean, torch.zeros_like(m.running_mean)) for m in norms)
     assert method.predict(torch.randn(2, 3, 32, 32)).shape == (2, 2, CLASSES)
@@ -128,8 +130,13 @@ def test_an_ensemble_of_a_wrapped_user_module() -> None:
     import gflowout
 
     torch.manual_seed(0)
-    user = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Dropout(0.3),
-                               torch.nn.Linear(12, CLASSES))
+    user = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 12),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.3),
+        torch.nn.Linear(12, CLASSES),
+    )
     method = DeepEnsemble(gflowout.wrap(user, input_shape=(1, 4, 4), num_classes=CLASSES), members=3)
     x, y = _data(8)
     logits = method.predict(x)

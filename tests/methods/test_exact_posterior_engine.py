@@ -133,7 +133,9 @@ def test_gflowout_matches_the_exact_posterior_of_each_input_and_label(beta):
         with torch.no_grad():
             log_z = float(method.log_partition(xi[None], yi[None]))
         print(f"TV {tv:.4f} (untrained {tv0:.3f}), log Z {log_z:.4f} vs {log_normaliser:.4f}")
-        assert abs(log_z - log_normaliser) < 0.05, f"x={xi.tolist()}, y={int(yi)}: log Z {log_z:.4f} vs exact {log_normaliser:.4f}"
+        assert abs(log_z - log_normaliser) < 0.05, (
+            f"x={xi.tolist()}, y={int(yi)}: log Z {log_z:.4f} vs exact {log_normaliser:.4f}"
+        )
     # Only the GFlowNet trained: the backbone and the prior are untouched.
     assert all(torch.equal(a, b) for a, b in zip(backbone_before, net.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(prior_before, method.prior.parameters()))
@@ -147,8 +149,15 @@ def test_id_gflowout_matches_the_exact_dataset_posterior(objective):
     torch.manual_seed(2)
     data_x, data_y = INPUTS, torch.tensor([0, 2, 1, 0])
     prior_keep = 0.5
-    method = IDGFlowOut(net, dataset_size=len(data_y), prior_keep=prior_keep, beta=1.0, posterior_lr=3e-3, logz_lr=0.1,
-                        objective=objective)
+    method = IDGFlowOut(
+        net,
+        dataset_size=len(data_y),
+        prior_keep=prior_keep,
+        beta=1.0,
+        posterior_lr=3e-3,
+        logz_lr=0.1,
+        objective=objective,
+    )
 
     def reference():
         """Dataset posterior q*(z) ∝ p(z) prod_n p(y_n | x_n, z), its log normaliser, and the policy's q(z)."""
@@ -178,4 +187,6 @@ def test_id_gflowout_matches_the_exact_dataset_posterior(objective):
         method.train_temperature = 1.0
         method.training_losses(data_x.repeat(1024, 1), data_y.repeat(1024))
         print(f"on-policy estimate of log Z {method.log_z.item():.4f}")
-    assert abs(method.log_z.item() - log_normaliser) < 0.05, f"log Z {method.log_z.item():.4f} vs exact {log_normaliser:.4f}"
+    assert abs(method.log_z.item() - log_normaliser) < 0.05, (
+        f"log Z {method.log_z.item():.4f} vs exact {log_normaliser:.4f}"
+    )

@@ -46,7 +46,9 @@ def test_resnet_channel_sites(mask_blocks, sites):
         per_channel = out.abs().flatten(2).amax(dim=2)  # [batch, channels]
         assert dropped.any() and per_channel[dropped].max() == 0 and per_channel[~dropped].min() > 0
     check_one_step_and_prediction(method, x, y)
-    check_one_step_and_prediction(IDGFlowOut(CifarResNet18(mask_blocks=mask_blocks, input_shape=(3, 16, 16)), dataset_size=50000), x, y)
+    check_one_step_and_prediction(
+        IDGFlowOut(CifarResNet18(mask_blocks=mask_blocks, input_shape=(3, 16, 16)), dataset_size=50000), x, y
+    )
 
 
 @pytest.mark.parametrize("shape, features", [((1, 28, 28), 784), ((3, 32, 32), 3 * 18 * 18), ((40, 64), 1024)])
@@ -83,4 +85,6 @@ def test_wrapped_transformer_token_sites():
     assert len(net.sites) >= 2
     x, y = torch.randn(6, 5, 8), torch.tensor([0, 1, 2, 0, 1, 2])
     check_one_step_and_prediction(GFlowOut(net), x, y)
-    check_one_step_and_prediction(IDGFlowOut(wrap(TinyTransformer(), input_shape=(5, 8), num_classes=3), dataset_size=600), x, y)
+    check_one_step_and_prediction(
+        IDGFlowOut(wrap(TinyTransformer(), input_shape=(5, 8), num_classes=3), dataset_size=600), x, y
+    )

@@ -25,7 +25,9 @@ def test_each_loss_reaches_only_its_own_group():
     method = small_method()
     groups = method.param_groups()
     ids = [{id(p) for p in params} for params in groups.values()]
-    assert sum(map(len, ids)) == len(set().union(*ids)) == len(list(method.parameters())), "groups overlap or miss parameters"
+    assert sum(map(len, ids)) == len(set().union(*ids)) == len(list(method.parameters())), (
+        "groups overlap or miss parameters"
+    )
     x, y = batch()
     losses = method.training_losses(x, y).losses
     assert set(losses) == set(groups) == {"backbone", "posterior", "prior"}
@@ -171,7 +173,10 @@ def test_epsilon_masks_are_scored_as_applied(keep):
         mask = torch.full((5, site.width), keep)
         features = site_features(site, activation)
         previous = torch.cat(earlier, dim=1) if earlier else None
-        for generator, total in ((method.posterior[site.index], expected_forward), (method.prior[site.index], expected_prior)):
+        for generator, total in (
+            (method.posterior[site.index], expected_forward),
+            (method.prior[site.index], expected_prior),
+        ):
             args = (previous, features, y) if generator is method.posterior[site.index] else (previous, features)
             p = torch.sigmoid(generator(*args).double())
             total += (p.log() if keep else (1 - p).log()).sum(dim=1)
@@ -235,8 +240,20 @@ def test_non_finite_loss_raises_with_a_diagnostic():
 # --- beta schedule -------------------------------------------------------------------------------
 def test_paper_mnist_beta_schedule():
     schedule = BetaSchedule.paper_mnist()
-    expected = {0: 0.001, 29: 0.001, 30: 0.00316, 59: 0.00316, 60: 0.001 * 3.16**2, 90: 0.001 * 3.16**3,
-                120: 0.001 * 3.16**4, 150: 0.001 * 3.16**5, 180: 0.9957, 209: 0.9957, 210: 1.0, 1000: 1.0}
+    expected = {
+        0: 0.001,
+        29: 0.001,
+        30: 0.00316,
+        59: 0.00316,
+        60: 0.001 * 3.16**2,
+        90: 0.001 * 3.16**3,
+        120: 0.001 * 3.16**4,
+        150: 0.001 * 3.16**5,
+        180: 0.9957,
+        209: 0.9957,
+        210: 1.0,
+        1000: 1.0,
+    }
     for epoch, beta in expected.items():
         assert schedule.value(epoch) == pytest.approx(beta, rel=1e-3), f"epoch {epoch}"
     assert as_beta_schedule(0.3).value(500) == 0.3
@@ -292,7 +309,9 @@ def test_short_mnist_run_beats_chance_and_trajectory_balance_falls(mnist_subset)
     for _step in range(300):
         index = torch.randint(0, len(y_train), (64,), generator=generator)
         tb_losses.append(method.train_step(x_train[index], y_train[index], optimizers)["posterior"])
-    accuracy = (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
+    accuracy = (
+        (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
+    )
     single_pass = (method.predict(x_test, samples=1)[0].argmax(dim=1) == y_test).float().mean().item()
     assert accuracy > 0.8 and single_pass > 0.7, f"accuracy {accuracy:.3f} (1 sample: {single_pass:.3f}); chance is 0.1"
     early, late = sum(tb_losses[:30]) / 30, sum(tb_losses[-30:]) / 30
@@ -319,7 +338,9 @@ def test_bf16_autocast_keeps_log_z_and_log_forward_in_float32():
 
 
 @pytest.mark.parametrize("kind", ["gflowout", "id_gflowout"])
-def test_train_step_clips_with_the_overrides_given_to_make_optimizers(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_step_clips_with_the_overrides_given_to_make_optimizers(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """GFlowOut and ID-GFlowOut build their own optimisers; a clip_norm override reached them but train_step
     did not clip with it (it read the defaults): gradient norms 800 where 1e-3 was asked."""
     from gflowout.methods.id_gflowout import IDGFlowOut

@@ -119,7 +119,11 @@ def test_grouped_tail_equals_separate_branch_mlps():
 
 @pytest.mark.parametrize(
     "site, shape",
-    [(Site(0, "u", 6, "unit", rescale=True), (9, 6)), (Site(0, "t", 6, "unit"), (9, 3, 6)), (Site(0, "c", 6, "channel"), (9, 6, 2, 2))],
+    [
+        (Site(0, "u", 6, "unit", rescale=True), (9, 6)),
+        (Site(0, "t", 6, "unit"), (9, 3, 6)),
+        (Site(0, "c", 6, "channel"), (9, 6, 2, 2)),
+    ],
 )
 def test_prediction_fast_path_equals_apply_mask_bit_for_bit(site, shape):
     activation, logits = torch.randn(shape), torch.randn(9, 6) * 2
@@ -161,7 +165,12 @@ def test_in_place_16_bit_mask_is_the_bool_sample_and_exact_at_the_edges():
     # the same threshold rule by hand: v = u + 32768 from the int16 views of the drawn words
     probs = torch.rand(3, 8)
     torch.manual_seed(5)
-    words = torch.from_numpy(__import__("numpy").random.SFC64(int(torch.randint(0, 2**62, (), dtype=torch.int64))).random_raw(6).view("int64"))
+    words = torch.from_numpy(
+        __import__("numpy")
+        .random.SFC64(int(torch.randint(0, 2**62, (), dtype=torch.int64)))
+        .random_raw(6)
+        .view("int64")
+    )
     v = words.view(torch.int16).view(3, 8).double() + 32768
     torch.manual_seed(5)
     assert torch.equal(mask_with_16_bits(probs.clone()), (v < 65536 * probs.double()).float())

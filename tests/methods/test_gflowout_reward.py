@@ -29,7 +29,11 @@ def recorded_terms(method: GFlowOut, x, y, monkeypatch) -> tuple[dict[str, torch
     seen: dict[str, torch.Tensor] = {}
 
     def recording(log_z, log_forward, log_reward):
-        seen.update(log_z=log_z.detach().clone(), log_forward=log_forward.detach().clone(), log_reward=log_reward.detach().clone())
+        seen.update(
+            log_z=log_z.detach().clone(),
+            log_forward=log_forward.detach().clone(),
+            log_reward=log_reward.detach().clone(),
+        )
         return trajectory_balance_loss(log_z, log_forward, log_reward)
 
     monkeypatch.setattr(gflowout_module, "trajectory_balance_loss", recording)
@@ -76,7 +80,9 @@ def test_the_rewards_prior_term_moves_with_the_prior_and_not_with_the_posterior(
     after_prior, _ = recorded_terms(method, x, y, monkeypatch)
     prior_after = method.score_masks(x, y, all_ones(method, 6))["log_prior"]
     assert (prior_after - prior_before).abs().min() > 1e-2, "the prior did move"
-    assert torch.allclose(after_prior["log_reward"] - before["log_reward"], prior_after - prior_before, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(
+        after_prior["log_reward"] - before["log_reward"], prior_after - prior_before, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_trajectory_balance_is_the_mean_square_of_the_scored_residual(monkeypatch):
@@ -86,13 +92,17 @@ def test_trajectory_balance_is_the_mean_square_of_the_scored_residual(monkeypatc
     x, y = batch(6)
     _, losses = recorded_terms(method, x, y, monkeypatch)
     scores = method.score_masks(x, y, all_ones(method, 6))
-    residual = (scores["log_z"] + scores["log_forward"] - BETA * scores["log_likelihood"] - scores["log_prior"]).double()
+    residual = (
+        scores["log_z"] + scores["log_forward"] - BETA * scores["log_likelihood"] - scores["log_prior"]
+    ).double()
     expected = residual.pow(2).mean()
     assert losses["posterior"].item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-4)
     assert abs(expected.item() - residual.abs().mean().item()) > 0.1 * expected.item()
     # its gradient in log Z(x, y) is the residual's, 2 r / B (a square; |r| would give sign(r) / B)
     log_z = scores["log_z"].clone().requires_grad_(True)
-    trajectory_balance_loss(log_z, scores["log_forward"], BETA * scores["log_likelihood"] + scores["log_prior"]).backward()
+    trajectory_balance_loss(
+        log_z, scores["log_forward"], BETA * scores["log_likelihood"] + scores["log_prior"]
+    ).backward()
     assert torch.allclose(log_z.grad.double(), 2 * residual / len(residual), rtol=1e-4, atol=1e-5)
 
 
@@ -112,7 +122,7 @@ def descend_the_priors_loss(method: GFlowOut, x, y, steps: int = 3, seed: int | 
 
 
 def test_the_priors_loss_is_minus_its_log_probability_and_descending_it_raises_that():
-    """"prior" = -mean log p(z | x) of the training masks, and descending it moves the prior towards those masks
+    """ "prior" = -mean log p(z | x) of the training masks, and descending it moves the prior towards those masks
     (the posterior's samples), never away: their log p(z | x), scored independently, rises."""
     method = all_ones_method()
     x, y = batch(6)

@@ -97,7 +97,9 @@ def test_training_masks_follow_q_at_the_temperature_and_log_q_is_scored_at_one()
     untempered = torch.sigmoid(method.generators[0].constant.detach())
     assert ((masks[0].mean(dim=0) - untempered).abs() > tolerance).any(), "T = 2 and T = 1 must be told apart"
     with torch.no_grad():
-        expected = sum(bernoulli_log_prob(g(masks[:k] or None, rows), masks[k]) for k, g in enumerate(method.generators))
+        expected = sum(
+            bernoulli_log_prob(g(masks[:k] or None, rows), masks[k]) for k, g in enumerate(method.generators)
+        )
     assert torch.allclose(sampler.log_forward, expected, rtol=1e-5, atol=1e-4)  # scored at T = 1
 
 
@@ -133,7 +135,9 @@ def test_short_mnist_run_beats_chance():
     for _ in range(200):
         index = torch.randint(0, len(y_train), (64,), generator=generator)
         method.train_step(x_train[index], y_train[index], optimizers)
-    accuracy = (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
+    accuracy = (
+        (method.predict(x_test, samples=8).softmax(dim=-1).mean(dim=0).argmax(dim=1) == y_test).float().mean().item()
+    )
     assert accuracy > 0.8, f"accuracy {accuracy:.3f}; chance is 0.1"
 
 

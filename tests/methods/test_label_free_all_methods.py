@@ -95,9 +95,15 @@ def test_int32_labels_and_a_float64_batch_get_clear_errors(name: MethodName, opt
     batch on a float32 network crashed in its first layer. Both are refused up front, saying how to convert."""
     method = _method(name, options)
     x, y = torch.rand(BATCH, 1, 4, 4), torch.randint(0, CLASSES, (BATCH,))
-    with pytest.raises(ValueError, match=r"y must hold int64 \(torch.long\) class labels, got dtype torch.int32; convert with y.long\(\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"y must hold int64 \(torch.long\) class labels, got dtype torch.int32; convert with y.long\(\)",
+    ):
         method.training_losses(x, y.int())
-    with pytest.raises(ValueError, match=r"x has dtype torch.float64 but the network's parameters are torch.float32; convert with x.float\(\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x has dtype torch.float64 but the network's parameters are torch.float32; convert with x.float\(\)",
+    ):
         method.training_losses(x.double(), y)
     with pytest.raises(ValueError, match="x has dtype torch.float64"):
         method.predict(x.double(), samples=method.prediction_samples(2))

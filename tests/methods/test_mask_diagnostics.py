@@ -33,7 +33,9 @@ def test_gflowout_residual_equals_the_engines_scores_of_the_same_masks():
     values = method.mask_diagnostics(x, y)
     scores = method.score_masks(x, y, full_masks(16, method.net.sites))
     residual = scores["log_z"] + scores["log_forward"] - 0.7 * scores["log_likelihood"] - scores["log_prior"]
-    assert abs(values["masks/tb_residual"] - float(residual.abs().mean())) < 1e-3 * max(1.0, float(residual.abs().mean()))
+    assert abs(values["masks/tb_residual"] - float(residual.abs().mean())) < 1e-3 * max(
+        1.0, float(residual.abs().mean())
+    )
     assert abs(values["masks/log_z"] - float(scores["log_z"].mean())) < 1e-5
     assert values["masks/keep_rate"] == 1.0
     for site in method.net.sites:
@@ -64,9 +66,13 @@ def test_id_gflowout_residual_centred_residual_and_log_z_gap():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bf16: a bf16-true run's epoch-end diagnostics
 def test_diagnostics_are_finite_and_change_no_weight(dtype):
-    for name, options in [(MethodName.GFLOWOUT, {}), (MethodName.ID_GFLOWOUT, {"dataset_size": 50}),
-                          (MethodName.CONTEXTUAL, {}), (MethodName.CONCRETE, {"dataset_size": 50}),
-                          (MethodName.MC_DROPOUT, {})]:
+    for name, options in [
+        (MethodName.GFLOWOUT, {}),
+        (MethodName.ID_GFLOWOUT, {"dataset_size": 50}),
+        (MethodName.CONTEXTUAL, {}),
+        (MethodName.CONCRETE, {"dataset_size": 50}),
+        (MethodName.MC_DROPOUT, {}),
+    ]:
         method = tiny_method(name, options, classes=3).to(dtype)
         before = {k: v.clone() for k, v in method.state_dict().items()}
         x = torch.rand(6, 1, 4, 4).to(dtype)

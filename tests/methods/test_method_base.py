@@ -13,7 +13,9 @@ def test_train_step_clips_with_the_overridden_clip_norm() -> None:
     net = MLP(input_shape=(6,), num_classes=3, hidden=(8,))
     method = method_class("none")(net)
     clip = 1e-3
-    optimizers = method.make_optimizers({"backbone": {"optimizer": "sgd", "lr": 1.0, "momentum": 0.0, "clip_norm": clip}})
+    optimizers = method.make_optimizers(
+        {"backbone": {"optimizer": "sgd", "lr": 1.0, "momentum": 0.0, "clip_norm": clip}}
+    )
     before = [p.detach().clone() for p in net.parameters()]
     x, y = torch.randn(16, 6) * 10, torch.randint(0, 3, (16,))
     method.train_step(x, y, optimizers)
@@ -44,7 +46,9 @@ def test_adam_is_fused_where_torch_allows_and_plain_where_it_refuses(monkeypatch
 
     def old_torch_adam(*args, fused=None, **kwargs):
         if fused:
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']")
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']"
+            )
         return real_adam(*args, **kwargs)
 
     monkeypatch.setattr(torch.optim, "Adam", old_torch_adam)

@@ -40,7 +40,9 @@ def test_backbone_specs_are_declared_by_the_backbone_and_read_by_every_method():
 
     adam = GroupSpec(lr=1e-3, weight_decay=0.0, optimizer="adam")
     sgd = GroupSpec(lr=0.1, weight_decay=5e-4, optimizer="sgd", momentum=0.9, nesterov=True)
-    wrapped = gflowout.wrap(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.2), nn.Linear(4, 2)), input_shape=(3,), num_classes=2)
+    wrapped = gflowout.wrap(
+        nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.2), nn.Linear(4, 2)), input_shape=(3,), num_classes=2
+    )
     assert backbone_spec(MLP(input_shape=(3,), hidden=(4,), num_classes=2)) == adam == backbone_spec(wrapped)
     assert backbone_spec(CifarResNet18(mask_blocks="last2", width=4)) == sgd
 
@@ -48,7 +50,13 @@ def test_backbone_specs_are_declared_by_the_backbone_and_read_by_every_method():
         def default_optimizer(self) -> GroupSpec:
             return GroupSpec(lr=0.05, optimizer="sgd", momentum=0.5)
 
-    for name, options in [("none", {}), ("mc_dropout", {}), ("concrete", {"dataset_size": 10}),
-                          ("contextual", {}), ("gflowout", {}), ("id_gflowout", {"dataset_size": 10})]:
+    for name, options in [
+        ("none", {}),
+        ("mc_dropout", {}),
+        ("concrete", {"dataset_size": 10}),
+        ("contextual", {}),
+        ("gflowout", {}),
+        ("id_gflowout", {"dataset_size": 10}),
+    ]:
         method = method_class(name)(SGDMLP(input_shape=(3,), hidden=(4,), num_classes=2), **options)
         assert method.group_defaults()["backbone"] == GroupSpec(lr=0.05, optimizer="sgd", momentum=0.5), name

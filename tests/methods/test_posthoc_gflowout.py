@@ -23,8 +23,18 @@ MNIST_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist_mlp.yaml
 def bn_net() -> gflowout.MaskedNet:
     """A wrapped MLP with BatchNorm and two dropout sites, its BN statistics set as a trained network's would be."""
     torch.manual_seed(0)
-    module = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.5),
-                           nn.Linear(12, 12), nn.BatchNorm1d(12), nn.ReLU(), nn.Dropout(0.5), nn.Linear(12, 3))
+    module = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(16, 12),
+        nn.BatchNorm1d(12),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(12, 12),
+        nn.BatchNorm1d(12),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(12, 3),
+    )
     net = gflowout.wrap(module, input_shape=(1, 4, 4), num_classes=3)
     with torch.no_grad():
         for m in net.modules():
@@ -69,8 +79,13 @@ def fake_checkpoint(path, hidden):
     config = load_config(None, [f"model.options.hidden={list(hidden)}", "method.name=mc_dropout"])
     torch.manual_seed(3)
     net = gflowout.MLP(hidden=hidden)
-    torch.save({"gflowout": checkpoint_metadata(config, 10, (1, 28, 28), 100),
-                "state_dict": {f"method.net.{k}": v for k, v in net.state_dict().items()}}, path)
+    torch.save(
+        {
+            "gflowout": checkpoint_metadata(config, 10, (1, 28, 28), 100),
+            "state_dict": {f"method.net.{k}": v for k, v in net.state_dict().items()},
+        },
+        path,
+    )
     return net
 
 
@@ -80,7 +95,10 @@ def test_load_backbone_builds_the_runs_network_and_refuses_another(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(), net.state_dict().values()))
     into = gflowout.MLP(hidden=(16, 12))
     assert load_backbone(tmp_path / "run.ckpt", into) is into
-    with pytest.raises(CheckpointError, match=r"another backbone \(backbone 'mlp' with options \{'hidden': \[16, 12\]\}\).*shapes differ"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"another backbone \(backbone 'mlp' with options \{'hidden': \[16, 12\]\}\).*shapes differ",
+    ):
         load_backbone(tmp_path / "run.ckpt", gflowout.MLP(hidden=(16, 16)))
     with pytest.raises(CheckpointError, match="another backbone"):
         load_backbone(tmp_path / "run.ckpt", bn_net())
@@ -120,8 +138,11 @@ def test_the_comparison_gives_every_row_its_temperature_scaled_twin(tmp_path, mo
 
     def fake_evaluate(method, config, settings):
         base = {"clean": {"accuracy": 0.9, "nll": 0.4, "ece15": 0.05}, "random_rotation": {"accuracy": 0.3}}
-        return {**base, "temperature_scaling": {"temperature": 1.7},
-                "ts": {"clean": {"accuracy": 0.9, "nll": 0.3, "ece15": 0.02}, "random_rotation": {"accuracy": 0.3}}}
+        return {
+            **base,
+            "temperature_scaling": {"temperature": 1.7},
+            "ts": {"clean": {"accuracy": 0.9, "nll": 0.3, "ece15": 0.02}, "random_rotation": {"accuracy": 0.3}},
+        }
 
     monkeypatch.setattr(posthoc_module, "_evaluate", fake_evaluate)
     payload = posthoc_module.compare_posthoc(tmp_path, {"mc_dropout": object(), "gflowout (post-hoc)": object()}, None)

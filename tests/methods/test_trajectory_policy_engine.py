@@ -67,7 +67,11 @@ def run_policy(posterior, prior, features, labels, forced=None, **exploration) -
 
 
 def named_parameters(posterior, prior) -> list[tuple[str, torch.Tensor]]:
-    modules = [(f"{kind}[{k}]", m) for k, pair in enumerate(zip(posterior, prior)) for kind, m in zip(("posterior", "prior"), pair)]
+    modules = [
+        (f"{kind}[{k}]", m)
+        for k, pair in enumerate(zip(posterior, prior))
+        for kind, m in zip(("posterior", "prior"), pair)
+    ]
     return [(f"{label}.{name}", t) for label, m in modules for name, t in m.named_parameters()]
 
 
@@ -129,7 +133,8 @@ def test_other_generator_depths(hidden):
     assert_same_gradients(
         (weights[0] * log_q).sum() + (weights[1] * log_p).sum(),
         (weights[0] * reference_q).sum() + (weights[1] * reference_p).sum(),
-        posterior, prior,
+        posterior,
+        prior,
     )
 
 
@@ -324,7 +329,8 @@ def test_training_losses_match_a_module_sampler_through_a_backbone(backbone):
     assert_same_gradients(
         (weights[0] * log_q).sum() + (weights[1] * log_p).sum(),
         (weights[0] * totals[0]).sum() + (weights[1] * totals[1]).sum(),
-        list(method.posterior), list(method.prior),
+        list(method.posterior),
+        list(method.prior),
     )
 
 

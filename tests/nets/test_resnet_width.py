@@ -31,7 +31,16 @@ def test_default_width_is_the_standard_resnet18():
 def test_narrow_widths_scale_every_stage(width):
     torch.manual_seed(0)
     net = CifarResNet18(num_classes=7, width=width).eval()
-    assert [s.width for s in net.sites] == [width, width, 2 * width, 2 * width, 4 * width, 4 * width, 8 * width, 8 * width]
+    assert [s.width for s in net.sites] == [
+        width,
+        width,
+        2 * width,
+        2 * width,
+        4 * width,
+        4 * width,
+        8 * width,
+        8 * width,
+    ]
     assert sum(p.numel() for p in net.parameters()) == hand_parameter_count(width, 7)
     assert net(torch.randn(3, 3, 32, 32)).shape == (3, 7)
     last2 = CifarResNet18(num_classes=7, width=width, mask_blocks="last2")

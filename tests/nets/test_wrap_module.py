@@ -144,7 +144,9 @@ def test_a_dropout_under_two_names_becomes_one_site_at_both():
     visited = []
     net(torch.randn(3, 4), lambda site, h: visited.append(site.index) or h)
     assert visited == [0]  # the path the forward takes is the site (it used to stay a plain nn.Dropout)
-    with pytest.raises(ValueError, match="no nn.Dropout"):  # skipping either name leaves the layer (and so nothing) to wrap
+    with pytest.raises(
+        ValueError, match="no nn.Dropout"
+    ):  # skipping either name leaves the layer (and so nothing) to wrap
         gflowout.wrap(_Aliased(), (4,), 2, skip=["block.2"])
 
 
@@ -185,8 +187,15 @@ def test_mc_dropout_keeps_the_wrapped_modules_own_rates_by_default(wrapped):
 
 @pytest.mark.parametrize(
     "name, options",
-    [("none", {}), ("mc_dropout", {}), ("concrete", {"dataset_size": 64}), ("contextual", {}),
-     ("contextual", {"variant": "gaussian"}), ("gflowout", {}), ("id_gflowout", {"dataset_size": 64})],
+    [
+        ("none", {}),
+        ("mc_dropout", {}),
+        ("concrete", {"dataset_size": 64}),
+        ("contextual", {}),
+        ("contextual", {"variant": "gaussian"}),
+        ("gflowout", {}),
+        ("id_gflowout", {"dataset_size": 64}),
+    ],
 )
 def test_every_method_trains_and_predicts_on_the_wrapped_transformer(wrapped, name, options):
     method = method_class(name)(wrapped, **options)
@@ -209,8 +218,9 @@ def test_input_shape_must_be_a_tuple_of_positive_ints(shape):
 def test_concrete_and_contextual_start_at_the_wrapped_modules_own_rates(wrapped):
     concrete = method_class("concrete")(wrapped, dataset_size=64)
     assert concrete.drop_probabilities.tolist() == pytest.approx([0.1] * 6 + [0.3])
-    assert method_class("concrete")(wrapped, dataset_size=64, init_drop=0.2).drop_probabilities.tolist() == \
-        pytest.approx([0.2] * 7)
+    assert method_class("concrete")(
+        wrapped, dataset_size=64, init_drop=0.2
+    ).drop_probabilities.tolist() == pytest.approx([0.2] * 7)
     contextual = method_class("contextual")(wrapped)
     keep_logits = [float(b.outer.bias.mean()) * contextual.k for b in contextual.bottlenecks]
     # the bottleneck's output bias starts at logit(1 - r) / k: r from each replaced nn.Dropout

@@ -36,9 +36,17 @@ def test_the_recorded_paths_are_rewritten_into_the_current_folder(tmp_path: Path
     from gflowout.train import BestCheckpoint
 
     old = "/old/place/run/checkpoints"
-    state = {"monitor": "val/nll", "best_model_score": torch.tensor(0.25), "best_model_path": f"{old}/best.ckpt",
-             "current_score": torch.tensor(0.3), "dirpath": old, "best_k_models": {f"{old}/best.ckpt": torch.tensor(0.25)},
-             "kth_best_model_path": f"{old}/best.ckpt", "kth_value": torch.tensor(0.25), "last_model_path": ""}
+    state = {
+        "monitor": "val/nll",
+        "best_model_score": torch.tensor(0.25),
+        "best_model_path": f"{old}/best.ckpt",
+        "current_score": torch.tensor(0.3),
+        "dirpath": old,
+        "best_k_models": {f"{old}/best.ckpt": torch.tensor(0.25)},
+        "kth_best_model_path": f"{old}/best.ckpt",
+        "kth_value": torch.tensor(0.25),
+        "last_model_path": "",
+    }
     new = str(tmp_path / "checkpoints")
     plain = ModelCheckpoint(dirpath=new, filename="best", monitor="val/nll")
     plain.load_state_dict(dict(state))

@@ -23,8 +23,12 @@ from gflowout.errors import CheckpointError
 from gflowout.training.build import build_method_for
 from gflowout.training.checkpoint_io import AtomicCheckpointIO
 
-CONFIG = {"seed": 5, "data": {"name": "mnist"}, "model": {"backbone": "mlp", "options": {"hidden": [8, 8]}},
-          "method": {"name": "concrete"}}
+CONFIG = {
+    "seed": 5,
+    "data": {"name": "mnist"},
+    "model": {"backbone": "mlp", "options": {"hidden": [8, 8]}},
+    "method": {"name": "concrete"},
+}
 
 
 def _write_method_checkpoint(path: Path, raw: dict = CONFIG) -> torch.nn.Module:
@@ -35,15 +39,19 @@ def _write_method_checkpoint(path: Path, raw: dict = CONFIG) -> torch.nn.Module:
     with torch.no_grad():
         for parameter in method.parameters():
             parameter.add_(torch.randn_like(parameter))
-    checkpoint = {"state_dict": {f"method.{k}": v for k, v in method.state_dict().items()},
-                  "gflowout": checkpoint_metadata(config, 10, (1, 28, 28), 321)}
+    checkpoint = {
+        "state_dict": {f"method.{k}": v for k, v in method.state_dict().items()},
+        "gflowout": checkpoint_metadata(config, 10, (1, 28, 28), 321),
+    }
     AtomicCheckpointIO().save_checkpoint(checkpoint, path)
     return method
 
 
 def test_round_trip_restores_weights_config_and_predictions(tmp_path: Path) -> None:
     original = _write_method_checkpoint(tmp_path / "m.ckpt")
-    method, config = load_method(tmp_path / "m.ckpt", expect={"method": "concrete", "backbone": "mlp", "dataset": "mnist"})
+    method, config = load_method(
+        tmp_path / "m.ckpt", expect={"method": "concrete", "backbone": "mlp", "dataset": "mnist"}
+    )
     assert config == config_from_dict(CONFIG)
     assert type(method) is type(original) and method.dataset_size == 321
     for (name, a), (_, b) in zip(original.state_dict().items(), method.state_dict().items()):
@@ -56,12 +64,17 @@ def test_round_trip_restores_weights_config_and_predictions(tmp_path: Path) -> N
     assert torch.equal(method.predict(x, samples=2), expected)
 
 
-@pytest.mark.parametrize(("expect", "held", "asked"), [
-    ({"method": "gflowout"}, "method='concrete'", "method='gflowout'"),
-    ({"backbone": "resnet18"}, "backbone='mlp'", "backbone='resnet18'"),
-    ({"dataset": "cifar10", "method": "concrete"}, "dataset='mnist'", "dataset='cifar10'"),
-])
-def test_checkpoint_of_another_model_is_refused_with_what_it_holds(tmp_path: Path, expect: dict, held: str, asked: str) -> None:
+@pytest.mark.parametrize(
+    ("expect", "held", "asked"),
+    [
+        ({"method": "gflowout"}, "method='concrete'", "method='gflowout'"),
+        ({"backbone": "resnet18"}, "backbone='mlp'", "backbone='resnet18'"),
+        ({"dataset": "cifar10", "method": "concrete"}, "dataset='mnist'", "dataset='cifar10'"),
+    ],
+)
+def test_checkpoint_of_another_model_is_refused_with_what_it_holds(
+    tmp_path: Path, expect: dict, held: str, asked: str
+) -> None:
     _write_method_checkpoint(tmp_path / "m.ckpt")
     with pytest.raises(CheckpointError) as error:
         load_method(tmp_path / "m.ckpt", expect=expect)
@@ -187,7 +200,10 @@ def test_atomic_writes_get_the_mode_a_plain_open_would(tmp_path: Path, umask: in
     """mkstemp makes 0600 files whatever the umask; results and checkpoints must follow the umask (shared clusters)."""
     previous = os.umask(umask)
     try:
-        written = [atomic_write_json(tmp_path / "r.json", {"a": 1}), atomic_torch_save({"a": torch.ones(2)}, tmp_path / "c.ckpt")]
+        written = [
+            atomic_write_json(tmp_path / "r.json", {"a": 1}),
+            atomic_torch_save({"a": torch.ones(2)}, tmp_path / "c.ckpt"),
+        ]
     finally:
         os.umask(previous)
     for path in written:
@@ -203,8 +219,13 @@ def _edit_metadata(path: Path, **changes: object) -> None:
     torch.save(checkpoint, path)
 
 
-@pytest.mark.parametrize(("section_key", "name"), [("method__name", "gflowout_test_never_imported_a:Method"),
-                                                   ("model__backbone", "gflowout_test_never_imported_b:Net")])
+@pytest.mark.parametrize(
+    ("section_key", "name"),
+    [
+        ("method__name", "gflowout_test_never_imported_a:Method"),
+        ("model__backbone", "gflowout_test_never_imported_b:Net"),
+    ],
+)
 def test_custom_code_named_by_a_checkpoint_is_not_imported_unless_allowed(
     tmp_path: Path, section_key: str, name: str
 ) -> None:
@@ -220,7 +241,9 @@ def test_custom_code_named_by_a_checkpoint_is_not_imported_unless_allowed(
         load_method(path, allow_custom_code=True)
 
 
-def test_evaluate_refuses_a_custom_data_module_named_by_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_refuses_a_custom_data_module_named_by_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from gflowout.cli.main import main
 
     path = tmp_path / "m.ckpt"

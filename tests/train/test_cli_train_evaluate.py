@@ -39,8 +39,23 @@ def _gflowout(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = REPO / "configs" / "tiny_mnist.yaml" if _mnist_available() else TINY_CONFIG
     out = tmp_path_factory.mktemp("cli") / "run"
-    done = _gflowout("train", "--config", str(config), "--method", "none", "--seed", "2", "--out", str(out),
-                     "--set", "trainer.max_epochs=2", "--devices", "1", "--accelerator", "cpu")
+    done = _gflowout(
+        "train",
+        "--config",
+        str(config),
+        "--method",
+        "none",
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+        "--set",
+        "trainer.max_epochs=2",
+        "--devices",
+        "1",
+        "--accelerator",
+        "cpu",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"run folder: {out}" in done.stdout
     return config, out
@@ -59,7 +74,9 @@ def test_train_writes_the_run_folder(trained_run: tuple[Path, Path]) -> None:
     for column in ("loss/backbone_step", "loss/backbone_epoch", "val/nll", "val/accuracy", "val/ece", "lr/backbone"):
         assert column in header.split(","), column
     best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
-    assert best["gflowout"]["method"] == "none" and best["gflowout"]["dataset"] == ("mnist" if expected_test == 10000 else "synthetic")
+    assert best["gflowout"]["method"] == "none" and best["gflowout"]["dataset"] == (
+        "mnist" if expected_test == 10000 else "synthetic"
+    )
 
 
 def test_evaluate_matches_an_independent_pass_and_the_training_test(
@@ -69,7 +86,9 @@ def test_evaluate_matches_an_independent_pass_and_the_training_test(
     report = tmp_path / "eval.json"
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    trust = [] if config.name == "tiny_mnist.yaml" else ["--allow-custom-code"]  # the synthetic stand-in is a module:Class
+    trust = (
+        [] if config.name == "tiny_mnist.yaml" else ["--allow-custom-code"]
+    )  # the synthetic stand-in is a module:Class
     assert main(["evaluate", str(out), "--samples", "3", "--json", str(report), *trust]) == 0
     assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is left alone
     printed = json.loads(capsys.readouterr().out)
@@ -124,8 +143,15 @@ def test_help_has_examples(command: str, capsys: pytest.CaptureFixture) -> None:
         assert "--strategy ddp" in text and "--resume" in text and "--set" in text
 
 
-@pytest.mark.parametrize("argv", [["evaluate", "run", "--samples", "0"], ["evaluate", "run", "--batch-size", "-3"],
-                                  ["demo", "--epochs", "0"], ["train", "--config", "c.yaml", "--num-nodes", "x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "run", "--samples", "0"],
+        ["evaluate", "run", "--batch-size", "-3"],
+        ["demo", "--epochs", "0"],
+        ["train", "--config", "c.yaml", "--num-nodes", "x"],
+    ],
+)
 def test_counts_on_the_command_line_must_be_positive(argv: list[str], capsys: pytest.CaptureFixture) -> None:
     """`evaluate --samples 0` used to reach predict and end in a traceback (status 1)."""
     with pytest.raises(SystemExit) as stopped:
@@ -142,8 +168,17 @@ def test_train_ends_with_the_test_metrics_and_takes_root(trained_run: tuple[Path
     summary = final_summary(out)
     assert f"accuracy {results['test']['accuracy']:.4f}" in summary and "NLL" in summary and "ECE" in summary
     # --root is accepted (the only data-using command without it) and reaches the config
-    done = _gflowout("train", "--config", str(config), "--out", str(tmp_path / "r"), "--root", str(tmp_path / "empty"),
-                     "--set", "trainer.max_epochs=1")
+    done = _gflowout(
+        "train",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "r"),
+        "--root",
+        str(tmp_path / "empty"),
+        "--set",
+        "trainer.max_epochs=1",
+    )
     if config.name == "tiny_mnist.yaml":
         assert done.returncode == 2 and str(tmp_path / "empty") in done.stderr  # MNIST is not in that root
 
@@ -152,9 +187,25 @@ def test_train_ends_with_the_test_metrics_and_takes_root(trained_run: tuple[Path
 def test_evaluate_runs_shifts_rotations_and_ood_of_one_run(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
     _, out = trained_run
     target = tmp_path / "full.json"
-    done = _gflowout("evaluate", str(out), "--shifts", "fog", "--severities", "1,3", "--rotation",
-                     "--rotation-angles", "0,90", "--ood", "default", "--limit", "100", "--samples", "2",
-                     "--json", str(target))
+    done = _gflowout(
+        "evaluate",
+        str(out),
+        "--shifts",
+        "fog",
+        "--severities",
+        "1,3",
+        "--rotation",
+        "--rotation-angles",
+        "0,90",
+        "--ood",
+        "default",
+        "--limit",
+        "100",
+        "--samples",
+        "2",
+        "--json",
+        str(target),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(target.read_text())
     assert set(result["shifts"]) == {"fog"} and set(result["shifts"]["fog"]) == {"1", "3"}

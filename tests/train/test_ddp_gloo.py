@@ -17,8 +17,14 @@ import torch
 
 from tests.helpers.train import run_fit
 
-COMMON = ("method.name=none", "method.options={}", "optim.backbone.optimizer=sgd", "optim.backbone.lr=0.2",
-          "optim.backbone.momentum=0.9", "trainer.checkpoint_every_n_steps=0")
+COMMON = (
+    "method.name=none",
+    "method.options={}",
+    "optim.backbone.optimizer=sgd",
+    "optim.backbone.lr=0.2",
+    "optim.backbone.momentum=0.9",
+    "trainer.checkpoint_every_n_steps=0",
+)
 WEIGHT_TOLERANCE = 1e-5
 METRIC_TOLERANCE = 1e-5
 
@@ -26,8 +32,12 @@ METRIC_TOLERANCE = 1e-5
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path: Path, tiny_config: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     run_fit(tiny_config, one, overrides=COMMON + ("data.batch_size=64",))
-    run_fit(tiny_config, two, overrides=COMMON + ("data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp"),
-            timeout=180)
+    run_fit(
+        tiny_config,
+        two,
+        overrides=COMMON + ("data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp"),
+        timeout=180,
+    )
 
     results_one = json.loads((one / "results.json").read_text())
     results_two = json.loads((two / "results.json").read_text())
@@ -70,10 +80,20 @@ def test_a_nan_on_one_rank_stops_every_rank_promptly(tmp_path: Path, tiny_config
 
     from tests.helpers.train import REPO, fit_command, subprocess_env
 
-    overrides = ("method.name=train_standins:TinyMC", "method.options={nan_at_call: 3, nan_rank: 1}",
-                 "trainer.devices=2", "trainer.strategy=ddp")
-    done = subprocess.run(fit_command(tiny_config, tmp_path / "run", overrides=overrides), env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    overrides = (
+        "method.name=train_standins:TinyMC",
+        "method.options={nan_at_call: 3, nan_rank: 1}",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+    )
+    done = subprocess.run(
+        fit_command(tiny_config, tmp_path / "run", overrides=overrides),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "another rank got a non-finite loss at step 2" in output  # rank 0
@@ -88,7 +108,13 @@ def test_an_evaluation_split_smaller_than_the_process_count_is_a_clear_error(tmp
     from tests.helpers.train import REPO, fit_command, subprocess_env
 
     overrides = ("data.val_fraction=0.0025", "trainer.devices=2", "trainer.strategy=ddp", "trainer.max_epochs=1")
-    done = subprocess.run(fit_command(tiny_config, tmp_path / "run", overrides=overrides), env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(
+        fit_command(tiny_config, tmp_path / "run", overrides=overrides),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert done.returncode != 0
     assert "an evaluation split has 1 example(s) for 2 processes" in done.stdout + done.stderr

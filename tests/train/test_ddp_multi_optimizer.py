@@ -17,8 +17,15 @@ import torch
 
 from tests.helpers.train import run_fit
 
-OVERRIDES = ("method.name=gflowout", "method.options={}", "trainer.checkpoint_every_n_steps=0",
-             "trainer.max_epochs=2", "data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp")
+OVERRIDES = (
+    "method.name=gflowout",
+    "method.options={}",
+    "trainer.checkpoint_every_n_steps=0",
+    "trainer.max_epochs=2",
+    "data.batch_size=32",
+    "trainer.devices=2",
+    "trainer.strategy=ddp",
+)
 GROUPS = ("backbone", "posterior", "prior")
 
 
@@ -59,4 +66,6 @@ def test_gflowout_ddp_ranks_end_with_identical_weights(tmp_path: Path, tiny_conf
     names = {id(p): n for n, p in method.named_parameters()}
     for group, params in method.param_groups().items():
         moved = max(float((p.detach() - initial[names[id(p)]]).abs().max()) for p in params)
-        assert moved > 1e-4, f"group {group!r} did not train under DDP (max change {moved:.3g}): equal digests prove nothing"
+        assert moved > 1e-4, (
+            f"group {group!r} did not train under DDP (max change {moved:.3g}): equal digests prove nothing"
+        )

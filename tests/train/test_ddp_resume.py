@@ -23,11 +23,19 @@ import torch
 from tests.helpers.train import assert_runs_end_identical, run_fit
 
 GROUPS = 3  # GFlowOut's optimisers: Lightning's global step counts 3 per batch
-COMMON = ("method.name=gflowout", "method.options={generator_hidden: [8]}", "trainer.max_epochs=3",
-          "trainer.checkpoint_every_n_steps=0")
-AUGMENT = {"GFLOWOUT_TEST_AUGMENT": "1"}  # the stand-in's collate adds noise from torch's global RNG, as CIFAR's crop+flip
-LAYOUTS = {"one_process": ("data.batch_size=64",),
-           "ddp_two_processes": ("data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp")}
+COMMON = (
+    "method.name=gflowout",
+    "method.options={generator_hidden: [8]}",
+    "trainer.max_epochs=3",
+    "trainer.checkpoint_every_n_steps=0",
+)
+AUGMENT = {
+    "GFLOWOUT_TEST_AUGMENT": "1"
+}  # the stand-in's collate adds noise from torch's global RNG, as CIFAR's crop+flip
+LAYOUTS = {
+    "one_process": ("data.batch_size=64",),
+    "ddp_two_processes": ("data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp"),
+}
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

@@ -22,8 +22,14 @@ def test_ensemble_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: 
     run_fit(tiny_config, reference, overrides=OVERRIDES)
     # 9 batches an epoch, a checkpoint every 2 batches: stalling at the 14th batch leaves the step-12 file (mid-epoch 1)
     env = subprocess_env(GFLOWOUT_TEST_STALL_AT="14", GFLOWOUT_TEST_STALL_MARKER=str(marker))
-    process = subprocess.Popen(fit_command(tiny_config, interrupted, overrides=OVERRIDES), env=env, cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        fit_command(tiny_config, interrupted, overrides=OVERRIDES),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_stall(process, marker)
         os.kill(process.pid, signal.SIGKILL)
@@ -46,8 +52,12 @@ def test_ensemble_two_process_ddp_matches_one_process(tmp_path: Path, tiny_confi
     common = (*OVERRIDES, "optim.backbone.optimizer=sgd", "optim.backbone.lr=0.2", "trainer.checkpoint_every_n_steps=0")
     one, two = tmp_path / "one", tmp_path / "two"
     run_fit(tiny_config, one, overrides=(*common, "data.batch_size=64"))
-    run_fit(tiny_config, two, overrides=(*common, "data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp"),
-            timeout=180)
+    run_fit(
+        tiny_config,
+        two,
+        overrides=(*common, "data.batch_size=32", "trainer.devices=2", "trainer.strategy=ddp"),
+        timeout=180,
+    )
     results_one = json.loads((one / "results.json").read_text())
     results_two = json.loads((two / "results.json").read_text())
     assert results_two["world_size"] == 2 and results_two["val_samples"] == 3

@@ -35,12 +35,22 @@ def test_nan_loss_raises_naming_the_group(tmp_path: Path) -> None:
 
 
 def _first_step_change(tmp_path: Path, clip: str) -> float:
-    overrides = [*QUIET, "method.name=none", "method.options={}", "optim.backbone.optimizer=sgd", "optim.backbone.lr=1.0",
-                 "optim.backbone.momentum=0.0", f"optim.backbone.clip_norm={clip}", "trainer.max_steps=1",
-                 "trainer.checkpoint_every_n_steps=1"]
+    overrides = [
+        *QUIET,
+        "method.name=none",
+        "method.options={}",
+        "optim.backbone.optimizer=sgd",
+        "optim.backbone.lr=1.0",
+        "optim.backbone.momentum=0.0",
+        f"optim.backbone.clip_norm={clip}",
+        "trainer.max_steps=1",
+        "trainer.checkpoint_every_n_steps=1",
+    ]
     config = load_config(TINY_CONFIG, overrides)
     pl.seed_everything(config.seed, verbose=False)
-    initial = build_method_for(config, SyntheticDataModule.num_classes, SyntheticDataModule.input_shape, 280).state_dict()
+    initial = build_method_for(
+        config, SyntheticDataModule.num_classes, SyntheticDataModule.input_shape, 280
+    ).state_dict()
     out = fit(config, tmp_path / f"clip-{clip}")
     after = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert after.keys() == {f"method.{k}" for k in initial}

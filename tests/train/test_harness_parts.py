@@ -56,9 +56,11 @@ def test_rank_shards_interleave_into_the_global_order() -> None:
 
 def test_resumable_loader_skips_only_the_batches_done() -> None:
     dataset = torch.utils.data.TensorDataset(torch.arange(23))
+
     def make() -> ResumableLoader:
         sampler = EpochSampler(23, seed=5)
         return ResumableLoader(torch.utils.data.DataLoader(dataset, batch_size=4, sampler=sampler))
+
     first = make()
     first.sampler.set_epoch(2)
     batches = []
@@ -88,7 +90,11 @@ def test_cuda_rng_states_restore_only_on_the_devices_this_process_sees(monkeypat
     restored: list[tuple[int, int]] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda new_state, device="cuda": restored.append((int(new_state[0]), device)))
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: [torch.cuda.default_generators[i] for i in range(len(states))])
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state", lambda new_state, device="cuda": restored.append((int(new_state[0]), device))
+    )
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state_all", lambda states: [torch.cuda.default_generators[i] for i in range(len(states))]
+    )
     restore_rng_state(state)
     assert restored == [(0, 0)]

@@ -48,5 +48,3 @@ def test_collect_writes_a_learning_json_the_report_can_read(gflowout_run: Path, 
     (tmp_path / "bad.json").write_text('{"runs": []}')
     with pytest.raises(ValueError, match="not a learning.json"):
         read_learning(tmp_path / "bad.json")
-
-

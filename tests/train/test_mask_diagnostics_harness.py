@@ -20,8 +20,14 @@ GFLOWOUT = ("method.name=gflowout", "method.options={}", "trainer.max_epochs=2")
 
 def test_diagnostics_are_logged_warned_and_drawn_and_leave_training_unchanged(tmp_path: Path) -> None:
     on, off = tmp_path / "on", tmp_path / "off"
-    done = subprocess.run(fit_command(TINY_CONFIG, on, overrides=(*GFLOWOUT, "diagnostics.residual_threshold=1e-9")),
-                          env=subprocess_env(PYTHONWARNINGS="default"), capture_output=True, text=True, timeout=120, cwd=REPO)
+    done = subprocess.run(
+        fit_command(TINY_CONFIG, on, overrides=(*GFLOWOUT, "diagnostics.residual_threshold=1e-9")),
+        env=subprocess_env(PYTHONWARNINGS="default"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run_fit(TINY_CONFIG, off, overrides=(*GFLOWOUT, "diagnostics.enabled=false"))
 

@@ -15,10 +15,22 @@ from tests.helpers.train import REPO, TINY_CONFIG, run_fit, subprocess_env
 
 
 def posthoc(source: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "gflowout.cli.main", "posthoc", str(source), "--out", str(out),
-               "--allow-custom-code", "--samples", "2", *extra]
-    return subprocess.run(command, env=subprocess_env(PYTHONWARNINGS="default"), capture_output=True, text=True,
-                          timeout=180, cwd=REPO)
+    command = [
+        sys.executable,
+        "-m",
+        "gflowout.cli.main",
+        "posthoc",
+        str(source),
+        "--out",
+        str(out),
+        "--allow-custom-code",
+        "--samples",
+        "2",
+        *extra,
+    ]
+    return subprocess.run(
+        command, env=subprocess_env(PYTHONWARNINGS="default"), capture_output=True, text=True, timeout=180, cwd=REPO
+    )
 
 
 def backbone(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -46,7 +58,10 @@ def test_posthoc_fit_resume_and_comparison_on_a_network_trained_without_dropout(
         assert fitted.keys() == trained.keys()
         assert all(torch.equal(trained[k], fitted[k]) for k in trained), name
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["gflowout"]["config"]["method"] == {"name": "gflowout", "options": {"freeze_backbone": True, "beta": 1.0}}
+    assert last["gflowout"]["config"]["method"] == {
+        "name": "gflowout",
+        "options": {"freeze_backbone": True, "beta": 1.0},
+    }
     assert len(last["optimizer_states"]) == 2  # posterior and prior: no backbone optimiser
 
     record = json.loads((out / "posthoc.json").read_text())

@@ -32,8 +32,18 @@ def _assert_no_run(out: Path) -> None:
 
 def test_cli_refuses_fp16_mixed_with_status_2_and_no_run_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "gflowout.cli.main", "train", "--config", str(TINY_CONFIG),  # its own method: it trains
-               "--out", str(out), "--set", "trainer.precision=16-mixed"]
+    command = [
+        sys.executable,
+        "-m",
+        "gflowout.cli.main",
+        "train",
+        "--config",
+        str(TINY_CONFIG),  # its own method: it trains
+        "--out",
+        str(out),
+        "--set",
+        "trainer.precision=16-mixed",
+    ]
     done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2, f"exit status {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     assert "gflowout train: error:" in done.stderr
@@ -72,8 +82,16 @@ def test_bf16_mixed_trains_validates_and_tests_end_to_end(tmp_path: Path, method
     import json
 
     out = tmp_path / method
-    run_fit(TINY_CONFIG, out, overrides=("trainer.precision=bf16-mixed", f"method.name={method}", "method.options={}",
-                                         "trainer.max_epochs=1"))
+    run_fit(
+        TINY_CONFIG,
+        out,
+        overrides=(
+            "trainer.precision=bf16-mixed",
+            f"method.name={method}",
+            "method.options={}",
+            "trainer.max_epochs=1",
+        ),
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["method"] == method and results["epochs"] == 1
     assert "bf16-mixed" in (out / "config.yaml").read_text()

@@ -26,23 +26,51 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("optim.backbone.lr=0.5", "optim.backbone.lr"), ("data.batch_size=16", "data.batch_size"),
-     ("model.options.hidden=[8, 8]", "model.options.hidden"), ("trainer.val_samples=2", "trainer.val_samples")],
+    [
+        ("optim.backbone.lr=0.5", "optim.backbone.lr"),
+        ("data.batch_size=16", "data.batch_size"),
+        ("model.options.hidden=[8, 8]", "model.options.hidden"),
+        ("trainer.val_samples=2", "trainer.val_samples"),
+    ],
 )
 def test_a_resume_that_changes_the_maths_is_refused_and_writes_nothing(
     finished_run: Path, override: str, key: str, capsys: pytest.CaptureFixture
 ) -> None:
     before = {p: p.read_bytes() for p in sorted(finished_run.rglob("*")) if p.is_file()}
-    status = main(["train", "--config", str(TINY_CONFIG), "--out", str(finished_run), "--resume",
-                   "--set", "trainer.max_epochs=1", "--set", override])
+    status = main(
+        [
+            "train",
+            "--config",
+            str(TINY_CONFIG),
+            "--out",
+            str(finished_run),
+            "--resume",
+            "--set",
+            "trainer.max_epochs=1",
+            "--set",
+            override,
+        ]
+    )
     error = capsys.readouterr().err
     assert status == 2 and "--resume" in error and key in error and "new run folder" in error
     assert {p: p.read_bytes() for p in sorted(finished_run.rglob("*")) if p.is_file()} == before
 
 
 def test_a_seed_change_is_refused_too(finished_run: Path, capsys: pytest.CaptureFixture) -> None:
-    status = main(["train", "--config", str(TINY_CONFIG), "--out", str(finished_run), "--resume", "--seed", "7",
-                   "--set", "trainer.max_epochs=1"])
+    status = main(
+        [
+            "train",
+            "--config",
+            str(TINY_CONFIG),
+            "--out",
+            str(finished_run),
+            "--resume",
+            "--seed",
+            "7",
+            "--set",
+            "trainer.max_epochs=1",
+        ]
+    )
     assert status == 2 and "seed: 3 -> 7" in capsys.readouterr().err
 
 

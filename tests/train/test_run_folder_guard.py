@@ -34,7 +34,9 @@ def test_another_config_never_overwrites_a_run_without_checkpoint(tmp_path: Path
     folder = tmp_path / "run"
     before = _held_run(folder)
     other = load_config(TINY_CONFIG, [*QUIET, "method.name=mc_dropout", "seed=2"])
-    with pytest.raises(ConfigError, match="already holds a run" if not resume else "method.name: 'gflowout' -> 'mc_dropout'"):
+    with pytest.raises(
+        ConfigError, match="already holds a run" if not resume else "method.name: 'gflowout' -> 'mc_dropout'"
+    ):
         fit(other, folder, resume=resume)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 

@@ -20,8 +20,9 @@ from tests.helpers.train import REPO, run_fit, subprocess_env, wait_for_stall
 
 def test_sigterm_exits_143_with_the_way_to_resume(tmp_path: Path, tiny_config: Path) -> None:
     out, marker, release = tmp_path / "run", tmp_path / "stalled", tmp_path / "release"
-    env = subprocess_env(GFLOWOUT_TEST_STALL_AT="5", GFLOWOUT_TEST_STALL_MARKER=str(marker),
-                         GFLOWOUT_TEST_STALL_RELEASE=str(release))
+    env = subprocess_env(
+        GFLOWOUT_TEST_STALL_AT="5", GFLOWOUT_TEST_STALL_MARKER=str(marker), GFLOWOUT_TEST_STALL_RELEASE=str(release)
+    )
     command = [sys.executable, "-m", "gflowout.cli.main", "train", "--config", str(tiny_config), "--out", str(out)]
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -24,8 +24,17 @@ class SyntheticDataModule(pl.LightningDataModule):
     num_classes = 4
     input_shape = (1, 6, 6)
 
-    def __init__(self, name: str = "synthetic", root=None, batch_size: int = 32, val_fraction: float = 0.3,
-                 split_seed: int = 0, num_workers: int = 0, limit_train=None, size: int = 400) -> None:
+    def __init__(
+        self,
+        name: str = "synthetic",
+        root=None,
+        batch_size: int = 32,
+        val_fraction: float = 0.3,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        limit_train=None,
+        size: int = 400,
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         generator = torch.Generator().manual_seed(1234)
@@ -50,8 +59,11 @@ class SyntheticDataModule(pl.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=StallingCollate())
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size,
-                          collate_fn=StallingCollate("GFLOWOUT_TEST_STALL_VAL_AT", augment=False))
+        return DataLoader(
+            self.val_set,
+            batch_size=self.batch_size,
+            collate_fn=StallingCollate("GFLOWOUT_TEST_STALL_VAL_AT", augment=False),
+        )
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.batch_size)
@@ -78,7 +90,9 @@ class StallingCollate:
             while time.monotonic() < deadline and not (release and Path(release).exists()):
                 time.sleep(0.05)
         x, y = default_collate(items)
-        if self.augment and os.environ.get("GFLOWOUT_TEST_AUGMENT"):  # random "augmentation" from torch's global RNG, as BatchCollate
+        if self.augment and os.environ.get(
+            "GFLOWOUT_TEST_AUGMENT"
+        ):  # random "augmentation" from torch's global RNG, as BatchCollate
             x = x + 0.1 * torch.rand_like(x)
         return x, y
 

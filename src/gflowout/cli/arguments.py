@@ -47,8 +47,10 @@ def slurm_array_shard(environ: dict[str, str]) -> tuple[int, int] | None:
     return index, count
 
 
-SHARD_HELP = ("run only shard I of N of the grid (every N-th run from run I), so N workers share one --out; default: "
-              "from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1/1")
+SHARD_HELP = (
+    "run only shard I of N of the grid (every N-th run from run I), so N workers share one --out; default: "
+    "from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT in a SLURM array, else 1/1"
+)
 
 
 def add_grid_arguments(parser: argparse.ArgumentParser, config_help: str, out_prefix: str) -> None:
@@ -58,8 +60,12 @@ def add_grid_arguments(parser: argparse.ArgumentParser, config_help: str, out_pr
     parser.add_argument("--out", default=None, help=f"output folder (default: {out_prefix}-<config name>)")
     parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
     parser.add_argument("--shard", type=shard_spec, default=None, metavar="I/N", help=SHARD_HELP)
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
 
 
@@ -72,5 +78,6 @@ def grid_out_folder(args: argparse.Namespace, out_prefix: str) -> Path:
     """--out (default `<out_prefix>-<config name>`), checked writable before hours of training rather than after."""
     from gflowout.writable import writable_folder
 
-    return writable_folder(Path(args.out) if args.out else Path(f"{out_prefix}-{Path(args.config).stem}"),
-                           "output folder", "--out")
+    return writable_folder(
+        Path(args.out) if args.out else Path(f"{out_prefix}-{Path(args.config).stem}"), "output folder", "--out"
+    )

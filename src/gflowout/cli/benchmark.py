@@ -16,8 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "interrupted trainings resume: rerun the same command after a kill to finish the rest.",
     )
     add_grid_arguments(parser, "benchmark YAML (e.g. configs/bench_mnist.yaml)", "benchmark")
-    parser.add_argument("--keep-going", action="store_true",
-                        help="log a failed run and go on with the others (exit status 2 at the end, failures listed)")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="log a failed run and go on with the others (exit status 2 at the end, failures listed)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     bench = load_benchmark_config(args.config)
     out = grid_out_folder(args, "benchmark")
-    paths = run_benchmark(bench, out, root=args.root, report=not args.no_report,
-                          keep_going=args.keep_going, shard=shard)
+    paths = run_benchmark(
+        bench, out, root=args.root, report=not args.no_report, keep_going=args.keep_going, shard=shard
+    )
     print(f"{len(paths)} result file(s) in {out / 'results'}")
     return 0

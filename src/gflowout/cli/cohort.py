@@ -21,13 +21,21 @@ DIR/summary.md and summary.json hold mean ± standard error over seeds, DIR/figu
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "cohort", help="leave-one-group-out cohort shift on tabular data (eICU-style CSV, Rotterdam/GBSG)",
+        "cohort",
+        help="leave-one-group-out cohort shift on tabular data (eICU-style CSV, Rotterdam/GBSG)",
         description="Train every method on all groups but one and test on the held-out group.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True, metavar="FILE", help="a cohort YAML config (see configs/cohort_*.yaml)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (runs/, summary.md, summary.json, figures/)")
-    parser.add_argument("--root", default=None, help="data folder of rotterdam-gbsg (default: $GFLOWOUT_DATA or the cache)")
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="a cohort YAML config (see configs/cohort_*.yaml)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (runs/, summary.md, summary.json, figures/)"
+    )
+    parser.add_argument(
+        "--root", default=None, help="data folder of rotterdam-gbsg (default: $GFLOWOUT_DATA or the cache)"
+    )
     parser.set_defaults(func=run)
 
 

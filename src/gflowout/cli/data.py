@@ -12,7 +12,8 @@ from gflowout.errors import DataError
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `data` command and its `list` / `fetch` verbs."""
     parser = subparsers.add_parser(
-        "data", help="list and fetch the data sets",
+        "data",
+        help="list and fetch the data sets",
         description=f"Data sets live under a root folder: --root, else ${ENV_DATA_ROOT}, else ~/.cache/gflowout.",
     )
     verbs = parser.add_subparsers(dest="data_command", metavar="VERB")
@@ -22,8 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     getter = verbs.add_parser("fetch", help="fetch data sets, trying each source in order, verifying checksums")
     getter.add_argument("names", nargs="+", metavar="NAME", choices=sorted(DATASETS), help=", ".join(DATASETS))
     getter.add_argument("--root", help="data root folder (default: $GFLOWOUT_DATA or ~/.cache/gflowout)")
-    getter.add_argument("--from", dest="from_path", metavar="FILE",
-                        help="take the files from an archive, folder or file you already have (one NAME only)")
+    getter.add_argument(
+        "--from",
+        dest="from_path",
+        metavar="FILE",
+        help="take the files from an archive, folder or file you already have (one NAME only)",
+    )
     getter.set_defaults(func=run_fetch)
     parser.set_defaults(func=lambda args: parser.print_help() or 1)
 
@@ -67,15 +72,19 @@ def run_fetch(args: argparse.Namespace) -> int:
             failed.append(name)
             continue
         if folder.name != name:
-            print(f"{name}: NOT fetched; only the fallback {folder.name!r} ({DATASETS[folder.name].description}) "
-                  f"is present, in {folder} ({time.perf_counter() - start:.1f} s)")
+            print(
+                f"{name}: NOT fetched; only the fallback {folder.name!r} ({DATASETS[folder.name].description}) "
+                f"is present, in {folder} ({time.perf_counter() - start:.1f} s)"
+            )
         else:
             status = dataset_status(name, args.root)
             if status.verified:
                 print(f"{name}: ok, verified ({time.perf_counter() - start:.1f} s) in {folder}")
             else:
-                print(f"{name}: PARTIAL: {status.present} of {status.total} file(s) present in {folder}; "
-                      f"add the rest with `gflowout data fetch {name} --from FILE`")
+                print(
+                    f"{name}: PARTIAL: {status.present} of {status.total} file(s) present in {folder}; "
+                    f"add the rest with `gflowout data fetch {name} --from FILE`"
+                )
     if failed:
         raise DataError(f"could not fetch {', '.join(failed)} (see the messages above)")
     return 0

@@ -39,8 +39,10 @@ def find_demo_config(explicit: str | None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"demo config {DEMO_CONFIG} not found in {[str(c) for c in candidates]}; "
-                      "pass --config PATH (the repository's configs/demo_mnist.yaml)")
+    raise ConfigError(
+        f"demo config {DEMO_CONFIG} not found in {[str(c) for c in candidates]}; "
+        "pass --config PATH (the repository's configs/demo_mnist.yaml)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,9 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", default=None, help="demo config (default: configs/demo_mnist.yaml)")
     parser.add_argument("--root", default=None, help="data folder (default: GFLOWOUT_DATA or the cache)")
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: the config's)")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs per method (default: the config's)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="training epochs per method (default: the config's)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads (default: 1 on a machine with <= 2 cores, else cores - 1)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -72,7 +80,15 @@ def count_stages(bench: BenchmarkConfig) -> int:
     else:
         shifted = len(settings.shifts) * len(settings.severities)
     ood = len(settings.ood_sets) if settings.ood_sets is not None else len(DEFAULT_OOD.get("mnist", ()))
-    return 1 + 1 + int(settings.temperature_scaling) + int(settings.random_rotation) + sum(1 for angle in settings.rotation_angles if float(angle) % 360 != 0) + shifted + ood
+    return (
+        1
+        + 1
+        + int(settings.temperature_scaling)
+        + int(settings.random_rotation)
+        + sum(1 for angle in settings.rotation_angles if float(angle) % 360 != 0)
+        + shifted
+        + ood
+    )
 
 
 def fetch_missing(bench: BenchmarkConfig, root: str | None) -> None:
@@ -85,8 +101,10 @@ def fetch_missing(bench: BenchmarkConfig, root: str | None) -> None:
 
     trained = sorted(set(bench.datasets or ["mnist"]))
     explicit = bench.evaluation.ood_sets
-    ood = sorted({o for name in trained for o in (explicit if explicit is not None else DEFAULT_OOD.get(name, ()))}
-                 - set(trained))
+    ood = sorted(
+        {o for name in trained for o in (explicit if explicit is not None else DEFAULT_OOD.get(name, ()))}
+        - set(trained)
+    )
     for name in trained + ood:
         if _missing_data(name, root) is None:
             continue

@@ -43,7 +43,9 @@ def conformal_alpha(text: str) -> float | None:
     except ValueError:
         value = float("nan")
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a miscoverage rate in (0, 1) (0.1 for 90% sets) or 'none', got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a miscoverage rate in (0, 1) (0.1 for 90% sets) or 'none', got {text!r}"
+        )
     return value
 
 
@@ -55,31 +57,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="a run folder (uses checkpoints/best.ckpt) or a .ckpt file")
-    parser.add_argument("--samples", type=positive_int, default=20, help="mask samples S of the predictive (default 20)")
+    parser.add_argument(
+        "checkpoint", metavar="RUN_OR_CHECKPOINT", help="a run folder (uses checkpoints/best.ckpt) or a .ckpt file"
+    )
+    parser.add_argument(
+        "--samples", type=positive_int, default=20, help="mask samples S of the predictive (default 20)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=None, help="test batch size (default: the config's)")
     parser.add_argument("--root", default=None, help="data folder (default: the config's, GFLOWOUT_DATA or the cache)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the metrics to this JSON file (atomically)")
+    parser.add_argument(
+        "--json", default=None, metavar="PATH", help="also write the metrics to this JSON file (atomically)"
+    )
     shifted = parser.add_argument_group("shifts and OOD (as gflowout benchmark evaluates)")
-    shifted.add_argument("--full", action="store_true",
-                         help="everything below at the benchmark's defaults: random rotation, 0-180 sweep, every "
-                         "corruption at severities 1-5, the default OOD sets that are fetched")
-    shifted.add_argument("--shifts", default=None, metavar="NAMES",
-                         help="comma-separated corruptions, or 'all' (e.g. fog,shot_noise)")
-    shifted.add_argument("--severities", default=None, metavar="LIST", help="comma-separated severities 1-5 (default 1,2,3,4,5)")
+    shifted.add_argument(
+        "--full",
+        action="store_true",
+        help="everything below at the benchmark's defaults: random rotation, 0-180 sweep, every "
+        "corruption at severities 1-5, the default OOD sets that are fetched",
+    )
+    shifted.add_argument(
+        "--shifts", default=None, metavar="NAMES", help="comma-separated corruptions, or 'all' (e.g. fog,shot_noise)"
+    )
+    shifted.add_argument(
+        "--severities", default=None, metavar="LIST", help="comma-separated severities 1-5 (default 1,2,3,4,5)"
+    )
     shifted.add_argument("--rotation", action="store_true", help="the paper's random rotation (0-360 degrees)")
-    shifted.add_argument("--rotation-angles", default=None, metavar="LIST", help="comma-separated angles of a sweep (e.g. 0,45,90)")
-    shifted.add_argument("--ood", default=None, metavar="NAMES",
-                         help="comma-separated OOD data sets, or 'default' (those fetched of the data set's defaults)")
-    shifted.add_argument("--conformal-alpha", type=conformal_alpha, default=0.1, metavar="ALPHA",
-                         help="split-conformal prediction sets at miscoverage ALPHA, calibrated on the validation "
-                         "split, in every condition (default 0.1; 'none' to skip)")
-    shifted.add_argument("--limit", type=positive_int, default=None, help="evaluate a fixed random subset of N test images")
-    parser.add_argument("--allow-custom-code", action="store_true",
-                        help="build a method, backbone or data module the checkpoint names as package.module:Class "
-                             "(imported, with options from the file): only for checkpoints you trust")
-    parser.add_argument("--no-temperature-scaling", dest="temperature_scaling", action="store_false",
-                        help="skip fitting a temperature on the validation split (and the 'ts' metrics)")
+    shifted.add_argument(
+        "--rotation-angles", default=None, metavar="LIST", help="comma-separated angles of a sweep (e.g. 0,45,90)"
+    )
+    shifted.add_argument(
+        "--ood",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated OOD data sets, or 'default' (those fetched of the data set's defaults)",
+    )
+    shifted.add_argument(
+        "--conformal-alpha",
+        type=conformal_alpha,
+        default=0.1,
+        metavar="ALPHA",
+        help="split-conformal prediction sets at miscoverage ALPHA, calibrated on the validation "
+        "split, in every condition (default 0.1; 'none' to skip)",
+    )
+    shifted.add_argument(
+        "--limit", type=positive_int, default=None, help="evaluate a fixed random subset of N test images"
+    )
+    parser.add_argument(
+        "--allow-custom-code",
+        action="store_true",
+        help="build a method, backbone or data module the checkpoint names as package.module:Class "
+        "(imported, with options from the file): only for checkpoints you trust",
+    )
+    parser.add_argument(
+        "--no-temperature-scaling",
+        dest="temperature_scaling",
+        action="store_false",
+        help="skip fitting a temperature on the validation split (and the 'ts' metrics)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -97,8 +131,14 @@ def run(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.checkpoint)
     if args.full or args.shifts or args.rotation or args.rotation_angles or args.ood or args.limit:
         return run_full(args, path)
-    metrics = evaluate_checkpoint(path, samples=args.samples, batch_size=args.batch_size, root=args.root,
-                                  allow_custom_code=args.allow_custom_code, temperature_scaling=args.temperature_scaling)
+    metrics = evaluate_checkpoint(
+        path,
+        samples=args.samples,
+        batch_size=args.batch_size,
+        root=args.root,
+        allow_custom_code=args.allow_custom_code,
+        temperature_scaling=args.temperature_scaling,
+    )
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
     print(summary_rows(metrics), file=sys.stderr)
@@ -113,8 +153,9 @@ def _csv(text: str | None, kind: type, option: str) -> list | None:
     try:
         return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise SystemExit(f"gflowout evaluate: error: {option} expects a comma-separated list of {kind.__name__}s, "
-                         f"got {text!r}") from None
+        raise SystemExit(
+            f"gflowout evaluate: error: {option} expects a comma-separated list of {kind.__name__}s, got {text!r}"
+        ) from None
 
 
 def run_full(args: argparse.Namespace, path: Path) -> int:
@@ -149,10 +190,21 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     wants_validation = args.temperature_scaling or args.conformal_alpha is not None
     validation = validation_tensors(config, limit=args.limit) if wants_validation else None
     result = evaluate_method(
-        method, config.data.name, root=args.root or config.data.root, samples=args.samples, shifts=shifts,
-        ood_sets=ood, seed=config.seed, severities=severities, rotation_angles=angles, random_rotation=rotation,
-        limit=args.limit, batch_size=args.batch_size or 256, validation=validation,
-        temperature_scaling=args.temperature_scaling, conformal_alpha=args.conformal_alpha,
+        method,
+        config.data.name,
+        root=args.root or config.data.root,
+        samples=args.samples,
+        shifts=shifts,
+        ood_sets=ood,
+        seed=config.seed,
+        severities=severities,
+        rotation_angles=angles,
+        random_rotation=rotation,
+        limit=args.limit,
+        batch_size=args.batch_size or 256,
+        validation=validation,
+        temperature_scaling=args.temperature_scaling,
+        conformal_alpha=args.conformal_alpha,
     )
     result.update(config=config.to_dict(), checkpoint=str(path))
     print(summarise_result(result))
@@ -166,10 +218,14 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
 
 def conformal_line(conformal: dict) -> str:
     """One line: the clean test set's coverage and mean set size per conformal score."""
-    parts = [f"{score} coverage {sets['coverage']:.3f}, mean size {sets['mean_size']:.2f}"
-             for score, sets in conformal.get("clean", {}).items()]
-    return (f"conformal sets (alpha {conformal['alpha']:g}, calibrated on {conformal['calibration_size']} validation "
-            f"examples), clean test set: " + "; ".join(parts))
+    parts = [
+        f"{score} coverage {sets['coverage']:.3f}, mean size {sets['mean_size']:.2f}"
+        for score, sets in conformal.get("clean", {}).items()
+    ]
+    return (
+        f"conformal sets (alpha {conformal['alpha']:g}, calibrated on {conformal['calibration_size']} validation "
+        f"examples), clean test set: " + "; ".join(parts)
+    )
 
 
 def summary_rows(metrics: dict) -> str:
@@ -184,5 +240,7 @@ def summary_rows(metrics: dict) -> str:
 
 def _row(name: str, values: dict, aurc: float) -> str:
     aurc_text = "-" if aurc != aurc else f"{aurc:.4f}"
-    return (f"{name:<24} {values['accuracy']:>9.4f} {values['nll']:>8.4f} {values['ece']:>8.4f} {values['brier']:>8.4f} "
-            f"{aurc_text:>8}")
+    return (
+        f"{name:<24} {values['accuracy']:>9.4f} {values['nll']:>8.4f} {values['ece']:>8.4f} {values['brier']:>8.4f} "
+        f"{aurc_text:>8}"
+    )

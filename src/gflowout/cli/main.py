@@ -56,8 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except OSError as error:  # the last resort: one line naming the path, never a traceback
         where = f"{error.filename}: " if getattr(error, "filename", None) else ""
-        print(f"gflowout {args.command}: error: {where}{error.strerror or error}; check that the path exists and is "
-              "writable (choose another --out / --root), then rerun", file=sys.stderr)
+        print(
+            f"gflowout {args.command}: error: {where}{error.strerror or error}; check that the path exists and is "
+            "writable (choose another --out / --root), then rerun",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"gflowout {args.command}: interrupted", file=sys.stderr)

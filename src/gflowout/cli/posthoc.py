@@ -38,14 +38,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder of the post-hoc run")
     parser.add_argument("--epochs", type=positive_int, default=None, help="epochs of the fit (default 5)")
     parser.add_argument("--resume", action="store_true", help="continue DIR from its checkpoints/last.ckpt")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key of the fit, e.g. --set method.options.beta=0.1 (default beta 1; repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key of the fit, e.g. --set method.options.beta=0.1 (default beta 1; repeatable)",
+    )
     parser.add_argument("--no-evaluate", action="store_true", help="skip the comparison after the fit")
-    parser.add_argument("--samples", type=positive_int, default=20, help="mask samples S of the comparison (default 20)")
-    parser.add_argument("--eval-limit", type=int, default=2000, metavar="N",
-                        help="a fixed random subset of N test (and OOD) images for the comparison; 0 for all (default 2000)")
-    parser.add_argument("--allow-custom-code", action="store_true",
-                        help="accept a run that names package.module:Class code (imported): only for runs you trust")
+    parser.add_argument(
+        "--samples", type=positive_int, default=20, help="mask samples S of the comparison (default 20)"
+    )
+    parser.add_argument(
+        "--eval-limit",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="a fixed random subset of N test (and OOD) images for the comparison; 0 for all (default 2000)",
+    )
+    parser.add_argument(
+        "--allow-custom-code",
+        action="store_true",
+        help="accept a run that names package.module:Class code (imported): only for runs you trust",
+    )
     parser.set_defaults(func=run)
 
 
@@ -56,8 +72,16 @@ def run(args: argparse.Namespace) -> int:
 
     evaluation = {"samples": args.samples, "limit": args.eval_limit or None}
     try:
-        out = posthoc(args.run_dir, Path(args.out), epochs=args.epochs, overrides=args.overrides, resume=args.resume,
-                      evaluate=not args.no_evaluate, evaluation=evaluation, allow_custom_code=args.allow_custom_code)
+        out = posthoc(
+            args.run_dir,
+            Path(args.out),
+            epochs=args.epochs,
+            overrides=args.overrides,
+            resume=args.resume,
+            evaluate=not args.no_evaluate,
+            evaluation=evaluation,
+            allow_custom_code=args.allow_custom_code,
+        )
     except SIGTERMException:
         print("gflowout posthoc: stopped by SIGTERM; continue with the same command and --resume", file=sys.stderr)
         return 143

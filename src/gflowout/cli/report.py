@@ -17,16 +17,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run's mask diagnostics over epochs: run_report.md and figures/masks_*.png. Given the output folder of "
         "`gflowout transfer` or `gflowout active-learning`, it writes that protocol's report.",
     )
-    parser.add_argument("results_dir", help="a benchmark's output folder, any folder of result files or "
-                        "`gflowout train` run folders (searched recursively), or one run folder")
-    parser.add_argument("--out", default=None,
-                        help="report folder (default: RESULTS_DIR/report for a benchmark folder, else RESULTS_DIR/../report)")
+    parser.add_argument(
+        "results_dir",
+        help="a benchmark's output folder, any folder of result files or "
+        "`gflowout train` run folders (searched recursively), or one run folder",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="report folder (default: RESULTS_DIR/report for a benchmark folder, else RESULTS_DIR/../report)",
+    )
     parser.add_argument("--title", default="gflowout report")
-    parser.add_argument("--runs", default=None,
-                        help="the benchmark's run folders (RESULTS_DIR/runs when it exists): their training logs, "
-                        "event files and checkpoints are distilled into REPORT/learning.json (training curves, "
-                        "mask statistics of the best and last checkpoints, time per epoch) and reported; without "
-                        "run folders an existing REPORT/learning.json is reported again")
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="the benchmark's run folders (RESULTS_DIR/runs when it exists): their training logs, "
+        "event files and checkpoints are distilled into REPORT/learning.json (training curves, "
+        "mask statistics of the best and last checkpoints, time per epoch) and reported; without "
+        "run folders an existing REPORT/learning.json is reported again",
+    )
     parser.set_defaults(func=run)
 
 
@@ -55,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
     if protocol is not None:
         from gflowout.eval import downstream_report
 
-        writer = {"transfer": downstream_report.write_transfer_report,
-                  "active_learning": downstream_report.write_active_learning_report}[protocol]
+        writer = {
+            "transfer": downstream_report.write_transfer_report,
+            "active_learning": downstream_report.write_active_learning_report,
+        }[protocol]
         print(f"{protocol.replace('_', ' ')} report written: {writer(folder, out)}")
         return 0
     learning = learning_of(results, out, args.runs)
@@ -74,8 +85,11 @@ def learning_of(results: Path, out: Path, runs: str | None) -> dict | None:
     folder = Path(runs) if runs else results / "runs"
     if runs and not folder.is_dir():
         raise ConfigError(f"--runs {runs!r} is not a folder; pass the benchmark's runs/ folder or leave --runs out")
-    finished = {path.stem for path in results.rglob("*.json")} | {
-        path.parent.name for path in folder.glob("*/results.json")} if folder.is_dir() else set()
+    finished = (
+        {path.stem for path in results.rglob("*.json")} | {path.parent.name for path in folder.glob("*/results.json")}
+        if folder.is_dir()
+        else set()
+    )
     if folder.is_dir() and any((p / "logs").is_dir() and p.name in finished for p in folder.iterdir()):
         return collect_learning(folder, out / "learning.json", only=finished)
     if (out / "learning.json").is_file():

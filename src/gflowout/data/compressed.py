@@ -32,6 +32,8 @@ def open_maybe_gzip(path: str | Path) -> Iterator[BinaryIO]:
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:  # zlib.error: a corrupt stream
         if isinstance(error, DataError):
             raise
-        raise DataError(f"{path}: unreadable ({type(error).__name__}: {error}); the file is truncated or corrupt") from error
+        raise DataError(
+            f"{path}: unreadable ({type(error).__name__}: {error}); the file is truncated or corrupt"
+        ) from error
     finally:
         stream.close()

@@ -115,7 +115,9 @@ class ImageDataModule(L.LightningDataModule):
         if stage in (None, "fit", "validate") and self.train_set is None:
             if "train" not in self.info.splits:
                 if stage is not None:
-                    raise DataError(f"data set {self.name!r} has no training split (splits: {', '.join(self.info.splits)})")
+                    raise DataError(
+                        f"data set {self.name!r} has no training split (splits: {', '.join(self.info.splits)})"
+                    )
             else:
                 full = ImageDataset.from_split(self.name, "train", self.root)  # type: ignore[arg-type]  # not None here: set before use
                 train_index, val_index = split_indices(len(full), self.val_fraction, self.split_seed)
@@ -132,8 +134,13 @@ class ImageDataModule(L.LightningDataModule):
         if augment:  # pad with black, i.e. (0 - mean) / std after normalisation
             fill = -torch.tensor(self.info.mean) / torch.tensor(self.info.std)
         return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=False, num_workers=self.num_workers,
-            collate_fn=BatchCollate(augment, fill), persistent_workers=self.num_workers > 0,  # type: ignore[arg-type]  # BatchCollate is called on a list of samples
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            num_workers=self.num_workers,
+            collate_fn=BatchCollate(augment, fill),
+            persistent_workers=self.num_workers > 0,  # type: ignore[arg-type]  # BatchCollate is called on a list of samples
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -149,4 +156,3 @@ class ImageDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
-

@@ -38,38 +38,84 @@ class DatasetInfo:
     class_names: tuple[str, ...] | None = None
 
 
-_GREY: dict[str, Any] = dict(image_shape=(1, 28, 28), mean=(0.0,), std=(1.0,))  # the paper feeds MNIST pixels in [0, 1], unnormalised
+_GREY: dict[str, Any] = dict(
+    image_shape=(1, 28, 28), mean=(0.0,), std=(1.0,)
+)  # the paper feeds MNIST pixels in [0, 1], unnormalised
 DATASET_INFO: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
         DatasetInfo("mnist", 10, **_GREY, splits=("train", "test"), class_names=tuple("0123456789")),
         DatasetInfo("mnist-5k", 10, **_GREY, splits=("train",), class_names=tuple("0123456789")),
-        DatasetInfo("fashion-mnist", 10, **_GREY, splits=("train", "test"), class_names=(
-            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
-        DatasetInfo("animal-mnist", 10, **_GREY, splits=("test",), class_names=(
-            "bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")),
+        DatasetInfo(
+            "fashion-mnist",
+            10,
+            **_GREY,
+            splits=("train", "test"),
+            class_names=(
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
+        ),
+        DatasetInfo(
+            "animal-mnist",
+            10,
+            **_GREY,
+            splits=("test",),
+            class_names=("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"),
+        ),
         # True per-channel statistics of the CIFAR-10 training images. (The official GFlowOut code used
         # std 0.2023/0.1994/0.2010, a widely copied wrong value, and other statistics for CIFAR-10-C.)
-        DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), ("train", "test"), (
-            "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
-        DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), ("train", "test")),
-        DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), ("train", "test"),
-                    tuple("0123456789")),
+        DatasetInfo(
+            "cifar10",
+            10,
+            (3, 32, 32),
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            ("train", "test"),
+            ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        ),
+        DatasetInfo(
+            "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), ("train", "test")
+        ),
+        DatasetInfo(
+            "svhn",
+            10,
+            (3, 32, 32),
+            (0.4377, 0.4438, 0.4728),
+            (0.1980, 0.2010, 0.1970),
+            ("train", "test"),
+            tuple("0123456789"),
+        ),
     )
 }
 
 # For each (set, split): the files it reads (relative to the set's folder) and how.
-_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 _CIFAR10_TRAIN = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
 
 
-def _split_files(name: str, split: str) -> tuple[tuple[str, ...], Callable[[list[Path]], tuple[np.ndarray, np.ndarray]]]:
+def _split_files(
+    name: str, split: str
+) -> tuple[tuple[str, ...], Callable[[list[Path]], tuple[np.ndarray, np.ndarray]]]:
     if name in ("mnist", "fashion-mnist"):
         return _IDX[split], lambda p: formats.read_idx_pair(p[0], p[1], 10)
     if name == "mnist-5k":
         return ("mnist_5k.csv.gz",), lambda p: formats.read_mnist_csv(p[0])
     if name == "animal-mnist":
-        return ("animal_data_version_3.gz", "animal_label_version_3.gz"), lambda p: formats.read_animal_mnist(p[0], p[1])
+        return ("animal_data_version_3.gz", "animal_label_version_3.gz"), lambda p: formats.read_animal_mnist(
+            p[0], p[1]
+        )
     if name == "cifar10":
         files = _CIFAR10_TRAIN if split == "train" else ("cifar-10-batches-py/test_batch",)
         return files, lambda p: formats.read_cifar_batches(p, "labels", 10)
@@ -87,8 +133,10 @@ def get_info(name: str) -> DatasetInfo:
     except KeyError:
         from gflowout.config_types import closest_match
 
-        raise DataError(f"unknown data set {name!r}: expected one of {', '.join(DATASET_INFO)}"
-                        f"{closest_match(str(name), list(DATASET_INFO))}") from None
+        raise DataError(
+            f"unknown data set {name!r}: expected one of {', '.join(DATASET_INFO)}"
+            f"{closest_match(str(name), list(DATASET_INFO))}"
+        ) from None
 
 
 def _refetch_hint(name: str, error: DataError) -> DataError:
@@ -108,11 +156,18 @@ def load_split(name: str, split: str, root: str | Path | None = None) -> tuple[n
         raise _refetch_hint(name, error) from error
     expected = info.image_shape[1:] if info.image_shape[0] == 1 else (*info.image_shape[1:], info.image_shape[0])
     if images.shape[1:] != expected:
-        raise _refetch_hint(name, DataError(f"{folder}: {name} {split} images: expected shape [N, {', '.join(map(str, expected))}], found {list(images.shape)}."))
+        raise _refetch_hint(
+            name,
+            DataError(
+                f"{folder}: {name} {split} images: expected shape [N, {', '.join(map(str, expected))}], found {list(images.shape)}."
+            ),
+        )
     return images, labels
 
 
-def load_corruption(name: str, corruption: str, severity: int, root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_corruption(
+    name: str, corruption: str, severity: int, root: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Verified CIFAR-10-C / CIFAR-100-C images uint8 [10000, 32, 32, 3] and labels [10000] at severity 1..5.
 
     name: "cifar10-c" or "cifar100-c". Normalise them with the TRAINING set's statistics:

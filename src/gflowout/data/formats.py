@@ -123,7 +123,9 @@ def check_images_labels(
     return images, labels
 
 
-def read_idx_pair(images_path: str | Path, labels_path: str | Path, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(
+    images_path: str | Path, labels_path: str | Path, num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an IDX image file [N, H, W] and its IDX label file [N] (MNIST, Fashion-MNIST)."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -141,7 +143,9 @@ def _get(batch: dict, key: str, path: Path) -> object:
     raise DataError(f"{path}: CIFAR batch: expected a key {key!r}, found keys {found}")
 
 
-def read_cifar_batch(path: str | Path, label_key: str = "labels", num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(
+    path: str | Path, label_key: str = "labels", num_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one CIFAR python pickle batch: `data` uint8 [N, 3072] (R, G, B planes of 32x32) and a label list.
 
     label_key: "labels" for CIFAR-10, "fine_labels" for CIFAR-100. Returns images [N, 32, 32, 3].
@@ -153,7 +157,9 @@ def read_cifar_batch(path: str | Path, label_key: str = "labels", num_classes: i
     data = _get(batch, "data", path)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         shape = getattr(data, "shape", None)
-        raise DataError(f"{path}: CIFAR batch data: expected a uint8 array [N, 3072], found {type(data).__name__} {shape}")
+        raise DataError(
+            f"{path}: CIFAR batch data: expected a uint8 array [N, 3072], found {type(data).__name__} {shape}"
+        )
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     labels = np.asarray(_get(batch, label_key, path))
     return check_images_labels(np.ascontiguousarray(images), labels, str(path), num_classes)
@@ -175,17 +181,23 @@ def read_svhn_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError as error:
         raise DataError(f"{path}: file not found") from error
     except Exception as error:  # scipy raises ValueError, TypeError, MatReadError... on bad files
-        raise DataError(f"{path}: not a readable .mat file ({type(error).__name__}: {error}); truncated or corrupt") from error
+        raise DataError(
+            f"{path}: not a readable .mat file ({type(error).__name__}: {error}); truncated or corrupt"
+        ) from error
     for key in ("X", "y"):
         if key not in mat:
-            raise DataError(f"{path}: SVHN .mat: expected variables 'X' and 'y', found {sorted(k for k in mat if not k.startswith('__'))}")
+            raise DataError(
+                f"{path}: SVHN .mat: expected variables 'X' and 'y', found {sorted(k for k in mat if not k.startswith('__'))}"
+            )
     x, y = mat["X"], mat["y"]
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise DataError(f"{path}: SVHN X: expected shape [32, 32, 3, N], found {x.shape}")
     images = np.ascontiguousarray(x.transpose(3, 0, 1, 2))
     labels = np.asarray(y).reshape(-1).astype(np.int64)
     if labels.size and (labels.min() < 1 or labels.max() > 10):
-        raise DataError(f"{path}: SVHN y: expected labels 1..10 (10 means digit 0), found min {labels.min()} max {labels.max()}")
+        raise DataError(
+            f"{path}: SVHN y: expected labels 1..10 (10 means digit 0), found min {labels.min()} max {labels.max()}"
+        )
     labels[labels == 10] = 0
     return check_images_labels(images, labels, str(path), 10)
 
@@ -228,7 +240,9 @@ def _load_npy(path: Path) -> np.ndarray:
     except FileNotFoundError as error:
         raise DataError(f"{path}: file not found") from error
     except (ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npy file ({type(error).__name__}: {error}); truncated or corrupt") from error
+        raise DataError(
+            f"{path}: not a readable .npy file ({type(error).__name__}: {error}); truncated or corrupt"
+        ) from error
 
 
 def read_animal_mnist(data_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:

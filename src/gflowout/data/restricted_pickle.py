@@ -74,13 +74,23 @@ def restricted_load(file: BinaryIO, source: str = "<stream>", encoding: str = "b
     except DataError:
         raise
     except MemoryError as error:  # a hostile file asking an allowed constructor (ndarray, bytearray) for terabytes
-        raise DataError(f"{source}: the pickle asks for more memory than this machine has; it is not a data set "
-                        "file we can read") from error
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, OSError, UnicodeDecodeError, zlib.error) as error:
         raise DataError(
-            f"{source}: not a readable pickle ({type(error).__name__}: {error}); the file is truncated "
-            "or malformed."
+            f"{source}: the pickle asks for more memory than this machine has; it is not a data set file we can read"
+        ) from error
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        OSError,
+        UnicodeDecodeError,
+        zlib.error,
+    ) as error:
+        raise DataError(
+            f"{source}: not a readable pickle ({type(error).__name__}: {error}); the file is truncated or malformed."
         ) from error
 
 

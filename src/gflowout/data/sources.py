@@ -72,7 +72,11 @@ def verify_files(name: str, root: str | Path | None = None, paths: list[str] | N
         if not path.is_file():
             raise DataError(
                 f"data set {name!r} is not present: {path} is missing. Fetch it with `{spec.fetch_command}{root_option}`"
-                + (f" (or `{spec.fetch_command} --from {spec.archive[0]}` if you have the archive)" if spec.archive else "")
+                + (
+                    f" (or `{spec.fetch_command} --from {spec.archive[0]}` if you have the archive)"
+                    if spec.archive
+                    else ""
+                )
             )
         expected = expected_digest(spec, file, folder)
         if expected is None:
@@ -112,8 +116,14 @@ def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
     try:
         present = sum((folder / f.path).is_file() for f in spec.files)
     except OSError as error:  # an unreadable set folder: report it, do not stop `data list`
-        return DatasetStatus(name, folder, 0, len(spec.files), verified=False,
-                             problem=f"{folder}: cannot be read ({error.strerror or error}); check its permissions")
+        return DatasetStatus(
+            name,
+            folder,
+            0,
+            len(spec.files),
+            verified=False,
+            problem=f"{folder}: cannot be read ({error.strerror or error}); check its permissions",
+        )
     status = DatasetStatus(name, folder, present, len(spec.files), verified=False)
     if present:
         try:
@@ -125,18 +135,23 @@ def dataset_status(name: str, root: str | Path | None = None) -> DatasetStatus:
 
 
 # ---- fetch --------------------------------------------------------------------------------------
-def _install(spec: DatasetSpec, staging: Path, folder: Path, vouched: dict[str, tuple[str, str]] | None,
-             partial_ok: bool) -> list[str]:
+def _install(
+    spec: DatasetSpec, staging: Path, folder: Path, vouched: dict[str, tuple[str, str]] | None, partial_ok: bool
+) -> list[str]:
     """Verify the staged files, then rename them to their final names. Returns the installed paths."""
     staged = [f for f in spec.files if (staging / f.path).is_file()]
     missing = [f.path for f in spec.files if f not in staged]
     if not staged or (missing and not partial_ok):
-        raise SourceUnavailable(f"delivered {len(staged)} of {len(spec.files)} files (missing: {', '.join(missing[:4])})")
+        raise SourceUnavailable(
+            f"delivered {len(staged)} of {len(spec.files)} files (missing: {', '.join(missing[:4])})"
+        )
     manifest = read_json(folder / MANIFEST_FILE)
     for file in staged:
         expected = (file.algorithm, file.digest) if file.digest is not None else (vouched or {}).get(file.path)
         if expected is None:
-            raise SourceUnavailable(f"{file.path} has no published checksum; give the published archive {spec.archive[0] if spec.archive else ''}")
+            raise SourceUnavailable(
+                f"{file.path} has no published checksum; give the published archive {spec.archive[0] if spec.archive else ''}"
+            )
         found = file_digest(staging / file.path, expected[0])
         if found != expected[1]:
             raise SourceUnavailable(f"{file.path}: {expected[0]} expected {expected[1]}, found {found}")
@@ -208,24 +223,32 @@ def fetch(name: str, root: str | Path | None = None, from_path: str | Path | Non
             vouched = source.fetch(staging, [f.path for f in spec.files])
             installed = _install(spec, staging, folder, vouched, partial_ok=from_path is not None)
         except SOURCE_FAILURES as error:  # one bad source lets the chain go on; every failure is listed if all fail
-            reason = error if isinstance(error, (SourceUnavailable, DataError, OSError)) else f"{type(error).__name__}: {error}"
+            reason = (
+                error
+                if isinstance(error, (SourceUnavailable, DataError, OSError))
+                else f"{type(error).__name__}: {error}"
+            )
             failures.append(f"{source.label}: {reason}")
             log(f"{name}: {source.label} failed: {reason}")
             continue
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         missing = len(spec.files) - len(installed)
-        log(f"{name}: {len(installed)} file(s) verified and installed in {folder} from {source.label}"
-            + (f"; {missing} file(s) still missing" if missing else ""))
+        log(
+            f"{name}: {len(installed)} file(s) verified and installed in {folder} from {source.label}"
+            + (f"; {missing} file(s) still missing" if missing else "")
+        )
         return folder
     try:
         folder.rmdir()  # only if empty: a failed fetch leaves no trace of a new set
     except OSError:
         pass
     if spec.fallback and from_path is None:
-        banner = (f"WARNING: could not fetch the full {name!r} ({len(failures)} source(s) failed). Falling back to "
-                  f"{spec.fallback!r}: {get_spec(spec.fallback).description}. This is NOT the full data set; "
-                  f"`load_split({name!r}, ...)` will keep failing until `{spec.fetch_command}` succeeds.")
+        banner = (
+            f"WARNING: could not fetch the full {name!r} ({len(failures)} source(s) failed). Falling back to "
+            f"{spec.fallback!r}: {get_spec(spec.fallback).description}. This is NOT the full data set; "
+            f"`load_split({name!r}, ...)` will keep failing until `{spec.fetch_command}` succeeds."
+        )
         log("!" * 100 + "\n" + banner + "\n" + "!" * 100)
         warnings.warn(banner, stacklevel=2)
         return fetch(spec.fallback, root, log=log)

@@ -51,8 +51,10 @@ def _rdata() -> Any:
     try:
         import rdata
     except ImportError:
-        raise DataError("reading R's survival data needs the `rdata` package (pure Python): "
-                        "pip install 'rdata>=1.1' (or pip install 'gflowout[cohort]')") from None
+        raise DataError(
+            "reading R's survival data needs the `rdata` package (pure Python): "
+            "pip install 'rdata>=1.1' (or pip install 'gflowout[cohort]')"
+        ) from None
     return rdata
 
 
@@ -62,11 +64,15 @@ def verified_files(folder: Path) -> dict[str, Path]:
     for name, digest in SHA256.items():
         path = folder / name
         if not path.is_file():
-            raise DataError(f"{path} not found; run `gflowout data fetch {DATASET}` (it reads Debian's {DEBIAN_PACKAGE})")
+            raise DataError(
+                f"{path} not found; run `gflowout data fetch {DATASET}` (it reads Debian's {DEBIAN_PACKAGE})"
+            )
         found = file_digest(path, "sha256")
         if found != digest:
-            raise DataError(f"{path}: sha256 {found} is not the pinned {digest} ({DEBIAN_PACKAGE} {DEBIAN_VERSION}); "
-                            f"delete the folder and run `gflowout data fetch {DATASET}` again")
+            raise DataError(
+                f"{path}: sha256 {found} is not the pinned {digest} ({DEBIAN_PACKAGE} {DEBIAN_VERSION}); "
+                f"delete the folder and run `gflowout data fetch {DATASET}` again"
+            )
         paths[name] = path
     return paths
 
@@ -139,9 +145,13 @@ def harmonised_cohorts(folder: str | Path) -> CohortTable:
         ("gbsg", gbsg, gb_size, _column(gbsg, "status"), _column(gbsg, "rfstime")),
     ):
         columns = {
-            "age": _column(frame, "age"), "meno": _column(frame, "meno"), "size": size,
-            "grade": _column(frame, "grade"), "nodes": _column(frame, "nodes"),
-            "log_pgr": np.log1p(_column(frame, "pgr")), "log_er": np.log1p(_column(frame, "er")),
+            "age": _column(frame, "age"),
+            "meno": _column(frame, "meno"),
+            "size": size,
+            "grade": _column(frame, "grade"),
+            "nodes": _column(frame, "nodes"),
+            "log_pgr": np.log1p(_column(frame, "pgr")),
+            "log_er": np.log1p(_column(frame, "er")),
             "hormon": _column(frame, "hormon"),
         }
         keep, label = five_year_label(event, time)

@@ -102,8 +102,13 @@ def random_scores(count: int, generator: torch.Generator) -> Tensor:
     return torch.rand(count, generator=generator, dtype=torch.float64)
 
 
-def acquisition_scores(score: str | AcquisitionScore, logits: Any | None = None, *,
-                       count: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+def acquisition_scores(
+    score: str | AcquisitionScore,
+    logits: Any | None = None,
+    *,
+    count: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """The ranking values [B] of `score`: from logits [S, B, C], or for "random" from `generator` (`count` values).
 
     Dempster-Shafer is returned as its logarithm (same order, no underflow).

@@ -15,13 +15,32 @@ from typing import Any
 import numpy as np
 
 # Sections of a result file whose numeric leaves are aggregated over seeds.
-SCALAR_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "uncertainty",
-                   "selective", "temperature_scaling", "conformal")
+SCALAR_SECTIONS = (
+    "clean",
+    "random_rotation",
+    "shifts",
+    "published_corruptions",
+    "rotation_sweep",
+    "ood",
+    "uncertainty",
+    "selective",
+    "temperature_scaling",
+    "conformal",
+)
 METHOD_ORDER = ("gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none", "ensemble")
 TS_SUFFIX = " + TS"
 # the sections of a result's "ts" block: the same as the run's own, with every sample's logits divided by T
-TS_SECTIONS = ("clean", "random_rotation", "shifts", "published_corruptions", "rotation_sweep", "ood", "selective",
-               "figures", "conformal")
+TS_SECTIONS = (
+    "clean",
+    "random_rotation",
+    "shifts",
+    "published_corruptions",
+    "rotation_sweep",
+    "ood",
+    "selective",
+    "figures",
+    "conformal",
+)
 
 
 def mean_and_standard_error(values: Sequence[float | None]) -> tuple[float, float]:
@@ -85,7 +104,9 @@ def with_temperature_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, A
         ts = run.get("ts")
         if not isinstance(ts, Mapping):
             continue
-        derived = {key: run[key] for key in ("schema_version", "run_id", "seed", "dataset", "train_time_s") if key in run}
+        derived = {
+            key: run[key] for key in ("schema_version", "run_id", "seed", "dataset", "train_time_s") if key in run
+        }
         derived.update({section: ts[section] for section in TS_SECTIONS if section in ts})
         derived["method"] = f"{run['method']}{TS_SUFFIX}"
         derived["temperature_scaling"] = run.get("temperature_scaling", {"temperature": ts.get("temperature")})
@@ -123,7 +144,7 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Group]]:
 
 
 def format_stat(stat: tuple[float, float], digits: int = 4) -> str:
-    """"mean ± SE" ("mean" for one value, "-" for none), with "(n=k)" when only k of the group's runs had a value."""
+    """ "mean ± SE" ("mean" for one value, "-" for none), with "(n=k)" when only k of the group's runs had a value."""
     mean, se = stat
     if mean is None or math.isnan(mean):
         return "-"
@@ -139,10 +160,10 @@ def _sorted_keys(keys: Iterable[str]) -> list[str]:
             return (0, float(k))
         except ValueError:
             return (1, k)
+
     return sorted(set(keys), key=key)
 
 
 def _subkeys(groups: Sequence[Group], *prefix: str) -> list[str]:
     depth = len(prefix)
     return _sorted_keys(p[depth] for g in groups for p in g.stats if p[:depth] == prefix and len(p) > depth)
-

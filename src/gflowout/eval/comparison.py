@@ -52,6 +52,7 @@ def _path(*keys: str) -> Value:
                 return None
             node = node[key]
         return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
     return read
 
 
@@ -75,8 +76,12 @@ SUMMARY_COLUMNS: list[Column] = [
 
 def ood_column(ood_set: str, score: str = OOD_SCORE) -> Column:
     """The AUROC column of one OOD set (OOD the positive class) for one score."""
-    return Column(f"ood_{ood_set}", f"AUROC {ood_set}" if score == OOD_SCORE else f"AUROC {ood_set} ({score})",
-                  True, _path("ood", ood_set, score, "auroc"))
+    return Column(
+        f"ood_{ood_set}",
+        f"AUROC {ood_set}" if score == OOD_SCORE else f"AUROC {ood_set} ({score})",
+        True,
+        _path("ood", ood_set, score, "auroc"),
+    )
 
 
 def summary_columns(runs: Sequence[Mapping[str, Any]]) -> list[Column]:
@@ -107,7 +112,7 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
 
 
 def format_mean_se(mean: float, se: float, digits: int = 4) -> str:
-    """"mean ± SE", "mean" for one seed, "-" for none."""
+    """ "mean ± SE", "mean" for one seed, "-" for none."""
     if math.isnan(mean):
         return "-"
     return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
@@ -124,6 +129,7 @@ def _get(tree: Any, dotted: str) -> Any:
 
 def _describe(values: Sequence[Any]) -> str:
     """One value as text, or "mixed (a; b; ...)" when the runs differ; "not recorded" when none has it."""
+
     def text(value: Any) -> str:
         if isinstance(value, Mapping):
             return ", ".join(f"{k}: {text(v)}" for k, v in value.items()) or "none"
@@ -182,17 +188,26 @@ def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     seeds = {m: sorted(s) for m, s in by_method.items()}
     rows.insert(1, ("methods", ", ".join(seeds)))
     distinct = {tuple(s) for s in seeds.values()}
-    rows.insert(2, ("seeds", ", ".join(map(str, next(iter(distinct)))) if len(distinct) == 1 else
-                    "mixed (" + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds.items()) + ")"))
+    rows.insert(
+        2,
+        (
+            "seeds",
+            ", ".join(map(str, next(iter(distinct))))
+            if len(distinct) == 1
+            else "mixed (" + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds.items()) + ")",
+        ),
+    )
     return rows
 
 
 # --- the summary table -----------------------------------------------------------------------------
-SUMMARY_NOTE = ("Mean ± standard error over seeds (one seed: the mean alone). Bold marks the best mean of each "
-                "column, not a significant win: the significance table below says which differences the seeds "
-                "support. ↑ higher is better, ↓ lower is better. Rotated: each test image turned by a random "
-                "angle, uniform 0-360 degrees. Corrupted accuracy: the mean over every generated shift and "
-                "severity. AUROC: detecting the named OOD set (the positive class) by the predictive entropy.")
+SUMMARY_NOTE = (
+    "Mean ± standard error over seeds (one seed: the mean alone). Bold marks the best mean of each "
+    "column, not a significant win: the significance table below says which differences the seeds "
+    "support. ↑ higher is better, ↓ lower is better. Rotated: each test image turned by a random "
+    "angle, uniform 0-360 degrees. Corrupted accuracy: the mean over every generated shift and "
+    "severity. AUROC: detecting the named OOD set (the positive class) by the predictive entropy."
+)
 
 
 def best_rows(means: Sequence[float], higher_is_better: bool) -> set[int]:
@@ -208,9 +223,15 @@ def build_summary_table(dataset: str, groups: Sequence[Group], columns: Sequence
     """One row per method: seeds and mean ± SE of every summary column, the best mean per column in bold."""
     columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
     cells = [[mean_se(list(values_by_seed(g, c).values())) for c in columns] for g in groups]
-    table = Table(f"{dataset}: summary", ["method", "seeds", *(c.header for c in columns)],
-                  [[g.method, str(len(g.runs)), *(format_mean_se(m, s, c.digits) for (m, s), c in zip(row, columns))]
-                   for g, row in zip(groups, cells)], note=SUMMARY_NOTE)
+    table = Table(
+        f"{dataset}: summary",
+        ["method", "seeds", *(c.header for c in columns)],
+        [
+            [g.method, str(len(g.runs)), *(format_mean_se(m, s, c.digits) for (m, s), c in zip(row, columns))]
+            for g, row in zip(groups, cells)
+        ],
+        note=SUMMARY_NOTE,
+    )
     if len(groups) > 1:
         for j, column in enumerate(columns):
             for i in best_rows([row[j][0] for row in cells], column.higher_is_better):
@@ -229,8 +250,9 @@ class Comparison:
     verdict: str  # "better", "worse", "indistinguishable" or "n/a" (the reference, relative to the baseline)
 
 
-def compare(reference: Mapping[int, float], baseline: Mapping[int, float], higher_is_better: bool,
-            alpha: float = ALPHA) -> Comparison:
+def compare(
+    reference: Mapping[int, float], baseline: Mapping[int, float], higher_is_better: bool, alpha: float = ALPHA
+) -> Comparison:
     """Test the reference's seeds against a baseline's: paired t-test when both have the same seeds (>= 2),
     else Welch's t-test; "n/a" with fewer than two seeds on either side. No win is claimed at p >= alpha."""
     ref, base = list(reference.values()), list(baseline.values())
@@ -265,8 +287,9 @@ def _seed_counts(groups: Sequence[Group]) -> str:
     return f"{counts[0]} seeds per method" if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per method"
 
 
-def comparisons(groups: Sequence[Group], columns: Sequence[Column], reference: str = REFERENCE_METHOD,
-                alpha: float = ALPHA) -> dict[tuple[str, str], Comparison]:
+def comparisons(
+    groups: Sequence[Group], columns: Sequence[Column], reference: str = REFERENCE_METHOD, alpha: float = ALPHA
+) -> dict[tuple[str, str], Comparison]:
     """{(baseline method, column key): the reference against that baseline}, for every baseline and column with
     values on both sides; {} when the reference has no runs."""
     ref = next((g for g in groups if g.method == reference), None)
@@ -275,8 +298,9 @@ def comparisons(groups: Sequence[Group], columns: Sequence[Column], reference: s
     out = {}
     for baseline in (g for g in groups if g.method != reference):
         for column in columns:
-            result = compare(values_by_seed(ref, column), values_by_seed(baseline, column), column.higher_is_better,
-                             alpha)
+            result = compare(
+                values_by_seed(ref, column), values_by_seed(baseline, column), column.higher_is_better, alpha
+            )
             if not math.isnan(result.difference):
                 out[(baseline.method, column.key)] = result
     return out
@@ -292,8 +316,13 @@ def _verdict_cell(result: Comparison | None, digits: int) -> str:
     return f"{result.verdict} ({result.difference:+.{digits}f}; {p_value}{welch})"
 
 
-def build_significance_table(dataset: str, groups: Sequence[Group], columns: Sequence[Column] | None = None,
-                             reference: str = REFERENCE_METHOD, alpha: float = ALPHA) -> Table | None:
+def build_significance_table(
+    dataset: str,
+    groups: Sequence[Group],
+    columns: Sequence[Column] | None = None,
+    reference: str = REFERENCE_METHOD,
+    alpha: float = ALPHA,
+) -> Table | None:
     """One row per summary column, one column per baseline: whether the reference is better, worse or
     indistinguishable, its mean minus the baseline's and the p-value of the test over seeds. None when the
     reference method has no runs or there is no baseline."""
@@ -312,15 +341,25 @@ def build_significance_table(dataset: str, groups: Sequence[Group], columns: Seq
                 bold.add((i, j + 1))
         rows.append(row)
     tests = {r.test for r in results.values() if r.test != "n/a"}
-    how = ("a paired t-test, seed by seed (every pair of methods has the same seeds)" if tests == {"paired t"} else
-           "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)")
-    note = (f"Each cell: {reference} against the baseline of the column at alpha = {alpha:g} (two-sided), its mean "
-            f"minus the baseline's, and the p-value of {how}. Better / worse: p < alpha, in the direction of the "
-            "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
-            f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
-            "to find small differences.")
-    return Table(f"{dataset}: is {reference} better than each baseline? (tests over seeds)",
-                 ["column", *(f"{reference} vs {b}" for b in baselines)], rows, note=note, bold=bold)
+    how = (
+        "a paired t-test, seed by seed (every pair of methods has the same seeds)"
+        if tests == {"paired t"}
+        else "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)"
+    )
+    note = (
+        f"Each cell: {reference} against the baseline of the column at alpha = {alpha:g} (two-sided), its mean "
+        f"minus the baseline's, and the p-value of {how}. Better / worse: p < alpha, in the direction of the "
+        "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
+        f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
+        "to find small differences."
+    )
+    return Table(
+        f"{dataset}: is {reference} better than each baseline? (tests over seeds)",
+        ["column", *(f"{reference} vs {b}" for b in baselines)],
+        rows,
+        note=note,
+        bold=bold,
+    )
 
 
 # --- cost ------------------------------------------------------------------------------------------
@@ -330,8 +369,9 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
     A deep ensemble's time is that of its M members together."""
     groups = [g for g in groups if not g.method.endswith(" + TS")]
     timings = ("train_time_s", "eval_time_s")
-    means = {g.method: {t: mean_se([float(r[t]) for r in g.runs if r.get(t) is not None]) for t in timings}
-             for g in groups}
+    means = {
+        g.method: {t: mean_se([float(r[t]) for r in g.runs if r.get(t) is not None]) for t in timings} for g in groups
+    }
     if all(math.isnan(m[t][0]) for m in means.values() for t in timings):
         return None
     base = means.get(reference)
@@ -341,11 +381,26 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
             return "-"
         return f"{means[method][timing][0] / base[timing][0]:.2f}×"
 
-    rows = [[g.method, str(len(g.runs)), format_mean_se(*means[g.method]["train_time_s"], 1),
-             ratio(g.method, "train_time_s"), format_mean_se(*means[g.method]["eval_time_s"], 1),
-             ratio(g.method, "eval_time_s")] for g in groups]
-    note = (f"Wall time in seconds per run, mean ± standard error over seeds; ratio: the method's mean over "
-            f"{reference}'s" + ("" if base is not None else f" ({reference} has no runs here: no ratios)") +
-            ". Times depend on the machine and on what else ran on it.")
-    return Table(f"{dataset}: cost", ["method", "seeds", "train (s)", f"train / {reference}", "evaluate (s)",
-                                      f"evaluate / {reference}"], rows, note=note)
+    rows = [
+        [
+            g.method,
+            str(len(g.runs)),
+            format_mean_se(*means[g.method]["train_time_s"], 1),
+            ratio(g.method, "train_time_s"),
+            format_mean_se(*means[g.method]["eval_time_s"], 1),
+            ratio(g.method, "eval_time_s"),
+        ]
+        for g in groups
+    ]
+    note = (
+        f"Wall time in seconds per run, mean ± standard error over seeds; ratio: the method's mean over "
+        f"{reference}'s"
+        + ("" if base is not None else f" ({reference} has no runs here: no ratios)")
+        + ". Times depend on the machine and on what else ran on it."
+    )
+    return Table(
+        f"{dataset}: cost",
+        ["method", "seeds", "train (s)", f"train / {reference}", "evaluate (s)", f"evaluate / {reference}"],
+        rows,
+        note=note,
+    )

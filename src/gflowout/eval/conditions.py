@@ -26,8 +26,10 @@ from gflowout.rng import private_rng
 def predict_logits(method: DropoutMethod, images: Tensor, samples: int, batch_size: int = 256) -> Tensor:
     """Per-sample logits [S, N, C] (float32, CPU) of normalised images [N, C, H, W], batch by batch."""
     device = next(method.parameters()).device
-    parts = [method.predict(images[i:i + batch_size].to(device), samples=samples).float().cpu()
-             for i in range(0, images.shape[0], batch_size)]
+    parts = [
+        method.predict(images[i : i + batch_size].to(device), samples=samples).float().cpu()
+        for i in range(0, images.shape[0], batch_size)
+    ]
     return torch.cat(parts, dim=1)
 
 
@@ -36,20 +38,28 @@ def condition_metrics(logits: Tensor, labels: np.ndarray) -> tuple[dict[str, flo
     summary = Predictive.from_logits(logits)
     labels_t = torch.as_tensor(labels)
     base = classification_metrics(summary.probs, labels_t, bins=15, log_probs=summary.log_probs)
-    metrics = {"accuracy": base["accuracy"], "nll": base["nll"], "brier": base["brier"], "ece15": base["ece"],
-               "ece10": ece(summary.probs, labels_t, bins=10)}
+    metrics = {
+        "accuracy": base["accuracy"],
+        "nll": base["nll"],
+        "brier": base["brier"],
+        "ece15": base["ece"],
+        "ece10": ece(summary.probs, labels_t, bins=10),
+    }
     return metrics, summary
 
 
-def validation_logits(method: DropoutMethod, validation: tuple[Tensor, Tensor], samples: int, batch_size: int,
-                      seed: int) -> tuple[Tensor, Tensor]:
+def validation_logits(
+    method: DropoutMethod, validation: tuple[Tensor, Tensor], samples: int, batch_size: int, seed: int
+) -> tuple[Tensor, Tensor]:
     """Per-sample logits [S, N, C] and labels [N] of held-out (images [N, C, H, W], labels [N]); the masks come
     from a private RNG seeded by `seed`, so the caller's random stream is left as it was."""
     images, labels = validation
     labels = torch.as_tensor(labels).long().cpu()
     if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
-        raise ValueError(f"validation needs as many labels as images (at least one), got {images.shape[0]} images "
-                         f"and {labels.shape[0]} labels")
+        raise ValueError(
+            f"validation needs as many labels as images (at least one), got {images.shape[0]} images "
+            f"and {labels.shape[0]} labels"
+        )
     device = next((p.device for p in method.parameters()), torch.device("cpu"))
     with private_rng(device):
         torch.manual_seed(seed)
@@ -61,13 +71,17 @@ def temperature_record(logits: Tensor, labels: Tensor) -> dict[str, Any]:
     """Fit the temperature on validation logits [S, N, C]; {"temperature", "validation_size", "validation_nll"
     (T = 1), "validation_nll_scaled"}."""
     temperature = fit_temperature(logits, labels)
-    return {"temperature": temperature, "validation_size": int(labels.shape[0]),
-            "validation_nll": temperature_nll(logits, labels, 1.0),
-            "validation_nll_scaled": temperature_nll(logits, labels, temperature)}
+    return {
+        "temperature": temperature,
+        "validation_size": int(labels.shape[0]),
+        "validation_nll": temperature_nll(logits, labels, 1.0),
+        "validation_nll_scaled": temperature_nll(logits, labels, temperature),
+    }
 
 
-def fit_on_validation(method: DropoutMethod, validation: tuple[Tensor, Tensor], samples: int, batch_size: int,
-                      seed: int) -> dict[str, Any]:
+def fit_on_validation(
+    method: DropoutMethod, validation: tuple[Tensor, Tensor], samples: int, batch_size: int, seed: int
+) -> dict[str, Any]:
     """Fit the temperature on held-out (images [N, C, H, W], labels [N]); {"temperature", "validation_size",
     "validation_nll" (T = 1), "validation_nll_scaled"}. The masks come from a private RNG seeded by `seed`."""
     return temperature_record(*validation_logits(method, validation, samples, batch_size, seed))
@@ -89,8 +103,13 @@ class ConditionRecorder:
         go to the block's "conformal" section at the condition's path ("clean", ("shifts", shift, "<severity>")).
     """
 
-    def __init__(self, results: dict[str, Any], labels: np.ndarray, ts: dict[str, Any] | None = None,
-                 conformal: Sequence[dict[str, ConformalClassifier]] = ()) -> None:
+    def __init__(
+        self,
+        results: dict[str, Any],
+        labels: np.ndarray,
+        ts: dict[str, Any] | None = None,
+        conformal: Sequence[dict[str, ConformalClassifier]] = (),
+    ) -> None:
         self.results, self.labels, self.ts = results, labels, ts
         self.conformal = list(conformal)
 
@@ -106,13 +125,21 @@ class ConditionRecorder:
         """(section, logits) pairs: the result with the logits, and "ts" with the tempered logits when fitted."""
         return [(self.results, logits)] + ([(self.ts, self.scaled(logits))] if self.ts is not None else [])
 
-    def _sets(self, index: int, target: dict[str, Any], path: Sequence[str], summary: Predictive,
-              labels: np.ndarray, stratified: bool = False) -> None:
+    def _sets(
+        self,
+        index: int,
+        target: dict[str, Any],
+        path: Sequence[str],
+        summary: Predictive,
+        labels: np.ndarray,
+        stratified: bool = False,
+    ) -> None:
         if index < len(self.conformal) and self.conformal[index]:
             probs = summary.probs.double().cpu().numpy()
             _at(target, ("conformal", *path[:-1]))[path[-1]] = {
                 name: set_report(predictor.predict_sets(probs), labels, stratified)
-                for name, predictor in self.conformal[index].items()}
+                for name, predictor in self.conformal[index].items()
+            }
 
     def open(self, *path: str) -> None:
         """An empty mapping at `path` of every target (a section filled later, listed even when left empty)."""
@@ -144,4 +171,5 @@ class ConditionRecorder:
             if source in target.get("conformal", {}):
                 _at(target, ("conformal", *path[:-1]))[path[-1]] = {
                     name: {k: v for k, v in sets.items() if k != "by_size"}
-                    for name, sets in target["conformal"][source].items()}
+                    for name, sets in target["conformal"][source].items()
+                }

@@ -52,9 +52,16 @@ __all__ = [
 
 SCORES: tuple[str, ...] = ("lac", "aps", "raps")
 # set-size strata of size-stratified coverage: (label, smallest size, largest size); kept when reachable
-SIZE_STRATA: tuple[tuple[str, int, float], ...] = (("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3", 3, 3),
-                                                   ("4-5", 4, 5), ("6-10", 6, 10), ("11-100", 11, 100),
-                                                   ("101+", 101, math.inf))
+SIZE_STRATA: tuple[tuple[str, int, float], ...] = (
+    ("0", 0, 0),
+    ("1", 1, 1),
+    ("2", 2, 2),
+    ("3", 3, 3),
+    ("4-5", 4, 5),
+    ("6-10", 6, 10),
+    ("11-100", 11, 100),
+    ("101+", 101, math.inf),
+)
 _SUM_TOLERANCE = 1e-3  # probabilities summing to 1 within this (float32 softmax means are a few 1e-7 off)
 
 
@@ -78,15 +85,19 @@ def predictive_probs(values: Any, logits: bool = False, name: str = "probs") -> 
     if array.shape[-1] < 2 or array.shape[-2] < 1:
         raise ValueError(f"{name} needs at least one example and two classes, got shape {array.shape}")
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} has {int((~np.isfinite(array)).sum())} NaN or inf value(s); check the model's "
-                         "outputs before calibrating")
+        raise ValueError(
+            f"{name} has {int((~np.isfinite(array)).sum())} NaN or inf value(s); check the model's "
+            "outputs before calibrating"
+        )
     array = array.astype(np.float64)
     if logits:
         array = torch.softmax(torch.as_tensor(array), dim=-1).numpy()
     elif array.min() < 0 or array.max() > 1 or np.abs(array.sum(-1) - 1).max() > _SUM_TOLERANCE:
-        raise ValueError(f"{name} must be probabilities in [0, 1] summing to 1 over the classes (last axis); found "
-                         f"values in [{array.min():.3g}, {array.max():.3g}] and row sums up to "
-                         f"{np.abs(array.sum(-1) - 1).max():.3g} away from 1. Logits? pass them with logits=True")
+        raise ValueError(
+            f"{name} must be probabilities in [0, 1] summing to 1 over the classes (last axis); found "
+            f"values in [{array.min():.3g}, {array.max():.3g}] and row sums up to "
+            f"{np.abs(array.sum(-1) - 1).max():.3g} away from 1. Logits? pass them with logits=True"
+        )
     return array.mean(axis=0) if array.ndim == 3 else array
 
 
@@ -97,13 +108,16 @@ def _labels(labels: Any, count: int, classes: int) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"labels must be integer class indices, got dtype {array.dtype}")
     if count and (array.min() < 0 or array.max() >= classes):
-        raise ValueError(f"labels must lie in 0..{classes - 1} (the probabilities have {classes} classes), found "
-                         f"{array.min()}..{array.max()}")
+        raise ValueError(
+            f"labels must lie in 0..{classes - 1} (the probabilities have {classes} classes), found "
+            f"{array.min()}..{array.max()}"
+        )
     return array.astype(np.int64)
 
 
-def conformal_scores(probs: np.ndarray, score: str = "aps", uniform: np.ndarray | None = None, lam: float = 0.0,
-                     k_reg: int = 0) -> np.ndarray:
+def conformal_scores(
+    probs: np.ndarray, score: str = "aps", uniform: np.ndarray | None = None, lam: float = 0.0, k_reg: int = 0
+) -> np.ndarray:
     """The score of every class [N, C] for probabilities [N, C] (see the module's definitions). uniform: U [N] for the
     randomised APS / RAPS (one per example, shared by its classes); None for the non-randomised scores."""
     if score not in SCORES:
@@ -131,10 +145,14 @@ def calibration_index(count: int, alpha: float) -> int:
         raise ValueError(f"alpha must be in (0, 1) (the miscoverage rate; 0.1 asks for 90% coverage), got {alpha!r}")
     k = math.ceil((count + 1) * (1 - alpha) - 1e-9)  # the tolerance keeps e.g. 10 * 0.9 from rounding up to 10
     if k > count:
-        minimum = next(n for n in range(count + 1, count + int(2 / alpha) + 2) if math.ceil((n + 1) * (1 - alpha) - 1e-9) <= n)
-        raise ValueError(f"a calibration set of {count} example(s) is too small for alpha = {alpha:g}: the quantile would "
-                         f"be the {k}-th smallest of {count} scores. Calibrate on at least {minimum} examples, or use "
-                         f"alpha >= 1/(n + 1) = {1 / (count + 1):.4g}")
+        minimum = next(
+            n for n in range(count + 1, count + int(2 / alpha) + 2) if math.ceil((n + 1) * (1 - alpha) - 1e-9) <= n
+        )
+        raise ValueError(
+            f"a calibration set of {count} example(s) is too small for alpha = {alpha:g}: the quantile would "
+            f"be the {k}-th smallest of {count} scores. Calibrate on at least {minimum} examples, or use "
+            f"alpha >= 1/(n + 1) = {1 / (count + 1):.4g}"
+        )
     return k
 
 
@@ -163,8 +181,18 @@ class ConformalClassifier:
     seed: int = 0
 
     @classmethod
-    def fit(cls, probs: Any, labels: Any, alpha: float = 0.1, score: str = "aps", randomized: bool = False,
-            lam: float = 0.01, k_reg: int = 5, seed: int = 0, logits: bool = False) -> ConformalClassifier:
+    def fit(
+        cls,
+        probs: Any,
+        labels: Any,
+        alpha: float = 0.1,
+        score: str = "aps",
+        randomized: bool = False,
+        lam: float = 0.01,
+        k_reg: int = 5,
+        seed: int = 0,
+        logits: bool = False,
+    ) -> ConformalClassifier:
         """Calibrate on held-out probabilities (or logits, `logits=True`) [N, C] or [S, N, C] and labels [N].
 
         alpha: the miscoverage rate (sets hold the true class with probability >= 1 - alpha).
@@ -180,8 +208,17 @@ class ConformalClassifier:
         randomized = randomized and score != "lac"
         uniform = np.random.default_rng([seed, 0]).random(len(probs)) if randomized else None
         picked = conformal_scores(probs, score, uniform, lam, k_reg)[np.arange(len(probs)), labels]
-        return cls(conformal_quantile(picked, alpha), float(alpha), score, randomized, float(lam), int(k_reg),
-                   len(probs), probs.shape[1], seed)
+        return cls(
+            conformal_quantile(picked, alpha),
+            float(alpha),
+            score,
+            randomized,
+            float(lam),
+            int(k_reg),
+            len(probs),
+            probs.shape[1],
+            seed,
+        )
 
     @classmethod
     def fit_logits(cls, logits: Any, labels: Any, **settings: Any) -> ConformalClassifier:
@@ -192,7 +229,9 @@ class ConformalClassifier:
         """Prediction sets, bool [N, C] (True: the class is in the set), of probabilities or logits [N, C] / [S, N, C]."""
         probs = predictive_probs(probs, logits)
         if probs.shape[1] != self.classes:
-            raise ValueError(f"probs have {probs.shape[1]} classes, but the predictor was calibrated with {self.classes}")
+            raise ValueError(
+                f"probs have {probs.shape[1]} classes, but the predictor was calibrated with {self.classes}"
+            )
         uniform = np.random.default_rng([self.seed, 1]).random(len(probs)) if self.randomized else None
         return conformal_scores(probs, self.score, uniform, self.lam, self.k_reg) <= self.quantile
 
@@ -218,8 +257,10 @@ def size_stratified_coverage(sets: np.ndarray, labels: Any) -> dict[str, dict[st
         if low > sets.shape[1]:
             break
         inside = (sizes >= low) & (sizes <= high)
-        strata[label] = {"fraction": float(inside.mean()),
-                         "coverage": float(covered[inside].mean()) if inside.any() else None}
+        strata[label] = {
+            "fraction": float(inside.mean()),
+            "coverage": float(covered[inside].mean()) if inside.any() else None,
+        }
     return strata
 
 
@@ -227,14 +268,18 @@ def set_report(sets: np.ndarray, labels: Any, stratified: bool = False) -> dict[
     """{"coverage", "mean_size"} of prediction sets bool [N, C] (and "by_size", `size_stratified_coverage`)."""
     sets = np.asarray(sets, dtype=bool)
     labels = _labels(labels, len(sets), sets.shape[1])
-    report: dict[str, Any] = {"coverage": float(sets[np.arange(len(sets)), labels].mean()),
-                              "mean_size": float(sets.sum(axis=1).mean())}
+    report: dict[str, Any] = {
+        "coverage": float(sets[np.arange(len(sets)), labels].mean()),
+        "mean_size": float(sets.sum(axis=1).mean()),
+    }
     if stratified:
         report["by_size"] = size_stratified_coverage(sets, labels)
     return report
 
 
-def fit_on_loader(method: Any, loader: Iterable[Sequence[Any]], samples: int = 20, **settings: Any) -> ConformalClassifier:
+def fit_on_loader(
+    method: Any, loader: Iterable[Sequence[Any]], samples: int = 20, **settings: Any
+) -> ConformalClassifier:
     """Calibrate on a fitted `DropoutMethod`'s S-sample predictive over a loader of (inputs, labels) batches
     (e.g. the validation loader); `settings` go to `ConformalClassifier.fit` (alpha, score, randomized, ...)."""
     probs, labels = _loader_probs(method, loader, samples)
@@ -261,7 +306,7 @@ def _loader_probs(method: Any, loader: Iterable[Sequence[Any]], samples: int) ->
 
 
 def score_settings(name: str) -> dict[str, Any]:
-    """"aps_randomized" -> {"score": "aps", "randomized": True}: a score variant named in evaluation settings."""
+    """ "aps_randomized" -> {"score": "aps", "randomized": True}: a score variant named in evaluation settings."""
     score, _, variant = name.partition("_")
     if score not in SCORES or variant not in ("", "randomized") or (score == "lac" and variant):
         raise ValueError(f"conformal score {name!r} is not one of lac, aps, aps_randomized, raps, raps_randomized")
@@ -273,8 +318,9 @@ def settings_problems(alpha: Any, scores: Any, raps_lambda: Any, raps_k_reg: Any
     non-empty list of score variant names (`score_settings`), RAPS lambda and k_reg numbers >= 0."""
     problems = []
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1):
-        problems.append(f"conformal_alpha must be null or a miscoverage rate in (0, 1) (0.1 for 90% sets), found "
-                        f"{alpha!r}")
+        problems.append(
+            f"conformal_alpha must be null or a miscoverage rate in (0, 1) (0.1 for 90% sets), found {alpha!r}"
+        )
     if not isinstance(scores, (list, tuple)) or not scores:
         problems.append(f"conformal_scores must be a non-empty list, found {scores!r}")
     else:
@@ -289,9 +335,17 @@ def settings_problems(alpha: Any, scores: Any, raps_lambda: Any, raps_k_reg: Any
     return problems
 
 
-def fit_scores(probs: np.ndarray, labels: Any, alpha: float, names: Sequence[str],
-               raps: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, ConformalClassifier]:
+def fit_scores(
+    probs: np.ndarray,
+    labels: Any,
+    alpha: float,
+    names: Sequence[str],
+    raps: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> dict[str, ConformalClassifier]:
     """One predictor per score variant name ("lac", "aps", "aps_randomized", "raps", ...) on the same calibration
     probabilities; raps: {"lam", "k_reg"} of the RAPS variants."""
-    return {name: ConformalClassifier.fit(probs, labels, alpha=alpha, seed=seed, **score_settings(name),
-                                          **dict(raps or {})) for name in names}
+    return {
+        name: ConformalClassifier.fit(probs, labels, alpha=alpha, seed=seed, **score_settings(name), **dict(raps or {}))
+        for name in names
+    }

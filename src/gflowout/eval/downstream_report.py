@@ -31,10 +31,12 @@ from gflowout.results import load_protocol_results
 Band = tuple[Sequence[float], Sequence[float], Sequence[float]]  # x, mean, standard error
 Section = tuple[str, list[Table], list[tuple[str, Path]]]  # heading, tables, (caption, figure path)
 
-_CSS = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-        "table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em}"
-        "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
-        "img{max-width:100%;border:1px solid #ddd}")
+_CSS = (
+    "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+    "table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em}"
+    "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
+    "img{max-width:100%;border:1px solid #ddd}"
+)
 
 
 def normalised_auc(sizes: Sequence[float], values: Sequence[float]) -> float:
@@ -62,8 +64,15 @@ def _band(curves: Sequence[Sequence[float]], x: Sequence[float]) -> Band:
     return list(x), [s[0] for s in stats], [s[1] for s in stats]
 
 
-def plot_bands(panels: Mapping[str, Mapping[str, Band]], xlabel: str, ylabel: str, title: str, path: Path,
-               log_x: bool = False, share_y: bool = False) -> Path:
+def plot_bands(
+    panels: Mapping[str, Mapping[str, Band]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    path: Path,
+    log_x: bool = False,
+    share_y: bool = False,
+) -> Path:
     """One panel per key of `panels`, one line per method (the same colour in every panel) with a ± standard-error
     band, and one legend for the figure."""
     from gflowout.eval import plots
@@ -106,12 +115,16 @@ def _write_page(out_dir: Path, title: str, intro: str, sections: list[Section]) 
         for caption, path in figures:
             markdown += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", ""]
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            page.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            page.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     (out_dir / "report.md").write_text("\n".join(markdown))
     html_path = out_dir / "report.html"
-    html_path.write_text(f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-                         f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>")
+    html_path.write_text(
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>"
+    )
     return html_path
 
 
@@ -134,8 +147,10 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
                     continue
                 sizes = cell[0]["labelled_sizes"]
                 if any(run["labelled_sizes"] != sizes for run in cell):
-                    raise DataError(f"{dataset}/{method}/{score}: the seeds' labelled-set sizes differ; "
-                                    "were they made with different configs?")
+                    raise DataError(
+                        f"{dataset}/{method}/{score}: the seeds' labelled-set sizes differ; "
+                        "were they made with different configs?"
+                    )
                 auc[method, score] = mean_and_standard_error([normalised_auc(sizes, run["accuracy"]) for run in cell])
                 final_acc[method, score] = mean_and_standard_error([run["accuracy"][-1] for run in cell])
                 final_nll[method, score] = mean_and_standard_error([run["nll"][-1] for run in cell])
@@ -149,39 +164,50 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
 
         seed_counts = sorted(set(seeds.values()))
         tables = [
-            table(f"{dataset}: normalised area under the accuracy vs labelled-set-size curve",
-                  auc, f"The mean test accuracy over the acquisition budget (trapezoid rule over the labelled-set "
-                       f"size, divided by its range); mean ± SE over {'/'.join(map(str, seed_counts))} seed(s). "
-                       "Higher is better; compare each score with random. Round 0 is the same for every score (same "
-                       "labelled set, same seeds). A deterministic network (none) has BALD and variation ratio 0 "
-                       "everywhere: its ties go to the pool's seeded random order, so those cells are random "
-                       "acquisition in disguise."),
+            table(
+                f"{dataset}: normalised area under the accuracy vs labelled-set-size curve",
+                auc,
+                f"The mean test accuracy over the acquisition budget (trapezoid rule over the labelled-set "
+                f"size, divided by its range); mean ± SE over {'/'.join(map(str, seed_counts))} seed(s). "
+                "Higher is better; compare each score with random. Round 0 is the same for every score (same "
+                "labelled set, same seeds). A deterministic network (none) has BALD and variation ratio 0 "
+                "everywhere: its ties go to the pool's seeded random order, so those cells are random "
+                "acquisition in disguise.",
+            ),
             table(f"{dataset}: test accuracy after the last round", final_acc),
             table(f"{dataset}: test NLL after the last round (nats)", final_nll),
         ]
         name = dataset.replace("/", "_")
         figures = []
         for metric, label in (("accuracy", "test accuracy"), ("nll", "test NLL (nats)")):
-            path = plot_bands({s: curves[metric][s] for s in scores}, "labelled examples", label,
-                              f"{dataset}: active learning, {label} (mean ± SE over seeds)",
-                              figure_dir / f"{name}_active_{metric}.png", share_y=True)
+            path = plot_bands(
+                {s: curves[metric][s] for s in scores},
+                "labelled examples",
+                label,
+                f"{dataset}: active learning, {label} (mean ± SE over seeds)",
+                figure_dir / f"{name}_active_{metric}.png",
+                share_y=True,
+            )
             figures.append((f"{dataset}: {label} vs labelled-set size, one panel per acquisition score", path))
         sections.append((f"{dataset}: active learning", tables, figures))
     return sections
 
 
-def write_active_learning_report(results_dir: str | Path, out_dir: str | Path,
-                                 title: str = "gflowout: active learning") -> Path:
+def write_active_learning_report(
+    results_dir: str | Path, out_dir: str | Path, title: str = "gflowout: active learning"
+) -> Path:
     """Read the active-learning result files under `results_dir`; write report.md, figures/, report.html."""
     out_dir = Path(out_dir)
     runs = load_protocol_results(results_dir, "active_learning")
     settings = runs[0]["protocol_settings"]
     active, training = settings["active"], settings["training"]
-    intro = (f"{len(runs)} run(s) from `{results_dir}`. Pool-based active learning: {active['initial_per_class']} "
-             f"labelled example(s) per class, then {active['rounds']} round(s) acquiring the top {active['acquire']} "
-             f"pool examples by each score (S = {active['samples']} mask samples, no labels), a model retrained from "
-             f"scratch each round for {training['steps']} steps of batch {training['batch_size']} (the same for every "
-             "method), test accuracy and NLL of the S-sample predictive after each round.")
+    intro = (
+        f"{len(runs)} run(s) from `{results_dir}`. Pool-based active learning: {active['initial_per_class']} "
+        f"labelled example(s) per class, then {active['rounds']} round(s) acquiring the top {active['acquire']} "
+        f"pool examples by each score (S = {active['samples']} mask samples, no labels), a model retrained from "
+        f"scratch each round for {training['steps']} steps of batch {training['batch_size']} (the same for every "
+        "method), test accuracy and NLL of the S-sample predictive after each round."
+    )
     return _write_page(out_dir, title, intro, active_learning_sections(runs, out_dir / "figures"))
 
 
@@ -197,52 +223,94 @@ def transfer_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path) -> li
         methods = sorted(cell, key=_method_key)
         sizes = sorted({int(s) for group in cell.values() for run in group for s in run["subsets"]})
         tables, finetuned, scratch = [], {}, {}  # type: ignore[var-annotated]  # filled below
-        for kind, title in (("finetuned", "fine-tuned from the noisy pre-training"), ("scratch", "trained from scratch")):
-            if not any(kind in run["subsets"][str(s)] for group in cell.values() for run in group for s in sizes
-                       if str(s) in run["subsets"]):
+        for kind, title in (
+            ("finetuned", "fine-tuned from the noisy pre-training"),
+            ("scratch", "trained from scratch"),
+        ):
+            if not any(
+                kind in run["subsets"][str(s)]
+                for group in cell.values()
+                for run in group
+                for s in sizes
+                if str(s) in run["subsets"]
+            ):
                 continue
             for metric in ("accuracy", "nll"):
                 rows = []
                 for method in methods:
-                    stats = [mean_and_standard_error([run["subsets"][str(s)][kind][metric] for run in cell[method]
-                                                      if str(s) in run["subsets"] and kind in run["subsets"][str(s)]])
-                             for s in sizes]
+                    stats = [
+                        mean_and_standard_error(
+                            [
+                                run["subsets"][str(s)][kind][metric]
+                                for run in cell[method]
+                                if str(s) in run["subsets"] and kind in run["subsets"][str(s)]
+                            ]
+                        )
+                        for s in sizes
+                    ]
                     rows.append([method, str(len(cell[method])), *(format_stat(st) for st in stats)])
                     if metric == "accuracy":
-                        (finetuned if kind == "finetuned" else scratch)[method] = (sizes, [s[0] for s in stats],
-                                                                                   [s[1] for s in stats])
+                        (finetuned if kind == "finetuned" else scratch)[method] = (
+                            sizes,
+                            [s[0] for s in stats],
+                            [s[1] for s in stats],
+                        )
                 label = "accuracy" if metric == "accuracy" else "NLL (nats)"
-                tables.append(Table(f"{dataset}: test {label} {title}, by clean subset size",
-                                    ["method", "seeds", *map(str, sizes)], rows))
-        tables.append(Table(
-            f"{dataset}: the noisy pre-training",
-            ["method", "realised noise rate", "test accuracy", "test NLL"],
-            [[m, format_stat(mean_and_standard_error([r["pretrained"]["noise_rate"] for r in cell[m]])),
-              format_stat(mean_and_standard_error([r["pretrained"]["accuracy"] for r in cell[m]])),
-              format_stat(mean_and_standard_error([r["pretrained"]["nll"] for r in cell[m]]))] for m in methods],
-            "Noisy labels: a seeded subset of the training labels, each replaced by a uniform draw from the other "
-            "classes (every class can be drawn).",
-        ))
+                tables.append(
+                    Table(
+                        f"{dataset}: test {label} {title}, by clean subset size",
+                        ["method", "seeds", *map(str, sizes)],
+                        rows,
+                    )
+                )
+        tables.append(
+            Table(
+                f"{dataset}: the noisy pre-training",
+                ["method", "realised noise rate", "test accuracy", "test NLL"],
+                [
+                    [
+                        m,
+                        format_stat(mean_and_standard_error([r["pretrained"]["noise_rate"] for r in cell[m]])),
+                        format_stat(mean_and_standard_error([r["pretrained"]["accuracy"] for r in cell[m]])),
+                        format_stat(mean_and_standard_error([r["pretrained"]["nll"] for r in cell[m]])),
+                    ]
+                    for m in methods
+                ],
+                "Noisy labels: a seeded subset of the training labels, each replaced by a uniform draw from the other "
+                "classes (every class can be drawn).",
+            )
+        )
         panels = {"fine-tuned from the noisy pre-training": finetuned}
         if scratch:
             panels["trained from scratch"] = scratch
-        path = plot_bands(panels, "clean training images", "test accuracy",
-                          f"{dataset}: transfer from noisy pre-training (mean ± SE over seeds)",
-                          figure_dir / f"{dataset.replace('/', '_')}_transfer_accuracy.png", log_x=True, share_y=True)
-        caption = f"{dataset}: test accuracy vs clean subset size, fine-tuned" + (" and from scratch" if scratch else "")
+        path = plot_bands(
+            panels,
+            "clean training images",
+            "test accuracy",
+            f"{dataset}: transfer from noisy pre-training (mean ± SE over seeds)",
+            figure_dir / f"{dataset.replace('/', '_')}_transfer_accuracy.png",
+            log_x=True,
+            share_y=True,
+        )
+        caption = f"{dataset}: test accuracy vs clean subset size, fine-tuned" + (
+            " and from scratch" if scratch else ""
+        )
         sections.append((f"{dataset}: transfer", tables, [(caption, path)]))
     return sections
 
 
-def write_transfer_report(results_dir: str | Path, out_dir: str | Path,
-                          title: str = "gflowout: transfer from noisy pre-training") -> Path:
+def write_transfer_report(
+    results_dir: str | Path, out_dir: str | Path, title: str = "gflowout: transfer from noisy pre-training"
+) -> Path:
     """Read the transfer result files under `results_dir`; write report.md, figures/, report.html."""
     out_dir = Path(out_dir)
     runs = load_protocol_results(results_dir, "transfer")
     transfer = runs[0]["protocol_settings"]["transfer"]
-    intro = (f"{len(runs)} run(s) from `{results_dir}`. Pre-training on the whole training split with "
-             f"{transfer['noise_rate']:.0%} symmetric label noise ({transfer['pretrain']['steps']} steps of batch "
-             f"{transfer['pretrain']['batch_size']}), then fine-tuning the loaded weights on clean seeded subsets "
-             f"({transfer['finetune']['steps']} steps of batch {transfer['finetune']['batch_size']}, the same for "
-             "every method); test accuracy and NLL of the S-sample predictive.")
+    intro = (
+        f"{len(runs)} run(s) from `{results_dir}`. Pre-training on the whole training split with "
+        f"{transfer['noise_rate']:.0%} symmetric label noise ({transfer['pretrain']['steps']} steps of batch "
+        f"{transfer['pretrain']['batch_size']}), then fine-tuning the loaded weights on clean seeded subsets "
+        f"({transfer['finetune']['steps']} steps of batch {transfer['finetune']['batch_size']}, the same for "
+        "every method); test accuracy and NLL of the S-sample predictive."
+    )
     return _write_page(out_dir, title, intro, transfer_sections(runs, out_dir / "figures"))

@@ -129,10 +129,27 @@ from gflowout.rng import private_rng
 # the names this module offered before its parts moved to their own modules (test_sets, conditions,
 # figure_material, published_eval) stay importable from here
 __all__ = [
-    "DEFAULT_ANGLES", "DEFAULT_OOD", "DEFAULT_SEVERITIES", "HISTOGRAM_BINS", "PUBLISHED_LABELS", "PUBLISHED_SETS",
-    "ROC_GRID", "SCORE_OFFSETS", "DataError", "condition_metrics", "evaluate_method", "fit_on_validation",
-    "histogram_edges", "is_rotation", "load_test_images", "normalise", "ood_material", "predict_logits",
-    "reliability_material", "shifted_test_images", "subset_indices",
+    "DEFAULT_ANGLES",
+    "DEFAULT_OOD",
+    "DEFAULT_SEVERITIES",
+    "HISTOGRAM_BINS",
+    "PUBLISHED_LABELS",
+    "PUBLISHED_SETS",
+    "ROC_GRID",
+    "SCORE_OFFSETS",
+    "DataError",
+    "condition_metrics",
+    "evaluate_method",
+    "fit_on_validation",
+    "histogram_edges",
+    "is_rotation",
+    "load_test_images",
+    "normalise",
+    "ood_material",
+    "predict_logits",
+    "reliability_material",
+    "shifted_test_images",
+    "subset_indices",
 ]
 
 Progress = Callable[[str], None]
@@ -152,7 +169,7 @@ def _data() -> tuple[Any, Any]:
 
 
 def _too_few_to_calibrate(count: int, alpha: float) -> str:
-    """"" when `count` validation examples can calibrate conformal sets at `alpha`, else the one-line reason."""
+    """ "" when `count` validation examples can calibrate conformal sets at `alpha`, else the one-line reason."""
     try:
         calibration_index(count, alpha)
     except ValueError as error:
@@ -232,20 +249,39 @@ def evaluate_method(
     kind = "mnist" if images.ndim == 3 and images.shape[1:] == (28, 28) else "cifar"
     plan = shift_plan(shifts, kind, severities)
     published_set = PUBLISHED_SETS.get(data_name)
-    published_plan = plan_published_corruptions(published_corruptions, published_set, severities) if published_set else {}
+    published_plan = (
+        plan_published_corruptions(published_corruptions, published_set, severities) if published_set else {}
+    )
     classes = int(datasets.DATASET_INFO[data_name].num_classes)
 
     def run(images01: np.ndarray) -> Tensor:
         return predict_logits(method, normalise(images01, data_name), samples, batch_size)
 
     results: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id(data_name, method.name, seed), "method": method.name,
-        "seed": seed, "dataset": data_name, "config": None, "train_time_s": None, "samples": samples,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id(data_name, method.name, seed),
+        "method": method.name,
+        "seed": seed,
+        "dataset": data_name,
+        "config": None,
+        "train_time_s": None,
+        "samples": samples,
         "test_size": int(len(labels)),
-        "evaluation": {"shifts": {k: list(v) for k, v in plan.items()}, "rotation_angles": list(rotation_angles),
-                       "random_rotation": random_rotation, "limit": limit, "batch_size": batch_size, "seed": seed,
-                       "published_corruptions": {k: list(v) for k, v in published_plan.items()}},
-        "shifts": {}, "rotation_sweep": {}, "ood": {}, "ood_skipped": {}, "uncertainty": {}, "selective": {},
+        "evaluation": {
+            "shifts": {k: list(v) for k, v in plan.items()},
+            "rotation_angles": list(rotation_angles),
+            "random_rotation": random_rotation,
+            "limit": limit,
+            "batch_size": batch_size,
+            "seed": seed,
+            "published_corruptions": {k: list(v) for k, v in published_plan.items()},
+        },
+        "shifts": {},
+        "rotation_sweep": {},
+        "ood": {},
+        "ood_skipped": {},
+        "uncertainty": {},
+        "selective": {},
         "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}, "risk_coverage": {}},
     }
     ts: dict[str, Any] | None = None
@@ -255,21 +291,39 @@ def evaluate_method(
         val_logits, val_labels = validation_logits(method, validation, samples, batch_size, seed)
         if temperature_scaling:
             results["temperature_scaling"] = temperature_record(val_logits, val_labels)
-            ts = results["ts"] = {"temperature": results["temperature_scaling"]["temperature"], "shifts": {},
-                                  "rotation_sweep": {}, "ood": {}, "selective": {},
-                                  "figures": {"reliability": {}, "risk_coverage": {}}}
+            ts = results["ts"] = {
+                "temperature": results["temperature_scaling"]["temperature"],
+                "shifts": {},
+                "rotation_sweep": {},
+                "ood": {},
+                "selective": {},
+                "figures": {"reliability": {}, "risk_coverage": {}},
+            }
         if conformal_alpha is not None and (small := _too_few_to_calibrate(int(val_labels.shape[0]), conformal_alpha)):
             results["conformal_skipped"] = small  # on by default: a tiny validation split skips it, with a line
             log(small)
         elif conformal_alpha is not None:
             raps = {"lam": float(conformal_raps_lambda), "k_reg": int(conformal_raps_k_reg)}
-            for block, block_logits in [(results, val_logits)] + ([(ts, apply_temperature(val_logits, ts["temperature"]))]
-                                                                  if ts is not None else []):
-                predictors.append(fit_scores(predictive_probs(block_logits, logits=True), val_labels.numpy(),
-                                             conformal_alpha, conformal_scores, raps, seed))
-                block["conformal"] = {"alpha": float(conformal_alpha), "calibration_size": int(val_labels.shape[0]),
-                                      "raps_lambda": raps["lam"], "raps_k_reg": raps["k_reg"],
-                                      "quantile": {name: p.quantile for name, p in predictors[-1].items()}}
+            for block, block_logits in [(results, val_logits)] + (
+                [(ts, apply_temperature(val_logits, ts["temperature"]))] if ts is not None else []
+            ):
+                predictors.append(
+                    fit_scores(
+                        predictive_probs(block_logits, logits=True),
+                        val_labels.numpy(),
+                        conformal_alpha,
+                        conformal_scores,
+                        raps,
+                        seed,
+                    )
+                )
+                block["conformal"] = {
+                    "alpha": float(conformal_alpha),
+                    "calibration_size": int(val_labels.shape[0]),
+                    "raps_lambda": raps["lam"],
+                    "raps_k_reg": raps["k_reg"],
+                    "quantile": {name: p.quantile for name, p in predictors[-1].items()},
+                }
     recorder = ConditionRecorder(results, labels, ts, predictors)
 
     note("clean")
@@ -299,8 +353,10 @@ def evaluate_method(
             recorder.metrics(("shifts", shift, str(severity)), run(shifted))
 
     if published_corruptions and published_set is None:
-        message = (f"published corruptions: {data_name!r} has no published corruption set "
-                   f"(only {', '.join(PUBLISHED_SETS)}); skipped")
+        message = (
+            f"published corruptions: {data_name!r} has no published corruption set "
+            f"(only {', '.join(PUBLISHED_SETS)}); skipped"
+        )
         results["published_skipped"] = {data_name: message}
         log(message)
     elif published_plan:
@@ -309,7 +365,7 @@ def evaluate_method(
     explicit = ood_sets is not None
     scores_in = ood_scores(clean_logits)
     scores_in_ts = ood_scores(recorder.scaled(clean_logits)) if ts is not None else None
-    for ood_name in (ood_sets if explicit else DEFAULT_OOD.get(data_name, ())):  # type: ignore[union-attr]  # not None here: set before use
+    for ood_name in ood_sets if explicit else DEFAULT_OOD.get(data_name, ()):  # type: ignore[union-attr]  # not None here: set before use
         try:
             ood_images, _ = load_test_images(ood_name, root, limit)
         except DataError as error:
@@ -318,14 +374,18 @@ def evaluate_method(
             results["ood_skipped"][ood_name] = str(error)
             continue
         if ood_images.shape[1:] != images.shape[1:]:
-            raise DataError(f"OOD set {ood_name!r} has images {ood_images.shape[1:]}, "
-                            f"but {data_name!r} has {images.shape[1:]}: an OOD pair needs one image shape")
+            raise DataError(
+                f"OOD set {ood_name!r} has images {ood_images.shape[1:]}, "
+                f"but {data_name!r} has {images.shape[1:]}: an OOD pair needs one image shape"
+            )
         note(f"OOD {ood_name}")
         ood_logits = run(ood_images)
         scores_out = ood_scores(ood_logits)
         if ts is not None:
             scores_out_ts = ood_scores(recorder.scaled(ood_logits))
-            ts["ood"][ood_name] = {score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES}  # type: ignore[index]  # not None here: set before use
+            ts["ood"][ood_name] = {
+                score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES
+            }  # type: ignore[index]  # not None here: set before use
         del ood_logits
         results["ood"][ood_name] = {}
         results["figures"]["ood_histograms"][ood_name] = {}

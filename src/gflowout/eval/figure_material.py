@@ -21,8 +21,12 @@ SCORE_OFFSETS = {"max_probability": 1.0}
 def reliability_material(summary: Predictive, labels: np.ndarray) -> dict[str, list[float]]:
     """15 equal-width confidence bins: {"edges" [16], "confidence" [15], "accuracy" [15], "count" [15]}."""
     bins = reliability_bins(summary.probs, torch.as_tensor(labels), bins=15)
-    return {"edges": bins.edges.tolist(), "confidence": bins.confidence.tolist(),
-            "accuracy": bins.accuracy.tolist(), "count": bins.count.tolist()}
+    return {
+        "edges": bins.edges.tolist(),
+        "confidence": bins.confidence.tolist(),
+        "accuracy": bins.accuracy.tolist(),
+        "count": bins.count.tolist(),
+    }
 
 
 def histogram_edges(values: np.ndarray, score: str, bins: int = HISTOGRAM_BINS) -> tuple[np.ndarray, str]:
@@ -56,5 +60,7 @@ def ood_material(scores_in: Tensor, scores_out: Tensor, score: str, classes: int
     roc = roc_curve(scores_in, scores_out)
     fpr, tpr = roc.fpr.numpy(), roc.tpr.numpy()
     last = np.searchsorted(fpr, ROC_GRID, side="right") - 1  # last ROC point with fpr <= grid value
-    return ({"edges": edges.tolist(), "scale": scale, "in": hist_in.tolist(), "out": hist_out.tolist()},
-            {"fpr": ROC_GRID.tolist(), "tpr": tpr[last].tolist()})
+    return (
+        {"edges": edges.tolist(), "scale": scale, "in": hist_in.tolist(), "out": hist_out.tolist()},
+        {"fpr": ROC_GRID.tolist(), "tpr": tpr[last].tolist()},
+    )

@@ -56,7 +56,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def learning_table(runs: dict[str, Any], labels: Mapping[str, str] | None = None) -> Table | None:
-    """"What the masks became": mask statistics at the best and last checkpoints, per method and seed."""
+    """ "What the masks became": mask statistics at the best and last checkpoints, per method and seed."""
     labels = labels or {}
     grouped = _by_method(runs)
     rows = []
@@ -68,30 +68,51 @@ def learning_table(runs: dict[str, Any], labels: Mapping[str, str] | None = None
                     continue
                 means = point["site_means"]
                 epoch = point.get("epoch")
-                rows.append([labels.get(method, method), str(seed), which, "-" if epoch is None else str(epoch + 1),
-                             _fmt(means.get("q_keep", means.get("keep"))),
-                             _fmt(means.get("q_entropy", means.get("entropy"))), _fmt(means.get("p_keep")),
-                             _fmt(means.get("p_entropy")), _fmt(means.get("keep_rate"))])
+                rows.append(
+                    [
+                        labels.get(method, method),
+                        str(seed),
+                        which,
+                        "-" if epoch is None else str(epoch + 1),
+                        _fmt(means.get("q_keep", means.get("keep"))),
+                        _fmt(means.get("q_entropy", means.get("entropy"))),
+                        _fmt(means.get("p_keep")),
+                        _fmt(means.get("p_entropy")),
+                        _fmt(means.get("keep_rate")),
+                    ]
+                )
     if not rows:
         return None
     return Table(
         title="What the masks became (best and last checkpoints)",
-        header=["method", "seed", "checkpoint", "epoch", "q keep", "q entropy (nats)", "p keep", "p entropy (nats)",
-                "training keep rate"],
+        header=[
+            "method",
+            "seed",
+            "checkpoint",
+            "epoch",
+            "q keep",
+            "q entropy (nats)",
+            "p keep",
+            "p entropy (nats)",
+            "training keep rate",
+        ],
         rows=rows,
         note="Mask statistics of the best checkpoint (the one evaluated) and the last one, on the first 256 training "
-             "images, averaged over the mask sites: keep probability and Bernoulli entropy per unit of the posterior "
-             "q(z | x, y) and, for GFlowOut, of the learned prior p(z | x); the training keep rate counts the masks "
-             "drawn as training draws them. MC dropout's keep-0.5 masks have keep 0.5 and entropy log 2 = 0.693; a "
-             "deterministic mask has entropy 0.")
+        "images, averaged over the mask sites: keep probability and Bernoulli entropy per unit of the posterior "
+        "q(z | x, y) and, for GFlowOut, of the learned prior p(z | x); the training keep rate counts the masks "
+        "drawn as training draws them. MC dropout's keep-0.5 masks have keep 0.5 and entropy log 2 = 0.693; a "
+        "deterministic mask has entropy 0.",
+    )
 
 
 def learning_caption(runs: dict[str, Any]) -> str:
     """The caption of `plot_learning_curves`' figure: what is plotted, over how many seeds."""
-    return (f"Training curves of the GFlowNet methods over epochs, one line per seed ({_seed_note(_by_method(runs))}): "
-            "the keep rate of the masks drawn for training, the mean log q of a training mask per unit (-log 2 = "
-            "-0.693 is uniform keep-0.5 masks), beta (the reward's temperature), and the validation NLL at the "
-            "validated epochs.")
+    return (
+        f"Training curves of the GFlowNet methods over epochs, one line per seed ({_seed_note(_by_method(runs))}): "
+        "the keep rate of the masks drawn for training, the mean log q of a training mask per unit (-log 2 = "
+        "-0.693 is uniform keep-0.5 masks), beta (the reward's temperature), and the validation NLL at the "
+        "validated epochs."
+    )
 
 
 def _seed_note(grouped: dict[str, dict[int, dict[str, Any]]]) -> str:
@@ -104,8 +125,12 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, 
     labels = labels or {}
     grouped = _by_method(runs)
     methods = [m for m in ("gflowout", "id_gflowout") if m in grouped]
-    panels = [("train/keep_rate_epoch", "training keep rate", 0.5), ("log_q_per_unit", "log q per unit", -LOG2),
-              ("train/beta_epoch", "beta", None), ("val/nll", "validation NLL", None)]
+    panels = [
+        ("train/keep_rate_epoch", "training keep rate", 0.5),
+        ("log_q_per_unit", "log q per unit", -LOG2),
+        ("train/beta_epoch", "beta", None),
+        ("val/nll", "validation NLL", None),
+    ]
     if not methods:
         return None
     figure, axes = plt.subplots(len(methods), len(panels), figsize=(16, 3.2 * len(methods)), squeeze=False)
@@ -122,8 +147,12 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, 
                     series = curves.get(key, {})
                 epochs = sorted(series, key=int)
                 if epochs:
-                    axis.plot([int(e) + 1 for e in epochs], [series[e] for e in epochs], label=f"seed {seed}",
-                              marker="." if len(epochs) < 60 else None)
+                    axis.plot(
+                        [int(e) + 1 for e in epochs],
+                        [series[e] for e in epochs],
+                        label=f"seed {seed}",
+                        marker="." if len(epochs) < 60 else None,
+                    )
                 if reference is not None:
                     axis.axhline(reference, color="grey", linestyle=":", linewidth=1)
                 if key == "train/beta_epoch" or (key == "val/nll" and epochs):
@@ -141,7 +170,7 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, 
 
 
 def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, str] | None = None) -> Table | None:
-    """"Cost per epoch": median epoch wall time per method (mean over seeds) and its ratio to MC dropout's."""
+    """ "Cost per epoch": median epoch wall time per method (mean over seeds) and its ratio to MC dropout's."""
     labels = labels or {}
     per_method: dict[str, list[float]] = defaultdict(list)
     for method, seeds in _by_method(runs).items():
@@ -155,12 +184,20 @@ def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, 
     rows = []
     for method in [m for m in order if m in per_method] + sorted(set(per_method) - set(order)):
         seconds = statistics.fmean(per_method[method])
-        rows.append([labels.get(method, method), str(len(per_method[method])), f"{seconds:.1f}",
-                     "-" if reference is None else f"{seconds / reference:.2f}"])
+        rows.append(
+            [
+                labels.get(method, method),
+                str(len(per_method[method])),
+                f"{seconds:.1f}",
+                "-" if reference is None else f"{seconds / reference:.2f}",
+            ]
+        )
     return Table(
         title="Cost per training epoch (from the runs' event files)",
-        header=["method", "seeds", "seconds per epoch", "x MC dropout"], rows=rows,
+        header=["method", "seeds", "seconds per epoch", "x MC dropout"],
+        rows=rows,
         note="Median wall time of one training epoch (validation epochs included), from each run's TensorBoard "
-             "events, averaged over seeds; measured on the machine that ran these runs while it also ran other "
-             "work, so the ratios are indicative. Peak memory is not in the run logs: benchmarks/bench_memory.py "
-             "measures it on the same model.")
+        "events, averaged over seeds; measured on the machine that ran these runs while it also ran other "
+        "work, so the ratios are indicative. Peak memory is not in the run logs: benchmarks/bench_memory.py "
+        "measures it on the same model.",
+    )

@@ -45,7 +45,7 @@ def read_mask_diagnostics(run_dir: str | Path) -> Diagnostics:
                     continue
                 for key, text in row.items():
                     if key and key.startswith(PREFIX) and text not in (None, ""):
-                        values[key[len(PREFIX):]][int(float(epoch))] = float(text)
+                        values[key[len(PREFIX) :]][int(float(epoch))] = float(text)
     return dict(values)
 
 
@@ -88,7 +88,7 @@ def plot_per_site(per_site: dict[str, dict[str, dict[int, float]]], title: str, 
         axis.set_title(statistic)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for axis in list(axes.flat)[len(statistics):]:
+    for axis in list(axes.flat)[len(statistics) :]:
         axis.axis("off")
     axes.flat[0].legend(fontsize=7)
     figure.suptitle(title)
@@ -129,29 +129,37 @@ def write_run_report(run_dir: str | Path, out_dir: str | Path) -> Path:
     diagnostics = read_mask_diagnostics(run_dir)
     lines = [f"# Mask diagnostics of {run_dir.name}", ""]
     if not diagnostics:
-        lines.append("No mask diagnostics in this run's logs (a method without learned masks, or diagnostics.enabled "
-                     "was false).")
+        lines.append(
+            "No mask diagnostics in this run's logs (a method without learned masks, or diagnostics.enabled was false)."
+        )
     else:
         per_site, network = split_sites(diagnostics)
         warned = warning_epochs(diagnostics)
         figures = []
         if per_site:
-            figures.append(plot_per_site(per_site, f"{run_dir.name}: per site", out_dir / "figures" / "masks_per_site.png"))
+            figures.append(
+                plot_per_site(per_site, f"{run_dir.name}: per site", out_dir / "figures" / "masks_per_site.png")
+            )
         if network:
-            figures.append(plot_network(network, warned, f"{run_dir.name}: network", out_dir / "figures" / "masks_network.png"))
+            figures.append(
+                plot_network(network, warned, f"{run_dir.name}: network", out_dir / "figures" / "masks_network.png")
+            )
         last = max(max(series) for series in diagnostics.values())
         lines += [f"Epochs 0-{last}. Values at the last epoch:", ""]
         for key in NETWORK_KEYS:
             if last in network.get(key, {}):
                 lines.append(f"- {key}: {network[key][last]:.4g}")
         for statistic in sorted(per_site):
-            row = ", ".join(f"{site} {series[last]:.3f}" for site, series in sorted(per_site[statistic].items())
-                            if last in series)
+            row = ", ".join(
+                f"{site} {series[last]:.3f}" for site, series in sorted(per_site[statistic].items()) if last in series
+            )
             lines.append(f"- {statistic}: {row}")
         lines.append("")
         if warned:
-            lines.append(f"**Warning**: the trajectory-balance residual was above diagnostics.residual_threshold at "
-                         f"epoch(s) {', '.join(map(str, warned))}: the GFlowNet did not keep up with its reward.")
+            lines.append(
+                f"**Warning**: the trajectory-balance residual was above diagnostics.residual_threshold at "
+                f"epoch(s) {', '.join(map(str, warned))}: the GFlowNet did not keep up with its reward."
+            )
         elif "residual_warning" in diagnostics:
             lines.append("The trajectory-balance residual stayed below diagnostics.residual_threshold.")
         lines.append("")

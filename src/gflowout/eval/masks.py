@@ -196,7 +196,7 @@ def inter_sample_diversity(input_means: Tensor) -> Diversity:
         distances = torch.cdist(means.unsqueeze(0), means.unsqueeze(0), p=1.0)[0] / width
         upper = distances[torch.triu_indices(rows, rows, offset=1).unbind()]
     else:
-        upper = torch.cat([_pair_distance(means[i], means[i + 1:]) for i in range(rows - 1)])
+        upper = torch.cat([_pair_distance(means[i], means[i + 1 :]) for i in range(rows - 1)])
         upper = upper[~upper.isnan()]
     return Diversity(float(upper.mean()), float(upper.max()))
 

@@ -108,7 +108,9 @@ def nll(probs: Any, labels: Any, *, eps: float = 1e-12, log_probs: Any | None = 
     if log_probs is not None:
         log_probs = as_tensor(log_probs, "log_probs").to(device=probs.device, dtype=torch.float64)
         if log_probs.shape != probs.shape:
-            raise ValueError(f"log_probs must have the shape of probs {tuple(probs.shape)}, got {tuple(log_probs.shape)}")
+            raise ValueError(
+                f"log_probs must have the shape of probs {tuple(probs.shape)}, got {tuple(log_probs.shape)}"
+            )
         picked = log_probs.gather(1, labels[:, None]).squeeze(1)
         if bool(torch.isnan(picked).any()) or bool((picked > 1e-9).any()):
             raise ValueError("log_probs must hold log-probabilities (<= 0, -inf allowed); found NaN or positive values")
@@ -162,7 +164,9 @@ def reliability_bins(probs: Any, labels: Any, bins: int = 15) -> ReliabilityBins
     edges = torch.linspace(0.0, 1.0, bins + 1, dtype=torch.float64, device=probs.device)
     # bucketize(right=False) over the inner edges: index i means edges[i] < c <= edges[i + 1].
     index = torch.bucketize(confidence, edges[1:-1], right=False)
-    count = torch.zeros(bins, dtype=torch.float64, device=probs.device).index_add_(0, index, torch.ones_like(confidence))
+    count = torch.zeros(bins, dtype=torch.float64, device=probs.device).index_add_(
+        0, index, torch.ones_like(confidence)
+    )
     conf_sum = torch.zeros_like(count).index_add_(0, index, confidence)
     acc_sum = torch.zeros_like(count).index_add_(0, index, correct)
     empty = count == 0
@@ -181,7 +185,9 @@ def ece(probs: Any, labels: Any, bins: int = 15) -> float:
     return reliability_bins(probs, labels, bins).ece
 
 
-def classification_metrics(probs: Any, labels: Any, bins: int = 15, *, log_probs: Any | None = None) -> dict[str, float]:
+def classification_metrics(
+    probs: Any, labels: Any, bins: int = 15, *, log_probs: Any | None = None
+) -> dict[str, float]:
     """{"accuracy", "nll", "brier", "ece"} of probs [N, C] against labels [N] (see the module conventions).
 
     Pass `log_probs` (for example `predictive.log_mean_probs(logits)`) for an unclamped NLL.

@@ -50,8 +50,15 @@ def _save(figure: plt.Figure, path: str | Path, tight: bool = True) -> Path:
 
 
 # One colour per method in every figure of a report; other names take the remaining colours in turn.
-METHOD_COLOURS = {"gflowout": 3, "id_gflowout": 1, "mc_dropout": 0, "concrete": 2, "contextual": 4, "none": 7,
-                  "ensemble": 5}
+METHOD_COLOURS = {
+    "gflowout": 3,
+    "id_gflowout": 1,
+    "mc_dropout": 0,
+    "concrete": 2,
+    "contextual": 4,
+    "none": 7,
+    "ensemble": 5,
+}
 
 
 def _colours(methods: Sequence[str]) -> dict[str, tuple]:
@@ -63,8 +70,10 @@ def _colours(methods: Sequence[str]) -> dict[str, tuple]:
 def pooled_ece(bins: Mapping[str, Sequence[float]]) -> float:
     """ECE of binned material: sum over bins of count / total x |accuracy - confidence| (empty bins weigh 0)."""
     counts = np.asarray(bins["count"], dtype=float)
-    gaps = np.abs(np.nan_to_num(np.asarray(bins["accuracy"], dtype=float))
-                  - np.nan_to_num(np.asarray(bins["confidence"], dtype=float)))
+    gaps = np.abs(
+        np.nan_to_num(np.asarray(bins["accuracy"], dtype=float))
+        - np.nan_to_num(np.asarray(bins["confidence"], dtype=float))
+    )
     return float((counts * gaps).sum() / counts.sum()) if counts.sum() > 0 else float("nan")
 
 
@@ -93,17 +102,34 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
         counts = np.asarray(bins["count"], dtype=float)
         filled = counts > 0
         widths = np.diff(edges)
-        axis.bar(edges[:-1][filled], accuracy[filled], width=widths[filled], align="edge",
-                 edgecolor="black", color="tab:blue", alpha=0.7, label="accuracy")
-        axis.bar(edges[:-1][filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=widths[filled],
-                 align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+        axis.bar(
+            edges[:-1][filled],
+            accuracy[filled],
+            width=widths[filled],
+            align="edge",
+            edgecolor="black",
+            color="tab:blue",
+            alpha=0.7,
+            label="accuracy",
+        )
+        axis.bar(
+            edges[:-1][filled],
+            (confidence - accuracy)[filled],
+            bottom=accuracy[filled],
+            width=widths[filled],
+            align="edge",
+            color="tab:red",
+            alpha=0.3,
+            label="gap to confidence",
+        )
         axis.plot([0, 1], [0, 1], "k--", linewidth=1)
         ece = bins.get("ece", pooled_ece(bins))
         axis.set(xlim=(0, 1), ylim=(0, 1), title=f"{method}\nECE (15 bins) {float(ece):.4f}")  # type: ignore[arg-type]  # "ece" holds one number
         axis.title.set_fontsize(8)
         axis.tick_params(labelsize=7)
-        count_axis.bar(edges[:-1][filled], counts[filled], width=widths[filled], align="edge",
-                       color="grey", edgecolor="black")
+        count_axis.bar(
+            edges[:-1][filled], counts[filled], width=widths[filled], align="edge", color="grey", edgecolor="black"
+        )
         count_axis.set_yscale("log")
         count_axis.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, numticks=4))
         count_axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -130,11 +156,23 @@ def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tu
     for index, method in enumerate(methods):
         _, mean, se = series[method]
         error = np.nan_to_num(np.asarray(se, dtype=float))
-        axis.bar(index, mean[0], yerr=error[0] if error[0] > 0 else None, capsize=3, color=colours[method],
-                 label=method, edgecolor="black", linewidth=0.5)
+        axis.bar(
+            index,
+            mean[0],
+            yerr=error[0] if error[0] > 0 else None,
+            capsize=3,
+            color=colours[method],
+            label=method,
+            edgecolor="black",
+            linewidth=0.5,
+        )
     axis.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=7)
-    ends = [(m - e, m + e) for _, mean, se in series.values()
-            for m, e in zip(mean, np.nan_to_num(np.asarray(se, float))) if m is not None and np.isfinite(m)]
+    ends = [
+        (m - e, m + e)
+        for _, mean, se in series.values()
+        for m, e in zip(mean, np.nan_to_num(np.asarray(se, float)))
+        if m is not None and np.isfinite(m)
+    ]
     if ends:  # zoom on the values (error bars included): bars from 0 would hide differences of a fraction of a percent
         low, high = min(e[0] for e in ends), max(e[1] for e in ends)
         pad = max((high - low) * 0.5, abs(high) * 0.02, 1e-6)
@@ -142,7 +180,10 @@ def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tu
 
 
 def plot_metric_curves(
-    per_metric: Mapping[str, Mapping[str, Series]], xlabel: str, title: str, path: str | Path,
+    per_metric: Mapping[str, Mapping[str, Series]],
+    xlabel: str,
+    title: str,
+    path: str | Path,
     reference: Mapping[str, tuple[float, str]] | None = None,
 ) -> Path:
     """One panel per metric, one line per method (mean with standard-error bars) against x; a panel whose
@@ -197,15 +238,28 @@ def plot_shift_grid(per_shift: Mapping[str, Mapping[str, Series]], metric: str, 
             axis.grid(alpha=0.3, axis="y")
             continue
         for method, (x, mean, se) in per_shift[shift].items():
-            axis.errorbar(x, mean, yerr=np.nan_to_num(np.asarray(se, dtype=float)), marker="o", markersize=2,
-                          capsize=1, label=method, color=colours[method])
+            axis.errorbar(
+                x,
+                mean,
+                yerr=np.nan_to_num(np.asarray(se, dtype=float)),
+                marker="o",
+                markersize=2,
+                capsize=1,
+                label=method,
+                color=colours[method],
+            )
         axis.set_title(shift, fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
     handles = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
-    figure.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center",
-                  ncol=max(1, min(len(handles), 2 * columns)),
-                  bbox_to_anchor=(0.5, 0.0))
+    figure.legend(
+        list(handles.values()),
+        list(handles),
+        fontsize=7,
+        loc="lower center",
+        ncol=max(1, min(len(handles), 2 * columns)),
+        bbox_to_anchor=(0.5, 0.0),
+    )
     figure.suptitle(f"{title}: {METRIC_LABELS.get(metric, metric)} vs severity", fontsize=10)
     legend_rows = -(-len(handles) // max(1, min(len(handles), 2 * columns)))
     figure.tight_layout(rect=(0, min(0.3, 0.05 * legend_rows / rows + 0.03), 1, 1))
@@ -232,8 +286,12 @@ def plot_ood_histograms(
     """
     methods = list(per_method)
     scores = sorted({s for hists in per_method.values() for s in hists})
-    figure, axes = plt.subplots(max(len(methods), 1), max(len(scores), 1),
-                                figsize=(3.2 * max(len(scores), 1), 2.3 * max(len(methods), 1)), squeeze=False)
+    figure, axes = plt.subplots(
+        max(len(methods), 1),
+        max(len(scores), 1),
+        figsize=(3.2 * max(len(scores), 1), 2.3 * max(len(methods), 1)),
+        squeeze=False,
+    )
     for row, method in enumerate(methods):
         for column, score in enumerate(scores):
             axis = axes[row][column]
@@ -264,7 +322,9 @@ def plot_ood_histograms(
     return _save(figure, path)
 
 
-def plot_roc(per_method: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], title: str, path: str | Path) -> Path:
+def plot_roc(
+    per_method: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], title: str, path: str | Path
+) -> Path:
     """ROC curves of OOD detection, one panel per score, one line per method.
 
     per_method[method][score] = {"fpr": [points], "tpr": [points]} (OOD is the positive class).
@@ -286,7 +346,9 @@ def plot_roc(per_method: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]
     return _save(figure, path)
 
 
-def plot_risk_coverage(per_method: Mapping[str, tuple[Mapping[str, Series], int]], title: str, path: str | Path) -> Path:
+def plot_risk_coverage(
+    per_method: Mapping[str, tuple[Mapping[str, Series], int]], title: str, path: str | Path
+) -> Path:
     """Risk-coverage curves of selective prediction, one panel per confidence score, one line per method (mean over
     its seeds, a standard-error band where there are several; the legend gives the seed count).
 

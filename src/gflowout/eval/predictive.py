@@ -55,9 +55,7 @@ def check_logits(logits: Any, name: str = "logits") -> Tensor:
     logits = as_tensor(logits, name)
     if logits.dim() != 3:
         hint = " (one pass? use logits.unsqueeze(0) to make S = 1)" if logits.dim() == 2 else ""
-        raise ValueError(
-            f"{name} must have shape [samples, batch, classes], got {tuple(logits.shape)}{hint}"
-        )
+        raise ValueError(f"{name} must have shape [samples, batch, classes], got {tuple(logits.shape)}{hint}")
     if not logits.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor of logits, got dtype {logits.dtype}")
     samples, _, classes = logits.shape

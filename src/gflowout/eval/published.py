@@ -30,24 +30,32 @@ def published_files_missing(set_name: str, corruption: str, root: Any = None) ->
     return [path for path in (folder / f"{corruption}.npy", folder / "labels.npy") if not path.is_file()]
 
 
-def plan_published_corruptions(request: Sequence[str] | Mapping[str, Sequence[int]] | str | None, set_name: str,
-                    severities: Sequence[int]) -> dict[str, tuple[int, ...]]:
+def plan_published_corruptions(
+    request: Sequence[str] | Mapping[str, Sequence[int]] | str | None, set_name: str, severities: Sequence[int]
+) -> dict[str, tuple[int, ...]]:
     """{corruption: severities} of a request: "all", a list (each at `severities`) or a mapping; checked."""
     if not request:
         return {}
     known = published_corruption_names(set_name)
     if isinstance(request, str):
         if request != "all":
-            raise ConfigError(f"published_corruptions: expected 'all', a list of corruptions or a mapping "
-                              f"{{corruption: severities}}, found {request!r}")
+            raise ConfigError(
+                f"published_corruptions: expected 'all', a list of corruptions or a mapping "
+                f"{{corruption: severities}}, found {request!r}"
+            )
         request = known
-    plan = ({str(k): tuple(int(v) for v in levels) for k, levels in request.items()} if isinstance(request, Mapping)
-            else {str(name): tuple(int(v) for v in severities) for name in request})
+    plan = (
+        {str(k): tuple(int(v) for v in levels) for k, levels in request.items()}
+        if isinstance(request, Mapping)
+        else {str(name): tuple(int(v) for v in severities) for name in request}
+    )
     unknown = sorted(set(plan) - set(known))
     bad_levels = sorted({v for levels in plan.values() for v in levels} - set(range(1, 6)))
     if unknown or bad_levels:
-        raise ConfigError(f"published_corruptions: {set_name} has corruptions {', '.join(known)} at severities "
-                          f"1-5; found unknown corruption(s) {unknown} / severities {bad_levels}")
+        raise ConfigError(
+            f"published_corruptions: {set_name} has corruptions {', '.join(known)} at severities "
+            f"1-5; found unknown corruption(s) {unknown} / severities {bad_levels}"
+        )
     return plan
 
 

@@ -17,9 +17,16 @@ from gflowout.eval.test_sets import _data, subset_indices
 Progress = Callable[[str], None]
 
 
-def evaluate_published(recorder: ConditionRecorder, set_name: str, plan: Mapping[str, Sequence[int]],
-                       run: Callable[[np.ndarray], Tensor], root: Any, limit: int | None,
-                       note: Progress, log: Progress) -> None:
+def evaluate_published(
+    recorder: ConditionRecorder,
+    set_name: str,
+    plan: Mapping[str, Sequence[int]],
+    run: Callable[[np.ndarray], Tensor],
+    root: Any,
+    limit: int | None,
+    note: Progress,
+    log: Progress,
+) -> None:
     """Fill results["published_corruptions"] (and the "ts" block's, when a temperature was fitted) from the
     published -C files that are present; log what is not."""
     datasets, _ = _data()
@@ -29,8 +36,10 @@ def evaluate_published(recorder: ConditionRecorder, set_name: str, plan: Mapping
     if absent:
         where = missing[absent[0]][0].parent
         what = "not found" if len(absent) == len(plan) else f"{len(absent)} of {len(plan)} corruption(s) missing"
-        message = (f"published {PUBLISHED_LABELS.get(set_name, set_name)} {what} under {where}: skipped "
-                   f"{', '.join(absent)}; to evaluate on it, run {fetch_hint(set_name)}")
+        message = (
+            f"published {PUBLISHED_LABELS.get(set_name, set_name)} {what} under {where}: skipped "
+            f"{', '.join(absent)}; to evaluate on it, run {fetch_hint(set_name)}"
+        )
         results["published_skipped"] = {set_name: message}
         log(message)
     present = [c for c in plan if c not in absent]
@@ -48,5 +57,6 @@ def evaluate_published(recorder: ConditionRecorder, set_name: str, plan: Mapping
             if keep is not None:
                 images, labels = images[keep], labels[keep]
             logits = run(np.asarray(images, dtype=np.float32) / 255.0)
-            recorder.metrics(("published_corruptions", corruption, str(severity)), logits,
-                             np.asarray(labels, dtype=np.int64))
+            recorder.metrics(
+                ("published_corruptions", corruption, str(severity)), logits, np.asarray(labels, dtype=np.int64)
+            )

@@ -58,11 +58,33 @@ from gflowout.results import load_report_runs, load_results
 
 # the parts of a report live in gflowout.eval.aggregate (over seeds), .report_tables and .report_figures; their
 # public names stay importable from here
-__all__ = ["CLEAN_METRICS", "CURVE_METRICS", "METHOD_ORDER", "OOD_METRICS", "SCALAR_SECTIONS", "TS_SECTIONS",
-           "TS_SUFFIX", "Group", "Stat", "Table", "_pool_histograms", "aggregate", "build_figures", "build_tables",
-           "format_stat", "is_temperature_row", "load_results", "mean_and_standard_error", "seeds_phrase",
-           "summarise_result", "summary_table", "table_html", "table_markdown", "with_temperature_rows",
-           "write_report"]
+__all__ = [
+    "CLEAN_METRICS",
+    "CURVE_METRICS",
+    "METHOD_ORDER",
+    "OOD_METRICS",
+    "SCALAR_SECTIONS",
+    "TS_SECTIONS",
+    "TS_SUFFIX",
+    "Group",
+    "Stat",
+    "Table",
+    "_pool_histograms",
+    "aggregate",
+    "build_figures",
+    "build_tables",
+    "format_stat",
+    "is_temperature_row",
+    "load_results",
+    "mean_and_standard_error",
+    "seeds_phrase",
+    "summarise_result",
+    "summary_table",
+    "table_html",
+    "table_markdown",
+    "with_temperature_rows",
+    "write_report",
+]
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -76,18 +98,20 @@ TAIL_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
     comparison.build_cost_table,
 ]
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padding:1em 1.5em;color:#222;"
-        "line-height:1.4}"
-        "h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;margin-top:1.6em}h3{font-size:1.05em;margin-bottom:0.3em}"
-        "table{border-collapse:collapse;margin:0.4em 0;font-size:0.8em}"
-        "td,th{border:1px solid #bbb;padding:3px 5px;text-align:right;white-space:nowrap}"
-        "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}"
-        "span.se{font-size:0.85em;color:#555}"
-        "th:first-child{text-align:left}div.wide{overflow-x:auto}tbody tr:nth-child(even){background:#f7f7f7}"
-        "table.settings td{text-align:left}p.note{font-size:0.85em;color:#444;max-width:60em}"
-        "code{background:#f0f0f0;padding:0 3px;border-radius:3px}"
-        "figure{margin:1.2em 0}figcaption{font-size:0.85em;color:#444;max-width:60em}"
-        "img{max-width:100%;border:1px solid #ddd}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padding:1em 1.5em;color:#222;"
+    "line-height:1.4}"
+    "h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;margin-top:1.6em}h3{font-size:1.05em;margin-bottom:0.3em}"
+    "table{border-collapse:collapse;margin:0.4em 0;font-size:0.8em}"
+    "td,th{border:1px solid #bbb;padding:3px 5px;text-align:right;white-space:nowrap}"
+    "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}"
+    "span.se{font-size:0.85em;color:#555}"
+    "th:first-child{text-align:left}div.wide{overflow-x:auto}tbody tr:nth-child(even){background:#f7f7f7}"
+    "table.settings td{text-align:left}p.note{font-size:0.85em;color:#444;max-width:60em}"
+    "code{background:#f0f0f0;padding:0 3px;border-radius:3px}"
+    "figure{margin:1.2em 0}figcaption{font-size:0.85em;color:#444;max-width:60em}"
+    "img{max-width:100%;border:1px solid #ddd}"
+)
 
 
 def _settings_markdown(rows: Sequence[tuple[str, str]]) -> str:
@@ -96,20 +120,26 @@ def _settings_markdown(rows: Sequence[tuple[str, str]]) -> str:
 
 def _settings_html(rows: Sequence[tuple[str, str]]) -> str:
     body = "".join(f"<tr><td>{inline_html(k)}</td><td>{inline_html(v)}</td></tr>" for k, v in rows)
-    return f"<table class=\"settings\"><tbody>{body}</tbody></table>"
+    return f'<table class="settings"><tbody>{body}</tbody></table>'
 
 
 def _sources_note(runs: Sequence[Mapping[str, Any]]) -> str:
     trained = [r for r in runs if str(r.get("source", "")).startswith("gflowout train")]
     if not trained:
         return ""
-    return (f"{len(trained)} of the runs are `gflowout train` run folders: they record only the clean test metrics "
-            "of the best checkpoint (accuracy, NLL, Brier, ECE with 15 bins), so their other cells are empty (-); "
-            "`gflowout evaluate --full` gives the rest.")
+    return (
+        f"{len(trained)} of the runs are `gflowout train` run folders: they record only the clean test metrics "
+        "of the best checkpoint (accuracy, NLL, Brier, ECE with 15 bins), so their other cells are empty (-); "
+        "`gflowout evaluate --full` gives the rest."
+    )
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gflowout report",
-                 learning: Mapping[str, Any] | None = None) -> Path:
+def write_report(
+    results_dir: str | Path,
+    out_dir: str | Path,
+    title: str = "gflowout report",
+    learning: Mapping[str, Any] | None = None,
+) -> Path:
     """Aggregate the runs under `results_dir` (benchmark result files and `gflowout train` run folders); write
     report.md, figures/ and report.html (figures inline, one self-contained file) to `out_dir`.
 
@@ -122,13 +152,17 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
     figure_dir.mkdir(parents=True, exist_ok=True)
     runs = load_report_runs(results_dir)
     by_dataset = aggregate(runs)
-    intro = (f"{len(runs)} run(s) from `{results_dir}`, reported by gflowout {__version__}. Each cell is the mean ± "
-             "standard error over seeds "
-             "(one seed: the mean alone). Predictive: the mean softmax of S mask samples.")
+    intro = (
+        f"{len(runs)} run(s) from `{results_dir}`, reported by gflowout {__version__}. Each cell is the mean ± "
+        "standard error over seeds "
+        "(one seed: the mean alone). Predictive: the mean softmax of S mask samples."
+    )
     sources = _sources_note(runs)
     markdown = [f"# {title}", "", intro, "", *([sources, ""] if sources else [])]
-    page = [f"<h1>{html.escape(title)}</h1><p>{inline_html(intro)}</p>"
-            + (f"<p class=\"note\">{inline_html(sources)}</p>" if sources else "")]
+    page = [
+        f"<h1>{html.escape(title)}</h1><p>{inline_html(intro)}</p>"
+        + (f'<p class="note">{inline_html(sources)}</p>' if sources else "")
+    ]
     for dataset, groups in by_dataset.items():
         settings = comparison.settings_rows([r for g in groups if not is_temperature_row(g) for r in g.runs])
         markdown += [f"## {dataset}", "", "### Settings", "", _settings_markdown(settings)]
@@ -143,21 +177,24 @@ def write_report(results_dir: str | Path, out_dir: str | Path, title: str = "gfl
             relative = path.relative_to(out_dir).as_posix()
             markdown += [f"![{caption}]({relative})", "", f"*{caption}*", ""]
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            page.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
-                        f"<figcaption>{inline_html(caption)}</figcaption></figure>")
+            page.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{inline_html(caption)}</figcaption></figure>"
+            )
     if learning:
         _learning_section(dict(learning), figure_dir, out_dir, markdown, page)
     (out_dir / "report.md").write_text("\n".join(markdown))
     html_path = out_dir / "report.html"
     html_path.write_text(
-        f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>"
     )
     return html_path
 
 
-def _learning_section(learning: dict[str, Any], figure_dir: Path, out_dir: Path, markdown: list[str],
-                      page: list[str]) -> None:
+def _learning_section(
+    learning: dict[str, Any], figure_dir: Path, out_dir: Path, markdown: list[str], page: list[str]
+) -> None:
     """Append "What the masks became", the training curves and the cost per epoch to both pages."""
     from gflowout.eval import learning_report
 
@@ -173,8 +210,10 @@ def _learning_section(learning: dict[str, Any], figure_dir: Path, out_dir: Path,
         caption = learning_report.learning_caption(learning)
         markdown += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", "", f"*{caption}*", ""]
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        page.append(f"<figure><img alt=\"{html.escape(caption)}\" src=\"data:image/png;base64,{data}\">"
-                    f"<figcaption>{inline_html(caption)}</figcaption></figure>")
+        page.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{inline_html(caption)}</figcaption></figure>"
+        )
 
 
 def summary_table(results_dir: str | Path) -> str:
@@ -199,19 +238,40 @@ def summary_of_results(runs: Sequence[Mapping[str, Any]], temperature_rows: bool
     groups = [g for gs in aggregate(runs).values() for g in gs if temperature_rows or not is_temperature_row(g)]
     pairs = _subkeys(groups, "ood")
     with_published = bool(_subkeys(groups, "published_corruptions"))
-    header = ["data set", "method", "seeds", "accuracy", "NLL", "ECE", "rotated acc", "shifted acc",
-              *(["published-C acc"] if with_published else []), *(f"AUROC {p}" for p in pairs)]
+    header = [
+        "data set",
+        "method",
+        "seeds",
+        "accuracy",
+        "NLL",
+        "ECE",
+        "rotated acc",
+        "shifted acc",
+        *(["published-C acc"] if with_published else []),
+        *(f"AUROC {p}" for p in pairs),
+    ]
     rows = []
     for g in groups:
         shifted = [v[0] for path, v in g.stats.items() if path[0] == "shifts" and path[-1] == "accuracy"]
-        published = [v[0] for path, v in g.stats.items() if path[0] == "published_corruptions" and path[-1] == "accuracy"]
-        rows.append([g.dataset, g.method, str(len(g.runs)), *(format_stat((g.get("clean", m)[0], math.nan))
-                     for m in ("accuracy", "nll", "ece15")),
-                     format_stat((g.get("random_rotation", "accuracy")[0], math.nan)),
-                     format_stat((float(np.mean(shifted)) if shifted else math.nan, math.nan)),
-                     *([format_stat((float(np.mean(published)) if published else math.nan, math.nan))]
-                       if with_published else []),
-                     *(format_stat((g.get("ood", p, "predictive_entropy", "auroc")[0], math.nan)) for p in pairs)])
+        published = [
+            v[0] for path, v in g.stats.items() if path[0] == "published_corruptions" and path[-1] == "accuracy"
+        ]
+        rows.append(
+            [
+                g.dataset,
+                g.method,
+                str(len(g.runs)),
+                *(format_stat((g.get("clean", m)[0], math.nan)) for m in ("accuracy", "nll", "ece15")),
+                format_stat((g.get("random_rotation", "accuracy")[0], math.nan)),
+                format_stat((float(np.mean(shifted)) if shifted else math.nan, math.nan)),
+                *(
+                    [format_stat((float(np.mean(published)) if published else math.nan, math.nan))]
+                    if with_published
+                    else []
+                ),
+                *(format_stat((g.get("ood", p, "predictive_entropy", "auroc")[0], math.nan)) for p in pairs),
+            ]
+        )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))

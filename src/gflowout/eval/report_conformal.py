@@ -21,26 +21,40 @@ from gflowout.eval import plots
 from gflowout.eval.aggregate import Group, Stat, _subkeys, format_stat, mean_and_standard_error
 from gflowout.eval.tables import Table
 
-SCORE_LABELS = {"lac": "LAC", "aps": "APS", "aps_randomized": "APS (randomised)", "raps": "RAPS",
-                "raps_randomized": "RAPS (randomised)"}
-CONDITION_NOTE = ("Split conformal prediction (Vovk et al. 2005): the quantile of the scores of the validation split "
-                  "(the calibration set) makes sets that hold the true class with probability >= 1 - alpha when "
-                  "test and calibration examples are exchangeable, whatever the method; under a shift or rotation "
-                  "the guarantee no longer holds, and the coverage below 1 - alpha is what a shift costs. Scores: "
-                  "LAC 1 - p_y (smallest sets), APS the probability mass down to y (sets that adapt to the "
-                  "difficulty), randomised APS (coverage also at most 1 - alpha + 1/(n + 1); sets may be empty).")
+SCORE_LABELS = {
+    "lac": "LAC",
+    "aps": "APS",
+    "aps_randomized": "APS (randomised)",
+    "raps": "RAPS",
+    "raps_randomized": "RAPS (randomised)",
+}
+CONDITION_NOTE = (
+    "Split conformal prediction (Vovk et al. 2005): the quantile of the scores of the validation split "
+    "(the calibration set) makes sets that hold the true class with probability >= 1 - alpha when "
+    "test and calibration examples are exchangeable, whatever the method; under a shift or rotation "
+    "the guarantee no longer holds, and the coverage below 1 - alpha is what a shift costs. Scores: "
+    "LAC 1 - p_y (smallest sets), APS the probability mass down to y (sets that adapt to the "
+    "difficulty), randomised APS (coverage also at most 1 - alpha + 1/(n + 1); sets may be empty)."
+)
 
 
 def _scores(groups: Sequence[Group]) -> list[str]:
     order = list(SCORE_LABELS)
-    found = {score for g in groups for p in g.stats if p[:2] == ("conformal", "clean") and len(p) > 2
-             for score in [p[2]]}
+    found = {
+        score for g in groups for p in g.stats if p[:2] == ("conformal", "clean") and len(p) > 2 for score in [p[2]]
+    }
     return sorted(found, key=lambda s: (order.index(s) if s in order else len(order), s))
 
 
 def _alphas(groups: Sequence[Group]) -> list[float]:
-    return sorted({float(run["conformal"]["alpha"]) for g in groups for run in g.runs
-                   if isinstance(run.get("conformal"), Mapping) and "alpha" in run["conformal"]})
+    return sorted(
+        {
+            float(run["conformal"]["alpha"])
+            for g in groups
+            for run in g.runs
+            if isinstance(run.get("conformal"), Mapping) and "alpha" in run["conformal"]
+        }
+    )
 
 
 def _run_mean(run: Mapping[str, Any], section: str, score: str, metric: str, key: str | None = None) -> float | None:
@@ -71,41 +85,85 @@ def build_conformal_tables(dataset: str, groups: Sequence[Group]) -> list[Table]
     rows = []
     for g in with_sets:
         for score in scores:
-            rows.append([g.method, SCORE_LABELS.get(score, score),
-                         *(format_stat(g.get("conformal", condition, score, metric), 3)
-                           for condition in ("clean", "random_rotation") for metric in ("coverage", "mean_size")),
-                         *(format_stat(_stat(g, section, score, metric), 3)
-                           for section in ("shifts", "rotation_sweep") for metric in ("coverage", "mean_size"))])
-    tables = [Table(title, ["method", "score", "coverage (clean)", "mean size (clean)", "coverage (random rotation)",
-                            "mean size (random rotation)", "coverage (shifts, mean)", "mean size (shifts, mean)",
-                            "coverage (rotation sweep, mean)", "mean size (rotation sweep, mean)"], rows,
-                    note=CONDITION_NOTE + " Shifts, mean: each run's mean over every generated shift and severity; "
-                    "rotation sweep, mean: over its angles but 0.")]
-    strata = [s for s in ("0", "1", "2", "3", "4-5", "6-10", "11-100", "101+")
-              if any(p[:2] == ("conformal", "clean") and len(p) == 6 and p[4] == s for g in with_sets for p in g.stats)]
+            rows.append(
+                [
+                    g.method,
+                    SCORE_LABELS.get(score, score),
+                    *(
+                        format_stat(g.get("conformal", condition, score, metric), 3)
+                        for condition in ("clean", "random_rotation")
+                        for metric in ("coverage", "mean_size")
+                    ),
+                    *(
+                        format_stat(_stat(g, section, score, metric), 3)
+                        for section in ("shifts", "rotation_sweep")
+                        for metric in ("coverage", "mean_size")
+                    ),
+                ]
+            )
+    tables = [
+        Table(
+            title,
+            [
+                "method",
+                "score",
+                "coverage (clean)",
+                "mean size (clean)",
+                "coverage (random rotation)",
+                "mean size (random rotation)",
+                "coverage (shifts, mean)",
+                "mean size (shifts, mean)",
+                "coverage (rotation sweep, mean)",
+                "mean size (rotation sweep, mean)",
+            ],
+            rows,
+            note=CONDITION_NOTE + " Shifts, mean: each run's mean over every generated shift and severity; "
+            "rotation sweep, mean: over its angles but 0.",
+        )
+    ]
+    strata = [
+        s
+        for s in ("0", "1", "2", "3", "4-5", "6-10", "11-100", "101+")
+        if any(p[:2] == ("conformal", "clean") and len(p) == 6 and p[4] == s for g in with_sets for p in g.stats)
+    ]
     if strata:
-        tables.append(Table(
-            f"{dataset}: size-stratified coverage of the conformal sets (clean test set)",
-            ["method", "score", *(f"size {s}" for s in strata)],
-            [[g.method, SCORE_LABELS.get(score, score),
-              *(_stratum_cell(g, score, s) for s in strata)] for g in with_sets for score in scores],
-            note="Each cell: the coverage among the test examples whose set has that size, and (in brackets) the "
-                 "share of examples with that size (mean over seeds). A method can meet 1 - alpha on average with "
-                 "small sets that under-cover and large ones that over-cover; -: no set of that size.",
-        ))
+        tables.append(
+            Table(
+                f"{dataset}: size-stratified coverage of the conformal sets (clean test set)",
+                ["method", "score", *(f"size {s}" for s in strata)],
+                [
+                    [g.method, SCORE_LABELS.get(score, score), *(_stratum_cell(g, score, s) for s in strata)]
+                    for g in with_sets
+                    for score in scores
+                ],
+                note="Each cell: the coverage among the test examples whose set has that size, and (in brackets) the "
+                "share of examples with that size (mean over seeds). A method can meet 1 - alpha on average with "
+                "small sets that under-cover and large ones that over-cover; -: no set of that size.",
+            )
+        )
     for score in scores:
-        conditions: list[tuple[str, ...]] = [("shifts", shift, severity) for shift in _subkeys(groups, "conformal", "shifts")
-                      for severity in _subkeys(groups, "conformal", "shifts", shift)]
+        conditions: list[tuple[str, ...]] = [
+            ("shifts", shift, severity)
+            for shift in _subkeys(groups, "conformal", "shifts")
+            for severity in _subkeys(groups, "conformal", "shifts", shift)
+        ]
         conditions += [("rotation_sweep", angle) for angle in _subkeys(groups, "conformal", "rotation_sweep")]
         if conditions:
-            tables.append(Table(
-                f"{dataset}: conformal coverage under each shift and rotation ({SCORE_LABELS.get(score, score)}, "
-                f"alpha = {alphas})",
-                ["condition", *(g.method for g in with_sets)],
-                [[_condition_label(c), *(format_stat(g.get("conformal", *c, score, "coverage"), 3) for g in with_sets)]
-                 for c in conditions],
-                note="Coverage of the sets calibrated on clean validation data; below 1 - alpha the guarantee is lost.",
-            ))
+            tables.append(
+                Table(
+                    f"{dataset}: conformal coverage under each shift and rotation ({SCORE_LABELS.get(score, score)}, "
+                    f"alpha = {alphas})",
+                    ["condition", *(g.method for g in with_sets)],
+                    [
+                        [
+                            _condition_label(c),
+                            *(format_stat(g.get("conformal", *c, score, "coverage"), 3) for g in with_sets),
+                        ]
+                        for c in conditions
+                    ],
+                    note="Coverage of the sets calibrated on clean validation data; below 1 - alpha the guarantee is lost.",
+                )
+            )
     return tables
 
 
@@ -125,13 +183,15 @@ def _stratum_cell(group: Group, score: str, stratum: str) -> str:
 
 def _series(group: Group, score: str, metric: str, severities: Sequence[str]) -> plots.Series:
     """x = 0 (the clean test set), then each severity: mean over shifts per run, then mean ± SE over seeds."""
-    stats = [group.get("conformal", "clean", score, metric)] + [_stat(group, "shifts", score, metric, s)
-                                                                for s in severities]
+    stats = [group.get("conformal", "clean", score, metric)] + [
+        _stat(group, "shifts", score, metric, s) for s in severities
+    ]
     return [0.0, *(float(s) for s in severities)], [s[0] for s in stats], [s[1] for s in stats]
 
 
-def build_conformal_figures(dataset: str, groups: Sequence[Group], figure_dir: Path,
-                            seeds_phrase: Callable[[Sequence[Group]], str]) -> list[tuple[str, Path]]:
+def build_conformal_figures(
+    dataset: str, groups: Sequence[Group], figure_dir: Path, seeds_phrase: Callable[[Sequence[Group]], str]
+) -> list[tuple[str, Path]]:
     """Coverage and mean set size against severity (mean over shifts; 0 = clean) and against the rotation angle,
     one panel pair per score, one line per method."""
     scores = _scores(groups)
@@ -139,12 +199,17 @@ def build_conformal_figures(dataset: str, groups: Sequence[Group], figure_dir: P
         return []
     alphas = _alphas(groups)
     with_sets = [g for g in groups if any(("conformal", "clean", s, "coverage") in g.stats for s in scores)]
-    reference = ({f"coverage, {SCORE_LABELS.get(s, s)}": (1 - alphas[0], f"1 - alpha = {1 - alphas[0]:g}")
-                  for s in scores} if len(alphas) == 1 else {})
+    reference = (
+        {f"coverage, {SCORE_LABELS.get(s, s)}": (1 - alphas[0], f"1 - alpha = {1 - alphas[0]:g}") for s in scores}
+        if len(alphas) == 1
+        else {}
+    )
     name = dataset.replace("/", "_")
     figures = []
-    severities = sorted({sev for g in with_sets for p in g.stats if p[:2] == ("conformal", "shifts") and len(p) > 3
-                         for sev in [p[3]]}, key=float)
+    severities = sorted(
+        {sev for g in with_sets for p in g.stats if p[:2] == ("conformal", "shifts") and len(p) > 3 for sev in [p[3]]},
+        key=float,
+    )
     angles = _subkeys(with_sets, "conformal", "rotation_sweep")
     for axis, keys in (("severity", severities), ("angle", angles)):
         if not keys:
@@ -153,16 +218,35 @@ def build_conformal_figures(dataset: str, groups: Sequence[Group], figure_dir: P
         for score in scores:
             for metric, label in (("coverage", "coverage"), ("mean_size", "mean set size")):
                 per_metric[f"{label}, {SCORE_LABELS.get(score, score)}"] = {
-                    g.method: (_series(g, score, metric, keys) if axis == "severity" else
-                               ([float(a) for a in keys], *zip(*[g.get("conformal", "rotation_sweep", a, score, metric)
-                                                                 for a in keys])))
-                    for g in with_sets}
+                    g.method: (
+                        _series(g, score, metric, keys)
+                        if axis == "severity"
+                        else (
+                            [float(a) for a in keys],
+                            *zip(*[g.get("conformal", "rotation_sweep", a, score, metric) for a in keys]),
+                        )
+                    )
+                    for g in with_sets
+                }
         xlabel = "severity (0 = clean)" if axis == "severity" else "rotation angle (degrees)"
-        path = plots.plot_metric_curves(per_metric, xlabel, f"{dataset}: conformal sets against {axis}",  # type: ignore[arg-type]  # zip gives the series' tuples
-                                        figure_dir / f"{name}_conformal_{axis}.png", reference=reference)
-        what = ("severity (each run's mean over the generated shifts; 0 is the clean test set)" if axis == "severity"
-                else "a fixed rotation angle")
-        figures.append((f"Conformal prediction sets (calibrated on the validation split) against {what}, {dataset}: "
-                        f"coverage with the 1 - alpha line and mean set size, per score; mean ± standard error over "
-                        f"seeds ({seeds_phrase(with_sets)}).", path))
+        path = plots.plot_metric_curves(
+            per_metric,
+            xlabel,
+            f"{dataset}: conformal sets against {axis}",  # type: ignore[arg-type]  # zip gives the series' tuples
+            figure_dir / f"{name}_conformal_{axis}.png",
+            reference=reference,
+        )
+        what = (
+            "severity (each run's mean over the generated shifts; 0 is the clean test set)"
+            if axis == "severity"
+            else "a fixed rotation angle"
+        )
+        figures.append(
+            (
+                f"Conformal prediction sets (calibrated on the validation split) against {what}, {dataset}: "
+                f"coverage with the 1 - alpha line and mean set size, per score; mean ± standard error over "
+                f"seeds ({seeds_phrase(with_sets)}).",
+                path,
+            )
+        )
     return figures

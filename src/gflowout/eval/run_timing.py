@@ -81,5 +81,9 @@ def epoch_timing(run_folder: str | Path) -> EpochTiming | None:
     durations = list(epoch_durations(run_folder).values())
     if not durations:
         return None
-    return EpochTiming(epochs=len(durations), median_s=statistics.median(durations),
-                       mean_s=statistics.fmean(durations), total_s=sum(durations))
+    return EpochTiming(
+        epochs=len(durations),
+        median_s=statistics.median(durations),
+        mean_s=statistics.fmean(durations),
+        total_s=sum(durations),
+    )

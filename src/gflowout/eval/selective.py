@@ -61,8 +61,10 @@ class RiskCoverage(NamedTuple):
 def _check(confidence: Any, correct: Any) -> tuple[Tensor, Tensor]:
     confidence, correct = as_tensor(confidence, "confidence"), as_tensor(correct, "correct")
     if confidence.dim() != 1 or correct.shape != confidence.shape:
-        raise ValueError(f"confidence and correct must be vectors of one length (one entry per example), got shapes "
-                         f"{tuple(confidence.shape)} and {tuple(correct.shape)}")
+        raise ValueError(
+            f"confidence and correct must be vectors of one length (one entry per example), got shapes "
+            f"{tuple(confidence.shape)} and {tuple(correct.shape)}"
+        )
     if confidence.numel() == 0:
         raise ValueError("selective prediction needs at least one example, got none")
     confidence = confidence.detach().to(torch.float64)
@@ -80,8 +82,9 @@ def risk_coverage_curve(confidence: Any, correct: Any) -> RiskCoverage:
     counts = torch.zeros_like(distinct).index_add_(0, inverse, torch.ones_like(confidence)).flip(0)
     errors = torch.zeros_like(distinct).index_add_(0, inverse, 1.0 - correct).flip(0)
     answered = counts.cumsum(0)
-    return RiskCoverage(thresholds=distinct.flip(0), coverage=answered / confidence.numel(),
-                        risk=errors.cumsum(0) / answered)
+    return RiskCoverage(
+        thresholds=distinct.flip(0), coverage=answered / confidence.numel(), risk=errors.cumsum(0) / answered
+    )
 
 
 def aurc(confidence: Any, correct: Any) -> float:
@@ -95,8 +98,11 @@ def _risk_at(curve: RiskCoverage, coverage: float) -> float:
     if not 0 < coverage <= 1:
         raise ValueError(f"coverage must be in (0, 1], got {coverage!r}")
     # the first point whose coverage reaches `coverage` (a tolerance for 0.9 * N in binary floating point)
-    index = int(torch.searchsorted(curve.coverage, torch.tensor([coverage - 1e-12], dtype=curve.coverage.dtype,
-                                                                   device=curve.coverage.device)))
+    index = int(
+        torch.searchsorted(
+            curve.coverage, torch.tensor([coverage - 1e-12], dtype=curve.coverage.dtype, device=curve.coverage.device)
+        )
+    )
     return float(curve.risk[min(index, len(curve.risk) - 1)])
 
 
@@ -122,11 +128,16 @@ def selective_metrics(confidence: Any, correct: Any, coverages: Sequence[float] 
 
 def confidence_scores(summary: Predictive) -> dict[str, Tensor]:
     """The confidences [N] of `SELECTIVE_SCORES` from an S-sample predictive (higher = more confident)."""
-    return {"max_probability": summary.max_probability, "negative_entropy": -summary.predictive_entropy,
-            "negative_mutual_information": -summary.mutual_information}
+    return {
+        "max_probability": summary.max_probability,
+        "negative_entropy": -summary.predictive_entropy,
+        "negative_mutual_information": -summary.mutual_information,
+    }
 
 
-def selective_report(summary: Predictive, labels: Any) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list]]]:
+def selective_report(
+    summary: Predictive, labels: Any
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list]]]:
     """Per score: `selective_metrics`, and the figure material {"coverage": CURVE_GRID, "risk": [50]}."""
     labels_t = as_tensor(labels, "labels").to(summary.prediction.device)
     correct = summary.prediction == labels_t

@@ -61,17 +61,32 @@ class ClassificationSums:
         s = (self.sums if sums is None else sums).double().cpu()
         count = float(s[0])
         if count == 0:
-            return {"accuracy": float("nan"), "nll": float("nan"), "brier": float("nan"), "ece": float("nan"), "count": 0.0}
+            return {
+                "accuracy": float("nan"),
+                "nll": float("nan"),
+                "brier": float("nan"),
+                "ece": float("nan"),
+                "count": 0.0,
+            }
         b = self.bins
         bin_conf, bin_correct = s[4 + b : 4 + 2 * b], s[4 + 2 * b :]  # s[4 : 4 + b] holds the bin counts
         ece = float((bin_conf - bin_correct).abs().sum() / count)  # sum_b n_b/N |acc_b - conf_b|
-        return {"accuracy": float(s[1]) / count, "nll": float(s[2]) / count, "brier": float(s[3]) / count, "ece": ece,
-                "count": count}
+        return {
+            "accuracy": float(s[1]) / count,
+            "nll": float(s[2]) / count,
+            "brier": float(s[3]) / count,
+            "ece": ece,
+            "count": count,
+        }
 
 
-def stream_predictions(method: DropoutMethod, batches: Iterable[tuple[Tensor, Tensor]], samples: int,
-                       device: torch.device | str = "cpu", keep_logits: bool = False,
-                       ) -> tuple[ClassificationSums, Tensor | None, Tensor | None]:
+def stream_predictions(
+    method: DropoutMethod,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    samples: int,
+    device: torch.device | str = "cpu",
+    keep_logits: bool = False,
+) -> tuple[ClassificationSums, Tensor | None, Tensor | None]:
     """Predict every (images, labels) batch with `samples` masks and add it to fresh ClassificationSums.
 
     Args:

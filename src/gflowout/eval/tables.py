@@ -42,13 +42,19 @@ def inline_html(text: str) -> str:
 
 def table_markdown(table: Table) -> str:
     """The table as a Markdown section: a level-3 title, a pipe table and the note."""
+
     def cell(row: int, column: int, text: str) -> str:
         return f"**{text}**" if (row, column) in table.bold and text not in ("", "-") else text
 
-    lines = [f"### {table.title}", "", "| " + " | ".join(table.header) + " |",
-             "|" + "|".join("---" for _ in table.header) + "|"]
-    lines += ["| " + " | ".join(cell(r, c, text) for c, text in enumerate(row)) + " |"
-              for r, row in enumerate(table.rows)]
+    lines = [
+        f"### {table.title}",
+        "",
+        "| " + " | ".join(table.header) + " |",
+        "|" + "|".join("---" for _ in table.header) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(cell(r, c, text) for c, text in enumerate(row)) + " |" for r, row in enumerate(table.rows)
+    ]
     if table.note:
         lines += ["", table.note]
     return "\n".join(lines) + "\n"
@@ -66,6 +72,7 @@ def table_html(table: Table) -> str:
     each standard error under its mean and each verdict over its numbers, so it fits a page.
     """
     stacked = width(table) > STACK_ABOVE
+
     def cell(row: int, column: int, text: str) -> str:
         content = inline_html(text)
         if stacked:  # two short lines instead of one wide one: "mean" over "± SE", a verdict over its numbers
@@ -73,11 +80,14 @@ def table_html(table: Table) -> str:
             content = _VERDICT.sub(r'\1<br><span class="se">\2</span>', content)
         if (row, column) in table.bold and text not in ("", "-"):
             content = f"<strong>{content}</strong>"
-        return f"<td>{content}</td>" if _NUMBER.match(text) else f"<td class=\"text\">{content}</td>"
+        return f"<td>{content}</td>" if _NUMBER.match(text) else f'<td class="text">{content}</td>'
 
     head = "".join(f"<th>{inline_html(h)}</th>" for h in table.header)
-    body = "".join("<tr>" + "".join(cell(r, c, text) for c, text in enumerate(row)) + "</tr>"
-                   for r, row in enumerate(table.rows))
-    note = f"<p class=\"note\">{inline_html(table.note)}</p>" if table.note else ""
-    return (f"<h3>{inline_html(table.title)}</h3><div class=\"wide\"><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table></div>{note}")
+    body = "".join(
+        "<tr>" + "".join(cell(r, c, text) for c, text in enumerate(row)) + "</tr>" for r, row in enumerate(table.rows)
+    )
+    note = f'<p class="note">{inline_html(table.note)}</p>' if table.note else ""
+    return (
+        f'<h3>{inline_html(table.title)}</h3><div class="wide"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>{note}"
+    )

@@ -33,14 +33,18 @@ _GRID_POINTS = 41  # log T steps of 0.23 over [0.01, 100]; Brent refines the bes
 def _check_labels(labels: Any, logits: Tensor) -> Tensor:
     labels = as_tensor(labels, "labels")
     if labels.dim() != 1 or labels.shape[0] != logits.shape[1]:
-        raise ValueError(f"labels must be a vector of {logits.shape[1]} class indices (one per example of the logits "
-                         f"[samples, batch, classes] {tuple(logits.shape)}), got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be a vector of {logits.shape[1]} class indices (one per example of the logits "
+            f"[samples, batch, classes] {tuple(logits.shape)}), got shape {tuple(labels.shape)}"
+        )
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
     classes = logits.shape[2]
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        raise ValueError(f"labels must lie in 0..{classes - 1} (the logits have {classes} classes), found "
-                         f"{int(labels.min())}..{int(labels.max())}")
+        raise ValueError(
+            f"labels must lie in 0..{classes - 1} (the logits have {classes} classes), found "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
     return labels.long().to(logits.device)
 
 
@@ -81,8 +85,9 @@ def fit_temperature(logits: Any, labels: Any, bounds: tuple[float, float] = TEMP
     values = [_nll(checked, labels, float(g)) for g in grid]
     best = int(np.argmin(values))
     lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    found = minimize_scalar(lambda g: _nll(checked, labels, float(g)), bounds=(lo, hi), method="bounded",
-                            options={"xatol": 1e-9})
+    found = minimize_scalar(
+        lambda g: _nll(checked, labels, float(g)), bounds=(lo, hi), method="bounded", options={"xatol": 1e-9}
+    )
     log_temperature = float(found.x) if found.fun <= values[best] else float(grid[best])
     return math.exp(log_temperature)
 

@@ -40,7 +40,9 @@ def normalise(images: np.ndarray, name: str) -> Tensor:
     return datasets.to_tensor(np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0), name)
 
 
-def load_test_images(name: str, root: Any = None, limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_test_images(
+    name: str, root: Any = None, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Test images as float32 in [0, 1] ([N, H, W] or [N, H, W, 3]) and int64 labels [N].
 
     limit: keep a fixed random subset of that many images (the same for every method and seed), sorted.
@@ -65,8 +67,15 @@ def is_rotation(shift: str) -> bool:
     return shift == "random_rotation" or shift.startswith("rotation_")
 
 
-def shifted_test_images(name: str, shift: str, severity: int, seed: int, root: Any = None,
-                        limit: int | None = None, clean: np.ndarray | None = None) -> np.ndarray:
+def shifted_test_images(
+    name: str,
+    shift: str,
+    severity: int,
+    seed: int,
+    root: Any = None,
+    limit: int | None = None,
+    clean: np.ndarray | None = None,
+) -> np.ndarray:
     """Float32 images in [0, 1] of `load_test_images(name, root, limit)`'s rows under `shift` at `severity`.
 
     Corruptions come from the cached shifted FULL test split (`shifted_split`), so every method and run
@@ -86,8 +95,9 @@ def shifted_test_images(name: str, shift: str, severity: int, seed: int, root: A
     return shifted.astype(np.float32) / 255.0
 
 
-def shift_plan(shifts: Sequence[str] | Mapping[str, Sequence[int]] | None, kind: str,
-               severities: Sequence[int]) -> dict[str, tuple[int, ...]]:
+def shift_plan(
+    shifts: Sequence[str] | Mapping[str, Sequence[int]] | None, kind: str, severities: Sequence[int]
+) -> dict[str, tuple[int, ...]]:
     """{shift: severities} from a request: names (each at `severities`), a mapping, or None for every available
     shift of the data set's `kind` ("mnist" or "cifar")."""
     if shifts is None:

@@ -67,9 +67,7 @@ def top2_pvalues(logits: Any) -> Tensor:
     return torch.from_numpy(pvalues)
 
 
-def ttest_uncertainty(
-    logits: Any, labels: Any, alphas: Sequence[float] = ALPHAS
-) -> dict[str, dict[str, float]]:
+def ttest_uncertainty(logits: Any, labels: Any, alphas: Sequence[float] = ALPHAS) -> dict[str, dict[str, float]]:
     """The t-test metrics per alpha, keyed by f"{alpha:g}" ("0.01", "0.05", "0.1"); see the module docstring.
 
     logits: per-sample logits [S, B, C] (S >= 2 for a real test); labels: int [B] in [0, C).
@@ -97,4 +95,3 @@ def ttest_uncertainty(
             "uncertain_given_inaccurate": inaccurate_uncertain / n_inaccurate if n_inaccurate else float("nan"),
         }
     return report
-

@@ -69,8 +69,13 @@ class ActiveRun:
 def grid(config: ActiveLearningConfig, default_dataset: str) -> list[ActiveRun]:
     """Every run, seed-major (a grid stopped part-way has compared all methods and scores on the same seeds)."""
     datasets = config.datasets or [default_dataset]
-    return [ActiveRun(d, m, s, seed) for d in datasets for seed in config.seeds for m in config.methods
-            for s in config.scores]
+    return [
+        ActiveRun(d, m, s, seed)
+        for d in datasets
+        for seed in config.seeds
+        for m in config.methods
+        for s in config.scores
+    ]
 
 
 def pool_indices(train_size: int, pool_size: int | None, seed: int) -> np.ndarray:
@@ -86,15 +91,27 @@ def initial_labelled(pool: np.ndarray, labels: Tensor, per_class: int, num_class
     for cls in range(num_classes):
         members = pool[pool_labels == cls][:per_class]
         if members.size < per_class:
-            raise ConfigError(f"the pool has {members.size} example(s) of class {cls}, fewer than "
-                              f"active.initial_per_class = {per_class}; raise active.pool_size or lower it")
+            raise ConfigError(
+                f"the pool has {members.size} example(s) of class {cls}, fewer than "
+                f"active.initial_per_class = {per_class}; raise active.pool_size or lower it"
+            )
         chosen += [int(i) for i in members]
     return chosen
 
 
-def acquire(method: DropoutMethod | None, x: Tensor, candidates: Sequence[int], score: str | AcquisitionScore,
-            k: int, *, samples: int, batch_size: int, seed: int, round_index: int,
-            device: torch.device | str = "cpu") -> tuple[list[int], list[float]]:
+def acquire(
+    method: DropoutMethod | None,
+    x: Tensor,
+    candidates: Sequence[int],
+    score: str | AcquisitionScore,
+    k: int,
+    *,
+    samples: int,
+    batch_size: int,
+    seed: int,
+    round_index: int,
+    device: torch.device | str = "cpu",
+) -> tuple[list[int], list[float]]:
     """The k candidates (training-split indices, in pool order) with the highest `score`, and their scores.
 
     Masks (and random scores) are drawn from streams seeded by (seed, round): the same seed picks the same.
@@ -103,15 +120,18 @@ def acquire(method: DropoutMethod | None, x: Tensor, candidates: Sequence[int], 
     score = resolve_score(score)
     candidates = np.asarray(candidates, dtype=np.int64)  # type: ignore[assignment]  # numpy stub precision
     if isinstance(k, bool) or int(k) != k or not 1 <= k <= candidates.size:  # type: ignore[attr-defined]  # numpy stub precision
-        raise ConfigError(f"cannot acquire k = {k} examples from a pool of {candidates.size} unlabelled examples; "  # type: ignore[attr-defined]  # numpy stub precision
-                          "lower active.acquire or active.rounds, or raise active.pool_size")
+        raise ConfigError(
+            f"cannot acquire k = {k} examples from a pool of {candidates.size} unlabelled examples; "  # type: ignore[attr-defined]  # numpy stub precision
+            "lower active.acquire or active.rounds, or raise active.pool_size"
+        )
     if score.needs_predictions:
         if method is None:
             raise ValueError(f"acquisition score {score.value!r} needs a trained method")
         with private_rng(torch.device(device)):
             seed_stream(seed, ACQUISITION, round_index)
-            logits = predict_in_batches(method, x[torch.as_tensor(candidates)], samples=samples,
-                                        batch_size=batch_size, device=device)
+            logits = predict_in_batches(
+                method, x[torch.as_tensor(candidates)], samples=samples, batch_size=batch_size, device=device
+            )
         values = acquisition_scores(score, logits)
     else:
         generator = torch.Generator().manual_seed(hash((seed, ACQUISITION, round_index)) % (2**62))
@@ -120,8 +140,15 @@ def acquire(method: DropoutMethod | None, x: Tensor, candidates: Sequence[int], 
     return [int(i) for i in candidates[positions]], [float(values[p]) for p in positions]  # type: ignore[call-overload]  # numpy stub precision
 
 
-def run_one(run: ActiveRun, config: ActiveLearningConfig, data: ProtocolData, harness: Any, out_dir: Path,
-            device: torch.device, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_one(
+    run: ActiveRun,
+    config: ActiveLearningConfig,
+    data: ProtocolData,
+    harness: Any,
+    out_dir: Path,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Do (or finish) one active-learning run and write its result file; returns the result."""
     digest = protocol_digest(config, harness)
     active, training, evaluation = config.active, config.training, config.evaluation
@@ -138,48 +165,95 @@ def run_one(run: ActiveRun, config: ActiveLearningConfig, data: ProtocolData, ha
     for round_index in range(len(state["rounds"]), active.rounds + 1):
         rows = torch.as_tensor(labelled)
         method = build_seeded_method(harness, data.num_classes, data.input_shape, len(labelled), run.seed, round_index)
-        summary = train_for_steps(method, data.x_train[rows], data.y_train[rows], steps=training.steps,
-                                  batch_size=training.batch_size, seed=run.seed, position=(round_index,),
-                                  overrides=optimizer_overrides(harness, method), device=device)
-        metrics = evaluate_predictive(method, data.x_test, data.y_test, samples=evaluation.samples,
-                                      batch_size=evaluation.batch_size, seed=run.seed, position=(round_index,),
-                                      device=device)
+        summary = train_for_steps(
+            method,
+            data.x_train[rows],
+            data.y_train[rows],
+            steps=training.steps,
+            batch_size=training.batch_size,
+            seed=run.seed,
+            position=(round_index,),
+            overrides=optimizer_overrides(harness, method),
+            device=device,
+        )
+        metrics = evaluate_predictive(
+            method,
+            data.x_test,
+            data.y_test,
+            samples=evaluation.samples,
+            batch_size=evaluation.batch_size,
+            seed=run.seed,
+            position=(round_index,),
+            device=device,
+        )
         record: dict[str, Any] = {
-            "round": round_index, "labelled": len(labelled), "accuracy": metrics["accuracy"], "nll": metrics["nll"],
-            "train_time_s": summary.seconds, "eval_time_s": metrics["eval_time_s"], "epochs": summary.epochs,
+            "round": round_index,
+            "labelled": len(labelled),
+            "accuracy": metrics["accuracy"],
+            "nll": metrics["nll"],
+            "train_time_s": summary.seconds,
+            "eval_time_s": metrics["eval_time_s"],
+            "epochs": summary.epochs,
         }
         if round_index < active.rounds:
             started = time.perf_counter()
             taken = set(labelled)
             candidates = [int(i) for i in pool if int(i) not in taken]
-            chosen, values = acquire(method, data.x_train, candidates, run.score, active.acquire,
-                                     samples=active.samples, batch_size=evaluation.batch_size, seed=run.seed,
-                                     round_index=round_index, device=device)
+            chosen, values = acquire(
+                method,
+                data.x_train,
+                candidates,
+                run.score,
+                active.acquire,
+                samples=active.samples,
+                batch_size=evaluation.batch_size,
+                seed=run.seed,
+                round_index=round_index,
+                device=device,
+            )
             labelled += chosen
             record.update(acquired=chosen, acquired_scores=values, acquire_time_s=time.perf_counter() - started)
         state["rounds"].append(record)
         state["labelled"] = labelled
         write_json_atomic(state_path, state)
-        log(f"  {run.run_id}: round {round_index}/{active.rounds}, {record['labelled']} labelled, "
-            f"accuracy {record['accuracy']:.4f}, NLL {record['nll']:.4f} ({summary.seconds:.1f} s training)")
+        log(
+            f"  {run.run_id}: round {round_index}/{active.rounds}, {record['labelled']} labelled, "
+            f"accuracy {record['accuracy']:.4f}, NLL {record['nll']:.4f} ({summary.seconds:.1f} s training)"
+        )
     rounds = state["rounds"]
     result = {
-        "protocol": PROTOCOL, "protocol_schema": PROTOCOL_SCHEMA, "run_id": run.run_id, "dataset": run.dataset,
-        "method": run.method, "score": run.score, "seed": run.seed, "settings_digest": digest,
-        "labelled_sizes": [r["labelled"] for r in rounds], "accuracy": [r["accuracy"] for r in rounds],
-        "nll": [r["nll"] for r in rounds], "initial": state["initial"], "rounds": rounds,
+        "protocol": PROTOCOL,
+        "protocol_schema": PROTOCOL_SCHEMA,
+        "run_id": run.run_id,
+        "dataset": run.dataset,
+        "method": run.method,
+        "score": run.score,
+        "seed": run.seed,
+        "settings_digest": digest,
+        "labelled_sizes": [r["labelled"] for r in rounds],
+        "accuracy": [r["accuracy"] for r in rounds],
+        "nll": [r["nll"] for r in rounds],
+        "initial": state["initial"],
+        "rounds": rounds,
         "train_time_s": sum(r["train_time_s"] for r in rounds),
         "eval_time_s": sum(r["eval_time_s"] for r in rounds),
         "acquire_time_s": sum(r.get("acquire_time_s", 0.0) for r in rounds),
-        "config": harness.to_dict(), "protocol_settings": protocol_settings(config), "budget": config.budget,
+        "config": harness.to_dict(),
+        "protocol_settings": protocol_settings(config),
+        "budget": config.budget,
     }
     write_json_atomic(out_dir / "results" / f"{run.run_id}.json", result)
     return result
 
 
-def run_active_learning(config: ActiveLearningConfig, out_dir: str | Path, root: str | Path | None = None,
-                        shard: tuple[int, int] = (1, 1), report: bool = True,
-                        log: Callable[[str], None] = print) -> list[Path]:
+def run_active_learning(
+    config: ActiveLearningConfig,
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    shard: tuple[int, int] = (1, 1),
+    report: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
     """Every run of the grid that has no result file yet (this shard's), then the report once the grid is done.
 
     Returns the result files of this shard's runs.
@@ -191,13 +265,24 @@ def run_active_learning(config: ActiveLearningConfig, out_dir: str | Path, root:
         from gflowout.data.datasets import get_info
 
         for dataset in {run.dataset for run in runs}:  # the budget against the pool, before any data is read
-            check_pool_budget(config.active, config.active.pool_size, get_info(dataset).num_classes,
-                              f"{config.source}: {dataset}")
+            check_pool_budget(
+                config.active, config.active.pool_size, get_info(dataset).num_classes, f"{config.source}: {dataset}"
+            )
 
     def write_report(results: Path, folder: Path) -> Path:
         from gflowout.eval.downstream_report import write_active_learning_report
 
         return write_active_learning_report(results, folder)
 
-    return run_protocol_grid(config, Path(out_dir), root, shard, log, protocol=PROTOCOL, grid=grid, run_one=run_one,
-                             write_report=write_report if report else None, check_runs=check_pool)
+    return run_protocol_grid(
+        config,
+        Path(out_dir),
+        root,
+        shard,
+        log,
+        protocol=PROTOCOL,
+        grid=grid,
+        run_one=run_one,
+        write_report=write_report if report else None,
+        check_runs=check_pool,
+    )

@@ -122,12 +122,14 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
         raise ConfigError(f"{path}: 'evaluation' must be a mapping with keys among {valid_eval}")
     for key in evaluation:
         if key not in valid_eval:
-            raise ConfigError(f"{path}: unknown key 'evaluation.{key}'; valid keys: {valid_eval}"
-                              f"{closest_match(str(key), valid_eval)}")
+            raise ConfigError(
+                f"{path}: unknown key 'evaluation.{key}'; valid keys: {valid_eval}{closest_match(str(key), valid_eval)}"
+            )
     for key, kind in (("methods", str), ("seeds", int)):
         if not isinstance(raw[key], list) or not raw[key] or not all(isinstance(v, kind) for v in raw[key]):
-            raise ConfigError(f"{path}: benchmark key {key!r} must be a non-empty list of {kind.__name__}, "
-                              f"found {raw[key]!r}")
+            raise ConfigError(
+                f"{path}: benchmark key {key!r} must be a non-empty list of {kind.__name__}, found {raw[key]!r}"
+            )
     if not isinstance(raw["config"], (str, dict)):
         raise ConfigError(f"{path}: benchmark key 'config' must be a harness config path or an inline mapping")
     if not isinstance(raw.get("trainer_overrides", {}), dict):
@@ -145,8 +147,12 @@ def _check_conformal(evaluation: dict[str, Any], path: Path) -> None:
     from gflowout.eval.conformal import settings_problems
 
     defaults = EvaluationSettings()
-    problems = settings_problems(*(evaluation.get(f"conformal_{key}", getattr(defaults, f"conformal_{key}"))
-                                   for key in ("alpha", "scores", "raps_lambda", "raps_k_reg")))
+    problems = settings_problems(
+        *(
+            evaluation.get(f"conformal_{key}", getattr(defaults, f"conformal_{key}"))
+            for key in ("alpha", "scores", "raps_lambda", "raps_k_reg")
+        )
+    )
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(f"evaluation.{problem}" for problem in problems))
 
@@ -158,13 +164,23 @@ def _check_published(request: Any, path: Path) -> None:
     from gflowout.data.sources import CORRUPTIONS
 
     names = list(request) if isinstance(request, (list, dict)) else None
-    levels = [v for vs in request.values() for v in (vs if isinstance(vs, list) else [vs])] if isinstance(request, dict) else []
-    if (names is None or not all(isinstance(n, str) and n in CORRUPTIONS for n in names)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5 for v in levels)
-            or isinstance(request, dict) and not all(isinstance(vs, list) for vs in request.values())):
-        raise ConfigError(f"{path}: evaluation.published_corruptions must be null, 'all', a list of corruptions or "
-                          f"{{corruption: [severities 1-5]}} with corruptions among {', '.join(CORRUPTIONS)}; "
-                          f"found {request!r}")
+    levels = (
+        [v for vs in request.values() for v in (vs if isinstance(vs, list) else [vs])]
+        if isinstance(request, dict)
+        else []
+    )
+    if (
+        names is None
+        or not all(isinstance(n, str) and n in CORRUPTIONS for n in names)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 5 for v in levels)
+        or isinstance(request, dict)
+        and not all(isinstance(vs, list) for vs in request.values())
+    ):
+        raise ConfigError(
+            f"{path}: evaluation.published_corruptions must be null, 'all', a list of corruptions or "
+            f"{{corruption: [severities 1-5]}} with corruptions among {', '.join(CORRUPTIONS)}; "
+            f"found {request!r}"
+        )
 
 
 def run_config(bench: BenchmarkConfig, spec: RunSpec, root: str | Path | None = None) -> Any:
@@ -203,7 +219,9 @@ def quiet_lightning() -> None:
 
 def _format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 def run_benchmark(
@@ -260,9 +278,14 @@ def run_benchmark(
         log(f"[{index + 1}/{len(specs)}] {identity}: {index} done, {remaining} left{eta}")
         started = time.perf_counter()
         try:
-            result = train_and_evaluate(config, out_dir / "runs" / identity, bench.evaluation, log=log,
-                                        trainer_overrides={**bench.trainer_overrides, **(trainer_overrides or {})},
-                                        progress=(lambda stage, i=identity: progress(i, stage)) if progress else None)  # type: ignore[misc]  # a lambda binding its loop value by default argument
+            result = train_and_evaluate(
+                config,
+                out_dir / "runs" / identity,
+                bench.evaluation,
+                log=log,
+                trainer_overrides={**bench.trainer_overrides, **(trainer_overrides or {})},
+                progress=(lambda stage, i=identity: progress(i, stage)) if progress else None,
+            )  # type: ignore[misc]  # a lambda binding its loop value by default argument
         except GFlowOutError as error:
             if not keep_going:
                 raise
@@ -276,9 +299,11 @@ def run_benchmark(
         done_paths.append(result_path)
         if progress:
             progress(identity, "done")
-        log(f"[{index + 1}/{len(specs)}] {identity}: clean accuracy {result['clean']['accuracy']:.4f}, "
+        log(
+            f"[{index + 1}/{len(specs)}] {identity}: clean accuracy {result['clean']['accuracy']:.4f}, "
             f"NLL {result['clean']['nll']:.4f}, ECE {result['clean']['ece15']:.4f} "
-            f"({_format_seconds(session_times[-1])})")
+            f"({_format_seconds(session_times[-1])})"
+        )
     if shard_count > 1 and report:
         finished = [out_dir / "results" / f"{run_id(c.data.name, c.method.name, c.seed)}.json" for c in all_configs]
         report = all(path.is_file() for path in finished)  # the last worker to finish writes it
@@ -292,8 +317,10 @@ def run_benchmark(
             log(f"report: {html}")
     if failures:
         listing = "; ".join(f"{k}: {v}" for k, v in failures.items())
-        raise BenchmarkError(f"{len(failures)} of {len(specs)} run(s) failed ({listing}); "
-                             "fix the cause and rerun the same command to do only those")
+        raise BenchmarkError(
+            f"{len(failures)} of {len(specs)} run(s) failed ({listing}); "
+            "fix the cause and rerun the same command to do only those"
+        )
     return done_paths
 
 
@@ -326,7 +353,9 @@ def train_and_evaluate(
             progress("training")
         train_time = train_run(config, run_dir, trainer_overrides)
         write_json_atomic(marker, {"train_time_s": train_time, "config_digest": training_digest})
-    method, config = load_method(run_dir, allow_custom_code=True)  # our own run folder; on the CPU, evaluated where the compute is
+    method, config = load_method(
+        run_dir, allow_custom_code=True
+    )  # our own run folder; on the CPU, evaluated where the compute is
     method.to("cuda" if torch.cuda.is_available() else "cpu")
     settings = dataclasses.asdict(evaluation)
     samples = settings.pop("samples")
@@ -335,8 +364,17 @@ def train_and_evaluate(
         from gflowout.training.evaluation import validation_tensors
 
         validation = validation_tensors(config, limit=evaluation.limit)
-    result = evaluate_method(method, config.data.name, root=config.data.root, samples=samples, seed=config.seed,
-                             progress=progress, log=log, validation=validation, **settings)
+    result = evaluate_method(
+        method,
+        config.data.name,
+        root=config.data.root,
+        samples=samples,
+        seed=config.seed,
+        progress=progress,
+        log=log,
+        validation=validation,
+        **settings,
+    )
     result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=digest)
     return result
 

@@ -78,7 +78,9 @@ def cohort_config(values: dict[str, Any]) -> CohortConfig:
     config = CohortConfig(**top)
     if config.held_out is not None:  # YAML reads a hospital id such as 167 as a number; the CSV's groups are text
         if not isinstance(config.held_out, list) or not config.held_out:
-            raise ConfigError(f"config key 'held_out' must be a non-empty list of groups or null, got {config.held_out!r}")
+            raise ConfigError(
+                f"config key 'held_out' must be a non-empty list of groups or null, got {config.held_out!r}"
+            )
         config.held_out = [str(group) for group in config.held_out]
     if config.data.source not in ("csv", "rotterdam-gbsg"):
         raise ConfigError(f"config key 'data.source' must be 'csv' or 'rotterdam-gbsg', got {config.data.source!r}")
@@ -88,8 +90,10 @@ def cohort_config(values: dict[str, Any]) -> CohortConfig:
     if unknown or not config.methods:
         raise ConfigError(f"config key 'methods': unknown method(s) {unknown}; choose from {list(ALL_METHODS)}")
     if set(config.method_options) - set(config.methods):
-        raise ConfigError(f"config key 'method_options' names methods not in 'methods': "
-                          f"{sorted(set(config.method_options) - set(config.methods))}")
+        raise ConfigError(
+            f"config key 'method_options' names methods not in 'methods': "
+            f"{sorted(set(config.method_options) - set(config.methods))}"
+        )
     for key in ("epochs", "batch_size", "samples", "ece_bins", "threads"):
         if not isinstance(getattr(config, key), int) or getattr(config, key) < 1:
             raise ConfigError(f"config key {key!r} must be a positive integer, got {getattr(config, key)!r}")
@@ -139,8 +143,9 @@ def iid_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarra
     return np.setdiff1d(np.arange(labels.size), test_rows), test_rows
 
 
-def build_cohort_method(name: str, features: int, hidden: Sequence[int], dataset_size: int,
-                        options: dict[str, Any] | None = None) -> Any:
+def build_cohort_method(
+    name: str, features: int, hidden: Sequence[int], dataset_size: int, options: dict[str, Any] | None = None
+) -> Any:
     """The paper's eICU MLP (features -> hidden... -> 2, a unit mask site after each hidden layer) with a method."""
     from gflowout.config import accepts_keyword, check_options
     from gflowout.methods import method_class
@@ -159,7 +164,9 @@ def predictive_probs(method: Any, x: torch.Tensor, samples: int, batch_size: int
     """Mean over S mask samples of softmax, [rows, 2] (float64); the labels are never shown to the method."""
     from gflowout.eval.predictive import mean_probs
 
-    parts = [mean_probs(method.predict(x[i:i + batch_size], samples=samples)) for i in range(0, x.shape[0], batch_size)]
+    parts = [
+        mean_probs(method.predict(x[i : i + batch_size], samples=samples)) for i in range(0, x.shape[0], batch_size)
+    ]
     return torch.cat(parts).double().numpy()
 
 
@@ -171,8 +178,9 @@ def train_and_evaluate(config: CohortConfig, split: CohortSplit, method_name: st
     x_all, y_all = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
     x_train, y_train = x_all[train_rows], y_all[train_rows]
     torch.manual_seed(seed)
-    method = build_cohort_method(method_name, x_train.shape[1], config.hidden, x_train.shape[0],
-                                 config.method_options.get(method_name))
+    method = build_cohort_method(
+        method_name, x_train.shape[1], config.hidden, x_train.shape[0], config.method_options.get(method_name)
+    )
     optimizers = method.make_optimizers()
     order = torch.Generator().manual_seed(seed)
     started = time.perf_counter()
@@ -181,7 +189,7 @@ def train_and_evaluate(config: CohortConfig, split: CohortSplit, method_name: st
         method.set_epoch(epoch)
         permutation = torch.randperm(x_train.shape[0], generator=order)
         for start in range(0, x_train.shape[0], config.batch_size):
-            batch = permutation[start:start + config.batch_size]
+            batch = permutation[start : start + config.batch_size]
             last = method.train_step(x_train[batch], y_train[batch], optimizers)
     train_seconds = time.perf_counter() - started
     method.eval()
@@ -222,13 +230,21 @@ def run_cohort(config: CohortConfig, out: str | Path, log: Callable[[str], None]
     groups = config.held_out or table.group_names
     missing = [g for g in groups if g not in table.group_names]
     if missing:
-        raise ConfigError(f"config key 'held_out': group(s) {missing} not in the data; its groups are {table.group_names}")
+        raise ConfigError(
+            f"config key 'held_out': group(s) {missing} not in the data; its groups are {table.group_names}"
+        )
     digest = config_digest(config)
-    write_json_atomic(out / "provenance.json", {
-        "config": asdict(config), "config_digest": digest, "rows": int(table.labels.size),
-        "features": list(table.feature_names), "groups": {g: int((table.groups == g).sum()) for g in table.group_names},
-        **table.provenance,
-    })
+    write_json_atomic(
+        out / "provenance.json",
+        {
+            "config": asdict(config),
+            "config_digest": digest,
+            "rows": int(table.labels.size),
+            "features": list(table.feature_names),
+            "groups": {g: int((table.groups == g).sum()) for g in table.group_names},
+            **table.provenance,
+        },
+    )
     total = len(groups) * len(config.methods) * len(config.seeds)
     done = 0
     for held_out in groups:
@@ -245,12 +261,20 @@ def run_cohort(config: CohortConfig, out: str | Path, log: Callable[[str], None]
                     log(f"[{done}/{total}] {path.name}: written under another config, run again")
                 started = time.perf_counter()
                 result = train_and_evaluate(config, split, method, seed)
-                result.update(held_out_group=held_out, train_groups=list(split.train_groups), method=method, seed=seed,
-                              config_digest=digest, wall_seconds=time.perf_counter() - started)
+                result.update(
+                    held_out_group=held_out,
+                    train_groups=list(split.train_groups),
+                    method=method,
+                    seed=seed,
+                    config_digest=digest,
+                    wall_seconds=time.perf_counter() - started,
+                )
                 write_json_atomic(path, result)
                 held = result["held_out"]
-                log(f"[{done}/{total}] {held_out} {method} seed {seed}: held-out macro-F1 {held['macro_f1']:.3f} "
-                    f"AUROC {held['auroc']:.3f} NLL {held['nll']:.3f} ({result['wall_seconds']:.1f} s)")
+                log(
+                    f"[{done}/{total}] {held_out} {method} seed {seed}: held-out macro-F1 {held['macro_f1']:.3f} "
+                    f"AUROC {held['auroc']:.3f} NLL {held['nll']:.3f} ({result['wall_seconds']:.1f} s)"
+                )
     return write_summary(out, digest)
 
 
@@ -271,7 +295,9 @@ def write_summary(out: Path, digest: str | None = None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for held_out in sorted({r["held_out_group"] for r in runs}):
         per_method: dict[str, Any] = {}
-        for method in sorted({r["method"] for r in runs if r["held_out_group"] == held_out}, key=lambda m: order.get(m, 99)):
+        for method in sorted(
+            {r["method"] for r in runs if r["held_out_group"] == held_out}, key=lambda m: order.get(m, 99)
+        ):
             chosen = [r for r in runs if r["held_out_group"] == held_out and r["method"] == method]
             entry: dict[str, Any] = {"seeds": sorted(r["seed"] for r in chosen)}
             for part in ("held_out", "in_distribution"):
@@ -291,19 +317,26 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     """One table per held-out group and part: mean ± standard error over seeds."""
     lines = []
     for held_out, per_method in summary.items():
-        parts = (("held_out", f"held-out group `{held_out}` (trained on every other group)"),
-                 ("in_distribution", f"in-distribution test part of the training groups (fold: held-out `{held_out}`)"))
+        parts = (
+            ("held_out", f"held-out group `{held_out}` (trained on every other group)"),
+            ("in_distribution", f"in-distribution test part of the training groups (fold: held-out `{held_out}`)"),
+        )
         for part, title in parts:
             if not any(part in e for e in per_method.values()):
                 continue
-            lines += [f"### {title}", "",
-                      "| method | seeds | " + " | ".join(HEADLINE) + " |",
-                      "|---|---|" + "---|" * len(HEADLINE)]
+            lines += [
+                f"### {title}",
+                "",
+                "| method | seeds | " + " | ".join(HEADLINE) + " |",
+                "|---|---|" + "---|" * len(HEADLINE),
+            ]
             for method, entry in per_method.items():
                 if part not in entry:
                     continue
-                cells = [f"{m:.3f} ± {s:.3f}" if not math.isnan(s) else f"{m:.3f}" for m, s in
-                         (entry[part][k] for k in HEADLINE)]
+                cells = [
+                    f"{m:.3f} ± {s:.3f}" if not math.isnan(s) else f"{m:.3f}"
+                    for m, s in (entry[part][k] for k in HEADLINE)
+                ]
                 lines.append(f"| {method} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
@@ -325,8 +358,15 @@ def plot_summary(summary: dict[str, Any], path: Path) -> Path:
             points = [(i, *per_method[m][part][metric]) for i, m in enumerate(methods) if part in per_method[m]]
             if points:
                 xs, means, errors = zip(*points)
-                axis.errorbar(np.array(xs) + (offset - 0.5) * 0.25, means, yerr=np.nan_to_num(errors), fmt="o",
-                              color=colour, label=part.replace("_", "-"), capsize=3)
+                axis.errorbar(
+                    np.array(xs) + (offset - 0.5) * 0.25,
+                    means,
+                    yerr=np.nan_to_num(errors),
+                    fmt="o",
+                    color=colour,
+                    label=part.replace("_", "-"),
+                    capsize=3,
+                )
         axis.set_xticks(range(len(methods)), methods, rotation=60, fontsize=8)
         axis.set_title(metric)
     axes[0].legend(fontsize=7)

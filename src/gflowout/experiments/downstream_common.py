@@ -57,8 +57,14 @@ def load_protocol_data(name: str, root: str | Path | None, test_limit: int | Non
     if test_limit is not None and test_limit < y_test.shape[0]:
         keep = torch.randperm(int(y_test.shape[0]), generator=torch.Generator().manual_seed(0))[:test_limit]
         x_test, y_test = x_test[keep], y_test[keep]
-    return ProtocolData(name, to_tensor(train_images, name), torch.from_numpy(train_labels).to(torch.int64),
-                        x_test, y_test, info.num_classes)
+    return ProtocolData(
+        name,
+        to_tensor(train_images, name),
+        torch.from_numpy(train_labels).to(torch.int64),
+        x_test,
+        y_test,
+        info.num_classes,
+    )
 
 
 def read_state(path: Path, digest: str) -> dict[str, Any] | None:
@@ -70,8 +76,10 @@ def read_state(path: Path, digest: str) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError) as error:
         raise DataError(f"cannot read {path}: {error}; delete it to restart that run") from error
     if state.get("settings_digest") != digest:
-        raise ConfigError(f"{path} was made with other settings than this config's; use another --out, or delete "
-                          f"{path.parent} to redo that run")
+        raise ConfigError(
+            f"{path} was made with other settings than this config's; use another --out, or delete "
+            f"{path.parent} to redo that run"
+        )
     return state
 
 
@@ -84,8 +92,15 @@ def protocol_digest(config: Any, harness: Any) -> str:
 
 
 def run_protocol_grid(
-    config: Any, out_dir: Path, root: str | Path | None, shard: tuple[int, int], log: Callable[[str], None], *,
-    protocol: str, grid: Callable[[Any, str], Sequence[Any]], run_one: Callable[..., dict[str, Any]],
+    config: Any,
+    out_dir: Path,
+    root: str | Path | None,
+    shard: tuple[int, int],
+    log: Callable[[str], None],
+    *,
+    protocol: str,
+    grid: Callable[[Any, str], Sequence[Any]],
+    run_one: Callable[..., dict[str, Any]],
     write_report: Callable[[Path, Path], Path] | None,
     check_runs: Callable[[Sequence[Any]], None] | None = None,
     check_data: Callable[[Any, ProtocolData], None] | None = None,

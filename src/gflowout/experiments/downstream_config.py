@@ -88,7 +88,9 @@ class DownstreamConfig:
 class ActiveLearningConfig(DownstreamConfig):
     """A grid of data sets x methods x scores x seeds, each a pool-based active-learning run."""
 
-    scores: list[str] = field(default_factory=lambda: ["entropy", "bald", "variation_ratio", "dempster_shafer", "random"])
+    scores: list[str] = field(
+        default_factory=lambda: ["entropy", "bald", "variation_ratio", "dempster_shafer", "random"]
+    )
     training: TrainingSettings = field(default_factory=TrainingSettings)
     active: ActiveLearningSettings = field(default_factory=ActiveLearningSettings)
 

@@ -36,8 +36,10 @@ def _missing_data(name: str, root: Any) -> str | None:
     if status.problem:
         return status.problem
     if status.present < status.total:
-        return (f"data set {name!r} is not fetched ({status.present} of {status.total} files in {status.folder}): "
-                f"run `gflowout data fetch {name}" + (f" --root {root}" if root else "") + "`")
+        return (
+            f"data set {name!r} is not fetched ({status.present} of {status.total} files in {status.folder}): "
+            f"run `gflowout data fetch {name}" + (f" --root {root}" if root else "") + "`"
+        )
     return None
 
 
@@ -77,11 +79,12 @@ def check_grid(bench: Any, configs: Sequence[Any], root: Any = None, log: Callab
     if missing:
         raise DataError(f"{where}: " + " | ".join(missing))
     if settings.ood_sets is None:
-        absent = sorted({ood for name in data_names for ood in DEFAULT_OOD.get(name, ())
-                         if _missing_data(ood, root)})
+        absent = sorted({ood for name in data_names for ood in DEFAULT_OOD.get(name, ()) if _missing_data(ood, root)})
         if absent:
-            log(f"note: OOD set(s) {', '.join(absent)} not fetched, so OOD detection against them is left out of "
-                f"every run; `gflowout data fetch {' '.join(absent)}` first to include them")
+            log(
+                f"note: OOD set(s) {', '.join(absent)} not fetched, so OOD detection against them is left out of "
+                f"every run; `gflowout data fetch {' '.join(absent)}` first to include them"
+            )
 
 
 def shift_problems(shifts: Any, severities: Sequence[Any], kind: str) -> list[str]:
@@ -92,8 +95,11 @@ def shift_problems(shifts: Any, severities: Sequence[Any], kind: str) -> list[st
     levels: list[Any] = list(severities)
     if isinstance(shifts, dict):
         levels += [v for values in shifts.values() for v in (values if isinstance(values, list) else [values])]
-    problems = [f"evaluation.shifts: unknown {kind}-style shift {name!r}; valid: {valid}{closest_match(str(name), valid)}"
-                for name in (shifts or ()) if name not in valid]
+    problems = [
+        f"evaluation.shifts: unknown {kind}-style shift {name!r}; valid: {valid}{closest_match(str(name), valid)}"
+        for name in (shifts or ())
+        if name not in valid
+    ]
     bad = [v for v in levels if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5]
     if bad:
         problems.append(f"evaluation severities must be integers 1..5, found {bad}")

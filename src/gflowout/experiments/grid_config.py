@@ -64,13 +64,20 @@ def harness_config_path(config: str, source: Path | None) -> Path:
     if not path.is_absolute() and not path.exists() and source is not None:
         path = source.parent / path
     if not path.is_file():
-        raise ConfigError(f"grid key 'config': harness config {config!r} not found "
-                          f"(looked in the current folder and next to {source})")
+        raise ConfigError(
+            f"grid key 'config': harness config {config!r} not found "
+            f"(looked in the current folder and next to {source})"
+        )
     return path
 
 
-def run_harness_config(config: str | dict[str, Any], overrides: Sequence[str], spec: RunSpec,
-                       source: Path | None, root: str | Path | None = None) -> Any:
+def run_harness_config(
+    config: str | dict[str, Any],
+    overrides: Sequence[str],
+    spec: RunSpec,
+    source: Path | None,
+    root: str | Path | None = None,
+) -> Any:
     """The harness `ExperimentConfig` of one run: the base config (a path or an inline mapping), the grid's
     overrides, then the run's data set, method and seed (and data.root when `root` is given)."""
     from gflowout.config import apply_override, config_from_dict, load_config

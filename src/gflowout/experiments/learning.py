@@ -27,12 +27,26 @@ import torch
 from gflowout.eval.run_timing import epoch_timing
 from gflowout.results import write_json_atomic
 
-__all__ = ["CURVE_KEYS", "checkpoint_masks", "collect_learning", "read_curves", "read_learning", "run_learning",
-           "site_means"]
+__all__ = [
+    "CURVE_KEYS",
+    "checkpoint_masks",
+    "collect_learning",
+    "read_curves",
+    "read_learning",
+    "run_learning",
+    "site_means",
+]
 
 # epoch-level columns of the harness's CSV logs kept as curves (those a run has)
-CURVE_KEYS = ("train/keep_rate_epoch", "train/log_forward_epoch", "train/log_reward_epoch", "train/log_z_epoch",
-              "train/beta_epoch", "val/nll", "val/accuracy")
+CURVE_KEYS = (
+    "train/keep_rate_epoch",
+    "train/log_forward_epoch",
+    "train/log_reward_epoch",
+    "train/log_z_epoch",
+    "train/beta_epoch",
+    "val/nll",
+    "val/accuracy",
+)
 DIAGNOSTIC_BATCH = 256
 
 
@@ -71,8 +85,12 @@ def checkpoint_masks(checkpoint: str | Path, seed: int = 0) -> dict[str, Any]:
     with private_rng(torch.device("cpu")), torch.no_grad():  # load_method returns it in eval mode
         torch.manual_seed(seed)
         values = method.mask_diagnostics(x.to(dtype), y.long())
-    return {"epoch": None if epoch is None else int(epoch), "units": sum(site.width for site in method.net.sites),
-            "diagnostics": values, "site_means": site_means(values)}
+    return {
+        "epoch": None if epoch is None else int(epoch),
+        "units": sum(site.width for site in method.net.sites),
+        "diagnostics": values,
+        "site_means": site_means(values),
+    }
 
 
 def site_means(values: dict[str, float]) -> dict[str, float]:
@@ -89,9 +107,13 @@ def run_learning(run_folder: str | Path) -> dict[str, Any]:
     """Curves, timing and (for methods with learned masks) checkpoint diagnostics of one run folder."""
     run_folder = Path(run_folder)
     timing = epoch_timing(run_folder)
-    record: dict[str, Any] = {"curves": {key: {str(e): v for e, v in sorted(series.items())}
-                                         for key, series in read_curves(run_folder).items()},
-                              "timing": None if timing is None else timing.to_dict(), "checkpoints": {}}
+    record: dict[str, Any] = {
+        "curves": {
+            key: {str(e): v for e, v in sorted(series.items())} for key, series in read_curves(run_folder).items()
+        },
+        "timing": None if timing is None else timing.to_dict(),
+        "checkpoints": {},
+    }
     for which in ("best", "last"):
         path = run_folder / "checkpoints" / f"{which}.ckpt"
         if path.is_file():
@@ -101,16 +123,20 @@ def run_learning(run_folder: str | Path) -> dict[str, Any]:
     return record
 
 
-def collect_learning(runs_dir: str | Path, out_path: str | Path, log: Any = print,
-                     only: set[str] | None = None) -> dict[str, Any]:
+def collect_learning(
+    runs_dir: str | Path, out_path: str | Path, log: Any = print, only: set[str] | None = None
+) -> dict[str, Any]:
     """`run_learning` of every run folder under `runs_dir` (by run id; with `only`, of those run ids alone),
     written atomically to `out_path`."""
     runs_dir = Path(runs_dir)
-    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and (p / "logs").is_dir()
-                     and (only is None or p.name in only))
+    folders = sorted(
+        p for p in runs_dir.iterdir() if p.is_dir() and (p / "logs").is_dir() and (only is None or p.name in only)
+    )
     if not folders:
-        raise FileNotFoundError(f"no run folders (with logs/) under {str(runs_dir)!r}: pass the folder that holds "
-                                "the benchmark's runs/<run id>/ folders")
+        raise FileNotFoundError(
+            f"no run folders (with logs/) under {str(runs_dir)!r}: pass the folder that holds "
+            "the benchmark's runs/<run id>/ folders"
+        )
     learning = {}
     for folder in folders:
         log(f"learning: {folder.name}")
@@ -123,6 +149,8 @@ def read_learning(path: str | Path) -> dict[str, Any]:
     """The runs of a learning.json written by `collect_learning`."""
     payload = json.loads(Path(path).read_text())
     if not isinstance(payload, dict) or payload.get("schema_version") != 1 or not isinstance(payload.get("runs"), dict):
-        raise ValueError(f"{str(path)!r} is not a learning.json of this version (schema_version 1 with 'runs'); "
-                         "write it again with `gflowout report RESULTS --runs RUNS`")
+        raise ValueError(
+            f"{str(path)!r} is not a learning.json of this version (schema_version 1 with 'runs'); "
+            "write it again with `gflowout report RESULTS --runs RUNS`"
+        )
     return payload["runs"]

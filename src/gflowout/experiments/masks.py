@@ -25,7 +25,7 @@ DEFAULT_CORRUPTION = {"mnist": ("shot_noise", 3), "cifar": ("gaussian_noise", 3)
 
 
 def parse_condition(text: str) -> tuple[str, int]:
-    """"clean", "random_rotation" or "SHIFT:SEVERITY" (e.g. "fog:3") -> (name, severity)."""
+    """ "clean", "random_rotation" or "SHIFT:SEVERITY" (e.g. "fog:3") -> (name, severity)."""
     name, _, severity = text.partition(":")
     try:
         return name, int(severity or 1)
@@ -41,8 +41,9 @@ def default_conditions(images: np.ndarray) -> list[tuple[str, int]]:
 
 
 @torch.no_grad()
-def analyse_condition(method: Any, images: torch.Tensor, labels: np.ndarray, samples: int,
-                      batch_size: int = 100) -> dict[str, Any]:
+def analyse_condition(
+    method: Any, images: torch.Tensor, labels: np.ndarray, samples: int, batch_size: int = 100
+) -> dict[str, Any]:
     """Per-site diversity, keep rate, undetermined share and class-mean masks of one condition, plus accuracy."""
     net = method.net
     intra_mean: dict[int, list[torch.Tensor]] = {s.index: [] for s in net.sites}
@@ -53,10 +54,10 @@ def analyse_condition(method: Any, images: torch.Tensor, labels: np.ndarray, sam
     undetermined = {s.index: 0 for s in net.sites}
     correct = 0
     for start in range(0, images.shape[0], batch_size):
-        x = images[start:start + batch_size]
+        x = images[start : start + batch_size]
         with mask_stats.recording(net) as recorder:
             logits = method.predict(x, samples=samples)
-        correct += int((logits.softmax(-1).mean(0).argmax(-1).numpy() == labels[start:start + x.shape[0]]).sum())
+        correct += int((logits.softmax(-1).mean(0).argmax(-1).numpy() == labels[start : start + x.shape[0]]).sum())
         for site in net.sites:
             (recorded,) = recorder.masks[site.index]
             stacked = mask_stats.sample_major(recorded, samples, x.shape[0])
@@ -87,9 +88,16 @@ def analyse_condition(method: Any, images: torch.Tensor, labels: np.ndarray, sam
     return {"accuracy": correct / images.shape[0], "count": int(images.shape[0]), "sites": per_site}
 
 
-def analyse_run(run: str | Path, samples: int = 20, limit: int | None = 500, conditions: Sequence[str] | None = None,
-                root: str | None = None, batch_size: int = 100, allow_custom_code: bool = False,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
+def analyse_run(
+    run: str | Path,
+    samples: int = 20,
+    limit: int | None = 500,
+    conditions: Sequence[str] | None = None,
+    root: str | None = None,
+    batch_size: int = 100,
+    allow_custom_code: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Mask analysis of one trained run (see the module docstring); returns its JSON-ready result."""
     from gflowout.checkpoint import load_method
     from gflowout.eval.evaluate import load_test_images, normalise, shifted_test_images
@@ -99,8 +107,14 @@ def analyse_run(run: str | Path, samples: int = 20, limit: int | None = 500, con
     root = root if root is not None else config.data.root
     clean, labels = load_test_images(name, root, limit)
     plan = [parse_condition(c) for c in conditions] if conditions else default_conditions(clean)
-    result: dict[str, Any] = {"run": str(run), "method": config.method.name, "dataset": name, "seed": config.seed,
-                              "samples": samples, "conditions": {}}
+    result: dict[str, Any] = {
+        "run": str(run),
+        "method": config.method.name,
+        "dataset": name,
+        "seed": config.seed,
+        "samples": samples,
+        "conditions": {},
+    }
     for shift, severity in plan:
         started = time.perf_counter()
         if shift == "clean":
@@ -118,14 +132,16 @@ def analyse_run(run: str | Path, samples: int = 20, limit: int | None = 500, con
 def table_markdown(results: Sequence[dict[str, Any]]) -> str:
     """The report section: one row per run, condition and site."""
     lines = [
-        "## Mask analysis", "",
+        "## Mask analysis",
+        "",
         "Distances between masks are mean |a - b| over a site's units (Hamming distance / width for 0/1 masks). "
         "Intra: between the S mask samples of one input (mean over pairs; max over pairs), averaged over inputs. "
         "Inter: between inputs' mean masks, over pairs of inputs. Keep rate: mean mask. Masks are recorded at "
         "prediction, without labels; a method without sampled masks (none) has zero diversity by construction. "
         "Inter-sample diversity is measured on S-sample mean masks, so sampling noise alone gives input-independent "
         "masks some: 'inter floor' is the same measure after mixing the samples of different inputs (same mask "
-        "distribution, no input dependence); inter (mean) above its floor is input dependence.", "",
+        "distribution, no input dependence); inter (mean) above its floor is input dependence.",
+        "",
         "| method | seed | condition | accuracy | site | intra (mean) | intra (max) | inter (mean) | inter floor | inter (max) | keep rate | undetermined |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -135,7 +151,8 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
                 lines.append(
                     f"| {result['method']} | {result['seed']} | {condition} | {entry['accuracy']:.4f} | {site} | "
                     f"{stats['intra_mean']:.4f} | {stats['intra_max']:.4f} | {stats['inter_mean']:.4f} | "
-                    f"{stats['inter_floor']:.4f} | {stats['inter_max']:.4f} | {stats['keep_rate']:.4f} | {stats['undetermined']:.2e} |")
+                    f"{stats['inter_floor']:.4f} | {stats['inter_max']:.4f} | {stats['keep_rate']:.4f} | {stats['undetermined']:.2e} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -154,10 +171,13 @@ def plot_diversity(results: Sequence[dict[str, Any]], path: Path) -> Path:
         for column, site in enumerate(sites):
             axis = axes[row][column]
             for k, result in enumerate(results):
-                values = [result["conditions"][c]["sites"][site][measure] if c in result["conditions"] else np.nan
-                          for c in conditions]
-                axis.bar(np.arange(len(conditions)) + k * width, values, width,
-                         label=f"{result['method']} s{result['seed']}")
+                values = [
+                    result["conditions"][c]["sites"][site][measure] if c in result["conditions"] else np.nan
+                    for c in conditions
+                ]
+                axis.bar(
+                    np.arange(len(conditions)) + k * width, values, width, label=f"{result['method']} s{result['seed']}"
+                )
             axis.set_xticks(np.arange(len(conditions)) + 0.4 - width / 2, conditions, rotation=30, fontsize=7)
             axis.set_title(f"{measure.split('_')[0]}-sample, {site}", fontsize=9)
     axes[0][0].legend(fontsize=6)
@@ -208,7 +228,8 @@ def split_class_means(results: Sequence[dict[str, Any]]) -> tuple[list[dict[str,
             sites = {}
             for site, stats in entry["sites"].items():
                 arrays[f"{result['method']}_seed{result['seed']}/{condition}/{site}"] = np.asarray(
-                    stats["class_means"], dtype=np.float32)
+                    stats["class_means"], dtype=np.float32
+                )
                 sites[site] = {k: v for k, v in stats.items() if k != "class_means"}
             copy["conditions"][condition] = {**entry, "sites": sites}
         slim.append(copy)
@@ -229,7 +250,9 @@ def write_outputs(results: Sequence[dict[str, Any]], out: str | Path) -> Path:
     text += f"\n![mask diversity]({figure.relative_to(out)})\n"
     for result in results:
         condition = "clean" if "clean" in result["conditions"] else next(iter(result["conditions"]))
-        heat = plot_class_means(result, condition, out / "figures" / f"class_means_{result['method']}_seed{result['seed']}.png")
+        heat = plot_class_means(
+            result, condition, out / "figures" / f"class_means_{result['method']}_seed{result['seed']}.png"
+        )
         text += f"\n![{result['method']} class means]({heat.relative_to(out)})\n"
     (out / "masks.md").write_text(text)
     return out / "masks.md"

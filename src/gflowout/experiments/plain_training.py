@@ -33,12 +33,20 @@ from gflowout.rng import private_rng, seed_stream
 # Stream ids of the downstream loops (the harness uses 1-4, see gflowout.rng).
 INITIALISATION, TRAINING, ACQUISITION, EVALUATION, DATA_ORDER = 11, 12, 13, 14, 15
 
-__all__ = ["TrainingSummary", "build_seeded_method", "evaluate_predictive", "optimizer_overrides",
-           "predict_in_batches", "resolve_device", "train_for_steps", "weights_digest"]
+__all__ = [
+    "TrainingSummary",
+    "build_seeded_method",
+    "evaluate_predictive",
+    "optimizer_overrides",
+    "predict_in_batches",
+    "resolve_device",
+    "train_for_steps",
+    "weights_digest",
+]
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" (CUDA when available, else CPU), "cpu" or "cuda[:i]"."""
+    """ "auto" (CUDA when available, else CPU), "cpu" or "cuda[:i]"."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -50,8 +58,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_seeded_method(config: Any, num_classes: int, input_shape: tuple[int, ...], dataset_size: int,
-                        seed: int, *position: int) -> DropoutMethod:
+def build_seeded_method(
+    config: Any, num_classes: int, input_shape: tuple[int, ...], dataset_size: int, seed: int, *position: int
+) -> DropoutMethod:
     """The config's backbone and method, initialised from (seed, position) alone (fresh weights, reproducible)."""
     from gflowout.training.build import build_method_for
 
@@ -65,12 +74,16 @@ def optimizer_overrides(config: Any, method: DropoutMethod) -> dict[str, dict[st
     blocks = config.group_optim()
     unknown = sorted(set(blocks) - set(method.group_defaults()))
     if unknown:
-        raise ConfigError(f"config 'optim' names parameter group(s) {unknown} that method {config.method.name!r} "
-                          f"does not have; its groups: {sorted(method.group_defaults())}")
+        raise ConfigError(
+            f"config 'optim' names parameter group(s) {unknown} that method {config.method.name!r} "
+            f"does not have; its groups: {sorted(method.group_defaults())}"
+        )
     scheduled = sorted(name for name, block in blocks.items() if block.schedule.kind != "none")
     if scheduled:
-        raise ConfigError(f"config 'optim': group(s) {scheduled} have a learning-rate schedule; the downstream "
-                          "protocols train with a constant learning rate: remove the schedule")
+        raise ConfigError(
+            f"config 'optim': group(s) {scheduled} have a learning-rate schedule; the downstream "
+            "protocols train with a constant learning rate: remove the schedule"
+        )
     overrides = {name: block.spec_overrides() for name, block in blocks.items()}
     try:
         resolve_group_specs(method.group_defaults(), overrides)
@@ -89,9 +102,18 @@ class TrainingSummary:
     last: dict[str, float]
 
 
-def train_for_steps(method: DropoutMethod, x: Tensor, y: Tensor, *, steps: int, batch_size: int, seed: int,
-                    position: tuple[int, ...] = (), overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                    device: torch.device | str = "cpu") -> TrainingSummary:
+def train_for_steps(
+    method: DropoutMethod,
+    x: Tensor,
+    y: Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    position: tuple[int, ...] = (),
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    device: torch.device | str = "cpu",
+) -> TrainingSummary:
     """Train `method` in place for `steps` optimiser steps on (x [N, ...], y [N]) with its own optimisers.
 
     Masks and batch order are drawn from streams seeded by (seed, position); the caller's RNG state is
@@ -123,8 +145,9 @@ def train_for_steps(method: DropoutMethod, x: Tensor, y: Tensor, *, steps: int, 
     return TrainingSummary(steps=steps, epochs=epoch + 1, seconds=time.perf_counter() - started, last=last)
 
 
-def predict_in_batches(method: DropoutMethod, x: Tensor, *, samples: int, batch_size: int,
-                       device: torch.device | str = "cpu") -> Tensor:
+def predict_in_batches(
+    method: DropoutMethod, x: Tensor, *, samples: int, batch_size: int, device: torch.device | str = "cpu"
+) -> Tensor:
     """Per-sample logits [S, N, C] on the CPU, from `method.predict` over batches of `batch_size` rows (no labels).
 
     S is `method.prediction_samples(samples)`: `samples` for the masked methods, M for a deep ensemble.
@@ -132,13 +155,24 @@ def predict_in_batches(method: DropoutMethod, x: Tensor, *, samples: int, batch_
     device = torch.device(device)
     method.to(device)
     samples = method.prediction_samples(samples)
-    parts = [method.predict(x[start : start + batch_size].to(device), samples=samples).cpu()
-             for start in range(0, int(x.shape[0]), batch_size)]
+    parts = [
+        method.predict(x[start : start + batch_size].to(device), samples=samples).cpu()
+        for start in range(0, int(x.shape[0]), batch_size)
+    ]
     return torch.cat(parts, dim=1)
 
 
-def evaluate_predictive(method: DropoutMethod, x: Tensor, y: Tensor, *, samples: int, batch_size: int, seed: int,
-                        position: tuple[int, ...] = (), device: torch.device | str = "cpu") -> dict[str, float]:
+def evaluate_predictive(
+    method: DropoutMethod,
+    x: Tensor,
+    y: Tensor,
+    *,
+    samples: int,
+    batch_size: int,
+    seed: int,
+    position: tuple[int, ...] = (),
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
     """Accuracy and NLL (nats) of the S-sample predictive (mean softmax) on (x, y), masks seeded by (seed, position)."""
     device = torch.device(device)
     started = time.perf_counter()
@@ -148,8 +182,12 @@ def evaluate_predictive(method: DropoutMethod, x: Tensor, y: Tensor, *, samples:
     logits = check_logits(logits, "test logits")
     log_probs = torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(logits.shape[0])
     probs = log_probs.exp()
-    return {"accuracy": accuracy(probs, y), "nll": nll(probs, y, log_probs=log_probs), "count": int(y.shape[0]),
-            "eval_time_s": time.perf_counter() - started}
+    return {
+        "accuracy": accuracy(probs, y),
+        "nll": nll(probs, y, log_probs=log_probs),
+        "count": int(y.shape[0]),
+        "eval_time_s": time.perf_counter() - started,
+    }
 
 
 def weights_digest(state: Mapping[str, Tensor]) -> str:

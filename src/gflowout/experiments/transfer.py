@@ -77,8 +77,16 @@ def clean_subset(train_size: int, size: int, seed: int) -> torch.Tensor:
     return torch.randperm(train_size, generator=generator)[:size]
 
 
-def pretrain(run: TransferRun, config: TransferConfig, data: ProtocolData, harness: Any, run_dir: Path,
-             digest: str, device: torch.device, log: Callable[[str], None] = print) -> dict[str, Any]:
+def pretrain(
+    run: TransferRun,
+    config: TransferConfig,
+    data: ProtocolData,
+    harness: Any,
+    run_dir: Path,
+    digest: str,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Pre-train on noisy labels (or reuse the saved weights); returns the checkpoint dict."""
     path = run_dir / "pretrained.pt"
     if path.is_file():
@@ -87,24 +95,49 @@ def pretrain(run: TransferRun, config: TransferConfig, data: ProtocolData, harne
             raise CheckpointError(f"{path} was pre-trained with other settings; use another --out or delete {run_dir}")
         return checkpoint
     noisy = symmetric_label_noise(data.y_train, config.transfer.noise_rate, data.num_classes, run.seed)
-    method = build_seeded_method(harness, data.num_classes, data.input_shape, int(data.y_train.shape[0]), run.seed,
-                                 PRETRAIN)
-    summary = train_for_steps(method, data.x_train, noisy.labels, steps=config.transfer.pretrain.steps,
-                              batch_size=config.transfer.pretrain.batch_size, seed=run.seed, position=(PRETRAIN,),
-                              overrides=optimizer_overrides(harness, method), device=device)
-    metrics = evaluate_predictive(method, data.x_test, data.y_test, samples=config.evaluation.samples,
-                                  batch_size=config.evaluation.batch_size, seed=run.seed, position=(PRETRAIN,),
-                                  device=device)
+    method = build_seeded_method(
+        harness, data.num_classes, data.input_shape, int(data.y_train.shape[0]), run.seed, PRETRAIN
+    )
+    summary = train_for_steps(
+        method,
+        data.x_train,
+        noisy.labels,
+        steps=config.transfer.pretrain.steps,
+        batch_size=config.transfer.pretrain.batch_size,
+        seed=run.seed,
+        position=(PRETRAIN,),
+        overrides=optimizer_overrides(harness, method),
+        device=device,
+    )
+    metrics = evaluate_predictive(
+        method,
+        data.x_test,
+        data.y_test,
+        samples=config.evaluation.samples,
+        batch_size=config.evaluation.batch_size,
+        seed=run.seed,
+        position=(PRETRAIN,),
+        device=device,
+    )
     state = {k: v.detach().cpu() for k, v in method.state_dict().items()}
     counts = torch.bincount(noisy.labels[noisy.flipped], minlength=data.num_classes)
     checkpoint = {
-        "state_dict": state, "weights_digest": weights_digest(state), "settings_digest": digest,
-        "summary": {"accuracy": metrics["accuracy"], "nll": metrics["nll"], "train_time_s": summary.seconds,
-                    "noise_rate": noisy.rate, "noisy_label_counts": counts.tolist()},
+        "state_dict": state,
+        "weights_digest": weights_digest(state),
+        "settings_digest": digest,
+        "summary": {
+            "accuracy": metrics["accuracy"],
+            "nll": metrics["nll"],
+            "train_time_s": summary.seconds,
+            "noise_rate": noisy.rate,
+            "noisy_label_counts": counts.tolist(),
+        },
     }
     atomic_torch_save(checkpoint, path)
-    log(f"  {run.run_id}: pre-trained on {noisy.rate:.1%} noisy labels, test accuracy {metrics['accuracy']:.4f} "
-        f"({summary.seconds:.1f} s)")
+    log(
+        f"  {run.run_id}: pre-trained on {noisy.rate:.1%} noisy labels, test accuracy {metrics['accuracy']:.4f} "
+        f"({summary.seconds:.1f} s)"
+    )
     return checkpoint
 
 
@@ -121,8 +154,15 @@ def load_pretrained(method: DropoutMethod, checkpoint: dict[str, Any]) -> str:
     return loaded
 
 
-def run_one(run: TransferRun, config: TransferConfig, data: ProtocolData, harness: Any, out_dir: Path,
-            device: torch.device, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_one(
+    run: TransferRun,
+    config: TransferConfig,
+    data: ProtocolData,
+    harness: Any,
+    out_dir: Path,
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Do (or finish) one transfer run and write its result file; returns the result."""
     digest = protocol_digest(config, harness)
     run_dir = out_dir / "runs" / run.run_id
@@ -141,46 +181,88 @@ def run_one(run: TransferRun, config: TransferConfig, data: ProtocolData, harnes
         for kind, position in starts:
             method = build_seeded_method(harness, data.num_classes, data.input_shape, size, run.seed, position, size)
             start_digest = load_pretrained(method, checkpoint) if kind == "finetuned" else None
-            summary = train_for_steps(method, x, y, steps=transfer.finetune.steps,
-                                      batch_size=transfer.finetune.batch_size, seed=run.seed,
-                                      position=(position, size), overrides=optimizer_overrides(harness, method),
-                                      device=device)
-            metrics = evaluate_predictive(method, data.x_test, data.y_test, samples=evaluation.samples,
-                                          batch_size=evaluation.batch_size, seed=run.seed, position=(position, size),
-                                          device=device)
-            record[kind] = {"accuracy": metrics["accuracy"], "nll": metrics["nll"], "train_time_s": summary.seconds,
-                            "eval_time_s": metrics["eval_time_s"],
-                            **({"start_weights_digest": start_digest} if start_digest else {})}
+            summary = train_for_steps(
+                method,
+                x,
+                y,
+                steps=transfer.finetune.steps,
+                batch_size=transfer.finetune.batch_size,
+                seed=run.seed,
+                position=(position, size),
+                overrides=optimizer_overrides(harness, method),
+                device=device,
+            )
+            metrics = evaluate_predictive(
+                method,
+                data.x_test,
+                data.y_test,
+                samples=evaluation.samples,
+                batch_size=evaluation.batch_size,
+                seed=run.seed,
+                position=(position, size),
+                device=device,
+            )
+            record[kind] = {
+                "accuracy": metrics["accuracy"],
+                "nll": metrics["nll"],
+                "train_time_s": summary.seconds,
+                "eval_time_s": metrics["eval_time_s"],
+                **({"start_weights_digest": start_digest} if start_digest else {}),
+            }
         state["subsets"][str(size)] = record
         write_json_atomic(state_path, state)
         scratch = f", from scratch {record['scratch']['accuracy']:.4f}" if "scratch" in record else ""
         log(f"  {run.run_id}: {size} clean images, fine-tuned accuracy {record['finetuned']['accuracy']:.4f}{scratch}")
     result = {
-        "protocol": PROTOCOL, "protocol_schema": PROTOCOL_SCHEMA, "run_id": run.run_id, "dataset": run.dataset,
-        "method": run.method, "seed": run.seed, "settings_digest": digest,
+        "protocol": PROTOCOL,
+        "protocol_schema": PROTOCOL_SCHEMA,
+        "run_id": run.run_id,
+        "dataset": run.dataset,
+        "method": run.method,
+        "seed": run.seed,
+        "settings_digest": digest,
         "pretrained": {**checkpoint["summary"], "weights_digest": checkpoint["weights_digest"]},
         "subsets": {str(s): state["subsets"][str(s)] for s in transfer.subset_sizes},
-        "config": harness.to_dict(), "protocol_settings": protocol_settings(config), "budget": config.budget,
+        "config": harness.to_dict(),
+        "protocol_settings": protocol_settings(config),
+        "budget": config.budget,
     }
     write_json_atomic(out_dir / "results" / f"{run.run_id}.json", result)
     return result
 
 
-def run_transfer(config: TransferConfig, out_dir: str | Path, root: str | Path | None = None,
-                 shard: tuple[int, int] = (1, 1), report: bool = True,
-                 log: Callable[[str], None] = print) -> list[Path]:
+def run_transfer(
+    config: TransferConfig,
+    out_dir: str | Path,
+    root: str | Path | None = None,
+    shard: tuple[int, int] = (1, 1),
+    report: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
     """Every run of the grid without a result file (this shard's), then the report once the grid is done."""
 
     def check_subsets(run: TransferRun, data: ProtocolData) -> None:
         too_big = [s for s in config.transfer.subset_sizes if s > data.y_train.shape[0]]
         if too_big:
-            raise ConfigError(f"{config.source}: transfer.subset_sizes {too_big} exceed the {data.y_train.shape[0]} "
-                              f"training images of {run.dataset}")
+            raise ConfigError(
+                f"{config.source}: transfer.subset_sizes {too_big} exceed the {data.y_train.shape[0]} "
+                f"training images of {run.dataset}"
+            )
 
     def write_report(results: Path, folder: Path) -> Path:
         from gflowout.eval.downstream_report import write_transfer_report
 
         return write_transfer_report(results, folder)
 
-    return run_protocol_grid(config, Path(out_dir), root, shard, log, protocol=PROTOCOL, grid=grid, run_one=run_one,
-                             write_report=write_report if report else None, check_data=check_subsets)
+    return run_protocol_grid(
+        config,
+        Path(out_dir),
+        root,
+        shard,
+        log,
+        protocol=PROTOCOL,
+        grid=grid,
+        run_one=run_one,
+        write_report=write_report if report else None,
+        check_data=check_subsets,
+    )

@@ -31,8 +31,17 @@ from gflowout.nets.sites import MaskSampler
 from gflowout.optim_spec import GroupSpec
 
 __all__ = [
-    "DropoutMethod", "GroupSpec", "Optimizers", "StepResult", "build_optimizer", "clip_group_gradients", "eval_mode",
-    "raise_if_nonfinite", "repeated_pass", "resolve_group_specs", "site_rates",
+    "DropoutMethod",
+    "GroupSpec",
+    "Optimizers",
+    "StepResult",
+    "build_optimizer",
+    "clip_group_gradients",
+    "eval_mode",
+    "raise_if_nonfinite",
+    "repeated_pass",
+    "resolve_group_specs",
+    "site_rates",
 ]
 
 DEFAULT_PREDICT_SAMPLES = 20  # S of `predict` when none is given (a method with a fixed count gives its own)
@@ -203,7 +212,9 @@ class DropoutMethod(nn.Module, metaclass=ABCMeta):
         """
         sampler = self.deterministic_sampler()
         if sampler is None:
-            raise NotImplementedError(f"method {self.name!r} has no deterministic prediction; use predict(x, samples=S)")
+            raise NotImplementedError(
+                f"method {self.name!r} has no deterministic prediction; use predict(x, samples=S)"
+            )
         self.validate(x)
         with eval_mode(self):
             return self.net(x, sampler).unsqueeze(0)

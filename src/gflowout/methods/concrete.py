@@ -85,7 +85,9 @@ def consumer_weights(net: MaskedNet) -> list[list[nn.Parameter]]:
         found = [
             m.weight
             for m in order[start:]
-            if not isinstance(m, MaskSite) and isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.dim() >= 2  # type: ignore[operator]  # torch types Module attributes as Tensor | Module
+            if not isinstance(m, MaskSite)
+            and isinstance(getattr(m, "weight", None), nn.Parameter)
+            and m.weight.dim() >= 2  # type: ignore[operator]  # torch types Module attributes as Tensor | Module
         ]
         consumers.append(found[:1])  # type: ignore[arg-type]  # torch types Module attributes as Tensor | Module
     return consumers
@@ -164,7 +166,10 @@ class ConcreteDropout(DropoutMethod):
         negative_entropy = log_p.exp() * log_p + log_keep.exp() * log_keep
         entropy_term = self.dropout_reg * (widths * negative_entropy).sum()
         weight_norms = torch.stack(
-            [sum((w.pow(2).sum() for w in weights), torch.zeros((), device=log_p.device)) for weights in self._consumers]  # type: ignore[union-attr]  # torch types Module attributes as Tensor | Module
+            [
+                sum((w.pow(2).sum() for w in weights), torch.zeros((), device=log_p.device))
+                for weights in self._consumers
+            ]  # type: ignore[union-attr]  # torch types Module attributes as Tensor | Module
         )
         weight_term = self.weight_reg * (weight_norms * torch.exp(-log_keep)).sum()
         return weight_term, entropy_term

@@ -88,7 +88,9 @@ def frozen_batchnorm_stats(net: nn.Module) -> Iterator[None]:
     (the ARM pseudo pass must not update them a second time per step)."""
     saved = []
     for module in net.modules():
-        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:  # BatchNorm*, InstanceNorm*
+        if (
+            isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+        ):  # BatchNorm*, InstanceNorm*
             tracked = module.num_batches_tracked.clone() if module.num_batches_tracked is not None else None
             saved.append((module, module.momentum, tracked))
             module.momentum = 0.0
@@ -266,7 +268,9 @@ class ContextualDropout(DropoutMethod):
 
         def pseudo_sampler(site: Site, activation: Tensor) -> Tensor:
             # z' = 1[u > 1 - pi'] = 1[u > sigmoid(-phi')]: the antithetic pseudo action.
-            if site.index == first and (activation is activations[first] or torch.equal(activation, activations[first])):
+            if site.index == first and (
+                activation is activations[first] or torch.equal(activation, activations[first])
+            ):
                 threshold = real[first].logits.neg().sigmoid_()  # the same input through the same layers: phi' = phi
             else:
                 draw = bottleneck_forward(self.bottlenecks[site.index], site_features(site, activation), self.k)
@@ -279,7 +283,9 @@ class ContextualDropout(DropoutMethod):
             return apply_binary_mask_(site, activation, mask)
 
         with torch.no_grad(), frozen_batchnorm_stats(self.net):
-            pseudo_kl: dict[int, Tensor] = {}  # per example, at sites whose pseudo keep logits differ from the real ones
+            pseudo_kl: dict[
+                int, Tensor
+            ] = {}  # per example, at sites whose pseudo keep logits differ from the real ones
             pseudo_output = self.net.forward_from_site(first, activations[first], pseudo_sampler)
             if pseudo_output is None:  # this backbone cannot resume: the whole pass
                 pseudo_output = self.net(x, pseudo_sampler)
@@ -318,7 +324,9 @@ class ContextualDropout(DropoutMethod):
         for index, draw in real.items():
             # the real logits are not needed after this: the KL's gradient is written over them
             prior_logit = prior_logits[index]
-            site_kl[index], kl_grads[index], probs_sum = bernoulli_kl_and_grad_(draw.logits, probs[index], prior_logit, kl_scale)
+            site_kl[index], kl_grads[index], probs_sum = bernoulli_kl_and_grad_(
+                draw.logits, probs[index], prior_logit, kl_scale
+            )
             # d/d eta of kl_weight * KL / B: k * kl_weight / B * sum(sigmoid(phi_p) - pi)
             prior_grad[index] = kl_scale * (draw.logits.numel() * torch.sigmoid(prior_logit) - probs_sum)
         kl = sum(rows.sum() for rows in site_kl.values()) / batch
@@ -327,7 +335,9 @@ class ContextualDropout(DropoutMethod):
         losses = {}
         for index in reversed(list(real)):
             losses[index] = (real_loss.mul(self.k / batch).unsqueeze(1), pseudo_loss.mul(self.k / batch).unsqueeze(1))
-            if self.kl_weight:  # k f / B per row: the scale k is folded into the per-row factors (d/d alpha = k d/d phi)
+            if (
+                self.kl_weight
+            ):  # k f / B per row: the scale k is folded into the per-row factors (d/d alpha = k d/d phi)
                 real_loss = real_loss.add(site_kl[index], alpha=self.kl_weight)
                 pseudo_loss = pseudo_loss.add(pseudo_kl.get(index, site_kl[index]), alpha=self.kl_weight)
         for index, draw in real.items():

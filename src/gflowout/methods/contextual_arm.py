@@ -95,7 +95,9 @@ def bottleneck_backward(bottleneck: nn.Module, passes: list[BottleneckPass]) -> 
     return grads
 
 
-def bernoulli_kl_and_grad_(logits: Tensor, probs: Tensor, prior_logit: Tensor, grad_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+def bernoulli_kl_and_grad_(
+    logits: Tensor, probs: Tensor, prior_logit: Tensor, grad_scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """KL(Bern(sigmoid(phi)) || Bern(sigmoid(phi_p))) summed per row [batch], grad_scale * d KL / d phi, sum(pi).
 
     KL = logsigmoid(-phi) - logsigmoid(-phi_p) + pi (phi - phi_p) (`contextual.bernoulli_kl`), whose
@@ -154,7 +156,7 @@ class ArmObjective(torch.autograd.Function):
             prior_grad = plan.prior_grad.clone() if unscaled else plan.prior_grad * scale
         param_grads: list[Tensor | None] = []
         for site, (bottleneck, passes) in enumerate(zip(plan.bottlenecks, plan.passes)):
-            wanted = ctx.needs_input_grad[3 + 4 * site: 7 + 4 * site]
+            wanted = ctx.needs_input_grad[3 + 4 * site : 7 + 4 * site]
             if not any(wanted):
                 param_grads += [None] * 4
                 continue

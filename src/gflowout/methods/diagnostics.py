@@ -73,8 +73,14 @@ def gflowout_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[st
         mask = draw_policy_mask(q_logits, method.train_temperature, method.epsilon, method.epsilon_keep)
         log_q.add_(bernoulli_log_prob(q_logits, mask))
         log_p.add_(bernoulli_log_prob(p_logits, mask))
-        stats.add(site, q_keep=torch.sigmoid(q_logits), p_keep=torch.sigmoid(p_logits),
-                  q_entropy=bernoulli_entropy(q_logits), p_entropy=bernoulli_entropy(p_logits), keep_rate=mask)
+        stats.add(
+            site,
+            q_keep=torch.sigmoid(q_logits),
+            p_keep=torch.sigmoid(p_logits),
+            q_entropy=bernoulli_entropy(q_logits),
+            p_entropy=bernoulli_entropy(p_logits),
+            keep_rate=mask,
+        )
         masks.append(mask)
         return apply_mask(site, activation, mask.to(activation.dtype))
 
@@ -124,8 +130,13 @@ def contextual_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[
         logits = method.keep_logits(site, activation).float()
         keep = torch.sigmoid(logits)
         mask = (torch.rand_like(keep) < keep).float()
-        stats.add(site, keep=keep, entropy=bernoulli_entropy(logits), keep_rate=mask,
-                  prior_keep=torch.sigmoid(method.k * method.prior_eta[site.index].detach()))
+        stats.add(
+            site,
+            keep=keep,
+            entropy=bernoulli_entropy(logits),
+            keep_rate=mask,
+            prior_keep=torch.sigmoid(method.k * method.prior_eta[site.index].detach()),
+        )
         masks.append(mask)
         return apply_mask(site, activation, mask.to(activation.dtype))
 

@@ -82,8 +82,10 @@ class DeepEnsemble(DropoutMethod):
         total = torch.stack(losses).sum()
         mean_probs = torch.stack(logits).float().softmax(dim=-1).mean(dim=0)
         accuracy = (mean_probs.argmax(dim=1) == y).float().mean()
-        return StepResult(losses={"backbone": total},
-                          logs={"cross_entropy": total.detach() / self.members_count, "accuracy": accuracy})
+        return StepResult(
+            losses={"backbone": total},
+            logs={"cross_entropy": total.detach() / self.members_count, "accuracy": accuracy},
+        )
 
     def prediction_sampler(self) -> MaskSampler | None:
         return ones_sampler

@@ -56,7 +56,14 @@ def leaky_norm(pre: Tensor, groups: int = 1) -> tuple[Tensor, Tensor, Tensor, Te
 def leaky_norm_backward(grad_normed: Tensor, pre: Tensor, activated: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
     """Backward of `leaky_norm` from the gradient of `normed` (any shape of its size) to that of `pre`."""
     grad_activated = torch.ops.aten.native_layer_norm_backward(
-        grad_normed.reshape(activated.shape), activated, activated.shape[-1:], mean, rstd, None, None, [True, False, False]
+        grad_normed.reshape(activated.shape),
+        activated,
+        activated.shape[-1:],
+        mean,
+        rstd,
+        None,
+        None,
+        [True, False, False],
     )[0]
     return torch.ops.aten.leaky_relu_backward(grad_activated.view(pre.shape), pre, NEGATIVE_SLOPE, False)
 
@@ -244,7 +251,12 @@ class PosteriorGenerator(nn.Module):
     """
 
     def __init__(
-        self, mask_features: int, site_width: int, num_classes: int, hidden: Sequence[int] = (32, 32), branch_out: int = 10
+        self,
+        mask_features: int,
+        site_width: int,
+        num_classes: int,
+        hidden: Sequence[int] = (32, 32),
+        branch_out: int = 10,
     ) -> None:
         super().__init__()
         if num_classes < 2:

@@ -72,7 +72,12 @@ class GFlowNetMethod(DropoutMethod):
 
 
 def set_gflownet_options(
-    method: GFlowNetMethod, beta: BetaSpec, train_temperature: float, epsilon: float, epsilon_keep: float, logz_lr: float
+    method: GFlowNetMethod,
+    beta: BetaSpec,
+    train_temperature: float,
+    epsilon: float,
+    epsilon_keep: float,
+    logz_lr: float,
 ) -> None:
     """Check and store the options GFlowOut and ID-GFlowOut share: beta schedule, exploration, log Z learning rate."""
     check_exploration(train_temperature, epsilon, epsilon_keep)

@@ -155,7 +155,9 @@ class PriorSampler:
         first_copy = features[:batch]
         # every copy, not only the second: a random layer before the first site (an always-on F.dropout in a
         # wrapped model) can make two copies agree by chance while the others differ
-        if not torch.equal(features.view(self.copies, batch, -1), first_copy.reshape(1, batch, -1).expand(self.copies, -1, -1)):
+        if not torch.equal(
+            features.view(self.copies, batch, -1), first_copy.reshape(1, batch, -1).expand(self.copies, -1, -1)
+        ):
             return None
         logits = self.prior[0](None, first_copy)
         if out is None:
@@ -240,7 +242,8 @@ class GFlowOut(GFlowNetMethod):
         sites = net.sites
         offsets = [sum(s.width for s in sites[:i]) for i in range(len(sites))]
         self.posterior = nn.ModuleList(
-            PosteriorGenerator(offsets[i], s.width, net.num_classes, generator_hidden, branch_out) for i, s in enumerate(sites)
+            PosteriorGenerator(offsets[i], s.width, net.num_classes, generator_hidden, branch_out)
+            for i, s in enumerate(sites)
         )
         self.prior = nn.ModuleList(PriorGenerator(offsets[i], s.width, generator_hidden) for i, s in enumerate(sites))
         self.log_partition = LogPartition(net.input_shape, net.num_classes, logz_hidden)
@@ -271,7 +274,11 @@ class GFlowOut(GFlowNetMethod):
         (lr `logz_lr`, no decay). Returned with their specs, which `train_step` clips with."""
         specs = self.resolve_specs(overrides)
         generators, log_z = list(self.posterior.parameters()), list(self.log_partition.parameters())
-        optimizers = {} if self.freeze_backbone else {"backbone": build_optimizer(list(self.net.parameters()), specs["backbone"])}
+        optimizers = (
+            {}
+            if self.freeze_backbone
+            else {"backbone": build_optimizer(list(self.net.parameters()), specs["backbone"])}
+        )
         optimizers["posterior"] = posterior_optimizer(generators, log_z, specs["posterior"], self.logz_lr)
         optimizers["prior"] = build_optimizer(list(self.prior.parameters()), specs["prior"])
         return Optimizers(optimizers, specs)

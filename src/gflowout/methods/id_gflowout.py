@@ -152,7 +152,12 @@ class IDGFlowOut(GFlowNetMethod):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.objective = objective
-        if not isinstance(dataset_size, (int, float)) or isinstance(dataset_size, bool) or int(dataset_size) != dataset_size or dataset_size < 1:
+        if (
+            not isinstance(dataset_size, (int, float))
+            or isinstance(dataset_size, bool)
+            or int(dataset_size) != dataset_size
+            or dataset_size < 1
+        ):
             raise ValueError(
                 f"dataset_size must be the number of training examples (an integer >= 1), got {dataset_size!r}; "
                 "N = 0 would drop the likelihood from the reward, as in the official ResNet code"
@@ -165,7 +170,9 @@ class IDGFlowOut(GFlowNetMethod):
         self._specs = gflownet_group_specs(net, backbone_lr, posterior_lr, generator_weight_decay)
         sites = net.sites
         offsets = [sum(s.width for s in sites[:i]) for i in range(len(sites))]
-        self.generators = nn.ModuleList(ChainGenerator(offsets[i], s.width, generator_hidden) for i, s in enumerate(sites))
+        self.generators = nn.ModuleList(
+            ChainGenerator(offsets[i], s.width, generator_hidden) for i, s in enumerate(sites)
+        )
         self.log_z = nn.Parameter(torch.zeros(()))
         self.logz_init = logz_init
         # True once log Z has been started from a batch (or when it must not be: "zero"); checkpoints carry it
@@ -185,7 +192,9 @@ class IDGFlowOut(GFlowNetMethod):
         specs = self.resolve_specs(overrides)
         optimizers = {
             "backbone": build_optimizer(list(self.net.parameters()), specs["backbone"]),
-            "posterior": posterior_optimizer(list(self.generators.parameters()), [self.log_z], specs["posterior"], self.logz_lr),
+            "posterior": posterior_optimizer(
+                list(self.generators.parameters()), [self.log_z], specs["posterior"], self.logz_lr
+            ),
         }
         return Optimizers(optimizers, specs)
 
@@ -283,5 +292,7 @@ class IDGFlowOut(GFlowNetMethod):
         return repeated_pass(self.net, x, samples, ChainSampler(self.generators, score=False, reuse_buffers=True))
 
     def extra_repr(self) -> str:
-        return (f"dataset_size={self.dataset_size}, prior_keep={self.prior_keep}, logz_init={self.logz_init!r}, "
-                f"objective={self.objective!r}")
+        return (
+            f"dataset_size={self.dataset_size}, prior_keep={self.prior_keep}, logz_init={self.logz_init!r}, "
+            f"objective={self.objective!r}"
+        )

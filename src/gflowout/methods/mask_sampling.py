@@ -100,7 +100,9 @@ def as_float_mask(keep: Tensor, dtype: torch.dtype) -> Tensor:
     return keep.view(torch.uint8).to(dtype)
 
 
-def draw_policy_mask(logits: Tensor, temperature: float = 1.0, epsilon: float = 0.0, epsilon_keep: float = 0.5) -> Tensor:
+def draw_policy_mask(
+    logits: Tensor, temperature: float = 1.0, epsilon: float = 0.0, epsilon_keep: float = 0.5
+) -> Tensor:
     """Sample a site's mask [batch, width] from a policy with logits [batch, width].
 
     temperature: masks come from sigmoid(logits / temperature) (exploration; log P_F is still

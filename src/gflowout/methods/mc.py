@@ -90,7 +90,9 @@ class MCDropout(DropoutMethod):
     def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         cross_entropy, logits = classification_step(self.net, x, y, self.sample_masked)
         loss = cross_entropy.mean()
-        return StepResult(losses={"backbone": loss}, logs={"cross_entropy": loss.detach(), "accuracy": accuracy_of(logits, y)})
+        return StepResult(
+            losses={"backbone": loss}, logs={"cross_entropy": loss.detach(), "accuracy": accuracy_of(logits, y)}
+        )
 
     def prediction_sampler(self) -> MaskSampler | None:
         return self.sample_masked

@@ -60,7 +60,9 @@ class NoDropout(DropoutMethod):
     def compute_losses(self, x: Tensor, y: Tensor) -> StepResult:
         cross_entropy, logits = classification_step(self.net, x, y, None)
         loss = cross_entropy.mean()
-        return StepResult(losses={"backbone": loss}, logs={"cross_entropy": loss.detach(), "accuracy": accuracy_of(logits, y)})
+        return StepResult(
+            losses={"backbone": loss}, logs={"cross_entropy": loss.detach(), "accuracy": accuracy_of(logits, y)}
+        )
 
     def prediction_sampler(self) -> MaskSampler | None:
         return ones_sampler

@@ -79,8 +79,10 @@ class ReferencePosteriorSampler:
             else:
                 mask = self.forced_masks[site.index].to(dtype)
                 if mask.shape != posterior_logits.shape:
-                    raise ValueError(f"forced mask of site {site.name!r} has shape {tuple(mask.shape)}, "
-                                     f"expected {tuple(posterior_logits.shape)}")
+                    raise ValueError(
+                        f"forced mask of site {site.name!r} has shape {tuple(mask.shape)}, "
+                        f"expected {tuple(posterior_logits.shape)}"
+                    )
             prior_logits = prior(earlier, features)
             self.log_forward_terms.append(bernoulli_log_prob(posterior_logits, mask))
             self.log_prior_terms.append(bernoulli_log_prob(prior_logits, mask))

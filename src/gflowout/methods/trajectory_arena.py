@@ -28,7 +28,9 @@ class Arena:
         # normal tensors even under inference mode: an arena made there is reused by later training steps
         self.logits = [persistent_empty((2, *shape), dtype, device) for shape in shapes]
         self.masks = [persistent_empty(shape, dtype, device) for shape in shapes]
-        self.scratch = [(persistent_empty(x.shape, dtype, device), persistent_empty(x.shape, dtype, device)) for x in self.logits]
+        self.scratch = [
+            (persistent_empty(x.shape, dtype, device), persistent_empty(x.shape, dtype, device)) for x in self.logits
+        ]
         self.lease: object | None = None  # the token of the trajectory that holds it
 
     def release(self, lease: object) -> None:
@@ -41,7 +43,9 @@ _ARENAS = threading.local()  # per thread: (key, arena) of the last CPU arena ma
 ARENA_LIMIT = 1 << 24  # elements (64 MB in float32; an MLP step at batch 128 needs 2.8 M); larger arenas are not kept
 
 
-def lease_arena(shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device, lease: object) -> Arena:
+def lease_arena(
+    shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device, lease: object
+) -> Arena:
     """This thread's last arena if it has these shapes and is free, else a new one; held by `lease` until `release(lease)`.
 
     Only CPU arenas up to `ARENA_LIMIT` elements are kept (other devices have caching allocators; a

@@ -83,7 +83,11 @@ def _diagnose(log_z: Tensor, log_forward: Tensor, log_reward: Tensor) -> str:
         value = value.detach()
         bad = int((~torch.isfinite(value)).sum())
         finite = value[torch.isfinite(value)]
-        span = f"finite range [{float(finite.min()):.4g}, {float(finite.max()):.4g}]" if finite.numel() else "no finite value"
+        span = (
+            f"finite range [{float(finite.min()):.4g}, {float(finite.max()):.4g}]"
+            if finite.numel()
+            else "no finite value"
+        )
         parts.append(f"{name}: {bad} non-finite of {value.numel()}, {span}")
     return (
         "trajectory balance loss is not finite; " + "; ".join(parts) + ". A non-finite log R usually means the "

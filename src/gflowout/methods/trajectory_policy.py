@@ -83,12 +83,18 @@ class _Tape:
         # released when the trajectory is dropped (its graph included: backward may run more than once with retain_graph)
         weakref.finalize(self, self.arena.release, self.lease)
         self.logits, self.masks = self.arena.logits, self.arena.masks
-        self.labels = torch.stack([q.label_table for q in posterior]).index_select(1, policy.labels)  # [sites, batch, h]
+        self.labels = torch.stack([q.label_table for q in posterior]).index_select(
+            1, policy.labels
+        )  # [sites, batch, h]
         # branch layers are block-diagonal: stack_layers applies their block masks
         branch = [stack_layers([q.branch_layers[i] for q in posterior]) for i in range(len(hidden))]
         self.branch_w, self.branch_b = [w for w, _ in branch], [b for _, b in branch]
-        self.combiner_w, self.combiner_b = stack_layers([q.combiner_input for q in posterior])  # [sites, h, 3 * branch_out]
-        tails = [q.combiner_layers for q in posterior] + [p.tail_layers for p in prior]  # [2 * sites]: posterior, then prior
+        self.combiner_w, self.combiner_b = stack_layers(
+            [q.combiner_input for q in posterior]
+        )  # [sites, h, 3 * branch_out]
+        tails = [q.combiner_layers for q in posterior] + [
+            p.tail_layers for p in prior
+        ]  # [2 * sites]: posterior, then prior
         hidden_layers = [stack_layers([t[i] for t in tails]) for i in range(len(hidden) - 1)]
         self.tail_w = [w.unflatten(0, (2, sites)) for w, _ in hidden_layers]
         self.tail_b = [b.unflatten(0, (2, sites)) for _, b in hidden_layers]
@@ -116,7 +122,9 @@ class TrajectoryPolicy:
     ) -> None:
         self.posterior, self.prior, self.labels = list(posterior), list(prior), labels
         if not self.posterior or len(self.prior) != len(self.posterior):
-            raise ValueError(f"TrajectoryPolicy needs one posterior and one prior per site, got {len(self.posterior)} and {len(self.prior)}")
+            raise ValueError(
+                f"TrajectoryPolicy needs one posterior and one prior per site, got {len(self.posterior)} and {len(self.prior)}"
+            )
         if labels.dim() != 1:
             raise ValueError(f"labels must have shape [batch], found {tuple(labels.shape)}")
         self.exploration = (float(temperature), float(epsilon), float(epsilon_keep))
@@ -125,7 +133,9 @@ class TrajectoryPolicy:
         for q, p in zip(self.posterior, self.prior):
             sizes = (q.hidden, p.hidden)
             if sizes[0] != self.hidden or sizes[1] != self.hidden:
-                raise ValueError(f"TrajectoryPolicy needs every site's generators built with one generator_hidden, found {sizes}")
+                raise ValueError(
+                    f"TrajectoryPolicy needs every site's generators built with one generator_hidden, found {sizes}"
+                )
             if (q.mask_features, q.site_width) != (p.mask_features, p.site_width):
                 raise ValueError(
                     f"posterior and prior of one site disagree: (mask_features, site_width) {(q.mask_features, q.site_width)} "
@@ -158,7 +168,9 @@ class TrajectoryPolicy:
         if len(self.masks) == self.num_sites:
             raise RuntimeError(f"TrajectoryPolicy.step called more than {self.num_sites} times (once per site)")
         if features.requires_grad:
-            raise ValueError("TrajectoryPolicy.step: features must be detached (the generators never train the backbone)")
+            raise ValueError(
+                "TrajectoryPolicy.step: features must be detached (the generators never train the backbone)"
+            )
         # float32 (the parameters' dtype) even under autocast: a bf16 product of 64 probabilities would be far too
         # coarse for log q, and these small generators gain nothing from bf16
         with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
@@ -182,7 +194,9 @@ class TrajectoryPolicy:
         # choice with 2 threads (`benchmarks/README.md`)
         torch.addmm(activation_in.bias, features, activation_in.weight.t(), out=first[:, :h])
         torch.addmm(prior_first.bias, features, prior_first.weight[:, posterior.mask_features :].t(), out=first[:, h:])
-        mask_part = posterior.mask_const.expand(batch, -1) if k == 0 else tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
+        mask_part = (
+            posterior.mask_const.expand(batch, -1) if k == 0 else tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
+        )
         pre = torch.cat([mask_part, first[:, :h], tape.labels[k]], dim=1, out=tape.branch_pre[0][k])
         layers = len(self.hidden)
         for i in range(layers):
@@ -193,9 +207,13 @@ class TrajectoryPolicy:
         for i in range(layers):
             normed = leaky_norm(pre)[0]
             if i + 1 < layers:
-                pre = torch.addmm(tape.tail_b[i][0, k], normed, tape.tail_w[i][0, k].t(), out=tape.tail_pre[i + 1][0, k])
+                pre = torch.addmm(
+                    tape.tail_b[i][0, k], normed, tape.tail_w[i][0, k].t(), out=tape.tail_pre[i + 1][0, k]
+                )
             else:
-                pre = torch.addmm(tape.last_b[g][0, slot], normed, tape.last_w[g][0, slot].t(), out=tape.logits[g][0, slot])
+                pre = torch.addmm(
+                    tape.last_b[g][0, slot], normed, tape.last_w[g][0, slot].t(), out=tape.logits[g][0, slot]
+                )
         if forced_mask is None:
             mask = draw_policy_mask(pre, *self.exploration)
         elif forced_mask.shape != expected:
@@ -203,10 +221,15 @@ class TrajectoryPolicy:
         else:
             mask = forced_mask.to(dtype)
             if not ((mask == 0) | (mask == 1)).all():
-                raise ValueError(f"forced_mask of site {k} must hold only 0 and 1 (a mask to score), found other values")
+                raise ValueError(
+                    f"forced_mask of site {k} must hold only 0 and 1 (a mask to score), found other values"
+                )
         if k + 1 < self.num_sites:  # this mask's share of every later site's first layers, both generators
             columns = slice(self.offsets[k], self.offsets[k] + self.widths[k])
-            later = [(self.posterior[j].mask_input.weight, self.prior[j].first_layer.weight) for j in range(k + 1, self.num_sites)]
+            later = [
+                (self.posterior[j].mask_input.weight, self.prior[j].first_layer.weight)
+                for j in range(k + 1, self.num_sites)
+            ]
             for i, weight in enumerate((w[:, columns] for pair in later for w in pair), start=2 * k):
                 tape.earlier[:, i * h : (i + 1) * h].addmm_(mask, weight.t())
         self.masks.append(mask)
@@ -247,7 +270,9 @@ class TrajectoryPolicy:
             masks = torch.stack([self.masks[k] for k in group], out=tape.masks[g])
             group_total = chunked_log_prob(tape.logits[g], masks, tape.arena.scratch[g]).sum(dim=1)
             total = group_total if total is None else total + group_total
-        return total[0].clone(), total[1].clone()  # separate tensors, not views of one: callers may update them in place
+        return total[0].clone(), total[
+            1
+        ].clone()  # separate tensors, not views of one: callers may update them in place
 
     def _index(self, g: int) -> slice | Tensor:
         """The sites of width group g as an index of a [sites, ...] tensor (a slice when they are consecutive)."""
@@ -276,7 +301,9 @@ class TrajectoryPolicy:
                 grad_normed = grad_group
             else:
                 grad_normed[:, self._index(g)] = grad_group.view(2, n, tape.batch, -1)
-            linears = [self.posterior[k].combiner_layers[-1] for k in group] + [self.prior[k].tail_layers[-1] for k in group]
+            linears = [self.posterior[k].combiner_layers[-1] for k in group] + [
+                self.prior[k].tail_layers[-1] for k in group
+            ]
             _assign(grads, linears, grad_weight, grad_bias)
         for i in reversed(range(layers)):  # hidden layers of the combiner and prior tails: [2 * sites] batches
             normed, activated, mean, rstd = tails[i]
@@ -313,16 +340,22 @@ class TrajectoryPolicy:
             grad = leaky_norm_backward(torch.bmm(grad, tape.branch_w[i]), tape.branch_pre[i], activated, mean, rstd)
         return grad
 
-    def _first_layers_backward(self, grad_branch_in: Tensor, grad_prior_first: Tensor, grads: dict[Tensor, Tensor]) -> None:
+    def _first_layers_backward(
+        self, grad_branch_in: Tensor, grad_prior_first: Tensor, grads: dict[Tensor, Tensor]
+    ) -> None:
         """First layers of both generators: one weight-gradient product per input block (a mask, a site's features)."""
         sites, h, batch = self.num_sites, self.hidden[0], self.tape.batch
         grad_mask, grad_activation, grad_label = grad_branch_in.split(h, dim=2)
         bias_sums = grad_branch_in.sum(dim=1)  # [sites, 3h]
         prior_bias = grad_prior_first.sum(dim=1)
-        labels = torch.zeros(sites, *self.posterior[0].label_table.shape, dtype=grad_label.dtype, device=grad_label.device)
+        labels = torch.zeros(
+            sites, *self.posterior[0].label_table.shape, dtype=grad_label.dtype, device=grad_label.device
+        )
         labels.index_add_(1, self.labels, grad_label)
         features = torch.cat([grad_activation, grad_prior_first], dim=2)  # [sites, batch, 2h], as `first`
-        pieces: list[list[Tensor]] = [[] for _ in range(sites)]  # column blocks of each site's [posterior mask | prior] weights
+        pieces: list[list[Tensor]] = [
+            [] for _ in range(sites)
+        ]  # column blocks of each site's [posterior mask | prior] weights
         if sites > 1:
             earlier = torch.stack([grad_mask[1:], grad_prior_first[1:]], dim=2).transpose(0, 1).reshape(batch, -1)
             for j in range(sites - 1):

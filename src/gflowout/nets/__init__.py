@@ -6,4 +6,14 @@ from gflowout.nets.resnet import CifarResNet18
 from gflowout.nets.sites import MaskSampler, MaskSite, Site, apply_mask, site_features
 from gflowout.nets.wrap import wrap
 
-__all__ = ["CifarResNet18", "MLP", "MaskSampler", "MaskSite", "MaskedNet", "Site", "apply_mask", "site_features", "wrap"]
+__all__ = [
+    "CifarResNet18",
+    "MLP",
+    "MaskSampler",
+    "MaskSite",
+    "MaskedNet",
+    "Site",
+    "apply_mask",
+    "site_features",
+    "wrap",
+]

@@ -108,8 +108,10 @@ class MaskedNet(nn.Module):
         full = (torch.float32, torch.float64)  # bf16 / fp16 inputs are autocast's and Lightning's business
         if weight is not None and x.dtype in full and weight.dtype in full and x.dtype != weight.dtype:
             convert = "x.double()" if weight.dtype == torch.float64 else "x.float()"
-            raise ValueError(f"{name} has dtype {x.dtype} but the network's parameters are {weight.dtype}; convert with "
-                             f"{convert} (or the model with .to({x.dtype}))")
+            raise ValueError(
+                f"{name} has dtype {x.dtype} but the network's parameters are {weight.dtype}; convert with "
+                f"{convert} (or the model with .to({x.dtype}))"
+            )
 
     def validate_labels(self, y: Tensor, batch: int, name: str = "y") -> None:
         """Raise a ValueError when y is not an integer vector of `batch` labels in [0, num_classes)."""
@@ -129,7 +131,9 @@ def validate_batch(x: Tensor, input_shape: tuple[int, ...], name: str = "x") -> 
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean the input before training or prediction")
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite value(s); clean the input before training or prediction"
+        )
 
 
 def validate_labels(y: Tensor, batch: int, num_classes: int, name: str = "y") -> None:
@@ -137,7 +141,9 @@ def validate_labels(y: Tensor, batch: int, num_classes: int, name: str = "y") ->
     if not isinstance(y, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
     if y.dtype != torch.long:  # cross-entropy and the label embeddings take int64 labels only
-        raise ValueError(f"{name} must hold int64 (torch.long) class labels, got dtype {y.dtype}; convert with y.long()")
+        raise ValueError(
+            f"{name} must hold int64 (torch.long) class labels, got dtype {y.dtype}; convert with y.long()"
+        )
     if y.dim() != 1 or y.shape[0] != batch:
         raise ValueError(f"{name} has shape {tuple(y.shape)}, expected ({batch},)")
     if batch and (int(y.min()) < 0 or int(y.max()) >= num_classes):

@@ -50,7 +50,7 @@ class MLP(MaskedNet):
         the site itself (with `sampler`), the later hidden layers and the head."""
         if not 0 <= index < len(self._site_positions):
             raise IndexError(f"site index {index} out of range: this MLP has {len(self._site_positions)} sites")
-        layers = list(self.hidden)[self._site_positions[index]:]
+        layers = list(self.hidden)[self._site_positions[index] :]
         with self.using(sampler):
             for layer in layers:
                 activation = layer(activation)

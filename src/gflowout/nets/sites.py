@@ -69,8 +69,7 @@ def apply_mask(site: Site, activation: Tensor, mask: Tensor, scale: Tensor | flo
     """
     if mask.shape != (activation.shape[0], site.width):
         raise ValueError(
-            f"mask for site {site.name!r} has shape {tuple(mask.shape)}, expected "
-            f"({activation.shape[0]}, {site.width})"
+            f"mask for site {site.name!r} has shape {tuple(mask.shape)}, expected ({activation.shape[0]}, {site.width})"
         )
     mask = mask.to(activation.dtype)
     if scale is None and site.rescale:

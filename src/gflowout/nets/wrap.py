@@ -109,9 +109,12 @@ def wrap(
     if isinstance(module, MaskedNet):
         raise TypeError(f"{type(module).__name__} is already a MaskedNet; use it directly")
     if not isinstance(input_shape, (tuple, list, torch.Size)) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape):
-        raise TypeError(f"input_shape must be a tuple of positive ints, the shape of ONE example without the batch "
-                        f"(e.g. (784,) or (3, 32, 32)); got {input_shape!r}")
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape
+    ):
+        raise TypeError(
+            f"input_shape must be a tuple of positive ints, the shape of ONE example without the batch "
+            f"(e.g. (784,) or (3, 32, 32)); got {input_shape!r}"
+        )
     input_shape = tuple(input_shape)
     skip = set(skip)
     if copy:
@@ -122,9 +125,7 @@ def wrap(
     for name, m in module.named_modules(remove_duplicate=False):
         if isinstance(m, UNIT_DROPOUTS + CHANNEL_DROPOUTS):
             paths.setdefault(id(m), []).append(name)
-    dropouts = {
-        names[0]: module.get_submodule(names[0]) for names in paths.values() if not skip.intersection(names)
-    }
+    dropouts = {names[0]: module.get_submodule(names[0]) for names in paths.values() if not skip.intersection(names)}
     unknown_skips = skip - {name for name, _ in module.named_modules(remove_duplicate=False)}
     if unknown_skips:
         raise ValueError(f"skip names {sorted(unknown_skips)} are not modules of {type(module).__name__}")
@@ -166,7 +167,9 @@ def _trace_dropouts(
         def hook(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
             activation = inputs[0]
             if activation.dim() < 2:
-                raise ValueError(f"dropout layer {name!r} sees a {activation.dim()}-d input; a mask site needs [batch, ...]")
+                raise ValueError(
+                    f"dropout layer {name!r} sees a {activation.dim()}-d input; a mask site needs [batch, ...]"
+                )
             kinds[name] = "channel" if channel or activation.dim() >= 4 else "unit"
             widths[name] = int(activation.shape[1] if kinds[name] == "channel" else activation.shape[-1])
             calls.append(name)

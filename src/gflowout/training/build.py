@@ -51,8 +51,10 @@ def backbone_type(name: str) -> type[MaskedNet]:
     if ":" in name:
         return import_object(name, "backbone")
     if name not in BACKBONES:
-        raise ConfigError(f"config key 'model.backbone': unknown backbone {name!r}; choose one of {sorted(BACKBONES)} or "
-                          f"'package.module:Class'{closest_match(name, sorted(BACKBONES))}")
+        raise ConfigError(
+            f"config key 'model.backbone': unknown backbone {name!r}; choose one of {sorted(BACKBONES)} or "
+            f"'package.module:Class'{closest_match(name, sorted(BACKBONES))}"
+        )
     return import_object(BACKBONES[name], "backbone")
 
 
@@ -83,7 +85,9 @@ def build_method_for(
     check_options(cls, options, "method.options")
     if accepts_keyword(cls, "dataset_size") and "dataset_size" not in options:
         if dataset_size < 1:
-            raise ConfigError(f"method {config.method.name!r} needs dataset_size >= 1, the training split has {dataset_size}")
+            raise ConfigError(
+                f"method {config.method.name!r} needs dataset_size >= 1, the training split has {dataset_size}"
+            )
         options["dataset_size"] = int(dataset_size)
     net = build_net(config, num_classes, input_shape)
     return cls(net, **options)
@@ -96,8 +100,13 @@ def build_datamodule(data: DataConfig) -> Any:
     else:
         from gflowout.data.datamodule import ImageDataModule as cls
     kwargs = dict(
-        name=data.name, root=data.root, batch_size=data.batch_size, val_fraction=data.val_fraction,
-        split_seed=data.split_seed, num_workers=data.num_workers, limit_train=data.limit_train,
+        name=data.name,
+        root=data.root,
+        batch_size=data.batch_size,
+        val_fraction=data.val_fraction,
+        split_seed=data.split_seed,
+        num_workers=data.num_workers,
+        limit_train=data.limit_train,
     )
     if data.augment is not None:
         kwargs["augment"] = data.augment

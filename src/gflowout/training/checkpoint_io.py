@@ -19,7 +19,9 @@ class AtomicCheckpointIO(CheckpointIO):
             raise TypeError(f"AtomicCheckpointIO takes no storage_options, got {storage_options!r}")
         atomic_torch_save(checkpoint, path)
 
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return read_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
 
     def remove_checkpoint(self, path: str | Path) -> None:

@@ -33,17 +33,25 @@ def validation_tensors(config: Any, limit: int | None = None) -> tuple[torch.Ten
         images.append(x)
         labels.append(y)
     if not images:
-        raise ConfigError(f"data set {config.data.name!r} has an empty validation split: temperature scaling needs one "
-                          "(raise data.val_fraction, or turn it off)")
+        raise ConfigError(
+            f"data set {config.data.name!r} has an empty validation split: temperature scaling needs one "
+            "(raise data.val_fraction, or turn it off)"
+        )
     x, y = torch.cat(images), torch.cat(labels).long()
     keep = subset_indices(len(y), limit)
     return (x[keep], y[keep]) if keep is not None else (x, y)
 
 
 @torch.no_grad()
-def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | None = None, root: str | None = None,
-                        device: str | torch.device | None = None, allow_custom_code: bool = False,
-                        temperature_scaling: bool = True) -> dict[str, Any]:
+def evaluate_checkpoint(
+    path: str | Path,
+    samples: int = 20,
+    batch_size: int | None = None,
+    root: str | None = None,
+    device: str | torch.device | None = None,
+    allow_custom_code: bool = False,
+    temperature_scaling: bool = True,
+) -> dict[str, Any]:
     """{"accuracy", "nll", "brier", "ece", "count", ...} on the test split of the checkpoint's data set.
 
     It runs in a private RNG state (building the model draws initial weights, the masks come from the run's
@@ -67,10 +75,14 @@ def evaluate_checkpoint(path: str | Path, samples: int = 20, batch_size: int | N
         datamodule.setup("test")
         torch.manual_seed(config.seed)
         samples = method.prediction_samples(samples)  # a deep ensemble's M, whatever was asked
-        sums, logits, labels = stream_predictions(method, datamodule.test_dataloader(), samples, device,
-                                                  keep_logits=True)
-        record = fit_on_validation(method, validation_tensors(config), samples, config.data.batch_size, config.seed) \
-            if temperature_scaling else None
+        sums, logits, labels = stream_predictions(
+            method, datamodule.test_dataloader(), samples, device, keep_logits=True
+        )
+        record = (
+            fit_on_validation(method, validation_tensors(config), samples, config.data.batch_size, config.seed)
+            if temperature_scaling
+            else None
+        )
     assert logits is not None and labels is not None  # keep_logits=True
     metrics: dict[str, Any] = sums.compute()
     metrics.update(checkpoint=str(path), method=config.method.name, dataset=config.data.name, samples=samples)

@@ -60,7 +60,11 @@ class EpochSampler(Sampler[int]):
         return -(-self.num_samples // self.world_size)  # noqa: PLE0303 - a ceil, never negative; short shards are padded
 
     def __iter__(self) -> Iterator[int]:
-        order = epoch_permutation(self.num_samples, self.seed, self.epoch) if self.shuffle else torch.arange(self.num_samples)
+        order = (
+            epoch_permutation(self.num_samples, self.seed, self.epoch)
+            if self.shuffle
+            else torch.arange(self.num_samples)
+        )
         padded_length = len(self) * self.world_size
         if padded_length > self.num_samples:  # repeat the first indices so every rank has the same count
             order = torch.cat([order, order[: padded_length - self.num_samples]])

@@ -52,24 +52,32 @@ def residual_warning_text(epoch: int, values: dict[str, float], threshold: float
     policy does not match the reward up to a constant (a noisy reward estimate, or a policy that learns slowly).
     """
     residual = values["masks/tb_residual"]
-    text = (f"epoch {epoch}: the GFlowNet's trajectory-balance residual mean |log Z + log q - log R| is {residual:.4g} "
-            f"nats on the diagnostic batch (threshold diagnostics.residual_threshold = {threshold:g}); "
-            f"log Z = {values.get('masks/log_z', math.nan):.4g}. ")
+    text = (
+        f"epoch {epoch}: the GFlowNet's trajectory-balance residual mean |log Z + log q - log R| is {residual:.4g} "
+        f"nats on the diagnostic batch (threshold diagnostics.residual_threshold = {threshold:g}); "
+        f"log Z = {values.get('masks/log_z', math.nan):.4g}. "
+    )
     centred = values.get("masks/centred_residual")
     if centred is None:
-        return text + ("The policy or log Z(x, y) is not keeping up with the reward: try a larger log Z learning rate "
-                       "(method.options.logz_lr), a smaller beta or more epochs")
+        return text + (
+            "The policy or log Z(x, y) is not keeping up with the reward: try a larger log Z learning rate "
+            "(method.options.logz_lr), a smaller beta or more epochs"
+        )
     text += f"With the best constant log Z for this batch it would be {centred:.4g} nats: "
     if centred < 0.5 * residual and objective != "vargrad":
         return text + "log Z lags the reward; try method.options.objective=vargrad (log Z from each batch)"
-    return text + ("the policy does not match the reward up to a constant (ID-GFlowOut's reward, beta * N * "
-                   "log-likelihood of one example, is a noisy estimate for large N); try a smaller beta or more epochs")
+    return text + (
+        "the policy does not match the reward up to a constant (ID-GFlowOut's reward, beta * N * "
+        "log-likelihood of one example, is a noisy estimate for large N); try a smaller beta or more epochs"
+    )
 
 
 class MethodModule(pl.LightningModule):
     """Trains `method` with one optimiser per parameter group; see the module docstring."""
 
-    def __init__(self, method: DropoutMethod, config: ExperimentConfig, datamodule: Any, metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, method: DropoutMethod, config: ExperimentConfig, datamodule: Any, metadata: dict[str, Any]
+    ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.method = method
@@ -136,7 +144,9 @@ class MethodModule(pl.LightningModule):
         self.manual_backward(sum(result.losses.values()))  # type: ignore[arg-type]  # a method has at least one loss
         for name, optimizer in zip(self.group_names, optimizers):
             clip = self.specs[name].clip_norm
-            if clip is not None:  # through Lightning; fp16 (a loss scaler) is refused by the config, so grads are unscaled
+            if (
+                clip is not None
+            ):  # through Lightning; fp16 (a loss scaler) is refused by the config, so grads are unscaled
                 self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")  # type: ignore[arg-type]  # Lightning/torch stubs narrower than the API
         for optimizer in optimizers:
             optimizer.step()
@@ -146,7 +156,10 @@ class MethodModule(pl.LightningModule):
         """Sum this batch's losses and logs for the epoch means, and hand them to Lightning only on the steps its
         loggers write (every `trainer.log_every_n_steps`): a `self.log` call per value and step costs a share of
         the step for values nobody reads (benchmarks/README.md, "The harness"). Rank-local values (no per-step all-reduce); rank 0's are written."""
-        values = {**{f"loss/{k}": v for k, v in result.losses.items()}, **{f"train/{k}": v for k, v in result.logs.items()}}
+        values = {
+            **{f"loss/{k}": v for k, v in result.losses.items()},
+            **{f"train/{k}": v for k, v in result.logs.items()},
+        }
         stacked = torch.stack([v.detach().float().reshape(()) for v in values.values()]).double()
         keys = tuple(values)
         if self._epoch_keys != keys:
@@ -155,8 +168,14 @@ class MethodModule(pl.LightningModule):
         self._epoch_count += batch_size
         if (self.trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % self.trainer.log_every_n_steps == 0:  # type: ignore[attr-defined]  # Lightning/torch stubs narrower than the API
             for key, value in zip(keys, stacked):
-                self.log(f"{key}_step", value.float(), prog_bar=key.startswith("loss/"), on_step=True, on_epoch=False,
-                         batch_size=batch_size)
+                self.log(
+                    f"{key}_step",
+                    value.float(),
+                    prog_bar=key.startswith("loss/"),
+                    on_step=True,
+                    on_epoch=False,
+                    batch_size=batch_size,
+                )
 
     def on_train_epoch_end(self) -> None:
         """The epoch's training means, then its mask diagnostics."""
@@ -192,9 +211,13 @@ class MethodModule(pl.LightningModule):
             alarm = not residual <= settings.residual_threshold  # NaN alarms too
             values["masks/residual_warning"] = float(alarm)
             if alarm and self.global_rank == 0:
-                warnings.warn(residual_warning_text(self.current_epoch, values, settings.residual_threshold,
-                                                    getattr(self.method, "objective", None)),
-                              ResidualWarning, stacklevel=1)
+                warnings.warn(
+                    residual_warning_text(
+                        self.current_epoch, values, settings.residual_threshold, getattr(self.method, "objective", None)
+                    ),
+                    ResidualWarning,
+                    stacklevel=1,
+                )
         for name, value in values.items():
             self.log(name, value, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=True)
 
@@ -268,8 +291,13 @@ class MethodModule(pl.LightningModule):
     # --- data ----------------------------------------------------------------------------------
     def train_dataloader(self) -> ResumableLoader:
         template = self.datamodule.train_dataloader()
-        sampler = EpochSampler(len(template.dataset), seed=self.config.seed, shuffle=True,
-                               rank=self.global_rank, world_size=self.trainer.world_size)
+        sampler = EpochSampler(
+            len(template.dataset),
+            seed=self.config.seed,
+            shuffle=True,
+            rank=self.global_rank,
+            world_size=self.trainer.world_size,
+        )
         loader = rebuild_loader(template, sampler, seed=self.config.seed)
         return ResumableLoader(loader)
 

@@ -15,10 +15,18 @@ from gflowout.errors import ConfigError
 
 # dotted config keys that change where a run executes and how often it saves and logs, never its numbers
 HARDWARE_KEYS = (
-    "trainer.devices", "trainer.accelerator", "trainer.strategy", "trainer.num_nodes",
-    "trainer.checkpoint_every_n_steps", "trainer.log_every_n_steps", "trainer.enable_progress_bar",
-    "data.root", "data.num_workers",
-    "diagnostics.enabled", "diagnostics.batch_size", "diagnostics.residual_threshold",  # logging only
+    "trainer.devices",
+    "trainer.accelerator",
+    "trainer.strategy",
+    "trainer.num_nodes",
+    "trainer.checkpoint_every_n_steps",
+    "trainer.log_every_n_steps",
+    "trainer.enable_progress_bar",
+    "data.root",
+    "data.num_workers",
+    "diagnostics.enabled",
+    "diagnostics.batch_size",
+    "diagnostics.residual_threshold",  # logging only
 )
 # a resume may also change how long the run goes on
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
@@ -29,10 +37,15 @@ RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
 # changes, so results made before it existed stay valid (a rerun without --out of a fresh folder keeps them)
 # evaluation.conformal_* likewise only add the "conformal" sections (at their defaults: other settings are other numbers)
 NEUTRAL_VALUES: dict[str, Any] = {
-    "trainer.val_every_n_epochs": 1, "evaluation.temperature_scaling": True,
-    "evaluation.conformal_alpha": 0.1, "evaluation.conformal_scores": ["lac", "aps", "aps_randomized"],
-    "evaluation.conformal_raps_lambda": 0.01, "evaluation.conformal_raps_k_reg": 5,
-    "diagnostics.enabled": True, "diagnostics.batch_size": 256, "diagnostics.residual_threshold": 100.0,
+    "trainer.val_every_n_epochs": 1,
+    "evaluation.temperature_scaling": True,
+    "evaluation.conformal_alpha": 0.1,
+    "evaluation.conformal_scores": ["lac", "aps", "aps_randomized"],
+    "evaluation.conformal_raps_lambda": 0.01,
+    "evaluation.conformal_raps_k_reg": 5,
+    "diagnostics.enabled": True,
+    "diagnostics.batch_size": 256,
+    "diagnostics.residual_threshold": 100.0,
 }
 
 
@@ -77,17 +90,22 @@ def comparable(config: Mapping[str, Any], optim_defaults: bool = False, part: st
         name = f"{part}.{key}" if part else key
         return name in NEUTRAL_VALUES and value == NEUTRAL_VALUES[name]
 
-    return {key: value for key, value in flatten(config).items()
-            if value != {} and not neutral(key, value)
-            and not (optim_defaults and _is_default_optim_key(key, value, defaults))}
+    return {
+        key: value
+        for key, value in flatten(config).items()
+        if value != {}
+        and not neutral(key, value)
+        and not (optim_defaults and _is_default_optim_key(key, value, defaults))
+    }
 
 
 def check_resume_config(saved: Mapping[str, Any], requested: Mapping[str, Any], source: str) -> None:
     """A ConfigError listing every key (other than `RESUMABLE_KEYS`) whose value differs from the run's own
     (an absent key reads as null)."""
     before, after = comparable(saved, optim_defaults=True), comparable(requested, optim_defaults=True)
-    changed = sorted(key for key in before.keys() | after.keys()
-                     if before.get(key) != after.get(key) and key not in RESUMABLE_KEYS)
+    changed = sorted(
+        key for key in before.keys() | after.keys() if before.get(key) != after.get(key) and key not in RESUMABLE_KEYS
+    )
     if changed:
         listed = "; ".join(f"{key}: {before.get(key)!r} -> {after.get(key)!r}" for key in changed)
         raise ConfigError(
@@ -103,6 +121,10 @@ def settings_digest(**parts: Mapping[str, Any]) -> str:
     import hashlib
     import json
 
-    plain = {name: {k: v for k, v in comparable(part, part=None if name == "config" else name).items() if k not in HARDWARE_KEYS}
-             for name, part in parts.items()}
+    plain = {
+        name: {
+            k: v for k, v in comparable(part, part=None if name == "config" else name).items() if k not in HARDWARE_KEYS
+        }
+        for name, part in parts.items()
+    }
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()

@@ -16,8 +16,13 @@ def capture_rng_state() -> dict[str, Any]:
     kind, keys, position, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global state is saved
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),  # type: ignore[attr-defined]  # numpy stub precision (get_state's legacy tuple)
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(position),  # type: ignore[attr-defined]  # numpy stub precision (get_state's legacy tuple)
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": _python_state_to_plain(random.getstate()),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -31,9 +31,7 @@ def check_images(images: np.ndarray, what: str = "images") -> np.ndarray:
     if array.ndim == 4 and array.shape[-1] == 3:
         pass
     elif array.ndim != 3:
-        raise ValueError(
-            f"{what}: expected shape [N, H, W] (grey) or [N, H, W, 3] (colour), found {array.shape}"
-        )
+        raise ValueError(f"{what}: expected shape [N, H, W] (grey) or [N, H, W, 3] (colour), found {array.shape}")
     if array.size and not np.all(np.isfinite(array)):
         raise ValueError(f"{what}: found NaN or infinite pixel values")
     if array.size and (array.min() < 0.0 or array.max() > 1.0):

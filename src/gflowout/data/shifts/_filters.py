@@ -163,10 +163,9 @@ def canny_edges(images: np.ndarray, sigma: float = 1.0, low: float = 0.1, high: 
     # neighbours by flat index into the zero-padded magnitude (padding is never read for interior pixels)
     stride = width + 2
     flat = np.pad(magnitude, ((0, 0), (1, 1), (1, 1))).ravel()
-    base = (
-        (np.arange(n)[:, None, None] * (height + 2) + np.arange(1, height + 1)[None, :, None]) * stride
-        + np.arange(1, width + 1)[None, None, :]
-    )
+    base = (np.arange(n)[:, None, None] * (height + 2) + np.arange(1, height + 1)[None, :, None]) * stride + np.arange(
+        1, width + 1
+    )[None, None, :]
     sign_row = np.sign(grad_row).astype(np.int64)
     sign_col = np.sign(grad_col).astype(np.int64)
     diagonal = sign_row * stride + sign_col

@@ -65,7 +65,9 @@ def _read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
         LOG.warning("shift cache %s is unreadable (%s); rebuilding it", path, error)
         return None
     if cached.shape != shape or cached.dtype != np.uint8:
-        LOG.warning("shift cache %s holds %s %s, expected %s uint8; rebuilding it", path, cached.shape, cached.dtype, shape)
+        LOG.warning(
+            "shift cache %s holds %s %s, expected %s uint8; rebuilding it", path, cached.shape, cached.dtype, shape
+        )
         return None
     return cached
 
@@ -112,8 +114,13 @@ def shifted_split(
         folder = str(cache_root)
         if folder not in _UNWRITABLE_WARNED:  # once per cache folder and process, not once per shifted set
             _UNWRITABLE_WARNED.add(folder)
-            LOG.warning("cannot write the shift cache under %s (%s); shifted sets are computed each time instead; set "
-                        "%s to a writable folder to keep them", folder, error.strerror or error, ENV_SHIFT_CACHE)
+            LOG.warning(
+                "cannot write the shift cache under %s (%s); shifted sets are computed each time instead; set "
+                "%s to a writable folder to keep them",
+                folder,
+                error.strerror or error,
+                ENV_SHIFT_CACHE,
+            )
         return as_uint8, labels
     LOG.info("cached %s %s %s severity %d seed %d at %s", name, split, shift, severity, seed, path)
     return as_uint8, labels

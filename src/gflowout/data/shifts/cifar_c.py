@@ -79,7 +79,7 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     xs, ys = np.meshgrid(span, span)
     disk = ((xs**2 + ys**2) <= radius**2).astype(np.float64)
     disk /= disk.sum()
-    taps = np.exp(-(np.arange(3) - 1.0) ** 2 / (2.0 * alias_blur**2))
+    taps = np.exp(-((np.arange(3) - 1.0) ** 2) / (2.0 * alias_blur**2))
     taps /= taps.sum()
     kernel = ndimage.correlate1d(ndimage.correlate1d(disk, taps, axis=0, mode="mirror"), taps, axis=1, mode="mirror")
     rows, cols = np.nonzero(kernel)

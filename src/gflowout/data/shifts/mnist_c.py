@@ -168,8 +168,13 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     return x * (1.0 - mask) + MUD_GREY * mask
 
 
-def _add_lines(x: np.ndarray, severity: int, rng: np.random.Generator, name: str,
-               draw: Callable[[np.random.Generator, int, int, int], np.ndarray]) -> np.ndarray:
+def _add_lines(
+    x: np.ndarray,
+    severity: int,
+    rng: np.random.Generator,
+    name: str,
+    draw: Callable[[np.random.Generator, int, int, int], np.ndarray],
+) -> np.ndarray:
     intensity, count = ladder(MNIST_C_STYLE_PARAMS[name]["levels"], severity)
     n, height, width, _ = x.shape
     layer = np.zeros((n, height, width))

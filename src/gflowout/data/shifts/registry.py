@@ -36,14 +36,13 @@ def rotation_shifts() -> list[str]:
 
 def is_known_shift(shift: str) -> bool:
     """True if shift names a corruption of either kind or a rotation shift."""
-    return (
-        isinstance(shift, str)
-        and (shift == "random_rotation" or bool(_FIXED_ROTATION.match(shift)) or any(shift in t for t in _TABLES.values()))
+    return isinstance(shift, str) and (
+        shift == "random_rotation" or bool(_FIXED_ROTATION.match(shift)) or any(shift in t for t in _TABLES.values())
     )
 
 
 def infer_kind(images: np.ndarray) -> str:
-    """"mnist" for grey [N, H, W], "cifar" for colour [N, H, W, 3]."""
+    """ "mnist" for grey [N, H, W], "cifar" for colour [N, H, W, 3]."""
     return "mnist" if np.ndim(images) == 3 else "cifar"
 
 

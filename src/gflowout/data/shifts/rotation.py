@@ -27,7 +27,9 @@ def affine_warp(images: np.ndarray, inverse_maps: np.ndarray) -> np.ndarray:
     """
     n, height, width, channels = images.shape
     maps = torch.from_numpy(np.broadcast_to(np.asarray(inverse_maps, dtype=np.float32), (n, 2, 3)).copy())
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
     homogeneous = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, height * width, 3)
     source = torch.matmul(homogeneous, maps.transpose(1, 2)).reshape(n, height, width, 2)  # (x, y) sampled
     # align_corners=True: -1 and +1 are the centres of the first and last pixels.
