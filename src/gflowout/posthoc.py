@@ -79,7 +79,10 @@ def _describe_backbone(metadata: Mapping[str, Any]) -> str:
 
 
 def load_backbone_state(net: MaskedNet, state: Mapping[str, torch.Tensor], source: str, described: str) -> None:
-    """Copy `state` into `net` (every weight and buffer); a CheckpointError names the differences when it does not fit."""
+    """Copy `state` into `net` (every weight and buffer).
+
+    A CheckpointError names the differences when it does not fit.
+    """
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

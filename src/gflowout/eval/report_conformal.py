@@ -161,7 +161,10 @@ def build_conformal_tables(dataset: str, groups: Sequence[Group]) -> list[Table]
                         ]
                         for c in conditions
                     ],
-                    note="Coverage of the sets calibrated on clean validation data; below 1 - alpha the guarantee is lost.",
+                    note=(
+                        "Coverage of the sets calibrated on clean validation data; "
+                        "below 1 - alpha the guarantee is lost."
+                    ),
                 )
             )
     return tables

@@ -72,8 +72,9 @@ def project_earlier_masks(layer: nn.Linear, earlier: EarlierMasks, batch: int) -
     """`layer` applied to the concatenation of the earlier sites' masks (or any blocks): [batch, hidden].
 
     earlier: one [batch, mask_features] tensor, or the list of per-site masks [batch, width_j] in
-    site order (the prior appends the activation summary as a last block), whose concatenation is never built: the product is summed block by block over
-    column slices of the weight, which saves writing a [batch, sum of widths] copy per site
+    site order (the prior appends the activation summary as a last block), whose concatenation is never
+    built: the product is summed block by block over column slices of the weight, which saves writing a
+    [batch, sum of widths] copy per site
     (at S = 20 x 128 prediction that copy costs as much as a generator's matmul).
     """
     expected = layer.in_features
@@ -223,7 +224,10 @@ class GroupedMLPTail(nn.Module):
         return [linear.in_features for linear in self.linears]
 
     def forward(self, pre_activation: Tensor, out: Tensor | None = None) -> Tensor:
-        """out: optional [batch, groups * out_features] tensor to write the result into (no autograd, one group only)."""
+        """Apply the generator; `out`, optional, is a [batch, groups * out_features] tensor to write the result into.
+
+        `out` is for no-autograd passes of one group only.
+        """
         h = pre_activation
         batch = h.shape[0]
         last = len(self.linears) - 1

@@ -142,7 +142,10 @@ class PriorSampler:
         return masked
 
     def _logits_buffer(self, site: Site, features: Tensor) -> Tensor | None:
-        """With reuse_buffers (predict only: its sampler and masks die with the pass), a per-site buffer of this thread."""
+        """With reuse_buffers, a per-site buffer of this thread.
+
+        Predict only: its sampler and masks die with the pass.
+        """
         if not self.reuse_buffers or torch.is_grad_enabled() or features.device.type != "cpu":
             return None
         return reusable_buffer(("prior-logits", site.index), (features.shape[0], site.width), features.dtype)

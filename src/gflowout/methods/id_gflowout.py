@@ -63,7 +63,9 @@ OBJECTIVES = ("tb", "vargrad")
 
 
 class ChainSampler:
-    """Masks from q(z) (at `temperature`, optional epsilon-random masks); accumulates log q(z) at T = 1 and the kept count.
+    """Masks from q(z) (at `temperature`, optional epsilon-random masks).
+
+    Accumulates log q(z) at T = 1 and the kept count.
 
     forced_masks: score these masks instead of sampling (teacher forcing).
     """

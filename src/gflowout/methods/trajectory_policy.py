@@ -80,7 +80,8 @@ class _Tape:
         shapes = tuple((len(sites_g), batch, policy.widths[sites_g[0]]) for sites_g in policy.groups)
         self.lease = object()
         self.arena = lease_arena(shapes, dtype, device, self.lease)
-        # released when the trajectory is dropped (its graph included: backward may run more than once with retain_graph)
+        # released when the trajectory is dropped (its graph included: backward may run more than once with
+        # retain_graph)
         weakref.finalize(self, self.arena.release, self.lease)
         self.logits, self.masks = self.arena.logits, self.arena.masks
         self.labels = torch.stack([q.label_table for q in posterior]).index_select(
@@ -123,7 +124,8 @@ class TrajectoryPolicy:
         self.posterior, self.prior, self.labels = list(posterior), list(prior), labels
         if not self.posterior or len(self.prior) != len(self.posterior):
             raise ValueError(
-                f"TrajectoryPolicy needs one posterior and one prior per site, got {len(self.posterior)} and {len(self.prior)}"
+                "TrajectoryPolicy needs one posterior and one prior per site, "
+                f"got {len(self.posterior)} and {len(self.prior)}"
             )
         if labels.dim() != 1:
             raise ValueError(f"labels must have shape [batch], found {tuple(labels.shape)}")
@@ -138,14 +140,16 @@ class TrajectoryPolicy:
                 )
             if (q.mask_features, q.site_width) != (p.mask_features, p.site_width):
                 raise ValueError(
-                    f"posterior and prior of one site disagree: (mask_features, site_width) {(q.mask_features, q.site_width)} "
+                    "posterior and prior of one site disagree: (mask_features, site_width) "
+                    f"{(q.mask_features, q.site_width)} "
                     f"vs {(p.mask_features, p.site_width)}"
                 )
         self.widths = [q.site_width for q in self.posterior]
         chained = [sum(self.widths[:k]) for k in range(len(self.widths))]
         if [q.mask_features for q in self.posterior] != chained:
             raise ValueError(
-                f"the generators' mask_features {[q.mask_features for q in self.posterior]} do not chain the site widths "
+                f"the generators' mask_features {[q.mask_features for q in self.posterior]} "
+                "do not chain the site widths "
                 f"{self.widths} (expected {chained}: each site sees the masks of all earlier sites)"
             )
         self.offsets = [q.mask_features for q in self.posterior]  # column of each site's mask in later first layers
@@ -237,7 +241,9 @@ class TrajectoryPolicy:
         return mask
 
     def finish(self) -> tuple[Tensor, Tensor]:
-        """(log q(z | x, y) [batch], log p(z | x) [batch]) of the masks drawn, summed over sites; once, after the last site.
+        """(log q(z | x, y) [batch], log p(z | x) [batch]) of the masks drawn, summed over sites.
+
+        Called once, after the last site.
 
         The outputs' graph holds this policy (its tape), so the policy does not keep them: no reference cycle
         delays the release of its arena.
@@ -251,7 +257,10 @@ class TrajectoryPolicy:
             return _Trajectory.apply(self, *self.parameters())
 
     def _prior_and_log_probs(self) -> tuple[Tensor, Tensor]:
-        """The prior's logits of every site (batched over sites), then both log-probabilities in one pass per width group."""
+        """The prior's logits of every site (batched over sites).
+
+        Then both log-probabilities, in one pass per width group.
+        """
         tape, h, sites, layers = self.tape, self.hidden[0], self.num_sites, len(self.hidden)
         pre = tape.tail_pre[0][1].copy_(tape.first[:, :, h:])  # [sites, batch, h]
         if sites > 1:
@@ -323,7 +332,10 @@ class TrajectoryPolicy:
         return grads
 
     def _posterior_branches_backward(self, grad_combined: Tensor, grads: dict[Tensor, Tensor]) -> Tensor:
-        """Combiner input layer and branch tails, batched over sites: returns the gradient of branch_pre[0] [sites, batch, 3h]."""
+        """Combiner input layer and branch tails, batched over sites.
+
+        Returns the gradient of branch_pre[0] [sites, batch, 3h].
+        """
         tape, layers = self.tape, len(self.hidden)
         grad_weight = torch.bmm(grad_combined.transpose(1, 2), tape.branches)
         grad_bias = grad_combined.sum(dim=1)
