@@ -142,8 +142,8 @@ class ImageDataModule(L.LightningDataModule):
             shuffle=shuffle,
             drop_last=False,
             num_workers=self.num_workers,
-            collate_fn=BatchCollate(augment, fill),
-            persistent_workers=self.num_workers > 0,  # type: ignore[arg-type]  # BatchCollate is called on a list of samples
+            collate_fn=BatchCollate(augment, fill),  # type: ignore[arg-type]  # BatchCollate is called on a list of samples
+            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -233,9 +233,9 @@ def build_conformal_figures(
                 }
         xlabel = "severity (0 = clean)" if axis == "severity" else "rotation angle (degrees)"
         path = plots.plot_metric_curves(
-            per_metric,
+            per_metric,  # type: ignore[arg-type]  # zip gives the series' tuples
             xlabel,
-            f"{dataset}: conformal sets against {axis}",  # type: ignore[arg-type]  # zip gives the series' tuples
+            f"{dataset}: conformal sets against {axis}",
             figure_dir / f"{name}_conformal_{axis}.png",
             reference=reference,
         )
