@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -67,23 +67,26 @@ def project_earlier_masks(layer: nn.Linear, earlier: EarlierMasks, batch: int) -
         if earlier.shape != (batch, expected):
             raise ValueError(f"earlier masks have shape {tuple(earlier.shape)}, expected ({batch}, {expected})")
         return layer(earlier)
-    widths = [m.shape[1] for m in earlier or ()]
-    if not widths or sum(widths) != expected or any(m.shape[0] != batch for m in earlier):
-        found = [tuple(m.shape) for m in earlier or ()]
+    blocks: Sequence[Tensor] = earlier or ()
+    widths = [m.shape[1] for m in blocks]
+    if not widths or sum(widths) != expected or any(m.shape[0] != batch for m in blocks):
+        found = [tuple(m.shape) for m in blocks]
         raise ValueError(f"earlier masks have shapes {found}, expected {batch} rows and {expected} columns in all")
-    if len(earlier) > 1 and torch.is_grad_enabled() and not any(m.requires_grad for m in earlier):
-        return _BlockProjection.apply(layer.weight, layer.bias, *earlier)
-    return _project_blocks(layer.weight, layer.bias, earlier)
+    if len(blocks) > 1 and torch.is_grad_enabled() and not any(m.requires_grad for m in blocks):
+        return _BlockProjection.apply(layer.weight, layer.bias, *blocks)
+    return _project_blocks(layer.weight, layer.bias, blocks)
 
 
 def _project_blocks(weight: Tensor, bias: Tensor, blocks: Sequence[Tensor]) -> Tensor:
-    """bias + sum_j blocks[j] @ weight[:, columns of block j].T: [batch, out]."""
-    out, start = None, 0
+    """bias + sum_j blocks[j] @ weight[:, columns of block j].T: [batch, out] (at least one block)."""
+    out: Tensor | None = None
+    start = 0
     for block in blocks:
         width = block.shape[1]
         columns = weight[:, start : start + width]
         out = F.linear(block, columns, bias) if out is None else torch.addmm(out, block, columns.t())
         start += width
+    assert out is not None, "no blocks to project"  # callers check that there is at least one
     return out
 
 
@@ -121,8 +124,8 @@ class LinearParams:
     computes x @ (weight * block_mask).T + bias, and its weight gradient is masked alike.
     """
 
-    weight: nn.Parameter
-    bias: nn.Parameter
+    weight: Tensor
+    bias: Tensor
     block_mask: Tensor | None = None
 
     @property
@@ -159,6 +162,8 @@ class BlockLinear(nn.Module):
     matmul on the CPU and no gradient or signal crosses from one group to another. Each block is
     initialised like `nn.Linear(in_features, out_features)`.
     """
+
+    block_mask: Tensor  # a buffer (torch types buffers as `Tensor | Module`)
 
     def __init__(self, groups: int, in_features: int, out_features: int) -> None:
         super().__init__()
@@ -199,14 +204,19 @@ class GroupedMLPTail(nn.Module):
         self.linears = nn.ModuleList([BlockLinear(groups, sizes[i], sizes[i + 1]) for i in range(len(hidden))])
 
     @property
+    def blocks(self) -> Sequence[BlockLinear]:
+        """`linears` as the `BlockLinear`s they are (a ModuleList's items are typed as any Module)."""
+        return cast("Sequence[BlockLinear]", self.linears)
+
+    @property
     def layers(self) -> list[LinearParams]:
         """Its linear layers in order (hidden[1:] and the output layer), for the fused engine."""
-        return [linear_params(linear) for linear in self.linears]
+        return [linear_params(linear) for linear in self.blocks]
 
     @property
     def input_sizes(self) -> list[int]:
         """The width of each layer's input per group: the MLP's hidden sizes."""
-        return [linear.in_features for linear in self.linears]
+        return [linear.in_features for linear in self.blocks]
 
     def forward(self, pre_activation: Tensor, out: Tensor | None = None) -> Tensor:
         """Apply the generator; `out`, optional, is a [batch, groups * out_features] tensor to write the result into.
@@ -216,7 +226,7 @@ class GroupedMLPTail(nn.Module):
         h = pre_activation
         batch = h.shape[0]
         last = len(self.linears) - 1
-        for i, linear in enumerate(self.linears):
+        for i, linear in enumerate(self.blocks):
             # LayerNorm of each group's features: layer_norm over a [batch, groups, hidden] view (cheaper on CPU
             # than group_norm on [batch, groups * hidden]).
             grouped = F.leaky_relu(h, NEGATIVE_SLOPE).view(batch, self.groups, -1)

@@ -110,6 +110,7 @@ class PosteriorGenerator(nn.Module):
         if self.mask_in is not None:
             mask_part = project_earlier_masks(self.mask_in, earlier_masks, batch)
         else:
+            assert self.mask_const is not None  # set exactly when there is no mask_in (the first site)
             mask_part = self.mask_const.expand(batch, -1)
         parts = [mask_part, self.activation_in(features), self.label_in(labels)]
         return self.combiner_tail(self.combiner_in(self.branch_tail(torch.cat(parts, dim=1))))
@@ -131,7 +132,7 @@ class PosteriorGenerator(nn.Module):
         return linear_params(self.activation_in)
 
     @property
-    def label_table(self) -> nn.Parameter:
+    def label_table(self) -> Tensor:
         """First layer of the label branch, as an embedding table [num_classes, hidden[0]] (onehot(y) @ W + b)."""
         return self.label_in.weight
 
@@ -203,6 +204,9 @@ class ChainGenerator(nn.Module):
         super().__init__()
         self.mask_features = mask_features
         self.site_width = site_width
+        self.constant: nn.Parameter | None
+        self.first: nn.Linear | None
+        self.tail: GroupedMLPTail | None
         if mask_features == 0:
             self.constant = nn.Parameter(torch.zeros(site_width))
             self.first = None
@@ -216,9 +220,11 @@ class ChainGenerator(nn.Module):
         """earlier_masks: [batch, mask_features] or the list of earlier site masks (None or [] at the first site)
         -> logits [batch, site_width]; out: optional [batch, site_width] tensor for them (prediction, no autograd)."""
         if self.first is None:
+            assert self.constant is not None  # the first site: a constant instead of first and tail
             if out is not None and not torch.is_grad_enabled():
                 return out.copy_(self.constant.expand(batch, -1))
             return self.constant.repeat(batch, 1)  # a fresh tensor: prediction samples in place over logits
+        assert self.tail is not None  # built with first
         return self.tail(project_earlier_masks(self.first, earlier_masks, batch), out=out)
 
 

@@ -32,6 +32,7 @@ applied (docs: The method, Pitfalls).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +81,11 @@ class PosteriorSampler:
         epsilon_keep: float = 0.5,
         forced_masks: Sequence[Tensor] | None = None,
     ) -> None:
-        self.policy = TrajectoryPolicy(posterior, prior, labels, temperature, epsilon, epsilon_keep)
+        posterior_generators = cast("Sequence[PosteriorGenerator]", posterior)  # ModuleLists of them
+        prior_generators = cast("Sequence[PriorGenerator]", prior)
+        self.policy = TrajectoryPolicy(
+            posterior_generators, prior_generators, labels, temperature, epsilon, epsilon_keep
+        )
         if forced_masks is not None and len(forced_masks) != len(posterior):
             raise ValueError(f"got {len(forced_masks)} masks to score, expected one per mask site ({len(posterior)})")
         self.forced_masks = forced_masks
@@ -123,7 +128,7 @@ class PriorSampler:
     """
 
     def __init__(self, prior: nn.ModuleList, copies: int = 1, reuse_buffers: bool = False) -> None:
-        self.prior = prior
+        self.prior = cast("Sequence[PriorGenerator]", prior)  # a ModuleList of them
         self.copies = int(copies)
         self.reuse_buffers = reuse_buffers
         self.chain = SiteChain(len(prior))

@@ -49,6 +49,7 @@ def trajectory_backward(
             policy.prior[k].tail_layers[-1] for k in group
         ]
         _assign(grads, linears, grad_weight, grad_bias)
+    assert grad_normed is not None  # set by the first group
     for i in reversed(range(layers)):  # hidden layers of the combiner and prior tails: [2 * sites] batches
         normed, activated, mean, rstd = tails[i]
         grad_pre = leaky_norm_backward(grad_normed, tape.tail_pre[i], activated, mean, rstd)
@@ -125,6 +126,7 @@ def _first_layers_backward(
         grads[prior_first.bias] = prior_bias[k]
         grads[prior_first.weight] = torch.cat([piece[h:] for piece in pieces[k]] + [stacked[h:]], dim=1)
         if mask_in is None:
+            assert q.mask_const is not None  # the first site's mask branch starts from a learned constant
             grads[q.mask_const] = bias_sums[k, :h]
         else:
             grads[mask_in.weight] = torch.cat([piece[:h] for piece in pieces[k]], dim=1)

@@ -41,7 +41,7 @@ from torch import Tensor
 from gflowout.methods.generators import PosteriorGenerator, PriorGenerator, leaky_norm
 from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask
 from gflowout.methods.trajectory_backward import trajectory_backward
-from gflowout.methods.trajectory_tape import TrajectoryTape
+from gflowout.methods.trajectory_tape import TrajectoryTape, later_mask_input
 
 
 class TrajectoryPolicy:
@@ -138,9 +138,11 @@ class TrajectoryPolicy:
         # choice with 2 threads (`benchmarks/README.md`)
         torch.addmm(activation_in.bias, features, activation_in.weight.t(), out=first[:, :h])
         torch.addmm(prior_first.bias, features, prior_first.weight[:, posterior.mask_features :].t(), out=first[:, h:])
-        mask_part = (
-            posterior.mask_const.expand(batch, -1) if k == 0 else tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
-        )
+        if k == 0:
+            assert posterior.mask_const is not None  # the first site's mask branch starts from a learned constant
+            mask_part = posterior.mask_const.expand(batch, -1)
+        else:
+            mask_part = tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
         pre = torch.cat([mask_part, first[:, :h], tape.labels[k]], dim=1, out=tape.branch_pre[0][k])
         layers = len(self.hidden)
         for i in range(layers):
@@ -171,7 +173,7 @@ class TrajectoryPolicy:
         if k + 1 < self.num_sites:  # this mask's share of every later site's first layers, both generators
             columns = slice(self.offsets[k], self.offsets[k] + self.widths[k])
             later = [
-                (self.posterior[j].mask_input.weight, self.prior[j].first_layer.weight)
+                (later_mask_input(self.posterior[j]).weight, self.prior[j].first_layer.weight)
                 for j in range(k + 1, self.num_sites)
             ]
             for i, weight in enumerate((w[:, columns] for pair in later for w in pair), start=2 * k):
@@ -201,7 +203,7 @@ class TrajectoryPolicy:
 
         Then both log-probabilities, in one pass per width group.
         """
-        tape, h, sites, layers = self.tape, self.hidden[0], self.num_sites, len(self.hidden)
+        tape, h, sites, layers = self.stepped_tape, self.hidden[0], self.num_sites, len(self.hidden)
         pre = tape.tail_pre[0][1].copy_(tape.first[:, :, h:])  # [sites, batch, h]
         if sites > 1:
             pre[1:].add_(tape.earlier.view(tape.batch, sites - 1, 2, h)[:, :, 1].transpose(0, 1))
@@ -214,14 +216,21 @@ class TrajectoryPolicy:
                 for g, _group in enumerate(self.groups):
                     bias, weight = tape.last_b[g][1].unsqueeze(1), tape.last_w[g][1].transpose(1, 2)
                     torch.baddbmm(bias, normed[self.group_index(g)], weight, out=tape.logits[g][1])
-        total = None  # [2, batch]
+        total: Tensor | None = None  # [2, batch]
         for g, group in enumerate(self.groups):
             masks = torch.stack([self.masks[k] for k in group], out=tape.masks[g])
             group_total = chunked_log_prob(tape.logits[g], masks, tape.arena.scratch[g]).sum(dim=1)
             total = group_total if total is None else total + group_total
-        return total[0].clone(), total[
-            1
-        ].clone()  # separate tensors, not views of one: callers may update them in place
+        assert total is not None  # there is at least one site, so one group
+        # separate tensors, not views of one: callers may update them in place
+        return total[0].clone(), total[1].clone()
+
+    @property
+    def stepped_tape(self) -> TrajectoryTape:
+        """The trajectory's tape, made by the first `step`."""
+        if self.tape is None:
+            raise RuntimeError("TrajectoryPolicy: no site has been stepped yet")
+        return self.tape
 
     def group_index(self, g: int) -> slice | Tensor:
         """The sites of width group g as an index of a [sites, ...] tensor (a slice when they are consecutive)."""
@@ -246,13 +255,14 @@ class _Trajectory(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:
-        policy = ctx.policy
-        reference = policy.tape.logits[0]
+        policy: TrajectoryPolicy = ctx.policy
+        tape = policy.stepped_tape
+        reference = tape.logits[0]
         with torch.autocast(reference.device.type, enabled=False):
-            zeros = reference.new_zeros(policy.tape.batch)
+            zeros = reference.new_zeros(tape.batch)
             grads = trajectory_backward(
                 policy,
-                policy.tape,
+                tape,
                 zeros if grad_log_q is None else grad_log_q.to(reference.dtype),
                 zeros if grad_log_p is None else grad_log_p.to(reference.dtype),
             )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from gflowout.methods.generators import stack_layers
+from gflowout.methods.generators import LinearParams, PosteriorGenerator, stack_layers
 from gflowout.methods.trajectory_arena import lease_arena
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class TrajectoryTape:
         self.tail_pre = [empty(2, sites, batch, size) for size in hidden]
         self.first = empty(sites, batch, 2 * h)
         zeros = torch.zeros(h, dtype=dtype, device=device)
-        later = [t for q in posterior[1:] for t in (q.mask_input.bias, zeros)]
+        later = [t for q in posterior[1:] for t in (later_mask_input(q).bias, zeros)]
         self.earlier = torch.cat(later).expand(batch, -1).contiguous() if later else empty(batch, 0)
         shapes = tuple((len(sites_g), batch, policy.widths[sites_g[0]]) for sites_g in policy.groups)
         self.lease = object()
@@ -70,3 +70,10 @@ class TrajectoryTape:
         last = [stack_layers([tails[k][-1] for k in (*group, *(sites + s for s in group))]) for group in policy.groups]
         self.last_w = [w.unflatten(0, (2, -1)) for w, _ in last]  # [2, n_g, width, hidden]
         self.last_b = [b.unflatten(0, (2, -1)) for _, b in last]
+
+
+def later_mask_input(posterior: PosteriorGenerator) -> LinearParams:
+    """The first layer of the mask branch of a site after the first (`TrajectoryPolicy` checks that sites chain)."""
+    layer = posterior.mask_input
+    assert layer is not None, "a site after the first sees earlier masks"
+    return layer
