@@ -1,6 +1,7 @@
 """Speed of the GFlowOut engine on the paper's MNIST MLP (784-1024-1024-1024-10), as ratios within one run.
 
-    .venv/bin/python benchmarks/bench_engine.py [--repeats 5] [--threads 2] [--clock wall|cpu] [--only all|steps|predict]
+    .venv/bin/python benchmarks/bench_engine.py [--repeats 5] [--threads 2] [--clock wall|cpu]
+        [--only all|steps|predict]
 
 Measures (issue 3, targets for a 2-core CPU in brackets):
 * one training step at batch 128 (`train_step`: losses, one backward, every optimiser steps):
@@ -204,7 +205,8 @@ def report_predict(net: MLP, args: argparse.Namespace) -> None:
         for batch, calls in ((1, 20), (8, 10), (128, 2)):
             t = bench_predict(method, batch, 20, calls, args.repeats)
             print(
-                f"  batch {batch:>3}: predict {1e3 * t['predict']:7.1f}, mask-free 20x batch {1e3 * t['mask_free']:7.1f}, "
+                f"  batch {batch:>3}: predict {1e3 * t['predict']:7.1f}, "
+                f"mask-free 20x batch {1e3 * t['mask_free']:7.1f}, "
                 f"loop of 20 {1e3 * t['loop']:7.1f} | predict / mask-free = {t['predict'] / t['mask_free']:.2f}x"
                 f" (target <= 1.30 at 128), loop / predict = {t['loop'] / t['predict']:.2f}x (target >= 2 at batch 1)"
             )

@@ -7,7 +7,8 @@ Same backbone and batch for every method:
 Methods are timed round-robin (one repetition of each in turn), so a slow spell of the shared
 machine hits every method alike; the median over repetitions is reported.
 
-    .venv/bin/python benchmarks/bench_methods.py [--threads 2] [--repeats 7] [--clock wall|cpu] [--skip-mlp] [--skip-resnet]
+    .venv/bin/python benchmarks/bench_methods.py [--threads 2] [--repeats 7] [--clock wall|cpu] [--skip-mlp]
+        [--skip-resnet]
         [--methods contextual,concrete]
 
 On a busy shared machine, `--threads 1 --clock cpu` gives the steadiest ratios.
@@ -138,7 +139,10 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         default=None,
-        help="comma-separated method names to time (e.g. contextual,concrete); mc_dropout is always timed as the reference",
+        help=(
+            "comma-separated method names to time (e.g. contextual,concrete); "
+            "mc_dropout is always timed as the reference"
+        ),
     )
     args = parser.parse_args()
     selected = None if args.methods is None else {name.strip() for name in args.methods.split(",") if name.strip()}

@@ -61,7 +61,10 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """The dropout method by name (see `gflowout.methods.MethodName`) or "package.module:Class"; options are its keyword arguments."""
+    """The dropout method by name (see `gflowout.methods.MethodName`) or "package.module:Class".
+
+    Options are its keyword arguments.
+    """
 
     name: str = "gflowout"
     options: dict[str, Any] = field(default_factory=dict)

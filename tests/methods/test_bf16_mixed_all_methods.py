@@ -61,7 +61,10 @@ def test_mc_masks_for_bf16_activations_keep_at_the_requested_rate(keep: float) -
 
 
 def test_concrete_relaxed_mask_with_a_bf16_drop_logit_keeps_at_the_float32_rate() -> None:
-    """bf16-true training makes drop_logit bf16; the noise and relaxation still run in float32 (p = 0.01 kept ~0.9918)."""
+    """bf16-true training makes drop_logit bf16; the noise and relaxation still run in float32.
+
+    p = 0.01 is kept at ~0.9918.
+    """
     from gflowout.methods.concrete import relaxed_keep_mask
 
     drop_logit = torch.tensor(0.01).logit()

@@ -1,4 +1,7 @@
-"""GFlowOut and ID-GFlowOut on the other backbones: CifarResNet18 (channel sites) and a wrapped transformer (token sites)."""
+"""GFlowOut and ID-GFlowOut on the other backbones.
+
+CifarResNet18 (channel sites) and a wrapped transformer (token sites).
+"""
 
 import pytest
 import torch

@@ -73,7 +73,10 @@ def test_prediction_takes_no_label_by_construction():
 
 
 def test_predict_with_reused_buffers_equals_fresh_tensors():
-    """Prediction's per-site logits buffers (reused between calls) change nothing: same logits for the same seed, twice."""
+    """Prediction's per-site logits buffers (reused between calls) change nothing.
+
+    Same logits for the same seed, twice.
+    """
     method = small_method()
     x, _ = batch(5)
     results = []

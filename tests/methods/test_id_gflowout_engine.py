@@ -1,4 +1,7 @@
-"""ID-GFlowOut: N is never 0, the reward is beta * N * log p(y|x,z) + log p(z), groups, label-free prediction, bad input."""
+"""ID-GFlowOut: N is never 0, the reward is beta * N * log p(y|x,z) + log p(z).
+
+Also groups, label-free prediction and bad input.
+"""
 
 import inspect
 import math
@@ -143,7 +146,10 @@ def test_short_mnist_run_beats_chance():
 
 # --- log Z start (logz_init) ------------------------------------------------------------------------
 def test_first_batch_start_of_log_z_makes_the_first_tb_loss_far_smaller():
-    """logz_init="first_batch" sets log Z to the TB minimiser mean(log R - log P_F) of the first batch before the step."""
+    """logz_init="first_batch" sets log Z to the TB minimiser of the first batch before the step.
+
+    The minimiser is mean(log R - log P_F).
+    """
     x, y = batch(32)
     losses, mean_gap = {}, None
     for start in ("zero", "first_batch"):
@@ -187,7 +193,10 @@ def test_logz_init_rejects_unknown_values():
 
 
 def test_predict_with_reused_buffers_equals_the_plain_prediction_sampler():
-    """predict's own sampler (logits in reused per-thread buffers) gives what the handed-out sampler gives, call after call."""
+    """predict's own sampler (logits in reused per-thread buffers) gives what the handed-out sampler gives.
+
+    The same, call after call.
+    """
     method = small_method()
     method.eval()
     x, _ = batch(5)

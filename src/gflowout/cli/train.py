@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
         out = fit(config, Path(args.out), resume=args.resume)
     except SIGTERMException:  # a SystemExit without a code: the shell (and SLURM) would see success
         print(
-            f"gflowout train: stopped by SIGTERM; continue from {Path(args.out) / 'checkpoints' / 'last.ckpt'} with the "
+            "gflowout train: stopped by SIGTERM; continue from "
+            f"{Path(args.out) / 'checkpoints' / 'last.ckpt'} with the "
             "same command and --resume",
             file=sys.stderr,
         )

@@ -40,7 +40,10 @@ class BatchCollate:
 
 
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """Seeded disjoint (train, validation) index sets covering range(count); validation gets round(count * val_fraction)."""
+    """Seeded disjoint (train, validation) index sets covering range(count).
+
+    Validation gets round(count * val_fraction) indices.
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction: expected a value in [0, 1), found {val_fraction}")
     permutation = torch.randperm(count, generator=torch.Generator().manual_seed(int(seed)))
@@ -139,8 +142,8 @@ class ImageDataModule(L.LightningDataModule):
             shuffle=shuffle,
             drop_last=False,
             num_workers=self.num_workers,
-            collate_fn=BatchCollate(augment, fill),
-            persistent_workers=self.num_workers > 0,  # type: ignore[arg-type]  # BatchCollate is called on a list of samples
+            collate_fn=BatchCollate(augment, fill),  # type: ignore[arg-type]  # BatchCollate is called on a list of samples
+            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

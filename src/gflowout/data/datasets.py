@@ -159,7 +159,8 @@ def load_split(name: str, split: str, root: str | Path | None = None) -> tuple[n
         raise _refetch_hint(
             name,
             DataError(
-                f"{folder}: {name} {split} images: expected shape [N, {', '.join(map(str, expected))}], found {list(images.shape)}."
+                f"{folder}: {name} {split} images: expected shape [N, {', '.join(map(str, expected))}], "
+                f"found {list(images.shape)}."
             ),
         )
     return images, labels
@@ -196,7 +197,8 @@ def to_tensor(images: np.ndarray | Tensor, name: str) -> Tensor:
         x = x.unsqueeze(-1)
     if x.ndim != 4 or x.shape[-1] != info.image_shape[0]:
         raise DataError(
-            f"to_tensor({name!r}): images: expected [N, H, W] or [N, H, W, {info.image_shape[0]}], found {list(x.shape)}"
+            f"to_tensor({name!r}): images: expected [N, H, W] or [N, H, W, {info.image_shape[0]}], "
+            f"found {list(x.shape)}"
         )
     if x.dtype == torch.uint8:
         x = x.to(torch.float32).div_(255.0)

@@ -134,7 +134,10 @@ def extract_members(archive: Path, staging: Path, wanted: Sequence[str]) -> list
 
 # ---- fetcher factories --------------------------------------------------------------------------
 def url_files(base_urls: Sequence[str], remote_names: dict[str, str], gunzipped: bool) -> Fetcher:
-    """Download each wanted file from the first mirror that answers; `remote_names` maps relative path -> remote name."""
+    """Download each wanted file from the first mirror that answers.
+
+    `remote_names` maps relative path -> remote name.
+    """
 
     def fetch(staging: Path, wanted: Sequence[str]) -> None:
         for relative in wanted:

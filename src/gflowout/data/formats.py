@@ -187,7 +187,8 @@ def read_svhn_mat(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     for key in ("X", "y"):
         if key not in mat:
             raise DataError(
-                f"{path}: SVHN .mat: expected variables 'X' and 'y', found {sorted(k for k in mat if not k.startswith('__'))}"
+                f"{path}: SVHN .mat: expected variables 'X' and 'y', "
+                f"found {sorted(k for k in mat if not k.startswith('__'))}"
             )
     x, y = mat["X"], mat["y"]
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3):

@@ -71,7 +71,8 @@ def verify_files(name: str, root: str | Path | None = None, paths: list[str] | N
         path = folder / file.path
         if not path.is_file():
             raise DataError(
-                f"data set {name!r} is not present: {path} is missing. Fetch it with `{spec.fetch_command}{root_option}`"
+                f"data set {name!r} is not present: {path} is missing. "
+                f"Fetch it with `{spec.fetch_command}{root_option}`"
                 + (
                     f" (or `{spec.fetch_command} --from {spec.archive[0]}` if you have the archive)"
                     if spec.archive
@@ -92,7 +93,8 @@ def verify_files(name: str, root: str | Path | None = None, paths: list[str] | N
         if found != expected[1]:
             raise DataError(
                 f"{path}: checksum mismatch: {expected[0]} expected {expected[1]}, found {found}. The file is corrupt "
-                f"or not the published one; refusing to use it. Delete it and fetch again with `{spec.fetch_command}{root_option}`"
+                "or not the published one; refusing to use it. "
+                f"Delete it and fetch again with `{spec.fetch_command}{root_option}`"
             )
     return folder
 
@@ -150,7 +152,8 @@ def _install(
         expected = (file.algorithm, file.digest) if file.digest is not None else (vouched or {}).get(file.path)
         if expected is None:
             raise SourceUnavailable(
-                f"{file.path} has no published checksum; give the published archive {spec.archive[0] if spec.archive else ''}"
+                f"{file.path} has no published checksum; "
+                f"give the published archive {spec.archive[0] if spec.archive else ''}"
             )
         found = file_digest(staging / file.path, expected[0])
         if found != expected[1]:

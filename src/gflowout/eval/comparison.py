@@ -1,4 +1,5 @@
-"""The head of a report: the settings the runs share, one summary table, the tests over seeds, the cost.
+"""The head of a report: the settings the runs share (`report_settings`), one summary table, the tests over
+seeds, the cost.
 
 Every summary column is a `Column` of `summary_columns`: a readable name, whether higher or lower is better,
 and how to read one run's value. The summary table, the significance table and the README's compact table
@@ -16,10 +17,37 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
+from gflowout.eval.report_settings import SETTINGS, settings_rows
 from gflowout.eval.tables import Table
 
 if TYPE_CHECKING:
     from gflowout.eval.aggregate import Group
+
+__all__ = [
+    "ALPHA",
+    "COST_REFERENCE",
+    "OOD_SCORE",
+    "REFERENCE_METHOD",
+    "SETTINGS",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_NOTE",
+    "Column",
+    "Comparison",
+    "Value",
+    "best_rows",
+    "build_cost_table",
+    "build_significance_table",
+    "build_summary_table",
+    "compare",
+    "comparisons",
+    "format_mean_se",
+    "mean_corrupted_accuracy",
+    "mean_se",
+    "ood_column",
+    "settings_rows",
+    "summary_columns",
+    "values_by_seed",
+]
 
 REFERENCE_METHOD = "gflowout"
 COST_REFERENCE = "mc_dropout"
@@ -116,88 +144,6 @@ def format_mean_se(mean: float, se: float, digits: int = 4) -> str:
     if math.isnan(mean):
         return "-"
     return f"{mean:.{digits}f}" if math.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
-
-
-# --- settings ------------------------------------------------------------------------------------
-def _get(tree: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(tree, Mapping) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
-
-
-def _describe(values: Sequence[Any]) -> str:
-    """One value as text, or "mixed (a; b; ...)" when the runs differ; "not recorded" when none has it."""
-
-    def text(value: Any) -> str:
-        if isinstance(value, Mapping):
-            return ", ".join(f"{k}: {text(v)}" for k, v in value.items()) or "none"
-        if isinstance(value, (list, tuple)):
-            return ", ".join(text(v) for v in value) or "none"
-        return str(value)
-
-    distinct: list[str] = []
-    for value in values:
-        if value is not None and text(value) not in distinct:
-            distinct.append(text(value))
-    if not distinct:
-        return "not recorded"
-    if len(distinct) == 1:
-        return distinct[0] + (" (not recorded for some runs)" if any(v is None for v in values) else "")
-    shown = "; ".join(distinct[:4]) + ("; ..." if len(distinct) > 4 else "")
-    return f"mixed ({shown})"
-
-
-# (label, how to read it from one run); None-valued entries are left out of the block when no run has them.
-SETTINGS: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
-    ("data set", lambda r: r.get("dataset")),
-    ("backbone", lambda r: _get(r, "config.model.backbone")),
-    ("backbone options", lambda r: _get(r, "config.model.options")),
-    ("epochs", lambda r: _get(r, "config.trainer.max_epochs")),
-    ("batch size", lambda r: _get(r, "config.data.batch_size")),
-    ("training subset", lambda r: _get(r, "config.data.limit_train")),
-    ("validation every n epochs", lambda r: _get(r, "config.trainer.val_every_n_epochs")),
-    ("validation batches per check", lambda r: _get(r, "config.trainer.limit_val_batches")),
-    ("validation samples S", lambda r: _get(r, "config.trainer.val_samples")),
-    ("test samples S", lambda r: r.get("samples")),
-    ("test-set size", lambda r: r.get("test_size")),
-    ("generated shifts", lambda r: sorted(r.get("shifts") or {}) or None),
-    ("severities", lambda r: sorted({int(k) for v in (r.get("shifts") or {}).values() for k in v}) or None),
-    ("rotation sweep angles", lambda r: _get(r, "evaluation.rotation_angles") or None),
-    ("OOD sets", lambda r: sorted(r.get("ood") or {}) or None),
-    ("gflowout version", lambda r: r.get("gflowout_version") or _get(r, "config.gflowout_version")),
-    ("commit", lambda r: r.get("commit") or r.get("git_commit") or _get(r, "config.commit")),
-]
-
-
-def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """(setting, value) pairs the runs were made with; "mixed (...)" where they differ.
-
-    Settings no run records are left out, except the version and commit, which say "not recorded".
-    """
-    rows = []
-    by_method: dict[str, list[int]] = {}
-    for run in runs:
-        by_method.setdefault(str(run.get("method")), []).append(int(run.get("seed", 0)))
-    for label, read in SETTINGS:
-        values = [read(run) for run in runs]
-        if all(v is None for v in values) and label not in ("gflowout version", "commit"):
-            continue
-        rows.append((label, _describe(values)))
-    seeds = {m: sorted(s) for m, s in by_method.items()}
-    rows.insert(1, ("methods", ", ".join(seeds)))
-    distinct = {tuple(s) for s in seeds.values()}
-    rows.insert(
-        2,
-        (
-            "seeds",
-            ", ".join(map(str, next(iter(distinct))))
-            if len(distinct) == 1
-            else "mixed (" + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds.items()) + ")",
-        ),
-    )
-    return rows
 
 
 # --- the summary table -----------------------------------------------------------------------------

@@ -226,7 +226,10 @@ class ConformalClassifier:
         return cls.fit(logits, labels, logits=True, **settings)
 
     def predict_sets(self, probs: Any, logits: bool = False) -> np.ndarray:
-        """Prediction sets, bool [N, C] (True: the class is in the set), of probabilities or logits [N, C] / [S, N, C]."""
+        """Prediction sets, bool [N, C] (True: the class is in the set).
+
+        `probs`: probabilities or logits [N, C] / [S, N, C].
+        """
         probs = predictive_probs(probs, logits)
         if probs.shape[1] != self.classes:
             raise ValueError(

@@ -384,8 +384,9 @@ def evaluate_method(
         if ts is not None:
             scores_out_ts = ood_scores(recorder.scaled(ood_logits))
             ts["ood"][ood_name] = {
-                score: ood_metrics(scores_in_ts[score], scores_out_ts[score]) for score in SCORE_NAMES
-            }  # type: ignore[index]  # not None here: set before use
+                score: ood_metrics(scores_in_ts[score], scores_out_ts[score])  # type: ignore[index]  # not None here: set before use
+                for score in SCORE_NAMES
+            }
         del ood_logits
         results["ood"][ood_name] = {}
         results["figures"]["ood_histograms"][ood_name] = {}

@@ -163,7 +163,10 @@ def intra_sample_distances(masks: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def intra_sample_diversity(masks: Tensor) -> Diversity:
-    """Intra-sample diversity of masks [S, batch, width]: the per-input mean and max pair distance, averaged over inputs."""
+    """Intra-sample diversity of masks [S, batch, width].
+
+    The per-input mean and max pair distance, averaged over inputs.
+    """
     mean, largest = intra_sample_distances(masks)
     return Diversity(float(mean.mean()), float(largest.mean()))
 

@@ -161,7 +161,10 @@ def build_conformal_tables(dataset: str, groups: Sequence[Group]) -> list[Table]
                         ]
                         for c in conditions
                     ],
-                    note="Coverage of the sets calibrated on clean validation data; below 1 - alpha the guarantee is lost.",
+                    note=(
+                        "Coverage of the sets calibrated on clean validation data; "
+                        "below 1 - alpha the guarantee is lost."
+                    ),
                 )
             )
     return tables
@@ -230,9 +233,9 @@ def build_conformal_figures(
                 }
         xlabel = "severity (0 = clean)" if axis == "severity" else "rotation angle (degrees)"
         path = plots.plot_metric_curves(
-            per_metric,
+            per_metric,  # type: ignore[arg-type]  # zip gives the series' tuples
             xlabel,
-            f"{dataset}: conformal sets against {axis}",  # type: ignore[arg-type]  # zip gives the series' tuples
+            f"{dataset}: conformal sets against {axis}",
             figure_dir / f"{name}_conformal_{axis}.png",
             reference=reference,
         )

@@ -174,8 +174,8 @@ def build_figures(dataset: str, groups: Sequence[Group], figure_dir: Path) -> li
         if pooled:
             label = condition.replace("_", " ")
             path = plots.plot_reliability(
-                pooled,
-                f"{dataset}: reliability, {label} test set (bins pooled over seeds)",  # type: ignore[arg-type]  # bins and one "ece"
+                pooled,  # type: ignore[arg-type]  # bins and one "ece"
+                f"{dataset}: reliability, {label} test set (bins pooled over seeds)",
                 figure_dir / f"{name}_reliability_{condition}.png",
             )
             counted = [g for g in groups if g.method in pooled]

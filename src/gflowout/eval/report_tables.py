@@ -139,7 +139,8 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
         keys = _subkeys(groups, "uncertainty", condition, alphas[0]) if alphas else []
         tables.append(
             Table(
-                f"{dataset}: paired t-test uncertainty metrics ({condition.replace('_', ' ')}; uncertain when p > alpha)",
+                f"{dataset}: paired t-test uncertainty metrics "
+                f"({condition.replace('_', ' ')}; uncertain when p > alpha)",
                 ["method", "alpha", *(UNCERTAINTY_HEADERS.get(k, k) for k in keys)],
                 [
                     [g.method, alpha, *(format_stat(g.get("uncertainty", condition, alpha, k)) for k in keys)]

@@ -5,10 +5,10 @@ the mean softmax, and run a two-sided paired t-test (`scipy.stats.ttest_rel`) be
 logits across the S samples. The input is UNCERTAIN when p > alpha, for alpha in (0.01, 0.05, 0.1).
 
 Reported per alpha (N inputs; "accurate" = the argmax of the mean softmax equals the label):
-  uncertain_fraction          (#uncertain) / N                                       (the code's `up`, as a fraction)
-  pavpu                       (#accurate & certain + #inaccurate & uncertain) / N    (the code's `base_aic`, as a fraction)
-  accurate_given_certain      P(accurate | certain)                                  (`ac_prob`; NaN if nothing is certain)
-  uncertain_given_inaccurate  P(uncertain | inaccurate)                              (`iu_prob`; NaN if nothing is inaccurate)
+  uncertain_fraction          (#uncertain) / N                                     (the code's `up`, as a fraction)
+  pavpu                       (#accurate & certain + #inaccurate & uncertain) / N  (`base_aic`, as a fraction)
+  accurate_given_certain      P(accurate | certain)                                (`ac_prob`; NaN if none certain)
+  uncertain_given_inaccurate  P(uncertain | inaccurate)                            (`iu_prob`; NaN if none inaccurate)
 
 Degenerate case (our convention; the t statistic is undefined when the S logit differences are all equal,
 for example a deterministic method, weight scaling, or S = 1): if the constant difference is non-zero the

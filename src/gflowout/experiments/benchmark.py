@@ -284,8 +284,8 @@ def run_benchmark(
                 bench.evaluation,
                 log=log,
                 trainer_overrides={**bench.trainer_overrides, **(trainer_overrides or {})},
-                progress=(lambda stage, i=identity: progress(i, stage)) if progress else None,
-            )  # type: ignore[misc]  # a lambda binding its loop value by default argument
+                progress=(lambda stage, i=identity: progress(i, stage)) if progress else None,  # type: ignore[misc]  # a lambda binding its loop value by default argument
+            )
         except GFlowOutError as error:
             if not keep_going:
                 raise

@@ -285,7 +285,10 @@ def _mean_se(values: Sequence[float]) -> tuple[float, float]:
 
 
 def write_summary(out: Path, digest: str | None = None) -> dict[str, Any]:
-    """Aggregate the run JSONs in `out/runs` (of config `digest`, when given) into summary.json / summary.md / a figure."""
+    """Aggregate the run JSONs in `out/runs` (of config `digest`, when given).
+
+    Writes summary.json, summary.md and a figure.
+    """
     from gflowout.eval.report import METHOD_ORDER
     from gflowout.results import write_json_atomic
 

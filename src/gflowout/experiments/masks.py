@@ -142,7 +142,8 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
         "masks some: 'inter floor' is the same measure after mixing the samples of different inputs (same mask "
         "distribution, no input dependence); inter (mean) above its floor is input dependence.",
         "",
-        "| method | seed | condition | accuracy | site | intra (mean) | intra (max) | inter (mean) | inter floor | inter (max) | keep rate | undetermined |",
+        "| method | seed | condition | accuracy | site | intra (mean) | intra (max) | inter (mean) | inter floor "
+        "| inter (max) | keep rate | undetermined |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results:
@@ -151,7 +152,8 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
                 lines.append(
                     f"| {result['method']} | {result['seed']} | {condition} | {entry['accuracy']:.4f} | {site} | "
                     f"{stats['intra_mean']:.4f} | {stats['intra_max']:.4f} | {stats['inter_mean']:.4f} | "
-                    f"{stats['inter_floor']:.4f} | {stats['inter_max']:.4f} | {stats['keep_rate']:.4f} | {stats['undetermined']:.2e} |"
+                    f"{stats['inter_floor']:.4f} | {stats['inter_max']:.4f} | {stats['keep_rate']:.4f} | "
+                    f"{stats['undetermined']:.2e} |"
                 )
     return "\n".join(lines) + "\n"
 

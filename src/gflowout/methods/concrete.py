@@ -168,8 +168,8 @@ class ConcreteDropout(DropoutMethod):
         weight_norms = torch.stack(
             [
                 sum((w.pow(2).sum() for w in weights), torch.zeros((), device=log_p.device))
-                for weights in self._consumers
-            ]  # type: ignore[union-attr]  # torch types Module attributes as Tensor | Module
+                for weights in self._consumers  # type: ignore[union-attr]  # torch types Module attributes as Tensor | Module
+            ]
         )
         weight_term = self.weight_reg * (weight_norms * torch.exp(-log_keep)).sum()
         return weight_term, entropy_term

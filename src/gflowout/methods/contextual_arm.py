@@ -20,7 +20,7 @@ tests/methods/test_contextual_arm.py checks these gradients against the autograd
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +46,18 @@ class BottleneckPass:
     features_version: int = 0  # `features._version` when saved: an in-place change since is an error
 
 
+def bottleneck_linears(bottleneck: nn.Module) -> tuple[nn.Linear, nn.Linear]:
+    """(inner, outer): the two layers of a site's bottleneck (`contextual.SiteBottleneck`, typed as a Module)."""
+    return cast(nn.Linear, bottleneck.inner), cast(nn.Linear, bottleneck.outer)
+
+
 def bottleneck_forward(bottleneck: nn.Module, features: Tensor, k: float) -> BottleneckPass:
     """phi = k * (W2 LeakyReLU_0.1(W1 h + b1) + b2) without autograd (the scale k folded into the matmul).
 
     In the parameters' dtype even under autocast (bf16-mixed): the hand-written backward multiplies
     saved tensors with the weights outside autocast, and these small nets gain nothing from bf16.
     """
-    inner, outer = bottleneck.inner, bottleneck.outer
+    inner, outer = bottleneck_linears(bottleneck)
     with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
         features = features.to(inner.weight.dtype)
         hidden = F.leaky_relu(torch.addmm(inner.bias, features, inner.weight.t()), LEAKY_SLOPE)
@@ -67,7 +72,7 @@ def bottleneck_backward(bottleneck: nn.Module, passes: list[BottleneckPass]) -> 
     (slope 0.1 > 0), so the saved output gives the LeakyReLU derivative. W2's gradient is computed
     as (a^T G)^T ([hidden, rows] x [rows, width]), the faster layout for CPU matmul than G^T a.
     """
-    outer_weight = bottleneck.outer.weight
+    outer_weight = bottleneck_linears(bottleneck)[1].weight
     grads: list[Tensor] = []
     for item in passes:
         assert item.alpha_grad is not None, "alpha_grad is set before the backward"
@@ -167,4 +172,5 @@ class ArmObjective(torch.autograd.Function):
 
 def bottleneck_parameters(bottlenecks: nn.ModuleList) -> list[Tensor]:
     """(W1, b1, W2, b2) of every site's bottleneck, in site order: `ArmObjective`'s inputs."""
-    return [p for b in bottlenecks for p in (b.inner.weight, b.inner.bias, b.outer.weight, b.outer.bias)]
+    layers = [bottleneck_linears(b) for b in bottlenecks]
+    return [p for inner, outer in layers for p in (inner.weight, inner.bias, outer.weight, outer.bias)]

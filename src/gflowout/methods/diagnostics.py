@@ -36,7 +36,10 @@ from gflowout.methods.mask_sampling import bernoulli_log_prob, draw_policy_mask
 from gflowout.nets.sites import Site, apply_mask, site_features
 
 if TYPE_CHECKING:
-    from gflowout.methods.base import DropoutMethod
+    from gflowout.methods.concrete import ConcreteDropout
+    from gflowout.methods.contextual import ContextualDropout
+    from gflowout.methods.gflowout import GFlowOut
+    from gflowout.methods.id_gflowout import IDGFlowOut
 
 
 def bernoulli_entropy(logits: Tensor) -> Tensor:
@@ -58,10 +61,11 @@ class _SiteStats:
 
 
 @torch.no_grad()
-def gflowout_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
+def gflowout_diagnostics(method: GFlowOut, x: Tensor, y: Tensor) -> dict[str, float]:
     """GFlowOut's diagnostics on (x, y); see the module docstring. Plain per-site generator calls (the
     readable reference path, not the fused training engine)."""
-    stats, masks = _SiteStats(), []
+    stats = _SiteStats()
+    masks: list[Tensor] = []
     log_q = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
     log_p = torch.zeros_like(log_q)
 
@@ -95,9 +99,10 @@ def gflowout_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[st
 
 
 @torch.no_grad()
-def id_gflowout_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
+def id_gflowout_diagnostics(method: IDGFlowOut, x: Tensor, y: Tensor) -> dict[str, float]:
     """ID-GFlowOut's diagnostics on (x, y); see the module docstring."""
-    stats, masks = _SiteStats(), []
+    stats = _SiteStats()
+    masks: list[Tensor] = []
     log_q = torch.zeros(x.shape[0], dtype=torch.float32, device=x.device)
 
     def sampler(site: Site, activation: Tensor) -> Tensor:
@@ -122,9 +127,10 @@ def id_gflowout_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict
 
 
 @torch.no_grad()
-def contextual_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
+def contextual_diagnostics(method: ContextualDropout, x: Tensor, y: Tensor) -> dict[str, float]:
     """Contextual dropout's diagnostics on x (the label is not used); see the module docstring."""
-    stats, masks = _SiteStats(), []
+    stats = _SiteStats()
+    masks: list[Tensor] = []
 
     def sampler(site: Site, activation: Tensor) -> Tensor:
         logits = method.keep_logits(site, activation).float()
@@ -146,7 +152,7 @@ def contextual_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[
 
 
 @torch.no_grad()
-def concrete_diagnostics(method: DropoutMethod, x: Tensor, y: Tensor) -> dict[str, float]:
+def concrete_diagnostics(method: ConcreteDropout, x: Tensor, y: Tensor) -> dict[str, float]:
     """Concrete dropout's keep probability (1 - learned drop rate) per site; no forward pass needed."""
     stats = _SiteStats()
     for site, drop in zip(method.net.sites, method.drop_probabilities):

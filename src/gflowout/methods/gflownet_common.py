@@ -38,7 +38,8 @@ class SiteChain:
     def expect(self, site: Site) -> None:
         if site.index != len(self.masks):
             raise RuntimeError(
-                f"mask site {site.name!r} (index {site.index}) was reached after {len(self.masks)} site(s); sites must be "
+                f"mask site {site.name!r} (index {site.index}) was reached after {len(self.masks)} site(s); "
+                "sites must be "
                 "visited once each, in order, per forward pass"
             )
 

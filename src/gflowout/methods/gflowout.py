@@ -32,6 +32,7 @@ applied (docs: The method, Pitfalls).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +81,11 @@ class PosteriorSampler:
         epsilon_keep: float = 0.5,
         forced_masks: Sequence[Tensor] | None = None,
     ) -> None:
-        self.policy = TrajectoryPolicy(posterior, prior, labels, temperature, epsilon, epsilon_keep)
+        posterior_generators = cast("Sequence[PosteriorGenerator]", posterior)  # ModuleLists of them
+        prior_generators = cast("Sequence[PriorGenerator]", prior)
+        self.policy = TrajectoryPolicy(
+            posterior_generators, prior_generators, labels, temperature, epsilon, epsilon_keep
+        )
         if forced_masks is not None and len(forced_masks) != len(posterior):
             raise ValueError(f"got {len(forced_masks)} masks to score, expected one per mask site ({len(posterior)})")
         self.forced_masks = forced_masks
@@ -123,7 +128,7 @@ class PriorSampler:
     """
 
     def __init__(self, prior: nn.ModuleList, copies: int = 1, reuse_buffers: bool = False) -> None:
-        self.prior = prior
+        self.prior = cast("Sequence[PriorGenerator]", prior)  # a ModuleList of them
         self.copies = int(copies)
         self.reuse_buffers = reuse_buffers
         self.chain = SiteChain(len(prior))
@@ -142,7 +147,10 @@ class PriorSampler:
         return masked
 
     def _logits_buffer(self, site: Site, features: Tensor) -> Tensor | None:
-        """With reuse_buffers (predict only: its sampler and masks die with the pass), a per-site buffer of this thread."""
+        """With reuse_buffers, a per-site buffer of this thread.
+
+        Predict only: its sampler and masks die with the pass.
+        """
         if not self.reuse_buffers or torch.is_grad_enabled() or features.device.type != "cpu":
             return None
         return reusable_buffer(("prior-logits", site.index), (features.shape[0], site.width), features.dtype)

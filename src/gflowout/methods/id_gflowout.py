@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,9 @@ OBJECTIVES = ("tb", "vargrad")
 
 
 class ChainSampler:
-    """Masks from q(z) (at `temperature`, optional epsilon-random masks); accumulates log q(z) at T = 1 and the kept count.
+    """Masks from q(z) (at `temperature`, optional epsilon-random masks).
+
+    Accumulates log q(z) at T = 1 and the kept count.
 
     forced_masks: score these masks instead of sampling (teacher forcing).
     """
@@ -110,6 +112,13 @@ class ChainSampler:
         self.chain.push(mask)
         return apply_mask(site, activation, mask)
 
+    @property
+    def scored_log_forward(self) -> Tensor:
+        """log q(z) [batch] of the trajectory (at T = 1), once a site has been scored."""
+        if not isinstance(self.log_forward, Tensor):
+            raise RuntimeError("ChainSampler: no mask site was scored (score=False, or the pass reached no site)")
+        return self.log_forward
+
 
 class IDGFlowOut(GFlowNetMethod):
     """ID-GFlowOut on any MaskedNet; see the module docstring.
@@ -126,6 +135,8 @@ class IDGFlowOut(GFlowNetMethod):
     objective: "tb" (default: trajectory balance, the paper) or "vargrad" (the log-variance objective;
         see the module docstring).
     """
+
+    logz_initialized: Tensor  # a buffer (torch types buffers as `Tensor | Module`)
 
     name = "id_gflowout"
 
@@ -200,7 +211,7 @@ class IDGFlowOut(GFlowNetMethod):
 
     def log_prior(self, masks: Sequence[Tensor]) -> Tensor:
         """log p(z) under the fixed Bernoulli(prior_keep) prior: [batch]."""
-        kept = sum(m.sum(dim=1) for m in masks)
+        kept = cast(Tensor, sum(m.sum(dim=1) for m in masks))  # a Tensor: every net has at least one site
         total = sum(m.shape[1] for m in masks)
         return kept * math.log(self.prior_keep) + (total - kept) * math.log1p(-self.prior_keep)
 
@@ -208,24 +219,25 @@ class IDGFlowOut(GFlowNetMethod):
         sampler = ChainSampler(self.generators, self.train_temperature, self.epsilon, self.epsilon_keep)
         logits = self.net(x, sampler)
         sampler.chain.check_complete()
+        log_forward = sampler.scored_log_forward
         log_likelihood = -F.cross_entropy(logits, y, reduction="none")
         log_prior = self.log_prior(sampler.chain.masks)
         log_reward = self.beta * self.dataset_size * log_likelihood.detach() + log_prior
         if self.objective == "vargrad":
-            tb_loss, log_z_hat = log_variance_loss(sampler.log_forward, log_reward)
+            tb_loss, log_z_hat = log_variance_loss(log_forward, log_reward)
             self.record_log_z(log_z_hat)
             # log Z takes part with a zero gradient: DDP expects a gradient for every parameter, and Adam's
             # update of an all-zero gradient history is exactly zero
             tb_loss = tb_loss + 0.0 * self.log_z
         else:
             if not bool(self.logz_initialized):
-                self.initialize_log_z(log_reward, sampler.log_forward)
-            tb_loss = trajectory_balance_loss(self.log_z, sampler.log_forward, log_reward)
+                self.initialize_log_z(log_reward, log_forward)
+            tb_loss = trajectory_balance_loss(self.log_z, log_forward, log_reward)
         with torch.no_grad():
             logs = {
                 "accuracy": (logits.argmax(dim=1) == y).float().mean(),
                 "log_z": self.log_z.detach().clone(),
-                "log_forward": sampler.log_forward.mean(),
+                "log_forward": log_forward.mean(),
                 "log_reward": log_reward.mean(),
                 "keep_rate": torch.cat(sampler.chain.masks, dim=1).mean(),
                 "beta": self.beta.clone(),
@@ -268,7 +280,7 @@ class IDGFlowOut(GFlowNetMethod):
         logits = self.net(x, sampler)
         sampler.chain.check_complete()
         return {
-            "log_forward": sampler.log_forward,
+            "log_forward": sampler.scored_log_forward,
             "log_prior": self.log_prior(list(masks)),
             "log_likelihood": -F.cross_entropy(logits, y, reduction="none"),
         }

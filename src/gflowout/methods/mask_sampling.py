@@ -213,7 +213,9 @@ def mask_with_16_bits(probs: Tensor) -> Tensor:
 
 
 def _draw_16_bit_mask(probs: Tensor) -> Tensor:
-    """In place over a contiguous CPU [rows, width] `probs`: 1.0 where v * 2^-16 < p, else 0.0 (v = u + 32768, see above).
+    """In place over a contiguous CPU [rows, width] `probs`: 1.0 where v * 2^-16 < p, else 0.0.
+
+    v = u + 32768, see above.
 
     Four passes over the rows: v * 2^-16 is widened into a reused scratch buffer (exact: v is an
     integer below 2^16), then p - v * 2^-16 (`sub_` with alpha; its sign is exact) and `gt_(0)`.

@@ -20,8 +20,8 @@ class Arena:
 
     Why: a fresh multi-megabyte tensor is page-faulted in at its first write, which can cost more
     than the arithmetic done in it (`benchmarks/README.md`), so the arena of a released trajectory is
-    reused by the next one of the same thread and shapes once it has been dropped (a training step drops it with its losses). None of these arrays
-    leaves the trajectory (the backbone gets its own mask tensors).
+    reused by the next one of the same thread and shapes once it has been dropped (a training step drops it
+    with its losses). None of these arrays leaves the trajectory (the backbone gets its own mask tensors).
     """
 
     def __init__(self, shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device) -> None:
@@ -34,7 +34,10 @@ class Arena:
         self.lease: object | None = None  # the token of the trajectory that holds it
 
     def release(self, lease: object) -> None:
-        """Free the arena if `lease` still holds it (a trajectory dropped after its backward must not free a successor's)."""
+        """Free the arena if `lease` still holds it.
+
+        A trajectory dropped after its backward must not free a successor's.
+        """
         if self.lease is lease:
             self.lease = None
 
@@ -46,7 +49,9 @@ ARENA_LIMIT = 1 << 24  # elements (64 MB in float32; an MLP step at batch 128 ne
 def lease_arena(
     shapes: tuple[tuple[int, int, int], ...], dtype: torch.dtype, device: torch.device, lease: object
 ) -> Arena:
-    """This thread's last arena if it has these shapes and is free, else a new one; held by `lease` until `release(lease)`.
+    """This thread's last arena if it has these shapes and is free, else a new one.
+
+    The arena is held by `lease` until `release(lease)`.
 
     Only CPU arenas up to `ARENA_LIMIT` elements are kept (other devices have caching allocators; a
     one-off scoring of a huge batch should not pin its memory), and only the last one made, so the

@@ -29,7 +29,8 @@ def trajectory_balance_loss(log_z: Tensor, log_forward: Tensor, log_reward: Tens
     """
     if log_forward.dim() != 1 or log_reward.shape != log_forward.shape:
         raise ValueError(
-            f"log_forward and log_reward must both be [batch]; got {tuple(log_forward.shape)} and {tuple(log_reward.shape)}"
+            "log_forward and log_reward must both be [batch]; "
+            f"got {tuple(log_forward.shape)} and {tuple(log_reward.shape)}"
         )
     if log_z.dim() not in (0, 1) or (log_z.dim() == 1 and log_z.shape != log_forward.shape):
         raise ValueError(f"log_z must be a scalar or [batch] = {tuple(log_forward.shape)}, got {tuple(log_z.shape)}")
@@ -65,7 +66,8 @@ def log_variance_loss(log_forward: Tensor, log_reward: Tensor) -> tuple[Tensor, 
     """
     if log_forward.dim() != 1 or log_reward.shape != log_forward.shape:
         raise ValueError(
-            f"log_forward and log_reward must both be [batch]; got {tuple(log_forward.shape)} and {tuple(log_reward.shape)}"
+            "log_forward and log_reward must both be [batch]; "
+            f"got {tuple(log_forward.shape)} and {tuple(log_reward.shape)}"
         )
     if log_forward.shape[0] < 2:
         raise ValueError("the log-variance objective needs at least 2 trajectories per batch (one has no variance)")

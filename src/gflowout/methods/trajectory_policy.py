@@ -18,8 +18,8 @@ over sites:
   batched product over sites, its last layer one per group of sites of equal width) and both
   log-probabilities in one pass over the stacked logits [2, sites, batch, width]
   (`chunked_log_prob`, at temperature 1 whatever the sampling temperature);
-* the backward (`_Trajectory`) recomputes the LeakyReLU/LayerNorm statistics from the stacked
-  pre-activations and forms every parameter gradient with batched products over sites: the
+* the backward (`_Trajectory`, computed by `trajectory_backward`) recomputes the LeakyReLU/LayerNorm
+  statistics from the stacked pre-activations and forms every parameter gradient with batched products over sites: the
   posterior's combiner and the prior's tail together ([2 * sites] batches), the posterior's branch
   tails ([sites]), and one weight-gradient product per mask for all the later sites' first layers
   of both generators (one [2 * hidden * later sites, batch] x [batch, width] product).
@@ -27,80 +27,21 @@ over sites:
 Sites of different widths (CifarResNet18) are grouped by width for the last layers and the
 log-probabilities; everything else is batched over all sites. Same values as the modules' forward
 with autograd (tested in float64); the plain version of this sampler is `methods.reference_sampler`.
-Measured speed: see `benchmarks/bench_engine.py`.
+The stacked buffers are a `trajectory_tape.TrajectoryTape`. Measured speed: see `benchmarks/bench_engine.py`.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gflowout.methods.generators import (
-    LinearParams,
-    PosteriorGenerator,
-    PriorGenerator,
-    leaky_norm,
-    leaky_norm_backward,
-    stack_layers,
-)
-from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask, log_prob_grad
-from gflowout.methods.trajectory_arena import lease_arena
-
-
-class _Tape:
-    """The stacked buffers of one trajectory ([sites, batch, ...]) and the stacked weights both passes read.
-
-    tail_pre[i] [2, sites, batch, hidden_i]: input of the i-th LeakyReLU of the posterior's combiner
-    tail ([0]) and of the prior's tail ([1]); branch_pre[i] [sites, batch, 3 * hidden_i] likewise for
-    the posterior's three branches (i = 0: [mask branch | activation branch | label branch]);
-    first [sites, batch, 2 * hidden_0]: the site's features times [activation branch | prior] weights;
-    earlier [batch, (sites - 1) * 2 * hidden_0]: the later sites' [posterior mask branch | prior]
-    first-layer sums over the masks drawn so far; logits[g] and masks[g] from the `Arena`.
-    """
-
-    def __init__(self, policy: TrajectoryPolicy, batch: int, dtype: torch.dtype, device: torch.device) -> None:
-        posterior, prior, sites = policy.posterior, policy.prior, policy.num_sites
-        hidden, h = policy.hidden, policy.hidden[0]
-        self.batch, self.dtype = batch, dtype
-
-        def empty(*shape: int) -> Tensor:
-            return torch.empty(shape, dtype=dtype, device=device)
-
-        self.branch_pre = [empty(sites, batch, 3 * size) for size in hidden]
-        self.branches = empty(sites, batch, posterior[0].combiner_input.in_features)
-        self.tail_pre = [empty(2, sites, batch, size) for size in hidden]
-        self.first = empty(sites, batch, 2 * h)
-        zeros = torch.zeros(h, dtype=dtype, device=device)
-        later = [t for q in posterior[1:] for t in (q.mask_input.bias, zeros)]
-        self.earlier = torch.cat(later).expand(batch, -1).contiguous() if later else empty(batch, 0)
-        shapes = tuple((len(sites_g), batch, policy.widths[sites_g[0]]) for sites_g in policy.groups)
-        self.lease = object()
-        self.arena = lease_arena(shapes, dtype, device, self.lease)
-        # released when the trajectory is dropped (its graph included: backward may run more than once with retain_graph)
-        weakref.finalize(self, self.arena.release, self.lease)
-        self.logits, self.masks = self.arena.logits, self.arena.masks
-        self.labels = torch.stack([q.label_table for q in posterior]).index_select(
-            1, policy.labels
-        )  # [sites, batch, h]
-        # branch layers are block-diagonal: stack_layers applies their block masks
-        branch = [stack_layers([q.branch_layers[i] for q in posterior]) for i in range(len(hidden))]
-        self.branch_w, self.branch_b = [w for w, _ in branch], [b for _, b in branch]
-        self.combiner_w, self.combiner_b = stack_layers(
-            [q.combiner_input for q in posterior]
-        )  # [sites, h, 3 * branch_out]
-        tails = [q.combiner_layers for q in posterior] + [
-            p.tail_layers for p in prior
-        ]  # [2 * sites]: posterior, then prior
-        hidden_layers = [stack_layers([t[i] for t in tails]) for i in range(len(hidden) - 1)]
-        self.tail_w = [w.unflatten(0, (2, sites)) for w, _ in hidden_layers]
-        self.tail_b = [b.unflatten(0, (2, sites)) for _, b in hidden_layers]
-        last = [stack_layers([tails[k][-1] for k in (*group, *(sites + s for s in group))]) for group in policy.groups]
-        self.last_w = [w.unflatten(0, (2, -1)) for w, _ in last]  # [2, n_g, width, hidden]
-        self.last_b = [b.unflatten(0, (2, -1)) for _, b in last]
+from gflowout.methods.generators import PosteriorGenerator, PriorGenerator, leaky_norm
+from gflowout.methods.mask_sampling import chunked_log_prob, draw_policy_mask
+from gflowout.methods.trajectory_backward import trajectory_backward
+from gflowout.methods.trajectory_tape import TrajectoryTape, later_mask_input
 
 
 class TrajectoryPolicy:
@@ -123,7 +64,8 @@ class TrajectoryPolicy:
         self.posterior, self.prior, self.labels = list(posterior), list(prior), labels
         if not self.posterior or len(self.prior) != len(self.posterior):
             raise ValueError(
-                f"TrajectoryPolicy needs one posterior and one prior per site, got {len(self.posterior)} and {len(self.prior)}"
+                "TrajectoryPolicy needs one posterior and one prior per site, "
+                f"got {len(self.posterior)} and {len(self.prior)}"
             )
         if labels.dim() != 1:
             raise ValueError(f"labels must have shape [batch], found {tuple(labels.shape)}")
@@ -138,14 +80,16 @@ class TrajectoryPolicy:
                 )
             if (q.mask_features, q.site_width) != (p.mask_features, p.site_width):
                 raise ValueError(
-                    f"posterior and prior of one site disagree: (mask_features, site_width) {(q.mask_features, q.site_width)} "
+                    "posterior and prior of one site disagree: (mask_features, site_width) "
+                    f"{(q.mask_features, q.site_width)} "
                     f"vs {(p.mask_features, p.site_width)}"
                 )
         self.widths = [q.site_width for q in self.posterior]
         chained = [sum(self.widths[:k]) for k in range(len(self.widths))]
         if [q.mask_features for q in self.posterior] != chained:
             raise ValueError(
-                f"the generators' mask_features {[q.mask_features for q in self.posterior]} do not chain the site widths "
+                f"the generators' mask_features {[q.mask_features for q in self.posterior]} "
+                "do not chain the site widths "
                 f"{self.widths} (expected {chained}: each site sees the masks of all earlier sites)"
             )
         self.offsets = [q.mask_features for q in self.posterior]  # column of each site's mask in later first layers
@@ -156,7 +100,7 @@ class TrajectoryPolicy:
         self.slot = {k: (g, i) for g, sites in enumerate(self.groups) for i, k in enumerate(sites)}
         self.masks: list[Tensor] = []
         self.features: list[Tensor] = []
-        self.tape: _Tape | None = None
+        self.tape: TrajectoryTape | None = None
         self.finished = False
 
     def parameters(self) -> list[Tensor]:
@@ -181,7 +125,7 @@ class TrajectoryPolicy:
         activation_in, prior_first = posterior.activation_input, prior.first_layer
         dtype = activation_in.weight.dtype
         if self.tape is None:
-            self.tape = _Tape(self, features.shape[0], dtype, features.device)
+            self.tape = TrajectoryTape(self, features.shape[0], dtype, features.device)
         tape, h, batch = self.tape, self.hidden[0], self.tape.batch
         expected = (batch, self.widths[k])
         if self.labels.shape[0] != batch:
@@ -194,9 +138,11 @@ class TrajectoryPolicy:
         # choice with 2 threads (`benchmarks/README.md`)
         torch.addmm(activation_in.bias, features, activation_in.weight.t(), out=first[:, :h])
         torch.addmm(prior_first.bias, features, prior_first.weight[:, posterior.mask_features :].t(), out=first[:, h:])
-        mask_part = (
-            posterior.mask_const.expand(batch, -1) if k == 0 else tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
-        )
+        if k == 0:
+            assert posterior.mask_const is not None  # the first site's mask branch starts from a learned constant
+            mask_part = posterior.mask_const.expand(batch, -1)
+        else:
+            mask_part = tape.earlier[:, (2 * k - 2) * h : (2 * k - 1) * h]
         pre = torch.cat([mask_part, first[:, :h], tape.labels[k]], dim=1, out=tape.branch_pre[0][k])
         layers = len(self.hidden)
         for i in range(layers):
@@ -227,7 +173,7 @@ class TrajectoryPolicy:
         if k + 1 < self.num_sites:  # this mask's share of every later site's first layers, both generators
             columns = slice(self.offsets[k], self.offsets[k] + self.widths[k])
             later = [
-                (self.posterior[j].mask_input.weight, self.prior[j].first_layer.weight)
+                (later_mask_input(self.posterior[j]).weight, self.prior[j].first_layer.weight)
                 for j in range(k + 1, self.num_sites)
             ]
             for i, weight in enumerate((w[:, columns] for pair in later for w in pair), start=2 * k):
@@ -237,7 +183,9 @@ class TrajectoryPolicy:
         return mask
 
     def finish(self) -> tuple[Tensor, Tensor]:
-        """(log q(z | x, y) [batch], log p(z | x) [batch]) of the masks drawn, summed over sites; once, after the last site.
+        """(log q(z | x, y) [batch], log p(z | x) [batch]) of the masks drawn, summed over sites.
+
+        Called once, after the last site.
 
         The outputs' graph holds this policy (its tape), so the policy does not keep them: no reference cycle
         delays the release of its arena.
@@ -251,8 +199,11 @@ class TrajectoryPolicy:
             return _Trajectory.apply(self, *self.parameters())
 
     def _prior_and_log_probs(self) -> tuple[Tensor, Tensor]:
-        """The prior's logits of every site (batched over sites), then both log-probabilities in one pass per width group."""
-        tape, h, sites, layers = self.tape, self.hidden[0], self.num_sites, len(self.hidden)
+        """The prior's logits of every site (batched over sites).
+
+        Then both log-probabilities, in one pass per width group.
+        """
+        tape, h, sites, layers = self.stepped_tape, self.hidden[0], self.num_sites, len(self.hidden)
         pre = tape.tail_pre[0][1].copy_(tape.first[:, :, h:])  # [sites, batch, h]
         if sites > 1:
             pre[1:].add_(tape.earlier.view(tape.batch, sites - 1, 2, h)[:, :, 1].transpose(0, 1))
@@ -264,122 +215,29 @@ class TrajectoryPolicy:
             else:
                 for g, _group in enumerate(self.groups):
                     bias, weight = tape.last_b[g][1].unsqueeze(1), tape.last_w[g][1].transpose(1, 2)
-                    torch.baddbmm(bias, normed[self._index(g)], weight, out=tape.logits[g][1])
-        total = None  # [2, batch]
+                    torch.baddbmm(bias, normed[self.group_index(g)], weight, out=tape.logits[g][1])
+        total: Tensor | None = None  # [2, batch]
         for g, group in enumerate(self.groups):
             masks = torch.stack([self.masks[k] for k in group], out=tape.masks[g])
             group_total = chunked_log_prob(tape.logits[g], masks, tape.arena.scratch[g]).sum(dim=1)
             total = group_total if total is None else total + group_total
-        return total[0].clone(), total[
-            1
-        ].clone()  # separate tensors, not views of one: callers may update them in place
+        assert total is not None  # there is at least one site, so one group
+        # separate tensors, not views of one: callers may update them in place
+        return total[0].clone(), total[1].clone()
 
-    def _index(self, g: int) -> slice | Tensor:
+    @property
+    def stepped_tape(self) -> TrajectoryTape:
+        """The trajectory's tape, made by the first `step`."""
+        if self.tape is None:
+            raise RuntimeError("TrajectoryPolicy: no site has been stepped yet")
+        return self.tape
+
+    def group_index(self, g: int) -> slice | Tensor:
         """The sites of width group g as an index of a [sites, ...] tensor (a slice when they are consecutive)."""
         group = self.groups[g]
         if group == list(range(group[0], group[-1] + 1)):
             return slice(group[0], group[-1] + 1)
         return torch.tensor(group, device=self.masks[0].device)
-
-    def _backward(self, grad_log_q: Tensor, grad_log_p: Tensor) -> dict[Tensor, Tensor]:
-        """Every generator parameter's gradient of grad_log_q . log q + grad_log_p . log p, batched over sites."""
-        tape, sites, hidden, layers = self.tape, self.num_sites, self.hidden, len(self.hidden)
-        grads: dict[Tensor, Tensor] = {}
-        weights = torch.stack([grad_log_q, grad_log_p]).unsqueeze(1)  # [2, 1, batch]
-        tails = [leaky_norm(pre) for pre in tape.tail_pre]  # recomputed: cheaper than stacking per-site records
-        grad_normed = tape.tail_pre[-1].new_empty(tape.tail_pre[-1].shape) if len(self.groups) > 1 else None
-        for g, group in enumerate(self.groups):  # last layers, per group of equal width
-            n, width = len(group), self.widths[group[0]]
-            grad_logits = log_prob_grad(tape.logits[g], tape.masks[g], weights, out=tape.arena.scratch[g][0])
-            grad_logits = grad_logits.view(2 * n, tape.batch, width)
-            normed = tails[-1][0][:, self._index(g)].reshape(2 * n, tape.batch, hidden[-1])
-            # [2n, width, hidden], a transposed view: the faster matmul layout even with AccumulateGrad's copy
-            grad_weight = torch.bmm(normed.transpose(1, 2), grad_logits).transpose(1, 2)
-            grad_bias = grad_logits.sum(dim=1)
-            grad_group = torch.bmm(grad_logits, tape.last_w[g].view(2 * n, width, hidden[-1]))
-            if grad_normed is None:
-                grad_normed = grad_group
-            else:
-                grad_normed[:, self._index(g)] = grad_group.view(2, n, tape.batch, -1)
-            linears = [self.posterior[k].combiner_layers[-1] for k in group] + [
-                self.prior[k].tail_layers[-1] for k in group
-            ]
-            _assign(grads, linears, grad_weight, grad_bias)
-        for i in reversed(range(layers)):  # hidden layers of the combiner and prior tails: [2 * sites] batches
-            normed, activated, mean, rstd = tails[i]
-            grad_pre = leaky_norm_backward(grad_normed, tape.tail_pre[i], activated, mean, rstd)
-            if i == 0:
-                break
-            grad_flat = grad_pre.view(2 * sites, tape.batch, -1)
-            previous = tails[i - 1][0].view(2 * sites, tape.batch, -1)
-            grad_weight = torch.bmm(grad_flat.transpose(1, 2), previous)
-            grad_bias = grad_flat.sum(dim=1)
-            grad_normed = torch.bmm(grad_flat, tape.tail_w[i - 1].view(2 * sites, *tape.tail_w[i - 1].shape[2:]))
-            linears = [q.combiner_layers[i - 1] for q in self.posterior] + [p.tail_layers[i - 1] for p in self.prior]
-            _assign(grads, linears, grad_weight, grad_bias)
-        grad_combined, grad_prior_first = grad_pre[0], grad_pre[1]  # [sites, batch, h]
-        grad_branch_in = self._posterior_branches_backward(grad_combined, grads)
-        self._first_layers_backward(grad_branch_in, grad_prior_first, grads)
-        return grads
-
-    def _posterior_branches_backward(self, grad_combined: Tensor, grads: dict[Tensor, Tensor]) -> Tensor:
-        """Combiner input layer and branch tails, batched over sites: returns the gradient of branch_pre[0] [sites, batch, 3h]."""
-        tape, layers = self.tape, len(self.hidden)
-        grad_weight = torch.bmm(grad_combined.transpose(1, 2), tape.branches)
-        grad_bias = grad_combined.sum(dim=1)
-        _assign(grads, [q.combiner_input for q in self.posterior], grad_weight, grad_bias)
-        grad = torch.bmm(grad_combined, tape.combiner_w)  # [sites, batch, 3 * branch_out]
-        for i in reversed(range(layers)):
-            normed, activated, mean, rstd = leaky_norm(tape.branch_pre[i], 3)
-            layers_i = [q.branch_layers[i] for q in self.posterior]
-            grad_weight = torch.bmm(grad.transpose(1, 2), normed.flatten(-2))
-            if layers_i[0].block_mask is not None:
-                grad_weight.mul_(layers_i[0].block_mask)
-            grad_bias = grad.sum(dim=1)
-            _assign(grads, layers_i, grad_weight, grad_bias)
-            grad = leaky_norm_backward(torch.bmm(grad, tape.branch_w[i]), tape.branch_pre[i], activated, mean, rstd)
-        return grad
-
-    def _first_layers_backward(
-        self, grad_branch_in: Tensor, grad_prior_first: Tensor, grads: dict[Tensor, Tensor]
-    ) -> None:
-        """First layers of both generators: one weight-gradient product per input block (a mask, a site's features)."""
-        sites, h, batch = self.num_sites, self.hidden[0], self.tape.batch
-        grad_mask, grad_activation, grad_label = grad_branch_in.split(h, dim=2)
-        bias_sums = grad_branch_in.sum(dim=1)  # [sites, 3h]
-        prior_bias = grad_prior_first.sum(dim=1)
-        labels = torch.zeros(
-            sites, *self.posterior[0].label_table.shape, dtype=grad_label.dtype, device=grad_label.device
-        )
-        labels.index_add_(1, self.labels, grad_label)
-        features = torch.cat([grad_activation, grad_prior_first], dim=2)  # [sites, batch, 2h], as `first`
-        pieces: list[list[Tensor]] = [
-            [] for _ in range(sites)
-        ]  # column blocks of each site's [posterior mask | prior] weights
-        if sites > 1:
-            earlier = torch.stack([grad_mask[1:], grad_prior_first[1:]], dim=2).transpose(0, 1).reshape(batch, -1)
-            for j in range(sites - 1):
-                stacked = earlier[:, j * 2 * h :].t().mm(self.masks[j])  # [(later sites) * 2h, width_j]
-                for k in range(j + 1, sites):
-                    pieces[k].append(stacked[(k - 1 - j) * 2 * h : (k - j) * 2 * h])
-        for k, (q, p) in enumerate(zip(self.posterior, self.prior)):
-            stacked = features[k].t().mm(self.features[k])  # [2h, width_k]
-            activation_in, prior_first, mask_in = q.activation_input, p.first_layer, q.mask_input
-            grads[activation_in.weight], grads[activation_in.bias] = stacked[:h], bias_sums[k, h : 2 * h]
-            grads[q.label_table] = labels[k]
-            grads[prior_first.bias] = prior_bias[k]
-            grads[prior_first.weight] = torch.cat([piece[h:] for piece in pieces[k]] + [stacked[h:]], dim=1)
-            if mask_in is None:
-                grads[q.mask_const] = bias_sums[k, :h]
-            else:
-                grads[mask_in.weight] = torch.cat([piece[:h] for piece in pieces[k]], dim=1)
-                grads[mask_in.bias] = bias_sums[k, :h]
-
-
-def _assign(grads: dict[Tensor, Tensor], linears: Sequence[LinearParams], weight: Tensor, bias: Tensor) -> None:
-    """grads of each linear's weight and bias from stacked [len(linears), ...] gradients (one `unbind` each)."""
-    for linear, grad_weight, grad_bias in zip(linears, weight.unbind(0), bias.unbind(0)):
-        grads[linear.weight], grads[linear.bias] = grad_weight, grad_bias
 
 
 class _Trajectory(torch.autograd.Function):
@@ -397,11 +255,14 @@ class _Trajectory(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_log_q: Tensor | None, grad_log_p: Tensor | None) -> tuple:
-        policy = ctx.policy
-        reference = policy.tape.logits[0]
+        policy: TrajectoryPolicy = ctx.policy
+        tape = policy.stepped_tape
+        reference = tape.logits[0]
         with torch.autocast(reference.device.type, enabled=False):
-            zeros = reference.new_zeros(policy.tape.batch)
-            grads = policy._backward(
+            zeros = reference.new_zeros(tape.batch)
+            grads = trajectory_backward(
+                policy,
+                tape,
                 zeros if grad_log_q is None else grad_log_q.to(reference.dtype),
                 zeros if grad_log_p is None else grad_log_p.to(reference.dtype),
             )

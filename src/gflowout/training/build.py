@@ -138,7 +138,8 @@ def dataset_shape(datamodule: object, data: DataConfig) -> tuple[int, tuple[int,
     if not isinstance(datamodule, ClassificationData):
         missing = [name for name in ("num_classes", "input_shape") if not hasattr(datamodule, name)]
         raise ConfigError(
-            f"data module {data.module or type(datamodule).__name__!r} has no {' or '.join(missing)}: a data module must "
+            f"data module {data.module or type(datamodule).__name__!r} has no {' or '.join(missing)}: "
+            "a data module must "
             "provide num_classes (an int) and input_shape (the shape of one example, e.g. (1, 28, 28))"
         )
     return int(datamodule.num_classes), tuple(int(d) for d in datamodule.input_shape)

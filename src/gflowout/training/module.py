@@ -10,8 +10,9 @@ no scheduler state).
 Validation and test: under `torch.no_grad`, `method.predict(x, samples=S)` (the S samples batched),
 the predictive p(y|x) = mean_s softmax(logits_s); accuracy, NLL = mean -log p(y|x) (from logsumexp,
 no clamp), ECE (15 equal-width right-closed bins, the conventions of gflowout.eval.metrics) and the
-Brier score, streamed by gflowout.eval.streaming.ClassificationSums. Each rank sums sufficient statistics over its shard; the sums are all-reduced, so the
-metrics are exact over the whole split under DDP. `val/nll` (the S-sample NLL) selects best.ckpt.
+Brier score, streamed by gflowout.eval.streaming.ClassificationSums. Each rank sums sufficient statistics over
+its shard; the sums are all-reduced, so the metrics are exact over the whole split under DDP. `val/nll` (the
+S-sample NLL) selects best.ckpt.
 Validation and test draw their masks from a generator seeded by (seed, stage, epoch, rank), so they
 never disturb the training RNG stream (which is what makes a resumed run bit-identical).
 Mask diagnostics (config `diagnostics`, `gflowout.methods.diagnostics`): at the end of every training
@@ -155,7 +156,8 @@ class MethodModule(pl.LightningModule):
     def _record_step(self, result: Any, batch_size: int) -> None:
         """Sum this batch's losses and logs for the epoch means, and hand them to Lightning only on the steps its
         loggers write (every `trainer.log_every_n_steps`): a `self.log` call per value and step costs a share of
-        the step for values nobody reads (benchmarks/README.md, "The harness"). Rank-local values (no per-step all-reduce); rank 0's are written."""
+        the step for values nobody reads (benchmarks/README.md, "The harness"). Rank-local values (no per-step
+        all-reduce); rank 0's are written."""
         values = {
             **{f"loss/{k}": v for k, v in result.losses.items()},
             **{f"train/{k}": v for k, v in result.logs.items()},

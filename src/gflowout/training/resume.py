@@ -35,7 +35,8 @@ RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", *HARDWARE_KEYS)
 # digest part other than the config are named "<part>.<key>" (the evaluation settings: "evaluation.<key>").
 # evaluation.temperature_scaling only adds sections ("temperature_scaling", "ts") to a result: none of the others
 # changes, so results made before it existed stay valid (a rerun without --out of a fresh folder keeps them)
-# evaluation.conformal_* likewise only add the "conformal" sections (at their defaults: other settings are other numbers)
+# evaluation.conformal_* likewise only add the "conformal" sections (at their defaults: other settings are other
+# numbers)
 NEUTRAL_VALUES: dict[str, Any] = {
     "trainer.val_every_n_epochs": 1,
     "evaluation.temperature_scaling": True,

@@ -18,8 +18,8 @@ def capture_rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "numpy": {
             "kind": str(kind),
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(position),  # type: ignore[attr-defined]  # numpy stub precision (get_state's legacy tuple)
+            "keys": torch.from_numpy(keys.astype(np.int64)),  # type: ignore[attr-defined]  # numpy stub precision (get_state's legacy tuple)
+            "pos": int(position),
             "has_gauss": int(has_gauss),
             "cached": float(cached),
         },

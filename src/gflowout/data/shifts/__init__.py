@@ -14,8 +14,9 @@ Names (see available_shifts):
   and "rotation_<deg>" (a fixed angle, e.g. "rotation_45"; the sweep is ROTATION_SWEEP_DEG).
   Severity is checked but not used for them: pass 1.
 
-The names and apply_shift live in registry.py; shifted_split (cache.py) builds and caches a shifted test split so every method sees the same
-images; normalise it afterwards with gflowout.data.datasets.to_tensor (training statistics).
+The names and apply_shift live in registry.py; shifted_split (cache.py) builds and caches a shifted test split so
+every method sees the same images; normalise it afterwards with gflowout.data.datasets.to_tensor (training
+statistics).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """MNIST-C-style corruptions (after Mu & Gilmer 2019, google-research/mnist-c `corruptions.py`).
 
 The published MNIST-C set has ONE level per corruption; we take it to be the default `severity`
-argument of each function in corruptions.py (e.g. shot_noise(x, severity=5) -> 3 photons). Here every corruption gets a monotone 5-level ladder built around
-that published parameter, which sits at severity 3 (canny_edges: severity 5, see below); the
-neighbouring levels reuse the other entries of corruptions.py's own tables where they exist and
-extrapolate otherwise. These are "MNIST-C-style" images, not the published MNIST-C files.
+argument of each function in corruptions.py (e.g. shot_noise(x, severity=5) -> 3 photons). Here every
+corruption gets a monotone 5-level ladder built around that published parameter, which sits at severity 3
+(canny_edges: severity 5, see below); the neighbouring levels reuse the other entries of corruptions.py's own
+tables where they exist and extrapolate otherwise. These are "MNIST-C-style" images, not the published MNIST-C files.
 
 Each function takes float [N, H, W, C] in [0, 1], a severity 1..5 and a numpy Generator, and
 returns float [N, H, W, C] (clipped by the caller). Random choices are per image.
