@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gflowout.eval import evaluate as evaluate_module
+from gflowout.eval import test_sets as test_sets_module
 from gflowout.eval.evaluate import evaluate_method
 from gflowout.results import read_result, write_json_atomic
 from tests.helpers.evaluation import RecordingMethod
@@ -64,7 +65,7 @@ def stand_in_data(monkeypatch):
         rotate=lambda images, angle: images,  # constant images are rotation-invariant
         random_rotation=lambda images, seed: images,
     )
-    monkeypatch.setattr(evaluate_module, "_data", lambda: (datasets, shifts))
+    monkeypatch.setattr(test_sets_module, "_data", lambda: (datasets, shifts))
     monkeypatch.setitem(evaluate_module.DEFAULT_OOD, "digits", ("other", "absent"))
     return labels
 

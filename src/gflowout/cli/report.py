@@ -70,31 +70,12 @@ def run(args: argparse.Namespace) -> int:
         }[protocol]
         print(f"{protocol.replace('_', ' ')} report written: {writer(folder, out)}")
         return 0
-    learning = learning_of(results, out, args.runs)
+    from gflowout.experiments.learning import learning_for_report
+
+    learning = learning_for_report(results, out, args.runs)
     html = write_report(results, out, title=args.title, learning=learning)
     print(f"report written: {out / 'report.md'} and {html}")
     return 0
-
-
-def learning_of(results: Path, out: Path, runs: str | None) -> dict | None:
-    """The runs of REPORT/learning.json: written from the run folders of finished runs (those with a result file)
-    when there are any, else read back."""
-    from gflowout.errors import ConfigError
-    from gflowout.experiments.learning import collect_learning, read_learning
-
-    folder = Path(runs) if runs else results / "runs"
-    if runs and not folder.is_dir():
-        raise ConfigError(f"--runs {runs!r} is not a folder; pass the benchmark's runs/ folder or leave --runs out")
-    finished = (
-        {path.stem for path in results.rglob("*.json")} | {path.parent.name for path in folder.glob("*/results.json")}
-        if folder.is_dir()
-        else set()
-    )
-    if folder.is_dir() and any((p / "logs").is_dir() and p.name in finished for p in folder.iterdir()):
-        return collect_learning(folder, out / "learning.json", only=finished)
-    if (out / "learning.json").is_file():
-        return read_learning(out / "learning.json")
-    return None
 
 
 def downstream_protocol(results: Path) -> tuple[str | None, Path]:

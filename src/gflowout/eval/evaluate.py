@@ -88,6 +88,7 @@ import torch
 from torch import Tensor
 
 from gflowout.errors import DataError
+from gflowout.eval import test_sets
 from gflowout.eval.conditions import (
     ConditionRecorder,
     condition_metrics,
@@ -158,14 +159,6 @@ DEFAULT_CONFORMAL_SCORES: tuple[str, ...] = ("lac", "aps", "aps_randomized")
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _data() -> tuple[Any, Any]:
-    """The data modules, imported on use (they belong to the data engineer). Every part of the evaluation reads
-    them through this function (`gflowout.eval.test_sets._data`), so replacing it swaps them everywhere."""
-    from gflowout.data import datasets, shifts
-
-    return datasets, shifts
 
 
 def _too_few_to_calibrate(count: int, alpha: float) -> str:
@@ -242,7 +235,7 @@ def evaluate_method(
     """
     started = time.perf_counter()
     samples = method.prediction_samples(samples)  # a deep ensemble's M members, whatever was asked (recorded)
-    datasets, shift_module = _data()
+    datasets, shift_module = test_sets._data()
     torch.manual_seed(seed)
     note = progress or (lambda message: None)
     images, labels = load_test_images(data_name, root, limit)

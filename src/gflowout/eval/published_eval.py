@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from gflowout.eval import test_sets
 from gflowout.eval.conditions import ConditionRecorder
 from gflowout.eval.published import PUBLISHED_LABELS, fetch_hint, published_files_missing
-from gflowout.eval.test_sets import _data, subset_indices
+from gflowout.eval.test_sets import subset_indices
 
 Progress = Callable[[str], None]
 
@@ -29,7 +30,7 @@ def evaluate_published(
 ) -> None:
     """Fill results["published_corruptions"] (and the "ts" block's, when a temperature was fitted) from the
     published -C files that are present; log what is not."""
-    datasets, _ = _data()
+    datasets, _ = test_sets._data()
     results = recorder.results
     missing = {c: published_files_missing(set_name, c, root) for c in plan}
     absent = [c for c, paths in missing.items() if paths]

@@ -26,11 +26,12 @@ PUBLISHED_SETS: dict[str, str] = {"cifar10": "cifar10-c", "cifar100": "cifar100-
 
 
 def _data() -> tuple[Any, Any]:
-    """The data modules (gflowout.data.datasets, gflowout.data.shifts), looked up through
-    `gflowout.eval.evaluate._data`: the one seam where a caller (a test) swaps them for stand-ins."""
-    from gflowout.eval import evaluate
+    """The data modules (gflowout.data.datasets, gflowout.data.shifts), imported on use. Every part of the
+    evaluation reads them through this function, looked up on this module at call time, so replacing
+    `gflowout.eval.test_sets._data` (as the tests do) swaps them everywhere."""
+    from gflowout.data import datasets, shifts
 
-    return evaluate._data()
+    return datasets, shifts
 
 
 def normalise(images: np.ndarray, name: str) -> Tensor:

@@ -311,9 +311,11 @@ def run_benchmark(
             log(f"shard {shard_index}/{shard_count} finished; the report is written when every shard has finished")
     if report:
         from gflowout.eval.report import write_report
+        from gflowout.experiments.learning import learning_for_report
 
         if done_paths:
-            html = write_report(out_dir / "results", out_dir / "report")
+            learning = learning_for_report(out_dir, out_dir / "report")
+            html = write_report(out_dir / "results", out_dir / "report", learning=learning)
             log(f"report: {html}")
     if failures:
         listing = "; ".join(f"{k}: {v}" for k, v in failures.items())

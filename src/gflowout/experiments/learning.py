@@ -34,6 +34,7 @@ __all__ = [
     "read_curves",
     "read_learning",
     "run_learning",
+    "learning_for_report",
     "site_means",
 ]
 
@@ -154,3 +155,25 @@ def read_learning(path: str | Path) -> dict[str, Any]:
             "write it again with `gflowout report RESULTS --runs RUNS`"
         )
     return payload["runs"]
+
+
+def learning_for_report(results: Path, out: Path, runs: str | Path | None = None) -> dict[str, Any] | None:
+    """The runs of OUT/learning.json for a report of RESULTS: written from the run folders (`runs`, else
+    RESULTS/runs) of the finished runs (those with a result file) when there are any, else read back."""
+    from gflowout.errors import ConfigError
+
+    folder = Path(runs) if runs else results / "runs"
+    if runs and not folder.is_dir():
+        raise ConfigError(
+            f"--runs {str(runs)!r} is not a folder; pass the benchmark's runs/ folder or leave --runs out"
+        )
+    finished = (
+        {path.stem for path in results.rglob("*.json")} | {path.parent.name for path in folder.glob("*/results.json")}
+        if folder.is_dir()
+        else set()
+    )
+    if any((p / "logs").is_dir() and p.name in finished for p in (folder.iterdir() if folder.is_dir() else ())):
+        return collect_learning(folder, out / "learning.json", only=finished)
+    if (out / "learning.json").is_file():
+        return read_learning(out / "learning.json")
+    return None
