@@ -211,27 +211,37 @@ def evaluate_method(
 ) -> dict[str, Any]:
     """Evaluate `method` on `data_name`'s test set, its shifts and OOD pairs; a dict in the RESULT SCHEMA.
 
-    shifts: shift names (each at `severities`), {name: severities}, or None for every available
-        shift of the data set's kind ("mnist" for 28x28 grey sets, "cifar" otherwise); () for none.
-    ood_sets: OOD data set names; None for the defaults of `DEFAULT_OOD` that are present (missing ones
-        are listed under "ood_skipped"); a named set that is missing raises DataError.
-    seed: seeds the mask sampling (torch, in a private RNG state: the caller's is left as it was) and the random
-        shifts, so reruns give the same numbers.
-    limit: evaluate a fixed random subset of this many test (and OOD) images; None for all.
-    progress: called with a short message before each condition (for progress bars).
-    published_corruptions: also evaluate on the PUBLISHED CIFAR-10-C / CIFAR-100-C files (cifar10 /
-        cifar100 runs only): "all", corruption names (each at `severities`) or {name: severities};
-        None or () for none. Missing files are skipped with one line to `log` naming the fetch command.
-    log: where such one-line notices go (stderr by default).
-    validation: held-out (normalised images [N, C, H, W], labels [N]), e.g. the run's validation split: a
-        temperature is fitted on them (Guo et al. 2017) and every condition is also reported with it ("ts").
-        Its masks come from their own seeded RNG, so every other number is what it is without it.
-    temperature_scaling: fit the temperature on `validation` (False: use it for conformal calibration only).
-    conformal_alpha: calibrate split-conformal prediction sets on `validation` with this miscoverage rate and report
-        their coverage and mean size in every condition ("conformal"; "ts" too); None for none.
-    conformal_scores: the set scores (`gflowout.eval.conformal`): "lac", "aps", "aps_randomized", "raps",
-        "raps_randomized"; conformal_raps_lambda, conformal_raps_k_reg: the RAPS penalty and its free set size.
-    samples: a method with a fixed sample count (a deep ensemble: its members) uses its own; recorded.
+    Args:
+        method: the trained method (any DropoutMethod), predicting in eval mode.
+        data_name: the in-distribution data set whose test split is evaluated (e.g. "mnist").
+        shifts: shift names (each at `severities`), {name: severities}, or None for every available
+            shift of the data set's kind ("mnist" for 28x28 grey sets, "cifar" otherwise); () for none.
+        ood_sets: OOD data set names; None for the defaults of `DEFAULT_OOD` that are present (missing ones
+            are listed under "ood_skipped"); a named set that is missing raises DataError.
+        seed: seeds the mask sampling (torch, in a private RNG state: the caller's is left as it was) and the random
+            shifts, so reruns give the same numbers.
+        limit: evaluate a fixed random subset of this many test (and OOD) images; None for all.
+        progress: called with a short message before each condition (for progress bars).
+        published_corruptions: also evaluate on the PUBLISHED CIFAR-10-C / CIFAR-100-C files (cifar10 /
+            cifar100 runs only): "all", corruption names (each at `severities`) or {name: severities};
+            None or () for none. Missing files are skipped with one line to `log` naming the fetch command.
+        log: where such one-line notices go (stderr by default).
+        validation: held-out (normalised images [N, C, H, W], labels [N]), e.g. the run's validation split: a
+            temperature is fitted on them (Guo et al. 2017) and every condition is also reported with it ("ts").
+            Its masks come from their own seeded RNG, so every other number is what it is without it.
+        temperature_scaling: fit the temperature on `validation` (False: use it for conformal calibration only).
+        conformal_alpha: calibrate split-conformal prediction sets on `validation` with this miscoverage rate and report
+            their coverage and mean size in every condition ("conformal"; "ts" too); None for none.
+        conformal_scores: the set scores (`gflowout.eval.conformal`): "lac", "aps", "aps_randomized", "raps",
+            "raps_randomized"; conformal_raps_lambda, conformal_raps_k_reg: the RAPS penalty and its free set size.
+        samples: a method with a fixed sample count (a deep ensemble: its members) uses its own; recorded.
+
+    Returns:
+        The result dict (RESULT SCHEMA above): clean metrics, shifts, rotation sweep, OOD, selective prediction,
+        the temperature-scaled ("ts") and conformal blocks when `validation` is given, timings.
+
+    Raises:
+        DataError: the data set or a named OOD set is missing or unreadable.
     """
     started = time.perf_counter()
     samples = method.prediction_samples(samples)  # a deep ensemble's M members, whatever was asked (recorded)
