@@ -66,6 +66,13 @@ def test_cohort_command_runs_resumes_and_summarises(tmp_path, capsys, one_torch_
     assert main(["cohort", "--config", str(config_path), "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("done already, skipped") == 2
     assert runs[0].stat().st_mtime_ns == before
+    # a method added to the grid (the deep ensemble, which predicts its M members): only its run is made
+    config_path.write_text(yaml.safe_dump({**config, "methods": ["none", "gflowout", "ensemble"]}))
+    assert main(["cohort", "--config", str(config_path), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("done already, skipped") == 2 and runs[0].stat().st_mtime_ns == before
+    ensemble = json.loads((out / "runs" / "heldout-c_ensemble_seed1.json").read_text())
+    assert 0.0 <= ensemble["held_out"]["macro_f1"] <= 1.0
+    assert set(json.loads((out / "summary.json").read_text())["c"]) == {"none", "gflowout", "ensemble"}
 
 
 def test_same_seed_gives_the_same_run(tmp_path, one_torch_thread):

@@ -25,7 +25,7 @@ import torch
 from gflowout.data.cohort import CohortSplit, CohortTable, leave_one_group_out, read_cohort_csv
 from gflowout.errors import ConfigError
 
-ALL_METHODS = ("none", "mc_dropout", "concrete", "contextual", "id_gflowout", "gflowout")
+ALL_METHODS = ("none", "mc_dropout", "concrete", "contextual", "id_gflowout", "gflowout", "ensemble")
 HEADLINE = ("macro_f1", "balanced_accuracy", "precision", "recall", "auroc", "nll", "ece")
 
 
@@ -161,9 +161,13 @@ def build_cohort_method(
 
 @torch.no_grad()
 def predictive_probs(method: Any, x: torch.Tensor, samples: int, batch_size: int = 1024) -> np.ndarray:
-    """Mean over S mask samples of softmax, [rows, 2] (float64); the labels are never shown to the method."""
+    """Mean over S mask samples of softmax, [rows, 2] (float64); the labels are never shown to the method.
+
+    S is `method.prediction_samples(samples)`: a deep ensemble averages its M members.
+    """
     from gflowout.eval.predictive import mean_probs
 
+    samples = method.prediction_samples(samples)
     parts = [
         mean_probs(method.predict(x[i : i + batch_size], samples=samples)) for i in range(0, x.shape[0], batch_size)
     ]
@@ -208,9 +212,12 @@ def train_and_evaluate(config: CohortConfig, split: CohortSplit, method_name: st
 
 # ---- the grid -------------------------------------------------------------------------------------
 def config_digest(config: CohortConfig) -> str:
-    """A digest of everything that changes a run's numbers (not the thread count)."""
+    """A digest of everything that changes a run's numbers: not the thread count, and not the grid's axes (the
+    methods, seeds and held-out groups, which each run records), so a method added to the grid leaves the runs
+    already made valid."""
     values = asdict(config)
-    values.pop("threads")
+    for axis in ("threads", "methods", "seeds", "held_out"):
+        values.pop(axis)
     values["data"].pop("root")
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
