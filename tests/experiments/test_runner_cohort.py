@@ -12,7 +12,7 @@ import yaml
 
 from gflowout.cli.main import main
 from gflowout.errors import ConfigError
-from gflowout.experiments.cohort import cohort_config, load_cohort_config
+from gflowout.experiments.cohort import ALL_METHODS, cohort_config, load_cohort_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +114,8 @@ def test_config_errors_name_the_key():
 @pytest.mark.parametrize("name", ["cohort_rotterdam_gbsg.yaml", "cohort_csv_example.yaml"])
 def test_shipped_cohort_configs_load(name):
     config = load_cohort_config(REPO / "configs" / name)
-    assert config.hidden == [256, 256, 256] and len(config.seeds) == 5 and len(config.methods) == 6
+    assert config.hidden == [256, 256, 256] and len(config.seeds) == 5
+    assert config.methods == list(ALL_METHODS)  # every method, the deep ensemble included
 
 
 def test_cohort_help(capsys):
