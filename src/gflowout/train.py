@@ -32,7 +32,7 @@ import torch
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger
 
 from gflowout.atomic import atomic_write_json, atomic_write_text
 from gflowout.checkpoint import (
@@ -45,6 +45,7 @@ from gflowout.config import ExperimentConfig
 from gflowout.errors import ConfigError
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
 from gflowout.training.checkpoint_io import AtomicCheckpointIO
+from gflowout.training.loggers import PhaseTensorBoardLogger
 from gflowout.training.module import MethodModule
 from gflowout.training.resume import check_resume_config
 from gflowout.writable import writable_folder
@@ -174,7 +175,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(t.log_every_n_steps, 20))))  # type: ignore[arg-type]  # the list holds any Lightning callback
-    loggers = [CSVLogger(out_dir, name="logs"), TensorBoardLogger(out_dir, name="tb", default_hp_metric=False)]
+    loggers = [CSVLogger(out_dir, name="logs"), PhaseTensorBoardLogger(out_dir, name="tb", default_hp_metric=False)]
     kwargs: dict[str, Any] = dict(
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
