@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -32,11 +33,11 @@ LOG_SCALE = ("tb_residual", "centred_residual")
 Diagnostics = dict[str, dict[int, float]]
 
 
-def read_mask_diagnostics(run_dir: str | Path) -> Diagnostics:
-    """Every masks/... value of a run folder's CSV logs, by epoch (later log versions win)."""
+def read_epoch_columns(run_dir: str | Path, keep: Callable[[str], bool]) -> dict[str, dict[int, float]]:
+    """{column: {epoch: value}} of a run folder's CSV logs for the columns `keep` accepts (later versions win)."""
     run_dir = Path(run_dir)
     paths = sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
-    values: Diagnostics = defaultdict(dict)
+    values: dict[str, dict[int, float]] = defaultdict(dict)
     for path in paths:
         with path.open(newline="") as stream:
             for row in csv.DictReader(stream):
@@ -44,9 +45,15 @@ def read_mask_diagnostics(run_dir: str | Path) -> Diagnostics:
                 if epoch in (None, ""):
                     continue
                 for key, text in row.items():
-                    if key and key.startswith(PREFIX) and text not in (None, ""):
-                        values[key[len(PREFIX) :]][int(float(epoch))] = float(text)
+                    if key and keep(key) and text not in (None, ""):
+                        values[key][int(float(epoch))] = float(text)
     return dict(values)
+
+
+def read_mask_diagnostics(run_dir: str | Path) -> Diagnostics:
+    """Every masks/... value of a run folder's CSV logs, by epoch (later log versions win), keyed without the prefix."""
+    columns = read_epoch_columns(run_dir, lambda key: key.startswith(PREFIX))
+    return {key[len(PREFIX) :]: series for key, series in columns.items()}
 
 
 def split_sites(diagnostics: Diagnostics) -> tuple[dict[str, dict[str, dict[int, float]]], Diagnostics]:

@@ -17,7 +17,6 @@ which the report reads and which can be published beside the results:
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -53,19 +52,9 @@ DIAGNOSTIC_BATCH = 256
 
 def read_curves(run_folder: str | Path) -> dict[str, dict[int, float]]:
     """{column: {epoch: value}} of the run's CSV logs for CURVE_KEYS and every masks/ column (later logs win)."""
-    run_folder = Path(run_folder)
-    paths = sorted((run_folder / "logs").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
-    curves: dict[str, dict[int, float]] = {}
-    for path in paths:
-        with path.open(newline="") as stream:
-            for row in csv.DictReader(stream):
-                epoch = row.get("epoch")
-                if epoch in (None, ""):
-                    continue
-                for key, text in row.items():
-                    if key and (key in CURVE_KEYS or key.startswith("masks/")) and text not in (None, ""):
-                        curves.setdefault(key, {})[int(float(epoch))] = float(text)
-    return curves
+    from gflowout.eval.mask_report import read_epoch_columns
+
+    return read_epoch_columns(run_folder, lambda key: key in CURVE_KEYS or key.startswith("masks/"))
 
 
 def checkpoint_masks(checkpoint: str | Path, seed: int = 0) -> dict[str, Any]:
