@@ -12,6 +12,7 @@ import torch
 
 from gflowout.cli.main import main
 from gflowout.errors import CheckpointError, ConfigError, DataError
+from gflowout.experiments import plain_training
 from gflowout.experiments import transfer as tr
 from gflowout.experiments.downstream_config import (
     TrainingSettings,
@@ -66,13 +67,13 @@ def run(config: TransferConfig, out: Path, log=lambda line: None) -> dict:
 def test_fine_tuning_starts_from_the_pretrained_weights(tmp_path: Path, monkeypatch, method: str):
     """The weights each training starts from, captured at its first step, against the saved pre-trained ones."""
     starts: dict[tuple[int, ...], dict[str, torch.Tensor]] = {}
-    original = tr.train_for_steps
+    original = plain_training.train_for_steps  # every protocol step trains through it (train_then_test)
 
     def capturing(model, x, y, **kwargs):
         starts[kwargs["position"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return original(model, x, y, **kwargs)
 
-    monkeypatch.setattr(tr, "train_for_steps", capturing)
+    monkeypatch.setattr(plain_training, "train_for_steps", capturing)
     result = run(tiny_config(method), tmp_path)
     pretrained = torch.load(tmp_path / "runs" / f"mnist__{method}__seed1" / "pretrained.pt", weights_only=True)
     saved = pretrained["state_dict"]

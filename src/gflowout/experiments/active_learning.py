@@ -30,20 +30,19 @@ from torch import Tensor
 from gflowout.errors import ConfigError
 from gflowout.eval.acquisition import AcquisitionScore, acquisition_scores, resolve_score, top_k
 from gflowout.experiments.downstream_common import (
-    PROTOCOL_SCHEMA,
     ProtocolData,
     protocol_digest,
     read_state,
     run_protocol_grid,
+    write_protocol_result,
 )
-from gflowout.experiments.downstream_config import ActiveLearningConfig, check_pool_budget, protocol_settings
+from gflowout.experiments.downstream_config import ActiveLearningConfig, check_pool_budget
 from gflowout.experiments.plain_training import (
     ACQUISITION,
     build_seeded_method,
-    evaluate_predictive,
     optimizer_overrides,
     predict_in_batches,
-    train_for_steps,
+    train_then_test,
 )
 from gflowout.methods.base import DropoutMethod
 from gflowout.results import write_json_atomic
@@ -165,25 +164,19 @@ def run_one(
     for round_index in range(len(state["rounds"]), active.rounds + 1):
         rows = torch.as_tensor(labelled)
         method = build_seeded_method(harness, data.num_classes, data.input_shape, len(labelled), run.seed, round_index)
-        summary = train_for_steps(
+        summary, metrics = train_then_test(
             method,
             data.x_train[rows],
             data.y_train[rows],
+            data.x_test,
+            data.y_test,
             steps=training.steps,
             batch_size=training.batch_size,
+            samples=evaluation.samples,
+            eval_batch_size=evaluation.batch_size,
             seed=run.seed,
             position=(round_index,),
             overrides=optimizer_overrides(harness, method),
-            device=device,
-        )
-        metrics = evaluate_predictive(
-            method,
-            data.x_test,
-            data.y_test,
-            samples=evaluation.samples,
-            batch_size=evaluation.batch_size,
-            seed=run.seed,
-            position=(round_index,),
             device=device,
         )
         record: dict[str, Any] = {
@@ -221,15 +214,7 @@ def run_one(
             f"accuracy {record['accuracy']:.4f}, NLL {record['nll']:.4f} ({summary.seconds:.1f} s training)"
         )
     rounds = state["rounds"]
-    result = {
-        "protocol": PROTOCOL,
-        "protocol_schema": PROTOCOL_SCHEMA,
-        "run_id": run.run_id,
-        "dataset": run.dataset,
-        "method": run.method,
-        "score": run.score,
-        "seed": run.seed,
-        "settings_digest": digest,
+    outcome = {
         "labelled_sizes": [r["labelled"] for r in rounds],
         "accuracy": [r["accuracy"] for r in rounds],
         "nll": [r["nll"] for r in rounds],
@@ -238,12 +223,9 @@ def run_one(
         "train_time_s": sum(r["train_time_s"] for r in rounds),
         "eval_time_s": sum(r["eval_time_s"] for r in rounds),
         "acquire_time_s": sum(r.get("acquire_time_s", 0.0) for r in rounds),
-        "config": harness.to_dict(),
-        "protocol_settings": protocol_settings(config),
-        "budget": config.budget,
     }
-    write_json_atomic(out_dir / "results" / f"{run.run_id}.json", result)
-    return result
+    identity = {"dataset": run.dataset, "method": run.method, "score": run.score, "seed": run.seed}
+    return write_protocol_result(out_dir, PROTOCOL, run, identity, digest, outcome, config, harness)
 
 
 def run_active_learning(

@@ -159,3 +159,33 @@ def run_protocol_grid(
     elif write_report is not None:
         log("this shard is done; the report is written by the worker that finishes the grid")
     return paths
+
+
+def write_protocol_result(
+    out_dir: Path,
+    protocol: str,
+    run: Any,
+    identity: dict[str, Any],
+    digest: str,
+    outcome: dict[str, Any],
+    config: Any,
+    harness: Any,
+) -> dict[str, Any]:
+    """Assemble a finished run's result (protocol, run id, `identity`, digest, `outcome`, then the settings that
+    made it) and write it atomically to results/<run id>.json; returns the result."""
+    from gflowout.experiments.downstream_config import protocol_settings
+    from gflowout.results import write_json_atomic
+
+    result = {
+        "protocol": protocol,
+        "protocol_schema": PROTOCOL_SCHEMA,
+        "run_id": run.run_id,
+        **identity,
+        "settings_digest": digest,
+        **outcome,
+        "config": harness.to_dict(),
+        "protocol_settings": protocol_settings(config),
+        "budget": config.budget,
+    }
+    write_json_atomic(out_dir / "results" / f"{run.run_id}.json", result)
+    return result

@@ -190,6 +190,41 @@ def evaluate_predictive(
     }
 
 
+def train_then_test(
+    method: DropoutMethod,
+    x: Tensor,
+    y: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    samples: int,
+    eval_batch_size: int,
+    seed: int,
+    position: tuple[int, ...],
+    overrides: Mapping[str, Mapping[str, Any]] | None,
+    device: torch.device | str = "cpu",
+) -> tuple[TrainingSummary, dict[str, float]]:
+    """`train_for_steps` on (x, y), then `evaluate_predictive` on (x_test, y_test), both seeded by (seed, position):
+    the step every downstream protocol repeats for each round, subset or pre-training."""
+    summary = train_for_steps(
+        method,
+        x,
+        y,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        position=position,
+        overrides=overrides,
+        device=device,
+    )
+    metrics = evaluate_predictive(
+        method, x_test, y_test, samples=samples, batch_size=eval_batch_size, seed=seed, position=position, device=device
+    )
+    return summary, metrics
+
+
 def weights_digest(state: Mapping[str, Tensor]) -> str:
     """sha256 of a state dict's names, shapes and exact values (to check which weights a training started from)."""
     import hashlib

@@ -28,18 +28,17 @@ from gflowout.checkpoint import read_checkpoint
 from gflowout.data.label_noise import symmetric_label_noise
 from gflowout.errors import CheckpointError, ConfigError
 from gflowout.experiments.downstream_common import (
-    PROTOCOL_SCHEMA,
     ProtocolData,
     protocol_digest,
     read_state,
     run_protocol_grid,
+    write_protocol_result,
 )
-from gflowout.experiments.downstream_config import TransferConfig, protocol_settings
+from gflowout.experiments.downstream_config import TransferConfig
 from gflowout.experiments.plain_training import (
     build_seeded_method,
-    evaluate_predictive,
     optimizer_overrides,
-    train_for_steps,
+    train_then_test,
     weights_digest,
 )
 from gflowout.methods.base import DropoutMethod
@@ -98,25 +97,19 @@ def pretrain(
     method = build_seeded_method(
         harness, data.num_classes, data.input_shape, int(data.y_train.shape[0]), run.seed, PRETRAIN
     )
-    summary = train_for_steps(
+    summary, metrics = train_then_test(
         method,
         data.x_train,
         noisy.labels,
+        data.x_test,
+        data.y_test,
         steps=config.transfer.pretrain.steps,
         batch_size=config.transfer.pretrain.batch_size,
+        samples=config.evaluation.samples,
+        eval_batch_size=config.evaluation.batch_size,
         seed=run.seed,
         position=(PRETRAIN,),
         overrides=optimizer_overrides(harness, method),
-        device=device,
-    )
-    metrics = evaluate_predictive(
-        method,
-        data.x_test,
-        data.y_test,
-        samples=config.evaluation.samples,
-        batch_size=config.evaluation.batch_size,
-        seed=run.seed,
-        position=(PRETRAIN,),
         device=device,
     )
     state = {k: v.detach().cpu() for k, v in method.state_dict().items()}
@@ -181,25 +174,19 @@ def run_one(
         for kind, position in starts:
             method = build_seeded_method(harness, data.num_classes, data.input_shape, size, run.seed, position, size)
             start_digest = load_pretrained(method, checkpoint) if kind == "finetuned" else None
-            summary = train_for_steps(
+            summary, metrics = train_then_test(
                 method,
                 x,
                 y,
+                data.x_test,
+                data.y_test,
                 steps=transfer.finetune.steps,
                 batch_size=transfer.finetune.batch_size,
+                samples=evaluation.samples,
+                eval_batch_size=evaluation.batch_size,
                 seed=run.seed,
                 position=(position, size),
                 overrides=optimizer_overrides(harness, method),
-                device=device,
-            )
-            metrics = evaluate_predictive(
-                method,
-                data.x_test,
-                data.y_test,
-                samples=evaluation.samples,
-                batch_size=evaluation.batch_size,
-                seed=run.seed,
-                position=(position, size),
                 device=device,
             )
             record[kind] = {
@@ -213,22 +200,12 @@ def run_one(
         write_json_atomic(state_path, state)
         scratch = f", from scratch {record['scratch']['accuracy']:.4f}" if "scratch" in record else ""
         log(f"  {run.run_id}: {size} clean images, fine-tuned accuracy {record['finetuned']['accuracy']:.4f}{scratch}")
-    result = {
-        "protocol": PROTOCOL,
-        "protocol_schema": PROTOCOL_SCHEMA,
-        "run_id": run.run_id,
-        "dataset": run.dataset,
-        "method": run.method,
-        "seed": run.seed,
-        "settings_digest": digest,
+    outcome = {
         "pretrained": {**checkpoint["summary"], "weights_digest": checkpoint["weights_digest"]},
         "subsets": {str(s): state["subsets"][str(s)] for s in transfer.subset_sizes},
-        "config": harness.to_dict(),
-        "protocol_settings": protocol_settings(config),
-        "budget": config.budget,
     }
-    write_json_atomic(out_dir / "results" / f"{run.run_id}.json", result)
-    return result
+    identity = {"dataset": run.dataset, "method": run.method, "seed": run.seed}
+    return write_protocol_result(out_dir, PROTOCOL, run, identity, digest, outcome, config, harness)
 
 
 def run_transfer(
