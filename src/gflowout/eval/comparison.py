@@ -47,6 +47,7 @@ __all__ = [
     "settings_rows",
     "summary_columns",
     "values_by_seed",
+    "verdict_cell",
 ]
 
 REFERENCE_METHOD = "gflowout"
@@ -252,7 +253,8 @@ def comparisons(
     return out
 
 
-def _verdict_cell(result: Comparison | None, digits: int) -> str:
+def verdict_cell(result: Comparison | None, digits: int) -> str:
+    """A table cell: the verdict, the difference and the p-value ("-" without a comparison)."""
     if result is None:
         return "-"
     if result.test == "n/a":
@@ -282,7 +284,7 @@ def build_significance_table(
         row = [column.header]
         for j, baseline in enumerate(baselines):
             result = results.get((baseline, column.key))
-            row.append(_verdict_cell(result, column.digits))
+            row.append(verdict_cell(result, column.digits))
             if result is not None and result.verdict in ("better", "worse"):
                 bold.add((i, j + 1))
         rows.append(row)

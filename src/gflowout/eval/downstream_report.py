@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from gflowout.errors import DataError
+from gflowout.eval.downstream_tests import reference_versus_baselines, scores_versus_random
 from gflowout.eval.report import METHOD_ORDER, Table, format_stat, mean_and_standard_error, table_html, table_markdown
+from gflowout.eval.tables import inline_html
 from gflowout.results import load_protocol_results
 
 Band = tuple[Sequence[float], Sequence[float], Sequence[float]]  # x, mean, standard error
@@ -105,7 +107,7 @@ def plot_bands(
 def _write_page(out_dir: Path, title: str, intro: str, sections: list[Section]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = [f"# {title}", "", intro, ""]
-    page = [f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"]
+    page = [f"<h1>{html.escape(title)}</h1><p>{inline_html(intro)}</p>"]
     for heading, tables, figures in sections:
         markdown += [f"## {heading}", ""]
         page.append(f"<h2>{html.escape(heading)}</h2>")
@@ -139,6 +141,7 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
         methods = sorted({key[1] for key in by_cell if key[0] == dataset}, key=_method_key)
         scores = sorted({key[2] for key in by_cell if key[0] == dataset})
         auc, final_acc, final_nll, seeds = {}, {}, {}, {}
+        auc_by_seed: dict[tuple[str, str], dict[int, float]] = {}
         curves: dict[str, dict[str, dict[str, Band]]] = {"accuracy": defaultdict(dict), "nll": defaultdict(dict)}
         for method in methods:
             for score in scores:
@@ -151,7 +154,8 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
                         f"{dataset}/{method}/{score}: the seeds' labelled-set sizes differ; "
                         "were they made with different configs?"
                     )
-                auc[method, score] = mean_and_standard_error([normalised_auc(sizes, run["accuracy"]) for run in cell])
+                auc_by_seed[method, score] = {int(r["seed"]): normalised_auc(sizes, r["accuracy"]) for r in cell}
+                auc[method, score] = mean_and_standard_error(list(auc_by_seed[method, score].values()))
                 final_acc[method, score] = mean_and_standard_error([run["accuracy"][-1] for run in cell])
                 final_nll[method, score] = mean_and_standard_error([run["nll"][-1] for run in cell])
                 seeds[method, score] = len(cell)
@@ -176,6 +180,29 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
             ),
             table(f"{dataset}: test accuracy after the last round", final_acc),
             table(f"{dataset}: test NLL after the last round (nats)", final_nll),
+        ]
+        tables += [
+            t
+            for t in (
+                reference_versus_baselines(
+                    f"{dataset}: is gflowout's area under the accuracy curve better than each baseline's? "
+                    "(tests over seeds)",
+                    "score",
+                    scores,
+                    methods,
+                    {(score, method): v for (method, score), v in auc_by_seed.items()},
+                    higher_is_better=True,
+                    note="The normalised area under the accuracy curve, with the same acquisition score.",
+                ),
+                scores_versus_random(
+                    f"{dataset}: does each acquisition score beat random acquisition? (tests over seeds)",
+                    methods,
+                    scores,
+                    auc_by_seed,
+                    note="The normalised area under the accuracy curve, with the same method.",
+                ),
+            )
+            if t is not None
         ]
         name = dataset.replace("/", "_")
         figures = []
@@ -280,6 +307,27 @@ def transfer_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path) -> li
                 "classes (every class can be drawn).",
             )
         )
+        for metric, higher, label in (("accuracy", True, "accuracy"), ("nll", False, "NLL")):
+            per_seed = {
+                (str(size), method): {
+                    int(r["seed"]): float(r["subsets"][str(size)]["finetuned"][metric])
+                    for r in cell[method]
+                    if "finetuned" in r["subsets"].get(str(size), {})
+                }
+                for size in sizes
+                for method in methods
+            }
+            test_table = reference_versus_baselines(
+                f"{dataset}: is gflowout's fine-tuned test {label} better than each baseline's? (tests over seeds)",
+                "clean images",
+                [str(size) for size in sizes],
+                methods,
+                per_seed,
+                higher_is_better=higher,
+                note=f"Test {label} after fine-tuning the noisily pre-trained weights on the same clean subset.",
+            )
+            if test_table is not None:
+                tables.append(test_table)
         panels = {"fine-tuned from the noisy pre-training": finetuned}
         if scratch:
             panels["trained from scratch"] = scratch
