@@ -104,5 +104,19 @@ def reports_markdown(page: Any) -> str:
     lines = []
     for folder in folders:
         name = folder.parent.name
-        lines.append(f"- [{name}]({up}reports/{name}/report.html): `results/{name}/report/` in the repository")
+        lines.append(
+            f"- [{report_title(folder) or name}]({up}reports/{name}/report.html): `results/{name}/report/` in the "
+            "repository"
+        )
     return "\n".join(lines)
+
+
+def report_title(folder: Path) -> str | None:
+    """The first heading of the report's Markdown (e.g. "gflowout: transfer from noisy pre-training"), if any."""
+    markdown = folder / "report.md"
+    if not markdown.is_file():
+        return None
+    for line in markdown.read_text().splitlines():
+        if line.startswith("# "):
+            return line[2:].strip() or None
+    return None

@@ -121,3 +121,5 @@ def test_reports_page_links_committed_reports_and_says_so_without(
     (tmp_path / "results" / "partial" / "report").mkdir(parents=True)  # no report.html: not listed
     assert hooks.report_folders() == [tmp_path / "results" / "mnist" / "report"]
     assert "[mnist](reports/mnist/report.html)" in hooks.reports_markdown(page)
+    (tmp_path / "results" / "mnist" / "report" / "report.md").write_text("# gflowout: the MNIST grid\n\ntext\n")
+    assert "[gflowout: the MNIST grid](reports/mnist/report.html)" in hooks.reports_markdown(page)
