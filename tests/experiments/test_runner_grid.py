@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gflowout.errors import NonFiniteLossError
+from gflowout.errors import ConfigError, NonFiniteLossError
 from gflowout.experiments import benchmark
 from gflowout.experiments.benchmark import BenchmarkError, load_benchmark_config, run_benchmark, seconds_left
 from gflowout.results import SCHEMA_VERSION, run_id
@@ -172,8 +172,8 @@ def test_seconds_left_and_bad_configs(tmp_path: Path):
     assert seconds_left([10.0, 20.0], 3) == pytest.approx(45.0)
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"config": "x.yaml", "methods": ["gflowout"], "seeds": [1], "sedes": [2]}))
-    with pytest.raises(benchmark.ConfigError, match="unknown benchmark key.*sedes"):
+    with pytest.raises(ConfigError, match="unknown benchmark key.*sedes"):
         load_benchmark_config(bad)
     bad.write_text(yaml.safe_dump({"config": "x.yaml", "methods": ["gflowout"], "seeds": ["one"]}))
-    with pytest.raises(benchmark.ConfigError, match="'seeds' must be a non-empty list of int"):
+    with pytest.raises(ConfigError, match="'seeds' must be a non-empty list of int"):
         load_benchmark_config(bad)
