@@ -21,6 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="log a failed run and go on with the others (exit status 2 at the end, failures listed)",
     )
+    parser.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="complete result files written by an older gflowout: evaluate their trained checkpoints again to add "
+        "temperature scaling, conformal sets and selective prediction; the numbers already in a file must come out "
+        "identical, else it is kept and the grid stops",
+    )
     parser.set_defaults(func=run)
 
 
@@ -33,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
     bench = load_benchmark_config(args.config)
     out = grid_out_folder(args, "benchmark")
     paths = run_benchmark(
-        bench, out, root=args.root, report=not args.no_report, keep_going=args.keep_going, shard=shard
+        bench,
+        out,
+        root=args.root,
+        report=not args.no_report,
+        keep_going=args.keep_going,
+        shard=shard,
+        reevaluate=args.reevaluate,
     )
     print(f"{len(paths)} result file(s) in {out / 'results'}")
     return 0

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from gflowout.experiments.benchmark_config import (  # re-exported: the runner's
 )
 from gflowout.experiments.grid_check import check_grid
 from gflowout.experiments.grid_config import shard_runs
+from gflowout.experiments.reevaluate import complete_result, missing_sections
 from gflowout.results import read_result, run_id, write_json_atomic
 from gflowout.training.resume import settings_digest
 
@@ -102,6 +104,7 @@ def run_benchmark(
     progress: Callable[[str, str], None] | None = None,
     keep_going: bool = False,
     shard: tuple[int, int] = (1, 1),
+    reevaluate: bool = False,
 ) -> list[Path]:
     """Train, evaluate and record every run of the grid that has no result file yet; then write the report.
 
@@ -114,6 +117,9 @@ def run_benchmark(
     shard: (i, n), 1 <= i <= n: run only the runs at positions i-1, i-1+n, i-1+2n, ... of the grid, so n
     workers (a SLURM array, two processes on one machine) share one output folder; each run has its own run
     folder and result file. The report is written by whichever worker finds the whole grid finished.
+    reevaluate: complete result files that lack sections this version's evaluation adds (temperature scaling,
+    conformal sets, selective prediction) by evaluating their trained checkpoints again; the numbers they hold
+    must come out identical (`gflowout.experiments.reevaluate`), or the grid stops with the differences.
     """
     out_dir = Path(out_dir)
     all_specs = bench.runs()
@@ -137,8 +143,19 @@ def run_benchmark(
                     "evaluation differ, or an older gflowout wrote it); a report would mix them. Use another --out, or "
                     f"delete that file (and {out_dir / 'runs' / identity} to retrain) to redo the run"
                 )
+            missing = missing_sections(existing, bench.evaluation) if reevaluate else []
+            if missing:
+                log(f"[{index + 1}/{len(specs)}] {identity}: done earlier by an older gflowout; completing it")
+                complete_result(
+                    result_path,
+                    out_dir / "runs" / identity,
+                    partial(train_and_evaluate, config, out_dir / "runs" / identity, bench.evaluation, log=log),
+                    missing,
+                    log,
+                )
+            else:
+                log(f"[{index + 1}/{len(specs)}] {identity}: done earlier, skipped")
             done_paths.append(result_path)
-            log(f"[{index + 1}/{len(specs)}] {identity}: done earlier, skipped")
             if progress:
                 progress(identity, "done")
             continue
