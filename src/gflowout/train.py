@@ -43,6 +43,7 @@ from gflowout.checkpoint import (
 )
 from gflowout.config import ExperimentConfig
 from gflowout.errors import ConfigError
+from gflowout.provenance import code_provenance
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
 from gflowout.training.checkpoint_io import AtomicCheckpointIO
 from gflowout.training.loggers import PhaseTensorBoardLogger
@@ -299,6 +300,7 @@ def fit(
             "val_samples": module.method.prediction_samples(config.trainer.val_samples),  # a deep ensemble: its M
             "fit_time_s": time.perf_counter() - started,  # training and test of this call (a resume: since it)
             "rank_weight_digests": [_hex(row) for row in digest_rows],
+            **code_provenance(),
         }
         atomic_write_json(out_dir / "results.json", results)
     trainer.strategy.barrier("results")

@@ -109,6 +109,12 @@ def test_settings_block_says_mixed_where_runs_differ():
     assert rows["validation every n epochs"].startswith("mixed (")
     assert rows["validation batches per check"] == "2"
     assert rows["commit"] == "not recorded"
+    for run in runs:  # what benchmark, evaluate and train record now (gflowout.provenance)
+        run.update(gflowout_version="0.1.0", commit="abc123")
+    runs[0]["commit"] = None  # a file an older gflowout wrote
+    recorded = dict(settings_rows(runs))
+    assert recorded["gflowout version"] == "0.1.0"
+    assert recorded["commit"] == "abc123 (not recorded for some runs)"
     runs = [r for r in runs if not (r["method"] == "none" and r["seed"] == 3)]
     assert dict(settings_rows(runs))["seeds"] == "mixed (gflowout: 1, 2, 3; mc_dropout: 1, 2, 3; none: 1, 2)"
 

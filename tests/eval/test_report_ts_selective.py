@@ -72,6 +72,13 @@ def test_ts_rows_follow_their_method_and_aggregate_over_seeds(tmp_path: Path) ->
     write_report(results, tmp_path / "report")
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| mc_dropout + TS | 2 |" in report
+    assert "COMMANDS.md" not in report  # none beside these results
+    (tmp_path / "COMMANDS.md").write_text("how they were made")
+    write_report(results, tmp_path / "report")
+    assert (
+        f"How these runs were made (the commands, the code's commits, the machine and the wall times): "
+        f"`{tmp_path / 'COMMANDS.md'}`" in (tmp_path / "report" / "report.md").read_text()
+    )
     assert "| methods | gflowout, mc_dropout |" in report  # the settings are the runs': TS rows are not runs
     assert "### mnist: selective prediction (clean)" in report
     assert "| mc_dropout | max_probability | 0.0300 ± 0.0100 | 0.9900 ± 0.0000 |" in report

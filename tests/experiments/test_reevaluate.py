@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+import gflowout
 from gflowout.cli.main import main
 from gflowout.errors import DataError
 from gflowout.experiments.benchmark import EvaluationSettings
@@ -69,12 +70,13 @@ def finished_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     assert main(["benchmark", "--config", str(config), "--out", str(out), "--no-report", *KEEP_THREADS]) == 0
     result = json.loads((out / "results" / f"{RUN}.json").read_text())
     assert all(key in result for key in NEW_SECTIONS)
+    assert result["gflowout_version"] == gflowout.__version__ and "commit" in result  # which code made it
     return config, out, result
 
 
 def as_older_gflowout_wrote_it(result: dict) -> dict:
     """The result without the sections added since the evidence grid's code (same settings digest)."""
-    old = copy.deepcopy({k: v for k, v in result.items() if k not in NEW_SECTIONS})
+    old = copy.deepcopy({k: v for k, v in result.items() if k not in (*NEW_SECTIONS, "gflowout_version", "commit")})
     old["figures"] = {k: v for k, v in result["figures"].items() if k != "risk_coverage"}
     return old
 
@@ -98,6 +100,9 @@ def test_an_older_result_is_completed_and_keeps_every_number(finished_grid, caps
         assert completed[key] == result[key], key
     assert completed["train_time_s"] == result["train_time_s"]
     assert completed["reevaluated"]["sections_added"] == ["selective", "temperature_scaling", "ts", "conformal"]
+    # the file still says which code made it (an older one: unrecorded), and which code completed it
+    assert completed["gflowout_version"] is None and completed["commit"] is None
+    assert completed["reevaluated"]["commit"] == result["commit"]
 
     # complete now: a second --reevaluate skips it
     assert main(args) == 0

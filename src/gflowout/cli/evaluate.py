@@ -168,6 +168,7 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
     from gflowout.eval.evaluate import DEFAULT_ANGLES, DEFAULT_SEVERITIES, evaluate_method
     from gflowout.eval.report import summarise_result
     from gflowout.experiments.grid_check import image_kind, shift_problems
+    from gflowout.provenance import code_provenance
     from gflowout.training.evaluation import validation_tensors
 
     severities = _csv(args.severities, int, "--severities") or list(DEFAULT_SEVERITIES)
@@ -206,7 +207,7 @@ def run_full(args: argparse.Namespace, path: Path) -> int:
         temperature_scaling=args.temperature_scaling,
         conformal_alpha=args.conformal_alpha,
     )
-    result.update(config=config.to_dict(), checkpoint=str(path))
+    result.update(config=config.to_dict(), checkpoint=str(path), **code_provenance())
     print(summarise_result(result))
     if "conformal" in result:
         print(conformal_line(result["conformal"]))

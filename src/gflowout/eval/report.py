@@ -134,6 +134,17 @@ def _sources_note(runs: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def _commands_note(results_dir: Path) -> str:
+    """A pointer to the COMMANDS.md kept beside the results (how they were made), when there is one."""
+    for folder in (results_dir, results_dir.parent):
+        if (folder / "COMMANDS.md").is_file():
+            return (
+                f"How these runs were made (the commands, the code's commits, the machine and the wall times): "
+                f"`{folder / 'COMMANDS.md'}`."
+            )
+    return ""
+
+
 def write_report(
     results_dir: str | Path,
     out_dir: str | Path,
@@ -157,7 +168,7 @@ def write_report(
         "standard error over seeds "
         "(one seed: the mean alone). Predictive: the mean softmax of S mask samples."
     )
-    sources = _sources_note(runs)
+    sources = " ".join(note for note in (_sources_note(runs), _commands_note(Path(results_dir))) if note)
     markdown = [f"# {title}", "", intro, "", *([sources, ""] if sources else [])]
     page = [
         f"<h1>{html.escape(title)}</h1><p>{inline_html(intro)}</p>"

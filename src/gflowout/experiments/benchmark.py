@@ -32,6 +32,7 @@ from gflowout.experiments.benchmark_config import (  # re-exported: the runner's
 from gflowout.experiments.grid_check import check_grid
 from gflowout.experiments.grid_config import shard_runs
 from gflowout.experiments.reevaluate import complete_result, missing_sections
+from gflowout.provenance import code_provenance
 from gflowout.results import read_result, run_id, write_json_atomic
 from gflowout.training.resume import settings_digest
 
@@ -262,7 +263,7 @@ def train_and_evaluate(
         validation=validation,
         **settings,
     )
-    result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=digest)
+    result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=digest, **code_provenance())
     return result
 
 

@@ -102,11 +102,14 @@ def complete_result(
             f"{'; ...' if len(found) > 5 else ''}); the file is kept as it was and the new evaluation is in {aside}. "
             "Evaluate with the gflowout version that wrote the file, or delete the file to redo the run"
         )
-    new["train_time_s"] = old.get("train_time_s", new.get("train_time_s"))
-    new["reevaluated"] = {
+    new["reevaluated"] = {  # the code that added the sections; the file's own version and commit stay the old ones
         "sections_added": missing,
         "previous_eval_time_s": old.get("eval_time_s"),
         "previous_values_reproduced": True,
+        "gflowout_version": new.get("gflowout_version"),
+        "commit": new.get("commit"),
     }
+    for key in ("train_time_s", "gflowout_version", "commit"):
+        new[key] = old.get(key)
     write_json_atomic(result_path, new)
     return new
