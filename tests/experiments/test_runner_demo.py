@@ -18,13 +18,30 @@ from gflowout.experiments.benchmark import load_benchmark_config, run_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["demo_mnist.yaml", "bench_mnist.yaml", "bench_tiny.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "demo_mnist.yaml",
+        "bench_mnist.yaml",
+        "bench_tiny.yaml",
+        "evidence_mnist.yaml",
+        "evidence_mnist_ensemble.yaml",
+        "evidence_mnist_beta1.yaml",
+        "evidence_fashion_mnist.yaml",
+    ],
+)
 def test_shipped_benchmark_configs_build_every_run(name: str, monkeypatch):
     monkeypatch.chdir(REPO)
     bench = load_benchmark_config(REPO / "configs" / name)
     configs = [run_config(bench, spec) for spec in bench.runs()]
     assert [c.method.name for c in configs] == [s.method for s in bench.runs()]
     assert [c.seed for c in configs] == [s.seed for s in bench.runs()]
+    if name.startswith("evidence_"):  # the paper's protocol, untouched: 200 epochs, the full test set, S = 20
+        assert all(c.trainer.max_epochs == 200 and c.data.batch_size == 128 for c in configs)
+        assert bench.evaluation.limit is None and bench.evaluation.samples == 20
+    if name == "evidence_fashion_mnist.yaml":
+        assert {c.data.name for c in configs} == {"fashion-mnist"} and len(configs) == 7 * 3
+        assert bench.evaluation.ood_sets == ["mnist", "animal-mnist"]
     if name == "bench_mnist.yaml":  # the paper's grid
         assert len(configs) == 7 * 5 and configs[0].trainer.max_epochs == 200
         assert {c.method.name for c in configs} >= {"ensemble", "none"}
