@@ -98,6 +98,18 @@ def test_significance_table_reads_the_fixture_in_plain_words():
     assert build_significance_table("mnist", aggregate(fixture_runs(methods=("mc_dropout", "none")))["mnist"]) is None
 
 
+def test_the_significance_table_leaves_out_gflowouts_own_temperature_scaled_row():
+    runs = fixture_runs()
+    for run in runs:
+        run["ts"] = {"temperature": 1.5, "clean": dict(run["clean"])}
+        run["temperature_scaling"] = {"temperature": 1.5}
+    groups = aggregate(runs)["mnist"]
+    assert "gflowout + TS" in [g.method for g in groups] and "mc_dropout + TS" in [g.method for g in groups]
+    table = build_significance_table("mnist", groups)
+    assert "gflowout vs gflowout + TS" not in table.header
+    assert "gflowout vs mc_dropout + TS" in table.header and "gflowout vs mc_dropout" in table.header
+
+
 def test_settings_block_says_mixed_where_runs_differ():
     runs = fixture_runs()
     runs[0]["config"]["trainer"]["max_epochs"] = 200

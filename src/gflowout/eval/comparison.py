@@ -274,6 +274,8 @@ def build_significance_table(
     """One row per summary column, one column per baseline: whether the reference is better, worse or
     indistinguishable, its mean minus the baseline's and the p-value of the test over seeds. None when the
     reference method has no runs or there is no baseline."""
+    own_twin = f"{reference} + TS"  # the reference's own temperature-scaled row is no baseline of it
+    groups = [g for g in groups if g.method != own_twin]
     baselines = [g.method for g in groups if g.method != reference]
     if not any(g.method == reference for g in groups) or not baselines:
         return None
