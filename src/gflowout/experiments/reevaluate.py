@@ -85,7 +85,9 @@ def complete_result(
     Raises ReevaluationError (the file untouched, the new result in runs/<run id>/reevaluated.json) when a
     number differs, and when the run has no finished training to evaluate.
     """
-    if not (run_dir / "trained.json").is_file():
+    from gflowout.experiments.benchmark import TRAINED_MARKER  # here: the runner imports this module
+
+    if not (run_dir / TRAINED_MARKER).is_file():
         raise ReevaluationError(
             f"{result_path.name}: its run folder {run_dir} holds no finished training (trained.json), so it cannot "
             "be re-evaluated; keep the result as it is, or delete it to redo the run"
