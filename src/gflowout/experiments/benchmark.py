@@ -31,7 +31,7 @@ from gflowout.experiments.benchmark_config import (  # re-exported: the runner's
 )
 from gflowout.experiments.grid_check import check_grid
 from gflowout.experiments.grid_config import shard_runs
-from gflowout.experiments.reevaluate import complete_result, missing_sections
+from gflowout.experiments.reevaluate import TRAINED_MARKER, complete_result, missing_sections
 from gflowout.provenance import code_provenance
 from gflowout.results import read_result, run_id, write_json_atomic
 from gflowout.training.resume import settings_digest
@@ -51,8 +51,6 @@ __all__ = [
     "train_and_evaluate",
     "train_run",
 ]
-
-TRAINED_MARKER = "trained.json"
 
 
 class BenchmarkError(GFlowOutError):

@@ -19,6 +19,9 @@ from typing import Any
 from gflowout.errors import GFlowOutError
 from gflowout.results import write_json_atomic
 
+# The file a finished training leaves in its run folder (written by the benchmark runner, read here).
+TRAINED_MARKER = "trained.json"
+
 IGNORED_KEYS = frozenset({"eval_time_s", "train_time_s", "figures", "config"})  # may differ between evaluations
 REJECTED_NAME = "reevaluated.json"
 
@@ -85,8 +88,6 @@ def complete_result(
     Raises ReevaluationError (the file untouched, the new result in runs/<run id>/reevaluated.json) when a
     number differs, and when the run has no finished training to evaluate.
     """
-    from gflowout.experiments.benchmark import TRAINED_MARKER  # here: the runner imports this module
-
     if not (run_dir / TRAINED_MARKER).is_file():
         raise ReevaluationError(
             f"{result_path.name}: its run folder {run_dir} holds no finished training (trained.json), so it cannot "
