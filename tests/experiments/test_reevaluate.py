@@ -144,4 +144,4 @@ def test_a_run_without_a_finished_training_is_not_reevaluated(tmp_path: Path) ->
     result = tmp_path / "r.json"
     result.write_text("{}")
     with pytest.raises(ReevaluationError, match="holds no finished training"):
-        complete_result(result, tmp_path / "run", lambda: {}, ["ts"])
+        complete_result(result, {}, tmp_path / "run", lambda: {}, ["ts"])

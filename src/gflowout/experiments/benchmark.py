@@ -147,6 +147,7 @@ def run_benchmark(
                 log(f"[{index + 1}/{len(specs)}] {identity}: done earlier by an older gflowout; completing it")
                 complete_result(
                     result_path,
+                    existing,
                     out_dir / "runs" / identity,
                     partial(train_and_evaluate, config, out_dir / "runs" / identity, bench.evaluation, log=log),
                     missing,

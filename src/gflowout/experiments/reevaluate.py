@@ -10,7 +10,6 @@ plus new sections, never a silently different one.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -77,13 +76,15 @@ def differences(old: Any, new: Any, path: str = "", limit: int = 20) -> list[str
 
 def complete_result(
     result_path: Path,
+    old: Mapping[str, Any],
     run_dir: Path,
     evaluate: Callable[[], dict[str, Any]],
     missing: list[str],
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Re-evaluate one finished run with `evaluate` (no training: the run's `trained.json` marker must exist),
-    check that it reproduces the result file, then replace the file (atomically) by the completed result.
+    check that it reproduces `old` (the result file's contents, as the caller read them), then replace the file
+    (atomically) by the completed result.
 
     Raises ReevaluationError (the file untouched, the new result in runs/<run id>/reevaluated.json) when a
     number differs, and when the run has no finished training to evaluate.
@@ -93,7 +94,6 @@ def complete_result(
             f"{result_path.name}: its run folder {run_dir} holds no finished training (trained.json), so it cannot "
             "be re-evaluated; keep the result as it is, or delete it to redo the run"
         )
-    old = json.loads(result_path.read_text())
     log(f"  re-evaluating to add {', '.join(missing)} (the numbers already in {result_path.name} must not change)")
     new = evaluate()
     found = differences(old, new)
