@@ -89,15 +89,13 @@ from torch import Tensor
 
 from gflowout.errors import DataError
 from gflowout.eval import test_sets
+from gflowout.eval.calibration import calibrate_on_validation
 from gflowout.eval.conditions import (
     ConditionRecorder,
     condition_metrics,
     fit_on_validation,
     predict_logits,
-    temperature_record,
-    validation_logits,
 )
-from gflowout.eval.conformal import ConformalClassifier, calibration_index, fit_scores, predictive_probs
 from gflowout.eval.figure_material import (
     HISTOGRAM_BINS,
     ROC_GRID,
@@ -106,10 +104,9 @@ from gflowout.eval.figure_material import (
     ood_material,
     reliability_material,
 )
-from gflowout.eval.ood import SCORE_NAMES, ood_metrics, ood_scores
+from gflowout.eval.ood_eval import evaluate_ood_sets
 from gflowout.eval.published import PUBLISHED_LABELS, plan_published_corruptions
 from gflowout.eval.published_eval import evaluate_published
-from gflowout.eval.temperature import apply_temperature
 from gflowout.eval.test_sets import (
     DEFAULT_ANGLES,
     DEFAULT_OOD,
@@ -159,15 +156,6 @@ DEFAULT_CONFORMAL_SCORES: tuple[str, ...] = ("lac", "aps", "aps_randomized")
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _too_few_to_calibrate(count: int, alpha: float) -> str:
-    """ "" when `count` validation examples can calibrate conformal sets at `alpha`, else the one-line reason."""
-    try:
-        calibration_index(count, alpha)
-    except ValueError as error:
-        return f"conformal sets skipped: {error}"
-    return ""
 
 
 # --- the evaluation ------------------------------------------------------------------------------
@@ -287,46 +275,20 @@ def evaluate_method(
         "selective": {},
         "figures": {"reliability": {}, "ood_histograms": {}, "roc": {}, "risk_coverage": {}},
     }
-    ts: dict[str, Any] | None = None
-    predictors: list[dict[str, ConformalClassifier]] = []
-    if validation is not None:
-        note("validation (temperature scaling)" if temperature_scaling else "validation (conformal calibration)")
-        val_logits, val_labels = validation_logits(method, validation, samples, batch_size, seed)
-        if temperature_scaling:
-            results["temperature_scaling"] = temperature_record(val_logits, val_labels)
-            ts = results["ts"] = {
-                "temperature": results["temperature_scaling"]["temperature"],
-                "shifts": {},
-                "rotation_sweep": {},
-                "ood": {},
-                "selective": {},
-                "figures": {"reliability": {}, "risk_coverage": {}},
-            }
-        if conformal_alpha is not None and (small := _too_few_to_calibrate(int(val_labels.shape[0]), conformal_alpha)):
-            results["conformal_skipped"] = small  # on by default: a tiny validation split skips it, with a line
-            log(small)
-        elif conformal_alpha is not None:
-            raps = {"lam": float(conformal_raps_lambda), "k_reg": int(conformal_raps_k_reg)}
-            for block, block_logits in [(results, val_logits)] + (
-                [(ts, apply_temperature(val_logits, ts["temperature"]))] if ts is not None else []
-            ):
-                predictors.append(
-                    fit_scores(
-                        predictive_probs(block_logits, logits=True),
-                        val_labels.numpy(),
-                        conformal_alpha,
-                        conformal_scores,
-                        raps,
-                        seed,
-                    )
-                )
-                block["conformal"] = {
-                    "alpha": float(conformal_alpha),
-                    "calibration_size": int(val_labels.shape[0]),
-                    "raps_lambda": raps["lam"],
-                    "raps_k_reg": raps["k_reg"],
-                    "quantile": {name: p.quantile for name, p in predictors[-1].items()},
-                }
+    ts, predictors = calibrate_on_validation(
+        method,
+        validation,
+        results,
+        samples=samples,
+        batch_size=batch_size,
+        seed=seed,
+        temperature_scaling=temperature_scaling,
+        conformal_alpha=conformal_alpha,
+        conformal_scores=conformal_scores,
+        raps=(conformal_raps_lambda, conformal_raps_k_reg),
+        note=note,
+        log=log,
+    )
     recorder = ConditionRecorder(results, labels, ts, predictors)
 
     note("clean")
@@ -365,39 +327,8 @@ def evaluate_method(
     elif published_plan:
         evaluate_published(recorder, published_set, published_plan, run, root, limit, note, log)  # type: ignore[arg-type]  # not None here: set before use
 
-    explicit = ood_sets is not None
-    scores_in = ood_scores(clean_logits)
-    scores_in_ts = ood_scores(recorder.scaled(clean_logits)) if ts is not None else None
-    for ood_name in ood_sets if explicit else DEFAULT_OOD.get(data_name, ()):  # type: ignore[union-attr]  # not None here: set before use
-        try:
-            ood_images, _ = load_test_images(ood_name, root, limit)
-        except DataError as error:
-            if explicit:
-                raise
-            results["ood_skipped"][ood_name] = str(error)
-            continue
-        if ood_images.shape[1:] != images.shape[1:]:
-            raise DataError(
-                f"OOD set {ood_name!r} has images {ood_images.shape[1:]}, "
-                f"but {data_name!r} has {images.shape[1:]}: an OOD pair needs one image shape"
-            )
-        note(f"OOD {ood_name}")
-        ood_logits = run(ood_images)
-        scores_out = ood_scores(ood_logits)
-        if ts is not None:
-            scores_out_ts = ood_scores(recorder.scaled(ood_logits))
-            ts["ood"][ood_name] = {
-                score: ood_metrics(scores_in_ts[score], scores_out_ts[score])  # type: ignore[index]  # not None here: set before use
-                for score in SCORE_NAMES
-            }
-        del ood_logits
-        results["ood"][ood_name] = {}
-        results["figures"]["ood_histograms"][ood_name] = {}
-        results["figures"]["roc"][ood_name] = {}
-        for score in SCORE_NAMES:
-            results["ood"][ood_name][score] = ood_metrics(scores_in[score], scores_out[score])
-            hist, roc = ood_material(scores_in[score].cpu(), scores_out[score].cpu(), score, classes)
-            results["figures"]["ood_histograms"][ood_name][score] = hist
-            results["figures"]["roc"][ood_name][score] = roc
+    evaluate_ood_sets(
+        recorder, clean_logits, images, data_name, ood_sets, root=root, limit=limit, run=run, note=note, classes=classes
+    )
     results["eval_time_s"] = time.perf_counter() - started
     return results
