@@ -177,3 +177,20 @@ def test_seconds_left_and_bad_configs(tmp_path: Path):
     bad.write_text(yaml.safe_dump({"config": "x.yaml", "methods": ["gflowout"], "seeds": ["one"]}))
     with pytest.raises(ConfigError, match="'seeds' must be a non-empty list of int"):
         load_benchmark_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("grid", "key"),
+    [
+        ({"methods": ["gflowout", "none"], "seeds": [1, 2, 1]}, "seeds"),
+        ({"methods": ["none", "none"], "seeds": [1]}, "methods"),
+        ({"methods": ["none"], "seeds": [1], "datasets": ["mnist", "mnist"]}, "datasets"),
+        ({"methods": ["none"], "seeds": [1], "datasets": []}, "datasets"),
+    ],
+)
+def test_a_grid_that_lists_a_run_twice_is_refused(tmp_path: Path, grid: dict, key: str):
+    """Two shards would train the repeated run at once in one folder: refused before anything starts."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": "x.yaml", **grid}))
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_benchmark_config(bad)

@@ -31,7 +31,9 @@ from gflowout.config_types import closest_match
 from gflowout.errors import ConfigError
 from gflowout.experiments.grid_check import check_method_names
 from gflowout.experiments.grid_config import (
+    GridConfig,
     RunSpec,
+    check_grid_lists,
     check_required_keys,
     harness_config_path,
     read_grid_yaml,
@@ -64,14 +66,9 @@ class EvaluationSettings:
 
 
 @dataclass
-class BenchmarkConfig:
-    """A grid of runs: one harness config, per-run overrides, and how to evaluate each run."""
+class BenchmarkConfig(GridConfig):
+    """A grid of runs (`GridConfig`): extra Lightning Trainer arguments, and how to evaluate each run."""
 
-    config: str | dict[str, Any]
-    methods: list[str]
-    seeds: list[int]
-    datasets: list[str] | None = None
-    overrides: list[str] = field(default_factory=list)
     trainer_overrides: dict[str, Any] = field(default_factory=dict)  # extra lightning Trainer kwargs for fit
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     source: Path | None = None  # the YAML file it came from
@@ -119,7 +116,9 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     _check_published(evaluation.get("published_corruptions"), path)
     _check_conformal(evaluation, path)
     check_method_names(raw["methods"], f"{path}: benchmark key 'methods'")
-    return BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
+    bench = BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
+    check_grid_lists(bench, str(path))
+    return bench
 
 
 def _check_conformal(evaluation: dict[str, Any], path: Path) -> None:

@@ -18,7 +18,14 @@ from gflowout.config_types import build_dataclass
 from gflowout.errors import ConfigError
 from gflowout.eval.acquisition import resolve_score
 from gflowout.experiments.grid_check import check_method_names
-from gflowout.experiments.grid_config import RunSpec, check_required_keys, read_grid_yaml, run_harness_config
+from gflowout.experiments.grid_config import (
+    GridConfig,
+    RunSpec,
+    check_grid_lists,
+    check_required_keys,
+    read_grid_yaml,
+    run_harness_config,
+)
 
 
 @dataclass
@@ -66,14 +73,9 @@ class TransferSettings:
 
 
 @dataclass
-class DownstreamConfig:
-    """What both protocols share: the harness config, the grid (data sets x methods x seeds), the evaluation."""
+class DownstreamConfig(GridConfig):
+    """What both protocols share: the grid (`GridConfig`), the evaluation and the device."""
 
-    config: str | dict[str, Any]
-    methods: list[str]
-    seeds: list[int]
-    datasets: list[str] | None = None
-    overrides: list[str] = field(default_factory=list)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     device: str = "auto"
     budget: str = ""  # free text: the measured cost of this grid on the machine it was sized for
@@ -108,21 +110,13 @@ def _positive(value: Any, where: str) -> None:
 
 
 def check_common(config: DownstreamConfig, where: str) -> None:
-    """Grid lists non-empty, method names known, evaluation budget positive."""
-    for key in ("methods", "seeds"):
-        if not getattr(config, key):
-            raise ConfigError(f"{where}: key {key!r} must be a non-empty list")
-    if config.datasets is not None and not config.datasets:
-        raise ConfigError(f"{where}: key 'datasets' must be a non-empty list (or left out for the config's data set)")
+    """Grid lists non-empty and without repeats, method names known, evaluation budget positive."""
+    check_grid_lists(config, where)
     check_method_names(config.methods, f"{where}: key 'methods'")
     for key in ("samples", "batch_size"):
         _positive(getattr(config.evaluation, key), f"{where}: evaluation.{key}")
     if config.evaluation.test_limit is not None:
         _positive(config.evaluation.test_limit, f"{where}: evaluation.test_limit")
-    for key in ("methods", "seeds", "datasets"):
-        values = getattr(config, key) or []
-        if len(set(values)) != len(values):
-            raise ConfigError(f"{where}: key {key!r} lists a value twice: {values}")
 
 
 def check_training(settings: TrainingSettings, where: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,32 @@ class RunSpec:
     dataset: str | None
     method: str
     seed: int
+
+
+@dataclass
+class GridConfig:
+    """What every grid config holds: the harness config (a path or an inline mapping) with its `overrides`, and the
+    grid itself, data sets (None: the harness config's own) x methods x seeds."""
+
+    config: str | dict[str, Any]
+    methods: list[str]
+    seeds: list[int]
+    datasets: list[str] | None = None
+    overrides: list[str] = field(default_factory=list)
+
+
+def check_grid_lists(config: GridConfig, where: str) -> None:
+    """A ConfigError for an empty methods / seeds / datasets list or one that names a value twice (a run listed
+    twice would be trained twice, by two shards at once)."""
+    for key in ("methods", "seeds"):
+        if not getattr(config, key):
+            raise ConfigError(f"{where}: key {key!r} must be a non-empty list")
+    if config.datasets is not None and not config.datasets:
+        raise ConfigError(f"{where}: key 'datasets' must be a non-empty list (or left out for the config's data set)")
+    for key in ("methods", "seeds", "datasets"):
+        values = getattr(config, key) or []
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{where}: key {key!r} lists a value twice: {values}")
 
 
 def read_grid_yaml(path: str | Path, what: str, example: str) -> dict[str, Any]:
