@@ -183,7 +183,7 @@ def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, 
     reference = statistics.fmean(per_method["mc_dropout"]) if per_method.get("mc_dropout") else None
     rows = []
     for method in [m for m in order if m in per_method] + sorted(set(per_method) - set(order)):
-        seconds = statistics.fmean(per_method[method])
+        seconds = statistics.median(per_method[method])  # a seed slowed by other work moves it least
         rows.append(
             [
                 labels.get(method, method),
@@ -197,7 +197,8 @@ def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, 
         header=["method", "seeds", "seconds per epoch", "x MC dropout"],
         rows=rows,
         note="Median wall time of one training epoch (validation epochs included), from each run's TensorBoard "
-        "events, averaged over seeds; measured on the machine that ran these runs while it also ran other "
-        "work, so the ratios are indicative. Peak memory is not in the run logs: benchmarks/bench_memory.py "
-        "measures it on the same model.",
+        "events, the median over seeds; measured on the machine that ran these runs while it also ran other "
+        "work, so the ratios are indicative. The controlled costs, every method's training step in one process "
+        "(benchmarks/bench_harness.py) and its peak memory (benchmarks/bench_memory.py), are in "
+        "benchmarks/README.md.",
     )
