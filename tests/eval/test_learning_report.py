@@ -72,7 +72,7 @@ def test_cost_is_the_median_over_seeds_of_the_median_epoch_as_a_ratio_to_mc_drop
     table = cost_table(LEARNING, ["gflowout", "mc_dropout"])
     assert table is not None
     assert table.rows == [["gflowout", "2", "32.0", "2.00"], ["mc_dropout", "1", "16.0", "1.00"]]
-    slowed = {**LEARNING, "mnist__gflowout__seed3": learning_record("gflowout", 3, 90.0, 0.5)}  # a seed run behind others
+    slowed = {**LEARNING, "mnist__gflowout__seed3": learning_record("gflowout", 3, 90.0, 0.5)}  # run behind others
     table = cost_table(slowed, ["gflowout", "mc_dropout"])
     assert table is not None and table.rows[0] == ["gflowout", "3", "34.0", "2.12"]
     no_reference = cost_table({"mnist__gflowout__seed1": LEARNING["mnist__gflowout__seed1"]}, ["gflowout"])
