@@ -75,6 +75,10 @@ def test_cost_is_the_median_over_seeds_of_the_median_epoch_as_a_ratio_to_mc_drop
     slowed = {**LEARNING, "mnist__gflowout__seed3": learning_record("gflowout", 3, 90.0, 0.5)}  # run behind others
     table = cost_table(slowed, ["gflowout", "mc_dropout"])
     assert table is not None and table.rows[0] == ["gflowout", "3", "34.0", "2.12"]
+    slowed["mnist__mc_dropout__seed2"] = learning_record("mc_dropout", 2, 16.0, None)
+    slowed["mnist__mc_dropout__seed3"] = learning_record("mc_dropout", 3, 90.0, None)
+    table = cost_table(slowed, ["gflowout", "mc_dropout"])
+    assert table is not None and table.rows[1] == ["mc_dropout", "3", "16.0", "1.00"]  # its own row stays 1.00
     no_reference = cost_table({"mnist__gflowout__seed1": LEARNING["mnist__gflowout__seed1"]}, ["gflowout"])
     assert no_reference is not None and no_reference.rows[0][3] == "-"
 

@@ -13,6 +13,7 @@ from gflowout.errors import ConfigError, NonFiniteLossError
 from gflowout.experiments import benchmark
 from gflowout.experiments.benchmark import BenchmarkError, load_benchmark_config, run_benchmark, seconds_left
 from gflowout.results import SCHEMA_VERSION, run_id
+from tests.helpers.train import REPO
 
 
 def write_bench(tmp_path: Path) -> Path:
@@ -172,7 +173,7 @@ def test_seconds_left_and_bad_configs(tmp_path: Path):
     assert seconds_left([10.0, 20.0], 3) == pytest.approx(45.0)
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"config": "x.yaml", "methods": ["gflowout"], "seeds": [1], "sedes": [2]}))
-    with pytest.raises(ConfigError, match="unknown benchmark key.*sedes"):
+    with pytest.raises(ConfigError, match="unknown benchmark key.*sedes.*did you mean 'seeds'"):
         load_benchmark_config(bad)
     bad.write_text(yaml.safe_dump({"config": "x.yaml", "methods": ["gflowout"], "seeds": ["one"]}))
     with pytest.raises(ConfigError, match="'seeds' must be a non-empty list of int"):
@@ -180,17 +181,32 @@ def test_seconds_left_and_bad_configs(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    ("grid", "key"),
+    ("grid", "message"),
     [
-        ({"methods": ["gflowout", "none"], "seeds": [1, 2, 1]}, "seeds"),
-        ({"methods": ["none", "none"], "seeds": [1]}, "methods"),
-        ({"methods": ["none"], "seeds": [1], "datasets": ["mnist", "mnist"]}, "datasets"),
-        ({"methods": ["none"], "seeds": [1], "datasets": []}, "datasets"),
+        ({"methods": ["gflowout", "none"], "seeds": [1, 2, 1]}, "benchmark key 'seeds' lists 1 more than once"),
+        ({"methods": ["none", "none"], "seeds": [1]}, "benchmark key 'methods' lists none more than once"),
+        ({"methods": ["none"], "seeds": [1], "datasets": ["mnist", "mnist"]}, "'datasets' lists mnist more than"),
+        ({"methods": ["none"], "seeds": [1], "datasets": []}, "'datasets' must be a non-empty list"),
+        ({"methods": ["none"], "seeds": [1], "datasets": "mnist"}, "'datasets' must be a list of data set names"),
+        ({"methods": ["none"], "seeds": [1], "datasets": [["mnist"]]}, "'datasets' must be a list of data set names"),
     ],
 )
-def test_a_grid_that_lists_a_run_twice_is_refused(tmp_path: Path, grid: dict, key: str):
-    """Two shards would train the repeated run at once in one folder: refused before anything starts."""
+def test_a_grid_that_lists_a_run_twice_is_refused(tmp_path: Path, grid: dict, message: str):
+    """Two shards would train the repeated run at once in one folder: refused before anything starts (and a
+    string where a list belongs is not read letter by letter)."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"config": "x.yaml", **grid}))
-    with pytest.raises(ConfigError, match=f"key '{key}'"):
+    with pytest.raises(ConfigError, match=message):
         load_benchmark_config(bad)
+
+
+def test_lists_edited_after_loading_are_checked_by_the_runner(tmp_path: Path):
+    """`gflowout demo --methods` replaces the loaded list: the runner checks it again before any training."""
+    bench = load_benchmark_config(REPO / "configs" / "bench_tiny.yaml")
+    bench.methods = ["none", "none"]
+    with pytest.raises(ConfigError, match="'methods' lists none more than once"):
+        run_benchmark(bench, tmp_path / "out")
+    bench.methods = []
+    with pytest.raises(ConfigError, match="'methods' must be a non-empty list"):
+        run_benchmark(bench, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

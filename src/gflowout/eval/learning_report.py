@@ -170,7 +170,7 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, 
 
 
 def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, str] | None = None) -> Table | None:
-    """ "Cost per epoch": median epoch wall time per method (mean over seeds) and its ratio to MC dropout's."""
+    """ "Cost per epoch": median epoch wall time per method (median over seeds) and its ratio to MC dropout's."""
     labels = labels or {}
     per_method: dict[str, list[float]] = defaultdict(list)
     for method, seeds in _by_method(runs).items():
@@ -180,7 +180,7 @@ def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, 
                 per_method[method].append(float(timing["median_s"]))
     if not per_method:
         return None
-    reference = statistics.fmean(per_method["mc_dropout"]) if per_method.get("mc_dropout") else None
+    reference = statistics.median(per_method["mc_dropout"]) if per_method.get("mc_dropout") else None
     rows = []
     for method in [m for m in order if m in per_method] + sorted(set(per_method) - set(order)):
         seconds = statistics.median(per_method[method])  # a seed slowed by other work moves it least

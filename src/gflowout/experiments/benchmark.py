@@ -30,7 +30,7 @@ from gflowout.experiments.benchmark_config import (  # re-exported: the runner's
     run_config,
 )
 from gflowout.experiments.grid_check import check_grid
-from gflowout.experiments.grid_config import shard_runs
+from gflowout.experiments.grid_config import check_grid_lists, shard_runs
 from gflowout.experiments.reevaluate import TRAINED_MARKER, complete_result, missing_sections
 from gflowout.provenance import code_provenance
 from gflowout.results import read_result, run_id, write_json_atomic
@@ -121,6 +121,7 @@ def run_benchmark(
     must come out identical (`gflowout.experiments.reevaluate`), or the grid stops with the differences.
     """
     out_dir = Path(out_dir)
+    check_grid_lists(bench, "benchmark", "key")  # again here: a caller may have edited the lists it loaded
     all_specs = bench.runs()
     all_configs = [run_config(bench, spec, root) for spec in all_specs]
     check_grid(bench, all_configs, root, log)  # the whole grid, before any training (a typo costs a second)

@@ -91,7 +91,11 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     valid = {f.name for f in dataclasses.fields(BenchmarkConfig)} - {"source"}
     unknown = set(raw) - valid
     if unknown:
-        raise ConfigError(f"{path}: unknown benchmark key(s) {sorted(unknown)}; valid keys: {sorted(valid)}")
+        first = sorted(unknown)[0]
+        raise ConfigError(
+            f"{path}: unknown benchmark key(s) {sorted(unknown)}; valid keys: {sorted(valid)}"
+            f"{closest_match(str(first), sorted(valid))}"
+        )
     check_required_keys(raw, path, "benchmark key")
     evaluation = raw.pop("evaluation", None) or {}
     valid_eval = sorted(f.name for f in dataclasses.fields(EvaluationSettings))
@@ -107,6 +111,11 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
             raise ConfigError(
                 f"{path}: benchmark key {key!r} must be a non-empty list of {kind.__name__}, found {raw[key]!r}"
             )
+    datasets = raw.get("datasets")
+    if datasets is not None and (not isinstance(datasets, list) or not all(isinstance(v, str) for v in datasets)):
+        raise ConfigError(
+            f"{path}: benchmark key 'datasets' must be a list of data set names (or left out), found {datasets!r}"
+        )
     if not isinstance(raw["config"], (str, dict)):
         raise ConfigError(f"{path}: benchmark key 'config' must be a harness config path or an inline mapping")
     if not isinstance(raw.get("trainer_overrides", {}), dict):
@@ -117,7 +126,7 @@ def load_benchmark_config(path: str | Path) -> BenchmarkConfig:
     _check_conformal(evaluation, path)
     check_method_names(raw["methods"], f"{path}: benchmark key 'methods'")
     bench = BenchmarkConfig(**raw, evaluation=EvaluationSettings(**evaluation), source=path)
-    check_grid_lists(bench, str(path))
+    check_grid_lists(bench, str(path), "benchmark key")
     return bench
 
 

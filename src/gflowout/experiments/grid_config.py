@@ -37,18 +37,23 @@ class GridConfig:
     overrides: list[str] = field(default_factory=list)
 
 
-def check_grid_lists(config: GridConfig, where: str) -> None:
+def check_grid_lists(config: GridConfig, where: str, key_name: str = "key") -> None:
     """A ConfigError for an empty methods / seeds / datasets list or one that names a value twice (a run listed
-    twice would be trained twice, by two shards at once)."""
+    twice would be trained twice, by two shards at once); `key_name`: how the error calls a key."""
     for key in ("methods", "seeds"):
         if not getattr(config, key):
-            raise ConfigError(f"{where}: key {key!r} must be a non-empty list")
+            raise ConfigError(f"{where}: {key_name} {key!r} must be a non-empty list")
     if config.datasets is not None and not config.datasets:
-        raise ConfigError(f"{where}: key 'datasets' must be a non-empty list (or left out for the config's data set)")
+        raise ConfigError(
+            f"{where}: {key_name} 'datasets' must be a non-empty list (or left out for the config's data set)"
+        )
     for key in ("methods", "seeds", "datasets"):
-        values = getattr(config, key) or []
-        if len(set(values)) != len(values):
-            raise ConfigError(f"{where}: key {key!r} lists a value twice: {values}")
+        values = list(getattr(config, key) or [])
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(
+                f"{where}: {key_name} {key!r} lists {', '.join(repeated)} more than once ({values}); name each once"
+            )
 
 
 def read_grid_yaml(path: str | Path, what: str, example: str) -> dict[str, Any]:
