@@ -34,7 +34,9 @@ CONDITION_NOTE = (
     "test and calibration examples are exchangeable, whatever the method; under a shift or rotation "
     "the guarantee no longer holds, and the coverage below 1 - alpha is what a shift costs. Scores: "
     "LAC 1 - p_y (smallest sets), APS the probability mass down to y (sets that adapt to the "
-    "difficulty), randomised APS (coverage also at most 1 - alpha + 1/(n + 1); sets may be empty)."
+    "difficulty), randomised APS (coverage also at most 1 - alpha + 1/(n + 1); sets may be empty). "
+    "A network more accurate than 1 - alpha meets the rate by leaving some sets empty (a mean size below 1 "
+    "says so) or, with non-randomised APS, with large sets: pick alpha below the error rate to get useful sets."
 )
 
 
