@@ -159,7 +159,8 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
 
 
 def plot_diversity(results: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Intra- and inter-sample diversity (mean) per method and condition, one panel per site and measure."""
+    """Intra- and inter-sample diversity (mean) per method and condition, one panel per site and measure; on the
+    inter-sample bars a black tick marks the floor that input-independent masks reach by sampling noise alone."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,24 +168,30 @@ def plot_diversity(results: Sequence[dict[str, Any]], path: Path) -> Path:
 
     sites = list(next(iter(results[0]["conditions"].values()))["sites"])
     conditions = list(results[0]["conditions"])
-    figure, axes = plt.subplots(2, len(sites), figsize=(3.6 * len(sites), 6.0), squeeze=False)
+    figure, axes = plt.subplots(2, len(sites), figsize=(3.6 * len(sites), 6.4), squeeze=False)
     width = 0.8 / max(len(results), 1)
     for row, measure in enumerate(("intra_mean", "inter_mean")):
         for column, site in enumerate(sites):
             axis = axes[row][column]
             for k, result in enumerate(results):
-                values = [
-                    result["conditions"][c]["sites"][site][measure] if c in result["conditions"] else np.nan
-                    for c in conditions
-                ]
-                axis.bar(
-                    np.arange(len(conditions)) + k * width, values, width, label=f"{result['method']} s{result['seed']}"
-                )
+
+                def values(key: str, result: dict[str, Any] = result, site: str = site) -> list[float]:
+                    return [
+                        result["conditions"][c]["sites"][site].get(key, np.nan) if c in result["conditions"] else np.nan
+                        for c in conditions
+                    ]
+
+                positions = np.arange(len(conditions)) + k * width
+                axis.bar(positions, values(measure), width, label=f"{result['method']} s{result['seed']}")
+                if measure == "inter_mean":
+                    floor_label = "inter floor (no input dependence)" if k == 0 and column == 0 else None
+                    axis.scatter(positions, values("inter_floor"), marker="_", color="black", s=60, label=floor_label)
             axis.set_xticks(np.arange(len(conditions)) + 0.4 - width / 2, conditions, rotation=30, fontsize=7)
             axis.set_title(f"{measure.split('_')[0]}-sample, {site}", fontsize=9)
-    axes[0][0].legend(fontsize=6)
+    handles = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
+    figure.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(len(handles), 6))
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
