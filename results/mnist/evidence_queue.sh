@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One worker's share of the evidence runs, in order: the MNIST grid, its deep-ensemble row, the beta = 1
+# ablation (all from commit e598adc), then the Fashion-MNIST grid (from the commit in FASHION_WORKTREE).
+# Two workers share the machine:  for i in 1 2; do nohup nice -n 10 bash results/mnist/evidence_queue.sh $i & done
+# Rerun the same loop after a stop: finished runs are skipped, an interrupted training resumes from its last.ckpt.
+set -u
+shard=${1:?usage: evidence_queue.sh SHARD (1 or 2)}
+python=/work/main/.venv/bin/python
+results=/work/main/results
+MNIST_WORKTREE=/work/evidence2       # git worktree add /work/evidence2 e598adc --detach
+FASHION_WORKTREE=/work/evidence3     # git worktree add /work/evidence3 <commit in COMMANDS.md> --detach
+
+bench() {  # worktree, grid config (relative to the worktree), output folder
+  local out=$3 name
+  name=$(basename "$out")
+  mkdir -p "$out/logs" "/root/gflowout-runs/$name"
+  [ -e "$out/runs" ] || ln -s "/root/gflowout-runs/$name" "$out/runs"   # checkpoints off the work tree
+  (cd "$1" && PYTHONPATH="$1/src" "$python" -m gflowout.cli.main benchmark --config "$2" --out "$out" \
+    --shard "$shard/2") >> "$out/logs/shard$shard.log" 2>&1
+  echo "$(date -u +%FT%TZ) $2 shard $shard/2 exited with $?" >> "$results/mnist/logs/queue$shard.log"
+}
+
+bench "$MNIST_WORKTREE" configs/evidence_mnist.yaml "$results/mnist"
+bench "$MNIST_WORKTREE" configs/evidence_mnist_ensemble.yaml "$results/mnist"
+bench "$MNIST_WORKTREE" configs/evidence_mnist_beta1.yaml "$results/mnist-beta1"
+bench "$FASHION_WORKTREE" configs/evidence_fashion_mnist.yaml "$results/fashion-mnist"
