@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from gflowout.eval.learning_report import cost_table, learning_table, plot_learning_curves
+from gflowout.eval.learning_report import (
+    cost_table,
+    learning_table,
+    mask_series,
+    plot_learning_curves,
+    plot_mask_curves,
+)
 from gflowout.eval.report import write_report
 from tests.helpers.report import fixture_runs, write_runs
 
@@ -92,12 +98,45 @@ def test_the_curves_figure_is_written_only_for_gflownet_methods(tmp_path: Path) 
     )
 
 
+def concrete_record(keeps: dict[str, list[float]]) -> dict[str, Any]:
+    """A Concrete run's learning record: per-site keep (and its Bernoulli entropy) logged at each epoch."""
+    curves: dict[str, dict[str, float]] = {}
+    for site, values in keeps.items():
+        curves[f"masks/{site}/keep"] = {str(e): k for e, k in enumerate(values)}
+        curves[f"masks/{site}/entropy"] = {
+            str(e): -(k * math.log(k) + (1 - k) * math.log(1 - k)) for e, k in enumerate(values)
+        }
+    curves["masks/keep_rate"] = {"0": 0.0, "1": 0.0}  # a whole-network column: not a site, left out
+    return {"curves": curves, "checkpoints": {}, "timing": None}
+
+
+def test_mask_series_reads_every_masked_method() -> None:
+    keep, entropy = mask_series("concrete", concrete_record({"h.1": [0.9, 0.7], "h.2": [0.5, 0.5]}))
+    assert keep == pytest.approx({0: 0.7, 1: 0.6})
+    assert entropy[1] == pytest.approx((-(0.7 * math.log(0.7) + 0.3 * math.log(0.3)) + math.log(2)) / 2)
+    keep, entropy = mask_series("gflowout", LEARNING["mnist__gflowout__seed1"])  # -log q / units: 32 units
+    assert keep[2] == pytest.approx(0.52) and entropy[2] == pytest.approx(math.log(2))
+    no_units = {**LEARNING["mnist__gflowout__seed1"], "checkpoints": {}}
+    assert mask_series("gflowout", no_units)[1] == {}
+    assert mask_series("mc_dropout", LEARNING["mnist__mc_dropout__seed1"]) == ({}, {})
+
+
+def test_the_mask_curves_figure_covers_learned_masks_only(tmp_path: Path) -> None:
+    runs = {**LEARNING, "mnist__concrete__seed1": concrete_record({"h.1": [0.9, 0.7]})}
+    path = plot_mask_curves(runs, tmp_path / "masks.png")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    assert (
+        plot_mask_curves({"mnist__mc_dropout__seed1": LEARNING["mnist__mc_dropout__seed1"]}, tmp_path / "n.png") is None
+    )
+
+
 def test_write_report_appends_the_learning_section(tmp_path: Path) -> None:
     results = write_runs(tmp_path / "results", fixture_runs())
     write_report(results, tmp_path / "report", learning=LEARNING)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## What the GFlowNets learned, and the cost per epoch" in text
     assert "### Cost per training epoch" in text and "figures/learning_curves.png" in text
+    assert "figures/mask_curves.png" in text and "The learned masks over training" in text
     page = (tmp_path / "report" / "report.html").read_text()
     assert "What the masks became" in page and "data:image/png;base64" in page
     write_report(results, tmp_path / "plain")

@@ -6,9 +6,11 @@ again from it without the run folders. Two sections:
 
 * What the masks became: per method with learned masks and per seed, the keep probability and the Bernoulli
   entropy of q (and of the prior p, for GFlowOut) averaged over sites at the best and the last checkpoint,
-  against log 2 = 0.693 for MC dropout's keep-0.5 masks; and a figure of the logged training curves (keep rate,
-  mean log q of a training mask per unit against -log 2, beta, validation NLL) over epochs, one line per seed.
-* Cost per epoch: the median wall time of a training epoch per method (mean over seeds) and its ratio to MC
+  against log 2 = 0.693 for MC dropout's keep-0.5 masks; a figure of every learned mask's keep probability and
+  entropy per unit over epochs (GFlowOut, ID-GFlowOut, Contextual, Concrete); and a figure of the GFlowNets'
+  logged training curves (keep rate, mean log q of a training mask per unit against -log 2, beta, validation NLL)
+  over epochs, one line per seed.
+* Cost per epoch: the median wall time of a training epoch per method (median over seeds) and its ratio to MC
   dropout's, measured on the machine that ran the grid (with whatever else it ran at the time).
 """
 
@@ -28,7 +30,15 @@ import matplotlib.pyplot as plt
 
 from gflowout.eval.tables import Table
 
-__all__ = ["cost_table", "learning_caption", "learning_table", "plot_learning_curves"]
+__all__ = [
+    "cost_table",
+    "learning_caption",
+    "learning_table",
+    "mask_curves_caption",
+    "mask_series",
+    "plot_learning_curves",
+    "plot_mask_curves",
+]
 
 MASKED_ORDER = ("gflowout", "id_gflowout", "contextual", "concrete")
 LOG2 = math.log(2)
@@ -112,6 +122,84 @@ def learning_caption(runs: dict[str, Any]) -> str:
         "the keep rate of the masks drawn for training, the mean log q of a training mask per unit (-log 2 = "
         "-0.693 is uniform keep-0.5 masks), beta (the reward's temperature), and the validation NLL at the "
         "validated epochs."
+    )
+
+
+def mask_series(method: str, record: Mapping[str, Any]) -> tuple[dict[int, float], dict[int, float]]:
+    """(keep, entropy per unit in nats) by epoch from one run's logged curves, for any method with learned masks.
+
+    GFlowOut and ID-GFlowOut: the keep rate of the masks drawn for training and minus their mean log q per unit
+    (a Monte Carlo estimate of q's entropy at the training temperature); Concrete and Contextual: their logged
+    per-site keep probability and Bernoulli entropy, averaged over sites. ({}, {}) when the run logged neither.
+    """
+    curves = record.get("curves", {})
+    if method in ("gflowout", "id_gflowout"):
+        units = next((p["units"] for p in record.get("checkpoints", {}).values() if p.get("units")), None)
+        keep = {int(e): float(v) for e, v in curves.get("train/keep_rate_epoch", {}).items()}
+        if not units:  # without a checkpoint the unit count (and so the per-unit entropy) is unknown
+            return keep, {}
+        return keep, {int(e): -float(v) / units for e, v in curves.get("train/log_forward_epoch", {}).items()}
+
+    def site_mean(stat: str) -> dict[int, float]:
+        columns = [
+            v for k, v in curves.items() if k.startswith("masks/") and k.count("/") == 2 and k.endswith(f"/{stat}")
+        ]
+        epochs = sorted(set.intersection(*(set(c) for c in columns)), key=int) if columns else []
+        return {int(e): statistics.fmean(float(c[e]) for c in columns) for e in epochs}
+
+    return site_mean("keep"), site_mean("entropy")
+
+
+def plot_mask_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, str] | None = None) -> Path | None:
+    """Keep probability and entropy per unit of every method's learned masks over epochs (`mask_series`), one line
+    per seed, against MC dropout's keep-0.5 masks; None when no run logged them."""
+    labels = labels or {}
+    grouped = _by_method(runs)
+    series = {
+        method: {seed: mask_series(method, record) for seed, record in sorted(grouped[method].items())}
+        for method in MASKED_ORDER
+        if method in grouped
+    }
+    series = {m: seeds for m, seeds in series.items() if any(k or h for k, h in seeds.values())}
+    if not series:
+        return None
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.8), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (method, seeds) in enumerate(series.items()):
+        for position, (keep, entropy) in enumerate(seeds.values()):
+            label = f"{labels.get(method, method)} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
+            for axis, values in zip(axes[0], (keep, entropy)):
+                epochs = sorted(values)
+                axis.plot(
+                    [e + 1 for e in epochs],
+                    [values[e] for e in epochs],
+                    color=colours[index % len(colours)],
+                    label=label if position == 0 else None,
+                )
+    for axis, reference, title in zip(axes[0], (0.5, LOG2), ("keep probability", "Bernoulli entropy per unit (nats)")):
+        axis.axhline(reference, color="grey", linestyle=":", linewidth=1, label="MC dropout (keep 0.5, entropy log 2)")
+        axis.set(title=title, xlabel="epoch")
+        axis.grid(alpha=0.3)
+    axes[0][1].set_ylim(bottom=0)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, fontsize=8, loc="lower center", ncol=min(len(names), 5))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def mask_curves_caption(runs: dict[str, Any]) -> str:
+    """The caption of `plot_mask_curves`' figure."""
+    counts = {m: len(seeds) for m, seeds in _by_method(runs).items() if m in MASKED_ORDER}
+    listing = ", ".join(f"{m}: {n} seed{'s' if n != 1 else ''}" for m, n in counts.items())
+    return (
+        f"The learned masks over training, one line per seed ({listing}), averaged over the mask sites: keep "
+        "probability and Bernoulli entropy per unit in nats. GFlowOut and ID-GFlowOut: the keep rate of the masks "
+        "drawn for training and minus their mean log q per unit (an estimate of q's entropy); Concrete and "
+        "Contextual: the keep probability and entropy they log on a fixed training batch. The dotted lines are MC "
+        "dropout's keep-0.5 masks (entropy log 2 = 0.693); a deterministic mask has entropy 0."
     )
 
 

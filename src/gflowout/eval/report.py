@@ -216,9 +216,20 @@ def _learning_section(
     for table in (t for t in tables if t is not None):
         markdown.append(table_markdown(table))
         page.append(table_html(table))
-    path = learning_report.plot_learning_curves(learning, figure_dir / "learning_curves.png")
-    if path is not None:
-        caption = learning_report.learning_caption(learning)
+    figures = [
+        (
+            learning_report.plot_mask_curves(learning, figure_dir / "mask_curves.png"),
+            learning_report.mask_curves_caption,
+        ),
+        (
+            learning_report.plot_learning_curves(learning, figure_dir / "learning_curves.png"),
+            learning_report.learning_caption,
+        ),
+    ]
+    for path, describe in figures:
+        if path is None:
+            continue
+        caption = describe(learning)
         markdown += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", "", f"*{caption}*", ""]
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         page.append(
