@@ -34,6 +34,7 @@ __all__ = [
     "cost_table",
     "learning_caption",
     "learning_table",
+    "log_q_per_unit",
     "mask_curves_caption",
     "mask_series",
     "plot_learning_curves",
@@ -125,6 +126,15 @@ def learning_caption(runs: dict[str, Any]) -> str:
     )
 
 
+def log_q_per_unit(record: Mapping[str, Any]) -> dict[int, float]:
+    """The mean log q of a training mask per unit, by epoch, of a GFlowNet run (its logged log q over the mask units
+    its checkpoints count); {} without a checkpoint, where the unit count is unknown."""
+    units = next((p["units"] for p in record.get("checkpoints", {}).values() if p.get("units")), None)
+    if not units:
+        return {}
+    return {int(e): float(v) / units for e, v in record.get("curves", {}).get("train/log_forward_epoch", {}).items()}
+
+
 def mask_series(method: str, record: Mapping[str, Any]) -> tuple[dict[int, float], dict[int, float]]:
     """(keep, entropy per unit in nats) by epoch from one run's logged curves, for any method with learned masks.
 
@@ -134,11 +144,8 @@ def mask_series(method: str, record: Mapping[str, Any]) -> tuple[dict[int, float
     """
     curves = record.get("curves", {})
     if method in ("gflowout", "id_gflowout"):
-        units = next((p["units"] for p in record.get("checkpoints", {}).values() if p.get("units")), None)
         keep = {int(e): float(v) for e, v in curves.get("train/keep_rate_epoch", {}).items()}
-        if not units:  # without a checkpoint the unit count (and so the per-unit entropy) is unknown
-            return keep, {}
-        return keep, {int(e): -float(v) / units for e, v in curves.get("train/log_forward_epoch", {}).items()}
+        return keep, {int(e): -v for e, v in log_q_per_unit(record).items()}
 
     def site_mean(stat: str) -> dict[int, float]:
         columns = [
@@ -225,12 +232,10 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, 
     for row, method in enumerate(methods):
         for seed, record in sorted(grouped[method].items()):
             curves = record.get("curves", {})
-            units = next((p["units"] for p in record.get("checkpoints", {}).values() if p.get("units")), None)
             for column, (key, title, reference) in enumerate(panels):
                 axis = axes[row][column]
                 if key == "log_q_per_unit":
-                    series = curves.get("train/log_forward_epoch", {})
-                    series = {e: v / units for e, v in series.items()} if units else {}
+                    series = {str(e): v for e, v in log_q_per_unit(record).items()}
                 else:
                     series = curves.get(key, {})
                 epochs = sorted(series, key=int)

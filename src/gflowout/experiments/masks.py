@@ -158,6 +158,21 @@ def table_markdown(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _site_values(
+    result: dict[str, Any], site: str, key: str, conditions: Sequence[str], missing_ok: bool = False
+) -> list[float]:
+    """`key` of `site` in each condition of one run's mask analysis (NaN for a condition it lacks; with
+    `missing_ok` also for a key an older analysis did not record)."""
+    values = []
+    for condition in conditions:
+        if condition not in result["conditions"]:
+            values.append(np.nan)
+            continue
+        stats = result["conditions"][condition]["sites"][site]
+        values.append(stats.get(key, np.nan) if missing_ok else stats[key])
+    return values
+
+
 def plot_diversity(results: Sequence[dict[str, Any]], path: Path) -> Path:
     """Intra- and inter-sample diversity (mean) per method and condition, one panel per site and measure; on the
     inter-sample bars a black tick marks the floor that input-independent masks reach by sampling noise alone."""
@@ -174,18 +189,13 @@ def plot_diversity(results: Sequence[dict[str, Any]], path: Path) -> Path:
         for column, site in enumerate(sites):
             axis = axes[row][column]
             for k, result in enumerate(results):
-
-                def values(key: str, result: dict[str, Any] = result, site: str = site) -> list[float]:
-                    return [
-                        result["conditions"][c]["sites"][site].get(key, np.nan) if c in result["conditions"] else np.nan
-                        for c in conditions
-                    ]
-
                 positions = np.arange(len(conditions)) + k * width
-                axis.bar(positions, values(measure), width, label=f"{result['method']} s{result['seed']}")
+                bars = _site_values(result, site, measure, conditions)
+                axis.bar(positions, bars, width, label=f"{result['method']} s{result['seed']}")
                 if measure == "inter_mean":
+                    floor = _site_values(result, site, "inter_floor", conditions, missing_ok=True)
                     floor_label = "inter floor (no input dependence)" if k == 0 and column == 0 else None
-                    axis.scatter(positions, values("inter_floor"), marker="_", color="black", s=60, label=floor_label)
+                    axis.scatter(positions, floor, marker="_", color="black", s=60, label=floor_label)
             axis.set_xticks(np.arange(len(conditions)) + 0.4 - width / 2, conditions, rotation=30, fontsize=7)
             axis.set_title(f"{measure.split('_')[0]}-sample, {site}", fontsize=9)
     handles = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
