@@ -95,6 +95,7 @@ def test_significance_table_reads_the_fixture_in_plain_words():
     assert "no win is claimed inside the noise" in table.note
     single = aggregate([fixture_run("gflowout", 1), fixture_run("mc_dropout", 1)])["mnist"]
     assert {row[1].split(" ")[0] for row in build_significance_table("mnist", single).rows} == {"n/a"}
+    assert "In words" not in build_significance_table("mnist", single).note  # nothing tested, nothing said
     assert build_significance_table("mnist", aggregate(fixture_runs(methods=("mc_dropout", "none")))["mnist"]) is None
 
 
@@ -141,3 +142,25 @@ def test_cost_table_gives_mean_wall_time_and_the_ratio_to_mc_dropout():
     for run in untimed:
         run["train_time_s"] = run["eval_time_s"] = None
     assert build_cost_table("mnist", aggregate(untimed)["mnist"]) is None
+
+
+def test_the_tests_read_out_in_words_follow_the_table_cell_by_cell():
+    groups = aggregate(fixture_runs())["mnist"]
+    table = build_significance_table("mnist", groups)
+    words = table.note.split("In words: ", 1)[1]
+    sentences = {s.split(",")[0]: s for s in words.split(". ") if s}
+    assert set(sentences) == {"Against mc_dropout", "Against none"}
+    for j, baseline in enumerate(("mc_dropout", "none"), start=1):
+        sentence = sentences[f"Against {baseline}"]
+        verdicts = {row[0]: row[j].split(" ")[0] for row in table.rows}
+        same = sum(v == "indistinguishable" for v in verdicts.values())
+        assert f"indistinguishable on the other {same} column" in sentence or same == 0
+        better, worse = sentence.partition("worse on ")[::2] if "worse on " in sentence else (sentence, "")
+        for header, verdict in verdicts.items():
+            label = header.rsplit(" ", 1)[0]
+            if verdict == "better":
+                assert f"{label} (" in better.split("better on ", 1)[1].split("; ")[0]
+            elif verdict == "worse":
+                assert f"{label} (" in worse.split("; ")[0]
+    assert "better on accuracy (+0.0" in sentences["Against mc_dropout"]
+    assert "worse on accuracy (-0.0" in sentences["Against none"]

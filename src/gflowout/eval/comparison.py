@@ -48,6 +48,7 @@ __all__ = [
     "summary_columns",
     "values_by_seed",
     "verdict_cell",
+    "verdicts_in_words",
 ]
 
 REFERENCE_METHOD = "gflowout"
@@ -264,6 +265,43 @@ def verdict_cell(result: Comparison | None, digits: int) -> str:
     return f"{result.verdict} ({result.difference:+.{digits}f}; {p_value}{welch})"
 
 
+def verdicts_in_words(
+    results: Mapping[tuple[str, str], Comparison],
+    columns: Sequence[Column],
+    baselines: Sequence[str],
+    reference: str = REFERENCE_METHOD,
+) -> str:
+    """The significance table read out, one sentence per baseline: the columns where the reference is better,
+    those where it is worse, and how many are indistinguishable; "" when no baseline has two seeds on both
+    sides. What a README's plain statement is copied from, so that it follows the tests."""
+
+    def listed(items: list[tuple[Column, Comparison]]) -> str:
+        return ", ".join(
+            f"{c.label} ({r.difference:+.{c.digits}f}, "
+            + ("p < 0.001" if r.p_value < 0.001 else f"p = {r.p_value:.3f}")
+            + ")"
+            for c, r in items
+        )
+
+    sentences = []
+    for baseline in baselines:
+        found: dict[str, list[tuple[Column, Comparison]]] = {}
+        for column in columns:
+            result = results.get((baseline, column.key))
+            if result is not None and result.test != "n/a":
+                found.setdefault(result.verdict, []).append((column, result))
+        if not found:
+            continue
+        parts = [f"{verdict} on {listed(found[verdict])}" for verdict in ("better", "worse") if verdict in found]
+        same = len(found.get("indistinguishable", []))
+        if same:
+            parts.append(
+                f"indistinguishable on {'all' if not parts else 'the other'} {same} column{'s' if same > 1 else ''}"
+            )
+        sentences.append(f"against {baseline}, {reference} is " + "; ".join(parts) + ".")
+    return " ".join(s[0].upper() + s[1:] for s in sentences)
+
+
 def build_significance_table(
     dataset: str,
     groups: Sequence[Group],
@@ -291,6 +329,7 @@ def build_significance_table(
                 bold.add((i, j + 1))
         rows.append(row)
     tests = {r.test for r in results.values() if r.test != "n/a"}
+    in_words = verdicts_in_words(results, columns, baselines, reference)
     how = (
         "a paired t-test, seed by seed (every pair of methods has the same seeds)"
         if tests == {"paired t"}
@@ -302,6 +341,7 @@ def build_significance_table(
         "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
         f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
         "to find small differences."
+        + (f" In words: {in_words}" if in_words else "")
     )
     return Table(
         f"{dataset}: is {reference} better than each baseline? (tests over seeds)",
