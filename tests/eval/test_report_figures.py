@@ -70,6 +70,23 @@ def test_report_of_the_fixture_writes_every_figure_and_a_clean_page(tmp_path: Pa
     assert roc and all("averaging their true-positive rates" in c for c in roc)
 
 
+def test_link_figures_writes_a_page_that_links_every_figure_beside_it(tmp_path: Path):
+    from gflowout.cli.main import main
+
+    results = write_runs(tmp_path / "results", fixture_runs())
+    assert main(["report", str(results), "--out", str(tmp_path / "embedded")]) == 0
+    assert main(["report", str(results), "--out", str(tmp_path / "linked"), "--link-figures"]) == 0
+    embedded = (tmp_path / "embedded" / "report.html").read_text()
+    linked = (tmp_path / "linked" / "report.html").read_text()
+    sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', linked)
+    figures = sorted(p.name for p in (tmp_path / "linked" / "figures").glob("*.png"))
+    assert sorted(Path(s).name for s in sources) == figures and all(s.startswith("figures/") for s in sources)
+    assert "base64" not in linked and len(linked) * 10 < len(embedded)
+    strip = re.compile(r'src="[^"]+"')  # apart from where the figures come from, the two pages are the same
+    assert strip.sub("", linked) == strip.sub("", embedded)
+    assert (tmp_path / "linked" / "report.md").read_text() == (tmp_path / "embedded" / "report.md").read_text()
+
+
 def test_a_train_run_folder_is_read_and_its_missing_sections_stay_empty(tmp_path: Path):
     runs = tmp_path / "runs"
     for method, seed, accuracy in [("gflowout", 1, 0.95), ("gflowout", 2, 0.97), ("mc_dropout", 1, 0.94)]:

@@ -11,11 +11,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="aggregate result files into Markdown tables, PNG figures and one HTML page",
         description="Read every result JSON under RESULTS_DIR (and every `gflowout train` run folder: its "
-        "results.json), aggregate mean ± standard error over seeds, and write report.md, figures/*.png and a "
-        "self-contained report.html: the settings, a summary table, tests over seeds, detail tables, the cost "
-        "and the figures. Given one run folder of `gflowout train` (config.yaml and logs/), it also draws the "
-        "run's mask diagnostics over epochs: run_report.md and figures/masks_*.png. Given the output folder of "
-        "`gflowout transfer` or `gflowout active-learning`, it writes that protocol's report.",
+        "results.json), aggregate mean ± standard error over seeds, and write report.md, figures/*.png and "
+        "report.html (self-contained, or linking figures/ with --link-figures): the settings, a summary table, "
+        "tests over seeds, detail tables, the cost and the figures. Given one run folder of `gflowout train` "
+        "(config.yaml and logs/), it also draws the run's mask diagnostics over epochs: run_report.md and "
+        "figures/masks_*.png. Given the output folder of `gflowout transfer` or `gflowout active-learning`, it "
+        "writes that protocol's report.",
     )
     parser.add_argument(
         "results_dir",
@@ -36,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mask statistics of the best and last checkpoints, time per epoch) and reported; without "
         "run folders an existing REPORT/learning.json is reported again",
     )
+    parser.add_argument(
+        "--link-figures",
+        action="store_true",
+        help="report.html links figures/*.png instead of embedding them: a page about a tenth the size that "
+        "must stay beside its figures/ folder (e.g. a report committed to a repository, so that no figure "
+        "is stored twice); default: one self-contained page",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         page = write_run_report(results, out)
         print(f"mask diagnostics report written: {page}")
         if (results / "results.json").is_file():
-            html = write_report(results, out, title=args.title)
+            html = write_report(results, out, title=args.title, embed_figures=not args.link_figures)
             print(f"report written: {out / 'report.md'} and {html}")
         return 0
     if args.out:
@@ -68,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
             "transfer": downstream_report.write_transfer_report,
             "active_learning": downstream_report.write_active_learning_report,
         }[protocol]
-        print(f"{protocol.replace('_', ' ')} report written: {writer(folder, out)}")
+        page = writer(folder, out, embed_figures=not args.link_figures)
+        print(f"{protocol.replace('_', ' ')} report written: {page}")
         return 0
     from gflowout.experiments.learning import learning_for_report
 
     learning = learning_for_report(results, out, args.runs)
-    html = write_report(results, out, title=args.title, learning=learning)
+    html = write_report(results, out, title=args.title, learning=learning, embed_figures=not args.link_figures)
     print(f"report written: {out / 'report.md'} and {html}")
     return 0
 

@@ -340,8 +340,7 @@ def build_significance_table(
         f"minus the baseline's, and the p-value of {how}. Better / worse: p < alpha, in the direction of the "
         "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
         f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
-        "to find small differences."
-        + (f" In words: {in_words}" if in_words else "")
+        "to find small differences." + (f" In words: {in_words}" if in_words else "")
     )
     return Table(
         f"{dataset}: is {reference} better than each baseline? (tests over seeds)",

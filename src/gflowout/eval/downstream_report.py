@@ -14,7 +14,6 @@ Transfer: test accuracy after fine-tuning the noisily pre-trained weights agains
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 from collections import defaultdict
@@ -27,18 +26,12 @@ import numpy as np
 from gflowout.errors import DataError
 from gflowout.eval.downstream_tests import reference_versus_baselines, scores_versus_random
 from gflowout.eval.report import METHOD_ORDER, Table, format_stat, mean_and_standard_error, table_html, table_markdown
+from gflowout.eval.report_page import figure_html, figure_markdown, write_page
 from gflowout.eval.tables import inline_html
 from gflowout.results import load_protocol_results
 
 Band = tuple[Sequence[float], Sequence[float], Sequence[float]]  # x, mean, standard error
 Section = tuple[str, list[Table], list[tuple[str, Path]]]  # heading, tables, (caption, figure path)
-
-_CSS = (
-    "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
-    "table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em}"
-    "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}"
-    "img{max-width:100%;border:1px solid #ddd}"
-)
 
 
 def normalised_auc(sizes: Sequence[float], values: Sequence[float]) -> float:
@@ -104,7 +97,7 @@ def plot_bands(
     return path
 
 
-def _write_page(out_dir: Path, title: str, intro: str, sections: list[Section]) -> Path:
+def _write_page(out_dir: Path, title: str, intro: str, sections: list[Section], embed: bool = True) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = [f"# {title}", "", intro, ""]
     page = [f"<h1>{html.escape(title)}</h1><p>{inline_html(intro)}</p>"]
@@ -115,19 +108,9 @@ def _write_page(out_dir: Path, title: str, intro: str, sections: list[Section]) 
             markdown.append(table_markdown(table))
             page.append(table_html(table))
         for caption, path in figures:
-            markdown += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", ""]
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            page.append(
-                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-    (out_dir / "report.md").write_text("\n".join(markdown))
-    html_path = out_dir / "report.html"
-    html_path.write_text(
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>"
-    )
-    return html_path
+            markdown += figure_markdown(caption, path, out_dir)
+            page.append(figure_html(caption, path, out_dir, embed))
+    return write_page(out_dir, title, markdown, page)
 
 
 # --- active learning ---------------------------------------------------------------------------
@@ -221,9 +204,10 @@ def active_learning_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path
 
 
 def write_active_learning_report(
-    results_dir: str | Path, out_dir: str | Path, title: str = "gflowout: active learning"
+    results_dir: str | Path, out_dir: str | Path, title: str = "gflowout: active learning", embed_figures: bool = True
 ) -> Path:
-    """Read the active-learning result files under `results_dir`; write report.md, figures/, report.html."""
+    """Read the active-learning result files under `results_dir`; write report.md, figures/, report.html (the
+    figures inline, or linked to figures/ with `embed_figures=False`)."""
     out_dir = Path(out_dir)
     runs = load_protocol_results(results_dir, "active_learning")
     settings = runs[0]["protocol_settings"]
@@ -235,7 +219,7 @@ def write_active_learning_report(
         f"scratch each round for {training['steps']} steps of batch {training['batch_size']} (the same for every "
         "method), test accuracy and NLL of the S-sample predictive after each round."
     )
-    return _write_page(out_dir, title, intro, active_learning_sections(runs, out_dir / "figures"))
+    return _write_page(out_dir, title, intro, active_learning_sections(runs, out_dir / "figures"), embed_figures)
 
 
 # --- transfer ----------------------------------------------------------------------------------
@@ -348,9 +332,13 @@ def transfer_sections(runs: Sequence[Mapping[str, Any]], figure_dir: Path) -> li
 
 
 def write_transfer_report(
-    results_dir: str | Path, out_dir: str | Path, title: str = "gflowout: transfer from noisy pre-training"
+    results_dir: str | Path,
+    out_dir: str | Path,
+    title: str = "gflowout: transfer from noisy pre-training",
+    embed_figures: bool = True,
 ) -> Path:
-    """Read the transfer result files under `results_dir`; write report.md, figures/, report.html."""
+    """Read the transfer result files under `results_dir`; write report.md, figures/, report.html (the figures
+    inline, or linked to figures/ with `embed_figures=False`)."""
     out_dir = Path(out_dir)
     runs = load_protocol_results(results_dir, "transfer")
     transfer = runs[0]["protocol_settings"]["transfer"]
@@ -361,4 +349,4 @@ def write_transfer_report(
         f"({transfer['finetune']['steps']} steps of batch {transfer['finetune']['batch_size']}, the same for "
         "every method); test accuracy and NLL of the S-sample predictive."
     )
-    return _write_page(out_dir, title, intro, transfer_sections(runs, out_dir / "figures"))
+    return _write_page(out_dir, title, intro, transfer_sections(runs, out_dir / "figures"), embed_figures)

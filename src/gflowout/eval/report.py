@@ -6,7 +6,8 @@ set, method) and reports each metric as mean +- standard error over seeds (stand
 deviation / sqrt(n); a single seed has none and shows the mean alone). Per data set it writes the settings
 the runs share, the summary table, the tests over seeds (`gflowout.eval.comparison`), the detail tables of
 `build_tables`, the cost and the figures of `build_figures`, to `report.md`, `figures/*.png` and
-`report.html` (the figures inline as base64, so the page is one self-contained file). The head and tail
+`report.html` (the figures inline as base64, so the page is one self-contained file, or linked to figures/:
+`gflowout.eval.report_page`). The head and tail
 tables are the lists `HEAD_TABLES` and `TAIL_TABLES`: a new table is one more function there.
 
 Temperature scaling: a run evaluated with a temperature fitted on its validation split (section "ts" of
@@ -26,7 +27,6 @@ its own tables and figures.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +52,7 @@ from gflowout.eval.aggregate import (
     with_temperature_rows,
 )
 from gflowout.eval.report_figures import _pool_histograms, build_figures, seeds_phrase
+from gflowout.eval.report_page import figure_html, figure_markdown, write_page
 from gflowout.eval.report_tables import CLEAN_METRICS, CURVE_METRICS, OOD_METRICS, build_tables
 from gflowout.eval.tables import Table, inline_html, table_html, table_markdown
 from gflowout.results import load_report_runs, load_results
@@ -98,21 +99,6 @@ TAIL_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
     comparison.build_cost_table,
 ]
 
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1400px;margin:auto;padding:1em 1.5em;color:#222;"
-    "line-height:1.4}"
-    "h1{font-size:1.6em}h2{border-bottom:2px solid #ccc;margin-top:1.6em}h3{font-size:1.05em;margin-bottom:0.3em}"
-    "table{border-collapse:collapse;margin:0.4em 0;font-size:0.8em}"
-    "td,th{border:1px solid #bbb;padding:3px 5px;text-align:right;white-space:nowrap}"
-    "th{background:#eee;white-space:normal;vertical-align:bottom}td.text{text-align:left}"
-    "span.se{font-size:0.85em;color:#555}"
-    "th:first-child{text-align:left}div.wide{overflow-x:auto}tbody tr:nth-child(even){background:#f7f7f7}"
-    "table.settings td{text-align:left}p.note{font-size:0.85em;color:#444;max-width:60em}"
-    "code{background:#f0f0f0;padding:0 3px;border-radius:3px}"
-    "figure{margin:1.2em 0}figcaption{font-size:0.85em;color:#444;max-width:60em}"
-    "img{max-width:100%;border:1px solid #ddd}"
-)
-
 
 def _settings_markdown(rows: Sequence[tuple[str, str]]) -> str:
     return "\n".join(["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
@@ -150,9 +136,11 @@ def write_report(
     out_dir: str | Path,
     title: str = "gflowout report",
     learning: Mapping[str, Any] | None = None,
+    embed_figures: bool = True,
 ) -> Path:
     """Aggregate the runs under `results_dir` (benchmark result files and `gflowout train` run folders); write
-    report.md, figures/ and report.html (figures inline, one self-contained file) to `out_dir`.
+    report.md, figures/ and report.html to `out_dir`: the figures inline, one self-contained file, or with
+    `embed_figures=False` linked to figures/ (`gflowout.eval.report_page`).
 
     Per data set: the settings, a summary table, the tests over seeds, the detail tables, the cost and the
     figures. With `learning` (the runs of a learning.json, `gflowout.experiments.learning`), a last section: what
@@ -185,26 +173,15 @@ def write_report(
             markdown.append(table_markdown(table))
             page.append(table_html(table))
         for caption, path in build_figures(dataset, groups, figure_dir):
-            relative = path.relative_to(out_dir).as_posix()
-            markdown += [f"![{caption}]({relative})", "", f"*{caption}*", ""]
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            page.append(
-                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{inline_html(caption)}</figcaption></figure>"
-            )
+            markdown += figure_markdown(caption, path, out_dir)
+            page.append(figure_html(caption, path, out_dir, embed_figures))
     if learning:
-        _learning_section(dict(learning), figure_dir, out_dir, markdown, page)
-    (out_dir / "report.md").write_text("\n".join(markdown))
-    html_path = out_dir / "report.html"
-    html_path.write_text(
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body>{''.join(page)}</body></html>"
-    )
-    return html_path
+        _learning_section(dict(learning), figure_dir, out_dir, markdown, page, embed_figures)
+    return write_page(out_dir, title, markdown, page)
 
 
 def _learning_section(
-    learning: dict[str, Any], figure_dir: Path, out_dir: Path, markdown: list[str], page: list[str]
+    learning: dict[str, Any], figure_dir: Path, out_dir: Path, markdown: list[str], page: list[str], embed: bool
 ) -> None:
     """Append "What the masks became", the training curves and the cost per epoch to both pages."""
     from gflowout.eval import learning_report
@@ -230,12 +207,8 @@ def _learning_section(
         if path is None:
             continue
         caption = describe(learning)
-        markdown += [f"![{caption}]({path.relative_to(out_dir).as_posix()})", "", f"*{caption}*", ""]
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        page.append(
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{inline_html(caption)}</figcaption></figure>"
-        )
+        markdown += figure_markdown(caption, path, out_dir)
+        page.append(figure_html(caption, path, out_dir, embed))
 
 
 def summary_table(results_dir: str | Path) -> str:
