@@ -331,7 +331,7 @@ def build_significance_table(
     tests = {r.test for r in results.values() if r.test != "n/a"}
     in_words = verdicts_in_words(results, columns, baselines, reference)
     how = (
-        "a paired t-test, seed by seed (every pair of methods has the same seeds)"
+        "a paired t-test, seed by seed (every pair tested has the same seeds)"
         if tests == {"paired t"}
         else "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)"
     )
