@@ -254,15 +254,19 @@ def comparisons(
     return out
 
 
+def _p_text(p_value: float) -> str:
+    """A p-value as the report prints it: "p < 0.001" or "p = 0.xxx"."""
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+
+
 def verdict_cell(result: Comparison | None, digits: int) -> str:
     """A table cell: the verdict, the difference and the p-value ("-" without a comparison)."""
     if result is None:
         return "-"
     if result.test == "n/a":
         return f"n/a ({result.difference:+.{digits}f}; under two seeds)"
-    p_value = "p < 0.001" if result.p_value < 0.001 else f"p = {result.p_value:.3f}"
     welch = ", Welch" if result.test == "Welch t" else ""
-    return f"{result.verdict} ({result.difference:+.{digits}f}; {p_value}{welch})"
+    return f"{result.verdict} ({result.difference:+.{digits}f}; {_p_text(result.p_value)}{welch})"
 
 
 def verdicts_in_words(
@@ -276,12 +280,7 @@ def verdicts_in_words(
     sides. What a README's plain statement is copied from, so that it follows the tests."""
 
     def listed(items: list[tuple[Column, Comparison]]) -> str:
-        return ", ".join(
-            f"{c.label} ({r.difference:+.{c.digits}f}, "
-            + ("p < 0.001" if r.p_value < 0.001 else f"p = {r.p_value:.3f}")
-            + ")"
-            for c, r in items
-        )
+        return ", ".join(f"{c.label} ({r.difference:+.{c.digits}f}, {_p_text(r.p_value)})" for c, r in items)
 
     sentences = []
     for baseline in baselines:
