@@ -24,6 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from gflowout.atomic import atomic_write_text
+
 PREFIX = "masks/"
 # whole-network keys drawn in masks_network.png, in this order (those present)
 NETWORK_KEYS = ("tb_residual", "centred_residual", "log_z", "log_z_gap", "keep_rate")
@@ -172,9 +174,7 @@ def write_run_report(run_dir: str | Path, out_dir: str | Path) -> Path:
         lines.append("")
         lines += [f"![{path.stem}](figures/{path.name})" for path in figures]
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = out_dir / "run_report.md"
-    report.write_text("\n".join(lines) + "\n")
-    return report
+    return atomic_write_text(out_dir / "run_report.md", "\n".join(lines) + "\n")
 
 
 def is_run_folder(path: str | Path) -> bool:
