@@ -4,17 +4,22 @@ over seeds in plain words, and the cost table; checked on a perturbed real resul
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from gflowout.eval.comparison import (
+    Comparison,
     build_cost_table,
     build_significance_table,
     build_summary_table,
     compare,
+    holm_adjusted,
     settings_rows,
+    summary_columns,
+    verdicts_in_words,
 )
 from gflowout.eval.report import aggregate
 from gflowout.eval.tables import table_html, table_markdown
@@ -147,20 +152,65 @@ def test_cost_table_gives_mean_wall_time_and_the_ratio_to_mc_dropout():
 def test_the_tests_read_out_in_words_follow_the_table_cell_by_cell():
     groups = aggregate(fixture_runs())["mnist"]
     table = build_significance_table("mnist", groups)
-    words = table.note.split("In words: ", 1)[1]
+    words = table.note.split("corrects for the whole table): ", 1)[1]
     sentences = {s.split(",")[0]: s for s in words.split(". ") if s}
-    assert set(sentences) == {"Against mc_dropout", "Against none"}
+    assert set(sentences) == {
+        "Against mc_dropout",
+        "Against none",
+        "Corrected for all 18 tests of this table (Holm's step-down method",
+    }
     for j, baseline in enumerate(("mc_dropout", "none"), start=1):
         sentence = sentences[f"Against {baseline}"]
         verdicts = {row[0]: row[j].split(" ")[0] for row in table.rows}
         same = sum(v == "indistinguishable" for v in verdicts.values())
         assert f"indistinguishable on the other {same} column" in sentence or same == 0
-        better, worse = sentence.partition("worse on ")[::2] if "worse on " in sentence else (sentence, "")
-        for header, verdict in verdicts.items():
-            label = header.rsplit(" ", 1)[0]
-            if verdict == "better":
-                assert f"{label} (" in better.split("better on ", 1)[1].split("; ")[0]
-            elif verdict == "worse":
-                assert f"{label} (" in worse.split("; ")[0]
+        lists = dict(re.findall(r"(better|worse) on (.*?)(?=; worse on |; indistinguishable|\.$)", sentence))
+        named = {v: re.findall(r"(?:^|\), )(.+?) \([+-]\d", text) for v, text in lists.items()}
+        for verdict in ("better", "worse"):
+            expected = [h.rsplit(" ", 1)[0] for h, v in verdicts.items() if v == verdict]
+            assert named.get(verdict, []) == expected
     assert "better on accuracy (+0.0" in sentences["Against mc_dropout"]
     assert "worse on accuracy (-0.0" in sentences["Against none"]
+
+
+def test_holm_adjusted_p_values_match_the_step_down_procedure_by_hand():
+    # sorted: d 0.005 x 4 = 0.02, a 0.01 x 3 = 0.03, c 0.03 x 2 = 0.06, b 0.04 x 1 = 0.04 -> kept monotone at 0.06
+    adjusted = holm_adjusted({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005})
+    assert adjusted == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06, "d": 0.02})
+    assert holm_adjusted({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}  # capped at 1
+    assert holm_adjusted({}) == {}
+    # Holm's procedure as written: step through the sorted p-values, reject while p_(i) < alpha / (m - i)
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        p_values = dict(enumerate(rng.uniform(0, 0.05, size=8) ** rng.uniform(0.5, 2)))
+        rejected = set()
+        for rank, (key, p_value) in enumerate(sorted(p_values.items(), key=lambda item: item[1])):
+            if p_value >= 0.05 / (len(p_values) - rank):
+                break
+            rejected.add(key)
+        assert {k for k, p in holm_adjusted(p_values).items() if p < 0.05} == rejected
+
+
+def test_the_words_say_what_survives_holms_correction_over_the_whole_table():
+    groups = aggregate(fixture_runs())["mnist"]
+    table = build_significance_table("mnist", groups)
+    words = table.note.split("corrects for the whole table): ", 1)[1]
+    last = words.rsplit(". ", 1)[-1] if not words.startswith("Corrected") else words
+    assert last.startswith("Corrected for all 18 tests of this table (Holm's step-down method, alpha = 0.05)")
+    assert "Holm-adjusted p" in words  # each claimed difference carries its adjusted p
+    # the fixture's accuracy differences (+-0.05 against noise 0.002, three seeds) are large enough to survive
+    assert "these remain: better on accuracy against mc_dropout" in last and "worse on accuracy against none" in last
+    assert "one test in twenty" not in table.note and "a share alpha = 0.05 of the tests" in table.note
+    # one p of 0.04 among three tests: significant alone, not after the correction (0.04 x 3 = 0.12)
+    columns = [c for c in summary_columns(fixture_runs()) if c.key in ("clean_accuracy", "clean_nll", "clean_ece15")]
+    results = {
+        ("mc_dropout", columns[0].key): Comparison(0.01, 0.04, "paired t", "better"),
+        ("mc_dropout", columns[1].key): Comparison(0.001, 0.5, "paired t", "indistinguishable"),
+        ("mc_dropout", columns[2].key): Comparison(0.001, 0.6, "paired t", "indistinguishable"),
+    }
+    said = verdicts_in_words(results, columns, ["mc_dropout"])
+    assert "p = 0.040; Holm-adjusted p = 0.120" in said
+    assert said.endswith(
+        "Corrected for all 3 tests of this table (Holm's step-down method, alpha = 0.05), "
+        "no difference remains significant."
+    )

@@ -41,6 +41,7 @@ __all__ = [
     "compare",
     "comparisons",
     "format_mean_se",
+    "holm_adjusted",
     "mean_corrupted_accuracy",
     "mean_se",
     "ood_column",
@@ -254,6 +255,18 @@ def comparisons(
     return out
 
 
+def holm_adjusted(p_values: Mapping[Any, float]) -> dict[Any, float]:
+    """Holm's step-down adjusted p-values (Holm 1979) of one family of tests, by key: the i-th smallest p times
+    the number of tests not yet passed, made monotone and capped at 1. Rejecting where the adjusted p < alpha
+    keeps the chance of any false claim in the family at most alpha, whatever the tests' dependence."""
+    ordered = sorted(p_values.items(), key=lambda item: item[1])
+    adjusted, running = {}, 0.0
+    for rank, (key, p_value) in enumerate(ordered):
+        running = max(running, min(1.0, (len(ordered) - rank) * p_value))
+        adjusted[key] = running
+    return adjusted
+
+
 def _p_text(p_value: float) -> str:
     """A p-value as the report prints it: "p < 0.001" or "p = 0.xxx"."""
     return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
@@ -274,30 +287,52 @@ def verdicts_in_words(
     columns: Sequence[Column],
     baselines: Sequence[str],
     reference: str = REFERENCE_METHOD,
+    alpha: float = ALPHA,
 ) -> str:
     """The significance table read out, one sentence per baseline: the columns where the reference is better,
-    those where it is worse, and how many are indistinguishable; "" when no baseline has two seeds on both
-    sides. What a README's plain statement is copied from, so that it follows the tests."""
+    those where it is worse (with Holm's adjusted p), and how many are indistinguishable; then what survives
+    Holm's correction over every test of the table. "" when no baseline has two seeds on both sides. What a
+    README's plain statement is copied from, so that it follows the tests."""
+    tested = {key: r for key, r in results.items() if r.test != "n/a" and not math.isnan(r.p_value)}
+    holm = holm_adjusted({key: r.p_value for key, r in tested.items()})
 
-    def listed(items: list[tuple[Column, Comparison]]) -> str:
-        return ", ".join(f"{c.label} ({r.difference:+.{c.digits}f}, {_p_text(r.p_value)})" for c, r in items)
+    def listed(baseline: str, items: list[tuple[Column, Comparison]]) -> str:
+        return ", ".join(
+            f"{c.label} ({r.difference:+.{c.digits}f}, {_p_text(r.p_value)}; Holm-adjusted "
+            f"{_p_text(holm[(baseline, c.key)])})"
+            for c, r in items
+        )
 
     sentences = []
     for baseline in baselines:
         found: dict[str, list[tuple[Column, Comparison]]] = {}
         for column in columns:
-            result = results.get((baseline, column.key))
-            if result is not None and result.test != "n/a":
+            result = tested.get((baseline, column.key))
+            if result is not None:
                 found.setdefault(result.verdict, []).append((column, result))
         if not found:
             continue
-        parts = [f"{verdict} on {listed(found[verdict])}" for verdict in ("better", "worse") if verdict in found]
+        parts = [
+            f"{verdict} on {listed(baseline, found[verdict])}" for verdict in ("better", "worse") if verdict in found
+        ]
         same = len(found.get("indistinguishable", []))
         if same:
             parts.append(
                 f"indistinguishable on {'all' if not parts else 'the other'} {same} column{'s' if same > 1 else ''}"
             )
         sentences.append(f"against {baseline}, {reference} is " + "; ".join(parts) + ".")
+    if not sentences:
+        return ""
+    labels = {c.key: c.label for c in columns}
+    kept = [
+        f"{tested[(baseline, column)].verdict} on {labels[column]} against {baseline}"
+        for (baseline, column), p_value in sorted(holm.items(), key=lambda item: item[1])
+        if p_value < alpha and tested[(baseline, column)].verdict != "indistinguishable"
+    ]
+    family = f"corrected for all {len(tested)} tests of this table (Holm's step-down method, alpha = {alpha:g})"
+    sentences.append(
+        f"{family}, {'no difference remains significant' if not kept else 'these remain: ' + ', '.join(kept)}."
+    )
     return " ".join(s[0].upper() + s[1:] for s in sentences)
 
 
@@ -328,7 +363,7 @@ def build_significance_table(
                 bold.add((i, j + 1))
         rows.append(row)
     tests = {r.test for r in results.values() if r.test != "n/a"}
-    in_words = verdicts_in_words(results, columns, baselines, reference)
+    in_words = verdicts_in_words(results, columns, baselines, reference, alpha)
     how = (
         "a paired t-test, seed by seed (every pair tested has the same seeds)"
         if tests == {"paired t"}
@@ -338,8 +373,10 @@ def build_significance_table(
         f"Each cell: {reference} against the baseline of the column at alpha = {alpha:g} (two-sided), its mean "
         f"minus the baseline's, and the p-value of {how}. Better / worse: p < alpha, in the direction of the "
         "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
-        f"No correction for the many comparisons; with {_seed_counts(groups)} the tests have little power "
-        "to find small differences." + (f" In words: {in_words}" if in_words else "")
+        "The cells are not corrected for the many comparisons (where there is no real difference, a share "
+        f"alpha = {alpha:g} of the tests comes out significant by chance alone). With {_seed_counts(groups)} the "
+        "tests have little power to find small differences."
+        + (f" In words (its last sentence corrects for the whole table): {in_words}" if in_words else "")
     )
     return Table(
         f"{dataset}: is {reference} better than each baseline? (tests over seeds)",
