@@ -28,6 +28,26 @@ def test_reference_against_baselines_follows_the_paired_t_test():
     assert table.rows[0][1] == f"better (+0.1000; p = {p_lower:.3f})"
     assert table.rows[0][2].startswith("indistinguishable (-0.0033;")
     assert table.bold == {(0, 1)}  # only the significant cell
+    # two tests in the table: Holm multiplies the smaller p by 2
+    holm = min(1.0, 2 * min(p_lower, p_noisy))
+    assert table.note.endswith(
+        "Corrected for all 2 tests of this table (Holm's step-down method, alpha = 0.05), these remain: "
+        f"bald, gflowout vs mc_dropout (better, Holm-adjusted p = {holm:.3f})."
+    )
+
+
+def test_a_lone_significant_cell_among_many_tests_does_not_survive_holms_correction():
+    rows = [str(size) for size in range(6)]
+    values = {(row, "gflowout"): OURS for row in rows}
+    values |= {(row, "none"): NOISY for row in rows[1:]} | {(rows[0], "none"): {1: 0.88, 2: 0.885, 3: 0.905}}
+    table = reference_versus_baselines("t", "size", rows, ["gflowout", "none"], values, True)
+    p_value = stats.ttest_rel(list(OURS.values()), [0.88, 0.885, 0.905]).pvalue
+    assert p_value < 0.05 < 6 * p_value  # significant alone, not among six tests
+    assert table is not None and table.bold == {(0, 1)}
+    assert table.note.endswith(
+        "Corrected for all 6 tests of this table (Holm's step-down method, alpha = 0.05), "
+        "no difference remains significant."
+    )
 
 
 def test_lower_is_better_turns_the_verdict_and_missing_cells_are_dashes():

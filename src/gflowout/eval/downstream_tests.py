@@ -2,15 +2,17 @@
 indistinguishable from each baseline on a row's value, and does an acquisition score beat random acquisition?
 
 Each cell is `gflowout.eval.comparison.compare` on the per-seed values: a paired t-test seed by seed (Welch's
-t-test when the seeds differ), two-sided at alpha = 0.05; no win is claimed inside the noise and there is no
-correction for the many comparisons.
+t-test when the seeds differ), two-sided at alpha = 0.05; no win is claimed inside the noise. The cells are not
+corrected for the many comparisons; each table's note ends with what survives Holm's step-down correction over
+all of its tests.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
-from gflowout.eval.comparison import ALPHA, REFERENCE_METHOD, compare, verdict_cell
+from gflowout.eval.comparison import ALPHA, REFERENCE_METHOD, Comparison, compare, holm_adjusted, verdict_cell
 from gflowout.eval.tables import Table
 
 SeedValues = Mapping[int, float]  # seed -> value
@@ -18,25 +20,41 @@ SeedValues = Mapping[int, float]  # seed -> value
 NOTE = (
     "Each cell: the verdict at alpha = {alpha:g} (two-sided), the mean difference and the p-value of a paired "
     "t-test over seeds (Welch's where the seeds differ); better / worse only at p < alpha, indistinguishable "
-    "otherwise, n/a under two seeds. No correction for the many comparisons; with {seeds} seeds the tests have "
-    "little power to find small differences."
+    "otherwise, n/a under two seeds. The cells are not corrected for the many comparisons; with {seeds} seeds the "
+    "tests have little power to find small differences."
 )
 
 
-def _note(values: Mapping[tuple[str, str], SeedValues], extra: str) -> str:
+def _note(values: Mapping[tuple[str, str], SeedValues], extra: str, holm: str = "") -> str:
     counts = sorted({len(v) for v in values.values()}) or [0]
     seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return (extra + " " if extra else "") + NOTE.format(alpha=ALPHA, seeds=seeds)
+    return (extra + " " if extra else "") + NOTE.format(alpha=ALPHA, seeds=seeds) + (" " + holm if holm else "")
+
+
+def _holm_sentence(tested: Mapping[tuple[str, str], Comparison]) -> str:
+    """What stays significant after Holm's step-down correction over every test of one table ("" when none ran)."""
+    if not tested:
+        return ""
+    holm = holm_adjusted({key: r.p_value for key, r in tested.items()})
+    kept = [
+        f"{row}, {column} ({tested[(row, column)].verdict}, Holm-adjusted p = {p_value:.3f})"
+        for (row, column), p_value in sorted(holm.items(), key=lambda item: item[1])
+        if p_value < ALPHA and tested[(row, column)].verdict != "indistinguishable"
+    ]
+    family = f"Corrected for all {len(tested)} tests of this table (Holm's step-down method, alpha = {ALPHA:g})"
+    return f"{family}, {'no difference remains significant' if not kept else 'these remain: ' + '; '.join(kept)}."
 
 
 def _verdict_rows(
     labels: Sequence[str],
+    columns: Sequence[str],
     pairs: Sequence[Sequence[tuple[SeedValues | None, SeedValues | None]]],
     higher_is_better: bool,
     digits: int,
-) -> tuple[list[list[str]], set[tuple[int, int]]]:
-    """Table rows (label, then one verdict cell per (ours, theirs) pair) and the bold cells: the significant ones."""
-    body, bold = [], set()
+) -> tuple[list[list[str]], set[tuple[int, int]], str]:
+    """Table rows (label, then one verdict cell per (ours, theirs) pair), the bold cells (the significant ones)
+    and the sentence saying which of them survive Holm's correction over the table."""
+    body, bold, tested = [], set(), {}
     for i, (label, row) in enumerate(zip(labels, pairs, strict=True)):
         cells = [label]
         for j, (ours, theirs) in enumerate(row, start=1):
@@ -44,8 +62,10 @@ def _verdict_rows(
             cells.append(verdict_cell(result, digits))
             if result is not None and result.verdict in ("better", "worse"):
                 bold.add((i, j))
+            if result is not None and result.test != "n/a" and not math.isnan(result.p_value):
+                tested[(label, columns[j - 1])] = result
         body.append(cells)
-    return body, bold
+    return body, bold, _holm_sentence(tested)
 
 
 def reference_versus_baselines(
@@ -66,8 +86,9 @@ def reference_versus_baselines(
     if reference not in methods or not baselines:
         return None
     pairs = [[(values.get((row, reference)), values.get((row, b))) for b in baselines] for row in rows]
-    body, bold = _verdict_rows(rows, pairs, higher_is_better, digits)
-    return Table(title, [row_label, *(f"{reference} vs {b}" for b in baselines)], body, _note(values, note), bold)
+    header = [row_label, *(f"{reference} vs {b}" for b in baselines)]
+    body, bold, holm = _verdict_rows(rows, header[1:], pairs, higher_is_better, digits)
+    return Table(title, header, body, _note(values, note, holm), bold)
 
 
 def scores_versus_random(
@@ -85,6 +106,6 @@ def scores_versus_random(
     if reference_score not in scores or not others:
         return None
     pairs = [[(values.get((m, s)), values.get((m, reference_score))) for s in others] for m in methods]
-    body, bold = _verdict_rows(methods, pairs, True, digits)
     header = ["method", *(f"{s} vs {reference_score}" for s in others)]
-    return Table(title, header, body, _note(values, note), bold)
+    body, bold, holm = _verdict_rows(methods, header[1:], pairs, True, digits)
+    return Table(title, header, body, _note(values, note, holm), bold)
