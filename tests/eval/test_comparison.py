@@ -13,6 +13,7 @@ from scipy import stats
 from gflowout.eval.comparison import (
     Comparison,
     build_cost_table,
+    build_per_seed_table,
     build_significance_table,
     build_summary_table,
     compare,
@@ -214,3 +215,25 @@ def test_the_words_say_what_survives_holms_correction_over_the_whole_table():
         "Corrected for all 3 tests of this table (Holm's step-down method, alpha = 0.05), "
         "no difference remains significant."
     )
+
+
+def test_the_per_seed_table_holds_the_values_the_summary_averages_and_the_tests_pair():
+    groups = aggregate(fixture_runs())["mnist"]
+    per_seed = build_per_seed_table("mnist", groups)
+    summary = build_summary_table("mnist", groups)
+    assert per_seed is not None and per_seed.header[2:] == summary.header[2:]
+    values: dict[tuple[str, str], dict[int, float]] = {}
+    for row in per_seed.rows:
+        for header, cell in zip(per_seed.header[2:], row[2:]):
+            values.setdefault((row[0], header), {})[int(row[1])] = float(cell)
+    assert {seeds for seeds in map(len, values.values())} == {3}
+    for row in summary.rows:
+        for header, cell in zip(summary.header[2:], row[2:]):
+            mean = float(cell.replace("**", "").split(" ± ")[0])
+            assert np.mean(list(values[(row[0], header)].values())) == pytest.approx(mean, abs=1e-4)
+    ours, theirs = values[("gflowout", "accuracy ↑")], values[("mc_dropout", "accuracy ↑")]
+    p_value = stats.ttest_rel([ours[s] for s in (1, 2, 3)], [theirs[s] for s in (1, 2, 3)]).pvalue
+    significance = build_significance_table("mnist", groups)
+    cell = significance.rows[[r[0] for r in significance.rows].index("accuracy ↑")][1]
+    assert f"{p_value:.3f}" in cell or (p_value < 0.001 and "p < 0.001" in cell)
+    assert build_per_seed_table("mnist", aggregate([fixture_run("gflowout", 1)])["mnist"]) is None

@@ -36,6 +36,7 @@ __all__ = [
     "Value",
     "best_rows",
     "build_cost_table",
+    "build_per_seed_table",
     "build_significance_table",
     "build_summary_table",
     "compare",
@@ -186,6 +187,35 @@ def build_summary_table(dataset: str, groups: Sequence[Group], columns: Sequence
             for i in best_rows([row[j][0] for row in cells], column.higher_is_better):
                 table.bold.add((i, 2 + j))
     return table
+
+
+def build_per_seed_table(
+    dataset: str, groups: Sequence[Group], columns: Sequence[Column] | None = None
+) -> Table | None:
+    """The summary columns run by run, one row per method and seed: the numbers the summary averages and the
+    tests over seeds compare, so that a reader can check both. None when no method has two seeds (the summary
+    already shows every value)."""
+    if all(len(g.runs) < 2 for g in groups):
+        return None
+    columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
+    rows = []
+    for g in groups:
+        by_seed = [values_by_seed(g, c) for c in columns]
+        for seed in sorted(int(r["seed"]) for r in g.runs):
+            rows.append(
+                [
+                    g.method,
+                    str(seed),
+                    *(f"{v[seed]:.{c.digits}f}" if seed in v else "-" for v, c in zip(by_seed, columns)),
+                ]
+            )
+    return Table(
+        f"{dataset}: the summary columns seed by seed",
+        ["method", "seed", *(c.header for c in columns)],
+        rows,
+        note="Each run's own value: the summary table's means and standard errors are taken over these rows, and "
+        "the tests over seeds pair them by seed. -: the run has no value for the column.",
+    )
 
 
 # --- tests over seeds ------------------------------------------------------------------------------

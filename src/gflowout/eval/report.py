@@ -96,6 +96,7 @@ HEAD_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
 ]
 # After the detail tables of `build_tables`.
 TAIL_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
+    comparison.build_per_seed_table,
     comparison.build_cost_table,
 ]
 
