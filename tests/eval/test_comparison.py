@@ -226,7 +226,7 @@ def test_the_per_seed_table_holds_the_values_the_summary_averages_and_the_tests_
     for row in per_seed.rows:
         for header, cell in zip(per_seed.header[2:], row[2:]):
             values.setdefault((row[0], header), {})[int(row[1])] = float(cell)
-    assert {seeds for seeds in map(len, values.values())} == {3}
+    assert set(map(len, values.values())) == {3}
     for row in summary.rows:
         for header, cell in zip(summary.header[2:], row[2:]):
             mean = float(cell.replace("**", "").split(" ± ")[0])
