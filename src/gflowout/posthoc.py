@@ -267,7 +267,7 @@ def _evaluate(method: Any, config: Any, evaluation: Mapping[str, Any]) -> dict[s
     with private_rng(torch.device("cpu")):
         torch.manual_seed(config.seed)
         sums, _, _ = stream_predictions(method, datamodule.test_dataloader(), int(evaluation.get("samples", 20)))
-    return {"clean": sums.compute()}
+    return {"dataset": config.data.name, "seed": config.seed, "clean": sums.compute()}
 
 
 DEFAULT_EVALUATION: dict[str, Any] = {"samples": 20, "limit": 2000, "rotation_angles": [], "severities": [3]}

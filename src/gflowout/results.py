@@ -148,7 +148,9 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
 
     A benchmark's own training folders (runs/<run id>/ beside its results/) are left out: their evaluation is
     in results/, and a run still being evaluated must not enter the report with its clean metrics alone. So is
-    a training folder whose run has a result file. Two runs with one id raise DataError.
+    a training folder whose run has a result file, and a `gflowout posthoc` folder (its GFlowOut was fitted on
+    another method's network: `gflowout.eval.report_posthoc` reports its comparison.json). Two runs with one id
+    raise DataError.
     """
     path = Path(path)
     if not path.is_dir():
@@ -156,7 +158,10 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
     train_folders = [
         p.parent
         for p in sorted(path.rglob("results.json"))
-        if (p.parent / "config.yaml").is_file() and not _is_result_file(p) and not _in_benchmark_folder(p.parent)
+        if (p.parent / "config.yaml").is_file()
+        and not _is_result_file(p)
+        and not _in_benchmark_folder(p.parent)
+        and not (p.parent / "posthoc.json").is_file()  # a post-hoc fit: its comparison.json is reported instead
     ]
     trained = [read_train_run(folder) for folder in train_folders]
     try:

@@ -70,3 +70,20 @@ def test_posthoc_fit_resume_and_comparison_on_a_network_trained_without_dropout(
     assert set(rows) == {"none", "mc_dropout (same network)", "gflowout (post-hoc)"}
     assert all(0.0 <= row["accuracy"] <= 1.0 and row["nll"] > 0 for row in rows.values())
     assert "| gflowout (post-hoc) |" in (out / "comparison.md").read_text()
+
+    # the report of a folder holding both runs: the source as a training run, the fit in its own section
+    report = subprocess.run(
+        [sys.executable, "-m", "gflowout.cli.main", "report", str(tmp_path), "--out", str(tmp_path / "report")],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert text.startswith("# gflowout report\n\n1 run(s) from")  # the post-hoc folder is no training run
+    posthoc_part = text.split("## Post-hoc GFlowOut on the trained networks", 1)[1]
+    assert "post-hoc GFlowOut on the trained none networks" in posthoc_part
+    assert "| gflowout (post-hoc) | 1 |" in posthoc_part and "| mc_dropout (same network) | 1 |" in posthoc_part
+    assert "the cost of the post-hoc fit" in posthoc_part

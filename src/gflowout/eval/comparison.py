@@ -263,7 +263,9 @@ def compare(
 
 def _seed_counts(groups: Sequence[Group]) -> str:
     counts = sorted({len(g.runs) for g in groups})
-    return f"{counts[0]} seeds per method" if len(counts) == 1 else f"{counts[0]} to {counts[-1]} seeds per method"
+    if len(counts) > 1:
+        return f"{counts[0]} to {counts[-1]} seeds per method"
+    return f"{counts[0]} seed{'s' if counts[0] != 1 else ''} per method"
 
 
 def comparisons(

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from gflowout import __version__
-from gflowout.eval import comparison
+from gflowout.eval import comparison, report_posthoc
 from gflowout.eval.aggregate import (
     METHOD_ORDER,
     SCALAR_SECTIONS,
@@ -144,7 +144,9 @@ def write_report(
     `embed_figures=False` linked to figures/ (`gflowout.eval.report_page`).
 
     Per data set: the settings, a summary table, the tests over seeds, the detail tables, the cost and the
-    figures. With `learning` (the runs of a learning.json, `gflowout.experiments.learning`), a last section: what
+    figures. Post-hoc fits found under `results_dir` (`gflowout posthoc` comparison.json files) get their own
+    section (`gflowout.eval.report_posthoc`). With `learning` (the runs of a learning.json,
+    `gflowout.experiments.learning`), a last section: what
     the masks became, the GFlowNets' training curves and the cost per epoch. Returns the path of the HTML page.
     """
     out_dir = Path(out_dir)
@@ -176,6 +178,14 @@ def write_report(
         for caption, path in build_figures(dataset, groups, figure_dir):
             markdown += figure_markdown(caption, path, out_dir)
             page.append(figure_html(caption, path, out_dir, embed_figures))
+    posthoc = report_posthoc.posthoc_tables(report_posthoc.load_posthoc_runs(results_dir))
+    if posthoc:
+        heading = "Post-hoc GFlowOut on the trained networks"
+        markdown += [f"## {heading}", ""]
+        page.append(f"<h2>{html.escape(heading)}</h2>")
+        for table in posthoc:
+            markdown.append(table_markdown(table))
+            page.append(table_html(table))
     if learning:
         _learning_section(dict(learning), figure_dir, out_dir, markdown, page, embed_figures)
     return write_page(out_dir, title, markdown, page)
