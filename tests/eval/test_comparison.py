@@ -237,3 +237,13 @@ def test_the_per_seed_table_holds_the_values_the_summary_averages_and_the_tests_
     cell = significance.rows[[r[0] for r in significance.rows].index("accuracy ↑")][1]
     assert f"{p_value:.3f}" in cell or (p_value < 0.001 and "p < 0.001" in cell)
     assert build_per_seed_table("mnist", aggregate([fixture_run("gflowout", 1)])["mnist"]) is None
+
+
+def test_a_pipe_inside_a_cell_does_not_split_the_markdown_table():
+    from gflowout.eval.tables import Table
+
+    table = Table("t", ["method", "P(accurate | certain) ↑"], [["gflowout", "0.9 | 0.1"]], bold={(0, 1)})
+    lines = [line for line in table_markdown(table).splitlines() if line.startswith("|")]
+    cells = [re.split(r"(?<!\\)\|", line.strip())[1:-1] for line in lines]
+    assert [len(c) for c in cells] == [2, 2, 2]  # header, separator, row: the same number of cells
+    assert "P(accurate \\| certain) ↑" in lines[0] and "**0.9 \\| 0.1**" in lines[2]

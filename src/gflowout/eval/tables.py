@@ -43,13 +43,17 @@ def inline_html(text: str) -> str:
 def table_markdown(table: Table) -> str:
     """The table as a Markdown section: a level-3 title, a pipe table and the note."""
 
+    def escaped(text: str) -> str:  # a literal "|" (as in P(accurate | certain)) would split the cell
+        return text.replace("|", "\\|")
+
     def cell(row: int, column: int, text: str) -> str:
-        return f"**{text}**" if (row, column) in table.bold and text not in ("", "-") else text
+        text_md = escaped(text)
+        return f"**{text_md}**" if (row, column) in table.bold and text not in ("", "-") else text_md
 
     lines = [
         f"### {table.title}",
         "",
-        "| " + " | ".join(table.header) + " |",
+        "| " + " | ".join(escaped(h) for h in table.header) + " |",
         "|" + "|".join("---" for _ in table.header) + "|",
     ]
     lines += [
