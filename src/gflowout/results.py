@@ -133,7 +133,8 @@ def read_train_run(folder: str | Path) -> dict[str, Any]:
         "seed": int(data["seed"]),
         "dataset": data["dataset"],
         "config": config,
-        "train_time_s": data.get("fit_time_s"),
+        "train_time_s": data.get("train_time_s", data.get("fit_time_s")),  # older runs: the last call, test included
+        "train_time_all_sessions": "train_time_s" in data,
         "eval_time_s": None,
         "samples": data.get("val_samples"),
         "test_size": int(test["count"]) if test.get("count") is not None else None,

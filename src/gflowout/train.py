@@ -31,7 +31,7 @@ import lightning.pytorch as pl
 import torch
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import CSVLogger
 
 from gflowout.atomic import atomic_write_json, atomic_write_text
@@ -156,6 +156,14 @@ def silence_lightning_tips() -> None:
             logger.addFilter(_NoAdvertisingTips())
 
 
+def _training_seconds(trainer: pl.Trainer) -> float | None:
+    """Seconds of training (validation epochs included) summed over the sessions of a resumed run, from
+    Lightning's Timer; the time a killed session spent after its last checkpoint is not counted (that work was
+    done again). None without the Timer (a trainer built elsewhere)."""
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]  # Trainer.callbacks is a list
+    return float(timer.time_elapsed("train")) if timer is not None else None
+
+
 def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> pl.Trainer:
     """The Lightning Trainer of a run: atomic checkpoints, best + last, CSV and TensorBoard loggers."""
     silence_lightning_tips()
@@ -171,11 +179,17 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
-    callbacks = [best, LastCheckpoint(checkpoints / "last.ckpt", t.checkpoint_every_n_steps)]
+    # Lightning's Timer keeps the training time in every checkpoint and adds it back on a resume: the run's
+    # train_time_s is then its whole training, not the last session's
+    callbacks = [
+        best,
+        LastCheckpoint(checkpoints / "last.ckpt", t.checkpoint_every_n_steps),
+        Timer(duration=None, verbose=False),
+    ]
     if t.enable_progress_bar:
         from lightning.pytorch.callbacks import TQDMProgressBar
 
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(t.log_every_n_steps, 20))))  # type: ignore[arg-type]  # the list holds any Lightning callback
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, min(t.log_every_n_steps, 20))))
     loggers = [CSVLogger(out_dir, name="logs"), PhaseTensorBoardLogger(out_dir, name="tb", default_hp_metric=False)]
     kwargs: dict[str, Any] = dict(
         max_epochs=t.max_epochs,
@@ -279,6 +293,7 @@ def fit(
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own, on torch 2.13
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
         trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
+        train_seconds = _training_seconds(trainer)  # now: testing best.ckpt below reloads the Timer's saved state
         digests = trainer.strategy.all_gather(_digest_tensor(module.method))
         datamodule.setup("test")
         best_path = out_dir / "checkpoints" / "best.ckpt"
@@ -299,6 +314,7 @@ def fit(
             "world_size": trainer.world_size,
             "val_samples": module.method.prediction_samples(config.trainer.val_samples),  # a deep ensemble: its M
             "fit_time_s": time.perf_counter() - started,  # training and test of this call (a resume: since it)
+            "train_time_s": train_seconds,  # the training over every session, validation included
             "rank_weight_digests": [_hex(row) for row in digest_rows],
             **code_provenance(),
         }

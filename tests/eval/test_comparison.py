@@ -144,6 +144,13 @@ def test_cost_table_gives_mean_wall_time_and_the_ratio_to_mc_dropout():
     # train times 20 + 0.1 s, 10 + 0.1 s ... per seed (report_fixture): means 20.2 and 10.2
     assert rows["gflowout"][2].startswith("20.2 ± ") and rows["gflowout"][3] == f"{20.2 / 10.2:.2f}×"
     assert rows["mc_dropout"][3] == "1.00×"
+    # the fixture's file predates train_time_all_sessions: a resumed run may count its last session only
+    assert rows["gflowout"][2].endswith("*") and "counts only its last session" in table.note
+    complete = fixture_runs()
+    for run in complete:
+        run["train_time_all_sessions"] = True
+    whole = build_cost_table("mnist", aggregate(complete)["mnist"])
+    assert not any(row[2].endswith("*") for row in whole.rows) and "last session" not in whole.note
     untimed = fixture_runs(methods=("gflowout",))
     for run in untimed:
         run["train_time_s"] = run["eval_time_s"] = None

@@ -65,6 +65,7 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
     for run, result in results.items():
         assert result["run_id"] == run and result["schema_version"] == 1
         assert result["config"]["method"]["name"] == result["method"] and result["train_time_s"] > 0
+        assert result["train_time_all_sessions"] is True  # the Timer's sum, over the kill and the rerun too
         assert set(result["clean"]) == {"accuracy", "nll", "brier", "ece15", "ece10"}
         assert set(result["shifts"]) == {"shot_noise", "fog"} and set(result["shifts"]["shot_noise"]) == {"1", "3"}
         assert set(result["rotation_sweep"]) == {"0", "90"} and result["test_size"] == 200
@@ -111,3 +112,4 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
     again = json.loads(lost.read_text())
     assert again["clean"] == pytest.approx(results[RUN_IDS[3]]["clean"])
     assert math.isclose(again["train_time_s"], results[RUN_IDS[3]]["train_time_s"])
+    assert again["train_time_all_sessions"] is True

@@ -51,3 +51,17 @@ def test_the_default_is_left_out_of_digests_so_older_results_stay_valid() -> Non
     assert settings_digest(config=plain) == settings_digest(config=without_key)
     sparse = load_config(TINY_CONFIG, ["trainer.val_every_n_epochs=5"]).to_dict()
     assert settings_digest(config=sparse) != settings_digest(config=plain)
+
+
+def test_a_resumed_run_records_the_training_time_of_every_session(tmp_path: Path) -> None:
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run_fit(TINY_CONFIG, whole, overrides=("trainer.max_epochs=3",))
+    first = json.loads((whole / "results.json").read_text())
+    assert 0 < first["train_time_s"] <= first["fit_time_s"]  # training, without the test pass and the set-up
+    run_fit(TINY_CONFIG, resumed, overrides=("trainer.max_epochs=3",))
+    three = json.loads((resumed / "results.json").read_text())["train_time_s"]
+    run_fit(TINY_CONFIG, resumed, resume=True, overrides=("trainer.max_epochs=4",))  # one more epoch
+    four = json.loads((resumed / "results.json").read_text())
+    # the fourth epoch's session alone takes about a third of the first three: only a sum exceeds them
+    assert four["train_time_s"] > three
+    assert four["train_time_s"] - three < four["fit_time_s"]  # what was added is this session's training

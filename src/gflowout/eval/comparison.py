@@ -438,11 +438,16 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
             return "-"
         return f"{means[method][timing][0] / base[timing][0]:.2f}×"
 
+    # results written before the harness added up a resumed run's sessions (no train_time_all_sessions) may
+    # count only the last one: their cells are marked
+    partial = {g.method for g in groups if any(not r.get("train_time_all_sessions", False) for r in g.runs)}
+    mark = "*"
     rows = [
         [
             g.method,
             str(len(g.runs)),
-            format_mean_se(*means[g.method]["train_time_s"], 1),
+            format_mean_se(*means[g.method]["train_time_s"], 1)
+            + (mark if g.method in partial and not math.isnan(means[g.method]["train_time_s"][0]) else ""),
             ratio(g.method, "train_time_s"),
             format_mean_se(*means[g.method]["eval_time_s"], 1),
             ratio(g.method, "eval_time_s"),
@@ -454,6 +459,14 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
         f"{reference}'s"
         + ("" if base is not None else f" ({reference} has no runs here: no ratios)")
         + ". Times depend on the machine and on what else ran on it."
+        + (
+            f" {mark}: some of these runs' files were written before gflowout added up the sessions of a run that "
+            "was stopped and resumed, so a resumed run counts only its last session and the mean (and its ratio) "
+            "can be far too low; the time per epoch from the runs' event files (`gflowout report --runs`) counts "
+            "every epoch."
+            if any(g.method in partial for g in groups)
+            else ""
+        )
     )
     return Table(
         f"{dataset}: cost",

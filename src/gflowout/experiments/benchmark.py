@@ -7,7 +7,8 @@ results/<run id>.json (one result file per run, written atomically) and report/ 
 HTML). Each run is a pure function of its files: a run with a result file is skipped, a run whose
 training finished (marker `runs/<run id>/trained.json`) is only evaluated, and an interrupted
 training resumes from its last checkpoint. So a killed benchmark rerun with the same command
-finishes the remaining runs only. (A resumed training's `train_time_s` counts the last session only.)
+finishes the remaining runs only. A resumed training's `train_time_s` adds up its sessions (up to each one's
+last checkpoint: the work redone after a kill is counted once).
 """
 
 from __future__ import annotations
@@ -235,12 +236,16 @@ def train_and_evaluate(
                 f"under this one. Use another --out, or delete {run_dir} to retrain"
             )
         train_time = float(trained["train_time_s"])
+        all_sessions = bool(trained.get("train_time_all_sessions", False))
         log(f"  training finished earlier ({run_dir}); evaluating")
     else:
         if progress:
             progress("training")
-        train_time = train_run(config, run_dir, trainer_overrides)
-        write_json_atomic(marker, {"train_time_s": train_time, "config_digest": training_digest})
+        train_time, all_sessions = train_run(config, run_dir, trainer_overrides)
+        write_json_atomic(
+            marker,
+            {"train_time_s": train_time, "train_time_all_sessions": all_sessions, "config_digest": training_digest},
+        )
     method, config = load_method(
         run_dir, allow_custom_code=True
     )  # our own run folder; on the CPU, evaluated where the compute is
@@ -263,7 +268,13 @@ def train_and_evaluate(
         validation=validation,
         **settings,
     )
-    result.update(config=config.to_dict(), train_time_s=train_time, settings_digest=digest, **code_provenance())
+    result.update(
+        config=config.to_dict(),
+        train_time_s=train_time,
+        train_time_all_sessions=all_sessions,
+        settings_digest=digest,
+        **code_provenance(),
+    )
     return result
 
 
@@ -272,14 +283,18 @@ def run_digest(config: Any, evaluation: EvaluationSettings) -> str:
     return settings_digest(config=config.to_dict(), evaluation=dataclasses.asdict(evaluation))
 
 
-def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> float:
+def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> tuple[float, bool]:
     """Train with `gflowout.train.fit` (resuming from last.ckpt when the folder has one; a folder of this run
-    killed before its first checkpoint starts afresh); seconds spent."""
+    killed before its first checkpoint starts afresh). Returns the seconds of training and whether they cover
+    every session: results.json's train_time_s (True), or this call's wall time when the run records none."""
     from gflowout.train import fit
 
     started = time.perf_counter()
     fit(config, run_dir, resume=True, **(trainer_overrides or {}))
-    return time.perf_counter() - started
+    recorded = json.loads((run_dir / "results.json").read_text()).get("train_time_s")
+    if recorded is None:
+        return time.perf_counter() - started, False
+    return float(recorded), True
 
 
 def seconds_left(per_run: Sequence[float], remaining: int) -> float:
