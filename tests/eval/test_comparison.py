@@ -20,6 +20,7 @@ from gflowout.eval.comparison import (
     holm_adjusted,
     settings_rows,
     summary_columns,
+    values_by_seed,
     verdicts_in_words,
 )
 from gflowout.eval.report import aggregate
@@ -110,11 +111,22 @@ def test_the_significance_table_leaves_out_gflowouts_own_temperature_scaled_row(
     for run in runs:
         run["ts"] = {"temperature": 1.5, "clean": dict(run["clean"])}
         run["temperature_scaling"] = {"temperature": 1.5}
+        if run["method"] == "gflowout":  # its tempered NLL is no longer its own: the two tests must differ
+            run["ts"]["clean"]["nll"] -= 0.3 + 0.01 * run["seed"] ** 2
     groups = aggregate(runs)["mnist"]
     assert "gflowout + TS" in [g.method for g in groups] and "mc_dropout + TS" in [g.method for g in groups]
     table = build_significance_table("mnist", groups)
     assert "gflowout vs gflowout + TS" not in table.header
-    assert "gflowout vs mc_dropout + TS" in table.header and "gflowout vs mc_dropout" in table.header
+    # like with like: the tempered baseline meets gflowout's own tempered row, the plain one gflowout itself
+    assert "gflowout + TS vs mc_dropout + TS" in table.header and "gflowout vs mc_dropout" in table.header
+    assert "Like with like" in table.note and "Against mc_dropout + TS, gflowout + TS is" in table.note
+    by_method = {g.method: g for g in groups}
+    column = next(c for c in summary_columns(runs) if c.key == "clean_nll")
+    ours = values_by_seed(by_method["gflowout + TS"], column)
+    theirs = values_by_seed(by_method["mc_dropout + TS"], column)
+    p_value = stats.ttest_rel([ours[s] for s in (1, 2, 3)], [theirs[s] for s in (1, 2, 3)]).pvalue
+    cell = table.rows[[r[0] for r in table.rows].index("NLL ↓")][table.header.index("gflowout + TS vs mc_dropout + TS")]
+    assert f"p = {p_value:.3f}" in cell or (p_value < 0.001 and "p < 0.001" in cell)
 
 
 def test_settings_block_says_mixed_where_runs_differ():

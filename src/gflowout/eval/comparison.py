@@ -43,6 +43,7 @@ __all__ = [
     "comparisons",
     "format_mean_se",
     "holm_adjusted",
+    "reference_for",
     "mean_corrupted_accuracy",
     "mean_se",
     "ood_column",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 REFERENCE_METHOD = "gflowout"
+TS_MARK = " + TS"  # the suffix of a temperature-scaled row (gflowout.eval.aggregate.TS_SUFFIX)
 COST_REFERENCE = "mc_dropout"
 ALPHA = 0.05
 OOD_SCORE = "predictive_entropy"
@@ -268,19 +270,29 @@ def _seed_counts(groups: Sequence[Group]) -> str:
     return f"{counts[0]} seed{'s' if counts[0] != 1 else ''} per method"
 
 
+def reference_for(baseline: str, reference: str, methods: Sequence[str]) -> str:
+    """The row a baseline is tested against: like with like, so a temperature-scaled baseline ("X + TS") meets
+    the reference's own temperature-scaled row when there is one, any other baseline the reference itself."""
+    twin = f"{reference}{TS_MARK}"
+    return twin if baseline.endswith(TS_MARK) and twin in methods else reference
+
+
 def comparisons(
     groups: Sequence[Group], columns: Sequence[Column], reference: str = REFERENCE_METHOD, alpha: float = ALPHA
 ) -> dict[tuple[str, str], Comparison]:
-    """{(baseline method, column key): the reference against that baseline}, for every baseline and column with
-    values on both sides; {} when the reference has no runs."""
-    ref = next((g for g in groups if g.method == reference), None)
-    if ref is None:
+    """{(baseline method, column key): the reference (its "+ TS" row for a "+ TS" baseline, `reference_for`)
+    against that baseline}, for every baseline and column with values on both sides; {} when the reference has
+    no runs."""
+    by_method = {g.method: g for g in groups}
+    if reference not in by_method:
         return {}
+    twin = f"{reference}{TS_MARK}"
     out = {}
-    for baseline in (g for g in groups if g.method != reference):
+    for baseline in (g for g in groups if g.method not in (reference, twin)):
+        ours = by_method[reference_for(baseline.method, reference, list(by_method))]
         for column in columns:
             result = compare(
-                values_by_seed(ref, column), values_by_seed(baseline, column), column.higher_is_better, alpha
+                values_by_seed(ours, column), values_by_seed(baseline, column), column.higher_is_better, alpha
             )
             if not math.isnan(result.difference):
                 out[(baseline.method, column.key)] = result
@@ -320,11 +332,13 @@ def verdicts_in_words(
     baselines: Sequence[str],
     reference: str = REFERENCE_METHOD,
     alpha: float = ALPHA,
+    twin_present: bool = False,
 ) -> str:
     """The significance table read out, one sentence per baseline: the columns where the reference is better,
     those where it is worse (with Holm's adjusted p), and how many are indistinguishable; then what survives
     Holm's correction over every test of the table. "" when no baseline has two seeds on both sides. What a
-    README's plain statement is copied from, so that it follows the tests."""
+    README's plain statement is copied from, so that it follows the tests. twin_present: the reference has a
+    "+ TS" row, which the "+ TS" baselines were tested against (`reference_for`)."""
     tested = {key: r for key, r in results.items() if r.test != "n/a" and not math.isnan(r.p_value)}
     holm = holm_adjusted({key: r.p_value for key, r in tested.items()})
 
@@ -352,7 +366,8 @@ def verdicts_in_words(
             parts.append(
                 f"indistinguishable on {'all' if not parts else 'the other'} {same} column{'s' if same > 1 else ''}"
             )
-        sentences.append(f"against {baseline}, {reference} is " + "; ".join(parts) + ".")
+        ours = f"{reference}{TS_MARK}" if twin_present and baseline.endswith(TS_MARK) else reference
+        sentences.append(f"against {baseline}, {ours} is " + "; ".join(parts) + ".")
     if not sentences:
         return ""
     labels = {c.key: c.label for c in columns}
@@ -378,13 +393,14 @@ def build_significance_table(
     """One row per summary column, one column per baseline: whether the reference is better, worse or
     indistinguishable, its mean minus the baseline's and the p-value of the test over seeds. None when the
     reference method has no runs or there is no baseline."""
-    own_twin = f"{reference} + TS"  # the reference's own temperature-scaled row is no baseline of it
-    groups = [g for g in groups if g.method != own_twin]
-    baselines = [g.method for g in groups if g.method != reference]
+    own_twin = f"{reference}{TS_MARK}"  # the reference's own temperature-scaled row is no baseline of it
+    twin_present = any(g.method == own_twin for g in groups)
+    baselines = [g.method for g in groups if g.method not in (reference, own_twin)]
     if not any(g.method == reference for g in groups) or not baselines:
         return None
     columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
     results = comparisons(groups, columns, reference, alpha)
+    methods = [g.method for g in groups]
     rows, bold = [], set()
     for i, column in enumerate(columns):
         row = [column.header]
@@ -395,24 +411,31 @@ def build_significance_table(
                 bold.add((i, j + 1))
         rows.append(row)
     tests = {r.test for r in results.values() if r.test != "n/a"}
-    in_words = verdicts_in_words(results, columns, baselines, reference, alpha)
+    in_words = verdicts_in_words(results, columns, baselines, reference, alpha, twin_present)
     how = (
         "a paired t-test, seed by seed (every pair tested has the same seeds)"
         if tests == {"paired t"}
         else "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)"
     )
+    like = (
+        f" Like with like: each temperature-scaled baseline (+ TS) is tested against {own_twin}, every other one "
+        f"against {reference}."
+        if twin_present and any(b.endswith(TS_MARK) for b in baselines)
+        else ""
+    )
     note = (
         f"Each cell: {reference} against the baseline of the column at alpha = {alpha:g} (two-sided), its mean "
-        f"minus the baseline's, and the p-value of {how}. Better / worse: p < alpha, in the direction of the "
+        f"minus the baseline's, and the p-value of {how}.{like} Better / worse: p < alpha, in the direction of the "
         "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
         "The cells are not corrected for the many comparisons (where there is no real difference, a share "
         f"alpha = {alpha:g} of the tests comes out significant by chance alone). With {_seed_counts(groups)} the "
         "tests have little power to find small differences."
         + (f" In words (its last sentence corrects for the whole table): {in_words}" if in_words else "")
     )
+    header = ["column", *(f"{reference_for(b, reference, methods)} vs {b}" for b in baselines)]
     return Table(
         f"{dataset}: is {reference} better than each baseline? (tests over seeds)",
-        ["column", *(f"{reference} vs {b}" for b in baselines)],
+        header,
         rows,
         note=note,
         bold=bold,
