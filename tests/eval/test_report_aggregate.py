@@ -134,3 +134,24 @@ def test_a_metric_missing_in_some_seeds_says_how_many_it_rests_on():
     group = aggregate(runs)["mnist"][0]
     assert format_stat(group.get("uncertainty", "clean", "0.05", "pavpu")) == "0.9000 (n=1)"
     assert format_stat(group.get("clean", "accuracy")) == "0.9000 ± 0.0000"  # every seed: no count shown
+
+
+def test_a_constant_ood_score_reads_undefined_and_rows_without_values_are_left_out():
+    from gflowout.eval.report_tables import build_tables
+    from tests.helpers.report import fixture_runs
+
+    runs = fixture_runs()
+    for run in runs:
+        run["ts"] = {"temperature": 1.2, "clean": dict(run["clean"])}  # "+ TS" rows: no uncertainty section
+        if run["method"] == "none":  # a deterministic network: its mutual information is 0 for every image
+            for scores in run["ood"].values():
+                scores["mutual_information"] = {"auroc": 0.5, "aupr": 0.5, "fpr95": 1.0}
+    tables = build_tables("mnist", aggregate(runs)["mnist"])
+    ood = next(t for t in tables if t.title == "OOD detection: mnist (in) vs fashion-mnist (out)")
+    cells = {(row[0], row[1]): row[2:] for row in ood.rows}
+    assert set(cells[("none", "mutual information")]) == {"undefined"} and "undefined:" in ood.note
+    assert "undefined" not in cells[("none", "predictive entropy")]
+    assert "undefined" not in cells[("gflowout", "mutual information")]
+    uncertainty = [t for t in tables if "paired t-test uncertainty metrics" in t.title]
+    assert uncertainty and all(not row[0].endswith(" + TS") for t in uncertainty for row in t.rows)
+    assert all(any(cell != "-" for cell in row[2:]) for t in uncertainty for row in t.rows)

@@ -68,6 +68,16 @@ def _corruption_sections(dataset: str, groups: Sequence[Group]) -> list[tuple[st
     return sections
 
 
+CONSTANT_SCORE = "undefined"
+
+
+def _constant_score(group: Group, pair: str, score: str) -> bool:
+    """True when an OOD score ranks nothing in any run: AUROC exactly 0.5 and FPR at 95% TPR exactly 1, what a
+    score equal for every image gives (all ties), such as the mutual information of a deterministic network."""
+    values = [run.get("ood", {}).get(pair, {}).get(score, {}) for run in group.runs]
+    return bool(values) and all(v.get("auroc") == 0.5 and v.get("fpr95") == 1.0 for v in values)
+
+
 def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
     """The detail tables of one data set: clean, rotation, shifts, rotation sweep, OOD, uncertainty, selective
     prediction, temperature scaling and conformal prediction sets."""
@@ -124,14 +134,20 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
                     [
                         g.method,
                         plots.SCORE_LABELS.get(score, score),
-                        *(format_stat(g.get("ood", pair, score, metric)) for metric in OOD_METRICS),
+                        *(
+                            [CONSTANT_SCORE] * len(OOD_METRICS)
+                            if _constant_score(g, pair, score)
+                            else [format_stat(g.get("ood", pair, score, metric)) for metric in OOD_METRICS]
+                        ),
                     ]
                     for g in groups
                     for score in _subkeys(groups, "ood", pair)
                 ],
                 note="Higher AUROC / AUPR and lower FPR at 95% TPR are better; OOD is the positive class. "
                 "Scores: the negated max probability, the predictive entropy and the mutual information of "
-                "the S-sample predictive.",
+                f"the S-sample predictive. {CONSTANT_SCORE}: the score is the same for every image in every run "
+                "(AUROC 0.5 and FPR 1 from ties alone), e.g. the mutual information of a method without "
+                "stochastic masks, which is 0.",
             )
         )
     for condition in _subkeys(groups, "uncertainty"):
@@ -146,6 +162,7 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
                     [g.method, alpha, *(format_stat(g.get("uncertainty", condition, alpha, k)) for k in keys)]
                     for g in groups
                     for alpha in alphas
+                    if any(("uncertainty", condition, alpha, k) in g.stats for k in keys)  # "+ TS" rows have none
                 ],
             )
         )
