@@ -101,16 +101,18 @@ def learning_table(runs: dict[str, Any], labels: Mapping[str, str] | None = None
             "seed",
             "checkpoint",
             "epoch",
-            "q keep",
-            "q entropy (nats)",
-            "p keep",
-            "p entropy (nats)",
+            "keep",
+            "entropy (nats)",
+            "prior p keep",
+            "prior p entropy (nats)",
             "training keep rate",
         ],
         rows=rows,
         note="Mask statistics of the best checkpoint (the one evaluated) and the last one, on the first 256 training "
-        "images, averaged over the mask sites: keep probability and Bernoulli entropy per unit of the posterior "
-        "q(z | x, y) and, for GFlowOut, of the learned prior p(z | x); the training keep rate counts the masks "
+        "images, averaged over the mask sites: keep probability and Bernoulli entropy per unit of the mask "
+        "distribution each method samples: the posterior q(z | x, y) of the GFlowNets, Concrete's learned keep "
+        "rates, Contextual dropout's input-dependent ones; for GFlowOut also of the learned prior p(z | x) (the "
+        "prior columns). The training keep rate counts the masks "
         "drawn as training draws them. MC dropout's keep-0.5 masks have keep 0.5 and entropy log 2 = 0.693; a "
         "deterministic mask has entropy 0.",
     )
