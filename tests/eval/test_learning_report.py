@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gflowout.eval.learning_report import (
+    best_epoch_table,
     cost_table,
     learning_table,
     mask_series,
@@ -136,6 +137,7 @@ def test_write_report_appends_the_learning_section(tmp_path: Path) -> None:
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## What the GFlowNets learned, and the cost per epoch" in text
     assert "### Cost per training epoch" in text and "figures/learning_curves.png" in text
+    assert "### The checkpoint each run is evaluated at" in text
     assert "figures/mask_curves.png" in text and "The learned masks over training" in text
     page = (tmp_path / "report" / "report.html").read_text()
     assert "What the masks became" in page and "data:image/png;base64" in page
@@ -158,3 +160,19 @@ def test_the_cli_reports_an_existing_learning_json_without_run_folders(tmp_path:
 @pytest.fixture(autouse=True)
 def _quiet_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def test_the_best_epoch_is_the_validated_epoch_of_the_lowest_validation_nll_counted_from_one() -> None:
+    runs = {
+        "mnist__mc_dropout__seed2": {"curves": {"val/nll": {"4": 0.12, "9": 0.07, "14": 0.07, "19": 0.09}}},
+        "mnist__gflowout__seed1": {"curves": {"val/nll": {"4": 0.08, "9": 0.09}}},
+        "mnist__none__seed1": {"curves": {}},  # never validated: no row
+    }
+    table = best_epoch_table(runs, ("gflowout", "mc_dropout", "none"))
+    assert table is not None
+    # ties keep the first epoch, as the checkpoint callback does (it replaces best.ckpt only on a lower NLL)
+    assert table.rows == [
+        ["gflowout", "1", "5", "0.0800", "10"],
+        ["mc_dropout", "2", "10", "0.0700", "20"],
+    ]
+    assert best_epoch_table({"mnist__none__seed1": {"curves": {}}}, ("none",)) is None

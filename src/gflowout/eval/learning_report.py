@@ -264,6 +264,31 @@ def plot_learning_curves(runs: dict[str, Any], path: Path, labels: Mapping[str, 
     return path
 
 
+def best_epoch_table(runs: dict[str, Any], order: Sequence[str]) -> Table | None:
+    """ "The checkpoint each run is evaluated at": per method and seed, the validated epoch of the lowest
+    validation NLL (the best checkpoint the test metrics come from) and that NLL; None without validation curves."""
+    rows = []
+    by_method = _by_method(runs)
+    for method in [m for m in order if m in by_method] + sorted(set(by_method) - set(order)):
+        for seed, record in sorted(by_method[method].items()):
+            curve = {int(e): float(v) for e, v in record.get("curves", {}).get("val/nll", {}).items()}
+            if not curve:
+                continue
+            epoch = min(curve, key=lambda e: (curve[e], e))  # ties: the first, as the checkpoint callback keeps it
+            rows.append([method, str(seed), str(epoch + 1), f"{curve[epoch]:.4f}", str(max(curve) + 1)])
+    if not rows:
+        return None
+    return Table(
+        title="The checkpoint each run is evaluated at",
+        header=["method", "seed", "best epoch", "validation NLL there", "last validated epoch"],
+        rows=rows,
+        note="The epoch (counted from 1) with the lowest validation NLL, whose checkpoint gives every test number "
+        "of the report. Runs whose best epochs differ are compared at different stages of their training: read "
+        "the differences between methods next to these epochs (each run's own numbers are in the table of the "
+        "summary columns seed by seed).",
+    )
+
+
 def cost_table(runs: dict[str, Any], order: Sequence[str], labels: Mapping[str, str] | None = None) -> Table | None:
     """ "Cost per epoch": median epoch wall time per method (median over seeds) and its ratio to MC dropout's."""
     labels = labels or {}

@@ -200,7 +200,11 @@ def _learning_section(
     heading = "What the GFlowNets learned, and the cost per epoch"
     markdown += [f"## {heading}", ""]
     page.append(f"<h2>{html.escape(heading)}</h2>")
-    tables = [learning_report.learning_table(learning), learning_report.cost_table(learning, METHOD_ORDER)]
+    tables = [
+        learning_report.best_epoch_table(learning, METHOD_ORDER),
+        learning_report.learning_table(learning),
+        learning_report.cost_table(learning, METHOD_ORDER),
+    ]
     for table in (t for t in tables if t is not None):
         markdown.append(table_markdown(table))
         page.append(table_html(table))
