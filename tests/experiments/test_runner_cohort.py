@@ -123,3 +123,27 @@ def test_cohort_help(capsys):
         main(["cohort", "--help"])
     text = capsys.readouterr().out
     assert "--config FILE" in text and "resumes" in text
+
+
+def test_the_summary_tests_gflowout_against_each_method_seed_by_seed():
+    from scipy import stats
+
+    from gflowout.experiments.cohort import HEADLINE, tests_markdown
+
+    def run(method: str, seed: int, shift: float) -> dict:
+        held = dict.fromkeys(HEADLINE, 0.6 + 0.01 * seed + shift)
+        held["nll"] = 0.7 - shift + 0.02 * seed**2  # lower is better: GFlowOut's shift lowers it
+        return {"held_out_group": "gbsg", "method": method, "seed": seed, "held_out": held}
+
+    runs = [run("gflowout", s, 0.05) for s in (1, 2, 3)] + [run("none", s, 0.0) for s in (1, 2, 3)]
+    runs[1]["held_out"]["auroc"] += 0.02  # some spread in the differences, so that the t-test is defined
+    text = tests_markdown(runs)
+    higher, lower = text.split("### ")[1:]
+    assert higher.startswith("held-out group `gbsg`: is gflowout better than each method? (higher is better")
+    auroc_row = next(line for line in higher.splitlines() if line.startswith("| auroc |"))
+    ours = [0.66, 0.67 + 0.02, 0.68]  # 0.6 + 0.01 seed + 0.05, and the spread added above
+    p_value = stats.ttest_rel(ours, [0.61, 0.62, 0.63]).pvalue
+    assert 0.001 < p_value < 0.05 and f"better (+0.057; p = {p_value:.3f})" in auroc_row
+    assert "| nll | **better (-0.050;" in lower  # a lower NLL is better
+    assert "Holm's step-down method" in higher and "Holm's step-down method" in lower
+    assert tests_markdown([r for r in runs if r["method"] == "none"]) == ""  # no GFlowOut: nothing to test

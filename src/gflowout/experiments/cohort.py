@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gflowout.atomic import atomic_write_text
 from gflowout.data.cohort import CohortSplit, CohortTable, leave_one_group_out, read_cohort_csv
 from gflowout.errors import ConfigError
 
@@ -317,10 +318,47 @@ def write_summary(out: Path, digest: str | None = None) -> dict[str, Any]:
             per_method[method] = entry
         summary[held_out] = per_method
     write_json_atomic(out / "summary.json", summary)
-    (out / "summary.md").write_text(summary_markdown(summary))
+    atomic_write_text(out / "summary.md", summary_markdown(summary) + tests_markdown(runs))
     if summary:
         plot_summary(summary, out / "figures" / "cohort_metrics.png")
     return summary
+
+
+LOWER_IS_BETTER = frozenset({"nll", "ece"})
+
+
+def tests_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
+    """Per held-out group: GFlowOut against each other method on the held-out metrics, a paired t-test over
+    seeds per cell (`gflowout.eval.downstream_tests`), with Holm's correction over each table; "" without
+    GFlowOut runs."""
+    from gflowout.eval.downstream_tests import reference_versus_baselines
+    from gflowout.eval.report import METHOD_ORDER
+    from gflowout.eval.tables import table_markdown
+
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    blocks = []
+    for held_out in sorted({r["held_out_group"] for r in runs}):
+        chosen = [r for r in runs if r["held_out_group"] == held_out and "held_out" in r]
+        methods = sorted({r["method"] for r in chosen}, key=lambda m: order.get(m, 99))
+        values: dict[tuple[str, str], dict[int, float]] = {}
+        for run in chosen:
+            for metric in HEADLINE:
+                values.setdefault((metric, run["method"]), {})[int(run["seed"])] = float(run["held_out"][metric])
+        for lower in (False, True):
+            metrics = [m for m in HEADLINE if (m in LOWER_IS_BETTER) == lower]
+            table = reference_versus_baselines(
+                f"held-out group `{held_out}`: is gflowout better than each method? "
+                f"({'lower' if lower else 'higher'} is better; tests over seeds)",
+                "metric",
+                metrics,
+                methods,
+                {key: v for key, v in values.items() if key[0] in metrics},
+                higher_is_better=not lower,
+                digits=3,
+            )
+            if table is not None:
+                blocks.append(table_markdown(table))
+    return "\n".join(blocks)
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
