@@ -105,8 +105,13 @@ def posthoc_config(source_config: Mapping[str, Any], epochs: int | None = None, 
 
 
 def source_train_time(run_dir: Path) -> float | None:
-    """The source run's recorded training seconds: a benchmark run's trained.json, else results.json's fit_time_s."""
-    for name, key in (("trained.json", "train_time_s"), ("results.json", "fit_time_s")):
+    """The source run's recorded training seconds: a benchmark run's trained.json, else results.json's
+    train_time_s (every session of a resumed run), else its fit_time_s (older runs: the last call only)."""
+    for name, key in (
+        ("trained.json", "train_time_s"),
+        ("results.json", "train_time_s"),
+        ("results.json", "fit_time_s"),
+    ):
         path = run_dir / name
         if path.is_file():
             try:

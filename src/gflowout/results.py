@@ -133,8 +133,9 @@ def read_train_run(folder: str | Path) -> dict[str, Any]:
         "seed": int(data["seed"]),
         "dataset": data["dataset"],
         "config": config,
-        "train_time_s": data.get("train_time_s", data.get("fit_time_s")),  # older runs: the last call, test included
-        "train_time_all_sessions": "train_time_s" in data,
+        # older runs record only fit_time_s: their last call, the test pass included
+        "train_time_s": data["train_time_s"] if data.get("train_time_s") is not None else data.get("fit_time_s"),
+        "train_time_all_sessions": bool(data.get("train_time_all_sessions", False)),
         "eval_time_s": None,
         "samples": data.get("val_samples"),
         "test_size": int(test["count"]) if test.get("count") is not None else None,
@@ -162,7 +163,7 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
         if (p.parent / "config.yaml").is_file()
         and not _is_result_file(p)
         and not _in_benchmark_folder(p.parent)
-        and not (p.parent / "posthoc.json").is_file()  # a post-hoc fit: its comparison.json is reported instead
+        and not _is_posthoc_fit(p.parent)  # its comparison.json is reported instead (gflowout.eval.report_posthoc)
     ]
     trained = [read_train_run(folder) for folder in train_folders]
     try:
@@ -189,6 +190,21 @@ def load_report_runs(path: str | Path) -> list[dict[str, Any]]:
             )
         seen[run["run_id"]] = where
     return sorted(runs, key=lambda r: r["run_id"])
+
+
+def _is_posthoc_fit(folder: Path) -> bool:
+    """A `gflowout posthoc` folder: its posthoc.json, or (a fit stopped before writing it) a config whose method
+    freezes the backbone. Its GFlowOut was fitted on another method's network: no training run of its own."""
+    if (folder / "posthoc.json").is_file():
+        return True
+    import yaml
+
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    options = ((config or {}).get("method") or {}).get("options") or {} if isinstance(config, dict) else {}
+    return isinstance(options, dict) and options.get("freeze_backbone") is True
 
 
 def _in_benchmark_folder(folder: Path) -> bool:

@@ -52,6 +52,7 @@ from gflowout.training.resume import check_resume_config
 from gflowout.writable import writable_folder
 
 BEST_MONITOR = "val/nll"
+TIMER_STATE = "Timer"  # the key of the Timer's state in a checkpoint's "callbacks" (Callback.state_key)
 
 
 class LastCheckpoint(Checkpoint):
@@ -181,10 +182,12 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, **overrides: Any) -> 
     )
     # Lightning's Timer keeps the training time in every checkpoint and adds it back on a resume: the run's
     # train_time_s is then its whole training, not the last session's
+    # (a max_time override becomes the Timer's duration: Lightning ignores max_time beside a Timer of our own,
+    # and the limit then counts the earlier sessions of a resumed run too)
     callbacks = [
         best,
         LastCheckpoint(checkpoints / "last.ckpt", t.checkpoint_every_n_steps),
-        Timer(duration=None, verbose=False),
+        Timer(duration=overrides.pop("max_time", None), verbose=False),
     ]
     if t.enable_progress_bar:
         from lightning.pytorch.callbacks import TQDMProgressBar
@@ -261,8 +264,12 @@ def fit(
         # rank 0 only: under DDP the other ranks start after rank 0 wrote config.yaml into this very folder
         _refuse_another_run(out_dir, config, resume)
     ckpt_path = None
+    all_sessions = True  # whether train_time_s below covers every session of the run
     if resume and last.exists():
-        saved = metadata_of(read_checkpoint(last), str(last))
+        checkpoint = read_checkpoint(last)
+        saved = metadata_of(checkpoint, str(last))
+        all_sessions = TIMER_STATE in checkpoint.get("callbacks", {})  # written before the Timer: its time is lost
+        del checkpoint  # Lightning reads the file again; do not hold a second copy through the training
         check_expected(saved, config, str(last))
         check_resume_config(saved["config"], config.to_dict(), str(out_dir))
         ckpt_path = str(last)
@@ -315,6 +322,7 @@ def fit(
             "val_samples": module.method.prediction_samples(config.trainer.val_samples),  # a deep ensemble: its M
             "fit_time_s": time.perf_counter() - started,  # training and test of this call (a resume: since it)
             "train_time_s": train_seconds,  # the training over every session, validation included
+            "train_time_all_sessions": all_sessions and train_seconds is not None,
             "rank_weight_digests": [_hex(row) for row in digest_rows],
             **code_provenance(),
         }

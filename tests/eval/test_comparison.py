@@ -21,6 +21,7 @@ from gflowout.eval.comparison import (
     settings_rows,
     summary_columns,
     values_by_seed,
+    verdict_cell,
     verdicts_in_words,
 )
 from gflowout.eval.report import aggregate
@@ -70,7 +71,7 @@ def test_corrupted_accuracy_is_the_mean_over_shifts_and_severities_then_over_see
 def test_compare_says_better_worse_indistinguishable_or_n_a():
     rng = np.random.default_rng(0)
     noise = {s: 0.9 + rng.normal(0, 0.01) for s in (1, 2, 3)}
-    clear = {s: v + 0.05 for s, v in noise.items()}
+    clear = {s: v + 0.05 + rng.normal(0, 0.002) for s, v in noise.items()}
     assert compare(clear, noise, higher_is_better=True).verdict == "better"
     assert compare(clear, noise, higher_is_better=False).verdict == "worse"  # e.g. an NLL that went up
     assert compare(noise, clear, higher_is_better=True).verdict == "worse"
@@ -85,6 +86,26 @@ def test_compare_says_better_worse_indistinguishable_or_n_a():
     assert compare({1: 0.9, 2: 0.91}, {3: 0.5, 4: 0.52}, True).test == "Welch t"  # different seeds
     one = compare({1: 0.99}, noise, higher_is_better=True)
     assert one.verdict == "n/a" and math.isnan(one.p_value)
+
+
+def test_the_same_difference_in_every_seed_is_no_test_and_no_claim():
+    # accuracies on a 1e-4 grid: both seeds +0.0012, equal up to float rounding; scipy would give p ~ 1e-14
+    ours, theirs = {1: 0.9812, 2: 0.9805}, {1: 0.9800, 2: 0.9793}
+    assert stats.ttest_rel(list(ours.values()), list(theirs.values())).pvalue < 1e-6
+    result = compare(ours, theirs, higher_is_better=True)
+    assert result.verdict == "n/a" and math.isnan(result.p_value) and result.test == "paired t"
+    assert verdict_cell(result, 4) == "n/a (+0.0012; the same difference in every seed: t undefined)"
+    same = compare(ours, dict(ours), higher_is_better=True)  # identical runs: no difference at all
+    assert same.verdict == "indistinguishable" and same.p_value == 1.0
+    constant = compare({1: 0.9, 2: 0.9}, {3: 0.8, 4: 0.8}, higher_is_better=True)  # Welch, no spread either side
+    assert constant.verdict == "n/a" and math.isnan(constant.p_value)
+    # untested cells stay out of the Holm family and out of the words
+    words = verdicts_in_words(
+        {("mc_dropout", "clean_accuracy"): result}, summary_columns(fixture_runs()), ["mc_dropout"]
+    )
+    assert words == ""
+    with pytest.raises(ValueError, match="no p-value"):
+        holm_adjusted({"a": math.nan, "b": 0.01})
 
 
 def test_significance_table_reads_the_fixture_in_plain_words():
@@ -154,15 +175,20 @@ def test_cost_table_gives_mean_wall_time_and_the_ratio_to_mc_dropout():
     table = build_cost_table("mnist", aggregate(fixture_runs())["mnist"])
     rows = {row[0]: row for row in table.rows}
     # train times 20 + 0.1 s, 10 + 0.1 s ... per seed (report_fixture): means 20.2 and 10.2
-    assert rows["gflowout"][2].startswith("20.2 ± ") and rows["gflowout"][3] == f"{20.2 / 10.2:.2f}×"
-    assert rows["mc_dropout"][3] == "1.00×"
+    assert rows["gflowout"][2].startswith("20.2 ± ") and rows["gflowout"][3].startswith(f"{20.2 / 10.2:.2f}×")
+    assert rows["mc_dropout"][3].startswith("1.00×")
     # the fixture's file predates train_time_all_sessions: a resumed run may count its last session only
     assert rows["gflowout"][2].endswith("*") and "counts only its last session" in table.note
     complete = fixture_runs()
     for run in complete:
         run["train_time_all_sessions"] = True
     whole = build_cost_table("mnist", aggregate(complete)["mnist"])
-    assert not any(row[2].endswith("*") for row in whole.rows) and "last session" not in whole.note
+    assert not any(row[2].endswith("*") or row[3].endswith("*") for row in whole.rows)
+    assert "last session" not in whole.note
+    for run in complete:
+        run["train_time_all_sessions"] = run["method"] != "mc_dropout"  # only the reference is partial
+    mixed = {row[0]: row for row in build_cost_table("mnist", aggregate(complete)["mnist"]).rows}
+    assert not mixed["gflowout"][2].endswith("*") and mixed["gflowout"][3].endswith("×*")  # its ratio is off
     untimed = fixture_runs(methods=("gflowout",))
     for run in untimed:
         run["train_time_s"] = run["eval_time_s"] = None

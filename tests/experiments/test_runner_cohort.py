@@ -137,6 +137,7 @@ def test_the_summary_tests_gflowout_against_each_method_seed_by_seed():
 
     runs = [run("gflowout", s, 0.05) for s in (1, 2, 3)] + [run("none", s, 0.0) for s in (1, 2, 3)]
     runs[1]["held_out"]["auroc"] += 0.02  # some spread in the differences, so that the t-test is defined
+    runs[1]["held_out"]["nll"] -= 0.01
     text = tests_markdown(runs)
     higher, lower = text.split("### ")[1:]
     assert higher.startswith("held-out group `gbsg`: is gflowout better than each method? (higher is better")
@@ -144,6 +145,7 @@ def test_the_summary_tests_gflowout_against_each_method_seed_by_seed():
     ours = [0.66, 0.67 + 0.02, 0.68]  # 0.6 + 0.01 seed + 0.05, and the spread added above
     p_value = stats.ttest_rel(ours, [0.61, 0.62, 0.63]).pvalue
     assert 0.001 < p_value < 0.05 and f"better (+0.057; p = {p_value:.3f})" in auroc_row
-    assert "| nll | **better (-0.050;" in lower  # a lower NLL is better
+    assert "| nll | **better (-0.053;" in lower  # a lower NLL is better
+    assert "| ece | n/a (+0.050; the same difference in every seed" in lower  # no spread: no test
     assert "Holm's step-down method" in higher and "Holm's step-down method" in lower
     assert tests_markdown([r for r in runs if r["method"] == "none"]) == ""  # no GFlowOut: nothing to test

@@ -54,14 +54,43 @@ def test_the_default_is_left_out_of_digests_so_older_results_stay_valid() -> Non
 
 
 def test_a_resumed_run_records_the_training_time_of_every_session(tmp_path: Path) -> None:
+    import torch
+
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run_fit(TINY_CONFIG, whole, overrides=("trainer.max_epochs=3",))
     first = json.loads((whole / "results.json").read_text())
     assert 0 < first["train_time_s"] <= first["fit_time_s"]  # training, without the test pass and the set-up
+    assert first["train_time_all_sessions"] is True
     run_fit(TINY_CONFIG, resumed, overrides=("trainer.max_epochs=3",))
-    three = json.loads((resumed / "results.json").read_text())["train_time_s"]
+    saved = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["Timer"]
+    three = saved["time_elapsed"]["train"]  # what the checkpoint carries into the next session
     run_fit(TINY_CONFIG, resumed, resume=True, overrides=("trainer.max_epochs=4",))  # one more epoch
     four = json.loads((resumed / "results.json").read_text())
-    # the fourth epoch's session alone takes about a third of the first three: only a sum exceeds them
-    assert four["train_time_s"] > three
-    assert four["train_time_s"] - three < four["fit_time_s"]  # what was added is this session's training
+    assert four["train_time_all_sessions"] is True
+    assert three < four["train_time_s"] < three + four["fit_time_s"]  # the saved time plus this session's
+
+
+def test_a_run_resumed_from_a_checkpoint_without_the_timer_says_its_time_is_partial(tmp_path: Path) -> None:
+    import torch
+
+    run = tmp_path / "old"
+    run_fit(TINY_CONFIG, run, overrides=("trainer.max_epochs=2",))
+    last = run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    del checkpoint["callbacks"]["Timer"]  # as gflowout wrote checkpoints before it kept the time in them
+    torch.save(checkpoint, last)
+    run_fit(TINY_CONFIG, run, resume=True, overrides=("trainer.max_epochs=3",))
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs"] == 3 and results["train_time_all_sessions"] is False
+
+
+def test_max_time_limits_the_run_through_our_timer(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from lightning.pytorch.callbacks import Timer
+
+    from gflowout.train import build_trainer
+
+    trainer = build_trainer(load_config(TINY_CONFIG), tmp_path, max_time="00:00:02:00")
+    timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
+    assert len(timers) == 1 and timers[0]._duration == timedelta(minutes=2).total_seconds()

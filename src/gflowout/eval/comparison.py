@@ -43,6 +43,7 @@ __all__ = [
     "comparisons",
     "format_mean_se",
     "holm_adjusted",
+    "p_text",
     "reference_for",
     "mean_corrupted_accuracy",
     "mean_se",
@@ -58,6 +59,7 @@ REFERENCE_METHOD = "gflowout"
 TS_MARK = " + TS"  # the suffix of a temperature-scaled row (gflowout.eval.aggregate.TS_SUFFIX)
 COST_REFERENCE = "mc_dropout"
 ALPHA = 0.05
+NO_SPREAD = 1e-9  # relative: differences closer than this are equal (float rounding, values on a 1e-4 grid)
 OOD_SCORE = "predictive_entropy"
 
 Value = Callable[[Mapping[str, Any]], "float | None"]
@@ -242,25 +244,33 @@ def compare(
     difference = float(np.mean(ref) - np.mean(base))
     if len(ref) < 2 or len(base) < 2:
         return Comparison(difference, math.nan, "n/a", "n/a")
+    # a spread below rounding (differences equal up to float error) leaves t undefined: no test, no claim
+    tolerance = NO_SPREAD * max(1.0, float(np.max(np.abs([*ref, *base]))))
     if set(reference) == set(baseline):
         seeds = sorted(reference)
         deltas = np.array([reference[s] - baseline[s] for s in seeds])
         test = "paired t"
-        if np.all(deltas == deltas[0]):  # no spread: t is undefined; identical runs are no difference
-            p_value = 1.0 if deltas[0] == 0 else 0.0
-        else:
-            p_value = float(stats.ttest_rel([reference[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
+        if np.ptp(deltas) <= tolerance:
+            return _without_spread(difference, test, tolerance)
+        p_value = float(stats.ttest_rel([reference[s] for s in seeds], [baseline[s] for s in seeds]).pvalue)
     else:
         test = "Welch t"
-        if np.var(ref) == 0 and np.var(base) == 0:
-            p_value = 1.0 if difference == 0 else 0.0
-        else:
-            p_value = float(stats.ttest_ind(ref, base, equal_var=False).pvalue)
+        if np.ptp(ref) <= tolerance and np.ptp(base) <= tolerance:
+            return _without_spread(difference, test, tolerance)
+        p_value = float(stats.ttest_ind(ref, base, equal_var=False).pvalue)
     if math.isnan(p_value) or p_value >= alpha or difference == 0:
         verdict = "indistinguishable"
     else:
         verdict = "better" if (difference > 0) == higher_is_better else "worse"
     return Comparison(difference, p_value, test, verdict)
+
+
+def _without_spread(difference: float, test: str, tolerance: float) -> Comparison:
+    """The seeds differ by the same amount every time (or do not vary): identical runs are no difference
+    (p = 1); any other difference has no spread to test it against, so t is undefined and nothing is claimed."""
+    if abs(difference) <= tolerance:
+        return Comparison(difference, 1.0, test, "indistinguishable")
+    return Comparison(difference, math.nan, test, "n/a")
 
 
 def _seed_counts(groups: Sequence[Group]) -> str:
@@ -302,7 +312,11 @@ def comparisons(
 def holm_adjusted(p_values: Mapping[Any, float]) -> dict[Any, float]:
     """Holm's step-down adjusted p-values (Holm 1979) of one family of tests, by key: the i-th smallest p times
     the number of tests not yet passed, made monotone and capped at 1. Rejecting where the adjusted p < alpha
-    keeps the chance of any false claim in the family at most alpha, whatever the tests' dependence."""
+    keeps the chance of any false claim in the family at most alpha, whatever the tests' dependence. A NaN
+    p-value (no test) raises ValueError: leave it out of the family."""
+    missing = [key for key, p_value in p_values.items() if math.isnan(p_value)]
+    if missing:
+        raise ValueError(f"holm_adjusted: no p-value (NaN) for {missing}; leave untested cells out of the family")
     ordered = sorted(p_values.items(), key=lambda item: item[1])
     adjusted, running = {}, 0.0
     for rank, (key, p_value) in enumerate(ordered):
@@ -311,7 +325,7 @@ def holm_adjusted(p_values: Mapping[Any, float]) -> dict[Any, float]:
     return adjusted
 
 
-def _p_text(p_value: float) -> str:
+def p_text(p_value: float) -> str:
     """A p-value as the report prints it: "p < 0.001" or "p = 0.xxx"."""
     return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
 
@@ -322,8 +336,10 @@ def verdict_cell(result: Comparison | None, digits: int) -> str:
         return "-"
     if result.test == "n/a":
         return f"n/a ({result.difference:+.{digits}f}; under two seeds)"
+    if math.isnan(result.p_value):
+        return f"n/a ({result.difference:+.{digits}f}; the same difference in every seed: t undefined)"
     welch = ", Welch" if result.test == "Welch t" else ""
-    return f"{result.verdict} ({result.difference:+.{digits}f}; {_p_text(result.p_value)}{welch})"
+    return f"{result.verdict} ({result.difference:+.{digits}f}; {p_text(result.p_value)}{welch})"
 
 
 def verdicts_in_words(
@@ -344,8 +360,8 @@ def verdicts_in_words(
 
     def listed(baseline: str, items: list[tuple[Column, Comparison]]) -> str:
         return ", ".join(
-            f"{c.label} ({r.difference:+.{c.digits}f}, {_p_text(r.p_value)}; Holm-adjusted "
-            f"{_p_text(holm[(baseline, c.key)])})"
+            f"{c.label} ({r.difference:+.{c.digits}f}, {p_text(r.p_value)}; Holm-adjusted "
+            f"{p_text(holm[(baseline, c.key)])})"
             for c, r in items
         )
 
@@ -417,16 +433,18 @@ def build_significance_table(
         if tests == {"paired t"}
         else "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)"
     )
-    like = (
-        f" Like with like: each temperature-scaled baseline (+ TS) is tested against {own_twin}, every other one "
-        f"against {reference}."
-        if twin_present and any(b.endswith(TS_MARK) for b in baselines)
-        else ""
-    )
+    scaled = any(b.endswith(TS_MARK) for b in baselines)
+    like = ""
+    if scaled and twin_present:
+        like = f" Like with like: each temperature-scaled baseline (+ TS) is tested against {own_twin}."
+    elif scaled:
+        like = f" {reference} has no temperature-scaled row here, so the + TS baselines are tested against it."
     note = (
-        f"Each cell: {reference} against the baseline of the column at alpha = {alpha:g} (two-sided), its mean "
-        f"minus the baseline's, and the p-value of {how}.{like} Better / worse: p < alpha, in the direction of the "
-        "arrow; indistinguishable: p >= alpha, no win is claimed inside the noise; n/a: fewer than two seeds. "
+        f"Each cell: the method before 'vs' in the column's header against the baseline after it, at alpha = "
+        f"{alpha:g} (two-sided): its mean minus the baseline's, and the p-value of {how}.{like} Better / worse: "
+        "p < alpha, in the direction of the arrow; indistinguishable: p >= alpha, no win is claimed inside the "
+        "noise; n/a: fewer than two seeds, or the "
+        "same difference in every seed (no spread: t is undefined). "
         "The cells are not corrected for the many comparisons (where there is no real difference, a share "
         f"alpha = {alpha:g} of the tests comes out significant by chance alone). With {_seed_counts(groups)} the "
         "tests have little power to find small differences."
@@ -471,7 +489,8 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
             str(len(g.runs)),
             format_mean_se(*means[g.method]["train_time_s"], 1)
             + (mark if g.method in partial and not math.isnan(means[g.method]["train_time_s"][0]) else ""),
-            ratio(g.method, "train_time_s"),
+            ratio(g.method, "train_time_s")
+            + (mark if {g.method, reference} & partial and ratio(g.method, "train_time_s") != "-" else ""),
             format_mean_se(*means[g.method]["eval_time_s"], 1),
             ratio(g.method, "eval_time_s"),
         ]

@@ -12,7 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from gflowout.eval.comparison import ALPHA, REFERENCE_METHOD, Comparison, compare, holm_adjusted, verdict_cell
+from gflowout.eval.comparison import (
+    ALPHA,
+    REFERENCE_METHOD,
+    Comparison,
+    compare,
+    holm_adjusted,
+    p_text,
+    verdict_cell,
+)
 from gflowout.eval.tables import Table
 
 SeedValues = Mapping[int, float]  # seed -> value
@@ -20,8 +28,8 @@ SeedValues = Mapping[int, float]  # seed -> value
 NOTE = (
     "Each cell: the verdict at alpha = {alpha:g} (two-sided), the mean difference and the p-value of a paired "
     "t-test over seeds (Welch's where the seeds differ); better / worse only at p < alpha, indistinguishable "
-    "otherwise, n/a under two seeds. The cells are not corrected for the many comparisons; with {seeds} seeds the "
-    "tests have little power to find small differences."
+    "otherwise, n/a under two seeds or with the same difference in every seed. The cells are not corrected for "
+    "the many comparisons; with {seeds} seeds the tests have little power to find small differences."
 )
 
 
@@ -37,7 +45,7 @@ def _holm_sentence(tested: Mapping[tuple[str, str], Comparison]) -> str:
         return ""
     holm = holm_adjusted({key: r.p_value for key, r in tested.items()})
     kept = [
-        f"{row}, {column} ({tested[(row, column)].verdict}, Holm-adjusted p = {p_value:.3f})"
+        f"{row}, {column} ({tested[(row, column)].verdict}, Holm-adjusted {p_text(p_value)})"
         for (row, column), p_value in sorted(holm.items(), key=lambda item: item[1])
         if p_value < ALPHA and tested[(row, column)].verdict != "indistinguishable"
     ]

@@ -117,18 +117,32 @@ def _cost_table(dataset: str, runs: Sequence[Mapping[str, Any]]) -> Table | None
     )
 
 
+def _source(run: Mapping[str, Any]) -> str:
+    return str(run["posthoc"].get("source_method", "?"))
+
+
 def posthoc_tables(runs: Sequence[Mapping[str, Any]]) -> list[Table]:
-    """Per data set: the post-hoc summary (each row mean ± SE over the source networks' seeds), GFlowOut
-    post hoc tested against its source network seed by seed, and the fit's cost; [] without post-hoc runs."""
+    """Per data set and source method (the networks fitted on): the post-hoc summary (each row mean ± SE over
+    the source networks' seeds), GFlowOut post hoc tested against its source network seed by seed, and the
+    fit's cost; [] without post-hoc runs. Two comparisons of one source network and seed raise DataError."""
     tables: list[Table] = []
-    for dataset, groups in aggregate(runs).items():
-        own = [r for r in runs if r["dataset"] == dataset]
+    for dataset, source in sorted({(r["dataset"], _source(r)) for r in runs}):
+        own = [r for r in runs if r["dataset"] == dataset and _source(r) == source]
+        seen: dict[tuple[str, int], str] = {}
+        for run in own:
+            key = (run["method"], int(run["seed"]))
+            if key in seen:
+                raise DataError(
+                    f"two post-hoc comparisons of the {source} network of seed {key[1]} on {dataset} "
+                    f"({seen[key]} and {run['run_id']}): they would count as two seeds; keep one"
+                )
+            seen[key] = run["run_id"]
         fitted = [r for r in own if r["method"] == POSTHOC_REFERENCE]
         if not fitted:
             continue
-        sources = sorted({str(r["posthoc"].get("source_method", "?")) for r in fitted})
+        groups = aggregate(own)[dataset]
         summary = comparison.build_summary_table(dataset, groups)
-        summary.title = f"{dataset}: post-hoc GFlowOut on the trained {', '.join(sources)} networks"
+        summary.title = f"{dataset}: post-hoc GFlowOut on the trained {source} networks"
         summary.note = (
             "Each post-hoc fit freezes one trained network and learns only GFlowOut's posterior, prior and log Z; "
             f"both rows evaluate the same network on the same test images. {_settings_text(own)} "
@@ -137,9 +151,10 @@ def posthoc_tables(runs: Sequence[Mapping[str, Any]]) -> list[Table]:
         tables.append(summary)
         tested = comparison.build_significance_table(dataset, groups, reference=POSTHOC_REFERENCE)
         if tested is not None:
-            tested.title = f"{dataset}: is post-hoc GFlowOut better than the network it was fitted on?"
+            tested.title = f"{dataset}: is post-hoc GFlowOut better than the {source} network it was fitted on?"
             tables.append(tested)
         cost = _cost_table(dataset, fitted)
         if cost is not None:
+            cost.title = f"{dataset}: the cost of the post-hoc fit on the {source} networks"
             tables.append(cost)
     return tables

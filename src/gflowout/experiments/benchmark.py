@@ -286,15 +286,16 @@ def run_digest(config: Any, evaluation: EvaluationSettings) -> str:
 def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> tuple[float, bool]:
     """Train with `gflowout.train.fit` (resuming from last.ckpt when the folder has one; a folder of this run
     killed before its first checkpoint starts afresh). Returns the seconds of training and whether they cover
-    every session: results.json's train_time_s (True), or this call's wall time when the run records none."""
+    every session: results.json's train_time_s and train_time_all_sessions (False for a run resumed from a
+    checkpoint written before gflowout kept the time in it), or this call's wall time and False."""
     from gflowout.train import fit
 
     started = time.perf_counter()
     fit(config, run_dir, resume=True, **(trainer_overrides or {}))
-    recorded = json.loads((run_dir / "results.json").read_text()).get("train_time_s")
-    if recorded is None:
+    results = json.loads((run_dir / "results.json").read_text())
+    if results.get("train_time_s") is None:
         return time.perf_counter() - started, False
-    return float(recorded), True
+    return float(results["train_time_s"]), bool(results.get("train_time_all_sessions", False))
 
 
 def seconds_left(per_run: Sequence[float], remaining: int) -> float:
