@@ -100,9 +100,10 @@ def _cost_table(dataset: str, runs: Sequence[Mapping[str, Any]]) -> Table | None
         return comparison.format_mean_se(*comparison.mean_se(values), digits) if values else "-"
 
     epochs = sorted({f.get("fit_epochs") for f in fits.values()}, key=str)
+    resumed = sorted(seed for seed, f in fits.items() if f.get("resumed"))
     return Table(
         f"{dataset}: the cost of the post-hoc fit",
-        ["seeds", "fit epochs", "fit (s)", "source training (s)", "fit / source training"],
+        ["seeds", "fit epochs", "fit (s)", "source training (s)", "fit / source training", "fits resumed"],
         [
             [
                 str(len(fits)),
@@ -110,10 +111,13 @@ def _cost_table(dataset: str, runs: Sequence[Mapping[str, Any]]) -> Table | None
                 stat("fit_time_s", 0),
                 stat("source_train_time_s", 0),
                 stat("fit_time_fraction", 3),
+                ", ".join(f"seed {s}" for s in resumed) or "none",
             ]
         ],
         note="Wall time of fitting the GFlowNet (posterior, prior and log Z) on the frozen network against the "
-        "source run's own training, mean ± standard error over seeds; the machine may have run other work.",
+        "source run's own training, mean ± standard error over seeds; the machine may have run other work. A fit "
+        "that was stopped and resumed records only its last session (fits resumed), and so may a source run "
+        "trained by an older gflowout: read these times as lower bounds.",
     )
 
 
