@@ -146,6 +146,12 @@ def test_a_constant_ood_score_reads_undefined_and_rows_without_values_are_left_o
         if run["method"] == "none":  # a deterministic network: its mutual information is 0 for every image
             for scores in run["ood"].values():
                 scores["mutual_information"] = {"auroc": 0.5, "aupr": 0.5, "fpr95": 1.0}
+            tied = {"aurc": 0.0216, "accuracy_at_90": 0.9784, "accuracy_at_95": 0.9784, "accuracy_at_99": 0.9784}
+            run.setdefault("selective", {}).setdefault("clean", {})["negative_mutual_information"] = tied
+            run["selective"]["clean"].setdefault(
+                "max_probability",
+                {"aurc": 0.0012, "accuracy_at_90": 0.997, "accuracy_at_95": 0.994, "accuracy_at_99": 0.984},
+            )
     tables = build_tables("mnist", aggregate(runs)["mnist"])
     ood = next(t for t in tables if t.title == "OOD detection: mnist (in) vs fashion-mnist (out)")
     cells = {(row[0], row[1]): row[2:] for row in ood.rows}
@@ -153,5 +159,10 @@ def test_a_constant_ood_score_reads_undefined_and_rows_without_values_are_left_o
     assert "undefined" not in cells[("none", "predictive entropy")]
     assert "undefined" not in cells[("gflowout", "mutual information")]
     uncertainty = [t for t in tables if "paired t-test uncertainty metrics" in t.title]
+    if any(r.get("selective") for r in runs):
+        selective = next(t for t in tables if t.title.startswith("mnist: selective prediction (clean)"))
+        rows = {(row[0], row[1]): row[2:] for row in selective.rows}
+        assert set(rows[("none", "negative_mutual_information")]) == {"undefined"}
+        assert "undefined" not in rows[("none", "max_probability")]
     assert uncertainty and all(not row[0].endswith(" + TS") for t in uncertainty for row in t.rows)
     assert all(any(cell != "-" for cell in row[2:]) for t in uncertainty for row in t.rows)

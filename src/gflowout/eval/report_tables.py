@@ -78,6 +78,21 @@ def _constant_score(group: Group, pair: str, score: str) -> bool:
     return bool(values) and all(v.get("auroc") == 0.5 and v.get("fpr95") == 1.0 for v in values)
 
 
+def _constant_confidence(group: Group, condition: str, score: str) -> bool:
+    """True when a selective-prediction score ties every image in every run: the accuracy at 90, 95 and 99 %
+    coverage is the same and the AURC is the error rate (all admitted together at every threshold)."""
+    values = [run.get("selective", {}).get(condition, {}).get(score, {}) for run in group.runs]
+
+    def tied(v: dict) -> bool:
+        found = [v.get(f"accuracy_at_{c}") for c in (90, 95, 99)]
+        if any(a is None for a in found) or v.get("aurc") is None:
+            return False
+        accuracies = [float(a) for a in found if a is not None]
+        return max(accuracies) - min(accuracies) < 1e-12 and abs(float(v["aurc"]) - (1 - accuracies[0])) < 1e-9
+
+    return bool(values) and all(tied(v) for v in values)
+
+
 def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
     """The detail tables of one data set: clean, rotation, shifts, rotation sweep, OOD, uncertainty, selective
     prediction, temperature scaling and conformal prediction sets."""
@@ -176,7 +191,13 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
                     [
                         g.method,
                         score,
-                        *(format_stat(g.get("selective", condition, score, key)) for key, _ in SELECTIVE_COLUMNS),
+                        *(
+                            [CONSTANT_SCORE] * len(SELECTIVE_COLUMNS)
+                            if _constant_confidence(g, condition, score)
+                            else [
+                                format_stat(g.get("selective", condition, score, key)) for key, _ in SELECTIVE_COLUMNS
+                            ]
+                        ),
                     ]
                     for g in groups
                     for score in scores
@@ -186,7 +207,9 @@ def build_tables(dataset: str, groups: Sequence[Group]) -> list[Table]:
                 "(error rate among the answered) against coverage (fraction answered), lower is better; "
                 "accuracy at c is that of the most confident fraction c. Scores: max probability, negative "
                 "predictive entropy, negative mutual information of the S-sample predictive; ties are "
-                "admitted together.",
+                f"admitted together. {CONSTANT_SCORE}: the score is the same for every image in every run (every "
+                "coverage admits all, so the numbers are the plain error rate and accuracy), e.g. the mutual "
+                "information of a method without stochastic masks.",
             )
         )
     scaled = [g for g in groups if is_temperature_row(g) and ("temperature_scaling", "temperature") in g.stats]
