@@ -136,6 +136,7 @@ def read_train_run(folder: str | Path) -> dict[str, Any]:
         # older runs record only fit_time_s: their last call, the test pass included
         "train_time_s": data["train_time_s"] if data.get("train_time_s") is not None else data.get("fit_time_s"),
         "train_time_all_sessions": bool(data.get("train_time_all_sessions", False)),
+        "train_peak_rss_mb": data.get("train_peak_rss_mb"),
         "eval_time_s": None,
         "samples": data.get("val_samples"),
         "test_size": int(test["count"]) if test.get("count") is not None else None,

@@ -43,6 +43,7 @@ from gflowout.checkpoint import (
 )
 from gflowout.config import ExperimentConfig
 from gflowout.errors import ConfigError
+from gflowout.peak_memory import peak_rss_mb, reset_peak_rss
 from gflowout.provenance import code_provenance
 from gflowout.training.build import build_datamodule, build_method_for, dataset_shape, validate_model_options
 from gflowout.training.checkpoint_io import AtomicCheckpointIO
@@ -294,6 +295,7 @@ def fit(
         trainer_overrides["max_steps"] = config.trainer.max_steps * len(module.group_names)
     trainer = build_trainer(config, out_dir, **trainer_overrides)
     started = time.perf_counter()
+    measured = reset_peak_rss()  # this run's training alone, also when one process trains several runs
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
@@ -301,6 +303,7 @@ def fit(
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
         trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
         train_seconds = _training_seconds(trainer)  # now: testing best.ckpt below reloads the Timer's saved state
+        peak_mb = peak_rss_mb() if measured else None  # the training's peak, before the test pass
         digests = trainer.strategy.all_gather(_digest_tensor(module.method))
         datamodule.setup("test")
         best_path = out_dir / "checkpoints" / "best.ckpt"
@@ -323,6 +326,7 @@ def fit(
             "fit_time_s": time.perf_counter() - started,  # training and test of this call (a resume: since it)
             "train_time_s": train_seconds,  # the training over every session, validation included
             "train_time_all_sessions": all_sessions and train_seconds is not None,
+            "train_peak_rss_mb": peak_mb,  # resident memory of this session's training, rank 0 (None: not Linux)
             "rank_weight_digests": [_hex(row) for row in digest_rows],
             **code_provenance(),
         }

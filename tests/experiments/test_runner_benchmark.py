@@ -66,6 +66,7 @@ def test_benchmark_killed_rerun_reuse_and_report(mnist_present, tmp_path: Path, 
         assert result["run_id"] == run and result["schema_version"] == 1
         assert result["config"]["method"]["name"] == result["method"] and result["train_time_s"] > 0
         assert result["train_time_all_sessions"] is True  # the Timer's sum, over the kill and the rerun too
+        assert result["train_peak_rss_mb"] > 50
         assert set(result["clean"]) == {"accuracy", "nll", "brier", "ece15", "ece10"}
         assert set(result["shifts"]) == {"shot_noise", "fog"} and set(result["shifts"]["shot_noise"]) == {"1", "3"}
         assert set(result["rotation_sweep"]) == {"0", "90"} and result["test_size"] == 200

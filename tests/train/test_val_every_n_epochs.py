@@ -61,6 +61,7 @@ def test_a_resumed_run_records_the_training_time_of_every_session(tmp_path: Path
     first = json.loads((whole / "results.json").read_text())
     assert 0 < first["train_time_s"] <= first["fit_time_s"]  # training, without the test pass and the set-up
     assert first["train_time_all_sessions"] is True
+    assert first["train_peak_rss_mb"] > 50  # the training process's resident memory: interpreter, torch, data
     run_fit(TINY_CONFIG, resumed, overrides=("trainer.max_epochs=3",))
     saved = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["Timer"]
     three = saved["time_elapsed"]["train"]  # what the checkpoint carries into the next session

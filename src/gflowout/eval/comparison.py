@@ -466,11 +466,12 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
     None when no run records a time. Temperature-scaled rows ("METHOD + TS") are the same trainings: left out.
     A deep ensemble's time is that of its M members together."""
     groups = [g for g in groups if not g.method.endswith(" + TS")]
-    timings = ("train_time_s", "eval_time_s")
+    with_memory = any(r.get("train_peak_rss_mb") is not None for g in groups for r in g.runs)
+    timings = ("train_time_s", "eval_time_s", *(("train_peak_rss_mb",) if with_memory else ()))
     means = {
         g.method: {t: mean_se([float(r[t]) for r in g.runs if r.get(t) is not None]) for t in timings} for g in groups
     }
-    if all(math.isnan(m[t][0]) for m in means.values() for t in timings):
+    if all(math.isnan(m[t][0]) for m in means.values() for t in timings[:2]):
         return None
     base = means.get(reference)
 
@@ -493,6 +494,11 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
             + (mark if {g.method, reference} & partial and ratio(g.method, "train_time_s") != "-" else ""),
             format_mean_se(*means[g.method]["eval_time_s"], 1),
             ratio(g.method, "eval_time_s"),
+            *(
+                (format_mean_se(*means[g.method]["train_peak_rss_mb"], 0), ratio(g.method, "train_peak_rss_mb"))
+                if with_memory
+                else ()
+            ),
         ]
         for g in groups
     ]
@@ -509,10 +515,18 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
             if any(g.method in partial for g in groups)
             else ""
         )
+        + (
+            " Peak memory: the highest resident memory of the process while it trained the run (the last session "
+            "of a resumed run; Linux only), the interpreter, libraries and data included."
+            if with_memory
+            else ""
+        )
     )
+    memory_header = ["peak memory (MiB)", f"memory / {reference}"] if with_memory else []
     return Table(
         f"{dataset}: cost",
-        ["method", "seeds", "train (s)", f"train / {reference}", "evaluate (s)", f"evaluate / {reference}"],
+        ["method", "seeds", "train (s)", f"train / {reference}", "evaluate (s)", f"evaluate / {reference}"]
+        + memory_header,
         rows,
         note=note,
     )

@@ -235,17 +235,17 @@ def train_and_evaluate(
                 f"{run_dir} was trained with another config (or by an older gflowout); its model would be reported "
                 f"under this one. Use another --out, or delete {run_dir} to retrain"
             )
-        train_time = float(trained["train_time_s"])
-        all_sessions = bool(trained.get("train_time_all_sessions", False))
+        cost = {
+            "train_time_s": float(trained["train_time_s"]),
+            "train_time_all_sessions": bool(trained.get("train_time_all_sessions", False)),
+            "train_peak_rss_mb": trained.get("train_peak_rss_mb"),
+        }
         log(f"  training finished earlier ({run_dir}); evaluating")
     else:
         if progress:
             progress("training")
-        train_time, all_sessions = train_run(config, run_dir, trainer_overrides)
-        write_json_atomic(
-            marker,
-            {"train_time_s": train_time, "train_time_all_sessions": all_sessions, "config_digest": training_digest},
-        )
+        cost = train_run(config, run_dir, trainer_overrides)
+        write_json_atomic(marker, {**cost, "config_digest": training_digest})
     method, config = load_method(
         run_dir, allow_custom_code=True
     )  # our own run folder; on the CPU, evaluated where the compute is
@@ -268,13 +268,7 @@ def train_and_evaluate(
         validation=validation,
         **settings,
     )
-    result.update(
-        config=config.to_dict(),
-        train_time_s=train_time,
-        train_time_all_sessions=all_sessions,
-        settings_digest=digest,
-        **code_provenance(),
-    )
+    result.update(config=config.to_dict(), **cost, settings_digest=digest, **code_provenance())
     return result
 
 
@@ -283,19 +277,23 @@ def run_digest(config: Any, evaluation: EvaluationSettings) -> str:
     return settings_digest(config=config.to_dict(), evaluation=dataclasses.asdict(evaluation))
 
 
-def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> tuple[float, bool]:
+def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train with `gflowout.train.fit` (resuming from last.ckpt when the folder has one; a folder of this run
-    killed before its first checkpoint starts afresh). Returns the seconds of training and whether they cover
-    every session: results.json's train_time_s and train_time_all_sessions (False for a run resumed from a
-    checkpoint written before gflowout kept the time in it), or this call's wall time and False."""
+    killed before its first checkpoint starts afresh). Returns its cost: train_time_s and
+    train_time_all_sessions (results.json's: every session's training, False for a run resumed from a checkpoint
+    written before gflowout kept the time in it; this call's wall time and False when the run records none) and
+    train_peak_rss_mb (the peak resident memory of the last session's training; None where unmeasured)."""
     from gflowout.train import fit
 
     started = time.perf_counter()
     fit(config, run_dir, resume=True, **(trainer_overrides or {}))
     results = json.loads((run_dir / "results.json").read_text())
-    if results.get("train_time_s") is None:
-        return time.perf_counter() - started, False
-    return float(results["train_time_s"]), bool(results.get("train_time_all_sessions", False))
+    recorded = results.get("train_time_s")
+    return {
+        "train_time_s": float(recorded) if recorded is not None else time.perf_counter() - started,
+        "train_time_all_sessions": recorded is not None and bool(results.get("train_time_all_sessions", False)),
+        "train_peak_rss_mb": results.get("train_peak_rss_mb"),
+    }
 
 
 def seconds_left(per_run: Sequence[float], remaining: int) -> float:

@@ -115,5 +115,6 @@ def complete_result(
     for key in ("train_time_s", "gflowout_version", "commit"):
         new[key] = old.get(key)
     new["train_time_all_sessions"] = bool(old.get("train_time_all_sessions", False))  # the old file's training time
+    new["train_peak_rss_mb"] = old.get("train_peak_rss_mb")
     write_json_atomic(result_path, new)
     return new
