@@ -189,6 +189,7 @@ def test_cost_table_gives_mean_wall_time_and_the_ratio_to_mc_dropout():
         run["train_time_all_sessions"] = run["method"] != "mc_dropout"  # only the reference is partial
     mixed = {row[0]: row for row in build_cost_table("mnist", aggregate(complete)["mnist"]).rows}
     assert not mixed["gflowout"][2].endswith("*") and mixed["gflowout"][3].endswith("×*")  # its ratio is off
+    assert mixed["mc_dropout"][2].endswith("*") and mixed["mc_dropout"][3] == "1.00×"  # its own ratio is exact
     assert len(table.header) == 6 and "Peak memory" not in table.note  # no run measured its memory
     for run in complete:
         run["train_peak_rss_mb"] = {"gflowout": 600.0, "mc_dropout": 400.0}.get(run["method"], 300.0)

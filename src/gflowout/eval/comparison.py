@@ -491,7 +491,11 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
             format_mean_se(*means[g.method]["train_time_s"], 1)
             + (mark if g.method in partial and not math.isnan(means[g.method]["train_time_s"][0]) else ""),
             ratio(g.method, "train_time_s")
-            + (mark if {g.method, reference} & partial and ratio(g.method, "train_time_s") != "-" else ""),
+            + (
+                mark
+                if {g.method, reference} & partial and g.method != reference and ratio(g.method, "train_time_s") != "-"
+                else ""
+            ),
             format_mean_se(*means[g.method]["eval_time_s"], 1),
             ratio(g.method, "eval_time_s"),
             *(
