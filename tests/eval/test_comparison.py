@@ -11,20 +11,22 @@ import pytest
 from scipy import stats
 
 from gflowout.eval.comparison import (
-    Comparison,
     build_cost_table,
     build_per_seed_table,
-    build_significance_table,
     build_summary_table,
-    compare,
-    holm_adjusted,
     settings_rows,
     summary_columns,
     values_by_seed,
+)
+from gflowout.eval.report import aggregate
+from gflowout.eval.significance import (
+    Comparison,
+    build_significance_table,
+    compare,
+    holm_adjusted,
     verdict_cell,
     verdicts_in_words,
 )
-from gflowout.eval.report import aggregate
 from gflowout.eval.tables import table_html, table_markdown
 from tests.helpers.report import OFFSETS, fixture_run, fixture_runs
 

@@ -1,7 +1,7 @@
 """Tests over seeds for the downstream protocols' reports: is GFlowOut better than, worse than or
 indistinguishable from each baseline on a row's value, and does an acquisition score beat random acquisition?
 
-Each cell is `gflowout.eval.comparison.compare` on the per-seed values: a paired t-test seed by seed (Welch's
+Each cell is `gflowout.eval.significance.compare` on the per-seed values: a paired t-test seed by seed (Welch's
 t-test when the seeds differ), two-sided at alpha = 0.05; no win is claimed inside the noise. The cells are not
 corrected for the many comparisons; each table's note ends with what survives Holm's step-down correction over
 all of its tests.
@@ -12,15 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from gflowout.eval.comparison import (
-    ALPHA,
-    REFERENCE_METHOD,
-    Comparison,
-    compare,
-    holm_adjusted,
-    p_text,
-    verdict_cell,
-)
+from gflowout.eval.comparison import REFERENCE_METHOD
+from gflowout.eval.significance import ALPHA, Comparison, compare, holm_adjusted, holm_sentence, p_text, verdict_cell
 from gflowout.eval.tables import Table
 
 SeedValues = Mapping[int, float]  # seed -> value
@@ -41,16 +34,11 @@ def _note(values: Mapping[tuple[str, str], SeedValues], extra: str, holm: str = 
 
 def _holm_sentence(tested: Mapping[tuple[str, str], Comparison]) -> str:
     """What stays significant after Holm's step-down correction over every test of one table ("" when none ran)."""
-    if not tested:
-        return ""
-    holm = holm_adjusted({key: r.p_value for key, r in tested.items()})
-    kept = [
-        f"{row}, {column} ({tested[(row, column)].verdict}, Holm-adjusted {p_text(p_value)})"
-        for (row, column), p_value in sorted(holm.items(), key=lambda item: item[1])
-        if p_value < ALPHA and tested[(row, column)].verdict != "indistinguishable"
-    ]
-    family = f"Corrected for all {len(tested)} tests of this table (Holm's step-down method, alpha = {ALPHA:g})"
-    return f"{family}, {'no difference remains significant' if not kept else 'these remain: ' + '; '.join(kept)}."
+    return holm_sentence(
+        tested,
+        holm_adjusted({key: r.p_value for key, r in tested.items()}),
+        lambda key, result, p_value: f"{key[0]}, {key[1]} ({result.verdict}, Holm-adjusted {p_text(p_value)})",
+    )
 
 
 def _verdict_rows(

@@ -4,7 +4,7 @@
 `gflowout.eval.evaluate`) and `gflowout train` run folders (clean test metrics only), groups them by (data
 set, method) and reports each metric as mean +- standard error over seeds (standard error = sample standard
 deviation / sqrt(n); a single seed has none and shows the mean alone). Per data set it writes the settings
-the runs share, the summary table, the tests over seeds (`gflowout.eval.comparison`), the detail tables of
+the runs share, the summary table, the tests over seeds (`gflowout.eval.significance`), the detail tables of
 `build_tables`, the cost and the figures of `build_figures`, to `report.md`, `figures/*.png` and
 `report.html` (the figures inline as base64, so the page is one self-contained file, or linked to figures/:
 `gflowout.eval.report_page`). The head and tail
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from gflowout import __version__
-from gflowout.eval import comparison, report_posthoc
+from gflowout.eval import comparison, report_posthoc, significance
 from gflowout.eval.aggregate import (
     METHOD_ORDER,
     SCALAR_SECTIONS,
@@ -92,7 +92,7 @@ __all__ = [
 # The sections at the head of each data set, in order; each returns a table or None (nothing to show).
 HEAD_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [
     comparison.build_summary_table,
-    comparison.build_significance_table,
+    significance.build_significance_table,
 ]
 # After the detail tables of `build_tables`.
 TAIL_TABLES: list[Callable[[str, Sequence[Group]], Table | None]] = [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gflowout.errors import DataError
-from gflowout.eval import comparison
+from gflowout.eval import comparison, significance
 from gflowout.eval.aggregate import aggregate
 from gflowout.eval.tables import Table
 
@@ -153,7 +153,7 @@ def posthoc_tables(runs: Sequence[Mapping[str, Any]]) -> list[Table]:
             + comparison.SUMMARY_NOTE
         )
         tables.append(summary)
-        tested = comparison.build_significance_table(dataset, groups, reference=POSTHOC_REFERENCE)
+        tested = significance.build_significance_table(dataset, groups, reference=POSTHOC_REFERENCE)
         if tested is not None:
             tested.title = f"{dataset}: is post-hoc GFlowOut better than the {source} network it was fitted on?"
             tables.append(tested)
