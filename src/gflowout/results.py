@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,18 @@ def run_id(dataset: str, method: str, seed: int) -> str:
     return f"{dataset}__{method}__seed{int(seed)}"
 
 
+def training_cost(record: Mapping[str, Any], fallback_s: float | None = None) -> dict[str, Any]:
+    """The cost a training records (a run's results.json, a benchmark's trained.json): train_time_s (its
+    training over every session, `fallback_s` when it records none), train_time_all_sessions (False without a
+    recorded time, or for a run resumed from a checkpoint older than the time it carries) and train_peak_rss_mb."""
+    recorded = record.get("train_time_s")
+    return {
+        "train_time_s": float(recorded) if recorded is not None else fallback_s,
+        "train_time_all_sessions": recorded is not None and bool(record.get("train_time_all_sessions", False)),
+        "train_peak_rss_mb": record.get("train_peak_rss_mb"),
+    }
+
+
 def read_train_run(folder: str | Path) -> dict[str, Any]:
     """A `gflowout train` run folder (its results.json and config.yaml) as a result in the RESULT SCHEMA.
 
@@ -134,9 +147,7 @@ def read_train_run(folder: str | Path) -> dict[str, Any]:
         "dataset": data["dataset"],
         "config": config,
         # older runs record only fit_time_s: their last call, the test pass included
-        "train_time_s": data["train_time_s"] if data.get("train_time_s") is not None else data.get("fit_time_s"),
-        "train_time_all_sessions": bool(data.get("train_time_all_sessions", False)),
-        "train_peak_rss_mb": data.get("train_peak_rss_mb"),
+        **training_cost(data, data.get("fit_time_s")),
         "eval_time_s": None,
         "samples": data.get("val_samples"),
         "test_size": int(test["count"]) if test.get("count") is not None else None,

@@ -34,7 +34,7 @@ from gflowout.experiments.grid_check import check_grid
 from gflowout.experiments.grid_config import check_grid_lists, shard_runs
 from gflowout.experiments.reevaluate import TRAINED_MARKER, complete_result, missing_sections
 from gflowout.provenance import code_provenance
-from gflowout.results import read_result, run_id, write_json_atomic
+from gflowout.results import read_result, run_id, training_cost, write_json_atomic
 from gflowout.training.resume import settings_digest
 
 __all__ = [
@@ -235,11 +235,7 @@ def train_and_evaluate(
                 f"{run_dir} was trained with another config (or by an older gflowout); its model would be reported "
                 f"under this one. Use another --out, or delete {run_dir} to retrain"
             )
-        cost = {
-            "train_time_s": float(trained["train_time_s"]),
-            "train_time_all_sessions": bool(trained.get("train_time_all_sessions", False)),
-            "train_peak_rss_mb": trained.get("train_peak_rss_mb"),
-        }
+        cost = training_cost(trained)
         log(f"  training finished earlier ({run_dir}); evaluating")
     else:
         if progress:
@@ -287,13 +283,7 @@ def train_run(config: Any, run_dir: Path, trainer_overrides: dict[str, Any] | No
 
     started = time.perf_counter()
     fit(config, run_dir, resume=True, **(trainer_overrides or {}))
-    results = json.loads((run_dir / "results.json").read_text())
-    recorded = results.get("train_time_s")
-    return {
-        "train_time_s": float(recorded) if recorded is not None else time.perf_counter() - started,
-        "train_time_all_sessions": recorded is not None and bool(results.get("train_time_all_sessions", False)),
-        "train_peak_rss_mb": results.get("train_peak_rss_mb"),
-    }
+    return training_cost(json.loads((run_dir / "results.json").read_text()), time.perf_counter() - started)
 
 
 def seconds_left(per_run: Sequence[float], remaining: int) -> float:
