@@ -128,7 +128,7 @@ def test_cohort_help(capsys):
 def test_the_summary_tests_gflowout_against_each_method_seed_by_seed():
     from scipy import stats
 
-    from gflowout.experiments.cohort import HEADLINE, tests_markdown
+    from gflowout.experiments.cohort_summary import HEADLINE, tests_markdown
 
     def run(method: str, seed: int, shift: float) -> dict:
         held = dict.fromkeys(HEADLINE, 0.6 + 0.01 * seed + shift)
