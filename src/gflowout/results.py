@@ -109,6 +109,17 @@ def training_cost(record: Mapping[str, Any], fallback_s: float | None = None) ->
     }
 
 
+def read_run_config(folder: str | Path) -> Any:
+    """The parsed config.yaml of a run folder, or None when it is missing or unreadable (a report then shows the
+    run without it)."""
+    import yaml
+
+    try:
+        return yaml.safe_load((Path(folder) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def read_train_run(folder: str | Path) -> dict[str, Any]:
     """A `gflowout train` run folder (its results.json and config.yaml) as a result in the RESULT SCHEMA.
 
@@ -116,8 +127,6 @@ def read_train_run(folder: str | Path) -> dict[str, Any]:
     Brier, ECE with 15 bins), the test-set size, S and the configuration are filled; every other section is
     absent and shows as "-" in a report. "source" says where the run came from.
     """
-    import yaml
-
     folder = Path(folder)
     path = folder / "results.json"
     try:
@@ -126,12 +135,7 @@ def read_train_run(folder: str | Path) -> dict[str, Any]:
         raise DataError(f"cannot read {path}: {error}") from error
     if not isinstance(data, dict) or not {"method", "dataset", "seed"} <= set(data):
         raise DataError(f"{path} is not a `gflowout train` results.json (needs 'method', 'dataset' and 'seed')")
-    config = None
-    if (folder / "config.yaml").is_file():
-        try:
-            config = yaml.safe_load((folder / "config.yaml").read_text())
-        except (OSError, yaml.YAMLError):
-            config = None
+    config = read_run_config(folder)
     test = data.get("test") or {}
     clean = {
         "accuracy": test.get("accuracy"),
@@ -209,12 +213,7 @@ def _is_posthoc_fit(folder: Path) -> bool:
     freezes the backbone. Its GFlowOut was fitted on another method's network: no training run of its own."""
     if (folder / "posthoc.json").is_file():
         return True
-    import yaml
-
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return False
+    config = read_run_config(folder)
     options = ((config or {}).get("method") or {}).get("options") or {} if isinstance(config, dict) else {}
     return isinstance(options, dict) and options.get("freeze_backbone") is True
 

@@ -19,6 +19,7 @@ from gflowout.errors import DataError
 from gflowout.eval import comparison, significance
 from gflowout.eval.aggregate import aggregate
 from gflowout.eval.tables import Table
+from gflowout.results import read_run_config
 
 __all__ = ["POSTHOC_REFERENCE", "load_posthoc_runs", "posthoc_tables"]
 
@@ -32,12 +33,7 @@ def _is_posthoc_comparison(data: Any) -> bool:
 def _fit_config(folder: Path) -> dict[str, Any]:
     """The data set and seed of the fit's config.yaml beside a comparison ({} without one): what a comparison
     written before its rows recorded them (a data set evaluated on clean metrics only) falls back on."""
-    import yaml
-
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
+    config = read_run_config(folder)
     if not isinstance(config, dict) or not isinstance(config.get("data"), dict) or "seed" not in config:
         return {}
     return {"dataset": config["data"].get("name"), "seed": config["seed"]}
