@@ -172,9 +172,7 @@ def write_report(
         tables = [t for build in HEAD_TABLES if (t := build(dataset, groups)) is not None]
         tables += build_tables(dataset, groups)
         tables += [t for build in TAIL_TABLES if (t := build(dataset, groups)) is not None]
-        for table in tables:
-            markdown.append(table_markdown(table))
-            page.append(table_html(table))
+        _append_tables(tables, markdown, page)
         for caption, path in build_figures(dataset, groups, figure_dir):
             markdown += figure_markdown(caption, path, out_dir)
             page.append(figure_html(caption, path, out_dir, embed_figures))
@@ -183,12 +181,17 @@ def write_report(
         heading = "Post-hoc GFlowOut on the trained networks"
         markdown += [f"## {heading}", ""]
         page.append(f"<h2>{html.escape(heading)}</h2>")
-        for table in posthoc:
-            markdown.append(table_markdown(table))
-            page.append(table_html(table))
+        _append_tables(posthoc, markdown, page)
     if learning:
         _learning_section(dict(learning), figure_dir, out_dir, markdown, page, embed_figures)
     return write_page(out_dir, title, markdown, page)
+
+
+def _append_tables(tables: Sequence[Table], markdown: list[str], page: list[str]) -> None:
+    """Each table to both pages: a Markdown section and an HTML table."""
+    for table in tables:
+        markdown.append(table_markdown(table))
+        page.append(table_html(table))
 
 
 def _learning_section(
@@ -205,9 +208,7 @@ def _learning_section(
         learning_report.learning_table(learning),
         learning_report.cost_table(learning, METHOD_ORDER),
     ]
-    for table in (t for t in tables if t is not None):
-        markdown.append(table_markdown(table))
-        page.append(table_html(table))
+    _append_tables([t for t in tables if t is not None], markdown, page)
     figures = [
         (
             learning_report.plot_mask_curves(learning, figure_dir / "mask_curves.png"),
