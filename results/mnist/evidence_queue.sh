@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One worker's share of the evidence runs, in order: the MNIST grid, its deep-ensemble row, the beta = 1
-# ablation (all from commit e598adc), then the Fashion-MNIST grid (from the commit in FASHION_WORKTREE).
+# One worker's share of the evidence runs, in order: the MNIST grid, the beta = 1 ablation, the grid's
+# deep-ensemble row (all from commit e598adc), then the Fashion-MNIST grid (from the commit in FASHION_WORKTREE).
 # Two workers share the machine:  for i in 1 2; do nohup nice -n 10 bash results/mnist/evidence_queue.sh $i & done
 # Rerun the same loop after a stop: finished runs are skipped, an interrupted training resumes from its last.ckpt.
 set -u
@@ -21,6 +21,6 @@ bench() {  # worktree, grid config (relative to the worktree), output folder
 }
 
 bench "$MNIST_WORKTREE" configs/evidence_mnist.yaml "$results/mnist"
-bench "$MNIST_WORKTREE" configs/evidence_mnist_ensemble.yaml "$results/mnist"
 bench "$MNIST_WORKTREE" configs/evidence_mnist_beta1.yaml "$results/mnist-beta1"
+bench "$MNIST_WORKTREE" configs/evidence_mnist_ensemble.yaml "$results/mnist"
 bench "$FASHION_WORKTREE" configs/evidence_fashion_mnist.yaml "$results/fashion-mnist"
