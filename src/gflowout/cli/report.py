@@ -44,6 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "must stay beside its figures/ folder (e.g. a report committed to a repository, so that no figure "
         "is stored twice); default: one self-contained page",
     )
+    parser.add_argument(
+        "--ablation",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a benchmark's output folder that reruns some of RESULTS_DIR's methods with one setting changed "
+        "(e.g. GFlowOut at a fixed beta = 1; repeatable): reported beside the same methods here, tested seed by "
+        "seed, the changed setting read from the runs' configs; its mask statistics come from "
+        "DIR/report/learning.json (write it first with `gflowout report DIR`)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -53,6 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.writable import writable_folder
 
     results = Path(args.results_dir)
+    if args.ablation and (is_run_folder(results) or downstream_protocol(results)[0] is not None):
+        from gflowout.errors import ConfigError
+
+        raise ConfigError(
+            f"--ablation compares a benchmark's runs with a rerun of them; {results} is a single run folder or a "
+            "downstream protocol's results: leave --ablation out"
+        )
     if is_run_folder(results):
         out = writable_folder(Path(args.out) if args.out else results / "report", "report folder", "--out")
         page = write_run_report(results, out)
@@ -82,7 +99,14 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.learning import learning_for_report
 
     learning = learning_for_report(results, out, args.runs)
-    html = write_report(results, out, title=args.title, learning=learning, embed_figures=not args.link_figures)
+    html = write_report(
+        results,
+        out,
+        title=args.title,
+        learning=learning,
+        embed_figures=not args.link_figures,
+        ablations=args.ablation,
+    )
     print(f"report written: {out / 'report.md'} and {html}")
     return 0
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from gflowout import __version__
-from gflowout.eval import comparison, report_posthoc, significance
+from gflowout.eval import comparison, report_ablation, report_posthoc, significance
 from gflowout.eval.aggregate import (
     METHOD_ORDER,
     SCALAR_SECTIONS,
@@ -138,6 +138,7 @@ def write_report(
     title: str = "gflowout report",
     learning: Mapping[str, Any] | None = None,
     embed_figures: bool = True,
+    ablations: Sequence[str | Path] = (),
 ) -> Path:
     """Aggregate the runs under `results_dir` (benchmark result files and `gflowout train` run folders); write
     report.md, figures/ and report.html to `out_dir`: the figures inline, one self-contained file, or with
@@ -145,9 +146,10 @@ def write_report(
 
     Per data set: the settings, a summary table, the tests over seeds, the detail tables, the cost and the
     figures. Post-hoc fits found under `results_dir` (`gflowout posthoc` comparison.json files) get their own
-    section (`gflowout.eval.report_posthoc`). With `learning` (the runs of a learning.json,
-    `gflowout.experiments.learning`), a last section: what
-    the masks became, the GFlowNets' training curves and the cost per epoch. Returns the path of the HTML page.
+    section (`gflowout.eval.report_posthoc`), and so does each folder of `ablations` (the same protocol with one
+    setting changed, reported beside the runs it changes: `gflowout.eval.report_ablation`). With `learning` (the
+    runs of a learning.json, `gflowout.experiments.learning`), a last section: what the masks became, the
+    GFlowNets' training curves and the cost per epoch. Returns the path of the HTML page.
     """
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
@@ -182,6 +184,12 @@ def write_report(
         markdown += [f"## {heading}", ""]
         page.append(f"<h2>{html.escape(heading)}</h2>")
         _append_tables(posthoc, markdown, page)
+    for folder in ablations:
+        ablation = report_ablation.load_ablation(folder)
+        heading = f"Ablation: {folder}"
+        markdown += [f"## {heading}", ""]
+        page.append(f"<h2>{html.escape(heading)}</h2>")
+        _append_tables(report_ablation.ablation_tables(runs, ablation, learning), markdown, page)
     if learning:
         _learning_section(dict(learning), figure_dir, out_dir, markdown, page, embed_figures)
     return write_page(out_dir, title, markdown, page)

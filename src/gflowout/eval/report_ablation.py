@@ -1,0 +1,222 @@
+"""The ablation rows of a benchmark report: the same protocol run again with one setting changed, beside the
+runs it changes.
+
+An ablation is a second benchmark folder (e.g. GFlowOut at a fixed beta = 1 instead of the paper's schedule):
+its run ids equal the main grid's, so it lives in its own folder. `gflowout report MAIN --ablation DIR` reads
+it beside MAIN: per data set and method of the ablation, the main runs of that method and the ablated ones as
+mean ± SE, the ablated runs tested against the main ones seed by seed, the summary columns seed by seed and,
+where both folders' reports hold a learning.json, what the masks became in each. The changed setting is read
+from the runs' own configs, not from a label the user types, and an ablation evaluated differently from the
+main runs is refused: its numbers would not be comparable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gflowout.errors import DataError
+from gflowout.eval import comparison, significance
+from gflowout.eval.aggregate import aggregate
+from gflowout.eval.tables import Table
+from gflowout.results import load_report_runs
+from gflowout.training.resume import flatten
+
+__all__ = ["Ablation", "ablation_tables", "changed_settings", "load_ablation"]
+
+# Settings that change how a run is executed or shown, never its numbers.
+EXECUTION_KEYS = frozenset(
+    {
+        "data.root",
+        "data.num_workers",
+        "trainer.enable_progress_bar",
+        "trainer.log_every_n_steps",
+        "trainer.checkpoint_every_n_steps",
+        "trainer.accelerator",
+        "trainer.devices",
+    }
+)
+# Evaluation fields that may differ between two runs evaluated the same way (the seed is the run's own).
+PER_RUN_EVALUATION_KEYS = frozenset({"seed"})
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ablation folder's runs and, when its report holds one, the runs of its learning.json."""
+
+    folder: Path
+    runs: list[dict[str, Any]]
+    learning: dict[str, Any] | None = None
+
+
+def load_ablation(folder: str | Path) -> Ablation:
+    """The runs under an ablation folder (a benchmark's output folder) and its report's learning.json when
+    `gflowout report FOLDER` has written one. A folder without runs raises DataError."""
+    from gflowout.experiments.learning import read_learning
+
+    folder = Path(folder)
+    runs = load_report_runs(folder)
+    learning_path = folder / "report" / "learning.json"
+    try:
+        learning = read_learning(learning_path) if learning_path.is_file() else None
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read the ablation's {learning_path}: {error}") from error
+    return Ablation(folder, runs, dict(learning) if learning else None)
+
+
+def _config_of(run: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """A run's config flattened, without its seed, what only changes execution, empty blocks and other methods'
+    blocks."""
+    flat = flatten(run.get("config") or {})
+    return {
+        key: value
+        for key, value in flat.items()
+        if key != "seed"
+        and key not in EXECUTION_KEYS
+        and value != {}  # an empty block sets nothing
+        and not (key.startswith("methods.") and not key.startswith(f"methods.{method}."))
+    }
+
+
+def changed_settings(main: Sequence[Mapping[str, Any]], ablated: Sequence[Mapping[str, Any]]) -> dict[str, tuple]:
+    """{setting: (main value, ablated value)} where the ablated runs' config differs from the main runs' of the
+    same method (the main run of the same seed when there is one). The difference must be the same for every
+    ablated run, else DataError: such runs do not ablate one thing."""
+    method = str(ablated[0]["method"])
+    by_seed = {int(r["seed"]): r for r in main}
+    found: dict[str, tuple] | None = None
+    for run in ablated:
+        partner = by_seed.get(int(run["seed"]), main[0])
+        theirs, ours = _config_of(partner, method), _config_of(run, method)
+        diff = {k: (theirs.get(k, "(unset)"), ours.get(k, "(unset)")) for k in sorted(set(theirs) | set(ours))}
+        diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+        if found is None:
+            found = diff
+        elif diff != found:
+            raise DataError(
+                f"the ablation's {method} runs change different settings ({_describe(found)} in one run, "
+                f"{_describe(diff)} in {run['run_id']}); an ablation changes the same settings in every seed"
+            )
+    return found or {}
+
+
+def _describe(changes: Mapping[str, tuple]) -> str:
+    return "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in changes.items()) or "nothing"
+
+
+def _label(method: str, changes: Mapping[str, tuple]) -> str:
+    short = [key.rsplit(".", 1)[-1] for key in changes]
+    names = short if len(set(short)) == len(short) else list(changes)
+    settings = ", ".join(f"{name} = {new}" for name, (_, new) in zip(names, changes.values()))
+    return f"{method} ({settings or 'rerun'})"
+
+
+def _check_evaluation(main: Sequence[Mapping[str, Any]], ablated: Sequence[Mapping[str, Any]], where: str) -> None:
+    """Refuse an ablation whose runs were evaluated differently from the main runs (test set, S, conditions)."""
+
+    def setting(run: Mapping[str, Any]) -> str:
+        evaluation = {k: v for k, v in (run.get("evaluation") or {}).items() if k not in PER_RUN_EVALUATION_KEYS}
+        return json.dumps(
+            {"evaluation": evaluation, "samples": run.get("samples"), "test_size": run.get("test_size")},
+            sort_keys=True,
+            default=str,
+        )
+
+    mains, ours = {setting(r) for r in main}, {setting(r) for r in ablated}
+    if len(mains | ours) > 1:
+        raise DataError(
+            f"{where}: the ablation's runs were evaluated differently from the main runs (the evaluation block, "
+            "S or the test-set size differ), so their numbers are not comparable; evaluate both with the same "
+            "benchmark `evaluation:` block"
+        )
+
+
+def _mask_table(title: str, parts: Sequence[tuple[Mapping[str, Any] | None, str, str]], dataset: str) -> Table | None:
+    """The "What the masks became" rows of each (learning runs, method, label) part, one table."""
+    from gflowout.eval import learning_report
+
+    rows, header, note = [], None, ""
+    for learning, method, label in parts:
+        if not learning:
+            continue
+        own = {k: v for k, v in learning.items() if k.startswith(f"{dataset}__{method}__")}
+        table = learning_report.learning_table(own, labels={method: label})
+        if table is not None:
+            rows += table.rows
+            header, note = table.header, table.note
+    if header is None or len({row[0] for row in rows}) < 2:
+        return None
+    return Table(title, header, rows, note=note)
+
+
+def ablation_tables(
+    main_runs: Sequence[Mapping[str, Any]],
+    ablation: Ablation,
+    main_learning: Mapping[str, Any] | None = None,
+) -> list[Table]:
+    """Per data set and method of the ablation: the summary (main and ablated rows), the ablated runs tested
+    against the main ones seed by seed, the summary columns seed by seed, and what the masks became in both
+    when both learning.json files are there. DataError when the main results have no runs of an ablated method,
+    or the two were evaluated differently."""
+    tables: list[Table] = []
+    for dataset, method in sorted({(r["dataset"], r["method"]) for r in ablation.runs}):
+        ablated = [r for r in ablation.runs if (r["dataset"], r["method"]) == (dataset, method)]
+        main = [r for r in main_runs if (r["dataset"], r["method"]) == (dataset, method)]
+        where = f"ablation {ablation.folder}, {method} on {dataset}"
+        if not main:
+            raise DataError(
+                f"{where}: the main results have no {method} runs on {dataset} to compare with; point --ablation "
+                "at a folder that reruns methods of the main grid"
+            )
+        common = {int(r["seed"]) for r in main} & {int(r["seed"]) for r in ablated}
+        if not common:
+            raise DataError(
+                f"{where}: no seed is in both the main runs and the ablation's, so nothing can be paired; run the "
+                "ablation with seeds of the main grid"
+            )
+        left_out = sorted({int(r["seed"]) for r in main + ablated} - common)
+        main = [r for r in main if int(r["seed"]) in common]
+        ablated = [r for r in ablated if int(r["seed"]) in common]
+        _check_evaluation(main, ablated, where)
+        changes = changed_settings(main, ablated)
+        label = _label(method, changes)
+        rows = [{k: v for k, v in r.items() if k != "ts"} for r in main]  # no + TS rows: one change at a time
+        rows += [{**{k: v for k, v in r.items() if k != "ts"}, "method": label} for r in ablated]
+        groups = aggregate(rows)[dataset]
+        changed = (
+            "; ".join(f"`{key}` {old} in the main runs, {new} here" for key, (old, new) in changes.items())
+            or "no setting (a rerun of the same configuration)"
+        )
+        summary = comparison.build_summary_table(dataset, groups)
+        summary.title = f"{dataset}: ablation, {label} beside {method}"
+        summary.note = (
+            f"The ablated runs ({ablation.folder}) change {changed}; everything else, the evaluation included, is "
+            f"the main runs'. Both rows over the seeds the two share ({', '.join(map(str, sorted(common)))}"
+            + (
+                f"; seed {', '.join(map(str, left_out))} of one side left out until the other has it"
+                if left_out
+                else ""
+            )
+            + "). Without temperature scaling. "
+            + comparison.SUMMARY_NOTE
+        )
+        tables.append(summary)
+        tested = significance.build_significance_table(dataset, groups, reference=label)
+        if tested is not None:
+            tested.title = f"{dataset}: is {label} better than {method}? (tests over seeds)"
+            tables.append(tested)
+        per_seed = comparison.build_per_seed_table(dataset, groups)
+        if per_seed is not None:
+            per_seed.title = f"{dataset}: ablation, the summary columns seed by seed"
+            tables.append(per_seed)
+        masks = _mask_table(
+            f"{dataset}: what the masks became, {method} and {label}",
+            [(main_learning, method, method), (ablation.learning, method, label)],
+            dataset,
+        )
+        if masks is not None:
+            tables.append(masks)
+    return tables

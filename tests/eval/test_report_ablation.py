@@ -1,0 +1,146 @@
+"""The ablation section of a benchmark report (`gflowout report MAIN --ablation DIR`): the changed setting read
+from the configs, the ablated runs tested against the main ones seed by seed (checked against scipy), the shared
+seeds only, the masks of both, and clear errors for ablations that cannot be compared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scipy import stats
+
+from gflowout.cli.main import main
+from gflowout.errors import DataError
+from gflowout.eval.report_ablation import ablation_tables, changed_settings, load_ablation
+from gflowout.results import load_report_runs, write_json_atomic
+from tests.eval.test_learning_report import learning_record
+from tests.helpers.report import fixture_run, fixture_runs, write_runs
+
+SEEDS = (1, 2, 3)
+LABEL = "gflowout (beta = 1.0)"
+
+
+def ablated_run(seed: int, nll_shift: float = 0.2, beta: Any = 1.0) -> dict[str, Any]:
+    """The fixture's gflowout run of `seed` rerun with `methods.gflowout.options.beta` = beta: its clean NLL
+    higher by `nll_shift` plus a little noise of its own (so the seeds have spread)."""
+    run = fixture_run("gflowout", seed, offsets_seed=7)
+    run["config"].setdefault("methods", {}).setdefault("gflowout", {}).setdefault("options", {})["beta"] = beta
+    run["clean"]["nll"] += nll_shift
+    return run
+
+
+def write_main(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
+    write_runs(folder / "results", fixture_runs(seeds=seeds))
+    return folder
+
+
+def write_ablation(folder: Path, seeds: tuple[int, ...] = SEEDS, **kwargs: Any) -> Path:
+    write_runs(folder / "results", [ablated_run(seed, **kwargs) for seed in seeds])
+    return folder
+
+
+def by_title(tables: list, start: str):
+    return next(t for t in tables if t.title.startswith(start))
+
+
+def test_the_ablated_runs_are_tested_against_the_main_ones_seed_by_seed(tmp_path: Path):
+    main_runs = load_report_runs(write_main(tmp_path / "main"))
+    ablation = load_ablation(write_ablation(tmp_path / "beta1"))
+    tables = ablation_tables(main_runs, ablation)
+    summary = by_title(tables, "mnist: ablation, gflowout (beta = 1.0) beside gflowout")
+    assert [row[:2] for row in summary.rows] == [["gflowout", "3"], [LABEL, "3"]]  # mc_dropout and none stay out
+    assert "`methods.gflowout.options.beta` (unset) in the main runs, 1.0 here" in summary.note
+    tested = by_title(tables, f"mnist: is {LABEL} better than gflowout?")
+    assert tested.header == ["column", f"{LABEL} vs gflowout"]
+    nll = {r["seed"]: r["clean"]["nll"] for r in ablation.runs}
+    main_nll = {r["seed"]: r["clean"]["nll"] for r in main_runs if r["method"] == "gflowout"}
+    p_value = stats.ttest_rel([nll[s] for s in SEEDS], [main_nll[s] for s in SEEDS]).pvalue
+    cell = tested.rows[[row[0] for row in tested.rows].index("NLL ↓")][1]
+    difference = sum(nll[s] - main_nll[s] for s in SEEDS) / len(SEEDS)  # the 0.2 shift plus the seeds' noise
+    assert cell.startswith(f"worse ({difference:+.4f}; ")
+    assert f"p = {p_value:.3f}" in cell or (p_value < 0.001 and "p < 0.001" in cell)
+    per_seed = by_title(tables, "mnist: ablation, the summary columns seed by seed")
+    assert [row[:2] for row in per_seed.rows] == [["gflowout", str(s)] for s in SEEDS] + [
+        [LABEL, str(s)] for s in SEEDS
+    ]
+    assert not any("+ TS" in row[0] for t in tables for row in t.rows)  # one change at a time
+
+
+def test_only_the_seeds_both_sides_have_are_compared(tmp_path: Path):
+    main_runs = load_report_runs(write_main(tmp_path / "main"))
+    tables = ablation_tables(main_runs, load_ablation(write_ablation(tmp_path / "beta1", seeds=(1, 2))))
+    summary = tables[0]
+    assert [row[:2] for row in summary.rows] == [["gflowout", "2"], [LABEL, "2"]]
+    assert "seeds the two share (1, 2; seed 3 of one side left out" in summary.note
+    assert "paired t-test, seed by seed" in tables[1].note
+    with pytest.raises(DataError, match="no seed is in both"):
+        ablation_tables(
+            load_report_runs(write_main(tmp_path / "other", seeds=(3,))),
+            load_ablation(write_ablation(tmp_path / "b2", seeds=(1, 2))),
+        )
+
+
+def test_the_changed_setting_must_be_the_same_in_every_seed(tmp_path: Path):
+    main_runs = [r for r in fixture_runs() if r["method"] == "gflowout"]
+    assert changed_settings(main_runs, [ablated_run(1), ablated_run(2)]) == {
+        "methods.gflowout.options.beta": ("(unset)", 1.0)
+    }
+    mixed = [ablated_run(1, beta=1.0), ablated_run(2, beta=0.5)]
+    with pytest.raises(DataError, match="change different settings .*beta: \\(unset\\) -> 0.5"):
+        changed_settings(main_runs, mixed)
+    rerun = fixture_run("gflowout", 1, offsets_seed=7)
+    rerun["config"]["data"]["num_workers"] = 4  # execution only: no change to the numbers
+    assert changed_settings(main_runs, [rerun]) == {}
+
+
+def test_an_ablation_evaluated_differently_or_of_another_method_is_refused(tmp_path: Path):
+    main_runs = load_report_runs(write_main(tmp_path / "main"))
+    folder = write_ablation(tmp_path / "beta1")
+    path = folder / "results" / "mnist__gflowout__seed2.json"
+    data = json.loads(path.read_text())
+    data["samples"] = 5
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="evaluated differently from the main runs"):
+        ablation_tables(main_runs, load_ablation(folder))
+    contextual = fixture_run("contextual", 1)
+    with pytest.raises(DataError, match="the main results have no contextual runs on mnist"):
+        ablation_tables(main_runs, load_ablation(write_runs(tmp_path / "ctx" / "results", [contextual]).parent))
+
+
+def test_the_masks_of_both_are_reported_when_both_reports_hold_a_learning_json(tmp_path: Path):
+    main_runs = load_report_runs(write_main(tmp_path / "main"))
+    folder = write_ablation(tmp_path / "beta1")
+    learning = {"schema_version": 1, "runs": {"mnist__gflowout__seed1": learning_record("gflowout", 1, 30.0, 0.1)}}
+    write_json_atomic(folder / "report" / "learning.json", learning)
+    main_learning = {"mnist__gflowout__seed1": learning_record("gflowout", 1, 30.0, 0.6)}
+    masks = by_title(ablation_tables(main_runs, load_ablation(folder), main_learning), "mnist: what the masks became")
+    assert [(row[0], row[2], row[5]) for row in masks.rows] == [
+        ("gflowout", "best", "0.693"),
+        ("gflowout", "last", "0.600"),
+        (LABEL, "best", "0.693"),
+        (LABEL, "last", "0.100"),
+    ]
+    assert all("what the masks became" not in t.title for t in ablation_tables(main_runs, load_ablation(folder)))
+    (folder / "report" / "learning.json").write_text("{")
+    with pytest.raises(DataError, match="cannot read the ablation's .*learning.json"):
+        load_ablation(folder)
+
+
+def test_gflowout_report_writes_the_ablation_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    main_folder, ablation = write_main(tmp_path / "main"), write_ablation(tmp_path / "beta1")
+    assert main(["report", str(main_folder), "--ablation", str(ablation)]) == 0
+    text = (main_folder / "report" / "report.md").read_text()
+    grid, section = text.split(f"## Ablation: {ablation}", 1)
+    assert LABEL not in grid  # the ablated runs stay out of the main summary and its tests
+    assert f"### mnist: is {LABEL} better than gflowout? (tests over seeds)" in section
+    assert f"<h2>Ablation: {ablation}</h2>" in (main_folder / "report" / "report.html").read_text()
+    run_folder = tmp_path / "run"
+    (run_folder / "logs" / "version_0").mkdir(parents=True)
+    (run_folder / "logs" / "version_0" / "metrics.csv").write_text("epoch,step\n0,1\n")
+    (run_folder / "config.yaml").write_text("seed: 1\n")
+    capsys.readouterr()
+    assert main(["report", str(run_folder), "--ablation", str(ablation)]) == 2
+    assert "leave --ablation out" in capsys.readouterr().err
+    assert not (run_folder / "report").exists()  # refused before anything is written
