@@ -66,6 +66,11 @@ def test_the_ablated_runs_are_tested_against_the_main_ones_seed_by_seed(tmp_path
         [LABEL, str(s)] for s in SEEDS
     ]
     assert not any("+ TS" in row[0] for t in tables for row in t.rows)  # one change at a time
+    assert "own report" not in summary.note
+    (tmp_path / "beta1" / "report").mkdir()
+    (tmp_path / "beta1" / "report" / "report.md").write_text("# beta = 1\n")
+    again = ablation_tables(main_runs, ablation)[0]
+    assert f"The ablation's own report ({tmp_path / 'beta1' / 'report' / 'report.md'}) draws" in again.note
 
 
 def test_only_the_seeds_both_sides_have_are_compared(tmp_path: Path):

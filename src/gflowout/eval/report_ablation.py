@@ -190,6 +190,12 @@ def ablation_tables(
             "; ".join(f"`{key}` {old} in the main runs, {new} here" for key, (old, new) in changes.items())
             or "no setting (a rerun of the same configuration)"
         )
+        own_report = (
+            f" The ablation's own report ({ablation.folder / 'report' / 'report.md'}) draws its masks and training "
+            "curves over epochs."
+            if (ablation.folder / "report" / "report.md").is_file()
+            else ""
+        )
         summary = comparison.build_summary_table(dataset, groups)
         summary.title = f"{dataset}: ablation, {label} beside {method}"
         summary.note = (
@@ -200,7 +206,9 @@ def ablation_tables(
                 if left_out
                 else ""
             )
-            + "). Without temperature scaling. "
+            + "). Without temperature scaling."
+            + own_report
+            + " "
             + comparison.SUMMARY_NOTE
         )
         tables.append(summary)
