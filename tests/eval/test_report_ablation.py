@@ -22,17 +22,25 @@ SEEDS = (1, 2, 3)
 LABEL = "gflowout (beta = 1.0)"
 
 
+def as_evaluated(run: dict[str, Any]) -> dict[str, Any]:
+    """A fixture run as a benchmark records it: the evaluation's seed is the run's own, and the config holds every
+    method's block (as real configs do)."""
+    run["evaluation"]["seed"] = run["seed"]
+    run["config"]["methods"] = {"id_gflowout": {"options": {"prior_keep": 0.5}}, "mc_dropout": {"options": {}}}
+    return run
+
+
 def ablated_run(seed: int, nll_shift: float = 0.2, beta: Any = 1.0) -> dict[str, Any]:
     """The fixture's gflowout run of `seed` rerun with `methods.gflowout.options.beta` = beta: its clean NLL
     higher by `nll_shift` plus a little noise of its own (so the seeds have spread)."""
-    run = fixture_run("gflowout", seed, offsets_seed=7)
-    run["config"].setdefault("methods", {}).setdefault("gflowout", {}).setdefault("options", {})["beta"] = beta
+    run = as_evaluated(fixture_run("gflowout", seed, offsets_seed=7))
+    run["config"]["methods"]["gflowout"] = {"options": {"beta": beta}}
     run["clean"]["nll"] += nll_shift
     return run
 
 
 def write_main(folder: Path, seeds: tuple[int, ...] = SEEDS) -> Path:
-    write_runs(folder / "results", fixture_runs(seeds=seeds))
+    write_runs(folder / "results", [as_evaluated(run) for run in fixture_runs(seeds=seeds)])
     return folder
 
 
@@ -78,7 +86,9 @@ def test_only_the_seeds_both_sides_have_are_compared(tmp_path: Path):
     tables = ablation_tables(main_runs, load_ablation(write_ablation(tmp_path / "beta1", seeds=(1, 2))))
     summary = tables[0]
     assert [row[:2] for row in summary.rows] == [["gflowout", "2"], [LABEL, "2"]]
-    assert "seeds the two share (1, 2; seed 3 of one side left out" in summary.note
+    assert "seeds the two share (seeds 1, 2; seed 3 (main runs only) left out until the other side has it)" in (
+        summary.note
+    )
     assert "paired t-test, seed by seed" in tables[1].note
     with pytest.raises(DataError, match="no seed is in both"):
         ablation_tables(
@@ -88,36 +98,80 @@ def test_only_the_seeds_both_sides_have_are_compared(tmp_path: Path):
 
 
 def test_the_changed_setting_must_be_the_same_in_every_seed(tmp_path: Path):
-    main_runs = [r for r in fixture_runs() if r["method"] == "gflowout"]
+    main_runs = [as_evaluated(r) for r in fixture_runs() if r["method"] == "gflowout"]
     assert changed_settings(main_runs, [ablated_run(1), ablated_run(2)]) == {
         "methods.gflowout.options.beta": ("(unset)", 1.0)
     }
     mixed = [ablated_run(1, beta=1.0), ablated_run(2, beta=0.5)]
     with pytest.raises(DataError, match="change different settings .*beta: \\(unset\\) -> 0.5"):
         changed_settings(main_runs, mixed)
-    rerun = fixture_run("gflowout", 1, offsets_seed=7)
-    rerun["config"]["data"]["num_workers"] = 4  # execution only: no change to the numbers
+    rerun = as_evaluated(fixture_run("gflowout", 1, offsets_seed=7))
+    rerun["config"]["data"]["num_workers"] = 4  # execution and logging only: no change to the numbers
+    rerun["config"]["diagnostics"] = {"enabled": False}
+    rerun["config"]["trainer"]["strategy"] = "ddp"
+    rerun["config"]["trainer"]["val_every_n_epochs"] = 1  # a newer key at the value that means "absent"
+    rerun["config"]["methods"]["id_gflowout"]["options"]["prior_keep"] = 0.9  # another method's block
     assert changed_settings(main_runs, [rerun]) == {}
+
+
+def test_each_ablated_run_is_compared_with_the_main_run_of_its_own_seed():
+    main_runs = [as_evaluated(r) for r in fixture_runs() if r["method"] == "gflowout"]
+    main_runs[1]["config"]["model"]["options"]["hidden"] = [64, 64]  # main seed 2 differs from seeds 1 and 3
+    ablated = [ablated_run(1), ablated_run(2)]
+    ablated[1]["config"]["model"]["options"]["hidden"] = [64, 64]  # ... and so does its ablated rerun
+    assert changed_settings(main_runs, ablated) == {"methods.gflowout.options.beta": ("(unset)", 1.0)}
+    bare = ablated_run(1)
+    bare["config"] = {}
+    with pytest.raises(DataError, match="records no config"):
+        changed_settings(main_runs, [bare])
+
+
+def rewrite(folder: Path, change: Any) -> None:
+    """Apply `change` to every result file under folder/results."""
+    for path in (folder / "results").glob("*.json"):
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
 
 
 def test_an_ablation_evaluated_differently_or_of_another_method_is_refused(tmp_path: Path):
     main_runs = load_report_runs(write_main(tmp_path / "main"))
     folder = write_ablation(tmp_path / "beta1")
-    path = folder / "results" / "mnist__gflowout__seed2.json"
-    data = json.loads(path.read_text())
-    data["samples"] = 5
-    path.write_text(json.dumps(data))
-    with pytest.raises(DataError, match="evaluated differently from the main runs"):
+    rewrite(folder, lambda run: run.update(samples=5))  # every ablated run alike: S = 5 against the main's
+    with pytest.raises(
+        DataError,
+        match="evaluated differently \\(samples: 4 in main run mnist__gflowout__seed1, 5 in ablated run",
+    ):
+        ablation_tables(main_runs, load_ablation(folder))
+    rewrite(folder, lambda run: run.update(samples=4) or run["ood"].pop("animal-mnist"))
+    with pytest.raises(
+        DataError,
+        match="ood_sets: \\['animal-mnist', 'fashion-mnist'\\] in main run mnist__gflowout__seed1, \\['fashion-mn",
+    ):
+        ablation_tables(main_runs, load_ablation(folder))
+    rewrite(folder, lambda run: run["ood"].update({"animal-mnist": {}}))  # the ablation is as the main runs again
+    assert ablation_tables(main_runs, load_ablation(folder))
+    main_runs[1]["evaluation"]["batch_size"] = 7  # main gflowout seed 2 evaluated in other batches
+    assert main_runs[1]["run_id"] == "mnist__gflowout__seed2"
+    with pytest.raises(DataError, match="the main runs disagree among themselves .*evaluation.batch_size"):
         ablation_tables(main_runs, load_ablation(folder))
     contextual = fixture_run("contextual", 1)
     with pytest.raises(DataError, match="the main results have no contextual runs on mnist"):
         ablation_tables(main_runs, load_ablation(write_runs(tmp_path / "ctx" / "results", [contextual]).parent))
+    with pytest.raises(DataError, match="--ablation .*nowhere: results folder .* does not exist"):
+        load_ablation(tmp_path / "nowhere")
 
 
 def test_the_masks_of_both_are_reported_when_both_reports_hold_a_learning_json(tmp_path: Path):
     main_runs = load_report_runs(write_main(tmp_path / "main"))
     folder = write_ablation(tmp_path / "beta1")
-    learning = {"schema_version": 1, "runs": {"mnist__gflowout__seed1": learning_record("gflowout", 1, 30.0, 0.1)}}
+    learning = {
+        "schema_version": 1,
+        "runs": {
+            "mnist__gflowout__seed1": learning_record("gflowout", 1, 30.0, 0.1),
+            "mnist__gflowout__seed4": learning_record("gflowout", 4, 30.0, 0.2),  # no result: not a shared seed
+        },
+    }
     write_json_atomic(folder / "report" / "learning.json", learning)
     main_learning = {"mnist__gflowout__seed1": learning_record("gflowout", 1, 30.0, 0.6)}
     masks = by_title(ablation_tables(main_runs, load_ablation(folder), main_learning), "mnist: what the masks became")
@@ -141,6 +195,11 @@ def test_gflowout_report_writes_the_ablation_section(tmp_path: Path, capsys: pyt
     assert LABEL not in grid  # the ablated runs stay out of the main summary and its tests
     assert f"### mnist: is {LABEL} better than gflowout? (tests over seeds)" in section
     assert f"<h2>Ablation: {ablation}</h2>" in (main_folder / "report" / "report.html").read_text()
+    capsys.readouterr()
+    before = {p: p.stat().st_mtime_ns for p in (main_folder / "report").rglob("*")}
+    assert main(["report", str(main_folder), "--ablation", str(tmp_path / "typo")]) == 2
+    assert "--ablation" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in (main_folder / "report").rglob("*")} == before  # nothing rewritten
     run_folder = tmp_path / "run"
     (run_folder / "logs" / "version_0").mkdir(parents=True)
     (run_folder / "logs" / "version_0" / "metrics.csv").write_text("epoch,step\n0,1\n")

@@ -96,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         page = writer(folder, out, embed_figures=not args.link_figures)
         print(f"{protocol.replace('_', ' ')} report written: {page}")
         return 0
+    from gflowout.eval.report_ablation import check_ablations
     from gflowout.experiments.learning import learning_for_report
 
+    check_ablations(results, args.ablation)  # before learning.json or a figure is written
     learning = learning_for_report(results, out, args.runs)
     html = write_report(
         results,

@@ -151,10 +151,14 @@ def write_report(
     runs of a learning.json, `gflowout.experiments.learning`), a last section: what the masks became, the
     GFlowNets' training curves and the cost per epoch. Returns the path of the HTML page.
     """
+    runs = load_report_runs(results_dir)
+    ablation_sections = [  # read and checked before anything is written
+        (folder, report_ablation.ablation_tables(runs, report_ablation.load_ablation(folder), learning))
+        for folder in ablations
+    ]
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
     figure_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_report_runs(results_dir)
     by_dataset = aggregate(runs)
     intro = (
         f"{len(runs)} run(s) from `{results_dir}`, reported by gflowout {__version__}. Each cell is the mean ± "
@@ -184,12 +188,11 @@ def write_report(
         markdown += [f"## {heading}", ""]
         page.append(f"<h2>{html.escape(heading)}</h2>")
         _append_tables(posthoc, markdown, page)
-    for folder in ablations:
-        ablation = report_ablation.load_ablation(folder)
+    for folder, tables in ablation_sections:
         heading = f"Ablation: {folder}"
         markdown += [f"## {heading}", ""]
         page.append(f"<h2>{html.escape(heading)}</h2>")
-        _append_tables(report_ablation.ablation_tables(runs, ablation, learning), markdown, page)
+        _append_tables(tables, markdown, page)
     if learning:
         _learning_section(dict(learning), figure_dir, out_dir, markdown, page, embed_figures)
     return write_page(out_dir, title, markdown, page)

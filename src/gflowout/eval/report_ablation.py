@@ -12,7 +12,6 @@ main runs is refused: its numbers would not be comparable.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,23 +21,11 @@ from gflowout.errors import DataError
 from gflowout.eval import comparison, significance
 from gflowout.eval.aggregate import aggregate
 from gflowout.eval.tables import Table
-from gflowout.results import load_report_runs
-from gflowout.training.resume import flatten
+from gflowout.results import load_report_runs, run_id
+from gflowout.training.resume import HARDWARE_KEYS, comparable
 
-__all__ = ["Ablation", "ablation_tables", "changed_settings", "load_ablation"]
+__all__ = ["Ablation", "ablation_tables", "changed_settings", "check_ablations", "load_ablation"]
 
-# Settings that change how a run is executed or shown, never its numbers.
-EXECUTION_KEYS = frozenset(
-    {
-        "data.root",
-        "data.num_workers",
-        "trainer.enable_progress_bar",
-        "trainer.log_every_n_steps",
-        "trainer.checkpoint_every_n_steps",
-        "trainer.accelerator",
-        "trainer.devices",
-    }
-)
 # Evaluation fields that may differ between two runs evaluated the same way (the seed is the run's own).
 PER_RUN_EVALUATION_KEYS = frozenset({"seed"})
 
@@ -58,7 +45,10 @@ def load_ablation(folder: str | Path) -> Ablation:
     from gflowout.experiments.learning import read_learning
 
     folder = Path(folder)
-    runs = load_report_runs(folder)
+    try:
+        runs = load_report_runs(folder)
+    except DataError as error:
+        raise DataError(f"--ablation {folder}: {error}") from None
     learning_path = folder / "report" / "learning.json"
     try:
         learning = read_learning(learning_path) if learning_path.is_file() else None
@@ -68,15 +58,19 @@ def load_ablation(folder: str | Path) -> Ablation:
 
 
 def _config_of(run: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """A run's config flattened, without its seed, what only changes execution, empty blocks and other methods'
-    blocks."""
-    flat = flatten(run.get("config") or {})
+    """A run's config as the numbers see it (`resume.comparable`: no hardware keys, keys at their neutral values
+    or optimiser defaults, or empty blocks), without its seed and other methods' blocks. DataError without one."""
+    config = run.get("config")
+    if not isinstance(config, Mapping) or not config:
+        raise DataError(
+            f"run {run.get('run_id')!r} records no config, so what its ablation changes cannot be told; evaluate it "
+            "again with `gflowout benchmark`"
+        )
     return {
         key: value
-        for key, value in flat.items()
+        for key, value in comparable(config, optim_defaults=True).items()
         if key != "seed"
-        and key not in EXECUTION_KEYS
-        and value != {}  # an empty block sets nothing
+        and key not in HARDWARE_KEYS
         and not (key.startswith("methods.") and not key.startswith(f"methods.{method}."))
     }
 
@@ -114,35 +108,71 @@ def _label(method: str, changes: Mapping[str, tuple]) -> str:
     return f"{method} ({settings or 'rerun'})"
 
 
+def _evaluation_of(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's numbers depend on at evaluation: its evaluation block (without its own seed and keys at their
+    neutral values), S, the test-set size and the OOD sets evaluated and skipped."""
+    evaluation = comparable(run.get("evaluation") or {}, part="evaluation")
+    setting = {f"evaluation.{k}": v for k, v in evaluation.items() if k not in PER_RUN_EVALUATION_KEYS}
+    setting.update(
+        samples=run.get("samples"),
+        test_size=run.get("test_size"),
+        ood_sets=sorted(run.get("ood") or {}),
+        ood_skipped=sorted(run.get("ood_skipped") or {}),
+    )
+    return setting
+
+
 def _check_evaluation(main: Sequence[Mapping[str, Any]], ablated: Sequence[Mapping[str, Any]], where: str) -> None:
-    """Refuse an ablation whose runs were evaluated differently from the main runs (test set, S, conditions)."""
-
-    def setting(run: Mapping[str, Any]) -> str:
-        evaluation = {k: v for k, v in (run.get("evaluation") or {}).items() if k not in PER_RUN_EVALUATION_KEYS}
-        return json.dumps(
-            {"evaluation": evaluation, "samples": run.get("samples"), "test_size": run.get("test_size")},
-            sort_keys=True,
-            default=str,
+    """Refuse runs evaluated differently (evaluation block, S, test set, OOD sets), naming the fields and runs:
+    first among the main runs themselves, then the ablation's against the main runs."""
+    reference = main[0]
+    expected = _evaluation_of(reference)
+    for run in [*main[1:], *ablated]:
+        found = _evaluation_of(run)
+        fields = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        if not fields:
+            continue
+        in_main = any(run is m for m in main)
+        other = f"{'main' if in_main else 'ablated'} run {run['run_id']}"
+        listed = "; ".join(
+            f"{k}: {expected.get(k)!r} in main run {reference['run_id']}, {found.get(k)!r} in {other}" for k in fields
         )
-
-    mains, ours = {setting(r) for r in main}, {setting(r) for r in ablated}
-    if len(mains | ours) > 1:
+        whose = "the main runs disagree among themselves" if in_main else "the ablation's runs were evaluated"
         raise DataError(
-            f"{where}: the ablation's runs were evaluated differently from the main runs (the evaluation block, "
-            "S or the test-set size differ), so their numbers are not comparable; evaluate both with the same "
-            "benchmark `evaluation:` block"
+            f"{where}: {whose} differently ({listed}), so their numbers are not comparable; "
+            "evaluate all of them with the same benchmark `evaluation:` block"
         )
 
 
-def _mask_table(title: str, parts: Sequence[tuple[Mapping[str, Any] | None, str, str]], dataset: str) -> Table | None:
-    """The "What the masks became" rows of each (learning runs, method, label) part, one table."""
+def _seeds(seeds: Sequence[int] | set[int]) -> str:
+    ordered = sorted(seeds)
+    return f"seed{'s' if len(ordered) != 1 else ''} {', '.join(map(str, ordered))}"
+
+
+def _pronoun(seeds: Sequence[int]) -> str:
+    return "it" if len(seeds) == 1 else "them"
+
+
+def _commits_text(main: Sequence[Mapping[str, Any]], ablated: Sequence[Mapping[str, Any]]) -> str:
+    def commits(runs: Sequence[Mapping[str, Any]]) -> str:
+        found = sorted({str(r["commit"])[:7] for r in runs if r.get("commit")})
+        missing = any(not r.get("commit") for r in runs)
+        return ", ".join(found + (["not recorded"] if missing else []))
+
+    return f" Code: commit {commits(main)} (main runs), {commits(ablated)} (ablated runs)."
+
+
+def _mask_table(
+    title: str, parts: Sequence[tuple[Mapping[str, Any] | None, str, str]], dataset: str, seeds: set[int]
+) -> Table | None:
+    """The "What the masks became" rows of each (learning runs, method, label) part, for `seeds`, one table."""
     from gflowout.eval import learning_report
 
     rows, header, note = [], None, ""
     for learning, method, label in parts:
         if not learning:
             continue
-        own = {k: v for k, v in learning.items() if k.startswith(f"{dataset}__{method}__")}
+        own = {k: v for k, v in learning.items() if k in {run_id(dataset, method, seed) for seed in seeds}}
         table = learning_report.learning_table(own, labels={method: label})
         if table is not None:
             rows += table.rows
@@ -177,7 +207,8 @@ def ablation_tables(
                 f"{where}: no seed is in both the main runs and the ablation's, so nothing can be paired; run the "
                 "ablation with seeds of the main grid"
             )
-        left_out = sorted({int(r["seed"]) for r in main + ablated} - common)
+        main_only = sorted({int(r["seed"]) for r in main} - common)
+        ablation_only = sorted({int(r["seed"]) for r in ablated} - common)
         main = [r for r in main if int(r["seed"]) in common]
         ablated = [r for r in ablated if int(r["seed"]) in common]
         _check_evaluation(main, ablated, where)
@@ -199,14 +230,17 @@ def ablation_tables(
         summary = comparison.build_summary_table(dataset, groups)
         summary.title = f"{dataset}: ablation, {label} beside {method}"
         summary.note = (
-            f"The ablated runs ({ablation.folder}) change {changed}; everything else, the evaluation included, is "
-            f"the main runs'. Both rows over the seeds the two share ({', '.join(map(str, sorted(common)))}"
-            + (
-                f"; seed {', '.join(map(str, left_out))} of one side left out until the other has it"
-                if left_out
-                else ""
+            f"The ablated runs ({ablation.folder}) change {changed}; everything else in the config, and the "
+            "evaluation (its settings, S, the test set and the OOD sets: checked), is "
+            f"the main runs'. Both rows over the seeds the two share ({_seeds(common)}"
+            + "".join(
+                f"; {_seeds(seeds)} ({side} only) left out until the other side has {_pronoun(seeds)}"
+                for seeds, side in ((main_only, "main runs"), (ablation_only, "ablation"))
+                if seeds
             )
-            + "). Without temperature scaling."
+            + ")."
+            + _commits_text(main, ablated)
+            + " Without temperature scaling."
             + own_report
             + " "
             + comparison.SUMMARY_NOTE
@@ -224,7 +258,18 @@ def ablation_tables(
             f"{dataset}: what the masks became, {method} and {label}",
             [(main_learning, method, method), (ablation.learning, method, label)],
             dataset,
+            common,
         )
         if masks is not None:
             tables.append(masks)
     return tables
+
+
+def check_ablations(results_dir: str | Path, folders: Sequence[str | Path]) -> None:
+    """Raise the DataError `ablation_tables` would raise for any of `folders` beside the runs under
+    `results_dir`, before a report writes anything (a typo in --ablation must not leave a half-written report)."""
+    if not folders:
+        return
+    main_runs = load_report_runs(results_dir)
+    for folder in folders:
+        ablation_tables(main_runs, load_ablation(folder))
