@@ -28,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "temperature scaling, conformal sets and selective prediction; the numbers already in a file must come out "
         "identical, else it is kept and the grid stops",
     )
+    parser.add_argument(
+        "--status",
+        action="store_true",
+        help="train and write nothing: list every run of the grid with what its output folder holds (a result "
+        "file and its clean figures, a finished training awaiting evaluation, the epoch of a training's last "
+        "checkpoint, or nothing yet) and, with --shard I/N, the worker that runs it",
+    )
     parser.set_defaults(func=run)
 
 
@@ -35,6 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from gflowout.experiments.benchmark import load_benchmark_config, quiet_lightning, run_benchmark, set_threads
 
     shard = grid_shard(args)
+    if args.status:
+        from pathlib import Path
+
+        from gflowout.experiments.grid_status import grid_status, status_text
+
+        bench = load_benchmark_config(args.config)
+        out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
+        print(f"{out}:")
+        print(status_text(grid_status(bench, out, shard[1], args.root), shard[1]))
+        return 0
     quiet_lightning()
     set_threads(args.threads)
     bench = load_benchmark_config(args.config)

@@ -1,0 +1,116 @@
+"""Where a benchmark grid stands: `gflowout benchmark --config C --out O --status`.
+
+A grid of hours runs in pieces (a SLURM array, two workers on one machine, sessions that stop). This reads the
+output folder, trains and evaluates nothing, and says for every run of the grid, in the grid's order, which
+worker runs it and what is on disk: a result file (and whether it was made with this grid's settings), a finished
+training awaiting its evaluation, a training's last checkpoint (its epoch), or nothing yet.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gflowout.errors import GFlowOutError
+
+__all__ = ["RunStatus", "grid_status", "status_text"]
+
+STATES = ("done", "stale", "evaluating", "training", "not started")
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One run of the grid: its id, the worker (shard) that runs it, its state (one of STATES) and what was read."""
+
+    run_id: str
+    worker: int
+    state: str
+    detail: str
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def _written(path: Path) -> str:
+    stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, tz=datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _result_status(path: Path, digest: str) -> tuple[str, str]:
+    from gflowout.results import read_result
+
+    try:
+        result = read_result(path)
+    except GFlowOutError as error:
+        return "stale", f"unreadable result file ({error}); the grid stops at it"
+    if result.get("settings_digest") != digest:
+        return "stale", "result made with other settings than this grid's; the grid stops at it"
+    clean = result.get("clean") or {}
+    whole = "" if result.get("train_time_all_sessions") else " (its last session only)"
+    return "done", (
+        f"accuracy {clean.get('accuracy', float('nan')):.4f}, NLL {clean.get('nll', float('nan')):.4f}; "
+        f"training {_clock(result.get('train_time_s'))}{whole}, evaluation {_clock(result.get('eval_time_s'))}"
+    )
+
+
+def _training_status(run_dir: Path, max_epochs: int) -> tuple[str, str]:
+    from gflowout.checkpoint import read_checkpoint
+    from gflowout.experiments.reevaluate import TRAINED_MARKER
+
+    if (run_dir / TRAINED_MARKER).is_file():
+        return "evaluating", f"training finished ({_written(run_dir / TRAINED_MARKER)}); evaluation to come or running"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        if run_dir.is_dir():
+            return "training", "started, no checkpoint yet (a restart begins from the first epoch)"
+        return "not started", ""
+    try:
+        checkpoint = read_checkpoint(last)
+    except GFlowOutError as error:
+        return "training", f"last checkpoint unreadable ({error})"
+    epoch = int(checkpoint.get("epoch", -1)) + 1
+    step = int(checkpoint.get("global_step", 0))
+    return "training", f"last checkpoint in epoch {epoch} of {max_epochs}, step {step:,} ({_written(last)})"
+
+
+def grid_status(bench: Any, out_dir: str | Path, workers: int = 1, root: str | Path | None = None) -> list[RunStatus]:
+    """The state of every run of `bench` under `out_dir`, in the grid's order; `workers`: the N of --shard I/N,
+    so each run names the worker that runs it (position p goes to worker p mod N + 1, as `shard_runs` deals)."""
+    from gflowout.experiments.benchmark import run_digest
+    from gflowout.experiments.benchmark_config import run_config
+    from gflowout.results import run_id
+
+    out_dir = Path(out_dir)
+    statuses = []
+    for position, spec in enumerate(bench.runs()):
+        config = run_config(bench, spec, root)
+        identity = run_id(config.data.name, spec.method, spec.seed)
+        result_path = out_dir / "results" / f"{identity}.json"
+        if result_path.is_file():
+            state, detail = _result_status(result_path, run_digest(config, bench.evaluation))
+        else:
+            state, detail = _training_status(out_dir / "runs" / identity, config.trainer.max_epochs)
+        statuses.append(RunStatus(identity, position % workers + 1, state, detail))
+    return statuses
+
+
+def status_text(statuses: Sequence[RunStatus], workers: int = 1) -> str:
+    """One line per run (with its worker when there are several) and a last line counting the states."""
+    width = max((len(s.run_id) for s in statuses), default=0)
+    lines = []
+    for status in statuses:
+        worker = f"worker {status.worker}/{workers}  " if workers > 1 else ""
+        detail = f"  {status.detail}" if status.detail else ""
+        lines.append(f"{worker}{status.run_id:<{width}}  {status.state:<11}{detail}".rstrip())
+    counts = Counter(s.state for s in statuses)
+    summary = ", ".join(f"{counts[state]} {state}" for state in STATES if counts[state])
+    lines.append(f"{len(statuses)} runs: {summary}" if statuses else "the grid has no runs")
+    return "\n".join(lines)
