@@ -1,4 +1,5 @@
-"""The README's library example runs as written and trains a classifier that beats chance."""
+"""The README: its set-up commands, its library example (runs as written and beats chance) and its benchmark
+table (the committed report's numbers)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,44 @@ def test_readme_example_runs_and_beats_chance() -> None:
     accuracy, mutual_information = float(match.group(1)), float(match.group(2))
     assert accuracy > 0.6  # chance is 0.1
     assert mutual_information > 0.0  # stochastic masks disagree somewhere
+
+
+def _markdown_table(text: str, header_start: str) -> tuple[list[str], list[list[str]]]:
+    """The header and body rows of the first Markdown table whose header line starts with `header_start`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().replace("**", "") for cell in line.strip().strip("|").split("|")])
+    header = [cell.strip() for cell in lines[start].strip().strip("|").split("|")]
+    return header, rows
+
+
+def test_readme_benchmark_table_is_the_committed_reports() -> None:
+    """Every cell of the README's evidence table equals the committed MNIST report's summary cell, so the README
+    cannot keep numbers the report no longer shows (regenerate the report, then copy its summary)."""
+    repo = README.parent
+    _, readme_rows = _markdown_table(README.read_text(), "| method | seeds | accuracy | NLL | ECE | rotated")
+    report_header, report_rows = _markdown_table(
+        (repo / "results" / "mnist" / "report" / "report.md").read_text(), "| method | seeds | accuracy ↑"
+    )
+    names = {"GFlowOut": "gflowout", "ID-GFlowOut": "id_gflowout", "MC dropout": "mc_dropout"}
+    names |= {"Concrete": "concrete", "Contextual": "contextual", "none": "none", "deep ensemble": "ensemble"}
+    columns = [
+        "seeds",
+        "accuracy ↑",
+        "NLL ↓",
+        "ECE (15 bins) ↓",
+        "rotated accuracy ↑",
+        "rotated NLL ↓",
+        "corrupted accuracy (mean) ↑",
+        "AUROC fashion-mnist ↑",
+    ]
+    report = {row[0]: dict(zip(report_header, row)) for row in report_rows}
+    assert readme_rows, "the README lost its benchmark table"
+    for row in readme_rows:
+        method = names[row[0]]
+        assert row[1:] == [report[method][column] for column in columns], f"README row {row[0]!r} is stale"
+    assert {names[row[0]] for row in readme_rows} == {m for m in report if not m.endswith("+ TS")}
