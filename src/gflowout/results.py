@@ -264,3 +264,15 @@ def load_protocol_results(results_dir: str | Path, protocol: str) -> list[dict[s
     if not runs:
         raise DataError(f"no {protocol} result files under {results_dir}")
     return sorted(runs, key=lambda run: run["run_id"])
+
+
+def read_learning(path: str | Path) -> dict[str, Any]:
+    """The runs of a learning.json (`gflowout.experiments.learning.collect_learning` writes it): the training
+    curves, checkpoint mask statistics and epoch times a report reads. ValueError for another file."""
+    payload = json.loads(Path(path).read_text())
+    if not isinstance(payload, dict) or payload.get("schema_version") != 1 or not isinstance(payload.get("runs"), dict):
+        raise ValueError(
+            f"{str(path)!r} is not a learning.json of this version (schema_version 1 with 'runs'); "
+            "write it again with `gflowout report RESULTS --runs RUNS`"
+        )
+    return payload["runs"]

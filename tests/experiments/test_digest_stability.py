@@ -1,6 +1,6 @@
 """The evidence grid's result digests do not move: its runs take several sessions, each resuming what the last
 one left, and a finished result is reused only when its recorded digest equals the one computed now. A change
-that adds a config or evaluation key must give it a neutral value (training/resume.py, NEUTRAL_VALUES) and must
+that adds a config or evaluation key must give it a neutral value (config_compare.py, NEUTRAL_VALUES) and must
 not add blocks to the configs the grid reads; this test fails when one does."""
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gflowout.config_compare import HARDWARE_KEYS, comparable
 from gflowout.errors import DataError
 from gflowout.eval import comparison, significance
 from gflowout.eval.aggregate import aggregate
 from gflowout.eval.tables import Table
-from gflowout.results import load_report_runs, run_id
-from gflowout.training.resume import HARDWARE_KEYS, comparable
+from gflowout.results import load_report_runs, read_learning, run_id
 
 __all__ = ["Ablation", "ablation_tables", "changed_settings", "check_ablations", "load_ablation"]
 
@@ -42,8 +42,6 @@ class Ablation:
 def load_ablation(folder: str | Path) -> Ablation:
     """The runs under an ablation folder (a benchmark's output folder) and its report's learning.json when
     `gflowout report FOLDER` has written one. A folder without runs raises DataError."""
-    from gflowout.experiments.learning import read_learning
-
     folder = Path(folder)
     try:
         runs = load_report_runs(folder)
@@ -58,7 +56,7 @@ def load_ablation(folder: str | Path) -> Ablation:
 
 
 def _config_of(run: Mapping[str, Any], method: str) -> dict[str, Any]:
-    """A run's config as the numbers see it (`resume.comparable`: no hardware keys, keys at their neutral values
+    """A run's config as the numbers see it (`config_compare.comparable`: no hardware keys, keys at their neutral values
     or optimiser defaults, or empty blocks), without its seed and other methods' blocks. DataError without one."""
     config = run.get("config")
     if not isinstance(config, Mapping) or not config:

@@ -17,14 +17,13 @@ which the report reads and which can be published beside the results:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gflowout.eval.run_timing import epoch_timing
-from gflowout.results import write_json_atomic
+from gflowout.results import read_learning, write_json_atomic
 
 __all__ = [
     "CURVE_KEYS",
@@ -133,17 +132,6 @@ def collect_learning(
         learning[folder.name] = run_learning(folder)
     write_json_atomic(out_path, {"schema_version": 1, "runs": learning})
     return learning
-
-
-def read_learning(path: str | Path) -> dict[str, Any]:
-    """The runs of a learning.json written by `collect_learning`."""
-    payload = json.loads(Path(path).read_text())
-    if not isinstance(payload, dict) or payload.get("schema_version") != 1 or not isinstance(payload.get("runs"), dict):
-        raise ValueError(
-            f"{str(path)!r} is not a learning.json of this version (schema_version 1 with 'runs'); "
-            "write it again with `gflowout report RESULTS --runs RUNS`"
-        )
-    return payload["runs"]
 
 
 def learning_for_report(results: Path, out: Path, runs: str | Path | None = None) -> dict[str, Any] | None:
