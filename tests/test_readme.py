@@ -47,7 +47,8 @@ def test_readme_example_runs_and_beats_chance() -> None:
 def _markdown_table(text: str, header_start: str) -> tuple[list[str], list[list[str]]]:
     """The header and body rows of the first Markdown table whose header line starts with `header_start`."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    start = next((i for i, line in enumerate(lines) if line.startswith(header_start)), None)
+    assert start is not None, f"no table whose header starts with {header_start!r}"
     rows = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
@@ -61,25 +62,30 @@ def test_readme_benchmark_table_is_the_committed_reports() -> None:
     """Every cell of the README's evidence table equals the committed MNIST report's summary cell, so the README
     cannot keep numbers the report no longer shows (regenerate the report, then copy its summary)."""
     repo = README.parent
-    _, readme_rows = _markdown_table(README.read_text(), "| method | seeds | accuracy | NLL | ECE | rotated")
+    readme_header, readme_rows = _markdown_table(
+        README.read_text(), "| method | seeds | accuracy | NLL | ECE | rotated"
+    )
     report_header, report_rows = _markdown_table(
         (repo / "results" / "mnist" / "report" / "report.md").read_text(), "| method | seeds | accuracy ↑"
     )
     names = {"GFlowOut": "gflowout", "ID-GFlowOut": "id_gflowout", "MC dropout": "mc_dropout"}
     names |= {"Concrete": "concrete", "Contextual": "contextual", "none": "none", "deep ensemble": "ensemble"}
-    columns = [
-        "seeds",
-        "accuracy ↑",
-        "NLL ↓",
-        "ECE (15 bins) ↓",
-        "rotated accuracy ↑",
-        "rotated NLL ↓",
-        "corrupted accuracy (mean) ↑",
-        "AUROC fashion-mnist ↑",
-    ]
+    column_of = {  # the README's column: the report's
+        "seeds": "seeds",
+        "accuracy": "accuracy ↑",
+        "NLL": "NLL ↓",
+        "ECE": "ECE (15 bins) ↓",
+        "rotated accuracy": "rotated accuracy ↑",
+        "rotated NLL": "rotated NLL ↓",
+        "corrupted accuracy": "corrupted accuracy (mean) ↑",
+        "AUROC Fashion-MNIST": "AUROC fashion-mnist ↑",
+    }
+    assert readme_header[0] == "method" and set(readme_header[1:]) <= set(column_of), readme_header
+    columns = [column_of[name] for name in readme_header[1:]]
     report = {row[0]: dict(zip(report_header, row)) for row in report_rows}
     assert readme_rows, "the README lost its benchmark table"
     for row in readme_rows:
+        assert row[0] in names, f"README method {row[0]!r} has no report name here"
         method = names[row[0]]
         assert row[1:] == [report[method][column] for column in columns], f"README row {row[0]!r} is stale"
     assert {names[row[0]] for row in readme_rows} == {m for m in report if not m.endswith("+ TS")}

@@ -13,7 +13,8 @@ from scipy import stats
 
 from gflowout.cli.main import main
 from gflowout.errors import DataError
-from gflowout.eval.report_ablation import ablation_tables, changed_settings, load_ablation
+from gflowout.eval.aggregate import aggregate
+from gflowout.eval.report_ablation import Ablation, ablation_folders, ablation_tables, changed_settings, load_ablation
 from gflowout.results import load_report_runs, write_json_atomic
 from tests.eval.test_learning_report import learning_record
 from tests.helpers.report import fixture_run, fixture_runs, write_runs
@@ -26,6 +27,7 @@ def as_evaluated(run: dict[str, Any]) -> dict[str, Any]:
     """A fixture run as a benchmark records it: the evaluation's seed is the run's own, and the config holds every
     method's block (as real configs do)."""
     run["evaluation"]["seed"] = run["seed"]
+    run["ts"] = {"temperature": 1.5, "clean": dict(run["clean"])}  # temperature scaling's section, as real runs have
     run["config"]["methods"] = {"id_gflowout": {"options": {"prior_keep": 0.5}}, "mc_dropout": {"options": {}}}
     return run
 
@@ -59,7 +61,7 @@ def test_the_ablated_runs_are_tested_against_the_main_ones_seed_by_seed(tmp_path
     tables = ablation_tables(main_runs, ablation)
     summary = by_title(tables, "mnist: ablation, gflowout (beta = 1.0) beside gflowout")
     assert [row[:2] for row in summary.rows] == [["gflowout", "3"], [LABEL, "3"]]  # mc_dropout and none stay out
-    assert "`methods.gflowout.options.beta` (unset) in the main runs, 1.0 here" in summary.note
+    assert "`methods.gflowout.options.beta` (default) in the main runs, 1.0 here" in summary.note
     tested = by_title(tables, f"mnist: is {LABEL} better than gflowout?")
     assert tested.header == ["column", f"{LABEL} vs gflowout"]
     nll = {r["seed"]: r["clean"]["nll"] for r in ablation.runs}
@@ -73,7 +75,8 @@ def test_the_ablated_runs_are_tested_against_the_main_ones_seed_by_seed(tmp_path
     assert [row[:2] for row in per_seed.rows] == [["gflowout", str(s)] for s in SEEDS] + [
         [LABEL, str(s)] for s in SEEDS
     ]
-    assert not any("+ TS" in row[0] for t in tables for row in t.rows)  # one change at a time
+    assert any(g.method == "gflowout + TS" for g in aggregate(main_runs)["mnist"])  # the main report has + TS rows
+    assert not any("+ TS" in row[0] for t in tables for row in t.rows)  # the ablation leaves them out
     assert "own report" not in summary.note
     (tmp_path / "beta1" / "report").mkdir()
     (tmp_path / "beta1" / "report" / "report.md").write_text("# beta = 1\n")
@@ -100,10 +103,10 @@ def test_only_the_seeds_both_sides_have_are_compared(tmp_path: Path):
 def test_the_changed_setting_must_be_the_same_in_every_seed(tmp_path: Path):
     main_runs = [as_evaluated(r) for r in fixture_runs() if r["method"] == "gflowout"]
     assert changed_settings(main_runs, [ablated_run(1), ablated_run(2)]) == {
-        "methods.gflowout.options.beta": ("(unset)", 1.0)
+        "methods.gflowout.options.beta": ("(default)", 1.0)
     }
     mixed = [ablated_run(1, beta=1.0), ablated_run(2, beta=0.5)]
-    with pytest.raises(DataError, match="change different settings .*beta: \\(unset\\) -> 0.5"):
+    with pytest.raises(DataError, match="beta: \\(default\\) -> 1.0 in mnist__gflowout__seed1, .*-> 0.5 in mnist__"):
         changed_settings(main_runs, mixed)
     rerun = as_evaluated(fixture_run("gflowout", 1, offsets_seed=7))
     rerun["config"]["data"]["num_workers"] = 4  # execution and logging only: no change to the numbers
@@ -119,7 +122,7 @@ def test_each_ablated_run_is_compared_with_the_main_run_of_its_own_seed():
     main_runs[1]["config"]["model"]["options"]["hidden"] = [64, 64]  # main seed 2 differs from seeds 1 and 3
     ablated = [ablated_run(1), ablated_run(2)]
     ablated[1]["config"]["model"]["options"]["hidden"] = [64, 64]  # ... and so does its ablated rerun
-    assert changed_settings(main_runs, ablated) == {"methods.gflowout.options.beta": ("(unset)", 1.0)}
+    assert changed_settings(main_runs, ablated) == {"methods.gflowout.options.beta": ("(default)", 1.0)}
     bare = ablated_run(1)
     bare["config"] = {}
     with pytest.raises(DataError, match="records no config"):
@@ -153,7 +156,10 @@ def test_an_ablation_evaluated_differently_or_of_another_method_is_refused(tmp_p
     assert ablation_tables(main_runs, load_ablation(folder))
     main_runs[1]["evaluation"]["batch_size"] = 7  # main gflowout seed 2 evaluated in other batches
     assert main_runs[1]["run_id"] == "mnist__gflowout__seed2"
-    with pytest.raises(DataError, match="the main runs disagree among themselves .*evaluation.batch_size"):
+    with pytest.raises(
+        DataError,
+        match="two of the main runs were evaluated differently \\(evaluation.batch_size: 100 in main run mnist__g",
+    ):
         ablation_tables(main_runs, load_ablation(folder))
     contextual = fixture_run("contextual", 1)
     with pytest.raises(DataError, match="the main results have no contextual runs on mnist"):
@@ -198,7 +204,10 @@ def test_gflowout_report_writes_the_ablation_section(tmp_path: Path, capsys: pyt
     capsys.readouterr()
     before = {p: p.stat().st_mtime_ns for p in (main_folder / "report").rglob("*")}
     assert main(["report", str(main_folder), "--ablation", str(tmp_path / "typo")]) == 2
-    assert "--ablation" in capsys.readouterr().err
+    assert "(check the --ablation path)" in capsys.readouterr().err
+    fresh = tmp_path / "fresh-report"
+    assert main(["report", str(main_folder), "--out", str(fresh), "--ablation", str(tmp_path / "typo")]) == 2
+    assert not fresh.exists()  # the --out folder is not even created
     assert {p: p.stat().st_mtime_ns for p in (main_folder / "report").rglob("*")} == before  # nothing rewritten
     run_folder = tmp_path / "run"
     (run_folder / "logs" / "version_0").mkdir(parents=True)
@@ -208,3 +217,26 @@ def test_gflowout_report_writes_the_ablation_section(tmp_path: Path, capsys: pyt
     assert main(["report", str(run_folder), "--ablation", str(ablation)]) == 2
     assert "leave --ablation out" in capsys.readouterr().err
     assert not (run_folder / "report").exists()  # refused before anything is written
+
+
+def test_an_ablation_names_what_its_configs_say_and_may_skip_sections_only(tmp_path: Path):
+    main_runs = [as_evaluated(r) for r in fixture_runs() if r["method"] == "gflowout"]
+    for run in main_runs:
+        run["config"]["trainer"]["val_every_n_epochs"] = 5
+    reruns = [as_evaluated(fixture_run("gflowout", seed, offsets_seed=7)) for seed in SEEDS]
+    for run in reruns:
+        run["config"]["trainer"]["val_every_n_epochs"] = 1  # the neutral value: dropped by comparisons, still shown
+        run["evaluation"]["temperature_scaling"] = False  # adds no section: not an unlike evaluation
+    assert changed_settings(main_runs, reruns) == {"trainer.val_every_n_epochs": (5, 1)}
+    tables = ablation_tables(main_runs, Ablation(tmp_path, reruns))
+    assert tables[0].title == "mnist: ablation, gflowout (val_every_n_epochs = 1) beside gflowout"
+
+
+def test_the_main_folder_or_a_repeated_one_is_no_ablation(tmp_path: Path):
+    main_folder, ablation = write_main(tmp_path / "main"), write_ablation(tmp_path / "beta1")
+    assert ablation_folders(main_folder, [ablation]) == [ablation]
+    for same in (main_folder, main_folder / "results", tmp_path):
+        with pytest.raises(DataError, match="is the main results folder .* or overlaps it"):
+            ablation_folders(main_folder, [same])
+    with pytest.raises(DataError, match="is named twice"):
+        ablation_folders(main_folder, [ablation, tmp_path / "beta1" / "."])

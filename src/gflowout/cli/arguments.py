@@ -40,7 +40,9 @@ def slurm_array_shard(environ: dict[str, str]) -> tuple[int, int] | None:
         return None
     index = task - first + 1
     if not 1 <= index <= count:
-        raise argparse.ArgumentTypeError(
+        from gflowout.errors import ConfigError
+
+        raise ConfigError(
             f"SLURM array task {task} (min {first}, count {count}) is not one of {count} consecutive tasks; "
             "submit a contiguous --array (e.g. 0-3) or pass --shard I/N"
         )

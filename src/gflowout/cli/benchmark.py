@@ -43,15 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     shard = grid_shard(args)
     if args.status:
-        from pathlib import Path
-
-        from gflowout.experiments.grid_status import grid_status, status_text
-
-        bench = load_benchmark_config(args.config)
-        out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
-        print(f"{out}:")
-        print(status_text(grid_status(bench, out, shard[1], args.root), shard[1]))
-        return 0
+        return _status(args, shard[1])
     quiet_lightning()
     set_threads(args.threads)
     bench = load_benchmark_config(args.config)
@@ -66,4 +58,22 @@ def run(args: argparse.Namespace) -> int:
         reevaluate=args.reevaluate,
     )
     print(f"{len(paths)} result file(s) in {out / 'results'}")
+    return 0
+
+
+def _status(args: argparse.Namespace, workers: int) -> int:
+    """--status: print where every run of the grid stands; train and write nothing."""
+    from pathlib import Path
+
+    from gflowout.errors import ConfigError
+    from gflowout.experiments.benchmark import load_benchmark_config
+    from gflowout.experiments.grid_status import grid_status, status_text
+
+    doing = [flag for flag, given in (("--reevaluate", args.reevaluate), ("--keep-going", args.keep_going)) if given]
+    if doing:
+        raise ConfigError(f"--status only reads the output folder; leave out {' and '.join(doing)}")
+    bench = load_benchmark_config(args.config)
+    out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
+    print(f"{out}:" if out.is_dir() else f"{out} (no such folder yet: check --out if the grid has started):")
+    print(status_text(grid_status(bench, out, workers, args.root), workers))
     return 0

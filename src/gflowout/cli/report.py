@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
             html = write_report(results, out, title=args.title, embed_figures=not args.link_figures)
             print(f"report written: {out / 'report.md'} and {html}")
         return 0
+    if args.ablation:
+        from gflowout.eval.report_ablation import check_ablations
+
+        check_ablations(results, args.ablation)  # before the report folder, learning.json or a figure is written
     if args.out:
         out = Path(args.out)
     elif (results / "results").is_dir():  # a benchmark's output folder: results/, runs/, report/
@@ -96,10 +100,8 @@ def run(args: argparse.Namespace) -> int:
         page = writer(folder, out, embed_figures=not args.link_figures)
         print(f"{protocol.replace('_', ' ')} report written: {page}")
         return 0
-    from gflowout.eval.report_ablation import check_ablations
     from gflowout.experiments.learning import learning_for_report
 
-    check_ablations(results, args.ablation)  # before learning.json or a figure is written
     learning = learning_for_report(results, out, args.runs)
     html = write_report(
         results,

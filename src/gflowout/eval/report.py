@@ -154,7 +154,7 @@ def write_report(
     runs = load_report_runs(results_dir)
     ablation_sections = [  # read and checked before anything is written
         (folder, report_ablation.ablation_tables(runs, report_ablation.load_ablation(folder), learning))
-        for folder in ablations
+        for folder in report_ablation.ablation_folders(results_dir, ablations)
     ]
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"

@@ -17,17 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gflowout.config_compare import HARDWARE_KEYS, comparable
+from gflowout.config_compare import HARDWARE_KEYS, NEUTRAL_VALUES, comparable, flatten
 from gflowout.errors import DataError
 from gflowout.eval import comparison, significance
 from gflowout.eval.aggregate import aggregate
 from gflowout.eval.tables import Table
 from gflowout.results import load_report_runs, read_learning, run_id
 
-__all__ = ["Ablation", "ablation_tables", "changed_settings", "check_ablations", "load_ablation"]
+__all__ = [
+    "Ablation",
+    "ablation_folders",
+    "ablation_tables",
+    "changed_settings",
+    "check_ablations",
+    "load_ablation",
+]
 
 # Evaluation fields that may differ between two runs evaluated the same way (the seed is the run's own).
 PER_RUN_EVALUATION_KEYS = frozenset({"seed"})
+# Evaluation settings that only add sections to a result (temperature scaling, conformal sets): the ablation section
+# compares neither (it leaves the "+ TS" rows out), so they may differ.
+SECTION_ONLY_EVALUATION_KEYS = ("temperature_scaling", "conformal_")
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ def load_ablation(folder: str | Path) -> Ablation:
     try:
         runs = load_report_runs(folder)
     except DataError as error:
-        raise DataError(f"--ablation {folder}: {error}") from None
+        raise DataError(f"--ablation {folder}: {error} (check the --ablation path)") from None
     learning_path = folder / "report" / "learning.json"
     try:
         learning = read_learning(learning_path) if learning_path.is_file() else None
@@ -80,19 +90,29 @@ def changed_settings(main: Sequence[Mapping[str, Any]], ablated: Sequence[Mappin
     method = str(ablated[0]["method"])
     by_seed = {int(r["seed"]): r for r in main}
     found: dict[str, tuple] | None = None
+    first = ""
     for run in ablated:
         partner = by_seed.get(int(run["seed"]), main[0])
         theirs, ours = _config_of(partner, method), _config_of(run, method)
-        diff = {k: (theirs.get(k, "(unset)"), ours.get(k, "(unset)")) for k in sorted(set(theirs) | set(ours))}
-        diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+        keys = sorted(k for k in set(theirs) | set(ours) if theirs.get(k, _ABSENT) != ours.get(k, _ABSENT))
+        diff = {k: (_shown(partner, k), _shown(run, k)) for k in keys}
         if found is None:
-            found = diff
+            found, first = diff, str(run["run_id"])
         elif diff != found:
             raise DataError(
-                f"the ablation's {method} runs change different settings ({_describe(found)} in one run, "
+                f"the ablation's {method} runs change different settings ({_describe(found)} in {first}, "
                 f"{_describe(diff)} in {run['run_id']}); an ablation changes the same settings in every seed"
             )
     return found or {}
+
+
+_ABSENT = object()
+
+
+def _shown(run: Mapping[str, Any], key: str) -> Any:
+    """A config value as the run's config states it: its own value, else the neutral value of a key added later,
+    else "(default)" (a key the config leaves at its default)."""
+    return flatten(run.get("config") or {}).get(key, NEUTRAL_VALUES.get(key, "(default)"))
 
 
 def _describe(changes: Mapping[str, tuple]) -> str:
@@ -110,7 +130,11 @@ def _evaluation_of(run: Mapping[str, Any]) -> dict[str, Any]:
     """What a run's numbers depend on at evaluation: its evaluation block (without its own seed and keys at their
     neutral values), S, the test-set size and the OOD sets evaluated and skipped."""
     evaluation = comparable(run.get("evaluation") or {}, part="evaluation")
-    setting = {f"evaluation.{k}": v for k, v in evaluation.items() if k not in PER_RUN_EVALUATION_KEYS}
+    setting = {
+        f"evaluation.{k}": v
+        for k, v in evaluation.items()
+        if k not in PER_RUN_EVALUATION_KEYS and not k.startswith(SECTION_ONLY_EVALUATION_KEYS)
+    }
     setting.update(
         samples=run.get("samples"),
         test_size=run.get("test_size"),
@@ -133,13 +157,23 @@ def _check_evaluation(main: Sequence[Mapping[str, Any]], ablated: Sequence[Mappi
         in_main = any(run is m for m in main)
         other = f"{'main' if in_main else 'ablated'} run {run['run_id']}"
         listed = "; ".join(
-            f"{k}: {expected.get(k)!r} in main run {reference['run_id']}, {found.get(k)!r} in {other}" for k in fields
+            f"{k}: {_shown_evaluation(reference, k)!r} in main run {reference['run_id']}, "
+            f"{_shown_evaluation(run, k)!r} in {other}"
+            for k in fields
         )
-        whose = "the main runs disagree among themselves" if in_main else "the ablation's runs were evaluated"
+        whose = "two of the main runs were" if in_main else "the ablation's runs were"
         raise DataError(
-            f"{where}: {whose} differently ({listed}), so their numbers are not comparable; "
+            f"{where}: {whose} evaluated differently ({listed}), so their numbers are not comparable; "
             "evaluate all of them with the same benchmark `evaluation:` block"
         )
+
+
+def _shown_evaluation(run: Mapping[str, Any], field: str) -> Any:
+    """An evaluation field as the run's result file records it (a neutral value where the file predates it)."""
+    if field.startswith("evaluation."):
+        name = field.removeprefix("evaluation.")
+        return (run.get("evaluation") or {}).get(name, NEUTRAL_VALUES.get(field, "(absent)"))
+    return _evaluation_of(run).get(field)
 
 
 def _seeds(seeds: Sequence[int] | set[int]) -> str:
@@ -263,11 +297,29 @@ def ablation_tables(
     return tables
 
 
+def ablation_folders(results_dir: str | Path, folders: Sequence[str | Path]) -> list[Path]:
+    """The ablation folders as paths, after refusing one that is the main results folder, lies inside it or holds
+    it (its runs would be compared with themselves), or is named twice."""
+    main = Path(results_dir).resolve()
+    seen: dict[Path, str | Path] = {}
+    for folder in folders:
+        resolved = Path(folder).resolve()
+        if resolved == main or main in resolved.parents or resolved in main.parents:
+            raise DataError(
+                f"--ablation {folder} is the main results folder {results_dir} or overlaps it: its runs would be "
+                "compared with themselves; point --ablation at the rerun's own output folder"
+            )
+        if resolved in seen:
+            raise DataError(f"--ablation {folder} is named twice (also as {seen[resolved]}); name it once")
+        seen[resolved] = folder
+    return [Path(folder) for folder in folders]
+
+
 def check_ablations(results_dir: str | Path, folders: Sequence[str | Path]) -> None:
     """Raise the DataError `ablation_tables` would raise for any of `folders` beside the runs under
     `results_dir`, before a report writes anything (a typo in --ablation must not leave a half-written report)."""
     if not folders:
         return
     main_runs = load_report_runs(results_dir)
-    for folder in folders:
+    for folder in ablation_folders(results_dir, folders):
         ablation_tables(main_runs, load_ablation(folder))

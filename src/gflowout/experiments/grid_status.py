@@ -3,17 +3,21 @@
 A grid of hours runs in pieces (a SLURM array, two workers on one machine, sessions that stop). This reads the
 output folder, trains and evaluates nothing, and says for every run of the grid, in the grid's order, which
 worker runs it and what is on disk: a result file (and whether it was made with this grid's settings), a finished
-training awaiting its evaluation, a training's last checkpoint (its epoch), or nothing yet.
+training awaiting its evaluation, a training's last checkpoint (its epoch), or nothing yet. A run the grid would
+refuse (a result, training or checkpoint of another config, an unreadable file) is "stale".
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from gflowout.errors import GFlowOutError
 
@@ -54,31 +58,62 @@ def _result_status(path: Path, digest: str) -> tuple[str, str]:
     if result.get("settings_digest") != digest:
         return "stale", "result made with other settings than this grid's; the grid stops at it"
     clean = result.get("clean") or {}
-    whole = "" if result.get("train_time_all_sessions") else " (its last session only)"
+    recorded = result.get("train_time_all_sessions")
+    whole = "" if recorded else " (may count only its last session)" if recorded is None else " (its last session only)"
     return "done", (
         f"accuracy {clean.get('accuracy', float('nan')):.4f}, NLL {clean.get('nll', float('nan')):.4f}; "
         f"training {_clock(result.get('train_time_s'))}{whole}, evaluation {_clock(result.get('eval_time_s'))}"
     )
 
 
-def _training_status(run_dir: Path, max_epochs: int) -> tuple[str, str]:
-    from gflowout.checkpoint import read_checkpoint
-    from gflowout.experiments.reevaluate import TRAINED_MARKER
+def _foreign_config(run_dir: Path, config: Any) -> str | None:
+    """Why the run folder cannot continue under `config` (a config.yaml of another config, or none readable
+    beside training files), or None when it can."""
+    from gflowout.errors import ConfigError
+    from gflowout.results import read_run_config
+    from gflowout.training.resume import check_resume_config
 
-    if (run_dir / TRAINED_MARKER).is_file():
-        return "evaluating", f"training finished ({_written(run_dir / TRAINED_MARKER)}); evaluation to come or running"
+    if not (run_dir / "config.yaml").is_file():
+        return None
+    saved = read_run_config(run_dir)
+    if not isinstance(saved, dict):
+        return "its config.yaml is unreadable"
+    try:
+        check_resume_config(saved, config.to_dict(), str(run_dir))
+    except ConfigError:
+        return "it was started with another config"
+    return None
+
+
+def _training_status(run_dir: Path, config: Any) -> tuple[str, str]:
+    from gflowout.experiments.reevaluate import TRAINED_MARKER
+    from gflowout.training.resume import settings_digest
+
+    refused = f"; the grid stops at it: delete {run_dir} to retrain"
+    marker = run_dir / TRAINED_MARKER
+    if marker.is_file():
+        try:
+            trained = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return "stale", f"unreadable {TRAINED_MARKER}{refused}"
+        if not isinstance(trained, dict) or trained.get("config_digest") != settings_digest(config=config.to_dict()):
+            return "stale", f"trained with another config{refused}"
+        return "evaluating", f"training finished ({_written(marker)}); evaluation to come or running"
+    foreign = _foreign_config(run_dir, config)
+    if foreign is not None:
+        return "stale", f"{foreign}{refused}"
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         if run_dir.is_dir():
             return "training", "started, no checkpoint yet (a restart begins from the first epoch)"
         return "not started", ""
-    try:
-        checkpoint = read_checkpoint(last)
-    except GFlowOutError as error:
-        return "training", f"last checkpoint unreadable ({error})"
-    epoch = int(checkpoint.get("epoch", -1)) + 1
-    step = int(checkpoint.get("global_step", 0))
-    return "training", f"last checkpoint in epoch {epoch} of {max_epochs}, step {step:,} ({_written(last)})"
+    try:  # two integers of a checkpoint of tens of MB: mapped, not read
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+        epoch, step = int(checkpoint["epoch"]) + 1, int(checkpoint["global_step"])
+    except Exception as error:  # noqa: BLE001  (any unreadable file: the grid stops at it too)
+        return "stale", f"last checkpoint unreadable ({type(error).__name__}){refused}"
+    max_epochs = config.trainer.max_epochs
+    return "training", f"last checkpoint in epoch {epoch} of {max_epochs}, optimiser step {step:,} ({_written(last)})"
 
 
 def grid_status(bench: Any, out_dir: str | Path, workers: int = 1, root: str | Path | None = None) -> list[RunStatus]:
@@ -97,7 +132,7 @@ def grid_status(bench: Any, out_dir: str | Path, workers: int = 1, root: str | P
         if result_path.is_file():
             state, detail = _result_status(result_path, run_digest(config, bench.evaluation))
         else:
-            state, detail = _training_status(out_dir / "runs" / identity, config.trainer.max_epochs)
+            state, detail = _training_status(out_dir / "runs" / identity, config)
         statuses.append(RunStatus(identity, position % workers + 1, state, detail))
     return statuses
 
