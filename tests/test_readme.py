@@ -89,3 +89,13 @@ def test_readme_benchmark_table_is_the_committed_reports() -> None:
         method = names[row[0]]
         assert row[1:] == [report[method][column] for column in columns], f"README row {row[0]!r} is stale"
     assert {names[row[0]] for row in readme_rows} == {m for m in report if not m.endswith("+ TS")}
+
+
+def test_readme_test_count_is_the_committed_reports() -> None:
+    """The README's tests-over-seeds paragraph names the size of the report's family of tests: a report with more
+    seeds or methods has another count, and the README's reading must be redone with it."""
+    report = (README.parent / "results" / "mnist" / "report" / "report.md").read_text()
+    in_report = re.search(r"Corrected for all (\d+) tests of this table", report)
+    in_readme = re.search(r"Corrected for the table's (\d+) tests", README.read_text())
+    assert in_report and in_readme, "the report's or the README's Holm sentence is gone"
+    assert in_readme.group(1) == in_report.group(1)
