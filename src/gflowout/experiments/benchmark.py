@@ -50,6 +50,7 @@ __all__ = [
     "seconds_left",
     "set_threads",
     "train_and_evaluate",
+    "training_digest",
     "train_run",
 ]
 
@@ -226,11 +227,11 @@ def train_and_evaluate(
     from gflowout.eval.evaluate import evaluate_method
 
     marker = run_dir / TRAINED_MARKER
-    training_digest = settings_digest(config=config.to_dict())
+    trained_digest = training_digest(config)
     digest = run_digest(config, evaluation)  # of the config asked for (the loaded one below is the same, from the file)
     if marker.is_file():
         trained = json.loads(marker.read_text())
-        if trained.get("config_digest") != training_digest:
+        if trained.get("config_digest") != trained_digest:
             raise BenchmarkError(
                 f"{run_dir} was trained with another config (or by an older gflowout); its model would be reported "
                 f"under this one. Use another --out, or delete {run_dir} to retrain"
@@ -241,7 +242,7 @@ def train_and_evaluate(
         if progress:
             progress("training")
         cost = train_run(config, run_dir, trainer_overrides)
-        write_json_atomic(marker, {**cost, "config_digest": training_digest})
+        write_json_atomic(marker, {**cost, "config_digest": trained_digest})
     method, config = load_method(
         run_dir, allow_custom_code=True
     )  # our own run folder; on the CPU, evaluated where the compute is
@@ -266,6 +267,12 @@ def train_and_evaluate(
     )
     result.update(config=config.to_dict(), **cost, settings_digest=digest, **code_provenance())
     return result
+
+
+def training_digest(config: Any) -> str:
+    """The fingerprint of what a training depends on (the run's config, not its hardware), recorded in the
+    TRAINED_MARKER of a finished training: a later grid reuses that training only under the same digest."""
+    return settings_digest(config=config.to_dict())
 
 
 def run_digest(config: Any, evaluation: EvaluationSettings) -> str:

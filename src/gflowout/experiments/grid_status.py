@@ -86,8 +86,8 @@ def _foreign_config(run_dir: Path, config: Any) -> str | None:
 
 
 def _training_status(run_dir: Path, config: Any) -> tuple[str, str]:
+    from gflowout.experiments.benchmark import training_digest
     from gflowout.experiments.reevaluate import TRAINED_MARKER
-    from gflowout.training.resume import settings_digest
 
     refused = f"; the grid stops at it: delete {run_dir} to retrain"
     marker = run_dir / TRAINED_MARKER
@@ -96,7 +96,7 @@ def _training_status(run_dir: Path, config: Any) -> tuple[str, str]:
             trained = json.loads(marker.read_text())
         except (OSError, ValueError):
             return "stale", f"unreadable {TRAINED_MARKER}{refused}"
-        if not isinstance(trained, dict) or trained.get("config_digest") != settings_digest(config=config.to_dict()):
+        if not isinstance(trained, dict) or trained.get("config_digest") != training_digest(config):
             return "stale", f"trained with another config{refused}"
         return "evaluating", f"training finished ({_written(marker)}); evaluation to come or running"
     foreign = _foreign_config(run_dir, config)
