@@ -76,10 +76,13 @@ def grid_shard(args: argparse.Namespace) -> tuple[int, int]:
     return args.shard or slurm_array_shard(dict(os.environ)) or (1, 1)
 
 
+def grid_out_path(args: argparse.Namespace, out_prefix: str) -> Path:
+    """--out, default `<out_prefix>-<config name>`; nothing is created (`grid_out_folder` creates and checks it)."""
+    return Path(args.out) if args.out else Path(f"{out_prefix}-{Path(args.config).stem}")
+
+
 def grid_out_folder(args: argparse.Namespace, out_prefix: str) -> Path:
     """--out (default `<out_prefix>-<config name>`), checked writable before hours of training rather than after."""
     from gflowout.writable import writable_folder
 
-    return writable_folder(
-        Path(args.out) if args.out else Path(f"{out_prefix}-{Path(args.config).stem}"), "output folder", "--out"
-    )
+    return writable_folder(grid_out_path(args, out_prefix), "output folder", "--out")

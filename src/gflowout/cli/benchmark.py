@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gflowout.cli.arguments import add_grid_arguments, grid_out_folder, grid_shard
+from gflowout.cli.arguments import add_grid_arguments, grid_out_folder, grid_out_path, grid_shard
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, workers: int) -> int:
     """--status: print where every run of the grid stands; train and write nothing."""
-    from pathlib import Path
-
     from gflowout.errors import ConfigError
     from gflowout.experiments.benchmark import load_benchmark_config
     from gflowout.experiments.grid_status import grid_status, status_text
@@ -73,7 +71,7 @@ def _status(args: argparse.Namespace, workers: int) -> int:
     if doing:
         raise ConfigError(f"--status only reads the output folder; leave out {' and '.join(doing)}")
     bench = load_benchmark_config(args.config)
-    out = Path(args.out) if args.out else Path(f"benchmark-{Path(args.config).stem}")
+    out = grid_out_path(args, "benchmark")
     print(f"{out}:" if out.is_dir() else f"{out} (no such folder yet: check --out if the grid has started):")
     print(status_text(grid_status(bench, out, workers, args.root), workers))
     return 0
