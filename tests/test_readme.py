@@ -1,5 +1,5 @@
 """The README: its set-up commands, its library example (runs as written and beats chance) and its benchmark
-table (the committed report's numbers)."""
+table and the figures its reading of the tests quotes (the committed report's numbers)."""
 
 from __future__ import annotations
 
@@ -99,3 +99,34 @@ def test_readme_test_count_is_the_committed_reports() -> None:
     in_readme = re.search(r"Corrected for the table's (\d+) tests", README.read_text())
     assert in_report and in_readme, "the report's or the README's Holm sentence is gone"
     assert in_readme.group(1) == in_report.group(1)
+
+
+def _main_significance_block(report: str) -> str:
+    """The report's first significance table (GFlowOut against the baselines) with its note and "In words"."""
+    lines = report.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|") and "; p = " in line), None)
+    assert start is not None, "the report lost its significance table"
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("Each cell:"))
+    return "\n".join(lines[start : end + 1])
+
+
+def test_readme_test_figures_are_the_committed_reports() -> None:
+    """Every difference and p-value the README's tests-over-seeds section quotes is a cell of the committed report's
+    significance table (the difference rounded as the README writes it), and its smallest Holm-adjusted p is the
+    report's: a regenerated report with other numbers makes the hand-written reading fail here."""
+    readme = README.read_text()
+    section = readme.split("### Tests over seeds", 1)[1].split("\n### ", 1)[0]
+    section = " ".join(section.split())
+    quoted = re.findall(r"([+-]\d+\.\d+),? \(?p = (\d\.\d+)", section)
+    assert len(quoted) >= 5, f"the README's tests-over-seeds section quotes few figures: {quoted}"
+    block = _main_significance_block((README.parent / "results" / "mnist" / "report" / "report.md").read_text())
+    cells = re.findall(r"\(([+-]\d+\.\d+); p = (\d\.\d+)", block)
+    for difference, p_value in quoted:
+        decimals = len(difference.split(".")[1])
+        assert any(p == p_value and f"{float(d):+.{decimals}f}" == difference for d, p in cells), (
+            f"the README quotes ({difference}, p = {p_value}), which no cell of the report's significance table shows"
+        )
+    smallest = re.search(r"smallest adjusted p is (\d\.\d+)", section)
+    adjusted = re.findall(r"Holm-adjusted p = (\d\.\d+)", block)
+    if smallest:
+        assert adjusted and smallest.group(1) == min(adjusted, key=float), (smallest.group(1), adjusted)
