@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+MNIST_REPORT = README.parent / "results" / "mnist" / "report" / "report.md"  # the committed evidence report
 
 
 def readme_python_blocks() -> list[str]:
@@ -61,13 +62,10 @@ def _markdown_table(text: str, header_start: str) -> tuple[list[str], list[list[
 def test_readme_benchmark_table_is_the_committed_reports() -> None:
     """Every cell of the README's evidence table equals the committed MNIST report's summary cell, so the README
     cannot keep numbers the report no longer shows (regenerate the report, then copy its summary)."""
-    repo = README.parent
     readme_header, readme_rows = _markdown_table(
         README.read_text(), "| method | seeds | accuracy | NLL | ECE | rotated"
     )
-    report_header, report_rows = _markdown_table(
-        (repo / "results" / "mnist" / "report" / "report.md").read_text(), "| method | seeds | accuracy ↑"
-    )
+    report_header, report_rows = _markdown_table(MNIST_REPORT.read_text(), "| method | seeds | accuracy ↑")
     names = {"GFlowOut": "gflowout", "ID-GFlowOut": "id_gflowout", "MC dropout": "mc_dropout"}
     names |= {"Concrete": "concrete", "Contextual": "contextual", "none": "none", "deep ensemble": "ensemble"}
     column_of = {  # the README's column: the report's
@@ -94,7 +92,7 @@ def test_readme_benchmark_table_is_the_committed_reports() -> None:
 def test_readme_test_count_is_the_committed_reports() -> None:
     """The README's tests-over-seeds paragraph names the size of the report's family of tests: a report with more
     seeds or methods has another count, and the README's reading must be redone with it."""
-    report = (README.parent / "results" / "mnist" / "report" / "report.md").read_text()
+    report = MNIST_REPORT.read_text()
     in_report = re.search(r"Corrected for all (\d+) tests of this table", report)
     in_readme = re.search(r"Corrected for the table's (\d+) tests", README.read_text())
     assert in_report and in_readme, "the report's or the README's Holm sentence is gone"
@@ -106,7 +104,8 @@ def _main_significance_block(report: str) -> str:
     lines = report.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("|") and "; p = " in line), None)
     assert start is not None, "the report lost its significance table"
-    end = next(i for i in range(start, len(lines)) if lines[i].startswith("Each cell:"))
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("Each cell:")), None)
+    assert end is not None, 'the report\'s significance table lost its note ("Each cell: ...")'
     return "\n".join(lines[start : end + 1])
 
 
@@ -119,7 +118,7 @@ def test_readme_test_figures_are_the_committed_reports() -> None:
     section = " ".join(section.split())
     quoted = re.findall(r"([+-]\d+\.\d+),? \(?p = (\d\.\d+)", section)
     assert len(quoted) >= 5, f"the README's tests-over-seeds section quotes few figures: {quoted}"
-    block = _main_significance_block((README.parent / "results" / "mnist" / "report" / "report.md").read_text())
+    block = _main_significance_block(MNIST_REPORT.read_text())
     cells = re.findall(r"\(([+-]\d+\.\d+); p = (\d\.\d+)", block)
     for difference, p_value in quoted:
         decimals = len(difference.split(".")[1])
