@@ -3,12 +3,24 @@
 # deep-ensemble row (all from commit e598adc), then the Fashion-MNIST grid (from the commit in FASHION_WORKTREE).
 # Two workers share the machine:  for i in 1 2; do nohup nice -n 10 bash results/mnist/evidence_queue.sh $i & done
 # Rerun the same loop after a stop: finished runs are skipped, an interrupted training resumes from its last.ckpt.
+# Reports are not written here (--no-report): the current main writes them with `gflowout report` (COMMANDS.md).
 set -u
 shard=${1:?usage: evidence_queue.sh SHARD (1 or 2)}
 python=/work/main/.venv/bin/python
 results=/work/main/results
-MNIST_WORKTREE=/work/evidence2       # git worktree add /work/evidence2 e598adc --detach
-FASHION_WORKTREE=/work/evidence3     # git worktree add /work/evidence3 <commit in COMMANDS.md> --detach
+MNIST_WORKTREE=/work/evidence2       # at e598adc
+FASHION_WORKTREE=/work/evidence3     # at 8a234cf (COMMANDS.md)
+
+# On a fresh machine (run folders, worktrees and data gone; `make install` done): the worktrees and the data sets
+# come back first, one worker at a time; run folders that did not survive restart their runs from the beginning
+# (finished runs are skipped all the same: their result files are committed).
+(
+  flock 9
+  git -C /work/main worktree prune
+  [ -d "$MNIST_WORKTREE" ] || git -C /work/main worktree add "$MNIST_WORKTREE" e598adc --detach
+  [ -d "$FASHION_WORKTREE" ] || git -C /work/main worktree add "$FASHION_WORKTREE" 8a234cf --detach
+  "$python" -m gflowout.cli.main data fetch mnist fashion-mnist animal-mnist
+) 9> /tmp/gflowout-evidence-queue.lock > /dev/null 2>&1 || { echo "set-up failed (worktrees, data)" >&2; exit 1; }
 
 bench() {  # worktree, grid config (relative to the worktree), output folder
   local out=$3 name
@@ -16,7 +28,7 @@ bench() {  # worktree, grid config (relative to the worktree), output folder
   mkdir -p "$out/logs" "/root/gflowout-runs/$name"
   [ -e "$out/runs" ] || ln -s "/root/gflowout-runs/$name" "$out/runs"   # checkpoints off the work tree
   (cd "$1" && PYTHONPATH="$1/src" "$python" -m gflowout.cli.main benchmark --config "$2" --out "$out" \
-    --shard "$shard/2") >> "$out/logs/shard$shard.log" 2>&1
+    --shard "$shard/2" --no-report) >> "$out/logs/shard$shard.log" 2>&1
   echo "$(date -u +%FT%TZ) $2 shard $shard/2 exited with $?" >> "$results/mnist/logs/queue$shard.log"
 }
 
