@@ -302,3 +302,17 @@ def test_a_pipe_inside_a_cell_does_not_split_the_markdown_table():
     cells = [re.split(r"(?<!\\)\|", line.strip())[1:-1] for line in lines]
     assert [len(c) for c in cells] == [2, 2, 2]  # header, separator, row: the same number of cells
     assert "P(accurate \\| certain) ↑" in lines[0] and "**0.9 \\| 0.1**" in lines[2]
+
+
+def test_settings_block_names_each_methods_own_options():
+    """A schedule and its ablation (gflowout, beta 1.0) must not show the same settings block."""
+    runs = fixture_runs()
+    assert "method options" not in dict(settings_rows(runs))  # no run records any
+    for run in runs:
+        options = {"gflowout": {"beta": "paper_mnist"}, "mc_dropout": {"keep_prob": 0.5}}.get(run["method"], {})
+        run["config"]["methods"] = {run["method"]: {"options": options}}
+    rows = dict(settings_rows(runs))
+    assert rows["method options"] == "gflowout (beta: paper_mnist); mc_dropout (keep_prob: 0.5)"
+    runs[0]["config"]["methods"]["gflowout"]["options"]["beta"] = 1.0
+    assert dict(settings_rows(runs))["method options"].startswith("gflowout (mixed (beta: 1.0; beta: paper_mnist))")
+    assert list(dict(settings_rows(runs)))[:4] == ["data set", "methods", "seeds", "method options"]

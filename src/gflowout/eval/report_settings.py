@@ -61,6 +61,20 @@ SETTINGS: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = [
 ]
 
 
+def _method_options(runs: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> str | None:
+    """Each method's own options (its `methods.<name>.options` block), e.g. "gflowout (beta: 1.0)".
+
+    Without them two reports of one method (a schedule and its ablation) would show the same settings block.
+    Methods with no options are left out; None when no method of the runs has any.
+    """
+    parts = []
+    for method in methods:
+        values = [_get(r, f"config.methods.{method}.options") for r in runs if str(r.get("method")) == method]
+        if any(values):
+            parts.append(f"{method} ({_describe([v or None for v in values])})")
+    return "; ".join(parts) or None
+
+
 def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """(setting, value) pairs the runs were made with; "mixed (...)" where they differ.
 
@@ -76,6 +90,9 @@ def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
             continue
         rows.append((label, _describe(values)))
     seeds = {m: sorted(s) for m, s in by_method.items()}
+    options = _method_options(runs, list(seeds))
+    if options is not None:
+        rows.insert(1, ("method options", options))
     rows.insert(1, ("methods", ", ".join(seeds)))
     distinct = {tuple(s) for s in seeds.values()}
     rows.insert(
