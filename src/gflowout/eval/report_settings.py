@@ -90,18 +90,14 @@ def settings_rows(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
             continue
         rows.append((label, _describe(values)))
     seeds = {m: sorted(s) for m, s in by_method.items()}
+    distinct = {tuple(s) for s in seeds.values()}
+    seeds_text = (
+        ", ".join(map(str, next(iter(distinct))))
+        if len(distinct) == 1
+        else "mixed (" + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds.items()) + ")"
+    )
+    per_method = [("methods", ", ".join(seeds)), ("seeds", seeds_text)]
     options = _method_options(runs, list(seeds))
     if options is not None:
-        rows.insert(1, ("method options", options))
-    rows.insert(1, ("methods", ", ".join(seeds)))
-    distinct = {tuple(s) for s in seeds.values()}
-    rows.insert(
-        2,
-        (
-            "seeds",
-            ", ".join(map(str, next(iter(distinct))))
-            if len(distinct) == 1
-            else "mixed (" + "; ".join(f"{m}: {', '.join(map(str, s))}" for m, s in seeds.items()) + ")",
-        ),
-    )
-    return rows
+        per_method.append(("method options", options))
+    return rows[:1] + per_method + rows[1:]  # after the data set, before the backbone
