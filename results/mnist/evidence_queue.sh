@@ -8,18 +8,18 @@ set -u
 shard=${1:?usage: evidence_queue.sh SHARD (1 or 2)}
 python=/work/main/.venv/bin/python
 results=/work/main/results
-MNIST_WORKTREE=/work/evidence2       # at e598adc
-FASHION_WORKTREE=/work/evidence3     # at 8a234cf (COMMANDS.md)
+MNIST_WORKTREE=/work/evidence2 MNIST_COMMIT=e598adc
+FASHION_WORKTREE=/work/evidence3 FASHION_COMMIT=8a234cf     # why these commits: COMMANDS.md
 
 # On a fresh machine (run folders, worktrees and data gone; `make install` done): the worktrees and the data sets
 # come back first, one worker at a time; run folders that did not survive restart their runs from the beginning
 # (finished runs are skipped all the same: their result files are committed).
-(
-  flock 9
-  git -C /work/main worktree prune
-  [ -d "$MNIST_WORKTREE" ] || git -C /work/main worktree add "$MNIST_WORKTREE" e598adc --detach
-  [ -d "$FASHION_WORKTREE" ] || git -C /work/main worktree add "$FASHION_WORKTREE" 8a234cf --detach
-  "$python" -m gflowout.cli.main data fetch mnist fashion-mnist animal-mnist
+(  # chained with &&: `set -e` does nothing in a subshell on the left of ||
+  flock 9 &&
+    git -C /work/main worktree prune &&
+    { [ -d "$MNIST_WORKTREE" ] || git -C /work/main worktree add "$MNIST_WORKTREE" "$MNIST_COMMIT" --detach; } &&
+    { [ -d "$FASHION_WORKTREE" ] || git -C /work/main worktree add "$FASHION_WORKTREE" "$FASHION_COMMIT" --detach; } &&
+    "$python" -m gflowout.cli.main data fetch mnist fashion-mnist animal-mnist
 ) 9> /tmp/gflowout-evidence-queue.lock > /dev/null 2>&1 || { echo "set-up failed (worktrees, data)" >&2; exit 1; }
 
 bench() {  # worktree, grid config (relative to the worktree), output folder
