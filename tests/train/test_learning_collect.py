@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gflowout.experiments.learning import collect_learning, read_learning, run_learning
+from gflowout.experiments.learning import collect_learning, learning_for_report, read_learning, run_learning
+from gflowout.results import write_json_atomic
 from tests.helpers.train import TINY_CONFIG, run_fit
 
 GFLOWOUT = ("method.name=gflowout", "method.options={}", "trainer.max_epochs=3")
@@ -48,3 +49,23 @@ def test_collect_writes_a_learning_json_the_report_can_read(gflowout_run: Path, 
     (tmp_path / "bad.json").write_text('{"runs": []}')
     with pytest.raises(ValueError, match="not a learning.json"):
         read_learning(tmp_path / "bad.json")
+
+
+def test_a_report_keeps_the_records_of_runs_whose_folders_are_gone(gflowout_run: Path, tmp_path: Path, monkeypatch):
+    """A runs folder that lost some run folders (a purged scratch disk, a new machine) rewrites learning.json
+    from the folders left and keeps the earlier records of the other finished runs: none is lost."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    results, report = tmp_path / "results", tmp_path / "report"
+    results.mkdir()
+    for run_id in ("synthetic__gflowout__seed3", "synthetic__mc_dropout__seed1"):
+        (results / f"{run_id}.json").write_text("{}")
+    gone = {"curves": {"val/nll": {"4": 0.07}}, "timing": None, "checkpoints": {}}
+    earlier = {"synthetic__mc_dropout__seed1": gone, "synthetic__none__seed9": gone}  # the second has no result
+    write_json_atomic(report / "learning.json", {"schema_version": 1, "runs": earlier})
+    learning = learning_for_report(results, report, runs=gflowout_run)
+    assert list(learning) == ["synthetic__gflowout__seed3", "synthetic__mc_dropout__seed1"]
+    assert learning["synthetic__mc_dropout__seed1"] == gone
+    assert learning["synthetic__gflowout__seed3"]["checkpoints"]["last"]["epoch"] == 2  # distilled afresh
+    assert read_learning(report / "learning.json") == learning
+    (report / "learning.json").write_text("{")  # an unreadable earlier file is rewritten, not a stop
+    assert list(learning_for_report(results, report, runs=gflowout_run)) == ["synthetic__gflowout__seed3"]

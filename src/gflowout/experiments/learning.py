@@ -113,10 +113,15 @@ def run_learning(run_folder: str | Path) -> dict[str, Any]:
 
 
 def collect_learning(
-    runs_dir: str | Path, out_path: str | Path, log: Any = print, only: set[str] | None = None
+    runs_dir: str | Path,
+    out_path: str | Path,
+    log: Any = print,
+    only: set[str] | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`run_learning` of every run folder under `runs_dir` (by run id; with `only`, of those run ids alone),
-    written atomically to `out_path`."""
+    written atomically to `out_path`. `keep`: records already distilled (an earlier learning.json) of runs whose
+    folders are gone, written beside the fresh ones, so that a partly purged runs folder loses no run's record."""
     runs_dir = Path(runs_dir)
     folders = sorted(
         p for p in runs_dir.iterdir() if p.is_dir() and (p / "logs").is_dir() and (only is None or p.name in only)
@@ -130,13 +135,18 @@ def collect_learning(
     for folder in folders:
         log(f"learning: {folder.name}")
         learning[folder.name] = run_learning(folder)
+    for run_id in sorted(set(keep or {}) - set(learning)):
+        log(f"learning: {run_id} (its run folder is gone: its record in the earlier learning.json is kept)")
+        learning[run_id] = keep[run_id]
+    learning = dict(sorted(learning.items()))
     write_json_atomic(out_path, {"schema_version": 1, "runs": learning})
     return learning
 
 
 def learning_for_report(results: Path, out: Path, runs: str | Path | None = None) -> dict[str, Any] | None:
     """The runs of OUT/learning.json for a report of RESULTS: written from the run folders (`runs`, else
-    RESULTS/runs) of the finished runs (those with a result file) when there are any, else read back."""
+    RESULTS/runs) of the finished runs (those with a result file) when there are any, keeping the earlier
+    learning.json's records of finished runs whose folders are gone; else read back."""
     from gflowout.errors import ConfigError
 
     folder = Path(runs) if runs else results / "runs"
@@ -149,8 +159,22 @@ def learning_for_report(results: Path, out: Path, runs: str | Path | None = None
         if folder.is_dir()
         else set()
     )
+    path = out / "learning.json"
     if any((p / "logs").is_dir() and p.name in finished for p in (folder.iterdir() if folder.is_dir() else ())):
-        return collect_learning(folder, out / "learning.json", only=finished)
-    if (out / "learning.json").is_file():
-        return read_learning(out / "learning.json")
+        kept = {run_id: record for run_id, record in _earlier_learning(path).items() if run_id in finished}
+        return collect_learning(folder, path, only=finished, keep=kept)
+    if path.is_file():
+        return read_learning(path)
     return None
+
+
+def _earlier_learning(path: Path) -> dict[str, Any]:
+    """The runs of an existing learning.json, to keep those whose run folders are gone; none when there is no
+    file, and none, said aloud, when it cannot be read (it is written again from the run folders)."""
+    if not path.is_file():
+        return {}
+    try:
+        return read_learning(path)
+    except (ValueError, OSError) as error:
+        print(f"learning: the earlier {path.name} is not kept ({error})")
+        return {}
