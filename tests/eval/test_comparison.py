@@ -62,6 +62,21 @@ def test_summary_table_has_readable_names_arrows_and_the_best_mean_in_bold():
     assert "not a significant win" in table.note
 
 
+def test_bold_ranks_only_the_rows_with_the_most_seeds():
+    """A method with one seed so far (a grid still running) has the best accuracy here ("none", OFFSETS), yet
+    bold goes to the best of the three-seed rows, and the note says which rows were not ranked."""
+    runs = fixture_runs(methods=("gflowout", "mc_dropout")) + [fixture_run("none", 1)]
+    table = build_summary_table("mnist", aggregate(runs)["mnist"])
+    rows = {row[0]: i for i, row in enumerate(table.rows)}
+    accuracy = table.header.index("accuracy ↑")
+    assert float(table.rows[rows["none"]][accuracy]) > float(table.rows[rows["gflowout"]][accuracy].split()[0])
+    assert (rows["none"], accuracy) not in table.bold and (rows["gflowout"], accuracy) in table.bold
+    assert not any(i == rows["none"] for i, _ in table.bold)
+    assert "among the rows with 3 seeds only" in table.note and "(none)" in table.note
+    full = build_summary_table("mnist", aggregate(fixture_runs())["mnist"])
+    assert "rows with" not in full.note  # every method has its three seeds: no such sentence
+
+
 def test_corrupted_accuracy_is_the_mean_over_shifts_and_severities_then_over_seeds():
     runs = fixture_runs(methods=("gflowout",))
     table = build_summary_table("mnist", aggregate(runs)["mnist"])

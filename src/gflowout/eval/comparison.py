@@ -160,9 +160,19 @@ def best_rows(means: Sequence[float], higher_is_better: bool) -> set[int]:
 
 
 def build_summary_table(dataset: str, groups: Sequence[Group], columns: Sequence[Column] | None = None) -> Table:
-    """One row per method: seeds and mean ± SE of every summary column, the best mean per column in bold."""
+    """One row per method: seeds and mean ± SE of every summary column, the best mean per column in bold. Bold
+    compares like with like: where methods have different numbers of seeds, only the rows with the most seeds
+    compete for it (one lucky seed of a method still running must not outshine three seeds' means)."""
     columns = list(columns) if columns is not None else summary_columns([r for g in groups for r in g.runs])
     cells = [[mean_se(list(values_by_seed(g, c).values())) for c in columns] for g in groups]
+    most = max((len(g.runs) for g in groups), default=0)
+    fewer = [g.method for g in groups if len(g.runs) < most]
+    note = SUMMARY_NOTE
+    if fewer:
+        note += (
+            f" Bold is given among the rows with {most} seeds only: the means of fewer seeds "
+            f"({', '.join(fewer)}) are not ranked."
+        )
     table = Table(
         f"{dataset}: summary",
         ["method", "seeds", *(c.header for c in columns)],
@@ -170,11 +180,12 @@ def build_summary_table(dataset: str, groups: Sequence[Group], columns: Sequence
             [g.method, str(len(g.runs)), *(format_mean_se(m, s, c.digits) for (m, s), c in zip(row, columns))]
             for g, row in zip(groups, cells)
         ],
-        note=SUMMARY_NOTE,
+        note=note,
     )
     if len(groups) > 1:
         for j, column in enumerate(columns):
-            for i in best_rows([row[j][0] for row in cells], column.higher_is_better):
+            ranked = [row[j][0] if len(g.runs) == most else math.nan for g, row in zip(groups, cells)]
+            for i in best_rows(ranked, column.higher_is_better):
                 table.bold.add((i, 2 + j))
     return table
 
