@@ -210,3 +210,15 @@ def test_wide_tables_put_the_standard_error_under_the_mean_and_narrow_ones_keep_
     assert '0.9700<br><span class="se">± 0.0100</span>' in table_html(wide)
     assert "0.9700 ± 0.0100" in table_html(narrow) and "<br>" not in table_html(narrow)
 
+
+def test_a_temperature_scaled_row_takes_its_methods_colour_and_a_dashed_line():
+    """Fourteen rows (seven methods and their "+ TS" twins) must not run out of distinct colours: each twin is
+    drawn in its method's colour, dashed, and no two methods share a colour."""
+    from gflowout.eval.plots import _colours, _dashes
+
+    methods = ["gflowout", "id_gflowout", "mc_dropout", "concrete", "contextual", "none", "ensemble", "mine"]
+    names = methods + [f"{m} + TS" for m in methods]
+    colours = _colours(names)
+    assert all(colours[f"{m} + TS"] == colours[m] for m in methods)
+    assert len({colours[m] for m in methods}) == len(methods)
+    assert _dashes("gflowout + TS") == "--" and _dashes("gflowout") == "-"

@@ -44,7 +44,7 @@ def _save(figure: plt.Figure, path: str | Path, tight: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if tight:
         figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")  # "tight": a legend beside the panels is kept in the file
     plt.close(figure)
     return path
 
@@ -61,10 +61,27 @@ METHOD_COLOURS = {
 }
 
 
+TS_SUFFIX = " + TS"  # a temperature-scaled row: its method's colour, drawn dashed (hatched as a bar)
+
+
 def _colours(methods: Sequence[str]) -> dict[str, tuple]:
+    """One colour per method; "METHOD + TS" takes METHOD's colour (its line style tells them apart, `_dashes`),
+    so that a report with every method and its temperature-scaled twin never runs out of colours."""
     cmap = plt.get_cmap("tab10")
     spare = iter([i for i in range(10) if i not in METHOD_COLOURS.values()] * 10)
-    return {method: cmap(METHOD_COLOURS[method] if method in METHOD_COLOURS else next(spare)) for method in methods}
+    bases = dict.fromkeys(method.removesuffix(TS_SUFFIX) for method in methods)
+    base_colour = {base: cmap(METHOD_COLOURS[base] if base in METHOD_COLOURS else next(spare)) for base in bases}
+    return {method: base_colour[method.removesuffix(TS_SUFFIX)] for method in methods}
+
+
+def _dashes(method: str) -> str:
+    """The line style of a method's series: dashed for a temperature-scaled row, solid otherwise."""
+    return "--" if method.endswith(TS_SUFFIX) else "-"
+
+
+def _legend_beside(axis: plt.Axes) -> None:
+    """The legend to the right of `axis`, outside the data (a dozen methods would cover a panel's lines)."""
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
 def pooled_ece(bins: Mapping[str, Sequence[float]]) -> float:
@@ -87,7 +104,7 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
     methods = list(per_method)
     columns = min(max(len(methods), 1), 3)
     rows = -(-max(len(methods), 1) // columns)
-    figure = plt.figure(figsize=(3.3 * columns, 4.6 * rows))
+    figure = plt.figure(figsize=(3.3 * columns, 4.6 * rows), layout="constrained")  # the title clears the panels
     grid = figure.add_gridspec(rows, columns)
     for index, method in enumerate(methods):
         row, column = divmod(index, columns)
@@ -143,7 +160,7 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
         if index == 0:
             axis.legend(loc="upper left", fontsize=7)
     figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
+    return _save(figure, path, tight=False)
 
 
 def _single_x(series: Mapping[str, Series]) -> bool:
@@ -162,6 +179,7 @@ def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tu
             yerr=error[0] if error[0] > 0 else None,
             capsize=3,
             color=colours[method],
+            hatch="//" if method.endswith(TS_SUFFIX) else None,
             label=method,
             edgecolor="black",
             linewidth=0.5,
@@ -205,14 +223,15 @@ def plot_metric_curves(
             continue
         for method, (x, mean, se) in per_metric[metric].items():
             se = np.nan_to_num(np.asarray(se, dtype=float))
-            axis.errorbar(x, mean, yerr=se, marker="o", markersize=3, capsize=2, label=method, color=colours[method])
+            line = {"label": method, "color": colours[method], "linestyle": _dashes(method)}
+            axis.errorbar(x, mean, yerr=se, marker="o", markersize=3, capsize=2, **line)
         axis.set(xlabel=xlabel, ylabel=METRIC_LABELS.get(metric, metric))
         axis.grid(alpha=0.3)
     for axis, metric in zip(axes[0], metrics):
         if reference and metric in reference:
             axis.axhline(reference[metric][0], color="black", linestyle="--", linewidth=1, label=reference[metric][1])
     if metrics and not _single_x(per_metric[metrics[0]]):
-        axes[0][0].legend(fontsize=7)
+        _legend_beside(axes[0][-1])
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
@@ -238,16 +257,9 @@ def plot_shift_grid(per_shift: Mapping[str, Mapping[str, Series]], metric: str, 
             axis.grid(alpha=0.3, axis="y")
             continue
         for method, (x, mean, se) in per_shift[shift].items():
-            axis.errorbar(
-                x,
-                mean,
-                yerr=np.nan_to_num(np.asarray(se, dtype=float)),
-                marker="o",
-                markersize=2,
-                capsize=1,
-                label=method,
-                color=colours[method],
-            )
+            line = {"label": method, "color": colours[method], "linestyle": _dashes(method)}
+            error = np.nan_to_num(np.asarray(se, dtype=float))
+            axis.errorbar(x, mean, yerr=error, marker="o", markersize=2, capsize=1, **line)
         axis.set_title(shift, fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
@@ -337,11 +349,11 @@ def plot_roc(
         for method in methods:
             roc = per_method[method].get(score)
             if roc is not None:
-                axis.plot(roc["fpr"], roc["tpr"], label=method, color=colours[method])
+                axis.plot(roc["fpr"], roc["tpr"], _dashes(method), label=method, color=colours[method])
         axis.plot([0, 1], [0, 1], "k:", linewidth=1)
         axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="false positive rate", title=SCORE_LABELS.get(score, score))
     axes[0][0].set_ylabel("true positive rate")
-    axes[0][0].legend(fontsize=7, loc="lower right")
+    _legend_beside(axes[0][-1])
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
@@ -364,14 +376,14 @@ def plot_risk_coverage(
             if score not in curves:
                 continue
             coverage, mean, se = (np.asarray(v, dtype=float) for v in curves[score])
-            style = "--" if method.endswith(" + TS") else "-"
-            axis.plot(coverage, mean, style, color=colours[method], label=f"{method} ({seeds} seed{'s' * (seeds > 1)})")
+            label = f"{method} ({seeds} seed{'s' * (seeds > 1)})"
+            axis.plot(coverage, mean, _dashes(method), color=colours[method], label=label)
             band = np.nan_to_num(se)
             if band.any():
                 axis.fill_between(coverage, mean - band, mean + band, color=colours[method], alpha=0.2)
         axis.set(xlim=(0, 1), xlabel="coverage", title=SELECTIVE_LABELS.get(score, score))
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("risk (error rate among answered)")
-    axes[0][0].legend(fontsize=6, loc="upper left")
+    _legend_beside(axes[0][-1])
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
