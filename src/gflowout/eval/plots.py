@@ -104,7 +104,7 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
     methods = list(per_method)
     columns = min(max(len(methods), 1), 3)
     rows = -(-max(len(methods), 1) // columns)
-    figure = plt.figure(figsize=(3.3 * columns, 4.6 * rows), layout="constrained")  # the title clears the panels
+    figure = plt.figure(figsize=(3.3 * columns, 4.6 * rows))
     grid = figure.add_gridspec(rows, columns)
     for index, method in enumerate(methods):
         row, column = divmod(index, columns)
@@ -159,7 +159,8 @@ def plot_reliability(per_method: Mapping[str, Mapping[str, Sequence[float]]], ti
             count_axis.set_ylabel("points per bin", fontsize=8)
         if index == 0:
             axis.legend(loc="upper left", fontsize=7)
-    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.suptitle(title, fontsize=10, y=1.0, va="bottom")  # above the panels; the saved bounding box keeps it
     return _save(figure, path, tight=False)
 
 
