@@ -135,9 +135,10 @@ def collect_learning(
     for folder in folders:
         log(f"learning: {folder.name}")
         learning[folder.name] = run_learning(folder)
-    for run_id in sorted(set(keep or {}) - set(learning)):
+    kept = keep or {}
+    for run_id in sorted(set(kept) - set(learning)):
         log(f"learning: {run_id} (its run folder is gone: its record in the earlier learning.json is kept)")
-        learning[run_id] = keep[run_id]
+        learning[run_id] = kept[run_id]
     learning = dict(sorted(learning.items()))
     write_json_atomic(out_path, {"schema_version": 1, "runs": learning})
     return learning
