@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gflowout.eval.aggregate import is_temperature_row
 from gflowout.eval.report_settings import SETTINGS, settings_rows
 from gflowout.eval.tables import Table
 
@@ -224,7 +225,7 @@ def build_cost_table(dataset: str, groups: Sequence[Group], reference: str = COS
     """Mean wall time of training and of evaluation per method, and their ratios to `reference` (MC dropout);
     None when no run records a time. Temperature-scaled rows ("METHOD + TS") are the same trainings: left out.
     A deep ensemble's time is that of its M members together."""
-    groups = [g for g in groups if not g.method.endswith(" + TS")]
+    groups = [g for g in groups if not is_temperature_row(g)]
     with_memory = any(r.get("train_peak_rss_mb") is not None for g in groups for r in g.runs)
     timings = ("train_time_s", "eval_time_s", *(("train_peak_rss_mb",) if with_memory else ()))
     means = {

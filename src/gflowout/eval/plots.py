@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
+from gflowout.eval.aggregate import TS_SUFFIX  # a temperature-scaled row: its method's colour, dashed (hatched bar)
+
 METRIC_LABELS = {
     "accuracy": "accuracy",
     "nll": "NLL",
@@ -59,9 +61,6 @@ METHOD_COLOURS = {
     "none": 7,
     "ensemble": 5,
 }
-
-
-TS_SUFFIX = " + TS"  # a temperature-scaled row: its method's colour, drawn dashed (hatched as a bar)
 
 
 def _colours(methods: Sequence[str]) -> dict[str, tuple]:
