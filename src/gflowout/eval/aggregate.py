@@ -92,7 +92,7 @@ class Group:
 
 
 def _method_key(method: str) -> tuple[int, str, bool]:
-    base = method[: -len(TS_SUFFIX)] if method.endswith(TS_SUFFIX) else method
+    base = method.removesuffix(TS_SUFFIX)
     return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), base, base != method)
 
 
@@ -114,8 +114,13 @@ def with_temperature_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return expanded
 
 
+def is_temperature_method(method: str) -> bool:
+    """Whether a row's method name is a temperature-scaled twin ("METHOD + TS")."""
+    return method.endswith(TS_SUFFIX)
+
+
 def is_temperature_row(group: Group) -> bool:
-    return group.method.endswith(TS_SUFFIX)
+    return is_temperature_method(group.method)
 
 
 def aggregate(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Group]]:

@@ -17,7 +17,10 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from gflowout.eval.aggregate import TS_SUFFIX  # a temperature-scaled row: its method's colour, dashed (hatched bar)
+from gflowout.eval.aggregate import (  # a temperature-scaled row: its method's colour, dashed (hatched bar)
+    TS_SUFFIX,
+    is_temperature_method,
+)
 
 METRIC_LABELS = {
     "accuracy": "accuracy",
@@ -75,7 +78,7 @@ def _colours(methods: Sequence[str]) -> dict[str, tuple]:
 
 def _dashes(method: str) -> str:
     """The line style of a method's series: dashed for a temperature-scaled row, solid otherwise."""
-    return "--" if method.endswith(TS_SUFFIX) else "-"
+    return "--" if is_temperature_method(method) else "-"
 
 
 def _legend_beside(axis: plt.Axes) -> None:
@@ -179,7 +182,7 @@ def _bars(axis: plt.Axes, series: Mapping[str, Series], colours: Mapping[str, tu
             yerr=error[0] if error[0] > 0 else None,
             capsize=3,
             color=colours[method],
-            hatch="//" if method.endswith(TS_SUFFIX) else None,
+            hatch="//" if is_temperature_method(method) else None,
             label=method,
             edgecolor="black",
             linewidth=0.5,

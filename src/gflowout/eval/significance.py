@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 from scipy import stats
 
-from gflowout.eval.aggregate import TS_SUFFIX, Group
+from gflowout.eval.aggregate import TS_SUFFIX, Group, is_temperature_method
 from gflowout.eval.comparison import REFERENCE_METHOD, Column, summary_columns, values_by_seed
 from gflowout.eval.tables import Table
 
@@ -101,7 +101,7 @@ def reference_for(baseline: str, reference: str, twin_present: bool) -> str:
     """The row a baseline is tested against: like with like, so a temperature-scaled baseline ("X + TS") meets
     the reference's own temperature-scaled row when there is one (`twin_present`), any other baseline the
     reference itself."""
-    return f"{reference}{TS_SUFFIX}" if twin_present and baseline.endswith(TS_SUFFIX) else reference
+    return f"{reference}{TS_SUFFIX}" if twin_present and is_temperature_method(baseline) else reference
 
 
 def comparisons(
@@ -270,7 +270,7 @@ def build_significance_table(
         if tests == {"paired t"}
         else "a paired t-test where both methods have the same seeds, else Welch's t-test (marked Welch)"
     )
-    scaled = any(b.endswith(TS_SUFFIX) for b in baselines)
+    scaled = any(is_temperature_method(b) for b in baselines)
     like = ""
     if scaled and twin_present:
         like = f" Like with like: each temperature-scaled baseline (+ TS) is tested against {own_twin}."
