@@ -327,7 +327,10 @@ def test_settings_block_names_each_methods_own_options():
         options = {"gflowout": {"beta": "paper_mnist"}, "mc_dropout": {"keep_prob": 0.5}}.get(run["method"], {})
         run["config"]["methods"] = {run["method"]: {"options": options}}
     rows = dict(settings_rows(runs))
-    assert rows["method options"] == "gflowout (beta: paper_mnist); mc_dropout (keep_prob: 0.5)"
+    others = ", ".join(m for m in rows["methods"].split(", ") if m not in ("gflowout", "mc_dropout"))
+    assert others  # the fixture has methods without options, named as run with their defaults
+    expected = f"gflowout (beta: paper_mnist); mc_dropout (keep_prob: 0.5); {others}: their defaults"
+    assert rows["method options"] == expected
     runs[0]["config"]["methods"]["gflowout"]["options"]["beta"] = 1.0
     assert dict(settings_rows(runs))["method options"].startswith("gflowout (mixed (beta: 1.0; beta: paper_mnist))")
     assert list(dict(settings_rows(runs)))[:4] == ["data set", "methods", "seeds", "method options"]

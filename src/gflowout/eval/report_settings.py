@@ -65,13 +65,17 @@ def _method_options(runs: Sequence[Mapping[str, Any]], methods: Sequence[str]) -
     """Each method's own options (its `methods.<name>.options` block), e.g. "gflowout (beta: 1.0)".
 
     Without them two reports of one method (a schedule and its ablation) would show the same settings block.
-    Methods with no options are left out; None when no method of the runs has any.
+    Methods with no options are named last, as run with their defaults; None when no method of the runs has any.
     """
-    parts = []
+    parts, defaults = [], []
     for method in methods:
         values = [_get(r, f"config.methods.{method}.options") for r in runs if str(r.get("method")) == method]
         if any(values):
             parts.append(f"{method} ({_describe([v or None for v in values])})")
+        else:
+            defaults.append(method)
+    if parts and defaults:
+        parts.append(f"{', '.join(defaults)}: their defaults")
     return "; ".join(parts) or None
 
 
