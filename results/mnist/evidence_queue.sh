@@ -23,13 +23,14 @@ FASHION_WORKTREE=/work/evidence3 FASHION_COMMIT=8a234cf     # why these commits:
 ) 9> /tmp/gflowout-evidence-queue.lock > /dev/null 2>&1 || { echo "set-up failed (worktrees, data)" >&2; exit 1; }
 
 bench() {  # worktree, grid config (relative to the worktree), output folder
-  local out=$3 name
+  local out=$3 name status
   name=$(basename "$out")
   mkdir -p "$out/logs" "/root/gflowout-runs/$name"
   [ -e "$out/runs" ] || ln -s "/root/gflowout-runs/$name" "$out/runs"   # checkpoints off the work tree
   (cd "$1" && PYTHONPATH="$1/src" "$python" -m gflowout.cli.main benchmark --config "$2" --out "$out" \
     --shard "$shard/2" --no-report) >> "$out/logs/shard$shard.log" 2>&1
-  echo "$(date -u +%FT%TZ) $2 shard $shard/2 exited with $?" >> "$results/mnist/logs/queue$shard.log"
+  status=$?   # taken first: the $(date) below would reset $?
+  echo "$(date -u +%FT%TZ) $2 shard $shard/2 exited with $status" >> "$results/mnist/logs/queue$shard.log"
 }
 
 bench "$MNIST_WORKTREE" configs/evidence_mnist.yaml "$results/mnist"

@@ -17,7 +17,8 @@ for seed in 2 3; do
   [ -f "$out/checkpoints/last.ckpt" ] && resume=(--resume)
   (cd "$worktree" && PYTHONPATH="$worktree/src" "$python" -m gflowout.cli.main posthoc "$mnist/runs/$run" \
     --out "$out" --epochs 5 --eval-limit 0 --samples 20 "${resume[@]}") >> "$log" 2>&1
-  echo "$(date -u +%FT%TZ) posthoc $run exited with $?" >> "$log"
+  status=$?   # taken first: the $(date) below would reset $?
+  echo "$(date -u +%FT%TZ) posthoc $run exited with $status" >> "$log"
   if [ -f "$out/comparison.md" ]; then
     mkdir -p "$mnist/posthoc/$run"
     cp "$out"/{comparison.md,comparison.json,posthoc.json,config.yaml,results.json} "$mnist/posthoc/$run/"

@@ -18,7 +18,8 @@ resume=()
 [ -f "$out/checkpoints/last.ckpt" ] && resume=(--resume)
 (cd /work/reeval && PYTHONPATH=/work/reeval/src "$python" -m gflowout.cli.main posthoc "$run" \
   --out "$out" --epochs 5 --eval-limit 0 --samples 20 "${resume[@]}") >> "$log" 2>&1
-echo "$(date -u +%FT%TZ) posthoc exited with $?" >> "$log"
+status=$?
+echo "$(date -u +%FT%TZ) posthoc exited with $status" >> "$log"
 if [ -f "$out/comparison.md" ]; then
   mkdir -p "$mnist/posthoc/mnist__mc_dropout__seed3"
   cp "$out"/{comparison.md,comparison.json,posthoc.json,config.yaml,results.json} "$mnist/posthoc/mnist__mc_dropout__seed3/"
