@@ -91,29 +91,30 @@ def _cost_table(dataset: str, runs: Sequence[Mapping[str, Any]]) -> Table | None
     if not fits:
         return None
 
-    def stat(key: str, digits: int) -> str:
-        values = [float(f[key]) for f in fits.values() if f.get(key) is not None]
-        return comparison.format_mean_se(*comparison.mean_se(values), digits) if values else "-"
+    def cell(fit: Mapping[str, Any], key: str, digits: int) -> str:
+        value = fit.get(key)
+        return "-" if value is None else f"{float(value):.{digits}f}"
 
-    epochs = sorted({f.get("fit_epochs") for f in fits.values()}, key=str)
-    resumed = sorted(seed for seed, f in fits.items() if f.get("resumed"))
     return Table(
         f"{dataset}: the cost of the post-hoc fit",
-        ["seeds", "fit epochs", "fit (s)", "source training (s)", "fit / source training", "fits resumed"],
+        ["seed", "fit epochs", "fit (s)", "source training (s)", "fit / source training", "fit resumed"],
         [
             [
-                str(len(fits)),
-                ", ".join(str(e) for e in epochs),
-                stat("fit_time_s", 0),
-                stat("source_train_time_s", 0),
-                stat("fit_time_fraction", 3),
-                ", ".join(f"seed {s}" for s in resumed) or "none",
+                str(seed),
+                str(fit.get("fit_epochs", "-")),
+                cell(fit, "fit_time_s", 0),
+                cell(fit, "source_train_time_s", 0),
+                cell(fit, "fit_time_fraction", 3),
+                "yes" if fit.get("resumed") else "no",
             ]
+            for seed, fit in sorted(fits.items())
         ],
         note="Wall time of fitting the GFlowNet (posterior, prior and log Z) on the frozen network against the "
-        "source run's own training, mean ± standard error over seeds; the machine may have run other work. A fit "
-        "that was stopped and resumed records only its last session (fits resumed), and so may a source run "
-        "trained by an older gflowout: read these times as lower bounds.",
+        "source run's own training, one row per seed: the machine may have run other work, and some times are "
+        "partial, so no mean is taken. A fit that was stopped and resumed records only its last session (fit "
+        "resumed: yes). A source run trained by a gflowout older than the one that adds up a resumed run's "
+        "sessions records only its last call, which is seconds when that call found the training already "
+        "finished. Read each time as a lower bound and each ratio as indicative only.",
     )
 
 
